@@ -1,0 +1,1 @@
+"""Potluck: the backend of a recipe-sharing platform."""

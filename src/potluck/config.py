@@ -1,0 +1,77 @@
+"""One Settings object, read from the environment (prefix POTLUCK_, nested groups split by `__`)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class DatabaseSettings(BaseModel):
+    # SQLite under the data directory is the embedded default; a postgresql+asyncpg URL selects the full topology.
+    url: str | None = None
+    replica_urls: list[str] = Field(default_factory=list)
+    pool_size: int = Field(default=10, ge=1, le=200)
+    max_overflow: int = Field(default=10, ge=0, le=200)
+    pool_timeout_seconds: float = Field(default=5.0, gt=0)
+    statement_timeout_ms: int = Field(default=5000, ge=0)
+    echo: bool = False
+
+
+class RedisSettings(BaseModel):
+    # None means: no Redis, the in-process backends are used.
+    url: str | None = None
+
+
+class AuthSettings(BaseModel):
+    # None means: a random key kept in the data directory (fine for one machine, set it for several).
+    secret_key: SecretStr | None = None
+    algorithm: str = "HS256"
+    access_token_minutes: int = Field(default=15, ge=1)
+    refresh_token_days: int = Field(default=14, ge=1)
+    # argon2id cost parameters (RFC 9106 second recommended option by default).
+    argon2_time_cost: int = Field(default=3, ge=1)
+    argon2_memory_kib: int = Field(default=65536, ge=8)
+    argon2_parallelism: int = Field(default=4, ge=1)
+
+
+class ApiSettings(BaseModel):
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    default_page_size: int = Field(default=20, ge=1)
+    max_page_size: int = Field(default=100, ge=1)
+    gzip_minimum_bytes: int = Field(default=1024, ge=0)
+    cors_origins: list[str] = Field(default_factory=list)
+
+
+class MediaSettings(BaseModel):
+    # Where image keys are served from (a CDN in production, the app's own /media in the embedded default).
+    public_base_url: str = "/media"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="POTLUCK_", env_nested_delimiter="__", extra="ignore")
+
+    environment: str = "development"
+    data_dir: Path = Path(".potluck")
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+    media: MediaSettings = Field(default_factory=MediaSettings)
+
+    @property
+    def database_url(self) -> str:
+        if self.database.url:
+            return self.database.url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'potluck.db').resolve()}"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,1 @@
+"""Database access: the declarative Base, engines, and primary/replica session routing."""

@@ -1,0 +1,1 @@
+"""Domain-free helpers: ids, cursors, field selection."""

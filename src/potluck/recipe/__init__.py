@@ -1,0 +1,1 @@
+"""Recipes with their ingredients, steps, tags and nutrition; ratings and favorites."""

@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from potluck.db.base import Base, CreatedAtMixin, IdMixin, utcnow
+
+
+class User(IdMixin, CreatedAtMixin, Base):
+    __tablename__ = "user_account"
+    __table_args__ = (
+        # Case-insensitive uniqueness, the same on PostgreSQL and SQLite.
+        Index("uq_user_account_email_lower", text("lower(email)"), unique=True),
+        Index("uq_user_account_username_lower", text("lower(username)"), unique=True),
+    )
+
+    email: Mapped[str] = mapped_column(String(254))
+    username: Mapped[str] = mapped_column(String(32))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    display_name: Mapped[str] = mapped_column(String(100), default="")
+    bio: Mapped[str] = mapped_column(Text, default="")
+    avatar_image_key: Mapped[str | None] = mapped_column(String(255))
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    version: Mapped[int] = mapped_column(default=1)
+
+
+class Follow(Base):
+    __tablename__ = "follow"
+    __table_args__ = (
+        CheckConstraint("follower_id <> followee_id", name="not_self"),
+        Index("idx_follow_followee_created", "followee_id", "created_at", "follower_id"),
+        Index("idx_follow_follower_created", "follower_id", "created_at", "followee_id"),
+    )
+
+    follower_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), primary_key=True
+    )
+    followee_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("user_account.id", ondelete="CASCADE"), primary_key=True
+    )
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
