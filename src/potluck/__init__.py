@@ -1,1 +1,3 @@
 """Potluck: the backend of a recipe-sharing platform."""
+
+__version__ = "0.1.0"

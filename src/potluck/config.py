@@ -39,8 +39,6 @@ class AuthSettings(BaseModel):
 
 class ApiSettings(BaseModel):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
-    default_page_size: int = Field(default=20, ge=1)
-    max_page_size: int = Field(default=100, ge=1)
     gzip_minimum_bytes: int = Field(default=1024, ge=0)
     cors_origins: list[str] = Field(default_factory=list)
 

@@ -1,0 +1,16 @@
+"""Mounts every domain router under /api/v1."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from potluck.recipe.routes import me_router as my_recipes_router
+from potluck.recipe.routes import router as recipes_router
+from potluck.user.routes import auth_router
+from potluck.user.routes import router as users_router
+
+api_router = APIRouter(prefix="/api/v1")
+api_router.include_router(auth_router)
+api_router.include_router(my_recipes_router)
+api_router.include_router(users_router)
+api_router.include_router(recipes_router)

@@ -1,0 +1,43 @@
+"""create_app(): the FastAPI application; its lifespan builds everything once via bootstrap."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from starlette.middleware.gzip import GZipMiddleware
+
+from potluck import __version__
+from potluck.api import api_router
+from potluck.bootstrap import bootstrap
+from potluck.config import Settings, get_settings
+from potluck.errors import install_error_handlers
+from potluck.health import router as health_router
+from potluck.middleware import BodySizeLimitMiddleware
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        container = bootstrap(settings)
+        app.state.container = container
+        try:
+            yield
+        finally:
+            await container.aclose()
+
+    app = FastAPI(
+        title="Potluck",
+        version=__version__,
+        description="The backend of a recipe-sharing platform. Errors are RFC 9457 problem+json.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(GZipMiddleware, minimum_size=settings.api.gzip_minimum_bytes)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api.max_body_bytes)
+    app.include_router(health_router)
+    app.include_router(api_router)
+    return app

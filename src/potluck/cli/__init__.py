@@ -1,0 +1,1 @@
+"""The `potluck` command line."""

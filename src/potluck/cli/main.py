@@ -1,0 +1,72 @@
+"""`potluck`: serve, migrate, seed, and the operator commands."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import typer
+from rich.console import Console
+
+from potluck.config import get_settings
+
+app = typer.Typer(help="Potluck, the backend of a recipe-sharing platform.", no_args_is_help=True)
+console = Console(stderr=True)
+
+
+@app.command()
+def serve(
+    host: str = typer.Option("127.0.0.1", help="Interface to bind."),
+    port: int = typer.Option(int(os.environ.get("PORT", "8000")), help="Port (env PORT)."),
+    workers: int = typer.Option(1, min=1, help="Worker processes (one per core is right)."),
+    access_log: bool = typer.Option(False, help="Log every request."),
+) -> None:
+    """Serve the HTTP API."""
+    import uvicorn
+
+    uvicorn.run(
+        "potluck.app:create_app",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=access_log,
+        proxy_headers=True,
+        server_header=False,
+    )
+
+
+@app.command()
+def migrate(revision: str = typer.Argument("head", help="Target revision.")) -> None:
+    """Bring the database schema up to date (Alembic)."""
+    from potluck.db.engine import create_engine
+    from potluck.db.migrate import upgrade
+
+    settings = get_settings()
+
+    async def _run() -> None:
+        engine = create_engine(settings.database_url, settings.database)
+        try:
+            await upgrade(engine, revision)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(_run())
+    console.print(f"[green]database at {revision}[/green]: {_redacted(settings.database_url)}")
+
+
+def _redacted(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def _register_optional() -> None:
+    try:
+        from potluck.cli.seed import seed_command
+    except ImportError:  # the seeder is optional at import time only while it is being built
+        return
+    app.command("seed", help="Load realistic, deterministic demo data.")(seed_command)
+
+
+_register_optional()

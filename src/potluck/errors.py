@@ -1,0 +1,163 @@
+"""One exception hierarchy, one set of handlers, every error as RFC 9457 problem+json."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import JSONResponse, Response
+
+logger = logging.getLogger("potluck.errors")
+
+PROBLEM_JSON = "application/problem+json"
+PROBLEM_BASE = "https://potluck.dev/problems/"
+
+
+class PotluckError(Exception):
+    """Base of every error Potluck raises on purpose; the subclass picks the status."""
+
+    status_code = 500
+    title = "Internal Server Error"
+    slug = "internal"
+
+    def __init__(
+        self,
+        detail: str | None = None,
+        *,
+        extra: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(detail or self.title)
+        self.detail = detail or self.title
+        self.extra = dict(extra or {})
+        self.headers = dict(headers or {})
+
+
+class BadRequestError(PotluckError):
+    status_code, title, slug = 400, "Bad Request", "bad-request"
+
+
+class UnauthorizedError(PotluckError):
+    status_code, title, slug = 401, "Unauthorized", "unauthorized"
+
+    def __init__(self, detail: str | None = None, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"WWW-Authenticate": "Bearer"})
+        super().__init__(detail, **kwargs)
+
+
+class ForbiddenError(PotluckError):
+    status_code, title, slug = 403, "Forbidden", "forbidden"
+
+
+class NotFoundError(PotluckError):
+    status_code, title, slug = 404, "Not Found", "not-found"
+
+
+class ConflictError(PotluckError):
+    status_code, title, slug = 409, "Conflict", "conflict"
+
+
+class PreconditionFailedError(PotluckError):
+    status_code, title, slug = 412, "Precondition Failed", "precondition-failed"
+
+
+class PayloadTooLargeError(PotluckError):
+    status_code, title, slug = 413, "Content Too Large", "payload-too-large"
+
+
+class ServiceUnavailableError(PotluckError):
+    status_code, title, slug = 503, "Service Unavailable", "unavailable"
+
+
+def problem(
+    status: int,
+    title: str,
+    detail: str | None = None,
+    *,
+    slug: str | None = None,
+    instance: str | None = None,
+    extra: Mapping[str, Any] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + slug if slug else "about:blank",
+        "title": title,
+        "status": status,
+    }
+    if detail:
+        body["detail"] = detail
+    if instance:
+        body["instance"] = instance
+    body.update(extra or {})
+    return JSONResponse(
+        jsonable_encoder(body), status_code=status, media_type=PROBLEM_JSON, headers=dict(headers or {})
+    )
+
+
+_STATUS_TITLES = {
+    400: ("Bad Request", "bad-request"),
+    401: ("Unauthorized", "unauthorized"),
+    403: ("Forbidden", "forbidden"),
+    404: ("Not Found", "not-found"),
+    405: ("Method Not Allowed", "method-not-allowed"),
+    406: ("Not Acceptable", "not-acceptable"),
+    409: ("Conflict", "conflict"),
+    413: ("Content Too Large", "payload-too-large"),
+    415: ("Unsupported Media Type", "unsupported-media-type"),
+    422: ("Unprocessable Content", "validation"),
+    429: ("Too Many Requests", "rate-limited"),
+}
+
+
+async def _potluck_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, PotluckError)
+    return problem(
+        exc.status_code,
+        exc.title,
+        exc.detail,
+        slug=exc.slug,
+        instance=request.url.path,
+        extra=exc.extra,
+        headers=exc.headers,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)
+    title, slug = _STATUS_TITLES.get(exc.status_code, ("Error", None))
+    detail = exc.detail if isinstance(exc.detail, str) else None
+    return problem(exc.status_code, title, detail, slug=slug, instance=request.url.path, headers=exc.headers)
+
+
+def _clean_validation_error(err: Mapping[str, Any]) -> dict[str, Any]:
+    # Echo where and why, never the (possibly huge or secret) input value itself.
+    return {"loc": list(err.get("loc", ())), "msg": err.get("msg", ""), "type": err.get("type", "")}
+
+
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [_clean_validation_error(e) for e in exc.errors()]
+    first = errors[0] if errors else None
+    detail = (
+        f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}" if first else "the request is not valid"
+    )
+    return problem(
+        422, "Unprocessable Content", detail, slug="validation", instance=request.url.path, extra={"errors": errors}
+    )
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    logger.exception("request.unhandled_error", extra={"path": request.url.path})
+    return problem(500, "Internal Server Error", "an unexpected error occurred", slug="internal")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(PotluckError, _potluck_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(Exception, _unexpected_error)

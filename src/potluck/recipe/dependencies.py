@@ -1,0 +1,61 @@
+"""Dependencies that validate: a route that takes a RecipeForEdit never repeats the 404/403 checks."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import Depends, Query
+
+from potluck.deps import ContainerDep, CurrentUserId, WriteSessionDep
+from potluck.errors import BadRequestError
+from potluck.kit.fields import FieldSelectionError, Selection, parse_selection
+from potluck.recipe.models import Recipe
+from potluck.recipe.schemas import HEAVY_PARTS, RECIPE_SHAPE
+
+
+async def _recipe_for_edit(
+    recipe_id: uuid.UUID, user_id: CurrentUserId, session: WriteSessionDep, container: ContainerDep
+) -> Recipe:
+    return await container.recipes.lock_for_edit(session, recipe_id, user_id)
+
+
+async def _recipe_visible_for_write(
+    recipe_id: uuid.UUID, user_id: CurrentUserId, session: WriteSessionDep, container: ContainerDep
+) -> Recipe:
+    return await container.recipes.lock_visible(session, recipe_id, user_id)
+
+
+RecipeForEdit = Annotated[Recipe, Depends(_recipe_for_edit, scope="function")]
+VisibleRecipeForWrite = Annotated[Recipe, Depends(_recipe_visible_for_write, scope="function")]
+
+FieldsParam = Annotated[
+    str | None,
+    Query(
+        max_length=1000,
+        description="Comma-separated fields to return, e.g. `id,title,image_url,rating,author.username`.",
+    ),
+]
+IncludeParam = Annotated[
+    str | None,
+    Query(max_length=200, description="Heavy parts to add: `ingredients,nutrition,tags,steps`."),
+]
+
+
+def _selection(fields: str | None, include: str | None, default_include: frozenset[str]) -> Selection:
+    try:
+        return parse_selection(fields, include, RECIPE_SHAPE, default_include=default_include)
+    except FieldSelectionError as exc:
+        raise BadRequestError(str(exc), extra={"field": exc.name}) from exc
+
+
+def _detail_selection(fields: FieldsParam = None, include: IncludeParam = None) -> Selection:
+    return _selection(fields, include, HEAVY_PARTS)
+
+
+def _list_selection(fields: FieldsParam = None, include: IncludeParam = None) -> Selection:
+    return _selection(fields, include, frozenset())
+
+
+DetailSelection = Annotated[Selection, Depends(_detail_selection)]
+ListSelection = Annotated[Selection, Depends(_list_selection)]

@@ -1,0 +1,171 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query, Request, Response, status
+
+from potluck.deps import ContainerDep, CurrentUserId, OptionalUserId, Page, ReadSessionDep, WriteSessionDep
+from potluck.kit.etag import if_none_match_hit, make_etag
+from potluck.kit.fields import project
+from potluck.kit.links import next_link
+from potluck.kit.responses import json_response
+from potluck.recipe.dependencies import DetailSelection, ListSelection, RecipeForEdit, VisibleRecipeForWrite
+from potluck.recipe.schemas import (
+    HEAVY_PARTS,
+    RECIPE_SHAPE,
+    FavoritePage,
+    RatingRead,
+    RatingWrite,
+    RecipeCreate,
+    RecipeFilters,
+    RecipePage,
+    RecipeRead,
+    RecipeUpdate,
+)
+
+router = APIRouter(prefix="/recipes", tags=["recipes"])
+me_router = APIRouter(prefix="/users/me", tags=["recipes"])
+
+# Anonymous reads of public data may sit in shared caches (CDN, nginx); anything that depends on the caller may not.
+PUBLIC_CACHE = "public, max-age=60, s-maxage=300, stale-while-revalidate=60"
+PUBLIC_LIST_CACHE = "public, max-age=15, s-maxage=30, stale-while-revalidate=30"
+PRIVATE_CACHE = "private, no-cache"
+
+
+def _cache_control(viewer: uuid.UUID | None, public: bool, policy: str = PUBLIC_CACHE) -> str:
+    return policy if viewer is None and public else PRIVATE_CACHE
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=RecipeRead)
+async def create_recipe(
+    body: RecipeCreate, user_id: CurrentUserId, session: WriteSessionDep, container: ContainerDep, request: Request
+) -> Response:
+    """Create a recipe owned by the caller."""
+    doc = await container.recipes.create(session, user_id, body)
+    headers = {
+        "Location": str(request.url_for("get_recipe", recipe_id=doc["id"])),
+        "ETag": make_etag(doc["id"], doc["version"]),
+        "Cache-Control": "no-store",
+    }
+    return json_response(doc, status.HTTP_201_CREATED, headers)
+
+
+@router.get("", response_model=RecipePage)
+async def list_recipes(
+    viewer: OptionalUserId,
+    session: ReadSessionDep,
+    container: ContainerDep,
+    selection: ListSelection,
+    page: Page,
+    request: Request,
+    author: uuid.UUID | None = None,
+    cuisine: Annotated[str | None, Query(max_length=50)] = None,
+    tag: Annotated[str | None, Query(max_length=40)] = None,
+    max_total_minutes: Annotated[int | None, Query(ge=0, le=100_000)] = None,
+) -> Response:
+    """Recipes newest first, filtered, cursor-paginated. Private recipes appear only to their author."""
+    filters = RecipeFilters(author=author, cuisine=cuisine, tag=tag, max_total_minutes=max_total_minutes)
+    docs, next_cursor = await container.recipes.list(
+        session, filters, viewer, page.cursor, page.limit, selection.include
+    )
+    items = [project(d, selection, RECIPE_SHAPE) for d in docs]
+    headers = {"Cache-Control": _cache_control(viewer, True, PUBLIC_LIST_CACHE), "Vary": "Authorization"}
+    headers.update(next_link(request.url, next_cursor))
+    return json_response({"items": items, "next_cursor": next_cursor}, headers=headers)
+
+
+@router.get("/{recipe_id}", response_model=RecipeRead, responses={304: {"description": "Not Modified"}})
+async def get_recipe(
+    recipe_id: uuid.UUID,
+    viewer: OptionalUserId,
+    session: ReadSessionDep,
+    container: ContainerDep,
+    selection: DetailSelection,
+    if_none_match: Annotated[str | None, Header(max_length=2000)] = None,
+) -> Response:
+    """One recipe. `fields` and `include` trim it; `If-None-Match` with a current ETag answers 304."""
+    doc = await container.recipes.get(session, recipe_id, viewer, HEAVY_PARTS)
+    etag = make_etag(doc["id"], doc["version"], selection.key)
+    headers = {
+        "ETag": etag,
+        "Cache-Control": _cache_control(viewer, bool(doc["is_public"])),
+        "Vary": "Authorization",
+    }
+    if if_none_match_hit(if_none_match, etag):
+        return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
+    return json_response(project(doc, selection, RECIPE_SHAPE), headers=headers)
+
+
+@router.patch("/{recipe_id}", response_model=RecipeRead, responses={412: {"description": "ETag mismatch"}})
+async def update_recipe(
+    body: RecipeUpdate,
+    recipe: RecipeForEdit,
+    session: WriteSessionDep,
+    container: ContainerDep,
+    if_match: Annotated[str | None, Header(max_length=2000)] = None,
+) -> Response:
+    """Partial update by the author. Send `If-Match` with the ETag you read to get 412 instead of a lost update."""
+    doc = await container.recipes.update(session, recipe, body, if_match)
+    return json_response(doc, headers={"ETag": make_etag(doc["id"], doc["version"]), "Cache-Control": "no-store"})
+
+
+@router.delete("/{recipe_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_recipe(recipe: RecipeForEdit, session: WriteSessionDep, container: ContainerDep) -> None:
+    """Delete a recipe (author only)."""
+    await container.recipes.delete(session, recipe)
+
+
+@router.put("/{recipe_id}/rating", response_model=RatingRead)
+async def rate_recipe(
+    body: RatingWrite,
+    recipe: VisibleRecipeForWrite,
+    user_id: CurrentUserId,
+    session: WriteSessionDep,
+    container: ContainerDep,
+) -> RatingRead:
+    """Put the caller's rating (1 to 5 stars, optional review); one per user and recipe."""
+    return await container.recipes.rate(session, recipe, user_id, body)
+
+
+@router.delete("/{recipe_id}/rating", status_code=status.HTTP_204_NO_CONTENT)
+async def unrate_recipe(
+    recipe: VisibleRecipeForWrite, user_id: CurrentUserId, session: WriteSessionDep, container: ContainerDep
+) -> None:
+    await container.recipes.unrate(session, recipe, user_id)
+
+
+@router.put("/{recipe_id}/favorite", status_code=status.HTTP_204_NO_CONTENT)
+async def favorite_recipe(
+    recipe: VisibleRecipeForWrite, user_id: CurrentUserId, session: WriteSessionDep, container: ContainerDep
+) -> None:
+    """Add to the caller's favorites (idempotent)."""
+    await container.recipes.favorite(session, recipe, user_id)
+
+
+@router.delete("/{recipe_id}/favorite", status_code=status.HTTP_204_NO_CONTENT)
+async def unfavorite_recipe(
+    recipe: VisibleRecipeForWrite, user_id: CurrentUserId, session: WriteSessionDep, container: ContainerDep
+) -> None:
+    await container.recipes.unfavorite(session, recipe, user_id)
+
+
+@me_router.get("/favorites", response_model=FavoritePage)
+async def my_favorites(
+    user_id: CurrentUserId,
+    session: ReadSessionDep,
+    container: ContainerDep,
+    selection: ListSelection,
+    page: Page,
+    request: Request,
+) -> Response:
+    """The caller's favorites, most recently added first."""
+    rows, next_cursor = await container.recipes.list_favorites(
+        session, user_id, page.cursor, page.limit, selection.include
+    )
+    items = [
+        {"recipe": project(doc, selection, RECIPE_SHAPE), "favorited_at": at.isoformat()} for doc, at in rows
+    ]
+    headers = {"Cache-Control": PRIVATE_CACHE}
+    headers.update(next_link(request.url, next_cursor))
+    return json_response({"items": items, "next_cursor": next_cursor}, headers=headers)

@@ -1,0 +1,210 @@
+"""Recipes: create, read, update, delete, list; ratings and favorites. Never commits."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Set
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from potluck.db.session import WriteSession
+from potluck.errors import ForbiddenError, NotFoundError, PreconditionFailedError
+from potluck.kit.cursor import Cursor, encode_cursor
+from potluck.kit.etag import if_match_satisfied
+from potluck.recipe.models import Recipe
+from potluck.recipe.repository import RecipeRepository
+from potluck.recipe.schemas import (
+    HEAVY_PARTS,
+    AuthorRead,
+    IngredientRead,
+    NutritionData,
+    RatingRead,
+    RatingWrite,
+    RecipeCreate,
+    RecipeFilters,
+    RecipeRead,
+    RecipeUpdate,
+)
+from potluck.user.service import media_url
+
+_SCALAR_FIELDS = ("title", "description", "cuisine", "prep_minutes", "cook_minutes", "servings", "difficulty", "is_public")
+
+
+class RecipeService:
+    def __init__(self, media_base_url: str) -> None:
+        self.media_base_url = media_base_url
+
+    def document(self, recipe: Recipe, parts: Set[str]) -> dict[str, Any]:
+        """The API representation of a loaded recipe, as JSON-ready data, with the heavy parts in `parts`."""
+        read = RecipeRead(
+            id=recipe.id,
+            title=recipe.title,
+            description=recipe.description,
+            cuisine=recipe.cuisine,
+            prep_minutes=recipe.prep_minutes,
+            cook_minutes=recipe.cook_minutes,
+            total_minutes=recipe.total_minutes,
+            servings=recipe.servings,
+            difficulty=recipe.difficulty,
+            is_public=recipe.is_public,
+            image_url=media_url(self.media_base_url, recipe.image_key),
+            rating=recipe.rating_avg,
+            rating_count=recipe.rating_count,
+            view_count=recipe.view_count,
+            favorite_count=recipe.favorite_count,
+            author=AuthorRead(
+                id=recipe.author.id, username=recipe.author.username, display_name=recipe.author.display_name
+            ),
+            created_at=recipe.created_at,
+            updated_at=recipe.updated_at,
+            version=recipe.version,
+        )
+        doc = read.model_dump(mode="json", exclude=set(HEAVY_PARTS))
+        if "ingredients" in parts:
+            doc["ingredients"] = [
+                IngredientRead(name=ri.ingredient.name, quantity=ri.quantity, unit=ri.unit, note=ri.note).model_dump(
+                    mode="json"
+                )
+                for ri in recipe.ingredients
+            ]
+        if "steps" in parts:
+            doc["steps"] = [step.text for step in recipe.steps]
+        if "tags" in parts:
+            doc["tags"] = [tag.name for tag in recipe.tags]
+        if "nutrition" in parts:
+            n = recipe.nutrition
+            doc["nutrition"] = (
+                None
+                if n is None
+                else NutritionData(
+                    calories=n.calories,
+                    protein_g=n.protein_g,
+                    fat_g=n.fat_g,
+                    carbohydrates_g=n.carbohydrates_g,
+                    fiber_g=n.fiber_g,
+                    sugar_g=n.sugar_g,
+                    sodium_mg=n.sodium_mg,
+                ).model_dump(mode="json")
+            )
+        return doc
+
+    async def get(
+        self, session: AsyncSession, recipe_id: uuid.UUID, viewer_id: uuid.UUID | None, parts: Set[str] = HEAVY_PARTS
+    ) -> dict[str, Any]:
+        """The recipe's document; 404 when it is missing or private to someone else."""
+        recipe = await RecipeRepository(session).get(recipe_id, parts)
+        if recipe is None or not (recipe.is_public or recipe.author_id == viewer_id):
+            raise NotFoundError("no such recipe")
+        return self.document(recipe, parts)
+
+    async def list(
+        self,
+        session: AsyncSession,
+        filters: RecipeFilters,
+        viewer_id: uuid.UUID | None,
+        cursor: Cursor | None,
+        limit: int,
+        parts: Set[str],
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        rows = await RecipeRepository(session).list(filters, viewer_id, cursor, limit + 1, parts)
+        page = rows[:limit]
+        next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit and page else None
+        return [self.document(r, parts) for r in page], next_cursor
+
+    async def create(self, session: WriteSession, author_id: uuid.UUID, data: RecipeCreate) -> dict[str, Any]:
+        repo = RecipeRepository(session)
+        recipe = Recipe(author_id=author_id, **data.model_dump(include=set(_SCALAR_FIELDS)))
+        await repo.add(session, recipe)
+        await repo.replace_ingredients(session, recipe.id, data.ingredients)
+        await repo.replace_steps(session, recipe.id, data.steps)
+        await repo.replace_tags(session, recipe.id, data.tags)
+        await repo.replace_nutrition(session, recipe.id, data.nutrition)
+        return await self._reload(session, recipe.id)
+
+    async def _reload(self, session: WriteSession, recipe_id: uuid.UUID) -> dict[str, Any]:
+        recipe = await RecipeRepository(session).get(recipe_id, HEAVY_PARTS, refresh=True)
+        assert recipe is not None
+        return self.document(recipe, HEAVY_PARTS)
+
+    async def lock_for_edit(self, session: WriteSession, recipe_id: uuid.UUID, user_id: uuid.UUID) -> Recipe:
+        """The recipe, locked, if `user_id` is its author: 404 if missing or invisible, 403 if someone else's."""
+        recipe = await RecipeRepository(session).get_for_update(session, recipe_id)
+        if recipe is None or not (recipe.is_public or recipe.author_id == user_id):
+            raise NotFoundError("no such recipe")
+        if recipe.author_id != user_id:
+            raise ForbiddenError("only the author may change this recipe")
+        return recipe
+
+    async def lock_visible(self, session: WriteSession, recipe_id: uuid.UUID, user_id: uuid.UUID) -> Recipe:
+        recipe = await RecipeRepository(session).get_for_update(session, recipe_id)
+        if recipe is None or not (recipe.is_public or recipe.author_id == user_id):
+            raise NotFoundError("no such recipe")
+        return recipe
+
+    async def update(
+        self, session: WriteSession, recipe: Recipe, data: RecipeUpdate, if_match: str | None
+    ) -> dict[str, Any]:
+        """Apply a partial update; 412 if `if_match` names another version."""
+        if not if_match_satisfied(if_match, recipe.version):
+            raise PreconditionFailedError(
+                "the recipe changed since you read it; fetch it again", extra={"current_version": recipe.version}
+            )
+        repo = RecipeRepository(session)
+        sent = data.model_fields_set
+        values = {name: getattr(data, name) for name in _SCALAR_FIELDS if name in sent}
+        for name in ("title", "description", "prep_minutes", "cook_minutes", "servings", "difficulty", "is_public"):
+            if name in values and values[name] is None:
+                values.pop(name)  # null is meaningful only for nullable fields
+        if "ingredients" in sent:
+            await repo.replace_ingredients(session, recipe.id, data.ingredients or [])
+        if "steps" in sent:
+            await repo.replace_steps(session, recipe.id, data.steps or [])
+        if "tags" in sent:
+            await repo.replace_tags(session, recipe.id, data.tags or [])
+        if "nutrition" in sent:
+            await repo.replace_nutrition(session, recipe.id, data.nutrition)
+        await repo.bump_version(session, recipe.id, **values)
+        return await self._reload(session, recipe.id)
+
+    async def delete(self, session: WriteSession, recipe: Recipe) -> None:
+        await RecipeRepository(session).delete(session, recipe.id)
+
+    async def rate(self, session: WriteSession, recipe: Recipe, user_id: uuid.UUID, data: RatingWrite) -> RatingRead:
+        """Put the caller's rating; the recipe's average and count are recomputed under its row lock."""
+        repo = RecipeRepository(session)
+        rating = await repo.upsert_rating(session, recipe.id, user_id, data.stars, data.review)
+        average, count = await repo.recompute_rating(session, recipe.id)
+        return RatingRead(
+            recipe_id=recipe.id,
+            user_id=user_id,
+            stars=rating.stars,
+            review=rating.review,
+            created_at=rating.created_at,
+            updated_at=rating.updated_at,
+            recipe_rating=average,
+            recipe_rating_count=count,
+        )
+
+    async def unrate(self, session: WriteSession, recipe: Recipe, user_id: uuid.UUID) -> None:
+        repo = RecipeRepository(session)
+        if await repo.delete_rating(session, recipe.id, user_id):
+            await repo.recompute_rating(session, recipe.id)
+
+    async def favorite(self, session: WriteSession, recipe: Recipe, user_id: uuid.UUID) -> None:
+        repo = RecipeRepository(session)
+        if await repo.add_favorite(session, recipe.id, user_id):
+            await repo.recompute_favorites(session, recipe.id)
+
+    async def unfavorite(self, session: WriteSession, recipe: Recipe, user_id: uuid.UUID) -> None:
+        repo = RecipeRepository(session)
+        if await repo.remove_favorite(session, recipe.id, user_id):
+            await repo.recompute_favorites(session, recipe.id)
+
+    async def list_favorites(
+        self, session: AsyncSession, user_id: uuid.UUID, cursor: Cursor | None, limit: int, parts: Set[str]
+    ) -> tuple[list[tuple[dict[str, Any], Any]], str | None]:
+        rows = await RecipeRepository(session).list_favorites(user_id, cursor, limit + 1, parts)
+        page = rows[:limit]
+        next_cursor = encode_cursor(page[-1][1], page[-1][0].id) if len(rows) > limit and page else None
+        return [(self.document(r, parts), at) for r, at in page], next_cursor

@@ -1,0 +1,94 @@
+"""All SQL about users and follows."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import delete, func, or_, select, tuple_
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from potluck.db.base import utcnow
+from potluck.db.dialect import dialect_insert
+from potluck.db.session import WriteSession
+from potluck.kit.cursor import Cursor
+from potluck.recipe.models import Recipe
+from potluck.user.models import Follow, User
+
+
+class UserRepository:
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def get(self, user_id: uuid.UUID) -> User | None:
+        return await self.session.get(User, user_id)
+
+    async def get_by_login(self, login: str) -> User | None:
+        """By username or email, case-insensitively."""
+        key = login.strip().lower()
+        stmt = select(User).where(or_(func.lower(User.username) == key, func.lower(User.email) == key))
+        return (await self.session.execute(stmt)).scalars().first()
+
+    async def taken(self, email: str, username: str) -> tuple[bool, bool]:
+        stmt = select(func.lower(User.email), func.lower(User.username)).where(
+            or_(func.lower(User.email) == email.lower(), func.lower(User.username) == username.lower())
+        )
+        rows = (await self.session.execute(stmt)).all()
+        return (
+            any(r[0] == email.lower() for r in rows),
+            any(r[1] == username.lower() for r in rows),
+        )
+
+    async def counts(self, user_id: uuid.UUID, *, public_recipes_only: bool) -> tuple[int, int, int]:
+        """(followers, following, recipes) in one round trip."""
+        recipes = select(func.count()).select_from(Recipe).where(Recipe.author_id == user_id)
+        if public_recipes_only:
+            recipes = recipes.where(Recipe.is_public.is_(True))
+        stmt = select(
+            select(func.count()).select_from(Follow).where(Follow.followee_id == user_id).scalar_subquery(),
+            select(func.count()).select_from(Follow).where(Follow.follower_id == user_id).scalar_subquery(),
+            recipes.scalar_subquery(),
+        )
+        row = (await self.session.execute(stmt)).one()
+        return int(row[0]), int(row[1]), int(row[2])
+
+    async def add(self, session: WriteSession, user: User) -> User:
+        session.add(user)
+        await session.flush()
+        return user
+
+    async def follow(self, session: WriteSession, follower_id: uuid.UUID, followee_id: uuid.UUID) -> bool:
+        """True when a new follow was recorded, False when it already existed."""
+        stmt = (
+            dialect_insert(session, Follow.__table__)
+            .values(follower_id=follower_id, followee_id=followee_id, created_at=utcnow())
+            .on_conflict_do_nothing()
+        )
+        result = await session.execute(stmt)
+        return bool(result.rowcount)
+
+    async def unfollow(self, session: WriteSession, follower_id: uuid.UUID, followee_id: uuid.UUID) -> bool:
+        result = await session.execute(
+            delete(Follow).where(Follow.follower_id == follower_id, Follow.followee_id == followee_id)
+        )
+        return bool(result.rowcount)
+
+    async def list_follows(
+        self, user_id: uuid.UUID, *, direction: str, cursor: Cursor | None, limit: int
+    ) -> list[tuple[User, datetime]]:
+        """Followers (direction="followers") or followees ("following") of a user, newest first."""
+        if direction == "followers":
+            mine, theirs = Follow.followee_id, Follow.follower_id
+        else:
+            mine, theirs = Follow.follower_id, Follow.followee_id
+        stmt = (
+            select(User, Follow.created_at)
+            .join(Follow, theirs == User.id)
+            .where(mine == user_id)
+            .order_by(Follow.created_at.desc(), theirs.desc())
+            .limit(limit)
+        )
+        if cursor is not None:
+            stmt = stmt.where(tuple_(Follow.created_at, theirs) < tuple_(cursor.created_at, cursor.id))
+        return [(row[0], row[1]) for row in (await self.session.execute(stmt)).all()]
+

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi.security import OAuth2PasswordRequestForm
+
+from potluck.deps import ContainerDep, CurrentUserId, OptionalUserId, Page, PrimaryReadSessionDep, ReadSessionDep
+from potluck.deps import WriteSessionDep
+from potluck.kit.links import next_link
+from potluck.user.schemas import FollowPage, RefreshRequest, TokenPair, UserCreate, UserMe, UserRead, UserUpdate
+
+auth_router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/users", tags=["users"])
+
+
+@auth_router.post("/register", status_code=status.HTTP_201_CREATED, response_model=UserMe)
+async def register(body: UserCreate, session: WriteSessionDep, container: ContainerDep) -> UserMe:
+    """Create an account. 409 when the email or username is taken."""
+    user = await container.users.register(session, body)
+    return await container.users.get_me(session, user.id)
+
+
+@auth_router.post("/token", response_model=TokenPair)
+async def token(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    session: PrimaryReadSessionDep,
+    container: ContainerDep,
+    response: Response,
+) -> TokenPair:
+    """OAuth2 password flow: `username` (or email) and `password` as a form. 401 on any wrong credential."""
+    response.headers["Cache-Control"] = "no-store"
+    user = await container.users.authenticate(session, form.username, form.password)
+    return container.users.issue_tokens(user.id)
+
+
+@auth_router.post("/refresh", response_model=TokenPair)
+async def refresh(
+    body: RefreshRequest, session: PrimaryReadSessionDep, container: ContainerDep, response: Response
+) -> TokenPair:
+    """Trade a refresh token for a new token pair."""
+    response.headers["Cache-Control"] = "no-store"
+    return await container.users.refresh(session, body.refresh_token)
+
+
+@router.get("/me", response_model=UserMe)
+async def get_me(
+    user_id: CurrentUserId, session: PrimaryReadSessionDep, container: ContainerDep, response: Response
+) -> UserMe:
+    response.headers["Cache-Control"] = "private, no-store"
+    return await container.users.get_me(session, user_id)
+
+
+@router.patch("/me", response_model=UserMe)
+async def update_me(
+    body: UserUpdate, user_id: CurrentUserId, session: WriteSessionDep, container: ContainerDep
+) -> UserMe:
+    return await container.users.update_me(session, user_id, body)
+
+
+@router.get("/{user_id}", response_model=UserRead)
+async def get_user(
+    user_id: uuid.UUID, viewer: OptionalUserId, session: ReadSessionDep, container: ContainerDep
+) -> UserRead:
+    return await container.users.get_profile(session, user_id, viewer)
+
+
+@router.put("/{user_id}/follow", status_code=status.HTTP_204_NO_CONTENT)
+async def follow(
+    user_id: uuid.UUID, me: CurrentUserId, session: WriteSessionDep, container: ContainerDep
+) -> None:
+    """Follow a user (idempotent)."""
+    await container.users.follow(session, me, user_id)
+
+
+@router.delete("/{user_id}/follow", status_code=status.HTTP_204_NO_CONTENT)
+async def unfollow(
+    user_id: uuid.UUID, me: CurrentUserId, session: WriteSessionDep, container: ContainerDep
+) -> None:
+    """Stop following a user (idempotent)."""
+    await container.users.unfollow(session, me, user_id)
+
+
+@router.get("/{user_id}/followers", response_model=FollowPage)
+async def followers(
+    user_id: uuid.UUID, page: Page, session: ReadSessionDep, container: ContainerDep, request: Request,
+    response: Response,
+) -> FollowPage:
+    result = await container.users.list_follows(session, user_id, "followers", page.cursor, page.limit)
+    response.headers.update(next_link(request.url, result.next_cursor))
+    return result
+
+
+@router.get("/{user_id}/following", response_model=FollowPage)
+async def following(
+    user_id: uuid.UUID, page: Page, session: ReadSessionDep, container: ContainerDep, request: Request,
+    response: Response,
+) -> FollowPage:
+    result = await container.users.list_follows(session, user_id, "following", page.cursor, page.limit)
+    response.headers.update(next_link(request.url, result.next_cursor))
+    return result

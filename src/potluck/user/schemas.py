@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+
+Username = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
+]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
+DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
+Bio = Annotated[str, StringConstraints(max_length=2000)]
+
+
+class UserCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr = Field(max_length=254)
+    username: Username
+    password: Password
+    display_name: DisplayName = ""
+
+
+class UserUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    display_name: DisplayName | None = None
+    bio: Bio | None = None
+    password: Password | None = None
+
+
+class UserSummary(BaseModel):
+    id: uuid.UUID
+    username: str
+    display_name: str
+
+
+class UserRead(UserSummary):
+    """A public profile."""
+
+    bio: str
+    avatar_url: str | None
+    created_at: datetime
+    follower_count: int
+    following_count: int
+    recipe_count: int
+
+
+class UserMe(UserRead):
+    """The caller's own profile: adds what only they may see."""
+
+    email: str
+
+
+class FollowRead(BaseModel):
+    user: UserSummary
+    followed_at: datetime
+
+
+class FollowPage(BaseModel):
+    items: list[FollowRead]
+    next_cursor: str | None
+
+
+class TokenPair(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+    expires_in: int
+    refresh_token: str
+    refresh_expires_in: int
+
+
+class RefreshRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: str = Field(min_length=1, max_length=4096)

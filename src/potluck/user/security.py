@@ -1,0 +1,117 @@
+"""Password hashing (argon2id) and access/refresh tokens (JWT with expiry)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+
+import argon2
+import jwt
+
+from potluck.config import AuthSettings
+
+TokenType = Literal["access", "refresh"]
+
+
+class PasswordHasher:
+    """argon2id with the cost parameters from settings."""
+
+    def __init__(self, time_cost: int, memory_kib: int, parallelism: int) -> None:
+        self._hasher = argon2.PasswordHasher(
+            time_cost=time_cost, memory_cost=memory_kib, parallelism=parallelism, type=argon2.Type.ID
+        )
+        # Verifying against this when the user does not exist makes a wrong username cost what a wrong password does.
+        self._dummy_hash = self._hasher.hash(secrets.token_urlsafe(16))
+
+    @classmethod
+    def from_settings(cls, settings: AuthSettings) -> PasswordHasher:
+        return cls(settings.argon2_time_cost, settings.argon2_memory_kib, settings.argon2_parallelism)
+
+    def hash(self, password: str) -> str:
+        return self._hasher.hash(password)
+
+    def verify(self, password_hash: str | None, password: str) -> bool:
+        try:
+            return self._hasher.verify(password_hash or self._dummy_hash, password) and password_hash is not None
+        except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
+            return False
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        return self._hasher.check_needs_rehash(password_hash)
+
+
+class InvalidTokenError(Exception):
+    """The token is malformed, expired, signed with another key, or of the wrong type."""
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    expires_at: datetime
+
+
+class TokenService:
+    """Signs and checks JWTs; access tokens are short-lived, refresh tokens live longer and only mint access tokens."""
+
+    def __init__(self, secret: str, algorithm: str, access_ttl: timedelta, refresh_ttl: timedelta) -> None:
+        self._secret = secret
+        self._algorithm = algorithm
+        self._ttl: dict[TokenType, timedelta] = {"access": access_ttl, "refresh": refresh_ttl}
+
+    @classmethod
+    def from_settings(cls, settings: AuthSettings, data_dir: Path) -> TokenService:
+        secret = settings.secret_key.get_secret_value() if settings.secret_key else _local_secret(data_dir)
+        return cls(
+            secret,
+            settings.algorithm,
+            timedelta(minutes=settings.access_token_minutes),
+            timedelta(days=settings.refresh_token_days),
+        )
+
+    def issue(self, user_id: uuid.UUID, token_type: TokenType, now: datetime | None = None) -> IssuedToken:
+        now = now or datetime.now(UTC)
+        expires_at = now + self._ttl[token_type]
+        claims = {
+            "sub": str(user_id),
+            "typ": token_type,
+            "iat": int(now.timestamp()),
+            "exp": int(expires_at.timestamp()),
+            "jti": secrets.token_urlsafe(12),
+        }
+        return IssuedToken(jwt.encode(claims, self._secret, algorithm=self._algorithm), expires_at)
+
+    def verify(self, token: str, token_type: TokenType) -> uuid.UUID:
+        try:
+            claims = jwt.decode(
+                token, self._secret, algorithms=[self._algorithm], options={"require": ["exp", "sub", "typ"]}
+            )
+        except jwt.PyJWTError as exc:
+            raise InvalidTokenError(str(exc)) from exc
+        if claims.get("typ") != token_type:
+            raise InvalidTokenError(f"expected a {token_type} token")
+        try:
+            return uuid.UUID(str(claims["sub"]))
+        except ValueError as exc:
+            raise InvalidTokenError("bad subject") from exc
+
+
+def _local_secret(data_dir: Path) -> str:
+    """A signing key kept in the data directory, made once: enough for one machine running the embedded default."""
+    path = data_dir / "secret.key"
+    if not path.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{secrets.token_hex(4)}")
+        tmp.write_text(secrets.token_urlsafe(48))
+        tmp.chmod(0o600)
+        try:
+            os.link(tmp, path)  # atomic: the first process to get here wins, the others read its key
+        except FileExistsError:
+            pass
+        finally:
+            tmp.unlink()
+    return path.read_text().strip()

@@ -1,0 +1,169 @@
+"""Users: registration, login, profiles, follows. Never commits: the caller owns the transaction."""
+
+from __future__ import annotations
+
+import uuid
+
+import anyio.to_thread
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from potluck.db.base import utcnow
+from potluck.db.session import WriteSession
+from potluck.errors import BadRequestError, ConflictError, NotFoundError, UnauthorizedError
+from potluck.kit.cursor import Cursor, encode_cursor
+from potluck.user.models import User
+from potluck.user.repository import UserRepository
+from potluck.user.schemas import (
+    FollowPage,
+    FollowRead,
+    TokenPair,
+    UserCreate,
+    UserMe,
+    UserRead,
+    UserSummary,
+    UserUpdate,
+)
+from potluck.user.security import InvalidTokenError, PasswordHasher, TokenService
+
+
+def media_url(base: str, key: str | None) -> str | None:
+    return f"{base.rstrip('/')}/{key}" if key else None
+
+
+class UserService:
+    def __init__(self, hasher: PasswordHasher, tokens: TokenService, media_base_url: str) -> None:
+        self.hasher = hasher
+        self.tokens = tokens
+        self.media_base_url = media_base_url
+
+    async def register(self, session: WriteSession, data: UserCreate) -> User:
+        """Create an account; 409 names the field that is taken."""
+        repo = UserRepository(session)
+        self._raise_if_taken(*await repo.taken(data.email, data.username))
+        password_hash = await anyio.to_thread.run_sync(self.hasher.hash, data.password)
+        user = User(
+            email=data.email.lower(),
+            username=data.username,
+            password_hash=password_hash,
+            display_name=data.display_name or data.username,
+            bio="",
+        )
+        try:
+            await repo.add(session, user)
+        except IntegrityError as exc:
+            # Lost a race with a concurrent registration: the unique index names the field.
+            email_taken = "email_lower" in str(exc.orig)
+            self._raise_if_taken(email_taken, not email_taken)
+        return user
+
+    @staticmethod
+    def _raise_if_taken(email_taken: bool, username_taken: bool) -> None:
+        if email_taken or username_taken:
+            field = "email" if email_taken else "username"
+            raise ConflictError(f"this {field} is already registered", extra={"field": field})
+
+    async def authenticate(self, session: AsyncSession, login: str, password: str) -> User:
+        """The user for these credentials; one vague 401 whether the login or the password was wrong."""
+        user = await UserRepository(session).get_by_login(login)
+        ok = await anyio.to_thread.run_sync(self.hasher.verify, user.password_hash if user else None, password)
+        if not ok or user is None:
+            raise UnauthorizedError("incorrect login or password")
+        return user
+
+    def issue_tokens(self, user_id: uuid.UUID) -> TokenPair:
+        now = utcnow()
+        access = self.tokens.issue(user_id, "access", now)
+        refresh = self.tokens.issue(user_id, "refresh", now)
+        return TokenPair(
+            access_token=access.token,
+            expires_in=int((access.expires_at - now).total_seconds()),
+            refresh_token=refresh.token,
+            refresh_expires_in=int((refresh.expires_at - now).total_seconds()),
+        )
+
+    async def refresh(self, session: AsyncSession, refresh_token: str) -> TokenPair:
+        """A new token pair for a valid refresh token of a user who still exists."""
+        try:
+            user_id = self.tokens.verify(refresh_token, "refresh")
+        except InvalidTokenError as exc:
+            raise UnauthorizedError("the refresh token is invalid or expired") from exc
+        if await UserRepository(session).get(user_id) is None:
+            raise UnauthorizedError("the refresh token is invalid or expired")
+        return self.issue_tokens(user_id)
+
+    async def get_profile(self, session: AsyncSession, user_id: uuid.UUID, viewer_id: uuid.UUID | None) -> UserRead:
+        repo = UserRepository(session)
+        user = await repo.get(user_id)
+        if user is None:
+            raise NotFoundError("no such user")
+        return await self._profile(repo, user, me=viewer_id == user.id)
+
+    async def get_me(self, session: AsyncSession, user_id: uuid.UUID) -> UserMe:
+        repo = UserRepository(session)
+        user = await repo.get(user_id)
+        if user is None:
+            raise UnauthorizedError("the account no longer exists")
+        profile = await self._profile(repo, user, me=True)
+        return UserMe(**profile.model_dump(), email=user.email)
+
+    async def _profile(self, repo: UserRepository, user: User, *, me: bool) -> UserRead:
+        followers, following, recipes = await repo.counts(user.id, public_recipes_only=not me)
+        return UserRead(
+            id=user.id,
+            username=user.username,
+            display_name=user.display_name,
+            bio=user.bio,
+            avatar_url=media_url(self.media_base_url, user.avatar_image_key),
+            created_at=user.created_at,
+            follower_count=followers,
+            following_count=following,
+            recipe_count=recipes,
+        )
+
+    async def update_me(self, session: WriteSession, user_id: uuid.UUID, data: UserUpdate) -> UserMe:
+        user = await UserRepository(session).get(user_id)
+        if user is None:
+            raise UnauthorizedError("the account no longer exists")
+        if data.display_name is not None:
+            user.display_name = data.display_name
+        if data.bio is not None:
+            user.bio = data.bio
+        if data.password is not None:
+            user.password_hash = await anyio.to_thread.run_sync(self.hasher.hash, data.password)
+        user.version += 1
+        user.updated_at = utcnow()
+        await session.flush()
+        return await self.get_me(session, user_id)
+
+    async def follow(self, session: WriteSession, follower_id: uuid.UUID, followee_id: uuid.UUID) -> bool:
+        """Follow a user; idempotent. True when the follow is new."""
+        if follower_id == followee_id:
+            raise BadRequestError("you cannot follow yourself")
+        repo = UserRepository(session)
+        if await repo.get(followee_id) is None:
+            raise NotFoundError("no such user")
+        return await repo.follow(session, follower_id, followee_id)
+
+    async def unfollow(self, session: WriteSession, follower_id: uuid.UUID, followee_id: uuid.UUID) -> None:
+        repo = UserRepository(session)
+        if await repo.get(followee_id) is None:
+            raise NotFoundError("no such user")
+        await repo.unfollow(session, follower_id, followee_id)
+
+    async def list_follows(
+        self, session: AsyncSession, user_id: uuid.UUID, direction: str, cursor: Cursor | None, limit: int
+    ) -> FollowPage:
+        repo = UserRepository(session)
+        if await repo.get(user_id) is None:
+            raise NotFoundError("no such user")
+        rows = await repo.list_follows(user_id, direction=direction, cursor=cursor, limit=limit + 1)
+        page, more = rows[:limit], len(rows) > limit
+        items = [
+            FollowRead(
+                user=UserSummary(id=u.id, username=u.username, display_name=u.display_name), followed_at=at
+            )
+            for u, at in page
+        ]
+        next_cursor = encode_cursor(page[-1][1], page[-1][0].id) if more and page else None
+        return FollowPage(items=items, next_cursor=next_cursor)

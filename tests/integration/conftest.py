@@ -1,0 +1,152 @@
+"""The API against real databases: every test gets a fresh, migrated database (SQLite file or PostgreSQL).
+
+PostgreSQL databases are cloned from a migrated template (CREATE DATABASE ... TEMPLATE), so isolation costs
+one clone per test rather than a migration.
+"""
+
+from __future__ import annotations
+
+import itertools
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from potluck.app import create_app
+from potluck.config import AuthSettings, DatabaseSettings, Settings
+from potluck.db.engine import create_engine
+from potluck.db.migrate import upgrade
+
+BACKENDS = ["sqlite", "postgres"]
+_counter = itertools.count()
+
+
+def _fast_auth() -> AuthSettings:
+    # argon2id still, with test-sized costs: the suite hashes hundreds of passwords.
+    return AuthSettings(
+        secret_key="test-secret-key-that-is-long-enough-for-hs256",  # type: ignore[arg-type]
+        argon2_time_cost=1,
+        argon2_memory_kib=1024,
+        argon2_parallelism=1,
+    )
+
+
+@pytest.fixture(scope="session")
+async def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+    engine = create_engine(f"sqlite+aiosqlite:///{path}", DatabaseSettings())
+    await upgrade(engine)
+    await engine.dispose()
+    return path
+
+
+@pytest.fixture(scope="session")
+async def pg_template(pg_cluster: Any) -> str:
+    """The `potluck` database on the primary, migrated once; tests clone it."""
+    url = pg_cluster.dsn("primary")
+    engine = create_engine(url, DatabaseSettings())
+    await upgrade(engine)
+    await engine.dispose()
+    return url
+
+
+async def _clone_pg(template_url: str) -> str:
+    url = make_url(template_url)
+    name = f"t_{next(_counter)}_{uuid.uuid4().hex[:8]}"
+    conn = await asyncpg.connect(host=url.host, port=url.port, user=url.username, database="postgres")
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}" TEMPLATE "{url.database}"')
+    finally:
+        await conn.close()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture
+async def pg_database_url(pg_template: str) -> str:
+    return await _clone_pg(pg_template)
+
+
+@pytest.fixture(params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        target = tmp_path / "potluck.db"
+        shutil.copyfile(request.getfixturevalue("sqlite_template"), target)
+        return f"sqlite+aiosqlite:///{target}"
+    url: str = request.getfixturevalue("pg_database_url")
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        database=DatabaseSettings(url=database_url, pool_size=5, max_overflow=5),
+        auth=_fast_auth(),
+    )
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://potluck.test") as http:
+            yield http
+
+
+class Api:
+    """Small helpers over the HTTP API, so tests read as what a client does."""
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self.http = http
+
+    async def register(self, username: str | None = None, password: str = "correct horse battery") -> dict[str, Any]:
+        username = username or f"u{uuid.uuid4().hex[:10]}"
+        resp = await self.http.post(
+            "/api/v1/auth/register",
+            json={"email": f"{username}@example.com", "username": username, "password": password},
+        )
+        assert resp.status_code == 201, resp.text
+        user: dict[str, Any] = resp.json()
+        token = await self.http.post("/api/v1/auth/token", data={"username": username, "password": password})
+        assert token.status_code == 200, token.text
+        user["headers"] = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        user["tokens"] = token.json()
+        return user
+
+    async def create_recipe(self, user: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "title": "Tomato soup",
+            "description": "A warm soup.",
+            "cuisine": "italian",
+            "prep_minutes": 10,
+            "cook_minutes": 30,
+            "servings": 4,
+            "difficulty": "easy",
+            "ingredients": [
+                {"name": "Tomato", "quantity": 6, "unit": "piece"},
+                {"name": "olive oil", "quantity": 2, "unit": "tbsp", "note": "extra virgin"},
+            ],
+            "steps": ["Chop the tomatoes.", "Simmer for 30 minutes."],
+            "tags": ["soup", "vegetarian"],
+            "nutrition": {"calories": 180, "protein_g": 4},
+        }
+        body.update(overrides)
+        resp = await self.http.post("/api/v1/recipes", json=body, headers=user["headers"])
+        assert resp.status_code == 201, resp.text
+        recipe: dict[str, Any] = resp.json()
+        return recipe
+
+
+@pytest.fixture
+def api(client: httpx.AsyncClient) -> Api:
+    return Api(client)
+
+
+AsyncFactory = Callable[..., Awaitable[dict[str, Any]]]

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from potluck.kit.cursor import InvalidCursorError, decode_cursor, encode_cursor
+
+timestamps = st.datetimes(
+    min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
+)
+
+
+@given(ts=timestamps, row_id=st.uuids())
+def test_round_trip_is_exact_to_the_microsecond(ts: datetime, row_id: uuid.UUID) -> None:
+    cursor = decode_cursor(encode_cursor(ts, row_id))
+    assert cursor.created_at == ts
+    assert cursor.id == row_id
+
+
+def test_naive_timestamps_are_taken_as_utc() -> None:
+    row_id = uuid.uuid4()
+    naive = datetime(2026, 1, 2, 3, 4, 5, 678901)
+    assert decode_cursor(encode_cursor(naive, row_id)).created_at == naive.replace(tzinfo=UTC)
+
+
+def test_cursor_is_url_safe_and_opaque() -> None:
+    token = encode_cursor(datetime.now(UTC), uuid.uuid4())
+    assert set(token) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+
+
+@pytest.mark.parametrize(
+    "token",
+    ["", "!!!", "bm90IGpzb24", "WzEsMl0", "WyJ4IiwiYWIiXQ", "W3RydWUsIjAwIl0", "x" * 300, "eyJhIjoxfQ"],
+)
+def test_garbage_is_rejected_with_a_clear_error(token: str) -> None:
+    with pytest.raises(InvalidCursorError):
+        decode_cursor(token)
+
+
+@given(st.text(max_size=120))
+def test_no_input_crashes_the_decoder(token: str) -> None:
+    try:
+        decode_cursor(token)
+    except InvalidCursorError:
+        pass
+
+
+def test_order_of_cursors_follows_time() -> None:
+    base = datetime(2026, 1, 1, tzinfo=UTC)
+    a, b = decode_cursor(encode_cursor(base, uuid.uuid4())), decode_cursor(
+        encode_cursor(base + timedelta(microseconds=1), uuid.uuid4())
+    )
+    assert a.created_at < b.created_at
