@@ -143,11 +143,14 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
     errors = [_clean_validation_error(e) for e in exc.errors()]
     first = errors[0] if errors else None
-    detail = (
-        f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}" if first else "the request is not valid"
-    )
+    detail = f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}" if first else "the request is not valid"
     return problem(
-        422, "Unprocessable Content", detail, slug="validation", instance=request.url.path, extra={"errors": errors}
+        422,
+        "Unprocessable Content",
+        detail,
+        slug="validation",
+        instance=request.url.path,
+        extra={"errors": errors},
     )
 
 

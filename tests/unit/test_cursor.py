@@ -9,9 +9,7 @@ from hypothesis import strategies as st
 
 from potluck.kit.cursor import InvalidCursorError, decode_cursor, encode_cursor
 
-timestamps = st.datetimes(
-    min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
-)
+timestamps = st.datetimes(min_value=datetime(1971, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC))
 
 
 @given(ts=timestamps, row_id=st.uuids())
@@ -51,7 +49,8 @@ def test_no_input_crashes_the_decoder(token: str) -> None:
 
 def test_order_of_cursors_follows_time() -> None:
     base = datetime(2026, 1, 1, tzinfo=UTC)
-    a, b = decode_cursor(encode_cursor(base, uuid.uuid4())), decode_cursor(
-        encode_cursor(base + timedelta(microseconds=1), uuid.uuid4())
+    a, b = (
+        decode_cursor(encode_cursor(base, uuid.uuid4())),
+        decode_cursor(encode_cursor(base + timedelta(microseconds=1), uuid.uuid4())),
     )
     assert a.created_at < b.created_at

@@ -4,12 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import Table
+from sqlalchemy import CursorResult, FromClause, Result
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 
-def dialect_insert(session: AsyncSession, table: Table) -> Any:
+def dialect_insert(session: AsyncSession, table: FromClause) -> Any:
     """An INSERT that knows ON CONFLICT: PostgreSQL's and SQLite's constructs share one API."""
     module: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     return module.insert(table)
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows matched by an INSERT/UPDATE/DELETE (execute() types its result as a plain Result)."""
+    assert isinstance(result, CursorResult)
+    return int(result.rowcount)

@@ -18,6 +18,8 @@ from potluck.db.session import ReadSession, WriteSession
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Take over transaction control from the driver (it would defer BEGIN until the first write).
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -26,14 +28,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
-    """An engine configured for its dialect: pool sizes and statement timeout on PostgreSQL, pragmas on SQLite."""
+def create_engine(url: str, settings: DatabaseSettings, *, sqlite_writer: bool = True) -> AsyncEngine:
+    """An engine configured for its dialect: pool sizes and statement timeout on PostgreSQL, pragmas on SQLite.
+
+    On SQLite a writer engine opens every transaction with BEGIN IMMEDIATE, taking the write lock before its
+    first read: SQLite's stand-in for PostgreSQL's SELECT ... FOR UPDATE.
+    """
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_async_engine(url, echo=settings.echo, connect_args={"timeout": 30})
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        begin = "BEGIN IMMEDIATE" if sqlite_writer else "BEGIN"
+        event.listen(engine.sync_engine, "begin", lambda conn: conn.exec_driver_sql(begin))
         return engine
     return create_async_engine(
         url,
@@ -49,11 +57,18 @@ def create_engine(url: str, settings: DatabaseSettings) -> AsyncEngine:
 class Database:
     """The primary (writes, and reads that must see them) and the replicas (other reads, round-robin)."""
 
-    def __init__(self, primary: AsyncEngine, replicas: Sequence[AsyncEngine] = ()) -> None:
+    def __init__(
+        self,
+        primary: AsyncEngine,
+        replicas: Sequence[AsyncEngine] = (),
+        primary_reader: AsyncEngine | None = None,
+    ) -> None:
         self.primary = primary
         self.replicas = list(replicas)
+        # Reads on the primary use their own engine where the dialect needs one (SQLite: no write lock for reads).
+        self.primary_reader = primary_reader or primary
         self._write_sessions = async_sessionmaker(primary, class_=WriteSession, expire_on_commit=False)
-        self._read_on_primary = async_sessionmaker(primary, class_=ReadSession, expire_on_commit=False)
+        self._read_on_primary = async_sessionmaker(self.primary_reader, class_=ReadSession, expire_on_commit=False)
         self._read_on_replicas = [
             async_sessionmaker(engine, class_=ReadSession, expire_on_commit=False) for engine in self.replicas
         ]
@@ -61,7 +76,9 @@ class Database:
 
     @classmethod
     def from_settings(cls, url: str, settings: DatabaseSettings) -> Database:
-        return cls(create_engine(url, settings), [create_engine(u, settings) for u in settings.replica_urls])
+        primary = create_engine(url, settings)
+        reader = create_engine(url, settings, sqlite_writer=False) if primary.dialect.name == "sqlite" else None
+        return cls(primary, [create_engine(u, settings) for u in settings.replica_urls], reader)
 
     @property
     def dialect(self) -> str:
@@ -96,5 +113,5 @@ class Database:
                     await result
 
     async def dispose(self) -> None:
-        for engine in (self.primary, *self.replicas):
+        for engine in {self.primary, self.primary_reader, *self.replicas}:
             await engine.dispose()

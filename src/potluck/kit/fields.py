@@ -61,9 +61,7 @@ def parse_selection(
     include_set: set[str] = set()
     for name in _tokens(include, "include"):
         if name not in shape.heavy:
-            raise FieldSelectionError(
-                f"unknown include `{name}`; choose from {', '.join(sorted(shape.heavy))}", name
-            )
+            raise FieldSelectionError(f"unknown include `{name}`; choose from {', '.join(sorted(shape.heavy))}", name)
         include_set.add(name)
 
     if fields is None:

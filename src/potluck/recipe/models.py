@@ -52,9 +52,7 @@ class Recipe(IdMixin, CreatedAtMixin, Base):
     ingredients: Mapped[list[RecipeIngredient]] = relationship(
         lazy="raise", order_by="RecipeIngredient.position", cascade="all, delete-orphan"
     )
-    steps: Mapped[list[Step]] = relationship(
-        lazy="raise", order_by="Step.position", cascade="all, delete-orphan"
-    )
+    steps: Mapped[list[Step]] = relationship(lazy="raise", order_by="Step.position", cascade="all, delete-orphan")
     tags: Mapped[list[Tag]] = relationship(secondary="recipe_tag", lazy="raise", order_by="Tag.name")
     nutrition: Mapped[Nutrition | None] = relationship(lazy="raise", cascade="all, delete-orphan")
 
@@ -77,9 +75,7 @@ class RecipeIngredient(Base):
         Index("idx_recipe_ingredient_ingredient", "ingredient_id"),
     )
 
-    recipe_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("recipe.id", ondelete="CASCADE"), primary_key=True
-    )
+    recipe_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("recipe.id", ondelete="CASCADE"), primary_key=True)
     position: Mapped[int] = mapped_column(primary_key=True)
     ingredient_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("ingredient.id", ondelete="RESTRICT"))
     quantity: Mapped[float | None] = mapped_column(Float)
@@ -92,9 +88,7 @@ class RecipeIngredient(Base):
 class Step(Base):
     __tablename__ = "step"
 
-    recipe_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("recipe.id", ondelete="CASCADE"), primary_key=True
-    )
+    recipe_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("recipe.id", ondelete="CASCADE"), primary_key=True)
     position: Mapped[int] = mapped_column(primary_key=True)
     text: Mapped[str] = mapped_column(Text)
 
@@ -110,18 +104,14 @@ class RecipeTag(Base):
     __tablename__ = "recipe_tag"
     __table_args__ = (Index("idx_recipe_tag_tag", "tag_id", "recipe_id"),)
 
-    recipe_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("recipe.id", ondelete="CASCADE"), primary_key=True
-    )
+    recipe_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("recipe.id", ondelete="CASCADE"), primary_key=True)
     tag_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("tag.id", ondelete="CASCADE"), primary_key=True)
 
 
 class Nutrition(Base):
     __tablename__ = "nutrition"
 
-    recipe_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("recipe.id", ondelete="CASCADE"), primary_key=True
-    )
+    recipe_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("recipe.id", ondelete="CASCADE"), primary_key=True)
     calories: Mapped[float | None] = mapped_column(Float)
     protein_g: Mapped[float | None] = mapped_column(Float)
     fat_g: Mapped[float | None] = mapped_column(Float)
@@ -138,12 +128,8 @@ class Rating(Base):
         Index("idx_rating_recipe_created", "recipe_id", "created_at"),
     )
 
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("user_account.id", ondelete="CASCADE"), primary_key=True
-    )
-    recipe_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("recipe.id", ondelete="CASCADE"), primary_key=True
-    )
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), primary_key=True)
+    recipe_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("recipe.id", ondelete="CASCADE"), primary_key=True)
     stars: Mapped[int]
     review: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
@@ -157,10 +143,6 @@ class Favorite(Base):
         Index("idx_favorite_recipe", "recipe_id"),
     )
 
-    user_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("user_account.id", ondelete="CASCADE"), primary_key=True
-    )
-    recipe_id: Mapped[uuid.UUID] = mapped_column(
-        ForeignKey("recipe.id", ondelete="CASCADE"), primary_key=True
-    )
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), primary_key=True)
+    recipe_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("recipe.id", ondelete="CASCADE"), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)

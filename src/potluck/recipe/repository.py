@@ -13,7 +13,7 @@ from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.interfaces import LoaderOption
 
 from potluck.db.base import utcnow
-from potluck.db.dialect import dialect_insert
+from potluck.db.dialect import dialect_insert, rowcount
 from potluck.db.session import WriteSession
 from potluck.kit.cursor import Cursor
 from potluck.kit.ids import new_id
@@ -67,7 +67,7 @@ class RecipeRepository:
         stmt = select(Recipe).where(Recipe.id == recipe_id).with_for_update()
         return (await session.execute(stmt)).scalars().first()
 
-    def _list_query(self, filters: RecipeFilters, viewer_id: uuid.UUID | None) -> Select[tuple[Recipe]]:
+    def _list_query(self, filters: RecipeFilters, viewer_id: uuid.UUID | None) -> Select[Recipe]:
         stmt = select(Recipe).where(visible_to(viewer_id))
         if filters.author is not None:
             stmt = stmt.where(Recipe.author_id == filters.author)
@@ -84,7 +84,7 @@ class RecipeRepository:
             )
         return stmt
 
-    async def list(
+    async def list_page(
         self,
         filters: RecipeFilters,
         viewer_id: uuid.UUID | None,
@@ -109,7 +109,9 @@ class RecipeRepository:
 
     # --- writes -------------------------------------------------------------------------------------------
 
-    async def _ids_by_name(self, session: WriteSession, model: type[Ingredient] | type[Tag], names: Iterable[str]) -> dict[str, uuid.UUID]:
+    async def _ids_by_name(
+        self, session: WriteSession, model: type[Ingredient] | type[Tag], names: Iterable[str]
+    ) -> dict[str, uuid.UUID]:
         wanted = sorted(set(names))
         if not wanted:
             return {}
@@ -120,7 +122,7 @@ class RecipeRepository:
             .on_conflict_do_nothing(index_elements=["name"])
         )
         rows = await session.execute(select(model.name, model.id).where(model.name.in_(wanted)))
-        return {name: id_ for name, id_ in rows.all()}
+        return {name: id_ for name, id_ in rows.all()}  # noqa: C416 (typed unpacking)
 
     async def add(self, session: WriteSession, recipe: Recipe) -> None:
         session.add(recipe)
@@ -152,7 +154,8 @@ class RecipeRepository:
         await session.execute(delete(Step).where(Step.recipe_id == recipe_id))
         if steps:
             await session.execute(
-                insert(Step), [{"recipe_id": recipe_id, "position": i, "text": t} for i, t in enumerate(steps)]
+                insert(Step),
+                [{"recipe_id": recipe_id, "position": i, "text": t} for i, t in enumerate(steps)],
             )
 
     async def replace_tags(self, session: WriteSession, recipe_id: uuid.UUID, tags: Sequence[str]) -> None:
@@ -201,17 +204,13 @@ class RecipeRepository:
         return rating
 
     async def delete_rating(self, session: WriteSession, recipe_id: uuid.UUID, user_id: uuid.UUID) -> bool:
-        result = await session.execute(
-            delete(Rating).where(Rating.recipe_id == recipe_id, Rating.user_id == user_id)
-        )
-        return bool(result.rowcount)
+        result = await session.execute(delete(Rating).where(Rating.recipe_id == recipe_id, Rating.user_id == user_id))
+        return rowcount(result) > 0
 
     async def recompute_rating(self, session: WriteSession, recipe_id: uuid.UUID) -> tuple[float | None, int]:
         """Average and count from the rating rows themselves (the caller holds the recipe's row lock)."""
         avg, count = (
-            await session.execute(
-                select(func.avg(Rating.stars), func.count()).where(Rating.recipe_id == recipe_id)
-            )
+            await session.execute(select(func.avg(Rating.stars), func.count()).where(Rating.recipe_id == recipe_id))
         ).one()
         average = round(float(avg), 4) if avg is not None else None
         await self.bump_version(session, recipe_id, rating_avg=average, rating_count=int(count))
@@ -223,13 +222,13 @@ class RecipeRepository:
             .values(recipe_id=recipe_id, user_id=user_id, created_at=utcnow())
             .on_conflict_do_nothing()
         )
-        return bool(result.rowcount)
+        return rowcount(result) > 0
 
     async def remove_favorite(self, session: WriteSession, recipe_id: uuid.UUID, user_id: uuid.UUID) -> bool:
         result = await session.execute(
             delete(Favorite).where(Favorite.recipe_id == recipe_id, Favorite.user_id == user_id)
         )
-        return bool(result.rowcount)
+        return rowcount(result) > 0
 
     async def recompute_favorites(self, session: WriteSession, recipe_id: uuid.UUID) -> None:
         count = select(func.count()).select_from(Favorite).where(Favorite.recipe_id == recipe_id)

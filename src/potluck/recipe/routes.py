@@ -39,7 +39,11 @@ def _cache_control(viewer: uuid.UUID | None, public: bool, policy: str = PUBLIC_
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=RecipeRead)
 async def create_recipe(
-    body: RecipeCreate, user_id: CurrentUserId, session: WriteSessionDep, container: ContainerDep, request: Request
+    body: RecipeCreate,
+    user_id: CurrentUserId,
+    session: WriteSessionDep,
+    container: ContainerDep,
+    request: Request,
 ) -> Response:
     """Create a recipe owned by the caller."""
     doc = await container.recipes.create(session, user_id, body)
@@ -66,7 +70,7 @@ async def list_recipes(
 ) -> Response:
     """Recipes newest first, filtered, cursor-paginated. Private recipes appear only to their author."""
     filters = RecipeFilters(author=author, cuisine=cuisine, tag=tag, max_total_minutes=max_total_minutes)
-    docs, next_cursor = await container.recipes.list(
+    docs, next_cursor = await container.recipes.list_page(
         session, filters, viewer, page.cursor, page.limit, selection.include
     )
     items = [project(d, selection, RECIPE_SHAPE) for d in docs]
@@ -163,9 +167,7 @@ async def my_favorites(
     rows, next_cursor = await container.recipes.list_favorites(
         session, user_id, page.cursor, page.limit, selection.include
     )
-    items = [
-        {"recipe": project(doc, selection, RECIPE_SHAPE), "favorited_at": at.isoformat()} for doc, at in rows
-    ]
+    items = [{"recipe": project(doc, selection, RECIPE_SHAPE), "favorited_at": at.isoformat()} for doc, at in rows]
     headers = {"Cache-Control": PRIVATE_CACHE}
     headers.update(next_link(request.url, next_cursor))
     return json_response({"items": items, "next_cursor": next_cursor}, headers=headers)

@@ -20,7 +20,11 @@ Cuisine = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True,
 TagName = Annotated[
     str,
     StringConstraints(
-        strip_whitespace=True, to_lower=True, min_length=1, max_length=40, pattern=r"^[a-z0-9][a-z0-9 _-]*$"
+        strip_whitespace=True,
+        to_lower=True,
+        min_length=1,
+        max_length=40,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9 _-]*$",
     ),
 ]
 StepText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5_000)]

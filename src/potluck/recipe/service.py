@@ -28,7 +28,16 @@ from potluck.recipe.schemas import (
 )
 from potluck.user.service import media_url
 
-_SCALAR_FIELDS = ("title", "description", "cuisine", "prep_minutes", "cook_minutes", "servings", "difficulty", "is_public")
+_SCALAR_FIELDS = (
+    "title",
+    "description",
+    "cuisine",
+    "prep_minutes",
+    "cook_minutes",
+    "servings",
+    "difficulty",
+    "is_public",
+)
 
 
 class RecipeService:
@@ -90,7 +99,11 @@ class RecipeService:
         return doc
 
     async def get(
-        self, session: AsyncSession, recipe_id: uuid.UUID, viewer_id: uuid.UUID | None, parts: Set[str] = HEAVY_PARTS
+        self,
+        session: AsyncSession,
+        recipe_id: uuid.UUID,
+        viewer_id: uuid.UUID | None,
+        parts: Set[str] = HEAVY_PARTS,
     ) -> dict[str, Any]:
         """The recipe's document; 404 when it is missing or private to someone else."""
         recipe = await RecipeRepository(session).get(recipe_id, parts)
@@ -98,7 +111,7 @@ class RecipeService:
             raise NotFoundError("no such recipe")
         return self.document(recipe, parts)
 
-    async def list(
+    async def list_page(
         self,
         session: AsyncSession,
         filters: RecipeFilters,
@@ -107,7 +120,7 @@ class RecipeService:
         limit: int,
         parts: Set[str],
     ) -> tuple[list[dict[str, Any]], str | None]:
-        rows = await RecipeRepository(session).list(filters, viewer_id, cursor, limit + 1, parts)
+        rows = await RecipeRepository(session).list_page(filters, viewer_id, cursor, limit + 1, parts)
         page = rows[:limit]
         next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit and page else None
         return [self.document(r, parts) for r in page], next_cursor
@@ -148,12 +161,21 @@ class RecipeService:
         """Apply a partial update; 412 if `if_match` names another version."""
         if not if_match_satisfied(if_match, recipe.version):
             raise PreconditionFailedError(
-                "the recipe changed since you read it; fetch it again", extra={"current_version": recipe.version}
+                "the recipe changed since you read it; fetch it again",
+                extra={"current_version": recipe.version},
             )
         repo = RecipeRepository(session)
         sent = data.model_fields_set
         values = {name: getattr(data, name) for name in _SCALAR_FIELDS if name in sent}
-        for name in ("title", "description", "prep_minutes", "cook_minutes", "servings", "difficulty", "is_public"):
+        for name in (
+            "title",
+            "description",
+            "prep_minutes",
+            "cook_minutes",
+            "servings",
+            "difficulty",
+            "is_public",
+        ):
             if name in values and values[name] is None:
                 values.pop(name)  # null is meaningful only for nullable fields
         if "ingredients" in sent:

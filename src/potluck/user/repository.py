@@ -9,7 +9,7 @@ from sqlalchemy import delete, func, or_, select, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from potluck.db.base import utcnow
-from potluck.db.dialect import dialect_insert
+from potluck.db.dialect import dialect_insert, rowcount
 from potluck.db.session import WriteSession
 from potluck.kit.cursor import Cursor
 from potluck.recipe.models import Recipe
@@ -65,13 +65,13 @@ class UserRepository:
             .on_conflict_do_nothing()
         )
         result = await session.execute(stmt)
-        return bool(result.rowcount)
+        return rowcount(result) > 0
 
     async def unfollow(self, session: WriteSession, follower_id: uuid.UUID, followee_id: uuid.UUID) -> bool:
         result = await session.execute(
             delete(Follow).where(Follow.follower_id == follower_id, Follow.followee_id == followee_id)
         )
-        return bool(result.rowcount)
+        return rowcount(result) > 0
 
     async def list_follows(
         self, user_id: uuid.UUID, *, direction: str, cursor: Cursor | None, limit: int
@@ -91,4 +91,3 @@ class UserRepository:
         if cursor is not None:
             stmt = stmt.where(tuple_(Follow.created_at, theirs) < tuple_(cursor.created_at, cursor.id))
         return [(row[0], row[1]) for row in (await self.session.execute(stmt)).all()]
-

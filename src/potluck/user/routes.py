@@ -6,10 +6,25 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from potluck.deps import ContainerDep, CurrentUserId, OptionalUserId, Page, PrimaryReadSessionDep, ReadSessionDep
-from potluck.deps import WriteSessionDep
+from potluck.deps import (
+    ContainerDep,
+    CurrentUserId,
+    OptionalUserId,
+    Page,
+    PrimaryReadSessionDep,
+    ReadSessionDep,
+    WriteSessionDep,
+)
 from potluck.kit.links import next_link
-from potluck.user.schemas import FollowPage, RefreshRequest, TokenPair, UserCreate, UserMe, UserRead, UserUpdate
+from potluck.user.schemas import (
+    FollowPage,
+    RefreshRequest,
+    TokenPair,
+    UserCreate,
+    UserMe,
+    UserRead,
+    UserUpdate,
+)
 
 auth_router = APIRouter(prefix="/auth", tags=["auth"])
 router = APIRouter(prefix="/users", tags=["users"])
@@ -67,24 +82,24 @@ async def get_user(
 
 
 @router.put("/{user_id}/follow", status_code=status.HTTP_204_NO_CONTENT)
-async def follow(
-    user_id: uuid.UUID, me: CurrentUserId, session: WriteSessionDep, container: ContainerDep
-) -> None:
+async def follow(user_id: uuid.UUID, me: CurrentUserId, session: WriteSessionDep, container: ContainerDep) -> None:
     """Follow a user (idempotent)."""
     await container.users.follow(session, me, user_id)
 
 
 @router.delete("/{user_id}/follow", status_code=status.HTTP_204_NO_CONTENT)
-async def unfollow(
-    user_id: uuid.UUID, me: CurrentUserId, session: WriteSessionDep, container: ContainerDep
-) -> None:
+async def unfollow(user_id: uuid.UUID, me: CurrentUserId, session: WriteSessionDep, container: ContainerDep) -> None:
     """Stop following a user (idempotent)."""
     await container.users.unfollow(session, me, user_id)
 
 
 @router.get("/{user_id}/followers", response_model=FollowPage)
 async def followers(
-    user_id: uuid.UUID, page: Page, session: ReadSessionDep, container: ContainerDep, request: Request,
+    user_id: uuid.UUID,
+    page: Page,
+    session: ReadSessionDep,
+    container: ContainerDep,
+    request: Request,
     response: Response,
 ) -> FollowPage:
     result = await container.users.list_follows(session, user_id, "followers", page.cursor, page.limit)
@@ -94,7 +109,11 @@ async def followers(
 
 @router.get("/{user_id}/following", response_model=FollowPage)
 async def following(
-    user_id: uuid.UUID, page: Page, session: ReadSessionDep, container: ContainerDep, request: Request,
+    user_id: uuid.UUID,
+    page: Page,
+    session: ReadSessionDep,
+    container: ContainerDep,
+    request: Request,
     response: Response,
 ) -> FollowPage:
     result = await container.users.list_follows(session, user_id, "following", page.cursor, page.limit)

@@ -160,9 +160,7 @@ class UserService:
         rows = await repo.list_follows(user_id, direction=direction, cursor=cursor, limit=limit + 1)
         page, more = rows[:limit], len(rows) > limit
         items = [
-            FollowRead(
-                user=UserSummary(id=u.id, username=u.username, display_name=u.display_name), followed_at=at
-            )
+            FollowRead(user=UserSummary(id=u.id, username=u.username, display_name=u.display_name), followed_at=at)
             for u, at in page
         ]
         next_cursor = encode_cursor(page[-1][1], page[-1][0].id) if more and page else None

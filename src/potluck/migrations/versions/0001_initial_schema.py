@@ -10,7 +10,6 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -49,9 +48,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_user_account")),
     )
     op.create_index("uq_user_account_email_lower", "user_account", [sa.text("lower(email)")], unique=True)
-    op.create_index(
-        "uq_user_account_username_lower", "user_account", [sa.text("lower(username)")], unique=True
-    )
+    op.create_index("uq_user_account_username_lower", "user_account", [sa.text("lower(username)")], unique=True)
     op.create_table(
         "follow",
         sa.Column("follower_id", sa.Uuid(), nullable=False),
@@ -72,12 +69,8 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("follower_id", "followee_id", name=op.f("pk_follow")),
     )
-    op.create_index(
-        "idx_follow_followee_created", "follow", ["followee_id", "created_at", "follower_id"], unique=False
-    )
-    op.create_index(
-        "idx_follow_follower_created", "follow", ["follower_id", "created_at", "followee_id"], unique=False
-    )
+    op.create_index("idx_follow_followee_created", "follow", ["followee_id", "created_at", "follower_id"], unique=False)
+    op.create_index("idx_follow_follower_created", "follow", ["follower_id", "created_at", "followee_id"], unique=False)
 
     op.create_table(
         "recipe",
@@ -103,9 +96,7 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("id", sa.Uuid(), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.CheckConstraint(
-            "prep_minutes >= 0 AND cook_minutes >= 0", name=op.f("ck_recipe_minutes_non_negative")
-        ),
+        sa.CheckConstraint("prep_minutes >= 0 AND cook_minutes >= 0", name=op.f("ck_recipe_minutes_non_negative")),
         sa.CheckConstraint("servings >= 1", name=op.f("ck_recipe_servings_positive")),
         sa.ForeignKeyConstraint(
             ["author_id"],
@@ -139,9 +130,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("user_id", "recipe_id", name=op.f("pk_favorite")),
     )
     op.create_index("idx_favorite_recipe", "favorite", ["recipe_id"], unique=False)
-    op.create_index(
-        "idx_favorite_user_created", "favorite", ["user_id", "created_at", "recipe_id"], unique=False
-    )
+    op.create_index("idx_favorite_user_created", "favorite", ["user_id", "created_at", "recipe_id"], unique=False)
 
     op.create_table(
         "nutrition",
@@ -200,9 +189,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("recipe_id", "position", name=op.f("pk_recipe_ingredient")),
     )
     op.create_index("idx_recipe_ingredient_ingredient", "recipe_ingredient", ["ingredient_id"], unique=False)
-    op.create_index(
-        "idx_recipe_ingredients", "recipe_ingredient", ["recipe_id", "ingredient_id"], unique=False
-    )
+    op.create_index("idx_recipe_ingredients", "recipe_ingredient", ["recipe_id", "ingredient_id"], unique=False)
 
     op.create_table(
         "recipe_tag",
@@ -211,9 +198,7 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(
             ["recipe_id"], ["recipe.id"], name=op.f("fk_recipe_tag_recipe_id_recipe"), ondelete="CASCADE"
         ),
-        sa.ForeignKeyConstraint(
-            ["tag_id"], ["tag.id"], name=op.f("fk_recipe_tag_tag_id_tag"), ondelete="CASCADE"
-        ),
+        sa.ForeignKeyConstraint(["tag_id"], ["tag.id"], name=op.f("fk_recipe_tag_tag_id_tag"), ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("recipe_id", "tag_id", name=op.f("pk_recipe_tag")),
     )
     op.create_index("idx_recipe_tag_tag", "recipe_tag", ["tag_id", "recipe_id"], unique=False)

@@ -1,0 +1,141 @@
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import jwt
+import pytest
+
+from tests.integration.conftest import Api
+
+PROBLEM = "application/problem+json"
+
+
+async def test_register_returns_profile_without_secrets(client: httpx.AsyncClient) -> None:
+    resp = await client.post(
+        "/api/v1/auth/register",
+        json={"email": "Ann@Example.com", "username": "ann", "password": "long enough pw"},
+    )
+    assert resp.status_code == 201
+    body = resp.json()
+    assert body["email"] == "ann@example.com"
+    assert "password" not in str(body)
+    assert "password_hash" not in body
+
+
+@pytest.mark.parametrize(
+    ("email", "username"),
+    [("ANN@example.com", "other"), ("other@example.com", "ANN")],
+)
+async def test_email_and_username_are_unique_case_insensitively(
+    client: httpx.AsyncClient, email: str, username: str
+) -> None:
+    first = await client.post(
+        "/api/v1/auth/register",
+        json={"email": "ann@example.com", "username": "ann", "password": "long enough"},
+    )
+    assert first.status_code == 201
+    again = await client.post(
+        "/api/v1/auth/register", json={"email": email, "username": username, "password": "long enough"}
+    )
+    assert again.status_code == 409
+    assert again.headers["content-type"] == PROBLEM
+    assert again.json()["field"] == ("email" if username == "other" else "username")
+
+
+async def test_concurrent_registrations_of_one_name_yield_one_account(client: httpx.AsyncClient) -> None:
+    async def attempt(i: int) -> int:
+        resp = await client.post(
+            "/api/v1/auth/register",
+            json={"email": f"race{i}@example.com", "username": "racer", "password": "long enough"},
+        )
+        return resp.status_code
+
+    codes = await asyncio.gather(*(attempt(i) for i in range(6)))
+    assert sorted(codes) == [201] + [409] * 5
+
+
+async def test_wrong_username_and_wrong_password_are_indistinguishable(client: httpx.AsyncClient, api: Api) -> None:
+    user = await api.register("bob", password="right password")
+    wrong_pw = await client.post("/api/v1/auth/token", data={"username": "bob", "password": "wrong password"})
+    no_user = await client.post("/api/v1/auth/token", data={"username": "nobody", "password": "right password"})
+    assert wrong_pw.status_code == no_user.status_code == 401
+    assert wrong_pw.json()["detail"] == no_user.json()["detail"]
+    assert wrong_pw.headers["www-authenticate"] == "Bearer"
+    by_email = await client.post(
+        "/api/v1/auth/token", data={"username": "BOB@example.com", "password": "right password"}
+    )
+    assert by_email.status_code == 200
+    assert user["id"]
+
+
+async def test_password_is_stored_as_argon2id(client: httpx.AsyncClient, api: Api, settings: object) -> None:
+    from sqlalchemy import select
+
+    from potluck.db.engine import create_engine
+    from potluck.user.models import User
+
+    await api.register("carol")
+    engine = create_engine(settings.database_url, settings.database)  # type: ignore[attr-defined]
+    async with engine.connect() as conn:
+        stored = (await conn.execute(select(User.password_hash).where(User.username == "carol"))).scalar_one()
+    await engine.dispose()
+    assert stored.startswith("$argon2id$")
+
+
+async def test_me_requires_a_valid_token(client: httpx.AsyncClient, api: Api) -> None:
+    user = await api.register()
+    assert (await client.get("/api/v1/users/me")).status_code == 401
+    bad = await client.get("/api/v1/users/me", headers={"Authorization": "Bearer not-a-token"})
+    assert bad.status_code == 401
+    assert bad.headers["content-type"] == PROBLEM
+    ok = await client.get("/api/v1/users/me", headers=user["headers"])
+    assert ok.status_code == 200
+    assert ok.json()["username"] == user["username"]
+
+
+async def test_expired_and_refresh_tokens_are_not_access_tokens(client: httpx.AsyncClient, api: Api) -> None:
+    user = await api.register()
+    refresh = user["tokens"]["refresh_token"]
+    as_access = await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {refresh}"})
+    assert as_access.status_code == 401
+    claims = jwt.decode(user["tokens"]["access_token"], options={"verify_signature": False})
+    expired = jwt.encode(
+        {**claims, "exp": int((datetime.now(UTC) - timedelta(seconds=5)).timestamp())},
+        "test-secret-key-that-is-long-enough-for-hs256",
+        algorithm="HS256",
+    )
+    resp = await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {expired}"})
+    assert resp.status_code == 401
+
+
+async def test_access_token_expires_after_the_configured_minutes(api: Api) -> None:
+    user = await api.register()
+    claims = jwt.decode(user["tokens"]["access_token"], options={"verify_signature": False})
+    assert claims["exp"] - claims["iat"] == 15 * 60
+    assert user["tokens"]["expires_in"] == 15 * 60
+
+
+async def test_refresh_mints_a_working_pair(client: httpx.AsyncClient, api: Api) -> None:
+    user = await api.register()
+    resp = await client.post("/api/v1/auth/refresh", json={"refresh_token": user["tokens"]["refresh_token"]})
+    assert resp.status_code == 200
+    me = await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {resp.json()['access_token']}"})
+    assert me.status_code == 200
+    bad = await client.post("/api/v1/auth/refresh", json={"refresh_token": user["tokens"]["access_token"]})
+    assert bad.status_code == 401
+
+
+async def test_update_me_and_change_password(client: httpx.AsyncClient, api: Api) -> None:
+    user = await api.register("dave", password="first password")
+    resp = await client.patch(
+        "/api/v1/users/me",
+        json={"display_name": "Dave D.", "bio": "cooks", "password": "second password"},
+        headers=user["headers"],
+    )
+    assert resp.status_code == 200
+    assert resp.json()["display_name"] == "Dave D."
+    old = await client.post("/api/v1/auth/token", data={"username": "dave", "password": "first password"})
+    new = await client.post("/api/v1/auth/token", data={"username": "dave", "password": "second password"})
+    assert (old.status_code, new.status_code) == (401, 200)
