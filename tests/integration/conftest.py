@@ -68,8 +68,15 @@ async def _clone_pg(template_url: str) -> str:
 
 
 @pytest.fixture
-async def pg_database_url(pg_template: str) -> str:
-    return await _clone_pg(pg_template)
+async def pg_database_url(pg_template: str) -> AsyncIterator[str]:
+    url = await _clone_pg(pg_template)
+    yield url
+    parsed = make_url(url)
+    conn = await asyncpg.connect(host=parsed.host, port=parsed.port, user=parsed.username, database="postgres")
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(params=BACKENDS)

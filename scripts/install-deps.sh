@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Install everything the test suite needs on Debian 12: PostgreSQL 15, Redis, nginx and promtool from
+# apt, uv from PyPI, then the project's locked Python environment (uv sync --frozen).
+#
+# Idempotent and non-interactive (no TTY needed). apt is skipped entirely when the binaries are
+# already present, so repeated runs only cost the uv sync. Needs root (or sudo) only if apt must run.
+set -euo pipefail
+
+export DEBIAN_FRONTEND=noninteractive
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+apt_packages=(postgresql-15 redis-server nginx prometheus)
+
+log() { printf '[install-deps] %s\n' "$*"; }
+
+# command -v, plus the sbin dirs a non-root PATH may lack (nginx lives in /usr/sbin)
+have() { command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" || -x "/sbin/$1" ]]; }
+
+missing=()
+[[ -x /usr/lib/postgresql/15/bin/initdb ]] || missing+=("postgresql-15 (initdb)")
+for bin in redis-server nginx promtool; do
+    have "$bin" || missing+=("$bin")
+done
+
+if ((${#missing[@]} == 0)); then
+    log "system packages present (postgresql-15, redis-server, nginx, promtool): skipping apt"
+else
+    log "missing: ${missing[*]}; installing ${apt_packages[*]}"
+    sudo=()
+    if ((EUID != 0)); then
+        if command -v sudo >/dev/null 2>&1; then
+            sudo=(sudo -n DEBIAN_FRONTEND=noninteractive)
+        else
+            log "ERROR: apt-get needs root; re-run as root or install: ${apt_packages[*]}" >&2
+            exit 1
+        fi
+    fi
+    apt_opts=(-q -y -o DPkg::Lock::Timeout=120 -o Dpkg::Options::=--force-confdef -o Dpkg::Options::=--force-confold)
+    "${sudo[@]}" apt-get "${apt_opts[@]}" update </dev/null
+    "${sudo[@]}" apt-get "${apt_opts[@]}" install --no-install-recommends --no-upgrade "${apt_packages[@]}" </dev/null
+    log "apt packages installed"
+fi
+
+uv=(uv)
+if ! command -v uv >/dev/null 2>&1; then
+    log "uv not found: pip install uv"
+    # Debian's system python refuses plain pip installs (PEP 668); retry with --break-system-packages.
+    python3 -m pip install --quiet --disable-pip-version-check uv </dev/null ||
+        python3 -m pip install --quiet --disable-pip-version-check --break-system-packages uv </dev/null
+    hash -r
+    if command -v pyenv >/dev/null 2>&1; then pyenv rehash || true; fi
+    if ! command -v uv >/dev/null 2>&1; then
+        uv=(python3 -m uv) # the PyPI package also runs as a module when its script dir is not on PATH
+    fi
+fi
+log "using $("${uv[@]}" --version)"
+
+log "uv sync --frozen in $repo_root"
+cd "$repo_root"
+"${uv[@]}" sync --frozen </dev/null
+log "done"

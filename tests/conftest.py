@@ -1,0 +1,28 @@
+"""Root pytest configuration: real servers on loopback, started once per session on first use.
+
+* ``pg_cluster``: PostgreSQL 15 primary + 2 streaming replicas (tests.harness.PgCluster), database
+  ``potluck`` on every node. ``pg_cluster.dsn()`` / ``pg_cluster.dsn(0)`` give SQLAlchemy asyncpg URLs.
+* ``redis_server``: Redis 7 without persistence (tests.harness.RedisServer), ``redis_server.url``.
+
+Tests that pause, stop or kill a server must restore it (try/finally): the servers are shared.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.harness import PgCluster, RedisServer
+
+
+@pytest.fixture(scope="session")
+def pg_cluster() -> Iterator[PgCluster]:
+    with PgCluster(replicas=2) as cluster:
+        yield cluster
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    with RedisServer() as server:
+        yield server
