@@ -24,6 +24,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         container = bootstrap(settings)
         app.state.container = container
+        await container.start()
         try:
             yield
         finally:
@@ -40,4 +41,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api.max_body_bytes)
     app.include_router(health_router)
     app.include_router(api_router)
+    if settings.cache.test_hooks:
+        from potluck.testing_hooks import router as testing_router
+
+        app.include_router(testing_router)
     return app

@@ -23,6 +23,30 @@ class DatabaseSettings(BaseModel):
 class RedisSettings(BaseModel):
     # None means: no Redis, the in-process backends are used.
     url: str | None = None
+    # A non-evicting instance (noeviction) for what must not be evicted: the Celery broker, rate limits.
+    coord_url: str | None = None
+
+
+class CacheSettings(BaseModel):
+    enabled: bool = True
+    # The in-process first tier: a short hard TTL because its invalidation (pub/sub) is at-most-once.
+    local_enabled: bool = True
+    local_ttl_seconds: float = Field(default=5.0, gt=0)
+    local_max_entries: int = Field(default=10_000, ge=1)
+    # Redis calls fail fast: tens of milliseconds, no retries, then the database answers.
+    timeout_ms: int = Field(default=50, ge=1)
+    lease_ms: int = Field(default=3000, ge=10)
+    lease_wait_ms: int = Field(default=500, ge=0)
+    lease_poll_ms: int = Field(default=5, ge=1)
+    xfetch_beta: float = Field(default=1.0, ge=0)
+    breaker_failures: int = Field(default=3, ge=1)
+    breaker_reset_seconds: float = Field(default=1.0, gt=0)
+    ack_timeout_ms: int = Field(default=200, ge=0)
+    # How often a process that owes the store invalidations, or whose breaker is open, tries it again.
+    recover_interval_ms: int = Field(default=50, ge=5)
+    memory_max_entries: int = Field(default=50_000, ge=1)
+    # Test hooks (fault injection endpoints). Never on in production.
+    test_hooks: bool = False
 
 
 class AuthSettings(BaseModel):
@@ -56,6 +80,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    cache: CacheSettings = Field(default_factory=CacheSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
+from starlette.responses import Response
 
+from potluck.cache.store import CacheStoreError
 from potluck.deps import ContainerDep
 from potluck.errors import ServiceUnavailableError
 
@@ -19,10 +22,28 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 async def readyz(container: ContainerDep) -> dict[str, str]:
-    """The process can serve: its primary database answers."""
+    """The process can serve: its primary database answers (503 otherwise).
+
+    Redis is reported but does not fail readiness: the cache fails open, and pulling every process out of the
+    load balancer because the cache is down would turn a cache outage into a full outage.
+    """
     try:
         async with container.database.primary.connect() as conn:
             await conn.execute(text("SELECT 1"))
     except Exception as exc:
         raise ServiceUnavailableError("the database does not answer", extra={"check": "database"}) from exc
-    return {"status": "ready", "database": "ok"}
+    result = {"status": "ready", "database": "ok"}
+    if container.settings.redis.url is not None:
+        try:
+            await container.cache.store.ping()
+            result["redis"] = "ok"
+        except CacheStoreError:
+            result["redis"] = "unavailable"
+            result["status"] = "degraded"
+    return result
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(container: ContainerDep) -> Response:
+    """Prometheus exposition of this process's metrics."""
+    return Response(generate_latest(container.registry), media_type=CONTENT_TYPE_LATEST)

@@ -6,23 +6,27 @@ one clone per test rather than a migration.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
+import redis
 from sqlalchemy.engine import make_url
 
 from potluck.app import create_app
-from potluck.config import AuthSettings, DatabaseSettings, Settings
+from potluck.config import AuthSettings, CacheSettings, DatabaseSettings, RedisSettings, Settings
 from potluck.db.engine import create_engine
 from potluck.db.migrate import upgrade
 
+# The embedded default (SQLite, in-process cache) and the full topology (PostgreSQL, Redis cache).
 BACKENDS = ["sqlite", "postgres"]
 _counter = itertools.count()
 
@@ -90,18 +94,42 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
+def redis_url(database_url: str, request: pytest.FixtureRequest) -> str | None:
+    """The full topology pairs PostgreSQL with the real Redis (flushed per test); SQLite runs without Redis."""
+    if database_url.startswith("sqlite"):
+        return None
+    server = request.getfixturevalue("redis_server")
+    with redis.Redis.from_url(server.url) as r:
+        r.flushall()
+    url: str = server.url
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str, redis_url: str | None, tmp_path: Path) -> Settings:
     return Settings(
         data_dir=tmp_path / "data",
         database=DatabaseSettings(url=database_url, pool_size=5, max_overflow=5),
+        redis=RedisSettings(url=redis_url),
+        cache=CacheSettings(test_hooks=True),
         auth=_fast_auth(),
     )
 
 
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    async with running_app(settings) as http:
+        yield http
+
+
+@asynccontextmanager
+async def running_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """An app with its lifespan running, and a client on it; `client._transport.app` reaches the app."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
+        container = app.state.container
+        if container.cache.bus is not None:
+            await asyncio.wait_for(container.cache.bus.connected.wait(), 5)
         transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
         async with httpx.AsyncClient(transport=transport, base_url="http://potluck.test") as http:
             yield http

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 
 from potluck.deps import ContainerDep, CurrentUserId, OptionalUserId, Page, ReadSessionDep, WriteSessionDep
 from potluck.kit.etag import if_none_match_hit, make_etag
-from potluck.kit.fields import project
+from potluck.kit.fields import parse_selection, project
 from potluck.kit.links import next_link
 from potluck.kit.responses import json_response
 from potluck.recipe.dependencies import DetailSelection, ListSelection, RecipeForEdit, VisibleRecipeForWrite
@@ -31,6 +31,8 @@ me_router = APIRouter(prefix="/users/me", tags=["recipes"])
 PUBLIC_CACHE = "public, max-age=60, s-maxage=300, stale-while-revalidate=60"
 PUBLIC_LIST_CACHE = "public, max-age=15, s-maxage=30, stale-while-revalidate=30"
 PRIVATE_CACHE = "private, no-cache"
+# The selection key of the full document, so a write's ETag matches the ETag a plain GET gives.
+FULL_DOCUMENT = parse_selection(None, None, RECIPE_SHAPE, default_include=HEAVY_PARTS).key
 
 
 def _cache_control(viewer: uuid.UUID | None, public: bool, policy: str = PUBLIC_CACHE) -> str:
@@ -49,7 +51,7 @@ async def create_recipe(
     doc = await container.recipes.create(session, user_id, body)
     headers = {
         "Location": str(request.url_for("get_recipe", recipe_id=doc["id"])),
-        "ETag": make_etag(doc["id"], doc["version"]),
+        "ETag": make_etag(doc["id"], doc["version"], FULL_DOCUMENT),
         "Cache-Control": "no-store",
     }
     return json_response(doc, status.HTTP_201_CREATED, headers)
@@ -83,22 +85,24 @@ async def list_recipes(
 async def get_recipe(
     recipe_id: uuid.UUID,
     viewer: OptionalUserId,
-    session: ReadSessionDep,
     container: ContainerDep,
     selection: DetailSelection,
     if_none_match: Annotated[str | None, Header(max_length=2000)] = None,
 ) -> Response:
     """One recipe. `fields` and `include` trim it; `If-None-Match` with a current ETag answers 304."""
-    doc = await container.recipes.get(session, recipe_id, viewer, HEAVY_PARTS)
-    etag = make_etag(doc["id"], doc["version"], selection.key)
+    cached = await container.recipes.get(recipe_id, viewer)
+    etag = make_etag(recipe_id, cached.meta.version, selection.key)
     headers = {
         "ETag": etag,
-        "Cache-Control": _cache_control(viewer, bool(doc["is_public"])),
+        "Cache-Control": _cache_control(viewer, cached.meta.is_public),
         "Vary": "Authorization",
     }
     if if_none_match_hit(if_none_match, etag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
-    return json_response(project(doc, selection, RECIPE_SHAPE), headers=headers)
+    if selection.is_everything and selection.include == HEAVY_PARTS:
+        # The common case: the stored bytes are the response, unparsed.
+        return Response(cached.payload, media_type="application/json", headers=headers)
+    return json_response(project(cached.document(), selection, RECIPE_SHAPE), headers=headers)
 
 
 @router.patch("/{recipe_id}", response_model=RecipeRead, responses={412: {"description": "ETag mismatch"}})
@@ -111,7 +115,9 @@ async def update_recipe(
 ) -> Response:
     """Partial update by the author. Send `If-Match` with the ETag you read to get 412 instead of a lost update."""
     doc = await container.recipes.update(session, recipe, body, if_match)
-    return json_response(doc, headers={"ETag": make_etag(doc["id"], doc["version"]), "Cache-Control": "no-store"})
+    return json_response(
+        doc, headers={"ETag": make_etag(doc["id"], doc["version"], FULL_DOCUMENT), "Cache-Control": "no-store"}
+    )
 
 
 @router.delete("/{recipe_id}", status_code=status.HTTP_204_NO_CONTENT)

@@ -4,14 +4,21 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Set
+from dataclasses import dataclass
 from typing import Any
 
+import orjson
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from potluck.cache.cache import Cache, Loaded
+from potluck.cache.families import RECIPE_DETAIL
+from potluck.cache.keys import recipe_key, user_key
+from potluck.db.engine import Database
 from potluck.db.session import WriteSession
 from potluck.errors import ForbiddenError, NotFoundError, PreconditionFailedError
 from potluck.kit.cursor import Cursor, encode_cursor
 from potluck.kit.etag import if_match_satisfied
+from potluck.recipe.meta import RecipeMeta
 from potluck.recipe.models import Recipe
 from potluck.recipe.repository import RecipeRepository
 from potluck.recipe.schemas import (
@@ -40,8 +47,22 @@ _SCALAR_FIELDS = (
 )
 
 
+@dataclass(frozen=True, slots=True)
+class CachedRecipe:
+    """A recipe's full representation as served bytes, with the metadata to authorize it without parsing."""
+
+    payload: bytes
+    meta: RecipeMeta
+
+    def document(self) -> dict[str, Any]:
+        doc: dict[str, Any] = orjson.loads(self.payload)
+        return doc
+
+
 class RecipeService:
-    def __init__(self, media_base_url: str) -> None:
+    def __init__(self, database: Database, cache: Cache, media_base_url: str) -> None:
+        self.database = database
+        self.cache = cache
         self.media_base_url = media_base_url
 
     def document(self, recipe: Recipe, parts: Set[str]) -> dict[str, Any]:
@@ -98,18 +119,34 @@ class RecipeService:
             )
         return doc
 
-    async def get(
-        self,
-        session: AsyncSession,
-        recipe_id: uuid.UUID,
-        viewer_id: uuid.UUID | None,
-        parts: Set[str] = HEAVY_PARTS,
-    ) -> dict[str, Any]:
-        """The recipe's document; 404 when it is missing or private to someone else."""
-        recipe = await RecipeRepository(session).get(recipe_id, parts)
-        if recipe is None or not (recipe.is_public or recipe.author_id == viewer_id):
+    async def get(self, recipe_id: uuid.UUID, viewer_id: uuid.UUID | None) -> CachedRecipe:
+        """The recipe's full document through the cache; 404 when it is missing or private to someone else.
+
+        The cached entry is the same for every viewer; who may see it is decided here, on every read.
+        """
+        loaded = await self.cache.get_or_fill(RECIPE_DETAIL, recipe_key(recipe_id), lambda: self._load(recipe_id))
+        if loaded.payload is None:
             raise NotFoundError("no such recipe")
-        return self.document(recipe, parts)
+        cached = CachedRecipe(loaded.payload, RecipeMeta.unpack(loaded.meta))
+        if not cached.meta.visible_to(viewer_id):
+            raise NotFoundError("no such recipe")
+        return cached
+
+    async def _load(self, recipe_id: uuid.UUID) -> Loaded:
+        # Fills read the primary: a lagging replica could hand a fill the version a writer just replaced.
+        async with self.database.read_session(primary=True) as session:
+            recipe = await RecipeRepository(session).get(recipe_id, HEAVY_PARTS)
+            if recipe is None:
+                return Loaded(None)
+            doc = self.document(recipe, HEAVY_PARTS)
+            meta = RecipeMeta(recipe.is_public, recipe.author_id, recipe.version)
+        return Loaded(orjson.dumps(doc), meta.pack())
+
+    def _invalidate(self, session: WriteSession, recipe_id: uuid.UUID, *, author_id: uuid.UUID | None = None) -> None:
+        keys = [recipe_key(recipe_id)]
+        if author_id is not None:
+            keys.append(user_key(author_id))  # the author's profile counts recipes
+        self.cache.invalidate_after_commit(session, *keys)
 
     async def list_page(
         self,
@@ -133,6 +170,7 @@ class RecipeService:
         await repo.replace_steps(session, recipe.id, data.steps)
         await repo.replace_tags(session, recipe.id, data.tags)
         await repo.replace_nutrition(session, recipe.id, data.nutrition)
+        self._invalidate(session, recipe.id, author_id=author_id)
         return await self._reload(session, recipe.id)
 
     async def _reload(self, session: WriteSession, recipe_id: uuid.UUID) -> dict[str, Any]:
@@ -187,16 +225,19 @@ class RecipeService:
         if "nutrition" in sent:
             await repo.replace_nutrition(session, recipe.id, data.nutrition)
         await repo.bump_version(session, recipe.id, **values)
+        self._invalidate(session, recipe.id, author_id=recipe.author_id)
         return await self._reload(session, recipe.id)
 
     async def delete(self, session: WriteSession, recipe: Recipe) -> None:
         await RecipeRepository(session).delete(session, recipe.id)
+        self._invalidate(session, recipe.id, author_id=recipe.author_id)
 
     async def rate(self, session: WriteSession, recipe: Recipe, user_id: uuid.UUID, data: RatingWrite) -> RatingRead:
         """Put the caller's rating; the recipe's average and count are recomputed under its row lock."""
         repo = RecipeRepository(session)
         rating = await repo.upsert_rating(session, recipe.id, user_id, data.stars, data.review)
         average, count = await repo.recompute_rating(session, recipe.id)
+        self._invalidate(session, recipe.id)
         return RatingRead(
             recipe_id=recipe.id,
             user_id=user_id,
@@ -212,16 +253,19 @@ class RecipeService:
         repo = RecipeRepository(session)
         if await repo.delete_rating(session, recipe.id, user_id):
             await repo.recompute_rating(session, recipe.id)
+            self._invalidate(session, recipe.id)
 
     async def favorite(self, session: WriteSession, recipe: Recipe, user_id: uuid.UUID) -> None:
         repo = RecipeRepository(session)
         if await repo.add_favorite(session, recipe.id, user_id):
             await repo.recompute_favorites(session, recipe.id)
+            self._invalidate(session, recipe.id)
 
     async def unfavorite(self, session: WriteSession, recipe: Recipe, user_id: uuid.UUID) -> None:
         repo = RecipeRepository(session)
         if await repo.remove_favorite(session, recipe.id, user_id):
             await repo.recompute_favorites(session, recipe.id)
+            self._invalidate(session, recipe.id)
 
     async def list_favorites(
         self, session: AsyncSession, user_id: uuid.UUID, cursor: Cursor | None, limit: int, parts: Set[str]

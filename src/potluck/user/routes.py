@@ -75,10 +75,15 @@ async def update_me(
 
 
 @router.get("/{user_id}", response_model=UserRead)
-async def get_user(
-    user_id: uuid.UUID, viewer: OptionalUserId, session: ReadSessionDep, container: ContainerDep
-) -> UserRead:
-    return await container.users.get_profile(session, user_id, viewer)
+async def get_user(user_id: uuid.UUID, viewer: OptionalUserId, container: ContainerDep) -> Response:
+    """A user's public profile (your own, with private counts, when it is you)."""
+    payload = await container.users.get_profile(user_id, viewer)
+    cache_control = (
+        "public, max-age=60, s-maxage=120, stale-while-revalidate=60" if viewer is None else "private, no-cache"
+    )
+    return Response(
+        payload, media_type="application/json", headers={"Cache-Control": cache_control, "Vary": "Authorization"}
+    )
 
 
 @router.put("/{user_id}/follow", status_code=status.HTTP_204_NO_CONTENT)

@@ -8,10 +8,15 @@ import anyio.to_thread
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from potluck.cache.cache import Cache, Loaded
+from potluck.cache.families import USER_PROFILE
+from potluck.cache.keys import recipe_key, user_key
 from potluck.db.base import utcnow
+from potluck.db.engine import Database
 from potluck.db.session import WriteSession
 from potluck.errors import BadRequestError, ConflictError, NotFoundError, UnauthorizedError
 from potluck.kit.cursor import Cursor, encode_cursor
+from potluck.recipe.repository import RecipeRepository
 from potluck.user.models import User
 from potluck.user.repository import UserRepository
 from potluck.user.schemas import (
@@ -32,7 +37,11 @@ def media_url(base: str, key: str | None) -> str | None:
 
 
 class UserService:
-    def __init__(self, hasher: PasswordHasher, tokens: TokenService, media_base_url: str) -> None:
+    def __init__(
+        self, database: Database, cache: Cache, hasher: PasswordHasher, tokens: TokenService, media_base_url: str
+    ) -> None:
+        self.database = database
+        self.cache = cache
         self.hasher = hasher
         self.tokens = tokens
         self.media_base_url = media_base_url
@@ -92,12 +101,24 @@ class UserService:
             raise UnauthorizedError("the refresh token is invalid or expired")
         return self.issue_tokens(user_id)
 
-    async def get_profile(self, session: AsyncSession, user_id: uuid.UUID, viewer_id: uuid.UUID | None) -> UserRead:
-        repo = UserRepository(session)
-        user = await repo.get(user_id)
-        if user is None:
+    async def get_profile(self, user_id: uuid.UUID, viewer_id: uuid.UUID | None) -> bytes:
+        """A public profile as JSON bytes, through the user_profile cache (the owner's own view is not cached)."""
+        if viewer_id == user_id:
+            async with self.database.read_session(primary=True) as session:
+                return (await self.get_me(session, user_id)).model_dump_json().encode()
+        loaded = await self.cache.get_or_fill(USER_PROFILE, user_key(user_id), lambda: self._load_profile(user_id))
+        if loaded.payload is None:
             raise NotFoundError("no such user")
-        return await self._profile(repo, user, me=viewer_id == user.id)
+        return loaded.payload
+
+    async def _load_profile(self, user_id: uuid.UUID) -> Loaded:
+        async with self.database.read_session(primary=True) as session:
+            repo = UserRepository(session)
+            user = await repo.get(user_id)
+            if user is None:
+                return Loaded(None)
+            profile = await self._profile(repo, user, me=False)
+        return Loaded(profile.model_dump_json().encode())
 
     async def get_me(self, session: AsyncSession, user_id: uuid.UUID) -> UserMe:
         repo = UserRepository(session)
@@ -134,6 +155,11 @@ class UserService:
         user.version += 1
         user.updated_at = utcnow()
         await session.flush()
+        keys = [user_key(user_id)]
+        if data.display_name is not None:
+            # Recipes embed their author's display name.
+            keys += [recipe_key(rid) for rid in await RecipeRepository(session).ids_by_author(user_id)]
+        self.cache.invalidate_after_commit(session, *keys)
         return await self.get_me(session, user_id)
 
     async def follow(self, session: WriteSession, follower_id: uuid.UUID, followee_id: uuid.UUID) -> bool:
@@ -143,13 +169,17 @@ class UserService:
         repo = UserRepository(session)
         if await repo.get(followee_id) is None:
             raise NotFoundError("no such user")
-        return await repo.follow(session, follower_id, followee_id)
+        created = await repo.follow(session, follower_id, followee_id)
+        if created:
+            self.cache.invalidate_after_commit(session, user_key(follower_id), user_key(followee_id))
+        return created
 
     async def unfollow(self, session: WriteSession, follower_id: uuid.UUID, followee_id: uuid.UUID) -> None:
         repo = UserRepository(session)
         if await repo.get(followee_id) is None:
             raise NotFoundError("no such user")
-        await repo.unfollow(session, follower_id, followee_id)
+        if await repo.unfollow(session, follower_id, followee_id):
+            self.cache.invalidate_after_commit(session, user_key(follower_id), user_key(followee_id))
 
     async def list_follows(
         self, session: AsyncSession, user_id: uuid.UUID, direction: str, cursor: Cursor | None, limit: int

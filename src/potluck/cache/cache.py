@@ -1,0 +1,355 @@
+"""The two-tier cache-aside: where every cached read decides, and where every invalidation goes.
+
+Read (`get_or_fill`): first tier -> second tier -> one lease holder loads from the database and fills with a
+compare-and-set; other readers wait briefly for that fill or read through. Hot entries are refreshed early
+(XFetch) by one reader. Any store error, timeout or open breaker sends the read to the database.
+
+Write (`invalidate`, called after commit): drop the keys from this process's first tier, delete them from the
+store (which also deletes any lease, so a fill racing with the write is refused), then tell every other process.
+If the store is unavailable the keys wait in `pending`, and this process does not read the store again before
+they are delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+from potluck.cache.breaker import CircuitBreaker
+from potluck.cache.bus import InvalidationBus
+from potluck.cache.entry import Entry, decode, encode, is_lease, new_token, should_refresh_early
+from potluck.cache.families import Family
+from potluck.cache.keys import refresh_lock_key
+from potluck.cache.local import LocalCache
+from potluck.cache.metrics import CacheMetrics
+from potluck.cache.store import CacheStore, CacheStoreError
+from potluck.config import CacheSettings
+from potluck.db.session import WriteSession
+
+logger = logging.getLogger("potluck.cache")
+
+MAX_PENDING = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Loaded:
+    """What a loader found: the serialized value (None: it does not exist) and small metadata for the caller."""
+
+    payload: bytes | None
+    meta: bytes = b""
+
+
+Loader = Callable[[], Awaitable[Loaded]]
+
+
+@dataclass
+class FaultInjection:
+    """Test hooks, off in production: pause a reader between its database read and its fill."""
+
+    pause_before_fill: dict[str, float] = field(default_factory=dict)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Cache:
+    def __init__(
+        self,
+        store: CacheStore,
+        metrics: CacheMetrics,
+        settings: CacheSettings,
+        *,
+        local: LocalCache | None = None,
+        bus: InvalidationBus | None = None,
+        faults: FaultInjection | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.settings = settings
+        self.local = local
+        self.bus = bus
+        self.faults = faults
+        self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_seconds)
+        self.pending: set[str] = set()
+        self.pending_generations: set[str] = set()
+        self._inflight: dict[str, asyncio.Future[Loaded]] = {}
+        self._rng = rng or random.Random()
+        self._drainer: asyncio.Task[None] | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.bus is not None:
+            self.bus.start()
+        self._drainer = asyncio.create_task(self._recover_loop(), name="potluck-cache-recover")
+
+    async def aclose(self) -> None:
+        if self._drainer is not None:
+            self._drainer.cancel()
+        if self.bus is not None:
+            await self.bus.stop()
+        await self.store.aclose()
+
+    # --- the read path -------------------------------------------------------------------------------------
+
+    async def get_or_fill(self, family: Family, key: str, loader: Loader) -> Loaded:
+        """The value for `key`, from the fastest tier that has it, loading it at most once across processes."""
+        if not self.settings.enabled:
+            return await loader()
+        local = self.local
+        epoch = local.epoch if local is not None else 0
+        if local is not None and local.enabled:
+            entry = local.get(key)
+            if entry is not None:
+                self.metrics.hits.labels(family.name, "l1").inc()
+                self.metrics.time_saved.labels(family.name).inc(entry.delta_ms / 1000)
+                return Loaded(entry.payload, entry.meta)
+            self.metrics.misses.labels(family.name, "l1").inc()
+        # One request per key and process goes on; the others in this process share its result.
+        inflight = self._inflight.get(key)
+        if inflight is not None:
+            return await asyncio.shield(inflight)
+        future: asyncio.Future[Loaded] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            result = await self._second_tier(family, key, loader, epoch)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: waiters re-raise it, nobody else must
+            raise
+        else:
+            future.set_result(result)
+            return result
+        finally:
+            del self._inflight[key]
+
+    async def _second_tier(self, family: Family, key: str, loader: Loader, epoch: int) -> Loaded:
+        if not await self._store_usable():
+            self.metrics.bypasses.labels(family.name).inc()
+            return await loader()
+        try:
+            raw = await self.store.get(key)
+            self.breaker.record_success()
+        except CacheStoreError:
+            return await self._store_failed(family, "get", loader)
+
+        entry = decode(raw) if raw is not None else None
+        if entry is not None:
+            self.metrics.hits.labels(family.name, "l2").inc()
+            self.metrics.time_saved.labels(family.name).inc(entry.delta_ms / 1000)
+            now = _now_ms()
+            if should_refresh_early(now, entry, self.settings.xfetch_beta, 1.0 - self._rng.random()):
+                refreshed = await self._refresh_early(family, key, entry, loader, epoch)
+                if refreshed is not None:
+                    return refreshed
+            self._remember(key, entry, epoch)
+            return Loaded(entry.payload, entry.meta)
+        self.metrics.misses.labels(family.name, "l2").inc()
+        if raw is not None and is_lease(raw):
+            return await self._wait_for_fill(family, key, loader, epoch)
+        return await self._lease_and_fill(family, key, loader, epoch)
+
+    async def _lease_and_fill(self, family: Family, key: str, loader: Loader, epoch: int) -> Loaded:
+        token = new_token()
+        try:
+            current = await self.store.acquire_lease(key, token, self.settings.lease_ms)
+        except CacheStoreError:
+            return await self._store_failed(family, "lease", loader)
+        if current is not None:
+            entry = decode(current)
+            if entry is not None:  # filled between our get and our lease
+                self.metrics.hits.labels(family.name, "l2").inc()
+                self._remember(key, entry, epoch)
+                return Loaded(entry.payload, entry.meta)
+            return await self._wait_for_fill(family, key, loader, epoch)
+
+        loaded, delta_ms = await self._load(family, loader)
+        await self._maybe_pause(key)
+        value = self._encode(family, loaded, delta_ms)
+        try:
+            stored = await self.store.fill(key, token, value, self._ttl_ms(family, loaded))
+        except CacheStoreError:
+            self._record_failure(family, "fill")
+            return loaded
+        self.metrics.fills.labels(family.name, "stored" if stored else "refused").inc()
+        if stored:
+            entry = decode(value)
+            if entry is not None:
+                self._remember(key, entry, epoch)
+        return loaded
+
+    async def _wait_for_fill(self, family: Family, key: str, loader: Loader, epoch: int) -> Loaded:
+        """Another reader holds the lease: poll briefly for its fill, else read through without filling."""
+        deadline = time.monotonic() + self.settings.lease_wait_ms / 1000
+        while time.monotonic() < deadline:
+            await asyncio.sleep(self.settings.lease_poll_ms / 1000)
+            try:
+                raw = await self.store.get(key)
+            except CacheStoreError:
+                return await self._store_failed(family, "get", loader)
+            if raw is None:
+                # A writer deleted the lease: the fill will be refused; don't wait for it.
+                self.metrics.lease_waits.labels(family.name, "invalidated").inc()
+                return await self._lease_and_fill(family, key, loader, epoch)
+            entry = decode(raw)
+            if entry is not None:
+                self.metrics.lease_waits.labels(family.name, "served").inc()
+                self._remember(key, entry, epoch)
+                return Loaded(entry.payload, entry.meta)
+        self.metrics.lease_waits.labels(family.name, "timeout").inc()
+        loaded, _ = await self._load(family, loader)
+        return loaded
+
+    async def _refresh_early(self, family: Family, key: str, entry: Entry, loader: Loader, epoch: int) -> Loaded | None:
+        """XFetch chose this reader: reload and replace exactly the entry it saw, once across processes."""
+        try:
+            if not await self.store.try_lock(refresh_lock_key(key), self.settings.lease_ms):
+                return None
+        except CacheStoreError:
+            self._record_failure(family, "refresh")
+            return None
+        loaded, delta_ms = await self._load(family, loader)
+        await self._maybe_pause(key)
+        value = self._encode(family, loaded, delta_ms)
+        try:
+            replaced = await self.store.replace(key, entry.identity, value, self._ttl_ms(family, loaded))
+        except CacheStoreError:
+            self._record_failure(family, "refresh")
+            return loaded
+        self.metrics.early_refreshes.labels(family.name).inc()
+        if replaced:
+            fresh = decode(value)
+            if fresh is not None:
+                self._remember(key, fresh, epoch)
+        return loaded
+
+    async def _load(self, family: Family, loader: Loader) -> tuple[Loaded, int]:
+        started = time.perf_counter()
+        loaded = await loader()
+        elapsed = time.perf_counter() - started
+        self.metrics.loads.labels(family.name).observe(elapsed)
+        return loaded, max(1, int(elapsed * 1000))
+
+    def _encode(self, family: Family, loaded: Loaded, delta_ms: int) -> bytes:
+        return encode(loaded.payload, loaded.meta, _now_ms() + self._ttl_ms(family, loaded), delta_ms)
+
+    @staticmethod
+    def _ttl_ms(family: Family, loaded: Loaded) -> int:
+        return (family.ttl_seconds if loaded.payload is not None else family.negative_ttl_seconds) * 1000
+
+    def _remember(self, key: str, entry: Entry, epoch: int) -> None:
+        if self.local is not None:
+            self.local.put(key, entry, epoch, _now_ms())
+
+    async def _maybe_pause(self, key: str) -> None:
+        if self.faults is not None:
+            pause = self.faults.pause_before_fill.pop(key, None)
+            if pause:
+                await asyncio.sleep(pause)
+
+    # --- failures and the breaker ----------------------------------------------------------------------------
+
+    def _record_failure(self, family: Family, operation: str) -> None:
+        self.metrics.errors.labels(family.name, operation).inc()
+        self.breaker.record_failure()
+        self.metrics.breaker_open.set(1 if self.breaker.is_open else 0)
+
+    async def _store_failed(self, family: Family, operation: str, loader: Loader) -> Loaded:
+        self._record_failure(family, operation)
+        return await loader()
+
+    async def _store_usable(self) -> bool:
+        """Requests use the store only while the breaker is closed and this process owes it nothing."""
+        return self.breaker.allow() and not self.pending and not self.pending_generations
+
+    async def _recover(self) -> bool:
+        """Probe the store and deliver what this process owes it; closes the breaker on success."""
+        keys = sorted(self.pending)
+        generations = sorted(self.pending_generations)
+        try:
+            await self.store.ping()
+            for generation_key in generations:
+                await self.store.incr(generation_key)
+            self.pending_generations.difference_update(generations)
+            if keys:
+                await self.store.delete(keys)
+                if self.bus is not None:
+                    await self.bus.publish(keys)
+        except Exception:  # the store or the bus is still unavailable
+            self.breaker.record_failure()
+            self.metrics.breaker_open.set(1 if self.breaker.is_open else 0)
+            return False
+        self.pending.difference_update(keys)
+        self.metrics.pending.set(len(self.pending))
+        self.breaker.record_success()
+        self.metrics.breaker_open.set(0)
+        if keys or generations:
+            logger.info("cache.pending_delivered", extra={"keys": len(keys), "generations": len(generations)})
+        return True
+
+    async def _recover_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.recover_interval_ms / 1000)
+            if self.pending or self.pending_generations or self.breaker.probe_due():
+                await self._recover()
+
+    # --- the write path --------------------------------------------------------------------------------------
+
+    async def invalidate(self, keys: Sequence[str]) -> None:
+        """Forget `keys` in every tier of every process. Never raises: the database write already happened."""
+        if not keys or not self.settings.enabled:
+            return
+        if self.local is not None:
+            self.local.invalidate(keys)
+        if not self.breaker.allow():
+            self._defer(keys)
+            return
+        try:
+            await self.store.delete(keys)
+            if self.bus is not None:
+                await self.bus.publish(keys)
+        except Exception:
+            self._defer(keys)
+            self.breaker.record_failure()
+            self.metrics.breaker_open.set(1 if self.breaker.is_open else 0)
+            return
+        self.breaker.record_success()
+        self.metrics.invalidations.labels("sent").inc(len(keys))
+
+    def _defer(self, keys: Sequence[str]) -> None:
+        if len(self.pending) + len(keys) > MAX_PENDING:
+            logger.error("cache.pending_overflow", extra={"pending": len(self.pending)})
+        self.pending.update(keys)
+        self.metrics.invalidations.labels("deferred").inc(len(keys))
+        self.metrics.pending.set(len(self.pending))
+
+    def invalidate_after_commit(self, session: WriteSession, *keys: str) -> None:
+        """Invalidate once `session` commits; a rollback invalidates nothing."""
+        session.after_commit(lambda: self.invalidate(list(keys)))
+
+    async def generation(self, key: str) -> int | None:
+        """A generation counter (None when the store is unavailable: the caller then skips the cache)."""
+        if not self.settings.enabled or not await self._store_usable():
+            return None
+        try:
+            return await self.store.get_int(key)
+        except CacheStoreError:
+            self.breaker.record_failure()
+            return None
+
+    async def bump_generation(self, key: str) -> None:
+        """One INCR makes every entry under the old generation unreachable: O(1), whatever their number."""
+        if not self.settings.enabled:
+            return
+        try:
+            await self.store.incr(key)
+        except CacheStoreError:
+            self.breaker.record_failure()
+            self.pending_generations.add(key)
+            logger.warning("cache.generation_bump_deferred", extra={"key": key})

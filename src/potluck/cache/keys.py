@@ -1,0 +1,48 @@
+"""Every cache key is built here. Digests are stable (blake2b), never Python's salted hash()."""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Mapping
+
+import orjson
+
+# Keys without a TTL must never be evicted (see deploy/redis/cache.conf): generations live here.
+SEARCH_GENERATION_KEY = "gen:search"
+INVALIDATION_CHANNEL = "potluck:invalidate"
+
+
+def recipe_key(recipe_id: uuid.UUID | str) -> str:
+    return f"recipe:{recipe_id}"
+
+
+def user_key(user_id: uuid.UUID | str) -> str:
+    return f"user:{user_id}"
+
+
+def trending_key(period: str) -> str:
+    return f"trending:{period}"
+
+
+def recommend_key(user_id: uuid.UUID | str) -> str:
+    return f"recommend:{user_id}"
+
+
+def stable_digest(value: object, size: int = 16) -> str:
+    """A digest that is the same in every process and across restarts (PYTHONHASHSEED does not touch it)."""
+    raw = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    return hashlib.blake2b(raw, digest_size=size).hexdigest()
+
+
+def search_key(generation: int, query: Mapping[str, object]) -> str:
+    """`search:{hash}` in the design; the generation is part of the hash's namespace, so one INCR invalidates all."""
+    return f"search:{generation}:{stable_digest(query)}"
+
+
+def refresh_lock_key(key: str) -> str:
+    return f"{key}|refresh"
+
+
+def ack_key(message_id: str) -> str:
+    return f"potluck:ack:{message_id}"

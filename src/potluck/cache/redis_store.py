@@ -1,0 +1,103 @@
+"""CacheStore over Redis: leases and compare-and-set fills in Lua, tight timeouts, no retries."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from potluck.cache.entry import lease_prefix
+from potluck.cache.store import CacheStoreError
+
+# Take the lease if the key is empty or holds a lease past its deadline (its holder died mid-fill).
+# The deadline uses the Redis server's clock, so API processes need not agree on the time.
+_ACQUIRE = """
+local cur = redis.call('GET', KEYS[1])
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if cur then
+  if string.sub(cur, 1, 2) ~= 'L|' then return cur end
+  local deadline = tonumber(string.match(cur, '|(%d+)$'))
+  if deadline and deadline > now then return cur end
+end
+redis.call('SET', KEYS[1], 'L|' .. ARGV[1] .. '|' .. (now + tonumber(ARGV[2])))
+return false
+"""
+
+# Compare-and-set: only the holder of the lease that is still there may fill.
+_FILL = """
+local cur = redis.call('GET', KEYS[1])
+if cur and string.sub(cur, 1, string.len(ARGV[1])) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+
+# Early refresh: replace exactly the entry that was read, nothing newer, nothing deleted.
+_REPLACE = _FILL
+
+
+def redis_client(url: str, timeout: float) -> aioredis.Redis:
+    """A client that fails fast: tens of milliseconds, no retries (the caller falls back to the database)."""
+    return aioredis.Redis.from_url(
+        url,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        retry_on_timeout=False,
+        max_connections=256,
+        health_check_interval=0,
+    )
+
+
+class RedisStore:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+        self._acquire = client.register_script(_ACQUIRE)
+        self._fill = client.register_script(_FILL)
+        self._replace = client.register_script(_REPLACE)
+
+    async def _call(self, coro: Any) -> Any:
+        try:
+            return await coro
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise CacheStoreError(f"{type(exc).__name__}: {exc}") from exc
+
+    async def get(self, key: str) -> bytes | None:
+        value: bytes | None = await self._call(self.client.get(key))
+        return value
+
+    async def acquire_lease(self, key: str, token: bytes, lease_ms: int) -> bytes | None:
+        current: bytes | None = await self._call(self._acquire(keys=[key], args=[token, lease_ms]))
+        return current
+
+    async def fill(self, key: str, token: bytes, value: bytes, ttl_ms: int) -> bool:
+        return bool(await self._call(self._fill(keys=[key], args=[lease_prefix(token), value, ttl_ms])))
+
+    async def replace(self, key: str, identity: bytes, value: bytes, ttl_ms: int) -> bool:
+        return bool(await self._call(self._replace(keys=[key], args=[identity, value, ttl_ms])))
+
+    async def try_lock(self, key: str, ttl_ms: int) -> bool:
+        return bool(await self._call(self.client.set(key, b"1", nx=True, px=ttl_ms)))
+
+    async def delete(self, keys: Sequence[str]) -> None:
+        if keys:
+            await self._call(self.client.delete(*keys))
+
+    async def incr(self, key: str) -> int:
+        return int(await self._call(self.client.incr(key)))
+
+    async def get_int(self, key: str) -> int:
+        value = await self._call(self.client.get(key))
+        return int(value) if value is not None else 0
+
+    async def ping(self) -> None:
+        await self._call(self.client.ping())
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,38 @@
+"""The second tier's protocol: Redis in the full topology, process memory in the embedded default."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol
+
+
+class CacheStoreError(Exception):
+    """The store failed or timed out; the caller falls back to the database."""
+
+
+class CacheStore(Protocol):
+    async def get(self, key: str) -> bytes | None: ...
+
+    async def acquire_lease(self, key: str, token: bytes, lease_ms: int) -> bytes | None:
+        """Take the fill lease when the key is empty or holds an expired lease (None), else return what it holds."""
+        ...
+
+    async def fill(self, key: str, token: bytes, value: bytes, ttl_ms: int) -> bool:
+        """Store `value` only if the key still holds our lease: a writer's delete in between refuses the fill."""
+        ...
+
+    async def replace(self, key: str, identity: bytes, value: bytes, ttl_ms: int) -> bool:
+        """Early refresh: store `value` only if the key still holds the entry we read (same kind and fill id)."""
+        ...
+
+    async def try_lock(self, key: str, ttl_ms: int) -> bool: ...
+
+    async def delete(self, keys: Sequence[str]) -> None: ...
+
+    async def incr(self, key: str) -> int: ...
+
+    async def get_int(self, key: str) -> int: ...
+
+    async def ping(self) -> None: ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,1 @@
+"""Demo data: `potluck seed` fills an empty database with realistic, deterministic users, recipes and activity."""
