@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from potluck.cache.breaker import CircuitBreaker
 from potluck.cache.bus import InvalidationBus
-from potluck.cache.entry import Entry, decode, encode, is_lease, new_token, should_refresh_early
+from potluck.cache.entry import Entry, decode, encode, new_token, should_refresh_early
 from potluck.cache.families import Family
 from potluck.cache.keys import refresh_lock_key
 from potluck.cache.local import LocalCache
@@ -151,8 +151,7 @@ class Cache:
             self._remember(key, entry, epoch)
             return Loaded(entry.payload, entry.meta)
         self.metrics.misses.labels(family.name, "l2").inc()
-        if raw is not None and is_lease(raw):
-            return await self._wait_for_fill(family, key, loader, epoch)
+        # Empty, or a lease: try for the lease (it is taken over only if its holder is past its deadline).
         return await self._lease_and_fill(family, key, loader, epoch)
 
     async def _lease_and_fill(self, family: Family, key: str, loader: Loader, epoch: int) -> Loaded:
@@ -223,6 +222,10 @@ class Cache:
             self._record_failure(family, "refresh")
             return loaded
         self.metrics.early_refreshes.labels(family.name).inc()
+        try:
+            await self.store.delete([refresh_lock_key(key)])  # the next cycle's refresher must not wait for it
+        except CacheStoreError:
+            self._record_failure(family, "refresh")
         if replaced:
             fresh = decode(value)
             if fresh is not None:

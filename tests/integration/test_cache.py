@@ -1,0 +1,370 @@
+"""The cache properties of shared/design/cache-semantics.md, against real Redis and PostgreSQL.
+
+Two apps in one test stand for two API processes: each has its own first tier and invalidation subscription,
+and they share Redis and the database. tests/e2e repeats the cross-process ones with real processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from sqlalchemy import event
+
+from potluck.cache.entry import decode
+from potluck.cache.families import Family
+from potluck.cache.keys import recipe_key
+from potluck.config import Settings
+from tests.integration.conftest import Api, running_app
+
+pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+
+
+def _container(client: httpx.AsyncClient) -> Any:
+    return client._transport.app.state.container  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+async def pair(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    async with running_app(settings) as a, running_app(settings) as b:
+        yield a, b
+
+
+def _raw(settings: Settings, key: str) -> bytes | None:
+    assert settings.redis.url
+    with redis.Redis.from_url(settings.redis.url) as r:
+        value: bytes | None = r.get(key)
+        return value
+
+
+def _sample(client: httpx.AsyncClient, name: str, **labels: str) -> float:
+    value = _container(client).registry.get_sample_value(name, labels)
+    return float(value or 0.0)
+
+
+class QueryCounter:
+    """Counts statements that load one recipe by id, on every engine of the given apps."""
+
+    def __init__(self, *clients: httpx.AsyncClient) -> None:
+        self.engines = set()
+        for c in clients:
+            db = _container(c).database
+            self.engines |= {db.primary, db.primary_reader, *db.replicas}
+        self.count = 0
+
+    def _on(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM recipe" in statement and "recipe.id =" in statement:
+            self.count += 1
+
+    def __enter__(self) -> QueryCounter:
+        for engine in self.engines:
+            event.listen(engine.sync_engine, "before_cursor_execute", self._on)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for engine in self.engines:
+            event.remove(engine.sync_engine, "before_cursor_execute", self._on)
+
+
+async def _setup(api: Api) -> tuple[dict[str, Any], dict[str, Any]]:
+    author = await api.register()
+    recipe = await api.create_recipe(author)
+    return author, recipe
+
+
+# 1
+async def test_after_patch_no_process_serves_the_old_value(pair: tuple[httpx.AsyncClient, httpx.AsyncClient]) -> None:
+    a, b = pair
+    author, recipe = await _setup(Api(a))
+    url = f"/api/v1/recipes/{recipe['id']}"
+    for c in (a, b, a, b):
+        assert (await c.get(url)).json()["title"] == "Tomato soup"
+    assert _container(b).cache.local.get(recipe_key(recipe["id"])) is not None  # B's first tier holds it
+    resp = await a.patch(url, json={"title": "Gazpacho"}, headers=author["headers"])
+    assert resp.status_code == 200
+    for c in (b, a):
+        assert (await c.get(url)).json()["title"] == "Gazpacho"
+
+
+# 2
+async def test_reader_paused_before_fill_cannot_store_the_old_value(
+    pair: tuple[httpx.AsyncClient, httpx.AsyncClient], settings: Settings
+) -> None:
+    a, b = pair
+    author, recipe = await _setup(Api(a))
+    key = recipe_key(recipe["id"])
+    url = f"/api/v1/recipes/{recipe['id']}"
+    assert _raw(settings, key) is None
+    _container(a).faults.pause_before_fill[key] = 0.5
+    slow_read = asyncio.create_task(a.get(url))
+    await asyncio.sleep(0.15)  # A has read version 1 and holds the lease, paused before its fill
+    raw = _raw(settings, key)
+    assert raw is not None and raw.startswith(b"L|")
+    assert (await b.patch(url, json={"title": "New"}, headers=author["headers"])).status_code == 200
+    old = await slow_read
+    assert old.json()["version"] == 1  # it read before the write committed: fine to return, not to store
+    raw = _raw(settings, key)
+    entry = decode(raw) if raw else None
+    assert entry is None or b'"version":2' in (entry.payload or b"")
+    assert _sample(a, "potluck_cache_fills_total", family="recipe_detail", outcome="refused") == 1
+    for c in (a, b):
+        assert (await c.get(url)).json()["title"] == "New"
+
+
+# 3
+async def test_rolled_back_update_changes_no_cache_entry(pair: tuple[httpx.AsyncClient, httpx.AsyncClient], settings: Settings) -> None:
+    from potluck.recipe.schemas import RecipeUpdate
+
+    a, b = pair
+    author, recipe = await _setup(Api(a))
+    url = f"/api/v1/recipes/{recipe['id']}"
+    await b.get(url)
+    key = recipe_key(recipe["id"])
+    before = _raw(settings, key)
+    assert before is not None
+    container = _container(a)
+    sent_before = _sample(a, "potluck_cache_invalidations_total", outcome="sent")
+    with pytest.raises(RuntimeError):
+        async with container.database.write_session() as session:
+            locked = await container.recipes.lock_for_edit(session, uuid.UUID(recipe["id"]), uuid.UUID(author["id"]))
+            await container.recipes.update(session, locked, RecipeUpdate(title="Never"), None)
+            raise RuntimeError("abort the transaction")
+    assert _raw(settings, key) == before
+    assert _container(b).cache.local.get(key) is not None
+    assert _sample(a, "potluck_cache_invalidations_total", outcome="sent") == sent_before
+    assert (await b.get(url)).json()["title"] == "Tomato soup"
+
+
+# 5
+async def test_concurrent_cold_reads_across_processes_load_once(pair: tuple[httpx.AsyncClient, httpx.AsyncClient]) -> None:
+    a, b = pair
+    _, recipe = await _setup(Api(a))
+    url = f"/api/v1/recipes/{recipe['id']}"
+    with QueryCounter(a, b) as counter:
+        responses = await asyncio.gather(*((a if i % 2 else b).get(url) for i in range(24)))
+    assert {r.status_code for r in responses} == {200}
+    assert len({r.content for r in responses}) == 1
+    assert counter.count == 1
+
+
+# 6
+async def test_a_dead_lease_holder_is_replaced_within_the_lease_ttl(settings: Settings) -> None:
+    settings = settings.model_copy(update={"cache": settings.cache.model_copy(update={"lease_ms": 300, "lease_wait_ms": 20})})
+    async with running_app(settings) as a:
+        _, recipe = await _setup(Api(a))
+        key = recipe_key(recipe["id"])
+        store = _container(a).cache.store
+        assert await store.acquire_lease(key, b"deadbeefdeadbeef", 300) is None  # a holder that will never fill
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        filled_at = None
+        while loop.time() - started < 2.0:
+            resp = await a.get(f"/api/v1/recipes/{recipe['id']}")
+            assert resp.status_code == 200
+            raw = _raw(settings, key)
+            if raw is not None and decode(raw) is not None:
+                filled_at = loop.time() - started
+                break
+            await asyncio.sleep(0.02)
+        assert filled_at is not None
+        assert 0.25 <= filled_at <= 0.3 + 0.2
+
+
+# 7
+async def test_hot_key_is_refreshed_before_it_expires(settings: Settings) -> None:
+    from potluck.cache.cache import Loaded
+
+    async with running_app(settings) as a:
+        cache = _container(a).cache
+        family = Family("hot_test", ttl_seconds=1, pattern="hot:{id}")
+        loads = 0
+
+        async def loader() -> Loaded:
+            nonlocal loads
+            loads += 1
+            await asyncio.sleep(0.05)  # a costly recomputation: XFetch weighs it
+            return Loaded(b"payload")
+
+        cache.local.enabled = False  # exercise the shared tier only
+        await cache.get_or_fill(family, "hot:1", loader)
+        loop = asyncio.get_running_loop()
+        end = loop.time() + 2.5
+
+        async def reader() -> None:
+            while loop.time() < end:
+                await cache.get_or_fill(family, "hot:1", loader)
+                await asyncio.sleep(0.005)
+
+        await asyncio.gather(*(reader() for _ in range(4)))
+        misses = cache.metrics.misses.labels("hot_test", "l2")._value.get()
+        refreshes = cache.metrics.early_refreshes.labels("hot_test")._value.get()
+    assert misses == 1  # only the very first read: expiry never caused a miss
+    assert refreshes >= 2  # 2.5 s of a 1 s TTL
+    assert loads == 1 + refreshes
+
+
+# 8
+@pytest.mark.parametrize("failure", ["paused", "stopped"])
+async def test_reads_survive_redis_failure_and_the_breaker_stops_waiting(
+    pair: tuple[httpx.AsyncClient, httpx.AsyncClient], redis_server: Any, failure: str
+) -> None:
+    a, _ = pair
+    _, recipe = await _setup(Api(a))
+    url = f"/api/v1/recipes/{recipe['id']}"
+    await a.get(url)
+    cache = _container(a).cache
+    (redis_server.pause if failure == "paused" else redis_server.kill)()
+    try:
+        cache.local.flush()  # force the shared tier
+        for _ in range(3):
+            resp = await a.get(url)
+            assert resp.status_code == 200
+            assert resp.json()["title"] == "Tomato soup"
+        assert cache.breaker.is_open
+        errors = _sample(a, "potluck_cache_errors_total", family="recipe_detail", operation="get")
+        loop = asyncio.get_running_loop()
+        for _ in range(10):
+            started = loop.time()
+            resp = await a.get(url)
+            assert resp.status_code == 200
+            assert loop.time() - started < 1.0  # nothing near redis-py's 5 s default
+        # No request touched Redis once the breaker was open: no new errors, only bypasses.
+        assert _sample(a, "potluck_cache_errors_total", family="recipe_detail", operation="get") == errors
+        assert _sample(a, "potluck_cache_bypasses_total", family="recipe_detail") >= 10
+    finally:
+        (redis_server.resume if failure == "paused" else redis_server.restart)()
+
+
+# 9
+async def test_writes_while_redis_is_down_leave_nothing_stale(
+    pair: tuple[httpx.AsyncClient, httpx.AsyncClient], redis_server: Any
+) -> None:
+    a, b = pair
+    author, recipe = await _setup(Api(a))
+    url = f"/api/v1/recipes/{recipe['id']}"
+    for c in (a, b, a, b):
+        await c.get(url)
+    redis_server.pause()  # keeps its data: the old value is still in there
+    try:
+        resp = await a.patch(url, json={"title": "Written in the dark"}, headers=author["headers"])
+        assert resp.status_code == 200
+        assert recipe_key(recipe["id"]) in _container(a).cache.pending
+        assert (await a.get(url)).json()["title"] == "Written in the dark"
+    finally:
+        redis_server.resume()
+    cache = _container(a).cache
+    for _ in range(100):
+        if not cache.pending:
+            break
+        await asyncio.sleep(0.02)
+    assert not cache.pending
+    for c in (a, b, a, b):
+        assert (await c.get(url)).json()["title"] == "Written in the dark"
+
+
+# 10
+async def test_killed_subscription_flushes_the_first_tier(
+    pair: tuple[httpx.AsyncClient, httpx.AsyncClient], settings: Settings
+) -> None:
+    a, b = pair
+    author, recipe = await _setup(Api(a))
+    url = f"/api/v1/recipes/{recipe['id']}"
+    for c in (a, b, a, b):
+        await c.get(url)
+    assert settings.redis.url
+    with redis.Redis.from_url(settings.redis.url) as r:
+        killed = r.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    assert int(killed) >= 2
+    resp = await a.patch(url, json={"title": "After the gap"}, headers=author["headers"])
+    assert resp.status_code == 200
+    for c in (b, a):
+        assert (await c.get(url)).json()["title"] == "After the gap"
+
+
+# 12
+async def test_etag_is_stable_across_processes_and_restarts(
+    pair: tuple[httpx.AsyncClient, httpx.AsyncClient], settings: Settings
+) -> None:
+    a, b = pair
+    _, recipe = await _setup(Api(a))
+    url = f"/api/v1/recipes/{recipe['id']}"
+    tags = {(await c.get(url)).headers["etag"] for c in (a, b)}
+    async with running_app(settings) as c:
+        tags.add((await c.get(url)).headers["etag"])
+        not_modified = await c.get(url, headers={"If-None-Match": tags.copy().pop()})
+    assert len(tags) == 1
+    assert not_modified.status_code == 304
+    assert not_modified.content == b""
+
+
+# 13
+async def test_private_recipe_is_never_served_from_cache_to_others(pair: tuple[httpx.AsyncClient, httpx.AsyncClient]) -> None:
+    a, b = pair
+    api = Api(a)
+    author, other = await api.register(), await api.register()
+    secret = await api.create_recipe(author, is_public=False)
+    url = f"/api/v1/recipes/{secret['id']}"
+    for c in (a, b):
+        mine = await c.get(url, headers=author["headers"])
+        assert mine.status_code == 200
+        assert mine.headers["cache-control"].startswith("private")
+    for c in (a, b):
+        assert (await c.get(url)).status_code == 404
+        assert (await c.get(url, headers=other["headers"])).status_code == 404
+
+
+# 14
+async def test_missing_ids_are_cached_negatively_and_creation_shows_at_once(
+    pair: tuple[httpx.AsyncClient, httpx.AsyncClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from uuid_utils import compat
+
+    a, b = pair
+    api = Api(a)
+    author = await api.register()
+    future_id = compat.uuid7()
+    url = f"/api/v1/recipes/{future_id}"
+    with QueryCounter(a, b) as counter:
+        for c in (a, b, a, b):
+            assert (await c.get(url)).status_code == 404
+    assert counter.count == 1
+    monkeypatch.setattr(compat, "uuid7", lambda: future_id)
+    created = await a.post("/api/v1/recipes", json={"title": "Just in time"}, headers=author["headers"])
+    monkeypatch.undo()
+    assert created.json()["id"] == str(future_id)
+    for c in (b, a):
+        assert (await c.get(url)).json()["title"] == "Just in time"
+
+
+# 16
+async def test_per_family_counters_are_exact(settings: Settings) -> None:
+    async with running_app(settings) as a:
+        _, recipe = await _setup(Api(a))
+        url = f"/api/v1/recipes/{recipe['id']}"
+        for _ in range(3):
+            await a.get(url)
+        _container(a).cache.local.flush()
+        await a.get(url)
+        profile = f"/api/v1/users/{recipe['author']['id']}"
+        await a.get(profile)
+        await a.get(profile)
+        expected = {
+            ("potluck_cache_misses_total", "recipe_detail", "l1"): 2,
+            ("potluck_cache_hits_total", "recipe_detail", "l1"): 2,
+            ("potluck_cache_misses_total", "recipe_detail", "l2"): 1,
+            ("potluck_cache_hits_total", "recipe_detail", "l2"): 1,
+            ("potluck_cache_misses_total", "user_profile", "l1"): 1,
+            ("potluck_cache_misses_total", "user_profile", "l2"): 1,
+            ("potluck_cache_hits_total", "user_profile", "l1"): 1,
+            ("potluck_cache_hits_total", "user_profile", "l2"): 0,
+        }
+        got = {k: _sample(a, k[0], family=k[1], tier=k[2]) for k in expected}
+        assert got == expected
+        assert _sample(a, "potluck_cache_fills_total", family="recipe_detail", outcome="stored") == 1
+        metrics_text = (await a.get("/metrics")).text
+        assert 'potluck_cache_hits_total{family="recipe_detail",tier="l1"} 2.0' in metrics_text
