@@ -3,8 +3,11 @@ SHELL := bash
 .DEFAULT_GOAL := help
 
 PYTEST_ARGS ?=
+PORT ?= 8000
+DATA_DIR ?= .potluck
+export POTLUCK_DATA_DIR ?= $(DATA_DIR)
 
-.PHONY: help deps test
+.PHONY: help deps test run check lint typecheck fmt
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_.-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -14,3 +17,37 @@ deps: ## Install system packages (apt, as root) and the locked Python env (uv sy
 
 test: deps ## Run the test suite against real PostgreSQL and Redis (extra args: PYTEST_ARGS=...)
 	uv run pytest $(PYTEST_ARGS)
+
+# The full topology on this machine (state in .cluster/, or $POTLUCK_CLUSTER_DIR).
+CLUSTER_ARGS ?=
+
+.PHONY: up down status
+
+up: ## Start PostgreSQL + replicas, Redis, API processes and nginx on :8080 (extra args: CLUSTER_ARGS=...)
+	uv run potluck cluster up $(CLUSTER_ARGS)
+
+down: ## Stop the local cluster, keeping its data (CLUSTER_ARGS=--purge deletes it)
+	uv run potluck cluster down $(CLUSTER_ARGS)
+
+status: ## Print the local cluster's endpoints and health as JSON (exit 1 when it is not up)
+	uv run potluck cluster status
+
+run: ## Run Potluck on the embedded default (SQLite, in-process cache) with demo data at 127.0.0.1:$(PORT)
+	bash scripts/install-deps.sh --python-only
+	uv run potluck migrate
+	uv run potluck seed --if-empty --users 500 --recipes 5000
+	@echo "Potluck: http://127.0.0.1:$(PORT)/docs  (log in as any seeded user with the password potluck-demo)"
+	uv run potluck serve --port $(PORT)
+
+lint: ## ruff (lint and format check)
+	uv run ruff check src tests bench
+	uv run ruff format --check src tests bench
+
+typecheck: ## mypy, strict
+	uv run mypy
+
+fmt: ## Format and autofix
+	uv run ruff format src tests bench
+	uv run ruff check --fix src tests bench
+
+check: lint typecheck test ## Everything CI runs: lint, types, tests

@@ -2,6 +2,8 @@
 # Install everything the test suite needs on Debian 12: PostgreSQL 15, Redis, nginx and promtool from
 # apt, uv from PyPI, then the project's locked Python environment (uv sync --frozen).
 #
+# With --python-only (make run), only uv and the Python environment: the embedded default needs no servers.
+#
 # Idempotent and non-interactive (no TTY needed). apt is skipped entirely when the binaries are
 # already present, so repeated runs only cost the uv sync. Needs root (or sudo) only if apt must run.
 set -euo pipefail
@@ -21,7 +23,9 @@ for bin in redis-server nginx promtool; do
     have "$bin" || missing+=("$bin")
 done
 
-if ((${#missing[@]} == 0)); then
+if [[ "${1:-}" == "--python-only" ]]; then
+    log "python environment only (the embedded default needs no system packages)"
+elif ((${#missing[@]} == 0)); then
     log "system packages present (postgresql-15, redis-server, nginx, promtool): skipping apt"
 else
     log "missing: ${missing[*]}; installing ${apt_packages[*]}"

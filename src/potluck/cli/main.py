@@ -8,6 +8,7 @@ import os
 import typer
 from rich.console import Console
 
+from potluck.cli.seed import seed_command
 from potluck.config import get_settings
 
 app = typer.Typer(help="Potluck, the backend of a recipe-sharing platform.", no_args_is_help=True)
@@ -61,12 +62,4 @@ def _redacted(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
-def _register_optional() -> None:
-    try:
-        from potluck.cli.seed import seed_command
-    except ImportError:  # the seeder is optional at import time only while it is being built
-        return
-    app.command("seed", help="Load realistic, deterministic demo data.")(seed_command)
-
-
-_register_optional()
+app.command("seed", help="Load realistic, deterministic demo data.")(seed_command)

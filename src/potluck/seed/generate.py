@@ -59,8 +59,8 @@ CUISINE_ZIPF_S = 0.6
 TAG_ZIPF_S = 0.5
 AUTHOR_ZIPF_S = 0.6
 AUTHOR_SHARE = 0.3
-TASTE_CUISINE_SHARE = 0.65
-TASTE_TAG_SHARE = 0.2
+TASTE_CUISINE_SHARE = 0.7
+TASTE_TAG_SHARE = 0.15
 ANONYMOUS_VIEWS_PER_RECIPE = 30
 
 
@@ -606,7 +606,7 @@ class SeedPlan:
         self.display_names: list[str] = []
         self.bios: list[str] = []
         taken: set[str] = set()
-        for i in range(n):
+        for _ in range(n):
             cuisines = tuple(
                 _weighted_sample(rng, range(len(vocab.CUISINES)), cuisine_w, rng.choice((1, 2, 2, 3, 3, 3)))
             )

@@ -111,11 +111,11 @@ async def load(
     async with engine.connect() as conn:
         await _require_schema(conn)
         if conn.dialect.name == "sqlite":
-            # Outside a transaction (journal_mode cannot change inside one); WAL with NORMAL sync is safe and far
-            # faster for one big write.
+            # Before anything is written (journal_mode cannot change inside a write transaction). WAL with NORMAL
+            # sync is safe and much faster for one big write; journal_mode persists in the file, as the app wants.
             await conn.exec_driver_sql("PRAGMA journal_mode=WAL")
             await conn.exec_driver_sql("PRAGMA synchronous=NORMAL")
-            await conn.commit()
+        await conn.commit()  # end the transaction the schema check began, so the load gets a fresh one
         # Planning is CPU work (seconds at 100k recipes): off the event loop.
         plan = await asyncio.to_thread(SeedPlan, spec)
         if on_plan is not None:

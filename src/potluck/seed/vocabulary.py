@@ -1784,7 +1784,9 @@ CUISINES: tuple[CuisineSpec, ...] = (
             _d("Adana-Style Lamb Kebabs", "main", "grill", ("ground lamb", "red pepper flakes", "sumac")),
             _d("Imam Bayildi", "main", "bake", ("eggplant", "tomatoes", "onion")),
             _d("Menemen", "breakfast", "saute", ("eggs", "tomatoes", "green bell pepper")),
-            _d("Çılbır", "breakfast", "simmer", ("eggs", "greek yogurt", "garlic", "butter")),
+            _d(
+                "Cilbir (Turkish Eggs with Yogurt)", "breakfast", "simmer", ("eggs", "greek yogurt", "garlic", "butter")
+            ),
             _d("Red Lentil Kofte", "main", "raw", ("red lentils", "bulgur", "tomato paste")),
             _d("Lahmacun", "main", "bake", ("ground lamb", "bread flour", "tomatoes", "red pepper flakes")),
             _d("Mercimek Soup", "soup", "simmer", ("red lentils", "carrots", "onion", "vegetable stock")),
