@@ -10,7 +10,7 @@ import asyncio
 import itertools
 import shutil
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -93,12 +93,22 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def audited_redis(redis_server: Any) -> Iterator[Any]:
+    """The shared Redis; at the end of the session, no KEYS command may have run against it (property 4)."""
+    yield redis_server
+    if redis_server.ping():
+        with redis.Redis.from_url(redis_server.url) as r:
+            stats = r.info("commandstats")
+        assert "cmdstat_keys" not in stats, f"KEYS ran against the cache: {stats['cmdstat_keys']}"
+
+
 @pytest.fixture
 def redis_url(database_url: str, request: pytest.FixtureRequest) -> str | None:
     """The full topology pairs PostgreSQL with the real Redis (flushed per test); SQLite runs without Redis."""
     if database_url.startswith("sqlite"):
         return None
-    server = request.getfixturevalue("redis_server")
+    server = request.getfixturevalue("audited_redis")
     with redis.Redis.from_url(server.url) as r:
         r.flushall()
     url: str = server.url

@@ -58,7 +58,11 @@ class QueryCounter:
         self.count = 0
 
     def _on(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if statement.lstrip().upper().startswith("SELECT") and "FROM recipe" in statement and "recipe.id =" in statement:
+        if (
+            statement.lstrip().upper().startswith("SELECT")
+            and "FROM recipe" in statement
+            and "recipe.id =" in statement
+        ):
             self.count += 1
 
     def __enter__(self) -> QueryCounter:
@@ -117,7 +121,9 @@ async def test_reader_paused_before_fill_cannot_store_the_old_value(
 
 
 # 3
-async def test_rolled_back_update_changes_no_cache_entry(pair: tuple[httpx.AsyncClient, httpx.AsyncClient], settings: Settings) -> None:
+async def test_rolled_back_update_changes_no_cache_entry(
+    pair: tuple[httpx.AsyncClient, httpx.AsyncClient], settings: Settings
+) -> None:
     from potluck.recipe.schemas import RecipeUpdate
 
     a, b = pair
@@ -141,7 +147,9 @@ async def test_rolled_back_update_changes_no_cache_entry(pair: tuple[httpx.Async
 
 
 # 5
-async def test_concurrent_cold_reads_across_processes_load_once(pair: tuple[httpx.AsyncClient, httpx.AsyncClient]) -> None:
+async def test_concurrent_cold_reads_across_processes_load_once(
+    pair: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
     a, b = pair
     _, recipe = await _setup(Api(a))
     url = f"/api/v1/recipes/{recipe['id']}"
@@ -154,7 +162,9 @@ async def test_concurrent_cold_reads_across_processes_load_once(pair: tuple[http
 
 # 6
 async def test_a_dead_lease_holder_is_replaced_within_the_lease_ttl(settings: Settings) -> None:
-    settings = settings.model_copy(update={"cache": settings.cache.model_copy(update={"lease_ms": 300, "lease_wait_ms": 20})})
+    settings = settings.model_copy(
+        update={"cache": settings.cache.model_copy(update={"lease_ms": 300, "lease_wait_ms": 20})}
+    )
     async with running_app(settings) as a:
         _, recipe = await _setup(Api(a))
         key = recipe_key(recipe["id"])
@@ -303,7 +313,9 @@ async def test_etag_is_stable_across_processes_and_restarts(
 
 
 # 13
-async def test_private_recipe_is_never_served_from_cache_to_others(pair: tuple[httpx.AsyncClient, httpx.AsyncClient]) -> None:
+async def test_private_recipe_is_never_served_from_cache_to_others(
+    pair: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
     a, b = pair
     api = Api(a)
     author, other = await api.register(), await api.register()
@@ -368,3 +380,28 @@ async def test_per_family_counters_are_exact(settings: Settings) -> None:
         assert _sample(a, "potluck_cache_fills_total", family="recipe_detail", outcome="stored") == 1
         metrics_text = (await a.get("/metrics")).text
         assert 'potluck_cache_hits_total{family="recipe_detail",tier="l1"} 2.0' in metrics_text
+
+
+async def test_every_key_without_a_ttl_is_a_lease_or_a_counter(
+    pair: tuple[httpx.AsyncClient, httpx.AsyncClient], settings: Settings
+) -> None:
+    """volatile-lru (deploy/redis/cache.conf) evicts only keys with a TTL: every cache entry must have one."""
+    a, b = pair
+    api = Api(a)
+    author, recipe = await _setup(api)
+    url = f"/api/v1/recipes/{recipe['id']}"
+    await a.get(url)
+    await b.get(f"/api/v1/recipes/{uuid.uuid4()}")  # a negative entry
+    await b.get(f"/api/v1/users/{author['id']}")
+    await a.patch(url, json={"title": "x"}, headers=author["headers"])
+    await b.get(url)
+    assert settings.redis.url
+    with redis.Redis.from_url(settings.redis.url) as r:
+        keys = list(r.scan_iter(count=1000))  # a test-side scan, never on a request path
+        assert keys
+        for key in keys:
+            if r.pttl(key) < 0:
+                value = r.get(key) or b""
+                assert key.startswith(b"gen:") or value.startswith(b"L|"), key
+            else:
+                assert r.pttl(key) > 0
