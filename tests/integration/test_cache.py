@@ -108,7 +108,8 @@ async def test_reader_paused_before_fill_cannot_store_the_old_value(
     slow_read = asyncio.create_task(a.get(url))
     await asyncio.sleep(0.15)  # A has read version 1 and holds the lease, paused before its fill
     raw = _raw(settings, key)
-    assert raw is not None and raw.startswith(b"L|")
+    assert raw is not None
+    assert raw.startswith(b"L|")
     assert (await b.patch(url, json={"title": "New"}, headers=author["headers"])).status_code == 200
     old = await slow_read
     assert old.json()["version"] == 1  # it read before the write committed: fine to return, not to store
@@ -135,11 +136,15 @@ async def test_rolled_back_update_changes_no_cache_entry(
     assert before is not None
     container = _container(a)
     sent_before = _sample(a, "potluck_cache_invalidations_total", outcome="sent")
-    with pytest.raises(RuntimeError):
+
+    async def update_then_fail() -> None:
         async with container.database.write_session() as session:
             locked = await container.recipes.lock_for_edit(session, uuid.UUID(recipe["id"]), uuid.UUID(author["id"]))
             await container.recipes.update(session, locked, RecipeUpdate(title="Never"), None)
             raise RuntimeError("abort the transaction")
+
+    with pytest.raises(RuntimeError):
+        await update_then_fail()
     assert _raw(settings, key) == before
     assert _container(b).cache.local.get(key) is not None
     assert _sample(a, "potluck_cache_invalidations_total", outcome="sent") == sent_before

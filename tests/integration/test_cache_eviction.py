@@ -58,7 +58,8 @@ async def test_eviction_takes_cache_entries_never_leases_or_generations(small_re
             survivors = sum(1 for i in range(1500) if r.exists(recipe_key(f"r{i}")))
         assert evicted > 0
         assert 0 < survivors < 1500
-        assert lease is not None and lease.startswith(b"L|0123456789abcdef|")
+        assert lease is not None
+        assert lease.startswith(b"L|0123456789abcdef|")
         assert generation == b"1"
         assert cache.metrics.errors._metrics == {}  # no store error on any of the 1,500 fills
     finally:
