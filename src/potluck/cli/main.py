@@ -63,3 +63,7 @@ def _redacted(url: str) -> str:
 
 
 app.command("seed", help="Load realistic, deterministic demo data.")(seed_command)
+
+
+if __name__ == "__main__":
+    app()
