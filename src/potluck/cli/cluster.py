@@ -1,7 +1,8 @@
 """`potluck cluster up|down|status`: the full topology on one machine.
 
-PostgreSQL 15 primary + streaming replicas, a Redis cache instance (allkeys-lru) and a non-evicting Redis
-coordination instance, N API processes and nginx round-robin in front of them, all on 127.0.0.1.
+PostgreSQL 15 primary + streaming replicas, the Redis cache instance (deploy/redis/cache.conf, evicting) and the
+non-evicting Redis coordination instance (deploy/redis/coord.conf), N API processes and nginx round-robin in
+front of them, all on 127.0.0.1.
 
 All state lives under one directory: ``.cluster/`` at the repository root, or ``$POTLUCK_CLUSTER_DIR``::
 
@@ -25,6 +26,7 @@ import fcntl
 import json
 import os
 import pwd
+import random
 import re
 import secrets
 import shutil
@@ -60,6 +62,8 @@ REDIS_ROLES = ("cache", "coord")
 # The per-node conf files, inside each PostgreSQL data dir (so pg_basebackup copies the includes along).
 PG_BASE_CONF = "potluck.base.conf"
 PG_INSTANCE_CONF = "potluck.instance.conf"
+# Servers get ports from here up to the kernel's ephemeral range (see pick_free_ports).
+_LOW_PORT = 10_000
 # Unix socket paths are limited to 107 bytes (sun_path); longer state dirs get TCP only.
 _MAX_SOCKET_PATH = 100
 
@@ -153,17 +157,20 @@ class Layout:
         found = [p.name for p in self.pg.glob("r*") if re.fullmatch(r"r\d+", p.name) and (p / "PG_VERSION").exists()]
         return sorted(found, key=lambda n: int(n[1:]))
 
-    def all_logs(self) -> list[Path]:
-        logs = sorted(self.pg.glob("*.log")) + sorted(self.redis.glob("*.log")) + sorted(self.api.glob("*.log"))
-        return [*logs, self.nginx / "error.log"]
-
 
 # ----------------------------------------------------------------------------------------------- pure helpers
 
 
-def pick_free_ports(count: int, *, avoid: Iterable[int] = ()) -> list[int]:
-    """`count` distinct loopback ports the kernel reports free (all bound at once, so they differ)."""
-    avoided = set(avoid)
+def ephemeral_port_range() -> tuple[int, int] | None:
+    """The kernel's range for the local ports of outgoing connections (Linux: 32768-60999 by default)."""
+    try:
+        low, high = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return None
+    return low, high
+
+
+def _bind_zero_ports(count: int, avoided: set[int]) -> list[int]:
     ports: list[int] = []
     sockets: list[socket.socket] = []
     try:
@@ -178,6 +185,34 @@ def pick_free_ports(count: int, *, avoid: Iterable[int] = ()) -> list[int]:
         for sock in sockets:
             sock.close()
     return ports
+
+
+def pick_free_ports(count: int, *, avoid: Iterable[int] = (), rng: random.Random | None = None) -> list[int]:
+    """`count` distinct loopback ports that are free now, below the kernel's ephemeral range when it has room.
+
+    Binding port 0 returns an ephemeral port, and the kernel also hands ephemeral ports to outgoing connections
+    (a replica's walreceiver, psql, the API's pools): one of those can take the port between this pick and the
+    server's own bind, and the server dies with "address already in use" (seen here: Redis after
+    pg_basebackup). Below the range only servers that choose their port compete, and the bind check sees them.
+    Falls back to binding port 0 where the range is unknown.
+    """
+    avoided = set(avoid)
+    ports: list[int] = []
+    span = ephemeral_port_range()
+    if span is not None and span[0] - _LOW_PORT >= 1000:
+        rng = rng or random.Random()
+        for _ in range(200 * count):
+            if len(ports) == count:
+                break
+            port = rng.randrange(_LOW_PORT, span[0])
+            if port not in avoided and port not in ports and port_is_free(port):
+                ports.append(port)
+    return ports + _bind_zero_ports(count - len(ports), avoided | set(ports))
+
+
+def _reusable(port: int) -> bool:
+    span = ephemeral_port_range()
+    return span is None or not span[0] <= port <= span[1]
 
 
 def port_is_free(port: int) -> bool:
@@ -197,7 +232,7 @@ def assign_ports(names: Sequence[str], previous: Mapping[str, int], *, avoid: It
     result: dict[str, int] = {}
     for name in names:
         port = previous.get(name)
-        if port and port not in taken and port_is_free(port):
+        if port and port not in taken and _reusable(port) and port_is_free(port):
             result[name] = port
             taken.add(port)
     missing = [n for n in names if n not in result]
@@ -831,12 +866,12 @@ def cluster_status(layout: Layout) -> dict[str, Any]:
 
     pg = info.get("postgres", {})
     for node in [pg.get("primary", {}), *pg.get("replicas", [])]:
-        ready = _run(
-            [PG_BIN / "pg_isready", "-h", HOST, "-p", str(node.get("port")), "-t", "2"],
-            what="pg_isready",
-            check=False,
-        )
-        mark(node, ready.returncode == 0)
+        probe: list[str | Path] = [PG_BIN / "pg_isready", "-h", HOST, "-p", str(node.get("port")), "-t", "2"]
+        try:
+            accepting = _run(probe, what="pg_isready", check=False).returncode == 0
+        except ClusterError:  # no PostgreSQL binaries here
+            accepting = False
+        mark(node, accepting)
     for role in REDIS_ROLES:
         node = info.get("redis", {}).get(role, {})
         mark(node, redis_ping(node.get("port", 0)))

@@ -8,6 +8,7 @@ import os
 import typer
 from rich.console import Console
 
+from potluck.cli.cluster import cluster_app
 from potluck.cli.seed import seed_command
 from potluck.config import get_settings
 
@@ -63,6 +64,7 @@ def _redacted(url: str) -> str:
 
 
 app.command("seed", help="Load realistic, deterministic demo data.")(seed_command)
+app.add_typer(cluster_app, name="cluster", help="The full topology on one machine: up, down, status.")
 
 
 if __name__ == "__main__":

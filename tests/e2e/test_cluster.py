@@ -1,0 +1,188 @@
+"""End to end: `potluck cluster up` on this machine, then HTTP through nginx and straight to each API process.
+
+Real processes throughout: PostgreSQL primary + 1 streaming replica, both Redis instances, 2 API processes,
+nginx. The cluster lives in a temp dir (POTLUCK_CLUSTER_DIR) and `potluck cluster down --purge` removes it,
+whatever happened before.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from potluck.cli.cluster import pick_free_ports
+from tests.harness._util import default_parent_dir, tail
+
+PG_BIN = Path(os.environ.get("POTLUCK_PG_BIN", "/usr/lib/postgresql/15/bin"))
+UP_TIMEOUT = 300
+REPLICA_READ_TIMEOUT = 15
+
+
+def _missing_tools() -> list[str]:
+    missing = [str(PG_BIN / tool) for tool in ("initdb", "pg_ctl", "pg_basebackup") if not (PG_BIN / tool).exists()]
+    return missing + [tool for tool in ("redis-server", "nginx") if shutil.which(tool) is None]
+
+
+pytestmark = pytest.mark.skipif(
+    bool(_missing_tools()), reason=f"needs {', '.join(_missing_tools())} (scripts/install-deps.sh)"
+)
+
+
+def _cluster_command() -> list[str]:
+    """`potluck cluster`, from the same environment as the tests."""
+    return [sys.executable, "-m", "potluck.cli.main", "cluster"]
+
+
+def _logs(state_dir: Path, lines: int = 30) -> str:
+    """The tails of every log in the cluster's state dir, for failure messages."""
+    parts = [f"--- {log} ---\n{tail(log, lines)}" for log in sorted(state_dir.rglob("*.log")) if log.is_file()]
+    return "\n".join(parts) or f"(no logs under {state_dir})"
+
+
+def _explain(what: str, state_dir: Path, *, result: subprocess.CompletedProcess[str] | None = None) -> str:
+    parts = [what]
+    if result is not None:
+        parts.append(f"exit code {result.returncode}\n--- stdout ---\n{result.stdout}\n--- stderr ---\n{result.stderr}")
+    parts.append(_logs(state_dir))
+    return "\n".join(parts)
+
+
+def _expect(response: httpx.Response, status: int, state_dir: Path) -> httpx.Response:
+    if response.status_code != status:
+        pytest.fail(
+            _explain(
+                f"{response.request.method} {response.request.url}: expected {status}, got {response.status_code} "
+                f"(X-Upstream {response.headers.get('x-upstream')}): {response.text[:2000]}",
+                state_dir,
+            )
+        )
+    return response
+
+
+@pytest.fixture
+def state_dir() -> Iterator[Path]:
+    # mkdtemp, not tmp_path: pytest's root-only (0700) base dir would keep the postgres user out.
+    path = Path(tempfile.mkdtemp(prefix="potluck-e2e-", dir=default_parent_dir()))
+    if os.geteuid() == 0:
+        shutil.chown(path, "postgres", "postgres")
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def _run(args: Sequence[str], env: dict[str, str], timeout: float) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(
+            list(args), env=env, capture_output=True, text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL
+        )
+    except subprocess.TimeoutExpired as exc:
+        out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")
+        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else (exc.stderr or "")
+        return subprocess.CompletedProcess(list(args), -1, out, err + f"\n(timed out after {timeout:.0f}s)")
+
+
+def _read_back(base_url: str, recipe_id: str, state_dir: Path) -> dict[str, Any]:
+    """GET the recipe from one API process; it reads from the replica, so allow a moment of replication lag."""
+    deadline = time.monotonic() + REPLICA_READ_TIMEOUT
+    with httpx.Client(base_url=base_url, timeout=10, trust_env=False) as client:
+        while True:
+            response = client.get(f"/api/v1/recipes/{recipe_id}")
+            if response.status_code == 200 or time.monotonic() > deadline:
+                body: dict[str, Any] = _expect(response, 200, state_dir).json()
+                return body
+            time.sleep(0.1)
+
+
+def test_cluster_up_serves_through_nginx_and_every_api_process(state_dir: Path) -> None:
+    lb_port = pick_free_ports(1)[0]
+    env = {**os.environ, "POTLUCK_CLUSTER_DIR": str(state_dir)}
+    cluster = _cluster_command()
+    up_args = ["up", "--no-seed", "--api", "2", "--replicas", "1", "--lb-port", str(lb_port)]
+    pids: list[int] = []
+    try:
+        up = _run([*cluster, *up_args], env, UP_TIMEOUT)
+        assert up.returncode == 0, _explain("`potluck cluster up` failed", state_dir, result=up)
+
+        status = _run([*cluster, "status"], env, 60)
+        assert status.returncode == 0, _explain("`potluck cluster status` says it is not up", state_dir, result=status)
+        info = json.loads(status.stdout)
+        assert info["up"] is True
+        assert info["state_dir"] == str(state_dir)
+        assert info["lb_url"] == f"http://127.0.0.1:{lb_port}"
+        assert len(info["api"]) == 2
+        assert len(info["postgres"]["replicas"]) == 1
+        nodes = [info["lb"], *info["api"], info["postgres"]["primary"], *info["postgres"]["replicas"]]
+        nodes += [info["redis"]["cache"], info["redis"]["coord"]]
+        for node in nodes:
+            assert node["alive"], f"not alive: {node}"
+            assert node["healthy"], f"not healthy: {node}"
+        pids = [node["pid"] for node in nodes]
+        assert info["env"]["POTLUCK_REDIS__URL"] == info["redis"]["cache"]["url"]
+        assert info["env"]["POTLUCK_REDIS__COORD_URL"] == info["redis"]["coord"]["url"]
+
+        name = f"e2e_{uuid.uuid4().hex[:12]}"
+        password = "correct horse battery staple"
+        with httpx.Client(base_url=info["lb_url"], timeout=30, trust_env=False) as client:
+            body = {"email": f"{name}@example.com", "username": name, "password": password}
+            _expect(client.post("/api/v1/auth/register", json=body), 201, state_dir)
+            login = client.post("/api/v1/auth/token", data={"username": name, "password": password})
+            token = _expect(login, 200, state_dir).json()["access_token"]
+            recipe = {
+                "title": "Cluster soup",
+                "cuisine": "test",
+                "ingredients": [{"name": "water", "quantity": 1, "unit": "l"}],
+                "steps": ["Boil the water.", "Serve."],
+                "tags": ["e2e"],
+            }
+            created = client.post("/api/v1/recipes", json=recipe, headers={"Authorization": f"Bearer {token}"})
+            recipe_id = _expect(created, 201, state_dir).json()["id"]
+
+            # One keep-alive connection, sequential requests: round robin must alternate between the two.
+            upstreams = [_expect(client.get("/healthz"), 200, state_dir).headers["x-upstream"] for _ in range(6)]
+
+            # JSON over 1 KB leaves the load balancer compressed.
+            spec = _expect(client.get("/openapi.json", headers={"Accept-Encoding": "gzip"}), 200, state_dir)
+            assert spec.headers.get("content-encoding") == "gzip"
+
+        expected = {f"127.0.0.1:{node['port']}" for node in info["api"]}
+        assert set(upstreams) == expected, f"X-Upstream {upstreams}, API processes {expected}"
+        assert all(a != b for a, b in itertools.pairwise(upstreams)), f"no alternation: {upstreams}"
+
+        for node in info["api"]:
+            doc = _read_back(node["url"], recipe_id, state_dir)
+            assert doc["id"] == recipe_id
+            assert doc["title"] == "Cluster soup"
+    finally:
+        down = _run([*cluster, "down", "--purge"], env, 120)
+        down_problem = None
+        if down.returncode != 0:
+            down_problem = _explain("`potluck cluster down --purge` failed", state_dir, result=down)
+    assert down_problem is None, down_problem
+    assert not state_dir.exists(), "down --purge left the state dir behind"
+    still_running = [pid for pid in pids if _alive(pid)]
+    assert not still_running, f"processes still running after down: {still_running}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (no init reaps orphans here) has exited
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
