@@ -12,6 +12,8 @@ from potluck import __version__
 from potluck.api import api_router
 from potluck.bootstrap import bootstrap
 from potluck.config import Settings, get_settings
+from potluck.db.consistency import ConsistencyTokenMiddleware
+from potluck.db.failover import ReplicaFailoverMiddleware
 from potluck.errors import install_error_handlers
 from potluck.health import router as health_router
 from potluck.middleware import BodySizeLimitMiddleware
@@ -38,6 +40,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(GZipMiddleware, minimum_size=settings.api.gzip_minimum_bytes)
+    app.add_middleware(ReplicaFailoverMiddleware)
+    app.add_middleware(ConsistencyTokenMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api.max_body_bytes)
     app.include_router(health_router)
     app.include_router(api_router)

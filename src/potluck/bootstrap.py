@@ -31,6 +31,7 @@ class Container:
     recipes: RecipeService
 
     async def start(self) -> None:
+        await self.database.start()
         self.cache.start()
 
     async def aclose(self) -> None:
@@ -56,7 +57,7 @@ def build_cache(settings: Settings, registry: CollectorRegistry, faults: FaultIn
 
 def bootstrap(settings: Settings) -> Container:
     registry = CollectorRegistry()
-    database = Database.from_settings(settings.database_url, settings.database)
+    database = Database.from_settings(settings.database_url, settings.database, registry)
     faults = FaultInjection() if settings.cache.test_hooks else None
     cache = build_cache(settings, registry, faults)
     tokens = TokenService.from_settings(settings.auth, settings.data_dir)

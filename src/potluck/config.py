@@ -17,6 +17,12 @@ class DatabaseSettings(BaseModel):
     max_overflow: int = Field(default=10, ge=0, le=200)
     pool_timeout_seconds: float = Field(default=5.0, gt=0)
     statement_timeout_ms: int = Field(default=5000, ge=0)
+    connect_timeout_seconds: float = Field(default=2.0, gt=0)
+    # A replica more than this far behind (or paused, or unreachable) leaves the read rotation.
+    replica_max_lag_seconds: float = Field(default=1.0, gt=0)
+    lag_check_interval_seconds: float = Field(default=0.5, gt=0)
+    # Behind PgBouncer in transaction mode: no named prepared statements (deploy/pgbouncer/README.md).
+    pgbouncer_transaction_pooling: bool = False
     echo: bool = False
 
 

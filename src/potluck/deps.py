@@ -11,6 +11,7 @@ from fastapi import Depends, Query, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from potluck.bootstrap import Container
+from potluck.db.consistency import MIN_LSN_KEY
 from potluck.db.session import ReadSession, WriteSession
 from potluck.errors import BadRequestError, UnauthorizedError
 from potluck.kit.cursor import Cursor, InvalidCursorError, decode_cursor
@@ -28,13 +29,18 @@ def _container(request: Request) -> Container:
 ContainerDep = Annotated[Container, Depends(_container)]
 
 
-async def _write_session(container: ContainerDep) -> AsyncIterator[WriteSession]:
+async def _write_session(container: ContainerDep, request: Request) -> AsyncIterator[WriteSession]:
     async with container.database.write_session() as session:
         yield session
+    # Committed: hand the client the position it must be able to read back (read-your-writes).
+    token = await container.database.wal_position()
+    if token is not None:
+        request.state.potluck_issued_lsn = token
 
 
-async def _read_session(container: ContainerDep) -> AsyncIterator[ReadSession]:
-    async with container.database.read_session() as session:
+async def _read_session(container: ContainerDep, request: Request) -> AsyncIterator[ReadSession]:
+    min_lsn = getattr(request.state, MIN_LSN_KEY, None)
+    async with container.database.read_session(min_lsn=min_lsn) as session:
         yield session
 
 

@@ -1,20 +1,44 @@
-"""Engines for the primary and the replicas, and the choice of which one serves a session."""
+"""Engines for the primary and the replicas, and the choice of which one serves a session.
+
+Where a replica is chosen: `Database.read_session`. Writes, and reads inside a write transaction, go to the
+primary; other reads go round-robin over the replicas the monitor considers healthy; a read that carries a
+consistency token goes only to a replica known to have replayed past it, else to the primary.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import itertools
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event
+from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, async_sessionmaker, create_async_engine
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from potluck.config import DatabaseSettings
+from potluck.db.lag import format_lsn, parse_lsn
+from potluck.db.replicas import ReplicaMonitor, ReplicaState
 from potluck.db.session import ReadSession, WriteSession
+
+logger = logging.getLogger("potluck.db")
+
+
+class ReplicaUnavailableError(Exception):
+    """A replica failed during a read; the read is safe to run again elsewhere."""
+
+
+def _lost_connection(exc: BaseException) -> bool:
+    """The server went away (or refused to go on), as opposed to an error in the statement itself."""
+    if isinstance(exc, OSError | OperationalError | InterfaceError):
+        return True
+    return isinstance(exc, DBAPIError) and exc.connection_invalidated
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -43,6 +67,15 @@ def create_engine(url: str, settings: DatabaseSettings, *, sqlite_writer: bool =
         begin = "BEGIN IMMEDIATE" if sqlite_writer else "BEGIN"
         event.listen(engine.sync_engine, "begin", lambda conn: conn.exec_driver_sql(begin))
         return engine
+    connect_args: dict[str, Any] = {
+        "server_settings": {"statement_timeout": str(settings.statement_timeout_ms)},
+        "timeout": settings.connect_timeout_seconds,
+    }
+    if settings.pgbouncer_transaction_pooling:
+        # PgBouncer in transaction mode hands each transaction to any server connection: named prepared
+        # statements would not be there next time (see deploy/pgbouncer/README.md).
+        connect_args["statement_cache_size"] = 0
+        connect_args["prepared_statement_name_func"] = lambda: ""
     return create_async_engine(
         url,
         echo=settings.echo,
@@ -50,8 +83,13 @@ def create_engine(url: str, settings: DatabaseSettings, *, sqlite_writer: bool =
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout_seconds,
         pool_pre_ping=True,
-        connect_args={"server_settings": {"statement_timeout": str(settings.statement_timeout_ms)}},
+        connect_args=connect_args,
     )
+
+
+def _replica_name(url: str) -> str:
+    parsed = make_url(url)
+    return f"{parsed.host}:{parsed.port}"
 
 
 class Database:
@@ -60,46 +98,107 @@ class Database:
     def __init__(
         self,
         primary: AsyncEngine,
-        replicas: Sequence[AsyncEngine] = (),
+        replicas: Sequence[tuple[str, AsyncEngine]] = (),
         primary_reader: AsyncEngine | None = None,
+        *,
+        registry: CollectorRegistry | None = None,
+        settings: DatabaseSettings | None = None,
     ) -> None:
+        settings = settings or DatabaseSettings()
         self.primary = primary
-        self.replicas = list(replicas)
         # Reads on the primary use their own engine where the dialect needs one (SQLite: no write lock for reads).
         self.primary_reader = primary_reader or primary
-        self._write_sessions = async_sessionmaker(primary, class_=WriteSession, expire_on_commit=False)
-        self._read_on_primary = async_sessionmaker(self.primary_reader, class_=ReadSession, expire_on_commit=False)
-        self._read_on_replicas = [
-            async_sessionmaker(engine, class_=ReadSession, expire_on_commit=False) for engine in self.replicas
-        ]
-        self._round_robin = itertools.cycle(range(len(self.replicas))) if self.replicas else None
+        self.replica_states = [ReplicaState(name, engine) for name, engine in replicas]
+        self.replicas = [state.engine for state in self.replica_states]
+        self._round_robin = itertools.count()
+        registry = registry or CollectorRegistry()
+        self.queries = Counter(
+            "potluck_db_queries_total", "SQL statements sent, by database role.", ["role", "node"], registry=registry
+        )
+        self._count_queries(self.primary, "primary", "primary")
+        if self.primary_reader is not self.primary:
+            self._count_queries(self.primary_reader, "primary", "primary")
+        for state in self.replica_states:
+            self._count_queries(state.engine, "replica", state.name)
+        self.monitor = (
+            ReplicaMonitor(
+                primary,
+                self.replica_states,
+                registry,
+                interval=settings.lag_check_interval_seconds,
+                max_lag_seconds=settings.replica_max_lag_seconds,
+            )
+            if self.replica_states
+            else None
+        )
 
     @classmethod
-    def from_settings(cls, url: str, settings: DatabaseSettings) -> Database:
+    def from_settings(cls, url: str, settings: DatabaseSettings, registry: CollectorRegistry | None = None) -> Database:
         primary = create_engine(url, settings)
         reader = create_engine(url, settings, sqlite_writer=False) if primary.dialect.name == "sqlite" else None
-        return cls(primary, [create_engine(u, settings) for u in settings.replica_urls], reader)
+        replicas = [(_replica_name(u), create_engine(u, settings)) for u in settings.replica_urls]
+        return cls(primary, replicas, reader, registry=registry, settings=settings)
+
+    def _count_queries(self, engine: AsyncEngine, role: str, node: str) -> None:
+        counter = self.queries.labels(role, node)
+        event.listen(engine.sync_engine, "before_cursor_execute", lambda *_: counter.inc())
 
     @property
     def dialect(self) -> str:
         return self.primary.dialect.name
 
-    def _pick_reader(self) -> async_sessionmaker[ReadSession]:
-        if self._round_robin is None:
-            return self._read_on_primary
-        return self._read_on_replicas[next(self._round_robin)]
+    async def start(self) -> None:
+        if self.monitor is not None:
+            await self.monitor.check()  # know the replicas before the first request
+            self.monitor.start()
+
+    def _candidates(self, min_lsn: int | None) -> list[ReplicaState]:
+        healthy = [r for r in self.replica_states if r.healthy and (min_lsn is None or r.replayed_lsn >= min_lsn)]
+        if not healthy:
+            return []
+        start = next(self._round_robin) % len(healthy)
+        return healthy[start:] + healthy[:start]
+
+    def _mark_down(self, replica: ReplicaState, exc: BaseException) -> None:
+        logger.warning("db.replica_failed", extra={"replica": replica.name, "error": repr(exc)})
+        if self.monitor is not None:
+            self.monitor.mark_down(replica)
+
+    async def _connect_reader(self, min_lsn: int | None) -> tuple[AsyncConnection, ReplicaState | None]:
+        for replica in self._candidates(min_lsn):
+            try:
+                return await replica.engine.connect(), replica
+            except (DBAPIError, OSError, TimeoutError) as exc:
+                self._mark_down(replica, exc)  # down since the monitor last looked: try the next one
+        return await self.primary_reader.connect(), None
 
     @asynccontextmanager
-    async def read_session(self, *, primary: bool = False) -> AsyncIterator[ReadSession]:
-        """A session for reads; `primary=True` when the caller must see its own latest write."""
-        factory = self._read_on_primary if primary else self._pick_reader()
-        async with factory() as session:
-            yield session
+    async def read_session(self, *, primary: bool = False, min_lsn: int | None = None) -> AsyncIterator[ReadSession]:
+        """A session for reads. `primary=True` when the caller must see the latest writes; `min_lsn` (a client's
+        consistency token) limits it to replicas that have replayed at least that far, else the primary.
+
+        If a replica fails mid-read, it leaves the rotation and ReplicaUnavailableError tells the caller that the
+        read may simply be run again (see ReplicaFailoverMiddleware)."""
+        if primary:
+            connection, replica = await self.primary_reader.connect(), None
+        else:
+            connection, replica = await self._connect_reader(min_lsn)
+        try:
+            async with ReadSession(bind=connection, expire_on_commit=False) as session:
+                yield session
+        except (DBAPIError, OSError) as exc:
+            if replica is None or not _lost_connection(exc):
+                raise
+            self._mark_down(replica, exc)
+            raise ReplicaUnavailableError(replica.name) from exc
+        finally:
+            with contextlib.suppress(Exception):
+                await connection.close()
 
     @asynccontextmanager
     async def write_session(self) -> AsyncIterator[WriteSession]:
         """A session on the primary that commits when the block ends cleanly, then runs after-commit hooks."""
-        async with self._write_sessions() as session:
+        async with WriteSession(bind=self.primary, expire_on_commit=False) as session:
             try:
                 yield session
             except BaseException:
@@ -112,6 +211,19 @@ class Database:
                 if inspect.isawaitable(result):
                     await result
 
+    async def wal_position(self) -> str | None:
+        """The primary's current WAL position (a consistency token), when there are replicas to compare it with."""
+        if not self.replica_states or self.dialect != "postgresql":
+            return None
+        async with self.primary.connect() as conn:
+            lsn: str = (await conn.execute(text("SELECT pg_current_wal_lsn()::text"))).scalar_one()
+        return lsn
+
     async def dispose(self) -> None:
+        if self.monitor is not None:
+            await self.monitor.stop()
         for engine in {self.primary, self.primary_reader, *self.replicas}:
             await engine.dispose()
+
+
+__all__ = ["Database", "create_engine", "format_lsn", "parse_lsn"]

@@ -1,0 +1,124 @@
+"""Which replicas may serve reads: a monitor measures each one at a short interval.
+
+A replica leaves the rotation when it is unreachable, when its replay is paused, or when it is more than
+`max_lag_seconds` behind the primary; it comes back once it has caught up. The monitor also remembers each
+replica's replayed position, which read-your-writes compares with a client's consistency token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Gauge
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from potluck.db.lag import PrimaryHistory, parse_lsn
+
+logger = logging.getLogger("potluck.db.replicas")
+
+
+@dataclass
+class ReplicaState:
+    name: str
+    engine: AsyncEngine
+    healthy: bool = False  # not until first measured
+    replayed_lsn: int = 0
+    lag_seconds: float = float("inf")
+    lag_bytes: int = 0
+    paused: bool = False
+
+
+class ReplicaMonitor:
+    def __init__(
+        self,
+        primary: AsyncEngine,
+        replicas: list[ReplicaState],
+        registry: CollectorRegistry,
+        *,
+        interval: float = 0.5,
+        max_lag_seconds: float = 1.0,
+        timeout: float = 1.0,
+    ) -> None:
+        self.primary = primary
+        self.replicas = replicas
+        self.interval = interval
+        self.max_lag_seconds = max_lag_seconds
+        self.timeout = timeout
+        self.history = PrimaryHistory()
+        self._task: asyncio.Task[None] | None = None
+        self.lag_gauge = Gauge(
+            "potluck_db_replication_lag_seconds", "Replay lag of each replica.", ["replica"], registry=registry
+        )
+        self.lag_bytes_gauge = Gauge(
+            "potluck_db_replication_lag_bytes",
+            "WAL bytes each replica has yet to replay.",
+            ["replica"],
+            registry=registry,
+        )
+        self.healthy_gauge = Gauge(
+            "potluck_db_replica_healthy", "1 while the replica is in the read rotation.", ["replica"], registry=registry
+        )
+        self.primary_up = Gauge("potluck_db_up", "1 while the primary answers.", registry=registry)
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="potluck-replica-monitor")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        while True:
+            await self.check()
+            await asyncio.sleep(self.interval)
+
+    async def check(self) -> None:
+        """Measure the primary, then every replica, once."""
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with self.primary.connect() as conn:
+                    lsn = (await conn.execute(text("SELECT pg_current_wal_lsn()::text"))).scalar_one()
+            self.history.record(time.monotonic(), parse_lsn(lsn))
+            self.primary_up.set(1)
+        except Exception as exc:  # the primary is down: replicas can still serve reads
+            self.primary_up.set(0)
+            logger.warning("db.primary_unreachable", extra={"error": repr(exc)})
+        await asyncio.gather(*(self._check_replica(r) for r in self.replicas))
+
+    async def _check_replica(self, replica: ReplicaState) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                async with replica.engine.connect() as conn:
+                    row = (
+                        await conn.execute(text("SELECT pg_last_wal_replay_lsn()::text, pg_is_wal_replay_paused()"))
+                    ).one()
+        except Exception as exc:
+            self._set(replica, healthy=False)
+            replica.lag_seconds = float("inf")
+            logger.info("db.replica_unreachable", extra={"replica": replica.name, "error": repr(exc)})
+            return
+        replayed = parse_lsn(row[0]) if row[0] else 0
+        replica.replayed_lsn = replayed
+        replica.paused = bool(row[1])
+        replica.lag_seconds = self.history.lag_seconds(replayed, time.monotonic())
+        replica.lag_bytes = max(0, self.history.latest - replayed)
+        self.lag_gauge.labels(replica.name).set(replica.lag_seconds)
+        self.lag_bytes_gauge.labels(replica.name).set(replica.lag_bytes)
+        self._set(replica, healthy=not replica.paused and replica.lag_seconds <= self.max_lag_seconds)
+
+    def _set(self, replica: ReplicaState, *, healthy: bool) -> None:
+        if healthy != replica.healthy:
+            logger.info("db.replica_rotation", extra={"replica": replica.name, "healthy": healthy})
+        replica.healthy = healthy
+        self.healthy_gauge.labels(replica.name).set(1 if healthy else 0)
+
+    def mark_down(self, replica: ReplicaState) -> None:
+        """A request could not reach it: out of rotation until the monitor sees it again."""
+        self._set(replica, healthy=False)
