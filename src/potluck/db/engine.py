@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import itertools
+import uuid
 import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -75,7 +76,7 @@ def create_engine(url: str, settings: DatabaseSettings, *, sqlite_writer: bool =
         # PgBouncer in transaction mode hands each transaction to any server connection: named prepared
         # statements would not be there next time (see deploy/pgbouncer/README.md).
         connect_args["statement_cache_size"] = 0
-        connect_args["prepared_statement_name_func"] = lambda: ""
+        connect_args["prepared_statement_name_func"] = lambda: f"__asyncpg_{uuid.uuid4()}__"
     return create_async_engine(
         url,
         echo=settings.echo,
