@@ -39,7 +39,7 @@ def serve(
 
 
 @app.command()
-def migrate(revision: str = typer.Argument("head", help="Target revision.")) -> None:
+def migrate(revision: str = typer.Argument("heads", help="Target revision (all heads by default).")) -> None:
     """Bring the database schema up to date (Alembic)."""
     from potluck.db.engine import create_engine
     from potluck.db.migrate import upgrade
