@@ -73,7 +73,7 @@ def start_api(env: dict[str, str], log_dir: Path) -> tuple[subprocess.Popen[byte
 
 
 def _ms(text: str) -> float:
-    value, unit = re.match(r"([\d.]+)(\w+)", text).groups()  # type: ignore[union-attr]
+    value, unit = re.match(r"([\d.]+)([a-z]+)", text).groups()  # type: ignore[union-attr]
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0}[unit]
 
 
@@ -96,6 +96,9 @@ def run_wrk(ports: list[int], path: str, duration: int, connections: int, header
         for p in ports
     ]
     outputs = [p.communicate()[0] for p in procs]
+    for output in outputs:
+        if "Requests/sec" not in output or not re.search(r"99%\s+[\d.]+\w+", output):
+            raise RuntimeError(f"unexpected wrk output:\n{output}")
     rps = sum(float(re.search(r"Requests/sec:\s+([\d.]+)", o).group(1)) for o in outputs)  # type: ignore[union-attr]
     p50 = max(_ms(re.search(r"50%\s+(\S+)", o).group(1)) for o in outputs)  # type: ignore[union-attr]
     p99 = max(_ms(re.search(r"99%\s+(\S+)", o).group(1)) for o in outputs)  # type: ignore[union-attr]
