@@ -97,11 +97,11 @@ def run_wrk(ports: list[int], path: str, duration: int, connections: int, header
     ]
     outputs = [p.communicate()[0] for p in procs]
     for output in outputs:
-        if "Requests/sec" not in output or not re.search(r"99%\s+[\d.]+\w+", output):
+        if "Requests/sec" not in output or not re.search(r"^\s+99%\s+[\d.]+[a-z]+\s*$", output, re.MULTILINE):
             raise RuntimeError(f"unexpected wrk output:\n{output}")
     rps = sum(float(re.search(r"Requests/sec:\s+([\d.]+)", o).group(1)) for o in outputs)  # type: ignore[union-attr]
-    p50 = max(_ms(re.search(r"50%\s+(\S+)", o).group(1)) for o in outputs)  # type: ignore[union-attr]
-    p99 = max(_ms(re.search(r"99%\s+(\S+)", o).group(1)) for o in outputs)  # type: ignore[union-attr]
+    p50 = max(_ms(re.search(r"^\s+50%\s+(\S+)\s*$", o, re.MULTILINE).group(1)) for o in outputs)  # type: ignore[union-attr]
+    p99 = max(_ms(re.search(r"^\s+99%\s+(\S+)\s*$", o, re.MULTILINE).group(1)) for o in outputs)  # type: ignore[union-attr]
     errors = sum(int(m.group(1)) for o in outputs if (m := re.search(r"Non-2xx or 3xx responses: (\d+)", o)))
     return Result("", rps, p50, p99, errors)
 
