@@ -51,3 +51,16 @@ fmt: ## Format and autofix
 	uv run ruff check --fix src tests bench
 
 check: lint typecheck test ## Everything CI runs: lint, types, tests
+
+# Load tests (Locust) against the local cluster (started if it is not up); reports in bench/results/loadtest-*/.
+SCENARIO ?= constant_load
+RATE ?=
+DURATION ?=
+SCALE ?=
+LOADTEST_ARGS ?=
+
+.PHONY: loadtest
+
+loadtest: ## Locust load test of the cluster, report in bench/results/ (SCENARIO=constant_load|spike_test RATE= DURATION= SCALE=)
+	uv sync --group loadtest
+	uv run --group loadtest python -m bench.loadtest --scenario $(SCENARIO) $(if $(RATE),--rate $(RATE)) $(if $(DURATION),--duration $(DURATION)) $(if $(SCALE),--scale $(SCALE)) $(LOADTEST_ARGS)

@@ -17,6 +17,7 @@ from potluck.db.failover import ReplicaFailoverMiddleware
 from potluck.errors import install_error_handlers
 from potluck.health import router as health_router
 from potluck.middleware import BodySizeLimitMiddleware
+from potluck.recipe.fast_path import RecipeFastPath
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    app.add_middleware(RecipeFastPath)
     app.add_middleware(GZipMiddleware, minimum_size=settings.api.gzip_minimum_bytes)
     app.add_middleware(ReplicaFailoverMiddleware)
     app.add_middleware(ConsistencyTokenMiddleware)

@@ -14,7 +14,16 @@ from potluck.cache.metrics import CacheMetrics
 from potluck.cache.redis_store import RedisStore, redis_client
 from potluck.config import Settings
 from potluck.db.engine import Database
+from potluck.events.handlers import install_default_handlers
+from potluck.events.metrics import EventsMetrics
+from potluck.events.outbox import Outbox
+from potluck.events.registry import HandlerRegistry
+from potluck.events.relay import Relay
+from potluck.events.runtime import EventsRuntime
+from potluck.notification.service import NotificationService
 from potluck.recipe.service import RecipeService
+from potluck.stats.service import ViewStats
+from potluck.stats.views import ViewCounter
 from potluck.user.security import PasswordHasher, TokenService
 from potluck.user.service import UserService
 
@@ -29,12 +38,18 @@ class Container:
     tokens: TokenService
     users: UserService
     recipes: RecipeService
+    outbox: Outbox
+    notifications: NotificationService
+    views: ViewCounter
+    events: EventsRuntime
 
     async def start(self) -> None:
         await self.database.start()
         self.cache.start()
+        await self.events.start()
 
     async def aclose(self) -> None:
+        await self.events.aclose()
         await self.cache.aclose()
         await self.database.dispose()
 
@@ -55,6 +70,46 @@ def build_cache(settings: Settings, registry: CollectorRegistry, faults: FaultIn
     return Cache(store, metrics, cfg, local=local, bus=bus, faults=faults)
 
 
+def build_events(
+    settings: Settings,
+    registry: CollectorRegistry,
+    cache: Cache,
+    outbox: Outbox,
+    views: ViewCounter,
+) -> EventsRuntime:
+    """The outbox's relay and handlers, and where they run: this process (embedded default) or `potluck worker`.
+
+    Background work has its own small pool on the primary, so a burst of deliveries never takes the connections
+    requests need (and its statements never mix with a request's). Warming fills through its own Cache over the
+    same store: the same leases and compare-and-set fills, but its own single-flight map, so no request joins a
+    warm-up load that began before a write the request has already seen.
+    """
+    db_settings = settings.database.model_copy(update={"replica_urls": [], "pool_size": 2, "max_overflow": 8})
+    database = Database.from_settings(settings.database_url, db_settings)
+    metrics = EventsMetrics(registry)
+    media_base = settings.media.public_base_url
+    warmer = RecipeService(database, Cache(cache.store, cache.metrics, cache.settings), media_base)
+    notifications = NotificationService(settings.events.fanout_batch_size)
+    handlers = install_default_handlers(
+        HandlerRegistry(), database=database, cache=cache, recipes=warmer, notifications=notifications
+    )
+    coord_url = settings.coord_redis_url
+    coord = redis_client(coord_url, 1.0) if coord_url is not None else None
+    in_process = settings.events.relay_in_process
+    return EventsRuntime(
+        settings=settings,
+        database=database,
+        outbox=outbox,
+        handlers=handlers,
+        relay=Relay(database, handlers, metrics, settings.events),
+        metrics=metrics,
+        views=views,
+        stats=ViewStats(database, views, coord),
+        coord=coord,
+        in_process=coord is None if in_process is None else in_process,
+    )
+
+
 def bootstrap(settings: Settings) -> Container:
     registry = CollectorRegistry()
     database = Database.from_settings(settings.database_url, settings.database, registry)
@@ -63,6 +118,10 @@ def bootstrap(settings: Settings) -> Container:
     tokens = TokenService.from_settings(settings.auth, settings.data_dir)
     hasher = PasswordHasher.from_settings(settings.auth)
     media_base = settings.media.public_base_url
+    outbox = Outbox(enabled=settings.events.enabled)
+    recipes = RecipeService(database, cache, media_base, outbox)
+    notifications = NotificationService(settings.events.fanout_batch_size)
+    views = ViewCounter()
     return Container(
         settings=settings,
         registry=registry,
@@ -70,6 +129,10 @@ def bootstrap(settings: Settings) -> Container:
         cache=cache,
         faults=faults,
         tokens=tokens,
-        users=UserService(database, cache, hasher, tokens, media_base),
-        recipes=RecipeService(database, cache, media_base),
+        users=UserService(database, cache, hasher, tokens, media_base, outbox),
+        recipes=recipes,
+        outbox=outbox,
+        notifications=notifications,
+        views=views,
+        events=build_events(settings, registry, cache, outbox, views),
     )

@@ -78,6 +78,44 @@ class MediaSettings(BaseModel):
     public_base_url: str = "/media"
 
 
+class EventsSettings(BaseModel):
+    # Record events in the outbox. Off only for the outbox benchmark's baseline: nothing would be delivered.
+    enabled: bool = True
+    # Run the relay (and the view flush) inside the API process: None means "when no Redis is configured"
+    # (the embedded default); with Redis, `potluck worker` runs them.
+    relay_in_process: bool | None = None
+    relay_batch_size: int = Field(default=100, ge=1, le=10_000)
+    # Events of different aggregates delivered at once by one relay (1 on SQLite: one writer anyway).
+    relay_concurrency: int = Field(default=8, ge=1, le=100)
+    # A claimed event is someone else's until then; a relay that dies mid-delivery frees its events so late.
+    claim_seconds: float = Field(default=30.0, gt=0)
+    max_attempts: int = Field(default=10, ge=1)
+    backoff_base_seconds: float = Field(default=1.0, gt=0)
+    backoff_max_seconds: float = Field(default=300.0, gt=0)
+    # How often the in-process relay looks for events nobody told it about (a commit wakes it at once).
+    poll_interval_seconds: float = Field(default=0.5, gt=0)
+    # One relay run stops after this long, so a scheduled run never holds a worker forever.
+    drain_budget_seconds: float = Field(default=10.0, gt=0)
+    # Followers notified per INSERT ... SELECT (each its own transaction).
+    fanout_batch_size: int = Field(default=5000, ge=1)
+    # Views: pushed from process memory to Redis this often; flushed to the database this often.
+    views_push_seconds: float = Field(default=1.0, gt=0)
+    views_flush_seconds: float = Field(default=10.0, gt=0)
+    # The backlog gauges (potluck_outbox_*) are read from the database this often.
+    monitor_interval_seconds: float = Field(default=15.0, gt=0)
+    delivered_retention_days: float = Field(default=7.0, gt=0)
+
+
+class WorkerSettings(BaseModel):
+    queue: str = "potluck"
+    concurrency: int = Field(default=2, ge=1, le=64)
+    # Beat sends the relay task this often (the delivery latency bound with a worker).
+    relay_interval_seconds: float = Field(default=1.0, gt=0)
+    purge_interval_seconds: float = Field(default=3600.0, gt=0)
+    # Each worker process serves its metrics on metrics_port + its pool index (None: not served).
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="POTLUCK_", env_nested_delimiter="__", extra="ignore")
 
@@ -89,12 +127,19 @@ class Settings(BaseSettings):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
+    events: EventsSettings = Field(default_factory=EventsSettings)
+    worker: WorkerSettings = Field(default_factory=WorkerSettings)
 
     @property
     def database_url(self) -> str:
         if self.database.url:
             return self.database.url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'potluck.db').resolve()}"
+
+    @property
+    def coord_redis_url(self) -> str | None:
+        """The non-evicting Redis (Celery broker, view counts); the cache instance only when no other is set."""
+        return self.redis.coord_url or self.redis.url
 
     @property
     def is_sqlite(self) -> bool:

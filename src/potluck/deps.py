@@ -21,7 +21,7 @@ MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
 
 
-def _container(request: Request) -> Container:
+async def _container(request: Request) -> Container:
     container: Container = request.app.state.container
     return container
 
@@ -85,7 +85,7 @@ class PageParams:
     limit: int
 
 
-def _page_params(
+async def _page_params(
     cursor: Annotated[
         str | None, Query(max_length=200, description="Opaque cursor from a previous page's `next_cursor`.")
     ] = None,

@@ -96,6 +96,8 @@ def topology(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) ->
             "POTLUCK_AUTH__ARGON2_MEMORY_KIB": "1024",
             "POTLUCK_AUTH__ARGON2_PARALLELISM": "1",
             "POTLUCK_CACHE__TEST_HOOKS": "true",
+            # Waiters read through after this long; a loaded machine can make a fill slower than the default.
+            "POTLUCK_CACHE__LEASE_WAIT_MS": "10000",
             "POTLUCK_DATA_DIR": str(logs / "data"),
         }
         procs = [ApiProcess({**env, "PYTHONHASHSEED": seed}, logs / f"api{seed}.log") for seed in ("1", "4242")]

@@ -107,12 +107,12 @@ async def test_paused_replica_leaves_the_rotation_and_returns(
     api = Api(app_client)
     author = await api.register()
     name = _db(app_client).replica_states[0].name
-    await _wait_for(lambda: _healthy(app_client, name))
+    await _wait_for(lambda: _healthy(app_client, name), timeout=15)
     pg_cluster.pause_replay(0)
     try:
         await api.create_recipe(author)  # WAL the paused replica will not replay
-        took = await _wait_for(lambda: not _healthy(app_client, name), timeout=5)
-        assert took < 3
+        took = await _wait_for(lambda: not _healthy(app_client, name), timeout=10)
+        assert took < 5  # "within a few seconds", with room for a loaded 2-core machine
         metrics = (await app_client.get("/metrics")).text
         assert f'potluck_db_replica_healthy{{replica="{name}"}} 0.0' in metrics
         assert "potluck_db_replication_lag_seconds" in metrics
@@ -123,7 +123,7 @@ async def test_paused_replica_leaves_the_rotation_and_returns(
         assert _queries(app_client).get(name, 0) == before  # no reads sent to it
     finally:
         pg_cluster.resume_replay(0)
-    await _wait_for(lambda: _healthy(app_client, name), timeout=5)
+    await _wait_for(lambda: _healthy(app_client, name), timeout=15)
 
 
 async def test_stopping_a_replica_fails_no_request(app_client: httpx.AsyncClient, pg_cluster: PgCluster) -> None:

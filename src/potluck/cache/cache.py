@@ -127,7 +127,21 @@ class Cache:
             future.set_result(result)
             return result
         finally:
-            del self._inflight[key]
+            if self._inflight.get(key) is future:
+                del self._inflight[key]
+
+    def peek(self, family: Family, key: str) -> Loaded | None:
+        """The first tier's entry for `key`, or None; counts a hit, never a miss (the caller then asks
+        `get_or_fill`, which counts it)."""
+        local = self.local
+        if local is None or not local.enabled or not self.settings.enabled:
+            return None
+        entry = local.get(key)
+        if entry is None:
+            return None
+        self.metrics.hits.labels(family.name, "l1").inc()
+        self.metrics.time_saved.labels(family.name).inc(entry.delta_ms / 1000)
+        return Loaded(entry.payload, entry.meta)
 
     async def _second_tier(self, family: Family, key: str, loader: Loader, epoch: int) -> Loaded:
         if not await self._store_usable():
@@ -310,6 +324,9 @@ class Cache:
             return
         if self.local is not None:
             self.local.invalidate(keys)
+        for key in keys:
+            # A load that began before this write must not be joined by requests that come after it.
+            self._inflight.pop(key, None)
         if not self.breaker.allow():
             self._defer(keys)
             return
@@ -323,6 +340,20 @@ class Cache:
             self.metrics.breaker_open.set(1 if self.breaker.is_open else 0)
             return
         self.breaker.record_success()
+        self.metrics.invalidations.labels("sent").inc(len(keys))
+
+    async def invalidate_strict(self, keys: Sequence[str]) -> None:
+        """Forget `keys` everywhere, or raise CacheStoreError: the outbox retries it until the store is back."""
+        if not keys or not self.settings.enabled:
+            return
+        if self.local is not None:
+            self.local.invalidate(keys)
+        await self.store.delete(keys)
+        if self.bus is not None:
+            try:
+                await self.bus.publish(keys)
+            except Exception as exc:
+                raise CacheStoreError(f"invalidation not published: {exc!r}") from exc
         self.metrics.invalidations.labels("sent").inc(len(keys))
 
     def _defer(self, keys: Sequence[str]) -> None:

@@ -2,7 +2,7 @@
 
 PostgreSQL 15 primary + streaming replicas, the Redis cache instance (deploy/redis/cache.conf, evicting) and the
 non-evicting Redis coordination instance (deploy/redis/coord.conf), N API processes and nginx round-robin in
-front of them, all on 127.0.0.1.
+front of them, a Celery worker and beat (broker: the coordination instance), all on 127.0.0.1.
 
 All state lives under one directory: ``.cluster/`` at the repository root, or ``$POTLUCK_CLUSTER_DIR``::
 
@@ -11,6 +11,7 @@ All state lives under one directory: ``.cluster/`` at the repository root, or ``
     pg/                 owned by postgres: data dirs primary/, r1/, r2/ ..., their logs, the unix socket
     redis/cache/ coord/ data dirs; redis/<role>.log, redis/<role>.pid
     api/                api-<i>.log, api-<i>.pid
+    worker/             worker.log, worker.pid, beat.log, beat.pid (Celery: the outbox relay, view flushes)
     nginx/              nginx.conf (rendered from deploy/nginx/nginx.conf.template), pid, logs, temp files
     data/               POTLUCK_DATA_DIR of the API processes
 
@@ -47,7 +48,8 @@ from rich.console import Console
 from rich.table import Table
 
 cluster_app = typer.Typer(
-    help="Run the full topology on this machine: PostgreSQL primary + replicas, Redis, N API processes, nginx.",
+    help="Run the full topology on this machine: PostgreSQL primary + replicas, Redis, N API processes, nginx, "
+    "a Celery worker and beat.",
     no_args_is_help=True,
 )
 console = Console(stderr=True)
@@ -59,6 +61,8 @@ DB_NAME = "potluck"
 CLUSTER_DIR_ENV = "POTLUCK_CLUSTER_DIR"
 MARKER = ".potluck-cluster"
 REDIS_ROLES = ("cache", "coord")
+# Celery, started after the API processes and stopped before them.
+BACKGROUND_ROLES = ("worker", "beat")
 # The per-node conf files, inside each PostgreSQL data dir (so pg_basebackup copies the includes along).
 PG_BASE_CONF = "potluck.base.conf"
 PG_INSTANCE_CONF = "potluck.instance.conf"
@@ -143,6 +147,17 @@ class Layout:
 
     def api_pid(self, index: int) -> Path:
         return self.api / f"api-{index}.pid"
+
+    @property
+    def worker(self) -> Path:
+        return self.root / "worker"
+
+    def background_log(self, role: str) -> Path:
+        """`worker` or `beat`."""
+        return self.worker / f"{role}.log"
+
+    def background_pid(self, role: str) -> Path:
+        return self.worker / f"{role}.pid"
 
     @property
     def nginx(self) -> Path:
@@ -813,7 +828,7 @@ def _prepare_state_dir(layout: Layout) -> None:
     (root / MARKER).touch()
     # Others must traverse it (never list it): postgres to its data dirs, nginx workers to their temp dirs.
     os.chmod(root, root.stat().st_mode | 0o011)
-    for path in (layout.redis, layout.api, layout.data, layout.nginx):
+    for path in (layout.redis, layout.api, layout.data, layout.nginx, layout.worker):
         path.mkdir(exist_ok=True)
     layout.pg.mkdir(mode=0o700, exist_ok=True)
     _chown_pg(layout.pg)
@@ -877,6 +892,9 @@ def cluster_status(layout: Layout) -> dict[str, Any]:
         mark(node, redis_ping(node.get("port", 0)))
     for node in info.get("api", []):
         mark(node, http_status(f"{node.get('url')}/healthz") == 200)
+    for role in BACKGROUND_ROLES:
+        if role in info:
+            mark(info[role], True)  # no endpoint: alive is healthy
     lb = info.get("lb", {})
     mark(lb, http_status(f"{lb.get('url')}/healthz") == 200)
     info["up"] = bool(checks) and all(checks)
@@ -888,6 +906,10 @@ def _stop_all(layout: Layout, *, quiet: bool = False) -> list[str]:
     stopped: list[str] = []
     if _nginx_stop(layout):
         stopped.append("nginx")
+    for role in reversed(BACKGROUND_ROLES):
+        # SIGTERM: the worker finishes its tasks in flight (warm shutdown); the group takes its pool along.
+        if _stop_pidfile(layout.background_pid(role), [b"potluck", role.encode()], timeout=20, group=True):
+            stopped.append(role)
     for pid_file in sorted(layout.api.glob("api-*.pid")) if layout.api.exists() else []:
         # SIGTERM lets uvicorn finish requests in flight; the group takes any worker children along.
         if _stop_pidfile(pid_file, [b"potluck", b"serve"], timeout=10, group=True):
@@ -918,6 +940,9 @@ def _summary(info: Mapping[str, Any]) -> Table:
     row("nginx (lb)", info["lb"], info["lb"]["url"])
     for node in info["api"]:
         row(node["name"], node, node["url"])
+    for role in BACKGROUND_ROLES:
+        if role in info:
+            row(f"celery {role}", info[role], info[role]["log"])
     pg = info["postgres"]
     for node in [pg["primary"], *pg["replicas"]]:
         row(f"postgres {node['name']}", node, node["dsn"])
@@ -1017,6 +1042,13 @@ def _bring_up(
             node: dict[str, Any] = {"name": name, "url": url, "port": port, "pid": proc.pid, "log": str(log)}
             procs.append((node, proc))
 
+    background: dict[str, dict[str, Any]] = {}
+    with _step("start the Celery worker and beat"):
+        for role in BACKGROUND_ROLES:
+            log = layout.background_log(role)
+            proc = _spawn([*potluck, role], log=log, pid_file=layout.background_pid(role), env=env)
+            background[role] = {"pid": proc.pid, "log": str(log), "proc": proc}
+
     if seed_args is not None:
         with _step("seed demo data (if empty)"):
             seed_command = [*potluck, "seed", *seed_args, "--if-empty"]
@@ -1033,6 +1065,18 @@ def _bring_up(
             logs = [Path(node["log"])]
             _wait_until(_answers_200(ready), what=f"{node['name']} {ready}", timeout=90, proc=proc, logs=logs)
             api_nodes.append(node)
+
+    with _step("Celery worker ready"):
+        worker_log = Path(background["worker"]["log"])
+        _wait_until(
+            lambda: b" ready." in worker_log.read_bytes(),
+            what="celery worker",
+            timeout=90,
+            proc=background["worker"]["proc"],
+            logs=[worker_log, Path(background["beat"]["log"])],
+        )
+        for node in background.values():
+            node.pop("proc")
 
     # Only now: nginx marks an upstream that refuses a connection as down for fail_timeout, so it must not see
     # the API processes before they listen.
@@ -1059,6 +1103,7 @@ def _bring_up(
         "lb_url": lb_url,
         "lb": {"url": lb_url, "port": lb_port, "pid": nginx_pid, "conf": str(layout.nginx / "nginx.conf")},
         "nginx_pid": nginx_pid,
+        **background,
         "api": api_nodes,
         "postgres": {"primary": pg_node("primary"), "replicas": [pg_node(n) for n in replica_names]},
         "redis": {
@@ -1138,7 +1183,7 @@ def up(
 def down(
     purge: bool = typer.Option(False, "--purge", help="Also delete the state dir (databases, logs, secret)."),
 ) -> None:
-    """Stop everything: nginx, the API processes, Redis, PostgreSQL. Data is kept unless --purge."""
+    """Stop everything: nginx, Celery, the API processes, Redis, PostgreSQL. Data is kept unless --purge."""
     try:
         layout = Layout.discover()
         if not layout.root.exists():

@@ -9,7 +9,9 @@ import typer
 from rich.console import Console
 
 from potluck.cli.cluster import cluster_app
+from potluck.cli.events import events_app
 from potluck.cli.seed import seed_command
+from potluck.cli.worker import beat_command, worker_command
 from potluck.config import get_settings
 
 app = typer.Typer(help="Potluck, the backend of a recipe-sharing platform.", no_args_is_help=True)
@@ -65,6 +67,9 @@ def _redacted(url: str) -> str:
 
 app.command("seed", help="Load realistic, deterministic demo data.")(seed_command)
 app.add_typer(cluster_app, name="cluster", help="The full topology on one machine: up, down, status.")
+app.add_typer(events_app, name="events", help="The outbox: list events, dead letters, replay.")
+app.command("worker")(worker_command)
+app.command("beat")(beat_command)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import inspect
 import itertools
-import uuid
 import logging
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path

@@ -1,6 +1,8 @@
 """Imports every model so that Base.metadata is complete (Alembic and table creation read it)."""
 
 from potluck.db.base import Base
+from potluck.events.models import HandledEvent, OutboxEvent
+from potluck.notification.models import Notification
 from potluck.recipe.models import (
     Favorite,
     Ingredient,
@@ -12,18 +14,23 @@ from potluck.recipe.models import (
     Step,
     Tag,
 )
+from potluck.stats.models import StatsFlush
 from potluck.user.models import Follow, User
 
 __all__ = [
     "Base",
     "Favorite",
     "Follow",
+    "HandledEvent",
     "Ingredient",
+    "Notification",
     "Nutrition",
+    "OutboxEvent",
     "Rating",
     "Recipe",
     "RecipeIngredient",
     "RecipeTag",
+    "StatsFlush",
     "Step",
     "Tag",
     "User",

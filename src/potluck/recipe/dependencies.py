@@ -49,11 +49,11 @@ def _selection(fields: str | None, include: str | None, default_include: frozens
         raise BadRequestError(str(exc), extra={"field": exc.name}) from exc
 
 
-def _detail_selection(fields: FieldsParam = None, include: IncludeParam = None) -> Selection:
+async def _detail_selection(fields: FieldsParam = None, include: IncludeParam = None) -> Selection:
     return _selection(fields, include, HEAVY_PARTS)
 
 
-def _list_selection(fields: FieldsParam = None, include: IncludeParam = None) -> Selection:
+async def _list_selection(fields: FieldsParam = None, include: IncludeParam = None) -> Selection:
     return _selection(fields, include, frozenset())
 
 

@@ -7,10 +7,11 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 
 from potluck.deps import ContainerDep, CurrentUserId, OptionalUserId, Page, ReadSessionDep, WriteSessionDep
 from potluck.kit.etag import if_none_match_hit, make_etag
-from potluck.kit.fields import parse_selection, project
+from potluck.kit.fields import project
 from potluck.kit.links import next_link
 from potluck.kit.responses import json_response
 from potluck.recipe.dependencies import DetailSelection, ListSelection, RecipeForEdit, VisibleRecipeForWrite
+from potluck.recipe.http import FULL_DOCUMENT, PRIVATE_CACHE, PUBLIC_LIST_CACHE, cache_control, read_headers
 from potluck.recipe.schemas import (
     HEAVY_PARTS,
     RECIPE_SHAPE,
@@ -26,17 +27,6 @@ from potluck.recipe.schemas import (
 
 router = APIRouter(prefix="/recipes", tags=["recipes"])
 me_router = APIRouter(prefix="/users/me", tags=["recipes"])
-
-# Anonymous reads of public data may sit in shared caches (CDN, nginx); anything that depends on the caller may not.
-PUBLIC_CACHE = "public, max-age=60, s-maxage=300, stale-while-revalidate=60"
-PUBLIC_LIST_CACHE = "public, max-age=15, s-maxage=30, stale-while-revalidate=30"
-PRIVATE_CACHE = "private, no-cache"
-# The selection key of the full document, so a write's ETag matches the ETag a plain GET gives.
-FULL_DOCUMENT = parse_selection(None, None, RECIPE_SHAPE, default_include=HEAVY_PARTS).key
-
-
-def _cache_control(viewer: uuid.UUID | None, public: bool, policy: str = PUBLIC_CACHE) -> str:
-    return policy if viewer is None and public else PRIVATE_CACHE
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=RecipeRead)
@@ -76,7 +66,7 @@ async def list_recipes(
         session, filters, viewer, page.cursor, page.limit, selection.include
     )
     items = [project(d, selection, RECIPE_SHAPE) for d in docs]
-    headers = {"Cache-Control": _cache_control(viewer, True, PUBLIC_LIST_CACHE), "Vary": "Authorization"}
+    headers = {"Cache-Control": cache_control(viewer, True, PUBLIC_LIST_CACHE), "Vary": "Authorization"}
     headers.update(next_link(request.url, next_cursor))
     return json_response({"items": items, "next_cursor": next_cursor}, headers=headers)
 
@@ -91,12 +81,9 @@ async def get_recipe(
 ) -> Response:
     """One recipe. `fields` and `include` trim it; `If-None-Match` with a current ETag answers 304."""
     cached = await container.recipes.get(recipe_id, viewer)
+    container.views.record(recipe_id)  # in memory only: no database write per view (potluck.stats)
     etag = make_etag(recipe_id, cached.meta.version, selection.key)
-    headers = {
-        "ETag": etag,
-        "Cache-Control": _cache_control(viewer, cached.meta.is_public),
-        "Vary": "Authorization",
-    }
+    headers = read_headers(etag, viewer=viewer, is_public=cached.meta.is_public)
     if if_none_match_hit(if_none_match, etag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
     if selection.is_everything and selection.include == HEAVY_PARTS:

@@ -16,6 +16,8 @@ from potluck.cache.keys import recipe_key, user_key
 from potluck.db.engine import Database
 from potluck.db.session import WriteSession
 from potluck.errors import ForbiddenError, NotFoundError, PreconditionFailedError
+from potluck.events.outbox import Outbox
+from potluck.events.topics import RATING_CREATED, RECIPE_CREATED, RECIPE_DELETED, RECIPE_UPDATED
 from potluck.kit.cursor import Cursor, encode_cursor
 from potluck.kit.etag import if_match_satisfied
 from potluck.recipe.meta import RecipeMeta
@@ -60,10 +62,11 @@ class CachedRecipe:
 
 
 class RecipeService:
-    def __init__(self, database: Database, cache: Cache, media_base_url: str) -> None:
+    def __init__(self, database: Database, cache: Cache, media_base_url: str, outbox: Outbox | None = None) -> None:
         self.database = database
         self.cache = cache
         self.media_base_url = media_base_url
+        self.outbox = outbox or Outbox(enabled=False)
 
     def document(self, recipe: Recipe, parts: Set[str]) -> dict[str, Any]:
         """The API representation of a loaded recipe, as JSON-ready data, with the heavy parts in `parts`."""
@@ -132,6 +135,14 @@ class RecipeService:
             raise NotFoundError("no such recipe")
         return cached
 
+    def peek_public(self, recipe_id: uuid.UUID) -> CachedRecipe | None:
+        """The recipe from this process's first tier if it is there and public; never waits, never loads."""
+        loaded = self.cache.peek(RECIPE_DETAIL, recipe_key(recipe_id))
+        if loaded is None or loaded.payload is None:
+            return None
+        cached = CachedRecipe(loaded.payload, RecipeMeta.unpack(loaded.meta))
+        return cached if cached.meta.is_public else None
+
     async def _load(self, recipe_id: uuid.UUID) -> Loaded:
         # Fills read the primary: a lagging replica could hand a fill the version a writer just replaced.
         async with self.database.read_session(primary=True) as session:
@@ -171,6 +182,9 @@ class RecipeService:
         await repo.replace_tags(session, recipe.id, data.tags)
         await repo.replace_nutrition(session, recipe.id, data.nutrition)
         self._invalidate(session, recipe.id, author_id=author_id)
+        await self.outbox.record(
+            session, RECIPE_CREATED, recipe.id, {"author_id": str(author_id), "is_public": recipe.is_public}
+        )
         return await self._reload(session, recipe.id)
 
     async def _reload(self, session: WriteSession, recipe_id: uuid.UUID) -> dict[str, Any]:
@@ -226,11 +240,15 @@ class RecipeService:
             await repo.replace_nutrition(session, recipe.id, data.nutrition)
         await repo.bump_version(session, recipe.id, **values)
         self._invalidate(session, recipe.id, author_id=recipe.author_id)
+        await self.outbox.record(
+            session, RECIPE_UPDATED, recipe.id, {"author_id": str(recipe.author_id), "fields": sorted(sent)}
+        )
         return await self._reload(session, recipe.id)
 
     async def delete(self, session: WriteSession, recipe: Recipe) -> None:
         await RecipeRepository(session).delete(session, recipe.id)
         self._invalidate(session, recipe.id, author_id=recipe.author_id)
+        await self.outbox.record(session, RECIPE_DELETED, recipe.id, {"author_id": str(recipe.author_id)})
 
     async def rate(self, session: WriteSession, recipe: Recipe, user_id: uuid.UUID, data: RatingWrite) -> RatingRead:
         """Put the caller's rating; the recipe's average and count are recomputed under its row lock."""
@@ -238,6 +256,7 @@ class RecipeService:
         rating = await repo.upsert_rating(session, recipe.id, user_id, data.stars, data.review)
         average, count = await repo.recompute_rating(session, recipe.id)
         self._invalidate(session, recipe.id)
+        await self.outbox.record(session, RATING_CREATED, recipe.id, {"user_id": str(user_id), "stars": rating.stars})
         return RatingRead(
             recipe_id=recipe.id,
             user_id=user_id,

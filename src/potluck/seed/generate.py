@@ -915,7 +915,7 @@ class SeedPlan:
                 "author_id": self.user_ids[author],
                 "title": c.title,
                 "description": c.description,
-                "cuisine": vocab.CUISINES[self.recipe_cuisine[j]].name,
+                "cuisine": vocab.CUISINES[self.recipe_cuisine[j]].name.lower(),  # the API stores cuisines lower-cased
                 "prep_minutes": c.prep_minutes,
                 "cook_minutes": c.cook_minutes,
                 "servings": c.servings,

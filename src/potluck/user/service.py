@@ -15,6 +15,8 @@ from potluck.db.base import utcnow
 from potluck.db.engine import Database
 from potluck.db.session import WriteSession
 from potluck.errors import BadRequestError, ConflictError, NotFoundError, UnauthorizedError
+from potluck.events.outbox import Outbox
+from potluck.events.topics import USER_FOLLOWED
 from potluck.kit.cursor import Cursor, encode_cursor
 from potluck.recipe.repository import RecipeRepository
 from potluck.user.models import User
@@ -38,13 +40,20 @@ def media_url(base: str, key: str | None) -> str | None:
 
 class UserService:
     def __init__(
-        self, database: Database, cache: Cache, hasher: PasswordHasher, tokens: TokenService, media_base_url: str
+        self,
+        database: Database,
+        cache: Cache,
+        hasher: PasswordHasher,
+        tokens: TokenService,
+        media_base_url: str,
+        outbox: Outbox | None = None,
     ) -> None:
         self.database = database
         self.cache = cache
         self.hasher = hasher
         self.tokens = tokens
         self.media_base_url = media_base_url
+        self.outbox = outbox or Outbox(enabled=False)
 
     async def register(self, session: WriteSession, data: UserCreate) -> User:
         """Create an account; 409 names the field that is taken."""
@@ -172,6 +181,7 @@ class UserService:
         created = await repo.follow(session, follower_id, followee_id)
         if created:
             self.cache.invalidate_after_commit(session, user_key(follower_id), user_key(followee_id))
+            await self.outbox.record(session, USER_FOLLOWED, followee_id, {"follower_id": str(follower_id)})
         return created
 
     async def unfollow(self, session: WriteSession, follower_id: uuid.UUID, followee_id: uuid.UUID) -> None:

@@ -1,0 +1,1 @@
+"""The transactional outbox: events recorded with the change that caused them, delivered after commit."""

@@ -1,0 +1,33 @@
+"""Recording events: a row in the same transaction as the change, so a rollback records nothing."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from potluck.db.base import utcnow
+from potluck.db.session import WriteSession
+from potluck.events.repository import OutboxRepository
+from potluck.events.topics import AGGREGATE_OF_TOPIC
+
+
+class Outbox:
+    def __init__(self, *, enabled: bool = True) -> None:
+        self.enabled = enabled
+        # Called after a commit that recorded events (the in-process relay wakes up on it).
+        self._listeners: list[Callable[[], None]] = []
+
+    def on_commit(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    async def record(
+        self, session: WriteSession, topic: str, aggregate_id: uuid.UUID, payload: Mapping[str, Any]
+    ) -> None:
+        """Record `topic` about `aggregate_id` in `session`'s transaction; delivered only if it commits."""
+        if not self.enabled:
+            return
+        aggregate_type = AGGREGATE_OF_TOPIC[topic]
+        await OutboxRepository(session).add(session, topic, aggregate_type, aggregate_id, payload, utcnow())
+        for listener in self._listeners:
+            session.after_commit(listener)

@@ -1,0 +1,20 @@
+"""Event names (past tense) and the aggregate each one is ordered by."""
+
+from __future__ import annotations
+
+RECIPE_CREATED = "recipe.created"
+RECIPE_UPDATED = "recipe.updated"
+RECIPE_DELETED = "recipe.deleted"
+RATING_CREATED = "rating.created"
+USER_FOLLOWED = "user.followed"
+
+# Events of one aggregate are delivered in the order they were recorded; a rating belongs to its recipe.
+AGGREGATE_OF_TOPIC = {
+    RECIPE_CREATED: "recipe",
+    RECIPE_UPDATED: "recipe",
+    RECIPE_DELETED: "recipe",
+    RATING_CREATED: "recipe",
+    USER_FOLLOWED: "user",
+}
+
+TOPICS = tuple(AGGREGATE_OF_TOPIC)

@@ -1,0 +1,182 @@
+"""Which searches people run, counted without a database write per query.
+
+Two adapters behind one small protocol, chosen in bootstrap:
+
+* `InMemorySearchAnalytics()`: per-hour `Counter`s in this process (the embedded default: one process).
+* `RedisSearchAnalytics(client)`: per-hour sorted sets `search:queries:{yyyymmddhh}`, one `ZINCRBY` per search,
+  each set expiring 8 days after its hour's last search; shared by every API process. Build the client with
+  `potluck.cache.redis_store.redis_client(settings.redis.url, settings.cache.timeout_ms / 1000)`: analytics
+  must fail fast and never fail a search (errors are logged and the search goes on; after an error, recording
+  pauses for a second rather than costing every search a timeout).
+
+"The last 24 hours" is read as the current hour and the 23 before it.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+logger = logging.getLogger("potluck.search")
+
+KEY_PREFIX = "search:queries:"
+RETENTION = timedelta(days=8)
+# Distinct queries kept per hour: bounds memory when someone searches for random strings.
+MAX_QUERIES_PER_HOUR = 10_000
+# How long the merged "last N hours" set is reused before it is merged again.
+TOP_REUSE_SECONDS = 60
+
+
+@dataclass(frozen=True, slots=True)
+class QueryCount:
+    query: str
+    count: int
+
+
+class SearchAnalytics(Protocol):
+    async def record(self, query: str) -> None:
+        """Count one search for `query` (already normalised). Never raises."""
+        ...
+
+    async def top(self, *, hours: int = 24, limit: int = 10) -> list[QueryCount]:
+        """The most frequent queries of the last `hours` hours, most frequent first."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def hour_bucket(ts: datetime) -> str:
+    return ts.astimezone(UTC).strftime("%Y%m%d%H")
+
+
+def recent_buckets(now: datetime, hours: int) -> list[str]:
+    """The current hour's bucket and the `hours - 1` before it."""
+    return [hour_bucket(now - timedelta(hours=h)) for h in range(max(1, hours))]
+
+
+def hour_key(bucket: str) -> str:
+    return f"{KEY_PREFIX}{bucket}"
+
+
+def _ranked(counts: Counter[str], limit: int) -> list[QueryCount]:
+    # Ties in a stable order, so every process and every call agrees.
+    ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
+    return [QueryCount(q, n) for q, n in ordered[:limit]]
+
+
+class InMemorySearchAnalytics:
+    """Per-hour counters in this process."""
+
+    def __init__(
+        self,
+        *,
+        retention: timedelta = RETENTION,
+        max_queries_per_hour: int = MAX_QUERIES_PER_HOUR,
+        clock: Callable[[], datetime] = _utcnow,
+    ) -> None:
+        self.retention_hours = int(retention / timedelta(hours=1))
+        self.max_queries_per_hour = max_queries_per_hour
+        self._clock = clock
+        self._hours: dict[str, Counter[str]] = {}
+
+    async def record(self, query: str) -> None:
+        now = self._clock()
+        bucket = hour_bucket(now)
+        counts = self._hours.get(bucket)
+        if counts is None:
+            counts = self._hours[bucket] = Counter()
+            keep = set(recent_buckets(now, self.retention_hours))
+            for old in [b for b in self._hours if b not in keep]:
+                del self._hours[old]
+        counts[query] += 1
+        if len(counts) > self.max_queries_per_hour:
+            # Keep the frequent half: the rare tail is what an attacker's random queries look like.
+            self._hours[bucket] = Counter(dict(counts.most_common(self.max_queries_per_hour // 2)))
+
+    async def top(self, *, hours: int = 24, limit: int = 10) -> list[QueryCount]:
+        merged: Counter[str] = Counter()
+        for bucket in recent_buckets(self._clock(), hours):
+            merged.update(self._hours.get(bucket, {}))
+        return _ranked(merged, limit)
+
+    async def aclose(self) -> None:
+        self._hours.clear()
+
+
+class RedisSearchAnalytics:
+    """Per-hour sorted sets in Redis, shared by every API process.
+
+    `client` should be a fail-fast client (see the module docstring); it is closed by `aclose()`.
+    """
+
+    def __init__(
+        self,
+        client: aioredis.Redis,
+        *,
+        retention: timedelta = RETENTION,
+        max_queries_per_hour: int = MAX_QUERIES_PER_HOUR,
+        failure_pause_seconds: float = 1.0,
+        clock: Callable[[], datetime] = _utcnow,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.client = client
+        self.retention_seconds = int(retention.total_seconds())
+        self.max_queries_per_hour = max_queries_per_hour
+        self.failure_pause_seconds = failure_pause_seconds
+        self._clock = clock
+        self._rng = rng or random.Random()
+        self._paused_until = 0.0
+
+    def _failed(self, operation: str, exc: BaseException) -> None:
+        self._paused_until = time.monotonic() + self.failure_pause_seconds
+        logger.warning("search.analytics_failed", extra={"operation": operation, "error": repr(exc)})
+
+    async def record(self, query: str) -> None:
+        if time.monotonic() < self._paused_until:
+            return
+        key = hour_key(hour_bucket(self._clock()))
+        try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.zincrby(key, 1, query)
+                pipe.expire(key, self.retention_seconds)
+                # Trimming now and then (not on every search) keeps the set near its cap at little cost.
+                if self._rng.random() < 0.01:
+                    pipe.zremrangebyrank(key, 0, -(self.max_queries_per_hour + 1))
+                await pipe.execute()
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed("record", exc)
+
+    async def top(self, *, hours: int = 24, limit: int = 10) -> list[QueryCount]:
+        buckets = recent_buckets(self._clock(), hours)
+        merged = f"{KEY_PREFIX}top:{hours}:{buckets[0]}"
+        try:
+            if not await self.client.exists(merged):
+                async with self.client.pipeline(transaction=True) as pipe:
+                    pipe.zunionstore(merged, [hour_key(b) for b in buckets])
+                    pipe.expire(merged, TOP_REUSE_SECONDS)
+                    await pipe.execute()
+            rows: list[Any] = await self.client.zrevrange(merged, 0, max(0, limit - 1), withscores=True)
+        except (RedisError, OSError, TimeoutError) as exc:
+            self._failed("top", exc)
+            return []
+        counts: Counter[str] = Counter()
+        for member, score in rows:
+            name = member.decode() if isinstance(member, bytes) else str(member)
+            counts[name] = int(score)
+        return _ranked(counts, limit)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

@@ -1,0 +1,1 @@
+"""Recipe statistics: views counted without a database write per view."""

@@ -1,0 +1,46 @@
+"""GET /trending: the most trending public recipes of a day, a week or a month."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Response
+from pydantic import BaseModel
+
+from potluck.deps import ContainerDep
+from potluck.kit.fields import project
+from potluck.kit.responses import json_response
+from potluck.recipe.dependencies import ListSelection
+from potluck.recipe.schemas import RECIPE_SHAPE, RecipeRead
+from potluck.trending.scoring import Period
+from potluck.trending.service import TOP_N, TrendingService
+
+router = APIRouter(prefix="/trending", tags=["trending"])
+
+# The same for every caller (computed as an anonymous viewer), so shared caches may hold it briefly.
+TRENDING_CACHE = "public, max-age=15, s-maxage=30, stale-while-revalidate=30"
+
+
+class TrendingPage(BaseModel):
+    period: Period
+    items: list[RecipeRead]
+
+
+def _trending_service(container: ContainerDep) -> TrendingService:
+    return TrendingService(container.database, container.cache, container.recipes)
+
+
+TrendingServiceDep = Annotated[TrendingService, Depends(_trending_service)]
+
+
+@router.get("", response_model=TrendingPage)
+async def trending_recipes(
+    service: TrendingServiceDep,
+    selection: ListSelection,
+    period: Period = Period.week,
+    limit: Annotated[int, Query(ge=1, le=TOP_N)] = 20,
+) -> Response:
+    """Recipes scored by recent favorites and ratings and by views decayed with age (see docs/search.md)."""
+    docs = await service.top(period, limit)
+    body = {"period": period.value, "items": [project(d, selection, RECIPE_SHAPE) for d in docs]}
+    return json_response(body, headers={"Cache-Control": TRENDING_CACHE})

@@ -1,0 +1,57 @@
+"""Trending recipes: the top of each period computed at most once per TTL, served through the recipe cache.
+
+The `trending` family holds `trending:{period}` for 600 s as the ordered ids of the top TOP_N public recipes
+(one loader across processes under the cache's lease; XFetch refreshes it before it expires). Ids are hydrated
+through `RecipeService.get` as an anonymous viewer, so a recipe that went private or was deleted since the list
+was computed disappears at once: its document is a 404, and the next id takes its place.
+
+The candidates may come from a replica: the list is only as fresh as its TTL anyway, and hydration is current.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from potluck.cache.cache import Cache, Loaded
+from potluck.cache.families import TRENDING
+from potluck.cache.keys import trending_key
+from potluck.db.base import utcnow
+from potluck.db.engine import Database
+from potluck.recipe.service import RecipeService
+from potluck.search.service import hydrate
+from potluck.trending.repository import TrendingRepository
+from potluck.trending.scoring import PERIODS, Period, rank
+
+# Ids kept per period: the largest page a client may ask for.
+TOP_N = 100
+
+
+class TrendingService:
+    def __init__(
+        self, database: Database, cache: Cache, recipes: RecipeService, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self.database = database
+        self.cache = cache
+        self.recipes = recipes
+        self.clock = clock
+
+    async def top(self, period: Period, limit: int) -> list[dict[str, Any]]:
+        """The `limit` most trending public recipes of `period`, best first, as full documents."""
+        loaded = await self.cache.get_or_fill(TRENDING, trending_key(period.value), lambda: self._load(period))
+        ids = [uuid.UUID(hex=i) for i in orjson.loads(loaded.payload or b"[]")]
+        return await hydrate(self.recipes, ids, None, limit=limit)
+
+    async def compute(self, period: Period) -> list[uuid.UUID]:
+        """The top TOP_N recipe ids of `period`, scored now."""
+        now = self.clock()
+        async with self.database.read_session() as session:
+            candidates = await TrendingRepository(session).candidates(now - PERIODS[period].window)
+        return [recipe_id for recipe_id, _ in rank(candidates, period, now, TOP_N)]
+
+    async def _load(self, period: Period) -> Loaded:
+        return Loaded(orjson.dumps([i.hex for i in await self.compute(period)]))

@@ -1,0 +1,83 @@
+"""The Celery application: broker on the non-evicting Redis, tasks bound to the per-process runtime.
+
+The broker is `settings.redis.coord_url` (`noeviction`: a queued task must never be evicted), falling back to
+`settings.redis.url` only when no coordination instance is configured. Results are not stored: tasks report
+through the database and metrics.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from celery import Celery  # type: ignore[import-untyped]
+from celery.signals import worker_process_init, worker_process_shutdown  # type: ignore[import-untyped]
+
+from potluck.bootstrap import Container
+from potluck.config import Settings, get_settings
+from potluck.worker import runtime, tasks
+from potluck.worker.schedule import FLUSH_VIEWS_TASK, PURGE_TASK, RELAY_TASK, beat_schedule
+
+
+class NoBrokerError(RuntimeError):
+    """No Redis is configured: the embedded default runs the relay inside the API process instead."""
+
+
+def broker_url(settings: Settings) -> str:
+    url = settings.coord_redis_url
+    if url is None:
+        raise NoBrokerError(
+            "no Redis configured (POTLUCK_REDIS__COORD_URL or POTLUCK_REDIS__URL): without one, the API process "
+            "runs the relay and the view flush itself"
+        )
+    return url
+
+
+def _bind(app: Any, name: str, work: Callable[[Container], Awaitable[int]], settings: Settings) -> None:
+    def run() -> int:
+        return runtime.current(lambda: settings).run(name, work)
+
+    run.__name__ = name.replace(".", "_")
+    run.__doc__ = work.__doc__
+    # acks_late + reject_on_worker_lost: a task whose worker died is delivered again (they are idempotent).
+    app.task(name=name, acks_late=True, reject_on_worker_lost=True, ignore_result=True)(run)
+
+
+def create_celery(settings: Settings | None = None) -> Any:
+    settings = settings or get_settings()
+    url = broker_url(settings)
+    app = Celery("potluck", broker=url, set_as_current=True)
+    app.conf.update(
+        task_default_queue=settings.worker.queue,
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        # A lost task comes back after this long (the relay's own claim lease is far shorter).
+        broker_transport_options={"visibility_timeout": 300},
+        beat_schedule=beat_schedule(settings),
+        beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
+        timezone="UTC",
+        enable_utc=True,
+    )
+    _bind(app, RELAY_TASK, tasks.relay_events, settings)
+    _bind(app, FLUSH_VIEWS_TASK, tasks.flush_views, settings)
+    _bind(app, PURGE_TASK, tasks.purge_events, settings)
+
+    def init_process(**_: Any) -> None:
+        worker = runtime.current(lambda: settings)
+        port = settings.worker.metrics_port
+        if port is not None:
+            from billiard.process import current_process  # type: ignore[import-untyped]
+
+            runtime.serve_metrics(worker, port + int(getattr(current_process(), "index", 0) or 0))
+
+    def shutdown_process(**_: Any) -> None:
+        runtime.shutdown()
+
+    # weak=False: the receivers are closures that would otherwise be collected at once.
+    worker_process_init.connect(init_process, weak=False)
+    worker_process_shutdown.connect(shutdown_process, weak=False)
+    return app

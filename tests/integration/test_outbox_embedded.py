@@ -1,0 +1,53 @@
+"""The embedded default (SQLite, no Redis): the same outbox and handlers, drained by a loop inside the app."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import pytest
+
+from tests.integration.conftest import Api
+from tests.integration.test_outbox import container_of, outbox_rows, view_count
+
+pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+
+
+async def _eventually(check: object, timeout: float = 10.0) -> None:
+    assert callable(check)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        assert loop.time() < deadline, "not reached in time"
+        await asyncio.sleep(0.05)
+
+
+async def test_the_in_process_relay_delivers_without_being_asked(client: httpx.AsyncClient, api: Api) -> None:
+    container = container_of(client)
+    assert container.events.in_process
+    assert container.events.coord is None
+    author, fan = await api.register(), await api.register()
+    await client.put(f"/api/v1/users/{author['id']}/follow", headers=fan["headers"])
+    recipe = await api.create_recipe(author, title="Embedded soup")
+
+    async def notified() -> bool:
+        resp = await client.get("/api/v1/notifications", headers=fan["headers"])
+        return [n["recipe"]["title"] for n in resp.json()["items"]] == ["Embedded soup"]
+
+    await _eventually(notified)
+
+    async def all_delivered() -> bool:
+        return {r.status for r in await outbox_rows(client)} == {"delivered"}
+
+    await _eventually(all_delivered)
+    assert len(await outbox_rows(client)) == 2  # user.followed, recipe.created
+
+    # Views: counted in memory, flushed by the same loop (here: asked to flush now).
+    for _ in range(3):
+        await client.get(f"/api/v1/recipes/{recipe['id']}")
+    await container.events.stats.flush()
+    assert await view_count(client, recipe["id"]) == 3
+    metrics = (await client.get("/metrics")).text
+    assert 'potluck_outbox_deliveries_total{outcome="delivered",topic="recipe.created"} 1.0' in metrics
+    assert "potluck_outbox_backlog" in metrics
+    assert 'potluck_task_duration_seconds_count{task="events.relay"}' in metrics
