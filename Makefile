@@ -37,7 +37,7 @@ run: ## Run Potluck on the embedded default (SQLite, in-process cache) with demo
 	uv run potluck migrate
 	uv run potluck seed --if-empty --users 500 --recipes 5000
 	@echo "Potluck: http://127.0.0.1:$(PORT)/docs  (log in as any seeded user with the password potluck-demo)"
-	uv run potluck serve --port $(PORT)
+	POTLUCK_OBSERVABILITY__LOG_JSON=false uv run potluck serve --port $(PORT)
 
 lint: ## ruff (lint and format check)
 	uv run ruff check src tests bench

@@ -51,7 +51,7 @@ from potluck.db.migrate import upgrade
 from potluck.recipe.service import RecipeService
 from potluck.search.analytics import InMemorySearchAnalytics
 from potluck.search.query import SearchQuery, normalise
-from potluck.search.repository import SearchRepository
+from potluck.search.repository import WORD_SIMILARITY_THRESHOLD, SearchRepository
 from potluck.search.service import SearchService, run_search
 from potluck.trending.repository import TrendingRepository
 from potluck.trending.scoring import PERIODS, Period
@@ -209,7 +209,7 @@ class Bench:
                 event.remove(engine, "before_cursor_execute", capture)
         statement, parameters = seen[-1]
         async with self.db.primary.connect() as conn:
-            await conn.exec_driver_sql("SET pg_trgm.word_similarity_threshold = 0.4")
+            await conn.exec_driver_sql(f"SET pg_trgm.word_similarity_threshold = {WORD_SIMILARITY_THRESHOLD}")
             result = await conn.exec_driver_sql("EXPLAIN (ANALYZE, BUFFERS) " + statement, parameters)
             lines = [_COST.sub("", str(row[0])) for row in result.all()]
         return lines

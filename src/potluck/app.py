@@ -17,27 +17,41 @@ from potluck.db.failover import ReplicaFailoverMiddleware
 from potluck.errors import install_error_handlers
 from potluck.health import router as health_router
 from potluck.middleware import BodySizeLimitMiddleware
+from potluck.observability import HttpMetricsMiddleware, RequestIdMiddleware, configure_logging, setup_tracing
+from potluck.observability.tracing import untraced
 from potluck.recipe.fast_path import RecipeFastPath
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
+    observability = settings.observability
+    configure_logging(observability.log_level, json=observability.log_json)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         container = bootstrap(settings)
         app.state.container = container
+        database = container.database
+        tracing = setup_tracing(
+            app,
+            enabled=observability.tracing_enabled,
+            otlp_endpoint=observability.otlp_endpoint,
+            service_name=observability.service_name,
+            engines=[database.primary, database.primary_reader, *database.replicas],
+        )
         await container.start()
         try:
             yield
         finally:
             await container.aclose()
+            tracing.flush()
 
     app = FastAPI(
         title="Potluck",
         version=__version__,
         description="The backend of a recipe-sharing platform. Errors are RFC 9457 problem+json.",
         lifespan=lifespan,
+        telemetry={"exclude": untraced},
     )
     install_error_handlers(app)
     app.add_middleware(RecipeFastPath)
@@ -45,6 +59,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ReplicaFailoverMiddleware)
     app.add_middleware(ConsistencyTokenMiddleware)
     app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(HttpMetricsMiddleware, registry=lambda: app.state.container.registry)
     app.include_router(health_router)
     app.include_router(api_router)
     if settings.cache.test_hooks:

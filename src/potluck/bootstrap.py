@@ -21,7 +21,10 @@ from potluck.events.registry import HandlerRegistry
 from potluck.events.relay import Relay
 from potluck.events.runtime import EventsRuntime
 from potluck.notification.service import NotificationService
+from potluck.observability import DbPoolCollector, RedisInfoPoller, database_pools
 from potluck.recipe.service import RecipeService
+from potluck.search.analytics import InMemorySearchAnalytics, RedisSearchAnalytics, SearchAnalytics
+from potluck.search.handlers import install_search_handlers
 from potluck.stats.service import ViewStats
 from potluck.stats.views import ViewCounter
 from potluck.user.security import PasswordHasher, TokenService
@@ -38,6 +41,8 @@ class Container:
     tokens: TokenService
     users: UserService
     recipes: RecipeService
+    redis_info: RedisInfoPoller | None
+    search_analytics: SearchAnalytics
     outbox: Outbox
     notifications: NotificationService
     views: ViewCounter
@@ -46,9 +51,14 @@ class Container:
     async def start(self) -> None:
         await self.database.start()
         self.cache.start()
+        if self.redis_info is not None:
+            self.redis_info.start()
         await self.events.start()
 
     async def aclose(self) -> None:
+        await self.search_analytics.aclose()
+        if self.redis_info is not None:
+            await self.redis_info.aclose()
         await self.events.aclose()
         await self.cache.aclose()
         await self.database.dispose()
@@ -93,6 +103,7 @@ def build_events(
     handlers = install_default_handlers(
         HandlerRegistry(), database=database, cache=cache, recipes=warmer, notifications=notifications
     )
+    install_search_handlers(handlers, cache)  # the search.index hook: a strict generation bump
     coord_url = settings.coord_redis_url
     coord = redis_client(coord_url, 1.0) if coord_url is not None else None
     in_process = settings.events.relay_in_process
@@ -115,6 +126,15 @@ def bootstrap(settings: Settings) -> Container:
     database = Database.from_settings(settings.database_url, settings.database, registry)
     faults = FaultInjection() if settings.cache.test_hooks else None
     cache = build_cache(settings, registry, faults)
+    DbPoolCollector(database_pools(database), registry)
+    redis_info = None
+    if settings.redis.url is not None:
+        redis_info = RedisInfoPoller(
+            redis_client(settings.redis.url, 1.0),
+            registry,
+            interval=settings.observability.redis_info_interval_seconds,
+            owns_client=True,
+        )
     tokens = TokenService.from_settings(settings.auth, settings.data_dir)
     hasher = PasswordHasher.from_settings(settings.auth)
     media_base = settings.media.public_base_url
@@ -131,6 +151,12 @@ def bootstrap(settings: Settings) -> Container:
         tokens=tokens,
         users=UserService(database, cache, hasher, tokens, media_base, outbox),
         recipes=recipes,
+        redis_info=redis_info,
+        search_analytics=(
+            RedisSearchAnalytics(redis_client(settings.redis.url, settings.cache.timeout_ms / 1000))
+            if settings.redis.url is not None
+            else InMemorySearchAnalytics()
+        ),
         outbox=outbox,
         notifications=notifications,
         views=views,

@@ -116,6 +116,15 @@ class WorkerSettings(BaseModel):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
 
+class ObservabilitySettings(BaseModel):
+    log_level: str = "INFO"
+    log_json: bool = True
+    tracing_enabled: bool = False
+    otlp_endpoint: str | None = None  # http://collector:4318; None: the OTEL_EXPORTER_OTLP_* environment
+    service_name: str = "potluck"
+    redis_info_interval_seconds: float = Field(default=5.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="POTLUCK_", env_nested_delimiter="__", extra="ignore")
 
@@ -125,6 +134,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)

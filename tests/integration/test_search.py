@@ -47,8 +47,12 @@ def _search_routes(client: httpx.AsyncClient) -> None:
 
 
 async def _after_recipe_write(client: httpx.AsyncClient) -> None:
-    # What RecipeService does after commit once search is wired in (a second bump is harmless).
-    await _container(client).cache.bump_generation(SEARCH_GENERATION_KEY)
+    """Let the write's after-effects settle: RecipeService bumps the search generation after commit, and the
+    outbox's search.index handler bumps it again when the relay delivers the event; deliver pending events now,
+    so no bump lands later between two searches a test expects to share a cache entry."""
+    container = _container(client)
+    await container.events.relay.drain()
+    await container.cache.bump_generation(SEARCH_GENERATION_KEY)
 
 
 async def _search(

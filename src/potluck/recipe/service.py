@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from potluck.cache.cache import Cache, Loaded
 from potluck.cache.families import RECIPE_DETAIL
-from potluck.cache.keys import recipe_key, user_key
+from potluck.cache.keys import SEARCH_GENERATION_KEY, recipe_key, user_key
 from potluck.db.engine import Database
 from potluck.db.session import WriteSession
 from potluck.errors import ForbiddenError, NotFoundError, PreconditionFailedError
@@ -153,11 +153,16 @@ class RecipeService:
             meta = RecipeMeta(recipe.is_public, recipe.author_id, recipe.version)
         return Loaded(orjson.dumps(doc), meta.pack())
 
-    def _invalidate(self, session: WriteSession, recipe_id: uuid.UUID, *, author_id: uuid.UUID | None = None) -> None:
+    def _invalidate(
+        self, session: WriteSession, recipe_id: uuid.UUID, *, author_id: uuid.UUID | None = None, search: bool = False
+    ) -> None:
         keys = [recipe_key(recipe_id)]
         if author_id is not None:
             keys.append(user_key(author_id))  # the author's profile counts recipes
         self.cache.invalidate_after_commit(session, *keys)
+        if search:
+            # Cached searches hold ids; what they match changes with a recipe's text or visibility (docs/search.md).
+            session.after_commit(lambda: self.cache.bump_generation(SEARCH_GENERATION_KEY))
 
     async def list_page(
         self,
@@ -181,7 +186,7 @@ class RecipeService:
         await repo.replace_steps(session, recipe.id, data.steps)
         await repo.replace_tags(session, recipe.id, data.tags)
         await repo.replace_nutrition(session, recipe.id, data.nutrition)
-        self._invalidate(session, recipe.id, author_id=author_id)
+        self._invalidate(session, recipe.id, author_id=author_id, search=True)
         await self.outbox.record(
             session, RECIPE_CREATED, recipe.id, {"author_id": str(author_id), "is_public": recipe.is_public}
         )
@@ -239,7 +244,7 @@ class RecipeService:
         if "nutrition" in sent:
             await repo.replace_nutrition(session, recipe.id, data.nutrition)
         await repo.bump_version(session, recipe.id, **values)
-        self._invalidate(session, recipe.id, author_id=recipe.author_id)
+        self._invalidate(session, recipe.id, author_id=recipe.author_id, search=True)
         await self.outbox.record(
             session, RECIPE_UPDATED, recipe.id, {"author_id": str(recipe.author_id), "fields": sorted(sent)}
         )
@@ -247,7 +252,7 @@ class RecipeService:
 
     async def delete(self, session: WriteSession, recipe: Recipe) -> None:
         await RecipeRepository(session).delete(session, recipe.id)
-        self._invalidate(session, recipe.id, author_id=recipe.author_id)
+        self._invalidate(session, recipe.id, author_id=recipe.author_id, search=True)
         await self.outbox.record(session, RECIPE_DELETED, recipe.id, {"author_id": str(recipe.author_id)})
 
     async def rate(self, session: WriteSession, recipe: Recipe, user_id: uuid.UUID, data: RatingWrite) -> RatingRead:

@@ -106,9 +106,11 @@ class SearchRepository:
             # The typed prefix as is ('simple': "so" of "soup" is no stop word there) or stemmed ('english':
             # "cherrie" of "cherries" reaches the lexeme "cherri").
             literal_prefix = func.potluck_unaccent(_inline(tsquery_prefix_literal(parts.prefix)))
-            prefix = func.to_tsquery(SIMPLE, literal_prefix).op("||", return_type=TSQUERY)(
-                func.to_tsquery(ENGLISH, literal_prefix)
-            )
+            simple = func.to_tsquery(SIMPLE, literal_prefix, type_=TSQUERY)
+            english = func.to_tsquery(ENGLISH, literal_prefix, type_=TSQUERY)
+            # Folded at plan time; when both agree ("chick"), matching and ranking the same prefix twice would
+            # double the cost of the broadest queries there are.
+            prefix = case((simple == english, simple), else_=simple.op("||", return_type=TSQUERY)(english))
             last = _websearch(parts.prefix_group or "").op("&&", return_type=TSQUERY)(prefix)
             tsquery = tsquery.op("||", return_type=TSQUERY)(last)
         return tsquery
@@ -174,19 +176,22 @@ def _filtered(stmt: HitSelect, query: SearchQuery, viewer_id: uuid.UUID | None) 
         stmt = stmt.where(Recipe.prep_minutes + Recipe.cook_minutes <= query.max_total_minutes)
     if query.min_rating is not None:
         stmt = stmt.where(Recipe.rating_avg >= query.min_rating)
+    # Names resolve to ids once (uncorrelated subqueries), so each candidate costs one probe of
+    # pk_recipe_tag or idx_recipe_ingredients instead of a join per row.
     for tag in query.tags:
-        stmt = stmt.where(exists().where(RecipeTag.recipe_id == Recipe.id, RecipeTag.tag_id == Tag.id, Tag.name == tag))
+        tag_id = select(Tag.id).where(Tag.name == tag).scalar_subquery()
+        stmt = stmt.where(exists().where(RecipeTag.recipe_id == Recipe.id, RecipeTag.tag_id == tag_id))
     for name in query.include_ingredients:
-        stmt = stmt.where(_has_ingredient(Ingredient.name == name))
+        ingredient_id = select(Ingredient.id).where(Ingredient.name == name).scalar_subquery()
+        stmt = stmt.where(_has_ingredient(RecipeIngredient.ingredient_id == ingredient_id))
     if query.exclude_ingredients:
-        stmt = stmt.where(~_has_ingredient(Ingredient.name.in_(query.exclude_ingredients)))
+        excluded = select(Ingredient.id).where(Ingredient.name.in_(query.exclude_ingredients))
+        stmt = stmt.where(~_has_ingredient(RecipeIngredient.ingredient_id.in_(excluded)))
     return stmt
 
 
 def _has_ingredient(condition: ColumnElement[bool]) -> ColumnElement[bool]:
-    return exists().where(
-        RecipeIngredient.recipe_id == Recipe.id, RecipeIngredient.ingredient_id == Ingredient.id, condition
-    )
+    return exists().where(RecipeIngredient.recipe_id == Recipe.id, condition)
 
 
 def _ordered(stmt: HitSelect, query: SearchQuery, relevance: ColumnElement[Any]) -> HitSelect:
