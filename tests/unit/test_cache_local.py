@@ -6,19 +6,9 @@ import pytest
 
 from potluck.cache.entry import Entry, decode, encode
 from potluck.cache.local import LocalCache
+from tests.unit.clock import FakeClock
 
 NOW_MS = 1_700_000_000_000
-
-
-class FakeClock:
-    def __init__(self, now: float = 500.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def make_entry(payload: bytes | None = b"v", expires_at_ms: int = NOW_MS + 3_600_000) -> Entry:
@@ -29,7 +19,7 @@ def make_entry(payload: bytes | None = b"v", expires_at_ms: int = NOW_MS + 3_600
 
 @pytest.fixture
 def clock() -> FakeClock:
-    return FakeClock()
+    return FakeClock(500.0)
 
 
 @pytest.fixture

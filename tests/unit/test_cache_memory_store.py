@@ -6,20 +6,10 @@ import pytest
 
 from potluck.cache.entry import decode, encode, is_lease, lease_prefix
 from potluck.cache.memory_store import MemoryStore
+from tests.unit.clock import FakeClock
 
 LEASE_MS = 2000
 TTL_MS = 60_000
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

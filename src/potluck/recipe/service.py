@@ -108,17 +108,7 @@ class RecipeService:
         if "nutrition" in parts:
             n = recipe.nutrition
             doc["nutrition"] = (
-                None
-                if n is None
-                else NutritionData(
-                    calories=n.calories,
-                    protein_g=n.protein_g,
-                    fat_g=n.fat_g,
-                    carbohydrates_g=n.carbohydrates_g,
-                    fiber_g=n.fiber_g,
-                    sugar_g=n.sugar_g,
-                    sodium_mg=n.sodium_mg,
-                ).model_dump(mode="json")
+                None if n is None else NutritionData.model_validate(n, from_attributes=True).model_dump(mode="json")
             )
         return doc
 
