@@ -25,10 +25,14 @@ from potluck.observability import DbPoolCollector, RedisInfoPoller, database_poo
 from potluck.recipe.service import RecipeService
 from potluck.search.analytics import InMemorySearchAnalytics, RedisSearchAnalytics, SearchAnalytics
 from potluck.search.handlers import install_search_handlers
+from potluck.search.service import SearchService
 from potluck.stats.service import ViewStats
 from potluck.stats.views import ViewCounter
+from potluck.trending.service import TrendingService
 from potluck.user.security import PasswordHasher, TokenService
 from potluck.user.service import UserService
+from potluck.warming.service import CacheWarmer
+from potluck.worker.schedule import TRENDING_TASK, WARM_TASK
 
 
 @dataclass
@@ -47,6 +51,7 @@ class Container:
     notifications: NotificationService
     views: ViewCounter
     events: EventsRuntime
+    background: Background
 
     async def start(self) -> None:
         await self.database.start()
@@ -54,6 +59,11 @@ class Container:
         if self.redis_info is not None:
             self.redis_info.start()
         await self.events.start()
+        if self.events.in_process:
+            # The embedded default has no beat: this process runs the scheduled jobs itself (worker/schedule.py).
+            worker = self.settings.worker
+            self.events.schedule(worker.warm_interval_seconds, WARM_TASK, self.background.warmer.run)
+            self.events.schedule(worker.trending_interval_seconds, TRENDING_TASK, self.background.trending.refresh)
 
     async def aclose(self) -> None:
         await self.search_analytics.aclose()
@@ -80,25 +90,45 @@ def build_cache(settings: Settings, registry: CollectorRegistry, faults: FaultIn
     return Cache(store, metrics, cfg, local=local, bus=bus, faults=faults)
 
 
+@dataclass(frozen=True)
+class Background:
+    """What background work reads and fills through (the relay's handlers, the warm job, scheduled refreshes).
+
+    Its own small pool on the primary, so a burst of deliveries never takes the connections requests need (and its
+    statements never mix with a request's). Its own Cache over the same store: the same leases and compare-and-set
+    fills, but its own single-flight map, so no request joins a warm-up load that began before a write the request
+    has already seen.
+    """
+
+    database: Database
+    cache: Cache
+    recipes: RecipeService
+    trending: TrendingService
+    warmer: CacheWarmer
+
+
+def build_background(settings: Settings, cache: Cache, analytics: SearchAnalytics) -> Background:
+    db_settings = settings.database.model_copy(update={"replica_urls": [], "pool_size": 2, "max_overflow": 8})
+    database = Database.from_settings(settings.database_url, db_settings)
+    own_cache = Cache(cache.store, cache.metrics, cache.settings, faults=cache.faults)
+    recipes = RecipeService(database, own_cache, settings.media.public_base_url)
+    trending = TrendingService(database, own_cache, recipes)
+    search = SearchService(database, own_cache, recipes, analytics)
+    return Background(database, own_cache, recipes, trending, CacheWarmer(database, recipes, search, trending))
+
+
 def build_events(
     settings: Settings,
     registry: CollectorRegistry,
     cache: Cache,
     outbox: Outbox,
     views: ViewCounter,
+    background: Background,
 ) -> EventsRuntime:
-    """The outbox's relay and handlers, and where they run: this process (embedded default) or `potluck worker`.
-
-    Background work has its own small pool on the primary, so a burst of deliveries never takes the connections
-    requests need (and its statements never mix with a request's). Warming fills through its own Cache over the
-    same store: the same leases and compare-and-set fills, but its own single-flight map, so no request joins a
-    warm-up load that began before a write the request has already seen.
-    """
-    db_settings = settings.database.model_copy(update={"replica_urls": [], "pool_size": 2, "max_overflow": 8})
-    database = Database.from_settings(settings.database_url, db_settings)
+    """The outbox's relay and handlers, and where they run: this process (embedded default) or `potluck worker`."""
+    database = background.database
     metrics = EventsMetrics(registry)
-    media_base = settings.media.public_base_url
-    warmer = RecipeService(database, Cache(cache.store, cache.metrics, cache.settings), media_base)
+    warmer = background.recipes
     notifications = NotificationService(settings.events.fanout_batch_size)
     handlers = install_default_handlers(
         HandlerRegistry(), database=database, cache=cache, recipes=warmer, notifications=notifications
@@ -142,6 +172,12 @@ def bootstrap(settings: Settings) -> Container:
     recipes = RecipeService(database, cache, media_base, outbox)
     notifications = NotificationService(settings.events.fanout_batch_size)
     views = ViewCounter()
+    search_analytics: SearchAnalytics = (
+        RedisSearchAnalytics(redis_client(settings.redis.url, settings.cache.timeout_ms / 1000))
+        if settings.redis.url is not None
+        else InMemorySearchAnalytics()
+    )
+    background = build_background(settings, cache, search_analytics)
     return Container(
         settings=settings,
         registry=registry,
@@ -152,13 +188,10 @@ def bootstrap(settings: Settings) -> Container:
         users=UserService(database, cache, hasher, tokens, media_base, outbox),
         recipes=recipes,
         redis_info=redis_info,
-        search_analytics=(
-            RedisSearchAnalytics(redis_client(settings.redis.url, settings.cache.timeout_ms / 1000))
-            if settings.redis.url is not None
-            else InMemorySearchAnalytics()
-        ),
+        search_analytics=search_analytics,
         outbox=outbox,
         notifications=notifications,
         views=views,
-        events=build_events(settings, registry, cache, outbox, views),
+        events=build_events(settings, registry, cache, outbox, views, background),
+        background=background,
     )

@@ -112,6 +112,11 @@ class WorkerSettings(BaseModel):
     # Beat sends the relay task this often (the delivery latency bound with a worker).
     relay_interval_seconds: float = Field(default=1.0, gt=0)
     purge_interval_seconds: float = Field(default=3600.0, gt=0)
+    # The scheduled jobs (worker/schedule.py; in process in the embedded default): warm_cache, the trending
+    # lists' recompute (their TTL is 600 s) and the search analytics rollup.
+    warm_interval_seconds: float = Field(default=300.0, gt=0)
+    trending_interval_seconds: float = Field(default=300.0, gt=0)
+    search_rollup_interval_seconds: float = Field(default=60.0, gt=0)
     # Each worker process serves its metrics on metrics_port + its pool index (None: not served).
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
 

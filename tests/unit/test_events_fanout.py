@@ -13,7 +13,15 @@ from potluck.events.registry import HandlerRegistry
 from potluck.events.repository import Event
 from potluck.notification.fanout import keyset_ranges
 from potluck.stats.views import ViewCounter, chunks, parse_redis_counts
-from potluck.worker.schedule import FLUSH_VIEWS_TASK, PURGE_TASK, RELAY_TASK, beat_schedule
+from potluck.worker.schedule import (
+    FLUSH_VIEWS_TASK,
+    PURGE_TASK,
+    RELAY_TASK,
+    SEARCH_ROLLUP_TASK,
+    TRENDING_TASK,
+    WARM_TASK,
+    beat_schedule,
+)
 
 
 def test_no_boundaries_is_one_range_over_everything() -> None:
@@ -98,8 +106,12 @@ def test_beat_schedule_names_every_task_once_with_expiring_sends() -> None:
         events=EventsSettings(views_flush_seconds=10), worker=WorkerSettings(relay_interval_seconds=0.5)
     )
     schedule = beat_schedule(settings)
-    assert set(schedule) == {RELAY_TASK, FLUSH_VIEWS_TASK, PURGE_TASK}
+    assert set(schedule) == {RELAY_TASK, FLUSH_VIEWS_TASK, PURGE_TASK, WARM_TASK, TRENDING_TASK, SEARCH_ROLLUP_TASK}
     assert schedule[RELAY_TASK]["schedule"] == 0.5
+    # The trending lists live 600 s: recomputed well within that; the warm job and the rollup at their defaults.
+    assert schedule[TRENDING_TASK]["schedule"] < 600
+    assert schedule[WARM_TASK]["schedule"] == 300
+    assert schedule[SEARCH_ROLLUP_TASK]["schedule"] == 60
     assert schedule[FLUSH_VIEWS_TASK]["schedule"] == 10
     for entry in schedule.values():
         assert entry["options"]["expires"] >= entry["schedule"]

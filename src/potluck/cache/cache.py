@@ -130,6 +130,30 @@ class Cache:
             if self._inflight.get(key) is future:
                 del self._inflight[key]
 
+    async def refresh(self, family: Family, key: str, loader: Loader) -> Loaded:
+        """Reload `key` now and store the result: a scheduled recompute (trending) rather than a reader's miss.
+
+        Guarded like every other write of the cache: an empty key is filled under a lease (a writer's delete in
+        between refuses the fill), a present entry is replaced only if it is still exactly the entry read (the
+        early-refresh compare-and-set), and when another process is already refreshing it, its entry is kept.
+        """
+        if not self.settings.enabled:
+            return await loader()
+        epoch = self.local.epoch if self.local is not None else 0
+        if not await self._store_usable():
+            self.metrics.bypasses.labels(family.name).inc()
+            return await loader()
+        try:
+            raw = await self.store.get(key)
+            self.breaker.record_success()
+        except CacheStoreError:
+            return await self._store_failed(family, "get", loader)
+        entry = decode(raw) if raw is not None else None
+        if entry is None:
+            return await self._lease_and_fill(family, key, loader, epoch)
+        refreshed = await self._refresh_early(family, key, entry, loader, epoch)
+        return refreshed if refreshed is not None else Loaded(entry.payload, entry.meta)
+
     def peek(self, family: Family, key: str) -> Loaded | None:
         """The first tier's entry for `key`, or None; counts a hit, never a miss (the caller then asks
         `get_or_fill`, which counts it)."""

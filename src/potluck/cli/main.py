@@ -11,6 +11,7 @@ from rich.console import Console
 from potluck.cli.cluster import cluster_app
 from potluck.cli.events import events_app
 from potluck.cli.seed import seed_command
+from potluck.cli.warm import warm_command
 from potluck.cli.worker import beat_command, worker_command
 from potluck.config import get_settings
 
@@ -70,6 +71,7 @@ app.add_typer(cluster_app, name="cluster", help="The full topology on one machin
 app.add_typer(events_app, name="events", help="The outbox: list events, dead letters, replay.")
 app.command("worker")(worker_command)
 app.command("beat")(beat_command)
+app.command("warm-cache")(warm_command)
 
 
 if __name__ == "__main__":

@@ -57,6 +57,10 @@ class EventsRuntime:
             self.outbox.on_commit(wake.set)
             self._tasks.append(asyncio.create_task(self._relay_loop(wake), name="potluck-relay"))
 
+    def schedule(self, seconds: float, task: str, work: Callable[[], Awaitable[object]]) -> None:
+        """Run `work` every `seconds` (first after one interval) until this runtime closes; failures are logged."""
+        self._tasks.append(self._every(seconds, task, work))
+
     async def aclose(self) -> None:
         self._stopping = True
         tasks, self._tasks = self._tasks, []

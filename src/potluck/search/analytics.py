@@ -9,7 +9,10 @@ Two adapters behind one small protocol, chosen in bootstrap:
   must fail fast and never fail a search (errors are logged and the search goes on; after an error, recording
   pauses for a second rather than costing every search a timeout).
 
-"The last 24 hours" is read as the current hour and the 23 before it.
+"The last 24 hours" is read as the current hour and the 23 before it. A scheduled task (`search.rollup`, every
+minute) merges those hours into one set, `search:queries:rollup:24` (the top ROLLUP_SIZE queries, expiring after
+ROLLUP_TTL_SECONDS), which `top` reads; without a fresh rollup, `top` merges the hours itself and reuses the result
+for TOP_REUSE_SECONDS.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ RETENTION = timedelta(days=8)
 MAX_QUERIES_PER_HOUR = 10_000
 # How long the merged "last N hours" set is reused before it is merged again.
 TOP_REUSE_SECONDS = 60
+# The rolled-up set: the most frequent queries kept, and how long it stands if the task stops running.
+ROLLUP_SIZE = 1000
+ROLLUP_TTL_SECONDS = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +55,10 @@ class SearchAnalytics(Protocol):
 
     async def top(self, *, hours: int = 24, limit: int = 10) -> list[QueryCount]:
         """The most frequent queries of the last `hours` hours, most frequent first."""
+        ...
+
+    async def rollup(self, *, hours: int = 24) -> int:
+        """Merge the last `hours` hours for `top` (the scheduled task); returns the distinct queries kept."""
         ...
 
     async def aclose(self) -> None: ...
@@ -69,6 +79,19 @@ def recent_buckets(now: datetime, hours: int) -> list[str]:
 
 def hour_key(bucket: str) -> str:
     return f"{KEY_PREFIX}{bucket}"
+
+
+def rollup_key(hours: int) -> str:
+    return f"{KEY_PREFIX}rollup:{hours}"
+
+
+def _counts(rows: list[Any]) -> Counter[str]:
+    """ZREVRANGE … WITHSCORES rows as counts."""
+    counts: Counter[str] = Counter()
+    for member, score in rows:
+        name = member.decode() if isinstance(member, bytes) else str(member)
+        counts[name] = int(score)
+    return counts
 
 
 def _ranked(counts: Counter[str], limit: int) -> list[QueryCount]:
@@ -111,6 +134,13 @@ class InMemorySearchAnalytics:
         for bucket in recent_buckets(self._clock(), hours):
             merged.update(self._hours.get(bucket, {}))
         return _ranked(merged, limit)
+
+    async def rollup(self, *, hours: int = 24) -> int:
+        # In one process's memory merging on read is cheap: nothing to precompute.
+        distinct: set[str] = set()
+        for bucket in recent_buckets(self._clock(), hours):
+            distinct.update(self._hours.get(bucket, {}))
+        return len(distinct)
 
     async def aclose(self) -> None:
         self._hours.clear()
@@ -159,24 +189,38 @@ class RedisSearchAnalytics:
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed("record", exc)
 
+    async def rollup(self, *, hours: int = 24) -> int:
+        """ZUNIONSTORE of the hourly sets into `rollup_key(hours)`, trimmed to ROLLUP_SIZE; raises on Redis errors
+        (the task is retried by its schedule)."""
+        key = rollup_key(hours)
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.zunionstore(key, [hour_key(b) for b in recent_buckets(self._clock(), hours)])
+            pipe.zremrangebyrank(key, 0, -(ROLLUP_SIZE + 1))
+            pipe.expire(key, ROLLUP_TTL_SECONDS)
+            pipe.zcard(key)
+            results = await pipe.execute()
+        return int(results[-1])
+
     async def top(self, *, hours: int = 24, limit: int = 10) -> list[QueryCount]:
         buckets = recent_buckets(self._clock(), hours)
         merged = f"{KEY_PREFIX}top:{hours}:{buckets[0]}"
         try:
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.exists(rollup_key(hours))
+                pipe.zrevrange(rollup_key(hours), 0, max(0, limit - 1), withscores=True)
+                rolled, rows = await pipe.execute()
+            if rolled:
+                return _ranked(_counts(rows), limit)
             if not await self.client.exists(merged):
                 async with self.client.pipeline(transaction=True) as pipe:
                     pipe.zunionstore(merged, [hour_key(b) for b in buckets])
                     pipe.expire(merged, TOP_REUSE_SECONDS)
                     await pipe.execute()
-            rows: list[Any] = await self.client.zrevrange(merged, 0, max(0, limit - 1), withscores=True)
+            rows = await self.client.zrevrange(merged, 0, max(0, limit - 1), withscores=True)
         except (RedisError, OSError, TimeoutError) as exc:
             self._failed("top", exc)
             return []
-        counts: Counter[str] = Counter()
-        for member, score in rows:
-            name = member.decode() if isinstance(member, bytes) else str(member)
-            counts[name] = int(score)
-        return _ranked(counts, limit)
+        return _ranked(_counts(rows), limit)
 
     async def aclose(self) -> None:
         await self.client.aclose()

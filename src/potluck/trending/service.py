@@ -1,7 +1,9 @@
 """Trending recipes: the top of each period computed at most once per TTL, served through the recipe cache.
 
-The `trending` family holds `trending:{period}` for 600 s as the ordered ids of the top TOP_N public recipes
-(one loader across processes under the cache's lease; XFetch refreshes it before it expires). Ids are hydrated
+The `trending` family holds `trending:{period}` for 600 s as the ordered ids of the top TOP_N public recipes.
+A scheduled task (`trending.refresh`, every 300 s) recomputes every period and replaces the lists; a reader who
+finds none (a cold cache) computes it once across processes under the cache's lease, and XFetch refreshes a list
+before it expires should the task not run. Ids are hydrated
 through `RecipeService.get` as an anonymous viewer, so a recipe that went private or was deleted since the list
 was computed disappears at once: its document is a 404, and the next id takes its place.
 
@@ -13,6 +15,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 import orjson
@@ -42,9 +45,21 @@ class TrendingService:
 
     async def top(self, period: Period, limit: int) -> list[dict[str, Any]]:
         """The `limit` most trending public recipes of `period`, best first, as full documents."""
+        return await hydrate(self.recipes, await self.ids(period), None, limit=limit)
+
+    async def ids(self, period: Period) -> list[uuid.UUID]:
+        """The cached ranking of `period` (computed if absent), best first; not checked for visibility."""
         loaded = await self.cache.get_or_fill(TRENDING, trending_key(period.value), lambda: self._load(period))
-        ids = [uuid.UUID(hex=i) for i in orjson.loads(loaded.payload or b"[]")]
-        return await hydrate(self.recipes, ids, None, limit=limit)
+        return [uuid.UUID(hex=i) for i in orjson.loads(loaded.payload or b"[]")]
+
+    async def refresh(self) -> dict[Period, int]:
+        """Recompute every period's list now and store it (the scheduled task; also run by warm-cache), through the
+        cache's guarded refresh: a list being recomputed by another process at the same moment is left to it."""
+        sizes: dict[Period, int] = {}
+        for period in Period:
+            loaded = await self.cache.refresh(TRENDING, trending_key(period.value), partial(self._load, period))
+            sizes[period] = len(orjson.loads(loaded.payload or b"[]"))
+        return sizes
 
     async def compute(self, period: Period) -> list[uuid.UUID]:
         """The top TOP_N recipe ids of `period`, scored now."""

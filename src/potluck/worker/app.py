@@ -16,7 +16,15 @@ from celery.signals import worker_process_init, worker_process_shutdown  # type:
 from potluck.bootstrap import Container
 from potluck.config import Settings, get_settings
 from potluck.worker import runtime, tasks
-from potluck.worker.schedule import FLUSH_VIEWS_TASK, PURGE_TASK, RELAY_TASK, beat_schedule
+from potluck.worker.schedule import (
+    FLUSH_VIEWS_TASK,
+    PURGE_TASK,
+    RELAY_TASK,
+    SEARCH_ROLLUP_TASK,
+    TRENDING_TASK,
+    WARM_TASK,
+    beat_schedule,
+)
 
 
 class NoBrokerError(RuntimeError):
@@ -65,6 +73,9 @@ def create_celery(settings: Settings | None = None) -> Any:
     _bind(app, RELAY_TASK, tasks.relay_events, settings)
     _bind(app, FLUSH_VIEWS_TASK, tasks.flush_views, settings)
     _bind(app, PURGE_TASK, tasks.purge_events, settings)
+    _bind(app, WARM_TASK, tasks.warm_cache, settings)
+    _bind(app, TRENDING_TASK, tasks.refresh_trending, settings)
+    _bind(app, SEARCH_ROLLUP_TASK, tasks.rollup_searches, settings)
 
     def init_process(**_: Any) -> None:
         worker = runtime.current(lambda: settings)

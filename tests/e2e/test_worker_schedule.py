@@ -1,0 +1,119 @@
+"""Beat's scheduled jobs for real: `potluck beat` sends cache.warm, trending.refresh and search.rollup to a real
+`potluck worker`, which fills the real Redis; nothing but those jobs writes the keys checked here."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+import redis.asyncio as aioredis
+from sqlalchemy.engine import make_url
+
+from potluck.cache.entry import decode
+from potluck.cache.keys import recipe_key, trending_key
+from potluck.config import DatabaseSettings
+from potluck.db.engine import create_engine
+from potluck.db.migrate import upgrade
+from potluck.search.analytics import rollup_key
+from tests.e2e.test_cache_processes import ApiProcess
+from tests.e2e.test_worker import Process, _eventually, _user
+from tests.harness import PgCluster, RedisServer
+
+
+@pytest.fixture(scope="module")
+def stack(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    base = make_url(pg_cluster.dsn("primary"))
+    name = f"e2e_schedule_{uuid.uuid4().hex[:8]}"
+    url = base.set(database=name).render_as_string(hide_password=False)
+
+    async def create() -> None:
+        conn = await asyncpg.connect(host=base.host, port=base.port, user=base.username, database="postgres")
+        await conn.execute(f'CREATE DATABASE "{name}"')
+        await conn.close()
+        engine = create_engine(url, DatabaseSettings())
+        await upgrade(engine)
+        await engine.dispose()
+
+    asyncio.run(create())
+    logs = tmp_path_factory.mktemp("e2e-schedule")
+    with RedisServer() as cache, RedisServer() as coord:
+        env = {
+            **os.environ,
+            "POTLUCK_DATABASE__URL": url,
+            "POTLUCK_REDIS__URL": cache.url,
+            "POTLUCK_REDIS__COORD_URL": coord.url,
+            "POTLUCK_AUTH__SECRET_KEY": "e2e-secret-key-long-enough-for-hs256-signing",
+            "POTLUCK_AUTH__ARGON2_TIME_COST": "1",
+            "POTLUCK_AUTH__ARGON2_MEMORY_KIB": "1024",
+            "POTLUCK_AUTH__ARGON2_PARALLELISM": "1",
+            "POTLUCK_DATA_DIR": str(logs / "data"),
+            "POTLUCK_WORKER__RELAY_INTERVAL_SECONDS": "0.3",
+            "POTLUCK_WORKER__WARM_INTERVAL_SECONDS": "1",
+            "POTLUCK_WORKER__TRENDING_INTERVAL_SECONDS": "1",
+            "POTLUCK_WORKER__SEARCH_ROLLUP_INTERVAL_SECONDS": "1",
+        }
+        api = ApiProcess(env, logs / "api.log")
+        worker = Process(["worker", "--concurrency", "1"], env, logs / "worker.log")
+        beat = Process(["beat"], env, logs / "beat.log")
+        try:
+            api.wait_ready()
+            yield {"api": api, "db": url, "logs": logs, "cache_url": cache.url}
+        finally:
+            for p in (beat, worker):
+                p.stop()
+            api.stop()
+
+
+async def test_beat_runs_warm_trending_and_rollup_through_the_worker(stack: dict[str, Any]) -> None:
+    r = aioredis.Redis.from_url(stack["cache_url"])
+    try:
+        async with httpx.AsyncClient(base_url=stack["api"].url, timeout=10) as client:
+            author = await _user(client)
+            body = {"title": "Scheduled soup", "ingredients": [{"name": "leek"}], "steps": ["Simmer."]}
+            resp = await client.post("/api/v1/recipes", json=body, headers=author["headers"])
+            assert resp.status_code == 201, resp.text
+            recipe_id = resp.json()["id"]
+            fan = await _user(client)
+            resp = await client.put(f"/api/v1/recipes/{recipe_id}/favorite", headers=fan["headers"])
+            assert resp.status_code == 204  # fresh attention: it trends
+            for _ in range(3):
+                assert (await client.get("/api/v1/search", params={"q": "leek"})).status_code == 200
+
+            async def rolled_up() -> bool:
+                return bool(await r.zscore(rollup_key(24), "leek") == 3)
+
+            await _eventually(stack, rolled_up)
+            body = (await client.get("/api/v1/search/trending")).json()
+            assert body["items"][0] == {"query": "leek", "count": 3}
+
+            # A cold cache: the recipe's entry and the trending lists gone; only the scheduled jobs bring them back
+            # (nobody reads them meanwhile).
+            async def cold_then_back() -> bool:
+                raw = await r.get(recipe_key(recipe_id))
+                entry = decode(raw) if raw is not None else None
+                lists = [await r.get(trending_key(p)) for p in ("day", "week", "month")]
+                return entry is not None and entry.payload is not None and all(v is not None for v in lists)
+
+            await _eventually(stack, cold_then_back)  # the created event's warm, or the first scheduled run
+            await r.delete(recipe_key(recipe_id), *(trending_key(p) for p in ("day", "week", "month")))
+            await _eventually(stack, cold_then_back)
+            trending = orjson_ids(await r.get(trending_key("day")))
+            assert recipe_id.replace("-", "") in trending
+    finally:
+        await r.aclose()
+
+
+def orjson_ids(raw: bytes | None) -> list[str]:
+    import orjson
+
+    entry = decode(raw) if raw is not None else None
+    assert entry is not None
+    assert entry.payload is not None
+    ids: list[str] = orjson.loads(entry.payload)
+    return ids
