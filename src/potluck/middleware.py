@@ -21,7 +21,10 @@ class BodySizeLimitMiddleware:
             return
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
-                if not value.isdigit() or int(value) > self.max_bytes:
+                if not value.isdigit():
+                    await _problem(send, 400, "invalid-content-length", "Bad Request", "Content-Length is not a number")
+                    return
+                if int(value) > self.max_bytes:
                     await self._reject(send)
                     return
         received = 0
@@ -49,25 +52,24 @@ class BodySizeLimitMiddleware:
             pass
 
     async def _reject(self, send: Send) -> None:
-        body = orjson.dumps(
-            {
-                "type": PROBLEM_BASE + "payload-too-large",
-                "title": "Content Too Large",
-                "status": 413,
-                "detail": f"the request body is larger than {self.max_bytes} bytes",
-            }
-        )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", PROBLEM_JSON.encode()),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+        detail = f"the request body is larger than {self.max_bytes} bytes"
+        await _problem(send, 413, "payload-too-large", "Content Too Large", detail)
+
+
+async def _problem(send: Send, status: int, kind: str, title: str, detail: str) -> None:
+    """Answer with RFC 9457 problem+json straight from the middleware (nothing below has run)."""
+    body = orjson.dumps({"type": PROBLEM_BASE + kind, "title": title, "status": status, "detail": detail})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", PROBLEM_JSON.encode()),
+                (b"content-length", str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
 
 
 class _BodyTooLargeError(Exception):
