@@ -26,33 +26,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     observability = settings.observability
     configure_logging(observability.log_level, json=observability.log_json)
+    tracing = setup_tracing(settings)  # off by default: then it builds and instruments nothing
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         container = bootstrap(settings)
         app.state.container = container
-        database = container.database
-        tracing = setup_tracing(
-            app,
-            enabled=observability.tracing_enabled,
-            otlp_endpoint=observability.otlp_endpoint,
-            service_name=observability.service_name,
-            engines=[database.primary, database.primary_reader, *database.replicas],
-        )
+        tracing.instrument(container)
         await container.start()
         try:
             yield
         finally:
             await container.aclose()
-            tracing.flush()
+            tracing.shutdown()
 
     app = FastAPI(
         title="Potluck",
         version=__version__,
         description="The backend of a recipe-sharing platform. Errors are RFC 9457 problem+json.",
         lifespan=lifespan,
-        telemetry={"exclude": untraced},
+        telemetry=tracing.telemetry(exclude=untraced),
     )
+    app.state.tracing = tracing
     install_error_handlers(app)
     app.add_middleware(RecipeFastPath)
     app.add_middleware(GZipMiddleware, minimum_size=settings.api.gzip_minimum_bytes)

@@ -124,8 +124,11 @@ class WorkerSettings(BaseModel):
 class ObservabilitySettings(BaseModel):
     log_level: str = "INFO"
     log_json: bool = True
+    # Tracing (potluck.observability.tracing): off by default; spans go to an OTLP/HTTP collector.
     tracing_enabled: bool = False
     otlp_endpoint: str | None = None  # http://collector:4318; None: the OTEL_EXPORTER_OTLP_* environment
+    # The share of requests and tasks that start a trace (a caller's `traceparent` decision is followed).
+    tracing_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
     service_name: str = "potluck"
     redis_info_interval_seconds: float = Field(default=5.0, gt=0)
 

@@ -1,20 +1,50 @@
-"""OpenTelemetry tracing, off by default: OTLP export of request, SQL, Redis and Celery spans.
+"""OpenTelemetry tracing, off by default: request, SQL, Redis and Celery spans exported over OTLP/HTTP.
 
-Every OpenTelemetry package is optional and imported only when tracing is switched on: without them
-`setup_tracing()` logs why and does nothing. HTTP server spans come from FastAPI's own telemetry, which
-follows the global tracer provider set here (older FastAPI: opentelemetry-instrumentation-fastapi).
-Log records get `trace_id`/`span_id` from `TraceContextFilter` while a span is current.
+`setup_tracing(settings)` returns a `Tracing`. When tracing is off it holds nothing and instruments nothing:
+no provider, no patched library, no per-request work. When it is on, it owns one SDK tracer provider (a
+`BatchSpanProcessor` in front of an `OTLPSpanExporter`) and hands it explicitly to each instrumentation:
+
+- HTTP server spans come from FastAPI's own telemetry (`FastAPI(telemetry=tracing.telemetry(...))`), named by
+  route template (`GET /api/v1/recipes/{recipe_id}`);
+- SQL: every engine of each `Database` (primary, its reader, replicas), listened to engine by engine;
+- Redis: redis-py's clients, sync and asyncio, patched process-wide for as long as this `Tracing` is live;
+- Celery: task spans in a worker process, set up by `instrument_celery()` in `worker_process_init`.
+
+The global tracer provider is left alone, so an application that did not enable tracing is never traced by
+one that did earlier in the same process (tests build many apps); `shutdown()` exports what is buffered and
+undoes the process-wide patches. `TraceContextFilter` puts `trace_id`/`span_id` on log records.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import threading
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
-from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, SamplingResult, TraceIdRatioBased
+from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace.span import TraceState
+from opentelemetry.util.types import Attributes
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from potluck import __version__
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from fastapi.telemetry import TelemetryConfig
+
+    from potluck.bootstrap import Container
+    from potluck.config import Settings
+    from potluck.db.engine import Database
 
 logger = logging.getLogger("potluck.observability.tracing")
 
@@ -22,34 +52,22 @@ logger = logging.getLogger("potluck.observability.tracing")
 UNTRACED_PATHS = frozenset({"/metrics", "/healthz", "/readyz"})
 
 _lock = threading.Lock()
-_provider: Any = None  # the SDK tracer provider this process set up (the global one can be set only once)
-
-
-def _optional(module: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        return None
-
-
-@dataclass
-class Tracing:
-    """What setup_tracing() did: whether spans are exported, what is instrumented, and why not if not."""
-
-    enabled: bool
-    reason: str = ""
-    instrumented: list[str] = field(default_factory=list)
-    provider: Any = None
-
-    def flush(self, timeout_millis: int = 5000) -> None:
-        """Export the spans still buffered (the provider itself shuts down at process exit)."""
-        if self.provider is not None:
-            self.provider.force_flush(timeout_millis)
+# Process-wide patches (Redis, Celery) belong to one live Tracing at a time; it undoes them at shutdown.
+_patched: dict[str, Tracing] = {}
 
 
 def untraced(scope: MutableMapping[str, Any]) -> bool:
     """For FastAPI(telemetry={"exclude": untraced}): no spans for the scrape endpoint and the probes."""
     return scope.get("path") in UNTRACED_PATHS
+
+
+def name_server_span(method: str, route: str) -> None:
+    """Names the current request's server span by route template, for a response sent before FastAPI routes
+    the request (which is what names it otherwise): `name_server_span("GET", "/api/v1/recipes/{recipe_id}")`."""
+    span = trace.get_current_span()
+    if span.is_recording():
+        span.update_name(f"{method} {route}")
+        span.set_attribute("http.route", route)
 
 
 def traces_endpoint(otlp_endpoint: str | None) -> str | None:
@@ -60,148 +78,214 @@ def traces_endpoint(otlp_endpoint: str | None) -> str | None:
     return base if base.endswith("/v1/traces") else base + "/v1/traces"
 
 
-def setup_tracing(
-    app: Any = None,
-    *,
-    enabled: bool,
-    otlp_endpoint: str | None = None,
-    service_name: str = "potluck",
-    engines: Iterable[Any] = (),
-    instrument_redis: bool = True,
-    instrument_celery: bool = True,
-    exporter: Any = None,
-) -> Tracing:
-    """Export spans over OTLP/HTTP when `enabled` and the OpenTelemetry SDK is installed; else do nothing.
+class RootSampler(Sampler):
+    """Starts a trace only at a request or a task, and then only for `ratio` of them.
 
-    `engines`: SQLAlchemy engines (async or sync) whose statements become spans. `otlp_endpoint`: the
-    collector's base URL; None leaves it to the OTEL_EXPORTER_OTLP_* environment variables. `exporter`
-    replaces the OTLP exporter (tests, a console exporter). Safe to call more than once per process: the
-    tracer provider is set up once. Instrumentation failures are logged, never raised.
+    A span with no parent that is a client call — a SQL statement or Redis command from a poller, the replica
+    monitor, the relay loop — would make a one-span trace every few seconds: it is dropped, while the same call
+    inside a request or a task is kept as that trace's child (`ParentBased` follows the parent's decision).
     """
-    if not enabled:
-        return Tracing(enabled=False, reason="disabled")
-    api = _optional("opentelemetry.trace")
-    sdk = _optional("opentelemetry.sdk.trace")
-    sdk_export = _optional("opentelemetry.sdk.trace.export")
-    resources = _optional("opentelemetry.sdk.resources")
-    if api is None or sdk is None or sdk_export is None or resources is None:
-        return _unavailable("opentelemetry-sdk")
-    if exporter is None:
-        otlp = _optional("opentelemetry.exporter.otlp.proto.http.trace_exporter")
-        if otlp is None:
-            return _unavailable("opentelemetry-exporter-otlp-proto-http")
-        endpoint = traces_endpoint(otlp_endpoint)
-        exporter = otlp.OTLPSpanExporter(endpoint=endpoint) if endpoint else otlp.OTLPSpanExporter()
 
-    provider = _tracer_provider(api, sdk, sdk_export, resources, service_name, exporter)
-    tracing = Tracing(enabled=True, provider=provider)
-    if app is not None:
-        _instrument_app(app, provider, tracing)
-    # Each engine once (a Database's reader may be its writer), or every statement would make two spans.
-    engine_list = list({id(e): e for e in (getattr(engine, "sync_engine", engine) for engine in engines)}.values())
-    if engine_list:
-        _instrument(
-            tracing,
-            "sqlalchemy",
-            "opentelemetry.instrumentation.sqlalchemy",
-            "SQLAlchemyInstrumentor",
-            engines=engine_list,
-            tracer_provider=provider,
-            # Its declared range stops below SQLAlchemy 2.1, which would make it instrument nothing; it only
-            # listens to engine events, which 2.1 keeps (tests/unit/test_observability_tracing.py checks spans).
-            skip_dep_check=True,
-        )
-    if instrument_redis:
-        _instrument(
-            tracing, "redis", "opentelemetry.instrumentation.redis", "RedisInstrumentor", tracer_provider=provider
-        )
-    if instrument_celery:
-        _instrument(
-            tracing, "celery", "opentelemetry.instrumentation.celery", "CeleryInstrumentor", tracer_provider=provider
-        )
+    def __init__(self, ratio: float) -> None:
+        self._ratio = TraceIdRatioBased(ratio)
+        self._drop = TraceIdRatioBased(0.0)
+
+    def should_sample(
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        sampler = self._drop if kind is SpanKind.CLIENT else self._ratio
+        return sampler.should_sample(parent_context, trace_id, name, kind, attributes, links, trace_state)
+
+    def get_description(self) -> str:
+        return f"RootSampler{{{self._ratio.get_description()}, client roots dropped}}"
+
+
+def sampler(ratio: float) -> Sampler:
+    """The sampler of every Potluck trace: a caller's decision (`traceparent`) if any, else `RootSampler`."""
+    return ParentBased(root=RootSampler(ratio))
+
+
+@dataclass(eq=False)
+class Tracing:
+    """What setup_tracing() built: a tracer provider when tracing is on (None when off), and what it traces."""
+
+    provider: TracerProvider | None = None
+    instrumented: list[str] = field(default_factory=list)
+    _undo: list[Callable[[], None]] = field(default_factory=list, repr=False)
+
+    @property
+    def enabled(self) -> bool:
+        return self.provider is not None
+
+    def telemetry(self, exclude: Callable[[MutableMapping[str, Any]], bool] | None = untraced) -> TelemetryConfig:
+        """FastAPI's `telemetry=` argument: server spans from this provider (the global one when tracing is off,
+        which is a no-op unless an agent configured it)."""
+        return {"tracer_provider": self.provider, "exclude": exclude}
+
+    def instrument(self, container: Container) -> None:
+        """Spans for the container's SQL (its Database and the events runtime's own) and its Redis commands."""
+        if self.provider is None:
+            return
+        self.trace_databases(container.database, container.events.database)
+        settings = container.settings
+        if settings.redis.url is not None or settings.coord_redis_url is not None:
+            self.trace_redis()
+
+    def trace_databases(self, *databases: Database) -> None:
+        """Spans for each statement on the engines of these Databases: primary, primary reader, replicas."""
+        engines = [e for db in databases for e in (db.primary, db.primary_reader, *db.replicas)]
+        self.trace_engines(engines)
+
+    def trace_engines(self, engines: Iterable[AsyncEngine | Engine]) -> None:
+        """Spans for each statement on these engines (async engines are traced through their sync_engine).
+
+        Listens to the engines' own events rather than patching `create_engine`: only these engines are traced,
+        and they stop being traced with them. The instrumentation's declared range stops below SQLAlchemy 2.1;
+        it only listens to `before/after_cursor_execute`, which 2.1 keeps (tests/integration/test_tracing.py).
+        """
+        if self.provider is None:
+            return
+        from opentelemetry.instrumentation.sqlalchemy.engine import EngineTracer
+        from opentelemetry.instrumentation.sqlalchemy.version import __version__ as version
+        from opentelemetry.metrics import get_meter
+
+        scope = "opentelemetry.instrumentation.sqlalchemy"
+        tracer = trace.get_tracer(scope, version, tracer_provider=self.provider)
+        # The instrumentation wants a connection-usage counter; it stays a no-op unless a meter provider is set.
+        usage = get_meter(scope, version).create_up_down_counter("db.client.connections.usage", unit="connections")
+        # Each engine once (a Database's reader may be its writer), or every statement would make two spans.
+        unique = {id(e): e for e in (e.sync_engine if isinstance(e, AsyncEngine) else e for e in engines)}
+        for engine in unique.values():
+            EngineTracer(tracer, engine, usage)  # type: ignore[no-untyped-call]
+        if unique and "sqlalchemy" not in self.instrumented:
+            self.instrumented.append("sqlalchemy")
+
+    def trace_redis(self) -> None:
+        """Spans for redis-py commands and pipelines (every client, sync and asyncio) until shutdown()."""
+        if self.provider is None:
+            return
+        from opentelemetry.instrumentation.redis import RedisInstrumentor
+
+        instrumentor = RedisInstrumentor()
+        self._patch("redis", lambda: instrumentor.instrument(tracer_provider=self.provider), instrumentor.uninstrument)
+
+    def trace_celery(self) -> None:
+        """Spans for the Celery tasks this process runs (and sends), until shutdown()."""
+        if self.provider is None:
+            return
+        from opentelemetry.instrumentation.celery import CeleryInstrumentor
+
+        instrumentor = CeleryInstrumentor()  # type: ignore[no-untyped-call]
+        self._patch("celery", lambda: instrumentor.instrument(tracer_provider=self.provider), instrumentor.uninstrument)
+
+    def _patch(self, library: str, instrument: Callable[[], object], uninstrument: Callable[[], object]) -> None:
+        with _lock:
+            owner = _patched.get(library)
+            if owner is self:
+                return
+            if owner is not None:
+                # Another live Tracing in this process holds the patch (one traced app per process is the norm).
+                logger.warning("tracing.already_instrumented", extra={"library": library})
+                return
+            instrument()
+            _patched[library] = self
+
+        def undo() -> None:
+            with _lock:
+                if _patched.get(library) is self:
+                    uninstrument()
+                    del _patched[library]
+
+        self._undo.append(undo)
+        self.instrumented.append(library)
+
+    def flush(self, timeout_millis: int = 5000) -> None:
+        """Export the spans still buffered."""
+        if self.provider is not None:
+            self.provider.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        """Undo the process-wide patches, export what is buffered and stop the exporter. Idempotent."""
+        while self._undo:
+            self._undo.pop()()
+        if self.provider is not None:
+            self.provider.shutdown()
+
+
+def setup_tracing(settings: Settings, *, exporter: SpanExporter | None = None) -> Tracing:
+    """A tracer provider exporting over OTLP/HTTP when `observability.tracing_enabled`; else a Tracing that does
+    nothing. `exporter` replaces the OTLP exporter (a console exporter, tests); nothing is instrumented yet."""
+    observability = settings.observability
+    if not observability.tracing_enabled:
+        return Tracing()
+    if exporter is None:
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        # None: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT / OTEL_EXPORTER_OTLP_ENDPOINT, else localhost:4318.
+        exporter = OTLPSpanExporter(endpoint=traces_endpoint(observability.otlp_endpoint))
+    resource = Resource.create(
+        {
+            "service.name": observability.service_name,
+            "service.version": __version__,
+            "deployment.environment.name": settings.environment,
+        }
+    )
+    provider = TracerProvider(resource=resource, sampler=sampler(observability.tracing_sample_ratio))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
     logger.info(
         "tracing.enabled",
-        extra={"service_name": service_name, "endpoint": otlp_endpoint, "instrumented": tracing.instrumented},
+        extra={
+            "service_name": observability.service_name,
+            "endpoint": observability.otlp_endpoint,
+            "sample_ratio": observability.tracing_sample_ratio,
+        },
     )
+    return Tracing(provider=provider)
+
+
+def instrument_celery(
+    settings: Settings, container: Container | None = None, *, exporter: SpanExporter | None = None
+) -> Tracing:
+    """Tracing for a Celery worker process, called from `worker_process_init`: a span per task run, with the
+    SQL and Redis commands of `container` (the process's WorkerRuntime container) as its children.
+
+    Does nothing when tracing is off. The spans still buffered are exported when the process shuts down
+    (`worker_process_shutdown`; a prefork child exits without running atexit hooks).
+    """
+    tracing = setup_tracing(settings, exporter=exporter)
+    if not tracing.enabled:
+        return tracing
+    tracing.trace_celery()
+    if container is not None:
+        tracing.instrument(container)
+    from celery.signals import worker_process_shutdown  # type: ignore[import-untyped]
+
+    def flush_at_exit(**_: Any) -> None:
+        tracing.shutdown()
+
+    worker_process_shutdown.connect(flush_at_exit, weak=False)
+    tracing._undo.append(lambda: worker_process_shutdown.disconnect(flush_at_exit))
     return tracing
 
 
-def _unavailable(package: str) -> Tracing:
-    logger.warning("tracing.unavailable", extra={"missing": package})
-    return Tracing(enabled=False, reason=f"{package} is not installed")
-
-
-def _tracer_provider(
-    api: ModuleType, sdk: ModuleType, sdk_export: ModuleType, resources: ModuleType, service_name: str, exporter: Any
-) -> Any:
-    global _provider
-    with _lock:
-        if _provider is not None:
-            return _provider
-        current = api.get_tracer_provider()
-        if isinstance(current, sdk.TracerProvider):
-            # Someone (an auto-instrumentation agent) configured tracing already: use theirs, exporters included.
-            _provider = current
-            return current
-        provider = sdk.TracerProvider(resource=resources.Resource.create({"service.name": service_name}))
-        provider.add_span_processor(sdk_export.BatchSpanProcessor(exporter))
-        api.set_tracer_provider(provider)
-        _provider = provider
-        return provider
-
-
-def _instrument_app(app: Any, provider: Any, tracing: Tracing) -> None:
-    if _optional("fastapi.telemetry") is not None:
-        # FastAPI's native telemetry makes the server spans from the global provider: nothing to install.
-        tracing.instrumented.append("fastapi")
-        return
-    module = _optional("opentelemetry.instrumentation.fastapi")
-    if module is None:
-        logger.info("tracing.not_instrumented", extra={"library": "fastapi"})
-        return
-    try:
-        module.FastAPIInstrumentor.instrument_app(
-            app, tracer_provider=provider, excluded_urls=",".join(sorted(UNTRACED_PATHS))
-        )
-    except Exception:
-        logger.exception("tracing.instrument_failed", extra={"library": "fastapi"})
-        return
-    tracing.instrumented.append("fastapi")
-
-
-def _instrument(tracing: Tracing, library: str, module_name: str, class_name: str, **kwargs: Any) -> None:
-    module = _optional(module_name)
-    if module is None:
-        logger.info("tracing.not_instrumented", extra={"library": library, "missing": module_name})
-        return
-    try:
-        instrumentor = getattr(module, class_name)()  # instrumentors are per-process singletons
-        if library == "sqlalchemy" and instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.uninstrument()  # a new app in this process: trace its engines
-        instrumentor.instrument(**kwargs)
-    except Exception:
-        logger.exception("tracing.instrument_failed", extra={"library": library})
-        return
-    # instrument() only logs when it declines (a library version outside the instrumentation's range).
-    if instrumentor.is_instrumented_by_opentelemetry:
-        tracing.instrumented.append(library)
-    else:
-        logger.warning("tracing.not_instrumented", extra={"library": library, "reason": "declined"})
-
-
 class TraceContextFilter(logging.Filter):
-    """Adds `trace_id` and `span_id` (hex, as trace backends show them) to records logged inside a span."""
+    """Adds `trace_id` and `span_id` (hex, as trace backends show them) to records logged inside a sampled span.
 
-    def __init__(self) -> None:
-        super().__init__()
-        api = _optional("opentelemetry.trace")
-        self._current_span = getattr(api, "get_current_span", None)
+    An unsampled span's ids are left out: they lead to no trace (the request id still ties the lines together).
+    """
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if self._current_span is None or getattr(record, "trace_id", None) is not None:
+        if getattr(record, "trace_id", None) is not None:
             return True
-        context = self._current_span().get_span_context()
-        if context.is_valid:
+        context = trace.get_current_span().get_span_context()
+        if context.is_valid and context.trace_flags.sampled:
             record.trace_id = format(context.trace_id, "032x")
             record.span_id = format(context.span_id, "016x")
         return True
