@@ -52,15 +52,24 @@ fmt: ## Format and autofix
 
 check: lint typecheck test ## Everything CI runs: lint, types, tests
 
-# Load tests (Locust) against the local cluster (started if it is not up); reports in bench/results/loadtest-*/.
+# Load tests (Locust) against the local cluster (started, and seeded if empty, when it is not up); reports in
+# bench/results/loadtest-*/. The defaults are a short run this 2-core box sustains: constant_load at 100
+# arrivals/s, spike_test at 0.04 x the design's rates (4 -> 40 -> 200 -> 4/s), 90 s each. FULL=1 runs the
+# design's figures (constant_load 1000/s for 30 min; spike_test 100 -> 1000 -> 5000 -> 100/s over 20 min);
+# RATE, DURATION and SCALE override either. Examples:
+#   make loadtest                                  make loadtest SCENARIO=spike_test
+#   make loadtest RATE=120 DURATION=60             make loadtest SCENARIO=spike_test SCALE=0.06 DURATION=75
+#   make loadtest FULL=1                           make loadtest SCENARIO=spike_test FULL=1
+#   make loadtest LOADTEST_ARGS="--auth-share 0.3 --stage-seconds 25,25,25"
 SCENARIO ?= constant_load
 RATE ?=
 DURATION ?=
 SCALE ?=
+FULL ?=
 LOADTEST_ARGS ?=
 
 .PHONY: loadtest
 
-loadtest: ## Locust load test of the cluster, report in bench/results/ (SCENARIO=constant_load|spike_test RATE= DURATION= SCALE=)
+loadtest: ## Locust load test + report in bench/results/ (SCENARIO=constant_load|spike_test RATE= DURATION= SCALE=; default a 90 s run at 100/s or spike x0.04; FULL=1: the design's 1000/s for 30 min, or spike x1 over 20 min)
 	uv sync --group loadtest
-	uv run --group loadtest python -m bench.loadtest --scenario $(SCENARIO) $(if $(RATE),--rate $(RATE)) $(if $(DURATION),--duration $(DURATION)) $(if $(SCALE),--scale $(SCALE)) $(LOADTEST_ARGS)
+	uv run --group loadtest python -m bench.loadtest --scenario $(SCENARIO) $(if $(filter 1 yes true,$(FULL)),--full) $(if $(RATE),--rate $(RATE)) $(if $(DURATION),--duration $(DURATION)) $(if $(SCALE),--scale $(SCALE)) $(LOADTEST_ARGS)

@@ -31,16 +31,31 @@ Zipf over bench/queries.txt (most popular first). Every user has its own seeded 
 anonymous; `--auth-share` (20%) are logged in, sharing `--member-accounts` seeded accounts (password
 potluck-demo) logged in at the start, refreshing their tokens before they expire. Mix per 1000 iterations:
 
-  anonymous: recipe 467, recipe card (fields=) 60, list (1-3 pages by cursor) 160, search 140, trending 60,
-             author profile 110, sign-in 3 (one login per ~80 logged-in requests: an argon2 verification costs
-             ~160 ms of CPU, as much as ~300 cached reads, so this weight matters)
-  logged in: recipe 335, card 40, list 100, search 100, trending 30, recommendations 80, author 50,
-             favorites 50, me 30, unread notifications 40; writes: rating 60, favorite 50, new recipe 15,
-             edit of one's own recipe (GET for the ETag, PATCH with If-Match) 20
+  anonymous: recipe 444, recipe card (fields=) 60, list 150, search 150, trending searches 15, trending 60,
+             author profile 115, sign-in 2, signed-out write 4 (rating, favorite or new recipe: 401; half of
+             them then sign in and write again). Logins are kept rare: an argon2 verification costs ~160 ms of
+             CPU, as much as ~300 cached reads.
+  logged in: recipe 300, card 40, list 90, search 100, trending searches 10, trending 30, recommendations 80,
+             author 50, favorites 50, me 25, unread notifications 40; writes: rating 80, favorite (3 in 4 PUT,
+             1 in 4 DELETE) 70, new recipe 10, edit of the account's recipe 25 (GET for the ETag, PATCH with
+             If-Match; on 412, read again and retry once). New recipes and edits are the rare writes: each one
+             also invalidates every cached search (the search generation).
 
-Search, trending and recommendations run only when the API's OpenAPI document has them (a GET path ending in
-/search, containing /trending, containing recommend); otherwise their weight is 0 and the rest of the mix
-keeps its proportions. Requests are named by route template, so statistics group per endpoint.
+That is ~4% of iterations writing (18.5% of the logged-in ones, 0.4% of the anonymous ones). Within a task:
+lists are 1-3 pages following `next_cursor` (a cuisine, tag or time filter on half of them); author profiles
+list the author's recipes 40% of the time; searches are 10% type-ahead (a prefix of the query, `prefix=true`),
+25% with one filter or sort (cuisine, tag, max_total_minutes, min_rating, ingredient, exclude_ingredient,
+sort=rating|newest), and 20% go on to page 2 or 3 by cursor; trending asks for the day 50%, the week 35%, the
+month 15%.
+
+Expected answers are not errors: a signed-out write's 401 and an edit's 412 (the users sharing an account edit
+its recipes concurrently) are marked successes and counted under "expected_outcomes" in <csv prefix>_arrivals.json.
+Every other status from 400 on, every 5xx and every connection error is a failure.
+
+Search, trending searches, trending and recommendations run only when the API's OpenAPI document has them (a
+GET path ending in /search, ending in /search/trending, containing /trending, containing recommend); otherwise
+their weight is 0 and the rest of the mix keeps its proportions. Requests are named by route template, so
+statistics group per endpoint.
 """
 
 from __future__ import annotations
@@ -264,6 +279,9 @@ class Account:
     refresh_token: str
     refresh_at: float  # monotonic: refresh once past two thirds of the access token's life
     refreshing: bool = False
+    # Its public recipes among the catalog's, then those its users create: what its users edit. Shared by every
+    # simulated user of the account, so their edits race now and then (412, see Member.edit_own_recipe).
+    recipes: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -289,6 +307,9 @@ class Arrivals:
 
 CATALOG = Catalog()
 ARRIVALS = Arrivals()
+# Answers the clients are built for, marked successes in Locust's statistics and counted here instead:
+# outcome -> count (a signed-out write's 401, an edit's 412). Every other status from 400 on is a failure.
+EXPECTED: dict[str, int] = {}
 LATE_S = 0.1
 _USER_INDEX = itertools.count()
 
@@ -316,7 +337,8 @@ def _find_paths(paths: dict[str, Any]) -> dict[str, str | None]:
 
     return {
         "search": first(lambda p: p.rstrip("/").endswith("/search")),
-        "trending": first(lambda p: "/trending" in p),
+        "search_trending": first(lambda p: p.rstrip("/").endswith("/search/trending")),
+        "trending": first(lambda p: "/trending" in p and "/search/" not in p),
         "recommendations": first(lambda p: "recommend" in p),
     }
 
@@ -381,6 +403,10 @@ def _load_catalog(host: str, config: Config) -> Catalog:
     # Each login costs an argon2 verification (~0.1 s of CPU): two at a time, one per API process.
     logged_in = gevent.pool.Pool(2).map(login, wanted)
     catalog.accounts = [account for account in logged_in if account is not None]
+    by_author = {account.user_id: account for account in catalog.accounts}
+    for recipe_id, author_id in zip(catalog.recipe_ids, catalog.recipe_authors, strict=True):
+        if (owner := by_author.get(author_id)) is not None:
+            owner.recipes.append(recipe_id)
     return catalog
 
 
@@ -439,6 +465,7 @@ def _on_test_start(environment: Environment, **_: Any) -> None:
 def _on_quitting(environment: Environment, **_: Any) -> None:
     summary = {
         **asdict(ARRIVALS),
+        "expected_outcomes": dict(sorted(EXPECTED.items())),
         "per_user_rate": CONFIG.per_user_rate,
         "plan": PLAN.as_dict(CONFIG.per_user_rate),
         "endpoints": CATALOG.endpoints,
@@ -451,11 +478,12 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
     if prefix:
         Path(f"{prefix}_arrivals.json").write_text(json.dumps(summary, indent=2) + "\n")
     log.info(
-        "arrivals: %d scheduled, %d late (>%.0f ms), %d dropped",
+        "arrivals: %d scheduled, %d late (>%.0f ms), %d dropped; expected outcomes %s",
         ARRIVALS.scheduled,
         ARRIVALS.late,
         LATE_S * 1000,
         ARRIVALS.dropped,
+        json.dumps(EXPECTED),
     )
 
 
@@ -550,6 +578,17 @@ class PotluckUser(FastHttpUser):
     def zipf_recipe(self) -> int:
         return bisect.bisect_right(CATALOG.recipe_cdf, self.rng.random() * CATALOG.recipe_cdf[-1])
 
+    def expect(self, response: Any, outcome: str, *statuses: int) -> bool:
+        """Inside `catch_response`: `statuses` are answers the client is built for, not errors; True if one came.
+
+        Anything else keeps Locust's default (a failure from 400 on, so every 5xx counts).
+        """
+        if response.status_code in statuses:
+            response.success()
+            EXPECTED[outcome] = EXPECTED.get(outcome, 0) + 1
+            return True
+        return False
+
     def get_recipe(self, recipe_id: str, params: dict[str, str] | None = None) -> Any:
         headers = self.auth()
         etag = self.etags.get(recipe_id) if params is None else None
@@ -571,6 +610,15 @@ class PotluckUser(FastHttpUser):
     def view_card(self) -> None:
         self.get_recipe(CATALOG.recipe_ids[self.zipf_recipe()], {"fields": CARD_FIELDS})
 
+    def follow_pages(self, path: str, params: dict[str, str], name: str, pages: int) -> None:
+        """Page 1, then up to `pages` - 1 more by `next_cursor` (the only way to page: keyset cursors)."""
+        for _ in range(pages):
+            response = self.client.get(f"{path}?{urllib.parse.urlencode(params)}", headers=self.auth(), name=name)
+            cursor = response.json().get("next_cursor") if response.status_code == 200 else None
+            if not cursor:
+                return
+            params = {**params, "cursor": cursor}
+
     def browse(self) -> None:
         params = {"limit": "20", "fields": CARD_FIELDS}
         roll = self.rng.random()
@@ -580,40 +628,125 @@ class PotluckUser(FastHttpUser):
             params["tag"] = self.rng.choice(TAGS)
         elif roll < 0.50:
             params["max_total_minutes"] = str(self.rng.choice((20, 30, 45, 60)))
-        pages = self.rng.choices((1, 2, 3), weights=(60, 25, 15))[0]  # page 1, then follow next_cursor
-        for _ in range(pages):
-            response = self.client.get(
-                f"{API}/recipes?{urllib.parse.urlencode(params)}", headers=self.auth(), name=f"{API}/recipes"
-            )
-            cursor = response.json().get("next_cursor") if response.status_code == 200 else None
-            if not cursor:
-                return
-            params["cursor"] = cursor
+        pages = self.rng.choices((1, 2, 3), weights=(60, 25, 15))[0]
+        self.follow_pages(f"{API}/recipes", params, f"{API}/recipes", pages)
 
     def view_author(self) -> None:
+        """A profile; on 40% of visits also the author's recipes (the profile page's list)."""
         author = CATALOG.recipe_authors[self.zipf_recipe()]
         self.client.get(f"{API}/users/{author}", headers=self.auth(), name=f"{API}/users/{{user_id}}")
+        if self.rng.random() < 0.4:
+            params = {"author": author, "limit": "20", "fields": CARD_FIELDS}
+            self.follow_pages(f"{API}/recipes", params, f"{API}/recipes", self.rng.choices((1, 2), weights=(80, 20))[0])
 
     def search(self) -> None:
+        """A query from the list (Zipf); 10% type-ahead, 25% with a filter or sort; 20% of them read page 2."""
         path = CATALOG.endpoints["search"] or f"{API}/search"
         query = pick(self.rng, CATALOG.queries, CATALOG.query_cdf)
-        params = urllib.parse.urlencode({"q": query, "limit": "20"})
-        self.client.get(f"{path}?{params}", headers=self.auth(), name=path)
+        params = {"q": query, "limit": "20", "fields": CARD_FIELDS}
+        roll = self.rng.random()
+        if roll < 0.10:
+            # Type-ahead: the query as typed so far (at least 3 characters), its last word matched as a prefix.
+            cut = self.rng.randint(min(3, len(query)), len(query))
+            params.update(q=query[:cut].rstrip(" -") or query, prefix="true", limit="8")
+        elif roll < 0.35:
+            key, value = self.rng.choice(SEARCH_FILTERS)
+            params[key] = value if isinstance(value, str) else self.rng.choice(value)
+        pages = 1 if "prefix" in params else self.rng.choices((1, 2, 3), weights=(80, 15, 5))[0]
+        self.follow_pages(path, params, path, pages)
+
+    def search_trending(self) -> None:
+        path = CATALOG.endpoints["search_trending"] or f"{API}/search/trending"
+        self.client.get(f"{path}?limit=10", headers=self.auth(), name=path)
 
     def trending(self) -> None:
         template = CATALOG.endpoints["trending"] or f"{API}/trending"
-        period = self.rng.choices(("day", "week"), weights=(80, 20))[0]
+        period = self.rng.choices(PERIODS, weights=PERIOD_WEIGHTS)[0]
         path = template.replace("{period}", period)
-        query = "" if "{period}" in template else f"?period={period}"
-        self.client.get(f"{path}{query}", headers=self.auth(), name=template)
+        params = {"limit": "20", "fields": CARD_FIELDS}
+        if "{period}" not in template:
+            params["period"] = period
+        self.client.get(f"{path}?{urllib.parse.urlencode(params)}", headers=self.auth(), name=template)
+
+    def login(self, username: str) -> str | None:
+        """POST /auth/token (an argon2 verification: ~160 ms of server CPU); the access token, None on failure."""
+        body = urllib.parse.urlencode({"username": username, "password": PASSWORD})
+        headers = {"Content-Type": "application/x-www-form-urlencoded"}
+        response = self.client.post(f"{API}/auth/token", data=body, headers=headers, name=f"{API}/auth/token")
+        if response.status_code != 200:
+            return None
+        token: str = response.json()["access_token"]
+        return token
+
+    def write(self, kind: str, headers: dict[str, str], *, signed_out: bool = False) -> Any:
+        """One of the writes any user makes: a rating, a favorite or a new recipe."""
+        recipe_id = CATALOG.recipe_ids[self.zipf_recipe()]
+        if kind == "rating":
+            stars = self.rng.choices((1, 2, 3, 4, 5), weights=(3, 5, 15, 37, 40))[0]
+            rating: dict[str, Any] = {"stars": stars}
+            if self.rng.random() < 0.3:
+                rating["review"] = self.rng.choice(REVIEWS)
+            request = self.client.put(
+                f"{API}/recipes/{recipe_id}/rating",
+                json=rating,
+                headers=headers,
+                name=f"{RECIPE}/rating",
+                catch_response=True,
+            )
+        elif kind == "favorite":
+            method = self.client.put if signed_out or self.rng.random() < 0.75 else self.client.delete
+            request = method(
+                f"{API}/recipes/{recipe_id}/favorite", headers=headers, name=f"{RECIPE}/favorite", catch_response=True
+            )
+        else:
+            request = self.client.post(
+                f"{API}/recipes", json=new_recipe(self.rng), headers=headers, name=f"{API}/recipes", catch_response=True
+            )
+        with request as response:
+            if signed_out:
+                self.expect(response, "signed-out write answered 401", 401)
+        return response
+
+
+SEARCH_FILTERS: tuple[tuple[str, str | tuple[str, ...]], ...] = (
+    ("cuisine", CUISINES),
+    ("tag", TAGS),
+    ("max_total_minutes", ("20", "30", "45", "60")),
+    ("min_rating", ("3.5", "4", "4.5")),
+    ("ingredient", ("garlic", "chickpeas", "eggs", "chicken thighs", "cilantro")),
+    ("exclude_ingredient", ("shrimp", "bacon", "cilantro", "eggs")),
+    ("sort", ("rating", "newest")),
+)
+PERIODS = ("day", "week", "month")
+PERIOD_WEIGHTS = (50, 35, 15)
+WRITES = ("rating", "favorite", "recipe")
+WRITE_WEIGHTS = (60, 25, 15)
+
+
+def new_recipe(rng: random.Random) -> dict[str, Any]:
+    picked = rng.sample(INGREDIENTS, rng.randint(4, 8))
+    return {
+        "title": f"{rng.choice(('Easy', 'Weeknight', 'Smoky', 'Herby', 'Simple'))} "
+        f"{rng.choice(('Chicken Rice Bowl', 'Chickpea Curry', 'Tomato Stew', 'Ginger Stir-Fry'))}",
+        "description": "Load-test recipe: a simple dish from the pantry.",
+        "cuisine": rng.choice(CUISINES),
+        "prep_minutes": rng.choice((10, 15, 20)),
+        "cook_minutes": rng.choice((15, 25, 40)),
+        "servings": rng.choice((2, 4, 6)),
+        "difficulty": rng.choice(("easy", "medium")),
+        "is_public": rng.random() < 0.9,
+        "ingredients": [{"name": n, "quantity": q, "unit": u} for n, q, u in picked],
+        "steps": list(STEPS[: rng.randint(3, len(STEPS))]),
+        "tags": rng.sample(TAGS, 2),
+    }
 
 
 class Visitor(PotluckUser):
-    """Anonymous: reads public data (the cacheable path) and now and then signs in."""
+    """Anonymous: reads public data (the cacheable path), now and then signs in or tries a write signed out."""
 
     weight = 80
 
-    @task(467)
+    @task(444)
     def recipe(self) -> None:
         self.view_recipe()
 
@@ -621,30 +754,40 @@ class Visitor(PotluckUser):
     def recipe_card(self) -> None:
         self.view_card()
 
-    @task(160)
+    @task(150)
     def recipes_list(self) -> None:
         self.browse()
 
-    @task(140)
+    @task(150)
     @requires("search")
     def search_recipes(self) -> None:
         self.search()
+
+    @task(15)
+    @requires("search_trending")
+    def trending_searches(self) -> None:
+        self.search_trending()
 
     @task(60)
     @requires("trending")
     def trending_recipes(self) -> None:
         self.trending()
 
-    @task(110)
+    @task(115)
     def author_profile(self) -> None:
         self.view_author()
 
-    @task(3)
+    @task(2)
     def sign_in(self) -> None:
-        username = self.rng.choice(CATALOG.usernames)
-        body = urllib.parse.urlencode({"username": username, "password": PASSWORD})
-        headers = {"Content-Type": "application/x-www-form-urlencoded"}
-        self.client.post(f"{API}/auth/token", data=body, headers=headers, name=f"{API}/auth/token")
+        self.login(self.rng.choice(CATALOG.usernames))
+
+    @task(4)
+    def write_signed_out(self) -> None:
+        """Rate, favorite or post signed out: 401 (expected); half of them then sign in and write again."""
+        kind = self.rng.choices(WRITES, weights=WRITE_WEIGHTS)[0]
+        self.write(kind, {}, signed_out=True)
+        if self.rng.random() < 0.5 and (token := self.login(self.rng.choice(CATALOG.usernames))):
+            self.write(kind, _bearer(token))
 
 
 class Member(PotluckUser):
@@ -654,7 +797,6 @@ class Member(PotluckUser):
 
     def on_start(self) -> None:
         self.account = CATALOG.accounts[self.index % len(CATALOG.accounts)] if CATALOG.accounts else None
-        self.my_recipes: list[str] = []
         super().on_start()
 
     def auth(self) -> dict[str, str]:
@@ -679,25 +821,7 @@ class Member(PotluckUser):
         finally:
             account.refreshing = False
 
-    def _new_recipe(self) -> dict[str, Any]:
-        rng = self.rng
-        picked = rng.sample(INGREDIENTS, rng.randint(4, 8))
-        return {
-            "title": f"{rng.choice(('Easy', 'Weeknight', 'Smoky', 'Herby', 'Simple'))} "
-            f"{rng.choice(('Chicken Rice Bowl', 'Chickpea Curry', 'Tomato Stew', 'Ginger Stir-Fry'))}",
-            "description": "Load-test recipe: a simple dish from the pantry.",
-            "cuisine": rng.choice(CUISINES),
-            "prep_minutes": rng.choice((10, 15, 20)),
-            "cook_minutes": rng.choice((15, 25, 40)),
-            "servings": rng.choice((2, 4, 6)),
-            "difficulty": rng.choice(("easy", "medium")),
-            "is_public": rng.random() < 0.9,
-            "ingredients": [{"name": n, "quantity": q, "unit": u} for n, q, u in picked],
-            "steps": list(STEPS[: rng.randint(3, len(STEPS))]),
-            "tags": rng.sample(TAGS, 2),
-        }
-
-    @task(335)
+    @task(300)
     def recipe(self) -> None:
         self.view_recipe()
 
@@ -705,7 +829,7 @@ class Member(PotluckUser):
     def recipe_card(self) -> None:
         self.view_card()
 
-    @task(100)
+    @task(90)
     def recipes_list(self) -> None:
         self.browse()
 
@@ -713,6 +837,11 @@ class Member(PotluckUser):
     @requires("search")
     def search_recipes(self) -> None:
         self.search()
+
+    @task(10)
+    @requires("search_trending")
+    def trending_searches(self) -> None:
+        self.search_trending()
 
     @task(30)
     @requires("trending")
@@ -725,7 +854,8 @@ class Member(PotluckUser):
         template = CATALOG.endpoints["recommendations"] or f"{API}/recommendations"
         user_id = self.account.user_id if self.account else "me"
         path = template.replace("{user_id}", user_id)
-        self.client.get(f"{path}?limit=20", headers=self.auth(), name=template)
+        params = urllib.parse.urlencode({"limit": "20", "fields": CARD_FIELDS})
+        self.client.get(f"{path}?{params}", headers=self.auth(), name=template)
 
     @task(50)
     def author_profile(self) -> None:
@@ -733,13 +863,11 @@ class Member(PotluckUser):
 
     @task(50)
     def favorites(self) -> None:
-        self.client.get(
-            f"{API}/users/me/favorites?limit=20&fields={CARD_FIELDS}",
-            headers=self.auth(),
-            name=f"{API}/users/me/favorites",
-        )
+        params = {"limit": "20", "fields": CARD_FIELDS}
+        pages = self.rng.choices((1, 2), weights=(85, 15))[0]
+        self.follow_pages(f"{API}/users/me/favorites", params, f"{API}/users/me/favorites", pages)
 
-    @task(30)
+    @task(25)
     def me(self) -> None:
         self.client.get(f"{API}/users/me", headers=self.auth(), name=f"{API}/users/me")
 
@@ -749,43 +877,47 @@ class Member(PotluckUser):
             f"{API}/notifications/unread-count", headers=self.auth(), name=f"{API}/notifications/unread-count"
         )
 
-    @task(60)
+    @task(80)
     def rate(self) -> None:
-        recipe_id = CATALOG.recipe_ids[self.zipf_recipe()]
-        stars = self.rng.choices((1, 2, 3, 4, 5), weights=(3, 5, 15, 37, 40))[0]
-        body: dict[str, Any] = {"stars": stars}
-        if self.rng.random() < 0.3:
-            body["review"] = self.rng.choice(REVIEWS)
-        self.client.put(f"{API}/recipes/{recipe_id}/rating", json=body, headers=self.auth(), name=f"{RECIPE}/rating")
+        self.write("rating", self.auth())
 
-    @task(50)
+    @task(70)
     def favorite(self) -> None:
-        recipe_id = CATALOG.recipe_ids[self.zipf_recipe()]
-        self.client.put(f"{API}/recipes/{recipe_id}/favorite", headers=self.auth(), name=f"{RECIPE}/favorite")
+        self.write("favorite", self.auth())
 
-    @task(15)
+    @task(10)
     def create_recipe(self) -> None:
-        response = self.client.post(
-            f"{API}/recipes", json=self._new_recipe(), headers=self.auth(), name=f"{API}/recipes"
-        )
-        if response.status_code == 201:
-            self.my_recipes.append(response.json()["id"])
+        response = self.write("recipe", self.auth())
+        if response.status_code == 201 and self.account is not None:
+            self.account.recipes.append(response.json()["id"])
 
-    @task(20)
+    @task(25)
     def edit_own_recipe(self) -> None:
-        """GET for the ETag, then PATCH with If-Match (only this user edits it: a 412 would be a real lost update)."""
-        if not self.my_recipes:
+        """GET for the ETag, PATCH with If-Match; on 412 read again and retry once, as a client should.
+
+        The users sharing an account edit its recipes concurrently, so a 412 (someone else's edit came first, or
+        the GET was answered before the other edit reached it) is an expected answer, counted apart.
+        """
+        if self.account is None or not self.account.recipes:
             self.create_recipe()
             return
-        recipe_id = self.rng.choice(self.my_recipes)
-        current = self.client.get(f"{API}/recipes/{recipe_id}", headers=self.auth(), name=RECIPE)
-        etag = current.headers.get("etag") if current.status_code == 200 else None
-        if etag is None:
-            return
-        body = {"description": f"Load-test recipe, edited {time.strftime('%H:%M:%S')}.", "servings": 4}
-        self.client.patch(
-            f"{API}/recipes/{recipe_id}", json=body, headers={**self.auth(), "If-Match": etag}, name=RECIPE
-        )
+        recipe_id = self.rng.choice(self.account.recipes)
+        body: dict[str, Any] = {"description": f"Load-test recipe, edited {time.strftime('%H:%M:%S')}."}
+        body[self.rng.choice(("servings", "cook_minutes"))] = self.rng.choice((2, 4, 6, 8))
+        if self.rng.random() < 0.2:
+            body["tags"] = self.rng.sample(TAGS, 2)
+        for attempt in range(2):
+            current = self.client.get(f"{API}/recipes/{recipe_id}", headers=self.auth(), name=RECIPE)
+            etag = current.headers.get("etag") if current.status_code == 200 else None
+            if etag is None:
+                return
+            headers = {**self.auth(), "If-Match": etag}
+            with self.client.patch(
+                f"{API}/recipes/{recipe_id}", json=body, headers=headers, name=RECIPE, catch_response=True
+            ) as response:
+                conflict = self.expect(response, f"edit answered 412 (attempt {attempt + 1})", 412)
+            if not conflict:
+                return
 
 
 if __name__ == "__main__":

@@ -23,15 +23,21 @@
 //   MAX_IDS           public recipe ids read by setup(), the Zipf universe (default 5000)
 //   ZIPF_S            Zipf exponent of recipe popularity (default 1.1)
 //
-// Like the Locust version: recipe reads are Zipf over the ids in the order GET /api/v1/recipes returns them;
-// searches are Zipf over bench/queries.txt; search, trending and recommendations run only when the API's OpenAPI
-// document has them (weight 0 otherwise); requests are tagged name=<route template>; the thresholds are the
-// design's targets (p50 < 100 ms, p95 < 500 ms, p99 < 1 s, errors < 1%), on load requests only (not setup's).
+// Like the Locust version (its docstring has the mix and the reasoning): recipe reads are Zipf over the ids in the
+// order GET /api/v1/recipes returns them; searches are Zipf over bench/queries.txt, 10% type-ahead, 25% with a
+// filter or sort, some going on to page 2 or 3 by cursor; lists follow next_cursor; trending asks for the day,
+// week or month; ~4% of iterations write (ratings, favorites, new recipes, If-Match edits), a few of them signed
+// out (401). Search, trending searches, trending and recommendations run only when the API's OpenAPI document has
+// them (weight 0 otherwise); requests are tagged name=<route template>; the thresholds are the design's targets
+// (p50 < 100 ms, p95 < 500 ms, p99 < 1 s, errors < 1%), on load requests only (not setup's). A signed-out
+// write's 401 and an edit's 412 (the VUs sharing an account edit its recipes concurrently) are expected answers:
+// not in http_req_failed, counted in expected_outcomes{outcome}.
 
 import http from 'k6/http';
 import { check } from 'k6';
 import { SharedArray } from 'k6/data';
 import exec from 'k6/execution';
+import { Counter } from 'k6/metrics';
 
 const BASE_URL = (__ENV.BASE_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
 const API = '/api/v1';
@@ -170,7 +176,8 @@ function findPaths(paths) {
   const first = (match) => gets.filter(match).sort((a, b) => a.length - b.length)[0] || null;
   return {
     search: first((p) => p.replace(/\/+$/, '').endsWith('/search')),
-    trending: first((p) => p.includes('/trending')),
+    search_trending: first((p) => p.replace(/\/+$/, '').endsWith('/search/trending')),
+    trending: first((p) => p.includes('/trending') && !p.includes('/search/')),
     recommendations: first((p) => p.includes('recommend')),
   };
 }
@@ -223,8 +230,14 @@ export function setup() {
       accessToken: tokens.access_token,
       refreshToken: tokens.refresh_token,
       refreshAt: Date.now() + (tokens.expires_in * 1000 * 2) / 3,
+      recipes: [], // its public recipes among the ids: what the VUs using this account edit
     });
   }
+  const byAuthor = {};
+  for (const account of accounts) byAuthor[account.userId] = account;
+  ids.forEach((id, i) => {
+    if (byAuthor[authors[i]]) byAuthor[authors[i]].recipes.push(id);
+  });
   console.log(
     `setup: ${ids.length} recipe ids, ${usernames.length} usernames, ${accounts.length} accounts, ` +
       `${QUERIES.length} queries, optional endpoints ${JSON.stringify(endpoints)}`,
@@ -349,6 +362,89 @@ function getRecipe(data, id, fields) {
   return res;
 }
 
+// Answers a client is built for (a signed-out write's 401, an edit's 412): not failures in http_req_failed, and
+// counted in expected_outcomes{outcome}. Every other status from 400 on is a failure.
+const expectedOutcomes = new Counter('expected_outcomes');
+const OK_OR_401 = http.expectedStatuses({ min: 200, max: 399 }, 401);
+const OK_OR_412 = http.expectedStatuses({ min: 200, max: 399 }, 412);
+
+const SEARCH_FILTERS = [
+  ['cuisine', CUISINES],
+  ['tag', TAGS],
+  ['max_total_minutes', ['20', '30', '45', '60']],
+  ['min_rating', ['3.5', '4', '4.5']],
+  ['ingredient', ['garlic', 'chickpeas', 'eggs', 'chicken thighs', 'cilantro']],
+  ['exclude_ingredient', ['shrimp', 'bacon', 'cilantro', 'eggs']],
+  ['sort', ['rating', 'newest']],
+];
+
+// Page 1, then up to `pages` - 1 more by next_cursor (keyset cursors are the only way to page).
+function followPages(data, path, params, name, pages) {
+  const query = { ...params };
+  for (let page = 0; page < pages; page++) {
+    const res = http.get(`${BASE_URL}${path}?${qs(query)}`, tagged(name, auth(data)));
+    check(res, { [`${name} 200`]: (r) => r.status === 200 });
+    const cursor = res.status === 200 ? res.json('next_cursor') : null;
+    if (!cursor) return;
+    query.cursor = cursor;
+  }
+}
+
+function newRecipe() {
+  const shuffled = INGREDIENTS.slice().sort(() => Math.random() - 0.5);
+  return {
+    title: `${choice(['Easy', 'Weeknight', 'Smoky', 'Herby', 'Simple'])} ${choice(['Chicken Rice Bowl', 'Chickpea Curry', 'Tomato Stew', 'Ginger Stir-Fry'])}`,
+    description: 'Load-test recipe: a simple dish from the pantry.',
+    cuisine: choice(CUISINES),
+    prep_minutes: choice([10, 15, 20]),
+    cook_minutes: choice([15, 25, 40]),
+    servings: choice([2, 4, 6]),
+    difficulty: choice(['easy', 'medium']),
+    is_public: Math.random() < 0.9,
+    ingredients: shuffled.slice(0, 4 + Math.floor(Math.random() * 5)).map(([name, quantity, unit]) => ({ name, quantity, unit })),
+    steps: STEPS.slice(0, 3 + Math.floor(Math.random() * 3)),
+    tags: TAGS.slice().sort(() => Math.random() - 0.5).slice(0, 2),
+  };
+}
+
+// A rating, a favorite or a new recipe. Signed out (headers without Authorization) the answer is 401, expected.
+function write(data, kind, headers, signedOut) {
+  const params = tagged(
+    kind === 'rating' ? `${RECIPE}/rating` : kind === 'favorite' ? `${RECIPE}/favorite` : `${API}/recipes`,
+    { ...headers, 'Content-Type': 'application/json' },
+  );
+  if (signedOut) params.responseCallback = OK_OR_401;
+  const id = data.ids[zipfRecipe(data)];
+  let res;
+  if (kind === 'rating') {
+    const body = { stars: weighted([[1, 3], [2, 5], [3, 15], [4, 37], [5, 40]]) };
+    if (Math.random() < 0.3) body.review = choice(REVIEWS);
+    res = http.put(`${BASE_URL}${API}/recipes/${id}/rating`, JSON.stringify(body), params);
+  } else if (kind === 'favorite') {
+    const method = signedOut || Math.random() < 0.75 ? 'PUT' : 'DELETE';
+    res = http.request(method, `${BASE_URL}${API}/recipes/${id}/favorite`, null, params);
+  } else {
+    res = http.post(`${BASE_URL}${API}/recipes`, JSON.stringify(newRecipe()), params);
+  }
+  if (signedOut) {
+    if (res.status === 401) expectedOutcomes.add(1, { outcome: 'signed-out write answered 401' });
+    check(res, { 'signed-out write 401': (r) => r.status === 401 });
+  } else {
+    check(res, { [`${kind} 2xx`]: (r) => r.status >= 200 && r.status < 300 });
+  }
+  return res;
+}
+
+function login(data) {
+  const res = http.post(
+    `${BASE_URL}${API}/auth/token`,
+    { username: choice(data.usernames), password: PASSWORD },
+    tagged(`${API}/auth/token`),
+  );
+  check(res, { 'sign-in 200': (r) => r.status === 200 });
+  return res.status === 200 ? res.json('access_token') : null;
+}
+
 const actions = {
   recipe: (data) => getRecipe(data, data.ids[zipfRecipe(data)]),
   recipeCard: (data) => getRecipe(data, data.ids[zipfRecipe(data)], CARD_FIELDS),
@@ -358,54 +454,74 @@ const actions = {
     if (roll < 0.15) params.cuisine = choice(CUISINES);
     else if (roll < 0.4) params.tag = choice(TAGS);
     else if (roll < 0.5) params.max_total_minutes = choice([20, 30, 45, 60]);
-    const pages = weighted([[1, 60], [2, 25], [3, 15]]); // page 1, then follow next_cursor
-    for (let page = 0; page < pages; page++) {
-      const res = http.get(`${BASE_URL}${API}/recipes?${qs(params)}`, tagged(`${API}/recipes`, auth(data)));
-      check(res, { 'list 200': (r) => r.status === 200 });
-      const cursor = res.status === 200 ? res.json('next_cursor') : null;
-      if (!cursor) return;
-      params.cursor = cursor;
-    }
+    followPages(data, `${API}/recipes`, params, `${API}/recipes`, weighted([[1, 60], [2, 25], [3, 15]]));
   },
   search: (data) => {
+    // 10% type-ahead, 25% with one filter or sort; 20% of the others go on to page 2 or 3.
     if (queryCdf === null) queryCdf = zipfCdf(QUERIES.length, 1.0);
     const path = data.endpoints.search;
-    const url = `${BASE_URL}${path}?${qs({ q: QUERIES[pickIndex(queryCdf)], limit: 20 })}`;
-    check(http.get(url, tagged(path, auth(data))), { 'search 200': (r) => r.status === 200 });
+    const query = QUERIES[pickIndex(queryCdf)];
+    const params = { q: query, limit: 20, fields: CARD_FIELDS };
+    const roll = Math.random();
+    let pages = weighted([[1, 80], [2, 15], [3, 5]]);
+    if (roll < 0.1) {
+      const low = Math.min(3, query.length);
+      const cut = low + Math.floor(Math.random() * (query.length - low + 1));
+      params.q = query.slice(0, cut).replace(/[ -]+$/, '') || query;
+      params.prefix = 'true';
+      params.limit = 8;
+      pages = 1;
+    } else if (roll < 0.35) {
+      const [key, values] = choice(SEARCH_FILTERS);
+      params[key] = choice(values);
+    }
+    followPages(data, path, params, path, pages);
+  },
+  searchTrending: (data) => {
+    const path = data.endpoints.search_trending;
+    check(http.get(`${BASE_URL}${path}?limit=10`, tagged(path, auth(data))), {
+      'trending searches 200': (r) => r.status === 200,
+    });
   },
   trending: (data) => {
     const template = data.endpoints.trending;
-    const period = weighted([['day', 80], ['week', 20]]);
-    const url = template.includes('{period}')
-      ? template.replace('{period}', period)
-      : `${template}?period=${period}`;
-    check(http.get(`${BASE_URL}${url}`, tagged(template, auth(data))), { 'trending 200': (r) => r.status === 200 });
+    const period = weighted([['day', 50], ['week', 35], ['month', 15]]);
+    const params = { limit: 20, fields: CARD_FIELDS };
+    if (!template.includes('{period}')) params.period = period;
+    const url = `${BASE_URL}${template.replace('{period}', period)}?${qs(params)}`;
+    check(http.get(url, tagged(template, auth(data))), { 'trending 200': (r) => r.status === 200 });
   },
   recommendations: (data) => {
     const template = data.endpoints.recommendations;
     const path = template.replace('{user_id}', session ? session.userId : 'me');
-    const res = http.get(`${BASE_URL}${path}?limit=20`, tagged(template, auth(data)));
+    const res = http.get(`${BASE_URL}${path}?${qs({ limit: 20, fields: CARD_FIELDS })}`, tagged(template, auth(data)));
     check(res, { 'recommendations 200': (r) => r.status === 200 });
   },
   author: (data) => {
+    // A profile; on 40% of visits also the author's recipes (the profile page's list).
     const author = data.authors[zipfRecipe(data)];
     const res = http.get(`${BASE_URL}${API}/users/${author}`, tagged(`${API}/users/{user_id}`, auth(data)));
     check(res, { 'author 200': (r) => r.status === 200 });
+    if (Math.random() < 0.4) {
+      const params = { author, limit: 20, fields: CARD_FIELDS };
+      followPages(data, `${API}/recipes`, params, `${API}/recipes`, weighted([[1, 80], [2, 20]]));
+    }
   },
   signIn: (data) => {
-    const res = http.post(
-      `${BASE_URL}${API}/auth/token`,
-      { username: choice(data.usernames), password: PASSWORD },
-      tagged(`${API}/auth/token`),
-    );
-    check(res, { 'sign-in 200': (r) => r.status === 200 });
+    login(data);
+  },
+  writeSignedOut: (data) => {
+    // Rate, favorite or post signed out: 401 (expected); half of them then sign in and write again.
+    const kind = weighted([['rating', 60], ['favorite', 25], ['recipe', 15]]);
+    write(data, kind, {}, true);
+    if (Math.random() < 0.5) {
+      const token = login(data);
+      if (token) write(data, kind, { Authorization: `Bearer ${token}` }, false);
+    }
   },
   favorites: (data) => {
-    const res = http.get(
-      `${BASE_URL}${API}/users/me/favorites?limit=20&fields=${encodeURIComponent(CARD_FIELDS)}`,
-      tagged(`${API}/users/me/favorites`, auth(data)),
-    );
-    check(res, { 'favorites 200': (r) => r.status === 200 });
+    const params = { limit: 20, fields: CARD_FIELDS };
+    followPages(data, `${API}/users/me/favorites`, params, `${API}/users/me/favorites`, weighted([[1, 85], [2, 15]]));
   },
   me: (data) => {
     check(http.get(`${BASE_URL}${API}/users/me`, tagged(`${API}/users/me`, auth(data))), {
@@ -418,61 +534,47 @@ const actions = {
       'unread 200': (r) => r.status === 200,
     });
   },
-  rate: (data) => {
-    const body = { stars: weighted([[1, 3], [2, 5], [3, 15], [4, 37], [5, 40]]) };
-    if (Math.random() < 0.3) body.review = choice(REVIEWS);
-    const id = data.ids[zipfRecipe(data)];
-    const headers = { ...auth(data), 'Content-Type': 'application/json' };
-    const res = http.put(`${BASE_URL}${API}/recipes/${id}/rating`, JSON.stringify(body), tagged(`${RECIPE}/rating`, headers));
-    check(res, { 'rating 200': (r) => r.status === 200 });
-  },
-  favorite: (data) => {
-    const id = data.ids[zipfRecipe(data)];
-    const res = http.put(`${BASE_URL}${API}/recipes/${id}/favorite`, null, tagged(`${RECIPE}/favorite`, auth(data)));
-    check(res, { 'favorite 204': (r) => r.status === 204 });
-  },
+  rate: (data) => write(data, 'rating', auth(data), false),
+  favorite: (data) => write(data, 'favorite', auth(data), false),
   createRecipe: (data) => {
-    const shuffled = INGREDIENTS.slice().sort(() => Math.random() - 0.5);
-    const body = {
-      title: `${choice(['Easy', 'Weeknight', 'Smoky', 'Herby', 'Simple'])} ${choice(['Chicken Rice Bowl', 'Chickpea Curry', 'Tomato Stew', 'Ginger Stir-Fry'])}`,
-      description: 'Load-test recipe: a simple dish from the pantry.',
-      cuisine: choice(CUISINES),
-      prep_minutes: choice([10, 15, 20]),
-      cook_minutes: choice([15, 25, 40]),
-      servings: choice([2, 4, 6]),
-      difficulty: choice(['easy', 'medium']),
-      is_public: Math.random() < 0.9,
-      ingredients: shuffled.slice(0, 4 + Math.floor(Math.random() * 5)).map(([name, quantity, unit]) => ({ name, quantity, unit })),
-      steps: STEPS.slice(0, 3 + Math.floor(Math.random() * 3)),
-      tags: TAGS.slice().sort(() => Math.random() - 0.5).slice(0, 2),
-    };
-    const headers = { ...auth(data), 'Content-Type': 'application/json' };
-    const res = http.post(`${BASE_URL}${API}/recipes`, JSON.stringify(body), tagged(`${API}/recipes`, headers));
-    check(res, { 'create 201': (r) => r.status === 201 });
+    const res = write(data, 'recipe', auth(data), false);
     if (res.status === 201) myRecipes.push(res.json('id'));
   },
   editOwnRecipe: (data) => {
-    // GET for the ETag, then PATCH with If-Match. Only this VU edits it, so a 412 would be a real lost update.
-    if (myRecipes.length === 0) return actions.createRecipe(data);
-    const id = choice(myRecipes);
-    const current = http.get(`${BASE_URL}${API}/recipes/${id}`, tagged(RECIPE, auth(data)));
-    if (current.status !== 200 || !current.headers.Etag) return;
-    const headers = { ...auth(data), 'Content-Type': 'application/json', 'If-Match': current.headers.Etag };
-    const body = JSON.stringify({ description: `Load-test recipe, edited ${new Date().toISOString()}.`, servings: 4 });
-    const res = http.patch(`${BASE_URL}${API}/recipes/${id}`, body, tagged(RECIPE, headers));
-    check(res, { 'edit 200': (r) => r.status === 200 });
+    // GET for the ETag, PATCH with If-Match; on 412 read again and retry once. The account's recipes (from
+    // setup) are edited by every VU that uses the account, so a 412 is an expected answer, counted apart.
+    const pool = session.recipes.concat(myRecipes);
+    if (pool.length === 0) return actions.createRecipe(data);
+    const id = choice(pool);
+    const body = { description: `Load-test recipe, edited ${new Date().toISOString()}.` };
+    body[choice(['servings', 'cook_minutes'])] = choice([2, 4, 6, 8]);
+    if (Math.random() < 0.2) body.tags = TAGS.slice().sort(() => Math.random() - 0.5).slice(0, 2);
+    for (let attempt = 1; attempt <= 2; attempt++) {
+      const current = http.get(`${BASE_URL}${API}/recipes/${id}`, tagged(RECIPE, auth(data)));
+      if (current.status !== 200 || !current.headers.Etag) return;
+      const params = tagged(RECIPE, { ...auth(data), 'Content-Type': 'application/json', 'If-Match': current.headers.Etag });
+      params.responseCallback = OK_OR_412;
+      const res = http.patch(`${BASE_URL}${API}/recipes/${id}`, JSON.stringify(body), params);
+      if (res.status !== 412) {
+        check(res, { 'edit 200': (r) => r.status === 200 });
+        return;
+      }
+      expectedOutcomes.add(1, { outcome: `edit answered 412 (attempt ${attempt})` });
+    }
   },
 };
 
 // Per 1000 iterations of each kind of user; the same as bench/locustfile.py. [action, weight, optional endpoint]
 const ANONYMOUS = [
-  ['recipe', 467], ['recipeCard', 60], ['list', 160], ['search', 140, 'search'], ['trending', 60, 'trending'],
-  ['author', 110], ['signIn', 3],
+  ['recipe', 444], ['recipeCard', 60], ['list', 150], ['search', 150, 'search'],
+  ['searchTrending', 15, 'search_trending'], ['trending', 60, 'trending'], ['author', 115], ['signIn', 2],
+  ['writeSignedOut', 4],
 ];
 const MEMBER = [
-  ['recipe', 335], ['recipeCard', 40], ['list', 100], ['search', 100, 'search'], ['trending', 30, 'trending'],
-  ['recommendations', 80, 'recommendations'], ['author', 50], ['favorites', 50], ['me', 30], ['unread', 40],
-  ['rate', 60], ['favorite', 50], ['createRecipe', 15], ['editOwnRecipe', 20],
+  ['recipe', 300], ['recipeCard', 40], ['list', 90], ['search', 100, 'search'],
+  ['searchTrending', 10, 'search_trending'], ['trending', 30, 'trending'],
+  ['recommendations', 80, 'recommendations'], ['author', 50], ['favorites', 50], ['me', 25], ['unread', 40],
+  ['rate', 80], ['favorite', 70], ['createRecipe', 10], ['editOwnRecipe', 25],
 ];
 
 function available(mix, endpoints) {
