@@ -250,3 +250,24 @@ async def test_tracing_off_exports_nothing_and_logs_no_trace_ids(
     assert lines
     assert not [line for line in lines if "trace_id" in line or "span_id" in line]
     assert access_line(log_lines, path)["request_id"] == response.headers["X-Request-ID"]
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_a_read_answered_before_routing_is_named_by_its_route(settings: Settings, collector: Collector) -> None:
+    """The first-tier fast path (recipe/fast_path.py) answers before FastAPI routes: its span still has the name."""
+    app = create_app(traced(settings, collector.endpoint))
+    memory = InMemorySpanExporter()
+    app.state.tracing.provider.add_span_processor(SimpleSpanProcessor(memory))
+    async with served(app) as http:
+        api = Api(http)
+        recipe = await api.create_recipe(await api.register())
+        path = f"/api/v1/recipes/{recipe['id']}"
+        assert (await http.get(path)).status_code == 200  # fills both tiers
+        hits = app.state.container.registry.get_sample_value
+        before = hits("potluck_cache_hits_total", {"family": "recipe_detail", "tier": "l1"}) or 0
+        memory.clear()
+        assert (await http.get(path)).status_code == 200
+        assert (hits("potluck_cache_hits_total", {"family": "recipe_detail", "tier": "l1"}) or 0) == before + 1
+    [server] = [s for s in memory.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert server.name == "GET /api/v1/recipes/{recipe_id}"
+    assert (server.attributes or {})["http.route"] == "/api/v1/recipes/{recipe_id}"

@@ -16,8 +16,10 @@ from typing import Any
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from potluck.kit.etag import if_none_match_hit
+from potluck.observability.tracing import name_server_span
 from potluck.recipe.http import full_document_etag, read_headers
 
+ROUTE = "/api/v1/recipes/{recipe_id}"  # the template the route has: spans and metrics name it so
 _PATH = re.compile(r"^/api/v1/recipes/([0-9a-fA-F-]{36})$")
 
 
@@ -58,6 +60,7 @@ class RecipeFastPath:
             status, body = 200, cached.payload
             headers["content-type"] = "application/json"
             headers["content-length"] = str(len(body))
+        name_server_span("GET", ROUTE)
         await send(
             {
                 "type": "http.response.start",

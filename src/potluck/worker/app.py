@@ -15,6 +15,7 @@ from celery.signals import worker_process_init, worker_process_shutdown  # type:
 
 from potluck.bootstrap import Container
 from potluck.config import Settings, get_settings
+from potluck.observability.tracing import instrument_celery
 from potluck.worker import runtime, tasks
 from potluck.worker.schedule import (
     FLUSH_VIEWS_TASK,
@@ -79,6 +80,7 @@ def create_celery(settings: Settings | None = None) -> Any:
 
     def init_process(**_: Any) -> None:
         worker = runtime.current(lambda: settings)
+        instrument_celery(settings, worker.container)  # nothing when tracing is off
         port = settings.worker.metrics_port
         if port is not None:
             from billiard.process import current_process  # type: ignore[import-untyped]
