@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from potluck.notification.routes import router as notifications_router
 from potluck.recipe.routes import me_router as my_recipes_router
 from potluck.recipe.routes import router as recipes_router
+from potluck.recommendation.routes import router as recommendations_router
 from potluck.search.routes import router as search_router
 from potluck.trending.routes import router as trending_router
 from potluck.user.routes import auth_router
@@ -20,3 +21,4 @@ api_router.include_router(recipes_router)
 api_router.include_router(notifications_router)
 api_router.include_router(search_router)
 api_router.include_router(trending_router)
+api_router.include_router(recommendations_router)

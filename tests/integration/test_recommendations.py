@@ -1,0 +1,194 @@
+"""GET /recommendations against real databases (SQLite with the in-process cache, PostgreSQL with Redis)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event
+
+from potluck.cache.keys import recommend_key
+from potluck.recommendation.routes import router as recommendations_router
+from tests.integration.conftest import Api
+
+RECOMMENDATIONS = "/api/v1/recommendations"
+
+
+def _app(client: httpx.AsyncClient) -> Any:
+    return client._transport.app  # type: ignore[attr-defined]
+
+
+@pytest.fixture(autouse=True)
+def _recommendation_routes(client: httpx.AsyncClient) -> None:
+    """Mount the router unless api.py already does."""
+    app = _app(client)
+    if not any(getattr(route, "path", None) == RECOMMENDATIONS for route in app.routes):
+        app.include_router(recommendations_router, prefix="/api/v1")
+
+
+@pytest.fixture
+def statements(client: httpx.AsyncClient) -> Iterator[list[str]]:
+    """Every SQL statement the app sends while the test runs."""
+    database = _app(client).state.container.database
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    engines = {database.primary, database.primary_reader, *database.replicas}
+    for engine in engines:
+        event.listen(engine.sync_engine, "before_cursor_execute", record)
+    yield seen
+    for engine in engines:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+async def _titles(client: httpx.AsyncClient, user: dict[str, Any], **params: Any) -> list[str]:
+    resp = await client.get(RECOMMENDATIONS, params=params, headers=user["headers"])
+    assert resp.status_code == 200, resp.text
+    return [item["title"] for item in resp.json()["items"]]
+
+
+async def _put(client: httpx.AsyncClient, path: str, user: dict[str, Any], body: dict[str, Any] | None = None) -> None:
+    resp = await client.put(path, json=body, headers=user["headers"])
+    assert resp.status_code in (200, 204), resp.text
+
+
+@pytest.fixture
+async def scene(client: httpx.AsyncClient, api: Api) -> dict[str, Any]:
+    """A viewer who loves Italian food and follows a friend who favorited a Thai curry.
+
+    author: four Italian dishes, a Mexican one (favorited by a stranger), a Thai one and a private Italian one.
+    viewer: favorited two of the Italian dishes, wrote an Italian recipe of their own, follows `friend`.
+    friend: favorited the Thai curry."""
+    author, viewer, friend, stranger = [await api.register() for _ in range(4)]
+    recipes: dict[str, dict[str, Any]] = {}
+    for title, cuisine, tags, public in (
+        ("Carbonara", "italian", ["pasta"], True),
+        ("Lasagne", "italian", ["pasta"], True),
+        ("Risotto", "italian", ["rice"], True),
+        ("Gnocchi", "italian", ["pasta"], True),
+        ("Tacos", "mexican", ["spicy"], True),
+        ("Green curry", "thai", ["curry"], True),
+        ("Secret ragu", "italian", ["pasta"], False),
+    ):
+        recipes[title] = await api.create_recipe(author, title=title, cuisine=cuisine, tags=tags, is_public=public)
+    recipes["Own pizza"] = await api.create_recipe(viewer, title="Own pizza", cuisine="italian", tags=["pasta"])
+
+    def url(title: str, what: str = "favorite") -> str:
+        return f"/api/v1/recipes/{recipes[title]['id']}/{what}"
+
+    await _put(client, url("Carbonara"), viewer)
+    await _put(client, url("Lasagne"), viewer, None)
+    await _put(client, url("Lasagne", "rating"), viewer, {"stars": 5})
+    await _put(client, f"/api/v1/users/{friend['id']}/follow", viewer)
+    await _put(client, url("Green curry"), friend)
+    await _put(client, url("Tacos"), stranger)
+    return {"author": author, "viewer": viewer, "friend": friend, "recipes": recipes}
+
+
+async def test_tastes_and_follows_shape_the_list(client: httpx.AsyncClient, scene: dict[str, Any]) -> None:
+    titles = await _titles(client, scene["viewer"])
+    # Italian first (Gnocchi shares the favorites' tag too); never the viewer's own or already favorited
+    # recipes, never a private one; the friend's favorite comes next (the list is diversified: at most two of
+    # one cuisine before another gets a place), then what is merely popular.
+    assert titles == ["Gnocchi", "Risotto", "Green curry", "Tacos"]
+    for excluded in ("Own pizza", "Carbonara", "Lasagne", "Secret ragu"):
+        assert excluded not in titles
+    assert await _titles(client, scene["viewer"], limit=1) == ["Gnocchi"]
+
+
+async def test_items_are_recipe_documents_with_field_selection(
+    client: httpx.AsyncClient, scene: dict[str, Any]
+) -> None:
+    resp = await client.get(
+        RECOMMENDATIONS, params={"fields": "id,title", "limit": 1}, headers=scene["viewer"]["headers"]
+    )
+    assert resp.status_code == 200
+    assert resp.json() == {"items": [{"id": scene["recipes"]["Gnocchi"]["id"], "title": "Gnocchi"}]}
+    assert resp.headers["cache-control"].startswith("private")
+    full = await client.get(RECOMMENDATIONS, params={"include": "tags"}, headers=scene["viewer"]["headers"])
+    assert full.json()["items"][0]["tags"] == ["pasta"]
+
+
+async def test_a_cold_start_gets_well_rated_popular_recipes(
+    client: httpx.AsyncClient, api: Api, scene: dict[str, Any]
+) -> None:
+    newcomer = await api.register()
+    # Tacos and Green curry have a favorite each; the four favorited/rated Italian dishes are the viewer's.
+    # Carbonara: 1 favorite; Lasagne: 1 favorite and a 5-star rating.
+    titles = await _titles(client, newcomer)
+    assert titles[0] == "Lasagne"
+    assert set(titles) == {"Lasagne", "Carbonara", "Tacos", "Green curry"}
+    # The author's own recipes stay out of the author's list.
+    assert await _titles(client, scene["author"]) == []
+
+
+async def test_a_recipe_that_goes_private_disappears_even_from_the_cached_list(
+    client: httpx.AsyncClient, scene: dict[str, Any], statements: list[str]
+) -> None:
+    author, viewer, recipes = scene["author"], scene["viewer"], scene["recipes"]
+    assert "Risotto" in await _titles(client, viewer)  # computed and cached
+    cache = _app(client).state.container.cache
+    assert await cache.store.get(recommend_key(viewer["id"])) is not None
+    resp = await client.patch(
+        f"/api/v1/recipes/{recipes['Risotto']['id']}", json={"is_public": False}, headers=author["headers"]
+    )
+    assert resp.status_code == 200
+    statements.clear()
+    assert await _titles(client, viewer) == ["Gnocchi", "Green curry", "Tacos"]
+    # Not recomputed: hydration, not the ranking, dropped it (the ranking is the only reader of `follow`).
+    assert statements, "the recipe went private: its document had to be read again"
+    assert not [s for s in statements if "FROM follow" in s]
+    # Deleted: gone as well.
+    resp = await client.delete(f"/api/v1/recipes/{recipes['Gnocchi']['id']}", headers=author["headers"])
+    assert resp.status_code == 204
+    assert await _titles(client, viewer) == ["Green curry", "Tacos"]
+
+
+async def test_the_list_is_cached_per_user(
+    client: httpx.AsyncClient, api: Api, scene: dict[str, Any], statements: list[str]
+) -> None:
+    viewer = scene["viewer"]
+    first = await _titles(client, viewer)
+    statements.clear()
+    registry = _app(client).state.container.registry
+
+    def hits() -> float:
+        return sum(
+            registry.get_sample_value("potluck_cache_hits_total", {"family": "recommendations", "tier": tier}) or 0.0
+            for tier in ("l1", "l2")
+        )
+
+    before = hits()
+    assert await _titles(client, viewer) == first
+    assert statements == []  # the ids, and every recipe document, from the cache
+    assert hits() == before + 1
+    # New favorites of the viewer do not change the cached list before its TTL (1800 s) ...
+    await _put(client, f"/api/v1/recipes/{scene['recipes']['Gnocchi']['id']}/favorite", viewer)
+    assert await _titles(client, viewer) == first
+    # ... but a fresh computation excludes the newly favorited recipe.
+    await _app(client).state.container.cache.invalidate([recommend_key(viewer["id"])])
+    assert "Gnocchi" not in await _titles(client, viewer)
+    # Another user's list is their own.
+    assert await _titles(client, scene["friend"]) != first
+
+
+async def test_sign_in_required(client: httpx.AsyncClient) -> None:
+    resp = await client.get(RECOMMENDATIONS)
+    assert resp.status_code == 401
+    assert resp.headers["content-type"] == "application/problem+json"
+    assert resp.headers["www-authenticate"] == "Bearer"
+    resp = await client.get(RECOMMENDATIONS, headers={"Authorization": "Bearer not-a-token"})
+    assert resp.status_code == 401
+    assert resp.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 101}, {"limit": "ten"}, {"fields": "nope"}])
+async def test_bad_parameters(client: httpx.AsyncClient, api: Api, params: dict[str, Any]) -> None:
+    user = await api.register()
+    resp = await client.get(RECOMMENDATIONS, params=params, headers=user["headers"])
+    assert resp.status_code in (400, 422)
+    assert resp.headers["content-type"] == "application/problem+json"
