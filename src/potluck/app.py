@@ -18,6 +18,7 @@ from potluck.errors import install_error_handlers
 from potluck.health import router as health_router
 from potluck.middleware import BodySizeLimitMiddleware
 from potluck.observability import HttpMetricsMiddleware, RequestIdMiddleware, configure_logging, setup_tracing
+from potluck.observability.multiprocess import mark_dead
 from potluck.observability.tracing import untraced
 from potluck.recipe.fast_path import RecipeFastPath
 
@@ -39,6 +40,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         finally:
             await container.aclose()
             tracing.shutdown()
+            mark_dead()  # multiprocess mode: this worker's live gauges leave the merged /metrics
 
     app = FastAPI(
         title="Potluck",

@@ -131,6 +131,10 @@ class ObservabilitySettings(BaseModel):
     tracing_sample_ratio: float = Field(default=1.0, ge=0.0, le=1.0)
     service_name: str = "potluck"
     redis_info_interval_seconds: float = Field(default=5.0, gt=0)
+    # Where the processes of one `potluck serve` (or `potluck worker`) keep their metrics for /metrics to merge
+    # (prometheus_client's multiprocess mode). None: PROMETHEUS_MULTIPROC_DIR, else a temporary directory when
+    # there are several processes. Emptied at startup: one directory per server, never shared by two.
+    multiprocess_dir: Path | None = None
 
 
 class Settings(BaseSettings):

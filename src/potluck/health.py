@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy import text
@@ -10,6 +12,7 @@ from starlette.responses import Response
 from potluck.cache.store import CacheStoreError
 from potluck.deps import ContainerDep
 from potluck.errors import ServiceUnavailableError
+from potluck.observability import multiprocess
 
 router = APIRouter(tags=["health"])
 
@@ -45,5 +48,13 @@ async def readyz(container: ContainerDep) -> dict[str, str]:
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(container: ContainerDep) -> Response:
-    """Prometheus exposition of this process's metrics."""
-    return Response(generate_latest(container.registry), media_type=CONTENT_TYPE_LATEST)
+    """Prometheus exposition: this process's metrics, or every worker process's when they share the port.
+
+    In multiprocess mode the counters, histograms and gauges come merged from every process's files (read in a
+    thread: that is file I/O), and Redis INFO, the same from any process, from this one.
+    """
+    path = multiprocess.directory()
+    if path is None:
+        return Response(generate_latest(container.registry), media_type=CONTENT_TYPE_LATEST)
+    registry = multiprocess.exposition_registry(path, [c for c in (container.redis_info,) if c is not None])
+    return Response(await asyncio.to_thread(generate_latest, registry), media_type=CONTENT_TYPE_LATEST)

@@ -1,4 +1,9 @@
-"""Cache metrics, per family and tier, on the container's registry (potluck_cache_*)."""
+"""Cache metrics, per family and tier, on the container's registry (potluck_cache_*).
+
+The gauges describe one process's cache; `multiprocess_mode` says how a server's processes add up when they
+share one /metrics (observability/multiprocess.py): waiting invalidations are summed, the breaker counts as open
+while any process has it open, the first tier as in use only while every process uses it.
+"""
 
 from __future__ import annotations
 
@@ -52,15 +57,22 @@ class CacheMetrics:
             registry=registry,
         )
         self.pending = Gauge(
-            "potluck_cache_pending_invalidations", "Invalidations waiting for the store.", registry=registry
+            "potluck_cache_pending_invalidations",
+            "Invalidations waiting for the store.",
+            registry=registry,
+            multiprocess_mode="livesum",
         )
         self.breaker_open = Gauge(
-            "potluck_cache_breaker_open", "1 while the circuit breaker keeps requests off the store.", registry=registry
+            "potluck_cache_breaker_open",
+            "1 while the circuit breaker keeps requests off the store.",
+            registry=registry,
+            multiprocess_mode="livemax",
         )
         self.local_enabled = Gauge(
             "potluck_cache_local_enabled",
             "1 while the in-process tier is in use (its invalidation subscription is up).",
             registry=registry,
+            multiprocess_mode="livemin",
         )
         self.ack_timeouts = Counter(
             "potluck_cache_invalidation_ack_timeouts_total",

@@ -25,20 +25,39 @@ def serve(
     port: int = typer.Option(int(os.environ.get("PORT", "8000")), help="Port (env PORT)."),
     workers: int = typer.Option(1, min=1, help="Worker processes (one per core is right)."),
     access_log: bool = typer.Option(False, help="Log every request."),
+    worker_timeout: int = typer.Option(
+        30,
+        min=1,
+        help="Seconds a worker may take to answer the supervisor (at startup: to import the app) before it is "
+        "replaced (several workers only).",
+    ),
 ) -> None:
-    """Serve the HTTP API."""
+    """Serve the HTTP API.
+
+    With several workers (or observability.multiprocess_dir / PROMETHEUS_MULTIPROC_DIR set) the workers keep their
+    metrics in one directory, so /metrics answers for all of them whichever one it reaches.
+    """
     import uvicorn
 
-    uvicorn.run(
-        "potluck.app:create_app",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        access_log=access_log,
-        proxy_headers=True,
-        server_header=False,
-    )
+    from potluck.observability.multiprocess import server_directory
+
+    configured = get_settings().observability.multiprocess_dir
+    # Before the workers start: they inherit the environment and make their metrics file-backed.
+    with server_directory(configured, processes=workers) as metrics_dir:
+        if metrics_dir is not None:
+            console.print(f"metrics of {workers} worker process(es) merged from {metrics_dir}", soft_wrap=True)
+        uvicorn.run(
+            "potluck.app:create_app",
+            factory=True,
+            host=host,
+            port=port,
+            workers=workers,
+            access_log=access_log,
+            proxy_headers=True,
+            server_header=False,
+            # uvicorn's default (5 s) kills workers still importing the app on a busy machine, over and over.
+            timeout_worker_healthcheck=worker_timeout,
+        )
 
 
 @app.command()

@@ -112,20 +112,26 @@ class Database:
         self.replica_states = [ReplicaState(name, engine) for name, engine in replicas]
         self.replicas = [state.engine for state in self.replica_states]
         self._round_robin = itertools.count()
-        registry = registry or CollectorRegistry()
         self.queries = Counter(
-            "potluck_db_queries_total", "SQL statements sent, by database role.", ["role", "node"], registry=registry
+            "potluck_db_queries_total",
+            "SQL statements sent, by database role.",
+            ["role", "node"],
+            registry=registry or CollectorRegistry(),
         )
-        self._count_queries(self.primary, "primary", "primary")
-        if self.primary_reader is not self.primary:
-            self._count_queries(self.primary_reader, "primary", "primary")
-        for state in self.replica_states:
-            self._count_queries(state.engine, "replica", state.name)
+        # Only a Database whose registry is exported counts (the background pool's has none): in multiprocess
+        # mode every counter writes to the shared files whatever its registry, and a second counter with the same
+        # name and labels in one process would overwrite the first's value there.
+        if registry is not None:
+            self._count_queries(self.primary, "primary", "primary")
+            if self.primary_reader is not self.primary:
+                self._count_queries(self.primary_reader, "primary", "primary")
+            for state in self.replica_states:
+                self._count_queries(state.engine, "replica", state.name)
         self.monitor = (
             ReplicaMonitor(
                 primary,
                 self.replica_states,
-                registry,
+                registry or CollectorRegistry(),
                 interval=settings.lag_check_interval_seconds,
                 max_lag_seconds=settings.replica_max_lag_seconds,
             )

@@ -51,19 +51,32 @@ class ReplicaMonitor:
         self.timeout = timeout
         self.history = PrimaryHistory()
         self._task: asyncio.Task[None] | None = None
+        # Each process measures for itself; where a server's processes share one /metrics, the worst live view
+        # is reported: the largest lag, a replica healthy (or the primary up) only if every process says so.
         self.lag_gauge = Gauge(
-            "potluck_db_replication_lag_seconds", "Replay lag of each replica.", ["replica"], registry=registry
+            "potluck_db_replication_lag_seconds",
+            "Replay lag of each replica.",
+            ["replica"],
+            registry=registry,
+            multiprocess_mode="livemax",
         )
         self.lag_bytes_gauge = Gauge(
             "potluck_db_replication_lag_bytes",
             "WAL bytes each replica has yet to replay.",
             ["replica"],
             registry=registry,
+            multiprocess_mode="livemax",
         )
         self.healthy_gauge = Gauge(
-            "potluck_db_replica_healthy", "1 while the replica is in the read rotation.", ["replica"], registry=registry
+            "potluck_db_replica_healthy",
+            "1 while the replica is in the read rotation.",
+            ["replica"],
+            registry=registry,
+            multiprocess_mode="livemin",
         )
-        self.primary_up = Gauge("potluck_db_up", "1 while the primary answers.", registry=registry)
+        self.primary_up = Gauge(
+            "potluck_db_up", "1 while the primary answers.", registry=registry, multiprocess_mode="livemin"
+        )
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="potluck-replica-monitor")

@@ -44,8 +44,12 @@ class HttpMetrics:
             buckets=DURATION_BUCKETS,
             registry=registry,
         )
+        # Multiprocess mode: the server's requests in flight, summed over its live worker processes.
         self.in_flight = Gauge(
-            "potluck_http_requests_in_flight", "HTTP requests being handled right now.", registry=registry
+            "potluck_http_requests_in_flight",
+            "HTTP requests being handled right now.",
+            registry=registry,
+            multiprocess_mode="livesum",
         )
 
 

@@ -2,6 +2,9 @@
 
 A scrape never waits for Redis: `RedisInfoPoller` refreshes a snapshot every few seconds in an asyncio task,
 and its collector only reads that snapshot. A snapshot older than `stale_after` reports Redis as down.
+
+In multiprocess mode (observability/multiprocess.py) the process that answers the scrape serves its own
+snapshot: INFO is the same whichever process asked, so nothing is merged or labelled by process.
 """
 
 from __future__ import annotations

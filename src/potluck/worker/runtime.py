@@ -8,18 +8,22 @@ the connection pools. Built in `worker_process_init` (prefork children), or on f
 from __future__ import annotations
 
 import asyncio
+import atexit
+import contextlib
 import logging
 import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import Future
+from pathlib import Path
 from typing import TypeVar
 
 from prometheus_client import start_http_server
 
 from potluck.bootstrap import Container, bootstrap
 from potluck.config import Settings
+from potluck.observability import multiprocess
 
 logger = logging.getLogger("potluck.worker")
 
@@ -84,8 +88,43 @@ def current(settings_factory: Callable[[], Settings]) -> WorkerRuntime:
         return _runtime
 
 
+_pool_metrics: contextlib.ExitStack | None = None  # set in the main process once it serves the pool's metrics
+
+
+def serve_pool_metrics(settings: Settings) -> Path | None:
+    """In the worker's main process, before the pool starts: every pool process's metrics on one port.
+
+    Turns on multiprocess mode (observability/multiprocess.py) for the processes forked after this, and serves
+    their merged metrics on `worker.metrics_port` from this process, which outlives pool processes that die or are
+    replaced. Nothing to do without a port. The pool processes then serve nothing themselves (`serve_metrics`).
+    """
+    global _pool_metrics
+    port = settings.worker.metrics_port
+    if port is None or _pool_metrics is not None:
+        return None
+    stack = contextlib.ExitStack()
+    # This process serves, the pool's processes write: always several, so a directory even if none is configured.
+    processes = 1 + settings.worker.concurrency
+    path = stack.enter_context(
+        multiprocess.server_directory(settings.observability.multiprocess_dir, processes=processes)
+    )
+    assert path is not None  # several processes: never None
+    start_http_server(port, registry=multiprocess.exposition_registry(path))
+    owner = os.getpid()
+    atexit.register(lambda: stack.close() if os.getpid() == owner else None)  # forked children exit otherwise
+    _pool_metrics = stack
+    logger.info("worker.metrics_serving", extra={"port": port, "multiprocess_dir": str(path)})
+    return path
+
+
 def serve_metrics(runtime: WorkerRuntime, port: int) -> None:
-    """Expose this process's registry (prefork: one port per pool process, base port + pool index)."""
+    """Expose this process's registry (prefork: one port per pool process, base port + pool index).
+
+    Not when the main process serves the whole pool's metrics (`serve_pool_metrics`): this process writes them
+    to the shared directory instead.
+    """
+    if _pool_metrics is not None:
+        return
     start_http_server(port, registry=runtime.container.registry)
     logger.info("worker.metrics_serving", extra={"port": port})
 
@@ -95,4 +134,5 @@ def shutdown() -> None:
     with _lock:
         if _runtime is not None and _runtime.pid == os.getpid():
             _runtime.close()
+            multiprocess.mark_dead()  # multiprocess mode: this pool process's live gauges leave the merge
         _runtime = None
