@@ -117,7 +117,7 @@ class WorkerSettings(BaseModel):
     warm_interval_seconds: float = Field(default=300.0, gt=0)
     trending_interval_seconds: float = Field(default=300.0, gt=0)
     search_rollup_interval_seconds: float = Field(default=60.0, gt=0)
-    # Each worker process serves its metrics on metrics_port + its pool index (None: not served).
+    # The worker's main process serves the whole pool's metrics on this port (None: not served).
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
 

@@ -269,7 +269,6 @@ WORKER_SCRIPT = textwrap.dedent(
     for runs in (3, 6):  # two pool processes
         pid = os.fork()
         if pid == 0:
-            runtime.serve_metrics(None, port + 1)  # a pool process serves nothing itself now
             metrics = EventsMetrics(CollectorRegistry())
             for _ in range(runs):
                 metrics.task_duration.labels("events.relay").observe(0.01)

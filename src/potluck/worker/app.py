@@ -11,7 +11,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from celery import Celery  # type: ignore[import-untyped]
-from celery.signals import worker_process_init, worker_process_shutdown  # type: ignore[import-untyped]
+from celery.signals import (  # type: ignore[import-untyped]
+    worker_init,
+    worker_process_init,
+    worker_process_shutdown,
+)
 
 from potluck.bootstrap import Container
 from potluck.config import Settings, get_settings
@@ -78,19 +82,18 @@ def create_celery(settings: Settings | None = None) -> Any:
     _bind(app, TRENDING_TASK, tasks.refresh_trending, settings)
     _bind(app, SEARCH_ROLLUP_TASK, tasks.rollup_searches, settings)
 
+    def init_worker(**_: Any) -> None:
+        runtime.serve_pool_metrics(settings)  # main process, before the pool forks: one port for the whole pool
+
     def init_process(**_: Any) -> None:
         worker = runtime.current(lambda: settings)
         instrument_celery(settings, worker.container)  # nothing when tracing is off
-        port = settings.worker.metrics_port
-        if port is not None:
-            from billiard.process import current_process  # type: ignore[import-untyped]
-
-            runtime.serve_metrics(worker, port + int(getattr(current_process(), "index", 0) or 0))
 
     def shutdown_process(**_: Any) -> None:
         runtime.shutdown()
 
     # weak=False: the receivers are closures that would otherwise be collected at once.
+    worker_init.connect(init_worker, weak=False)
     worker_process_init.connect(init_process, weak=False)
     worker_process_shutdown.connect(shutdown_process, weak=False)
     return app

@@ -96,7 +96,7 @@ def serve_pool_metrics(settings: Settings) -> Path | None:
 
     Turns on multiprocess mode (observability/multiprocess.py) for the processes forked after this, and serves
     their merged metrics on `worker.metrics_port` from this process, which outlives pool processes that die or are
-    replaced. Nothing to do without a port. The pool processes then serve nothing themselves (`serve_metrics`).
+    replaced. Nothing to do without a port. The pool processes serve nothing themselves: they write the files.
     """
     global _pool_metrics
     port = settings.worker.metrics_port
@@ -115,18 +115,6 @@ def serve_pool_metrics(settings: Settings) -> Path | None:
     _pool_metrics = stack
     logger.info("worker.metrics_serving", extra={"port": port, "multiprocess_dir": str(path)})
     return path
-
-
-def serve_metrics(runtime: WorkerRuntime, port: int) -> None:
-    """Expose this process's registry (prefork: one port per pool process, base port + pool index).
-
-    Not when the main process serves the whole pool's metrics (`serve_pool_metrics`): this process writes them
-    to the shared directory instead.
-    """
-    if _pool_metrics is not None:
-        return
-    start_http_server(port, registry=runtime.container.registry)
-    logger.info("worker.metrics_serving", extra={"port": port})
 
 
 def shutdown() -> None:
