@@ -166,14 +166,20 @@ async def test_the_list_is_cached_per_user(
     assert await _titles(client, viewer) == first
     assert statements == []  # the ids, and every recipe document, from the cache
     assert hits() == before + 1
-    # New favorites of the viewer do not change the cached list before its TTL (1800 s) ...
-    await _put(client, f"/api/v1/recipes/{scene['recipes']['Gnocchi']['id']}/favorite", viewer)
+    # Another user's list is their own, and another user's favorite leaves the viewer's cached list alone...
+    friend_list = await _titles(client, scene["friend"])
+    assert friend_list != first
+    await _put(client, f"/api/v1/recipes/{scene['recipes']['Risotto']['id']}/favorite", scene["friend"])
+    before = hits()
     assert await _titles(client, viewer) == first
-    # ... but a fresh computation excludes the newly favorited recipe.
-    await _app(client).state.container.cache.invalidate([recommend_key(viewer["id"])])
+    assert hits() == before + 1  # the cached ranking (Risotto's own document was refilled: its count changed)
+    # ...while the viewer's own favorite, rating or follow clears it after commit: the next list excludes it.
+    assert "Gnocchi" in first
+    await _put(client, f"/api/v1/recipes/{scene['recipes']['Gnocchi']['id']}/favorite", viewer)
     assert "Gnocchi" not in await _titles(client, viewer)
-    # Another user's list is their own.
-    assert await _titles(client, scene["friend"]) != first
+    assert "Tacos" in await _titles(client, viewer)
+    await _put(client, f"/api/v1/recipes/{scene['recipes']['Tacos']['id']}/rating", viewer, {"stars": 2})
+    assert "Tacos" not in await _titles(client, viewer)
 
 
 async def test_sign_in_required(client: httpx.AsyncClient) -> None:

@@ -328,6 +328,30 @@ async def test_results_are_cached_and_a_title_edit_invalidates_them(
     assert await _titles(client, "cardamom") == ["Cardamom buns"]
 
 
+async def test_edits_search_does_not_read_and_deletions_keep_the_cached_pages(
+    client: httpx.AsyncClient, api: Api, author: dict[str, Any], statements: list[str]
+) -> None:
+    """Cached pages hold ids hydrated on every read: only what a search reads bumps the generation."""
+    kept = await api.create_recipe(author, **_recipe("Quince paste"))
+    gone = await api.create_recipe(author, **_recipe("Quince tart"))
+    await _after_recipe_write(client)
+    assert sorted(await _titles(client, "quince")) == ["Quince paste", "Quince tart"]
+    cache = _container(client).cache
+    generation = await cache.generation(SEARCH_GENERATION_KEY)
+
+    resp = await client.patch(
+        f"/api/v1/recipes/{kept['id']}", json={"servings": 12, "steps": ["Stir."]}, headers=author["headers"]
+    )
+    assert resp.status_code == 200
+    assert (await client.delete(f"/api/v1/recipes/{gone['id']}", headers=author["headers"])).status_code == 204
+    await _container(client).events.relay.drain()  # the outbox's search.index hook: no bump either
+    assert await cache.generation(SEARCH_GENERATION_KEY) == generation
+    statements.clear()
+    body = await _search(client, "quince")
+    assert [(i["title"], i["servings"]) for i in body["items"]] == [("Quince paste", 12)]  # current document
+    assert not [q for q in statements if "websearch_to_tsquery" in q or "MATCH" in q]  # the cached page of ids
+
+
 async def test_bad_input_is_a_problem(client: httpx.AsyncClient, api: Api, author: dict[str, Any]) -> None:
     await api.create_recipe(author, **_recipe("Apple pie"))
     for params in ({}, {"q": ""}, {"q": "x" * 201}, {"q": "pie", "limit": 101}, {"q": "pie", "sort": "best"}):
@@ -393,10 +417,18 @@ async def test_recipe_events_bump_the_search_generation(client: httpx.AsyncClien
         HandlerRegistry(), cache=container.cache, recipes=container.recipes, notifications=container.notifications
     )
     install_search_handlers(registry, container.cache)
-    before = await container.cache.generation(SEARCH_GENERATION_KEY)
-    for topic in (RECIPE_CREATED, RECIPE_UPDATED, RECIPE_DELETED):
+    cases = [
+        (RECIPE_CREATED, {}, 1),
+        (RECIPE_UPDATED, {"fields": ["title"]}, 1),
+        (RECIPE_UPDATED, {"fields": ["is_public"]}, 1),
+        (RECIPE_UPDATED, {"fields": ["steps", "servings"]}, 0),  # not what a search reads
+        (RECIPE_DELETED, {}, 0),  # cached pages skip a deleted id when hydrated
+    ]
+    for topic, payload, bumps in cases:
+        before = await container.cache.generation(SEARCH_GENERATION_KEY)
+        assert before is not None
         hooks = [h for h in registry.handlers(topic) if h.name == SEARCH_INDEX]
         assert len(hooks) == 1
         assert hooks[0].handler is not None
-        await hooks[0].handler(Event(1, topic, uuid.uuid4(), {}, 0, datetime.now(UTC)))
-    assert await container.cache.generation(SEARCH_GENERATION_KEY) == before + 3
+        await hooks[0].handler(Event(1, topic, uuid.uuid4(), payload, 0, datetime.now(UTC)))
+        assert await container.cache.generation(SEARCH_GENERATION_KEY) == before + bumps, (topic, payload)

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from potluck.cache.cache import Cache, Loaded
 from potluck.cache.families import RECIPE_DETAIL
-from potluck.cache.keys import SEARCH_GENERATION_KEY, recipe_key, user_key
+from potluck.cache.keys import SEARCH_GENERATION_KEY, recipe_key, recommend_key, user_key
 from potluck.db.engine import Database
 from potluck.db.session import WriteSession
 from potluck.errors import ForbiddenError, NotFoundError, PreconditionFailedError
@@ -35,6 +35,7 @@ from potluck.recipe.schemas import (
     RecipeRead,
     RecipeUpdate,
 )
+from potluck.search.relevance import update_affects_search
 from potluck.user.service import media_url
 
 _SCALAR_FIELDS = (
@@ -144,14 +145,23 @@ class RecipeService:
         return Loaded(orjson.dumps(doc), meta.pack())
 
     def _invalidate(
-        self, session: WriteSession, recipe_id: uuid.UUID, *, author_id: uuid.UUID | None = None, search: bool = False
+        self,
+        session: WriteSession,
+        recipe_id: uuid.UUID,
+        *,
+        author_id: uuid.UUID | None = None,
+        search: bool = False,
+        reader_id: uuid.UUID | None = None,
     ) -> None:
         keys = [recipe_key(recipe_id)]
         if author_id is not None:
             keys.append(user_key(author_id))  # the author's profile counts recipes
+        if reader_id is not None:
+            keys.append(recommend_key(reader_id))  # their favorites and ratings are what recommendations read
         self.cache.invalidate_after_commit(session, *keys)
         if search:
-            # Cached searches hold ids; what they match changes with a recipe's text or visibility (docs/search.md).
+            # Cached searches hold ids; which ids match changes with a recipe's text, filters or visibility
+            # (search/relevance.py, docs/search.md).
             session.after_commit(lambda: self.cache.bump_generation(SEARCH_GENERATION_KEY))
 
     async def list_page(
@@ -234,7 +244,7 @@ class RecipeService:
         if "nutrition" in sent:
             await repo.replace_nutrition(session, recipe.id, data.nutrition)
         await repo.bump_version(session, recipe.id, **values)
-        self._invalidate(session, recipe.id, author_id=recipe.author_id, search=True)
+        self._invalidate(session, recipe.id, author_id=recipe.author_id, search=update_affects_search(sent))
         await self.outbox.record(
             session, RECIPE_UPDATED, recipe.id, {"author_id": str(recipe.author_id), "fields": sorted(sent)}
         )
@@ -242,7 +252,8 @@ class RecipeService:
 
     async def delete(self, session: WriteSession, recipe: Recipe) -> None:
         await RecipeRepository(session).delete(session, recipe.id)
-        self._invalidate(session, recipe.id, author_id=recipe.author_id, search=True)
+        # No search bump: cached pages skip the id when they are hydrated (search/relevance.py).
+        self._invalidate(session, recipe.id, author_id=recipe.author_id)
         await self.outbox.record(session, RECIPE_DELETED, recipe.id, {"author_id": str(recipe.author_id)})
 
     async def rate(self, session: WriteSession, recipe: Recipe, user_id: uuid.UUID, data: RatingWrite) -> RatingRead:
@@ -250,7 +261,7 @@ class RecipeService:
         repo = RecipeRepository(session)
         rating = await repo.upsert_rating(session, recipe.id, user_id, data.stars, data.review)
         average, count = await repo.recompute_rating(session, recipe.id)
-        self._invalidate(session, recipe.id)
+        self._invalidate(session, recipe.id, reader_id=user_id)
         await self.outbox.record(session, RATING_CREATED, recipe.id, {"user_id": str(user_id), "stars": rating.stars})
         return RatingRead(
             recipe_id=recipe.id,
@@ -267,19 +278,19 @@ class RecipeService:
         repo = RecipeRepository(session)
         if await repo.delete_rating(session, recipe.id, user_id):
             await repo.recompute_rating(session, recipe.id)
-            self._invalidate(session, recipe.id)
+            self._invalidate(session, recipe.id, reader_id=user_id)
 
     async def favorite(self, session: WriteSession, recipe: Recipe, user_id: uuid.UUID) -> None:
         repo = RecipeRepository(session)
         if await repo.add_favorite(session, recipe.id, user_id):
             await repo.recompute_favorites(session, recipe.id)
-            self._invalidate(session, recipe.id)
+            self._invalidate(session, recipe.id, reader_id=user_id)
 
     async def unfavorite(self, session: WriteSession, recipe: Recipe, user_id: uuid.UUID) -> None:
         repo = RecipeRepository(session)
         if await repo.remove_favorite(session, recipe.id, user_id):
             await repo.recompute_favorites(session, recipe.id)
-            self._invalidate(session, recipe.id)
+            self._invalidate(session, recipe.id, reader_id=user_id)
 
     async def list_favorites(
         self, session: AsyncSession, user_id: uuid.UUID, cursor: Cursor | None, limit: int, parts: Set[str]

@@ -1,11 +1,12 @@
 """What search does after a recipe event: the `search.index` hook of potluck.events.handlers.
 
 The index itself needs nothing: triggers keep it current inside the writing transaction (migration 0002). What
-remains is the cache: cached pages may name a recipe that no longer matches, or miss one that now does. The
-service bumps the search generation right after commit; this handler bumps it again when the outbox delivers the
-event, so a process that died between its commit and its bump still leaves no stale page behind for longer than
-the relay's delay. The bump raises while the store is down, so the event is retried until it lands. A bump is
-idempotent in effect (any newer generation will do), so redelivery is harmless.
+remains is the cache: cached pages may name a recipe that no longer matches, or miss one that now does. For a
+creation, and an update of a field search reads (search/relevance.py; deletions need none), the service bumps
+the search generation right after commit; this handler bumps it again when the outbox delivers the event, so a
+process that died between its commit and its bump still leaves no stale page behind for longer than the relay's
+delay. The bump raises while the store is down, so the event is retried until it lands. A bump is idempotent in
+effect (any newer generation will do), so redelivery is harmless.
 """
 
 from __future__ import annotations
@@ -16,12 +17,17 @@ from potluck.events.handlers import SEARCH_INDEX
 from potluck.events.registry import HandlerRegistry
 from potluck.events.repository import Event
 from potluck.events.topics import RECIPE_CREATED, RECIPE_DELETED, RECIPE_UPDATED
+from potluck.search.relevance import update_affects_search
 
 
 def install_search_handlers(registry: HandlerRegistry, cache: Cache) -> HandlerRegistry:
     """Fill the `search.index` hook for recipe.created, recipe.updated and recipe.deleted."""
 
-    async def invalidate_searches(_event: Event) -> None:
+    async def invalidate_searches(event: Event) -> None:
+        if event.topic == RECIPE_DELETED:
+            return
+        if event.topic == RECIPE_UPDATED and not update_affects_search(event.payload.get("fields", [])):
+            return
         if cache.settings.enabled:
             # Strict, like the relay's cache.invalidate: CacheStoreError while Redis is down, so the relay retries.
             await cache.store.incr(SEARCH_GENERATION_KEY)

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from potluck.cache.cache import Cache, Loaded
 from potluck.cache.families import USER_PROFILE
-from potluck.cache.keys import recipe_key, user_key
+from potluck.cache.keys import recipe_key, recommend_key, user_key
 from potluck.db.base import utcnow
 from potluck.db.engine import Database
 from potluck.db.session import WriteSession
@@ -180,7 +180,9 @@ class UserService:
             raise NotFoundError("no such user")
         created = await repo.follow(session, follower_id, followee_id)
         if created:
-            self.cache.invalidate_after_commit(session, user_key(follower_id), user_key(followee_id))
+            self.cache.invalidate_after_commit(
+                session, user_key(follower_id), user_key(followee_id), recommend_key(follower_id)
+            )
             await self.outbox.record(session, USER_FOLLOWED, followee_id, {"follower_id": str(follower_id)})
         return created
 
@@ -189,7 +191,9 @@ class UserService:
         if await repo.get(followee_id) is None:
             raise NotFoundError("no such user")
         if await repo.unfollow(session, follower_id, followee_id):
-            self.cache.invalidate_after_commit(session, user_key(follower_id), user_key(followee_id))
+            self.cache.invalidate_after_commit(
+                session, user_key(follower_id), user_key(followee_id), recommend_key(follower_id)
+            )
 
     async def list_follows(
         self, session: AsyncSession, user_id: uuid.UUID, direction: str, cursor: Cursor | None, limit: int
