@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
 
@@ -154,6 +155,35 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     )
 
 
+# Overload and outages of the database: the request may well succeed in a moment, so 503 + Retry-After rather than
+# a 500. A pool checkout that timed out (every connection busy), a statement cancelled by statement_timeout, SQLite's
+# "database is locked", a connection refused or lost.
+DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
+    sa_exc.TimeoutError,
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    ConnectionError,
+)
+RETRY_AFTER_SECONDS = 1
+
+
+async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    busy = isinstance(exc, sa_exc.TimeoutError)
+    logger.warning(
+        "request.database_unavailable",
+        extra={"path": request.url.path, "error": type(exc).__name__, "pool_exhausted": busy},
+    )
+    detail = "every database connection is busy" if busy else "the database did not answer"
+    return problem(
+        503,
+        "Service Unavailable",
+        f"{detail}; retry shortly",
+        slug="unavailable",
+        instance=request.url.path,
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+    )
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
     logger.exception("request.unhandled_error", extra={"path": request.url.path})
     return problem(500, "Internal Server Error", "an unexpected error occurred", slug="internal")
@@ -163,4 +193,6 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PotluckError, _potluck_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    for kind in DATABASE_UNAVAILABLE:
+        app.add_exception_handler(kind, _database_unavailable)
     app.add_exception_handler(Exception, _unexpected_error)

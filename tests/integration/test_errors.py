@@ -117,3 +117,33 @@ async def test_openapi_documents_every_route(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
     for path in ("/api/v1/recipes", "/api/v1/recipes/{recipe_id}", "/api/v1/auth/token", "/api/v1/users/me"):
         assert path in spec["paths"]
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_an_exhausted_pool_is_503_with_retry_after_not_500(settings: Any) -> None:
+    """Every connection busy past the pool timeout: the client is told to retry, nothing is written."""
+    from potluck.config import DatabaseSettings
+    from tests.integration.conftest import running_app
+
+    db = settings.database.model_dump()
+    db.update(pool_size=1, max_overflow=0, pool_timeout_seconds=0.3)
+    tight = settings.model_copy(update={"database": DatabaseSettings(**db)})
+    async with running_app(tight) as client:
+        api = Api(client)
+        author = await api.register()
+        recipe = await api.create_recipe(author)
+        engine = client._transport.app.state.container.database.primary  # type: ignore[attr-defined]
+        async with engine.connect() as held:  # the pool's only connection
+            await held.exec_driver_sql("SELECT 1")
+            read = await client.get(f"/api/v1/recipes/{recipe['id']}", params={"fields": "id,title"})
+            write = await client.patch(
+                f"/api/v1/recipes/{recipe['id']}", json={"title": "Lost?"}, headers=author["headers"]
+            )
+        for resp in (read, write):
+            assert resp.status_code == 503, resp.text
+            assert resp.headers["content-type"] == "application/problem+json"
+            assert resp.headers["retry-after"] == "1"
+            assert resp.json()["type"].endswith("/unavailable")
+        after = await client.get(f"/api/v1/recipes/{recipe['id']}", headers=author["headers"])
+        assert after.status_code == 200
+        assert after.json()["title"] == recipe["title"]  # the refused write changed nothing
