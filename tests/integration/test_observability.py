@@ -206,3 +206,20 @@ async def test_the_wired_app_scraped_over_http(
     reads = [json.loads(line) for line in log_lines.getvalue().splitlines()]
     reads = [line for line in reads if line["message"] == "recipe.read"]
     assert [(line["request_id"], line["recipe_id"]) for line in reads] == [("req-r1", "r1"), ("req-r2", "r2")]
+
+
+async def test_query_time_by_role_counts_every_statement(client: httpx.AsyncClient) -> None:
+    """potluck_db_query_duration_seconds{role} observes each statement potluck_db_queries_total counts."""
+    from tests.integration.conftest import Api
+
+    api = Api(client)
+    recipe = await api.create_recipe(await api.register())
+    assert (await client.get(f"/api/v1/recipes/{recipe['id']}")).status_code == 200
+    families = {f.name: f for f in text_string_to_metric_families((await client.get("/metrics")).text)}
+    counted = sum(s.value for s in families["potluck_db_queries"].samples if s.name.endswith("_total"))
+    timed = [s for s in families["potluck_db_query_duration_seconds"].samples if s.name.endswith("_count")]
+    assert counted > 0
+    assert {s.labels["role"] for s in timed} == {"primary"}  # no replicas configured here
+    assert sum(s.value for s in timed) == counted
+    total = sum(s.value for s in families["potluck_db_query_duration_seconds"].samples if s.name.endswith("_sum"))
+    assert 0 < total < 60

@@ -56,6 +56,9 @@ KNOWN_METRICS = frozenset(
         "potluck_cache_invalidation_ack_timeouts_total",
         # potluck.db (engine, replicas) and potluck.observability.db_pool
         "potluck_db_queries_total",
+        "potluck_db_query_duration_seconds_bucket",
+        "potluck_db_query_duration_seconds_sum",
+        "potluck_db_query_duration_seconds_count",
         "potluck_db_replication_lag_seconds",
         "potluck_db_replication_lag_bytes",
         "potluck_db_replica_healthy",
@@ -178,6 +181,7 @@ def test_dashboard_has_the_asked_for_panels() -> None:
         "potluck_cache_breaker_open",
         "potluck_cache_time_saved_seconds_total",
         "sum by (role) (rate(potluck_db_queries_total",
+        "histogram_quantile(0.95, sum by (role, le) (rate(potluck_db_query_duration_seconds_bucket",
         "max by (replica) (potluck_db_replication_lag_seconds)",
         "potluck_db_replica_healthy",
         "potluck_db_pool_checked_out",

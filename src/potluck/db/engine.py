@@ -11,13 +11,14 @@ import contextlib
 import inspect
 import itertools
 import logging
+import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter
+from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -27,6 +28,9 @@ from potluck.config import DatabaseSettings
 from potluck.db.lag import format_lsn, parse_lsn
 from potluck.db.replicas import ReplicaMonitor, ReplicaState
 from potluck.db.session import ReadSession, WriteSession
+
+# Statement times: a primary-key lookup is well under a millisecond, a search or a fan-out tens of milliseconds.
+QUERY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 logger = logging.getLogger("potluck.db")
 
@@ -118,6 +122,13 @@ class Database:
             ["role", "node"],
             registry=registry or CollectorRegistry(),
         )
+        self.query_seconds = Histogram(
+            "potluck_db_query_duration_seconds",
+            "Time from sending a SQL statement to its result (the driver's round trip), by database role.",
+            ["role"],
+            buckets=QUERY_BUCKETS,
+            registry=registry or CollectorRegistry(),
+        )
         # Only a Database whose registry is exported counts (the background pool's has none): in multiprocess
         # mode every counter writes to the shared files whatever its registry, and a second counter with the same
         # name and labels in one process would overwrite the first's value there.
@@ -148,7 +159,19 @@ class Database:
 
     def _count_queries(self, engine: AsyncEngine, role: str, node: str) -> None:
         counter = self.queries.labels(role, node)
-        event.listen(engine.sync_engine, "before_cursor_execute", lambda *_: counter.inc())
+        timer = self.query_seconds.labels(role)
+
+        def before(_conn: Any, _cursor: Any, _statement: str, _params: Any, context: Any, _many: bool) -> None:
+            counter.inc()
+            context._potluck_started = time.perf_counter()
+
+        def after(_conn: Any, _cursor: Any, _statement: str, _params: Any, context: Any, _many: bool) -> None:
+            started = getattr(context, "_potluck_started", None)
+            if started is not None:
+                timer.observe(time.perf_counter() - started)
+
+        event.listen(engine.sync_engine, "before_cursor_execute", before)
+        event.listen(engine.sync_engine, "after_cursor_execute", after)
 
     @property
     def dialect(self) -> str:
