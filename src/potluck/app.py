@@ -16,6 +16,8 @@ from potluck.db.consistency import ConsistencyTokenMiddleware
 from potluck.db.failover import ReplicaFailoverMiddleware
 from potluck.errors import install_error_handlers
 from potluck.health import router as health_router
+from potluck.media.routes import files_router as media_files_router
+from potluck.media.routes import upload_body_limits
 from potluck.middleware import BodySizeLimitMiddleware
 from potluck.observability import HttpMetricsMiddleware, RequestIdMiddleware, configure_logging, setup_tracing
 from potluck.observability.multiprocess import mark_dead
@@ -55,11 +57,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(GZipMiddleware, minimum_size=settings.api.gzip_minimum_bytes)
     app.add_middleware(ReplicaFailoverMiddleware)
     app.add_middleware(ConsistencyTokenMiddleware)
-    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.api.max_body_bytes)
+    app.add_middleware(
+        BodySizeLimitMiddleware, max_bytes=settings.api.max_body_bytes, path_limits=upload_body_limits(settings)
+    )
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(HttpMetricsMiddleware, registry=lambda: app.state.container.registry)
     app.include_router(health_router)
     app.include_router(api_router)
+    app.include_router(media_files_router)  # /media/{key}: image files, when they are on this app's disk
     if settings.cache.test_hooks:
         from potluck.testing_hooks import router as testing_router
 

@@ -20,6 +20,9 @@ from potluck.events.outbox import Outbox
 from potluck.events.registry import HandlerRegistry
 from potluck.events.relay import Relay
 from potluck.events.runtime import EventsRuntime
+from potluck.media.handlers import install_media_handlers
+from potluck.media.service import MediaService
+from potluck.media.storage import ImageStorage, LocalDiskStorage, S3Storage
 from potluck.notification.service import NotificationService
 from potluck.observability import DbPoolCollector, RedisInfoPoller, database_pools
 from potluck.recipe.service import RecipeService
@@ -45,6 +48,7 @@ class Container:
     tokens: TokenService
     users: UserService
     recipes: RecipeService
+    media: MediaService
     redis_info: RedisInfoPoller | None
     search_analytics: SearchAnalytics
     outbox: Outbox
@@ -70,6 +74,7 @@ class Container:
         if self.redis_info is not None:
             await self.redis_info.aclose()
         await self.events.aclose()
+        await self.media.aclose()
         await self.cache.aclose()
         await self.database.dispose()
 
@@ -117,6 +122,22 @@ def build_background(settings: Settings, cache: Cache, analytics: SearchAnalytic
     return Background(database, own_cache, recipes, trending, CacheWarmer(database, recipes, search, trending))
 
 
+def build_media_storage(settings: Settings) -> ImageStorage:
+    """An S3 bucket (behind a CDN) or, the embedded default, files under data_dir/media that the app serves."""
+    media = settings.media
+    if media.storage == "s3":
+        key_id, secret = media.s3_access_key_id, media.s3_secret_access_key
+        return S3Storage.connect(
+            media.s3_bucket,
+            endpoint_url=media.s3_endpoint_url,
+            region=media.s3_region,
+            access_key_id=key_id.get_secret_value() if key_id else None,
+            secret_access_key=secret.get_secret_value() if secret else None,
+            timeout_seconds=media.s3_timeout_seconds,
+        )
+    return LocalDiskStorage(media.local_dir or settings.data_dir / "media")
+
+
 def build_events(
     settings: Settings,
     registry: CollectorRegistry,
@@ -124,6 +145,7 @@ def build_events(
     outbox: Outbox,
     views: ViewCounter,
     background: Background,
+    media: MediaService,
 ) -> EventsRuntime:
     """The outbox's relay and handlers, and where they run: this process (embedded default) or `potluck worker`."""
     database = background.database
@@ -134,6 +156,7 @@ def build_events(
         HandlerRegistry(), database=database, cache=cache, recipes=warmer, notifications=notifications
     )
     install_search_handlers(handlers, cache)  # the search.index hook: a strict generation bump
+    install_media_handlers(handlers, database=database, cache=cache, media=media)  # deletes replaced images
     coord_url = settings.coord_redis_url
     coord = redis_client(coord_url, 1.0) if coord_url is not None else None
     in_process = settings.events.relay_in_process
@@ -178,6 +201,9 @@ def bootstrap(settings: Settings) -> Container:
         else InMemorySearchAnalytics()
     )
     background = build_background(settings, cache, search_analytics)
+    storage = build_media_storage(settings)
+    local_files = storage if isinstance(storage, LocalDiskStorage) else None
+    media = MediaService(storage, recipes, settings.media, local_files=local_files)
     return Container(
         settings=settings,
         registry=registry,
@@ -187,11 +213,12 @@ def bootstrap(settings: Settings) -> Container:
         tokens=tokens,
         users=UserService(database, cache, hasher, tokens, media_base, outbox),
         recipes=recipes,
+        media=media,
         redis_info=redis_info,
         search_analytics=search_analytics,
         outbox=outbox,
         notifications=notifications,
         views=views,
-        events=build_events(settings, registry, cache, outbox, views, background),
+        events=build_events(settings, registry, cache, outbox, views, background, media),
         background=background,
     )

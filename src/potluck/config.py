@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -76,6 +77,27 @@ class ApiSettings(BaseModel):
 class MediaSettings(BaseModel):
     # Where image keys are served from (a CDN in production, the app's own /media in the embedded default).
     public_base_url: str = "/media"
+    # Where image variants are stored (docs/media.md): files under `local_dir` (None: data_dir/media), served by
+    # the app itself at /media, or an S3 bucket (any S3-protocol endpoint) behind a CDN.
+    storage: Literal["local", "s3"] = "local"
+    local_dir: Path | None = None
+    s3_bucket: str = "potluck-media"
+    s3_endpoint_url: str | None = None  # None: AWS itself; set for MinIO, moto, Ceph (path-style addressing)
+    s3_region: str = "us-east-1"
+    # None: boto3's own credential chain (instance profile, AWS_* environment, ~/.aws).
+    s3_access_key_id: SecretStr | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Upload limits: bytes are counted while the body is read, pixels from the header before anything is decoded.
+    max_upload_bytes: int = Field(default=10 * 1024 * 1024, ge=1024)
+    max_pixels: int = Field(default=40_000_000, ge=1)
+    # The variants every upload gets (never wider than the original), encoded as WebP at this quality.
+    thumb_width: int = Field(default=320, ge=16, le=8192)
+    medium_width: int = Field(default=960, ge=16, le=8192)
+    large_width: int = Field(default=1920, ge=16, le=8192)
+    webp_quality: int = Field(default=80, ge=1, le=100)
+    # Uploads decoded at once per process (a 40 MP image takes ~160 MB while it is processed).
+    processing_concurrency: int = Field(default=2, ge=1, le=64)
 
 
 class EventsSettings(BaseModel):

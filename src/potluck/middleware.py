@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
+
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -9,23 +12,29 @@ from potluck.errors import PROBLEM_BASE, PROBLEM_JSON
 
 
 class BodySizeLimitMiddleware:
-    """413 problem+json for a body over `max_bytes`, by Content-Length or while streaming a chunked body."""
+    """413 problem+json for a body over `max_bytes`, by Content-Length or while streaming a chunked body.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    `path_limits` gives matching paths a limit of their own (the first match wins): image uploads are larger.
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int, path_limits: Sequence[tuple[re.Pattern[str], int]] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.path_limits = tuple(path_limits)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        path = scope.get("path", "")
+        max_bytes = next((limit for pattern, limit in self.path_limits if pattern.match(path)), self.max_bytes)
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 if not value.isdigit():
                     await _problem(send, 400, "invalid-content-length", "Bad Request", "Content-Length is not a number")
                     return
-                if int(value) > self.max_bytes:
-                    await self._reject(send)
+                if int(value) > max_bytes:
+                    await self._reject(send, max_bytes)
                     return
         received = 0
         rejected = False
@@ -35,10 +44,10 @@ class BodySizeLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes and not rejected:
+                if received > max_bytes and not rejected:
                     # Answer now: the framework turns any error raised while reading the body into a 400.
                     rejected = True
-                    await self._reject(send)
+                    await self._reject(send, max_bytes)
                     raise _BodyTooLargeError
             return message
 
@@ -51,8 +60,8 @@ class BodySizeLimitMiddleware:
         except _BodyTooLargeError:
             pass
 
-    async def _reject(self, send: Send) -> None:
-        detail = f"the request body is larger than {self.max_bytes} bytes"
+    async def _reject(self, send: Send, max_bytes: int) -> None:
+        detail = f"the request body is larger than {max_bytes} bytes"
         await _problem(send, 413, "payload-too-large", "Content Too Large", detail)
 
 

@@ -6,6 +6,7 @@ RECIPE_CREATED = "recipe.created"
 RECIPE_UPDATED = "recipe.updated"
 RECIPE_DELETED = "recipe.deleted"
 RATING_CREATED = "rating.created"
+RECIPE_IMAGE_REPLACED = "recipe.image_replaced"  # also when removed (replaced by nothing)
 USER_FOLLOWED = "user.followed"
 
 # Events of one aggregate are delivered in the order they were recorded; a rating belongs to its recipe.
@@ -14,6 +15,7 @@ AGGREGATE_OF_TOPIC = {
     RECIPE_UPDATED: "recipe",
     RECIPE_DELETED: "recipe",
     RATING_CREATED: "recipe",
+    RECIPE_IMAGE_REPLACED: "recipe",
     USER_FOLLOWED: "user",
 }
 

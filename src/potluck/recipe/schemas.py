@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from potluck.kit.fields import Shape
+from potluck.media.schemas import RecipeImages
 from potluck.recipe.models import Difficulty
 
 MAX_INGREDIENTS = 100
@@ -123,7 +124,8 @@ class RecipeRead(BaseModel):
     servings: int
     difficulty: Difficulty
     is_public: bool
-    image_url: str | None
+    image_url: str | None = Field(description="The image's medium variant; null without an image.")
+    images: RecipeImages | None = Field(default=None, description="Every variant's URL; null without an image.")
     rating: float | None = Field(description="Average stars, 1 to 5; null before the first rating.")
     rating_count: int
     view_count: int
@@ -147,7 +149,7 @@ HEAVY_PARTS = frozenset({"ingredients", "steps", "tags", "nutrition"})
 RECIPE_SHAPE = Shape(
     light=frozenset(RecipeRead.model_fields) - HEAVY_PARTS,
     heavy=HEAVY_PARTS,
-    nested={"author": frozenset(AuthorRead.model_fields)},
+    nested={"author": frozenset(AuthorRead.model_fields), "images": frozenset(RecipeImages.model_fields)},
 )
 
 

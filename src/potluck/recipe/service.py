@@ -17,9 +17,16 @@ from potluck.db.engine import Database
 from potluck.db.session import WriteSession
 from potluck.errors import ForbiddenError, NotFoundError, PreconditionFailedError
 from potluck.events.outbox import Outbox
-from potluck.events.topics import RATING_CREATED, RECIPE_CREATED, RECIPE_DELETED, RECIPE_UPDATED
+from potluck.events.topics import (
+    RATING_CREATED,
+    RECIPE_CREATED,
+    RECIPE_DELETED,
+    RECIPE_IMAGE_REPLACED,
+    RECIPE_UPDATED,
+)
 from potluck.kit.cursor import Cursor, encode_cursor
 from potluck.kit.etag import if_match_satisfied
+from potluck.media.keys import image_urls
 from potluck.recipe.meta import RecipeMeta
 from potluck.recipe.models import Recipe
 from potluck.recipe.repository import RecipeRepository
@@ -83,6 +90,7 @@ class RecipeService:
             difficulty=recipe.difficulty,
             is_public=recipe.is_public,
             image_url=media_url(self.media_base_url, recipe.image_key),
+            images=image_urls(self.media_base_url, recipe.image_key),
             rating=recipe.rating_avg,
             rating_count=recipe.rating_count,
             view_count=recipe.view_count,
@@ -248,6 +256,14 @@ class RecipeService:
         await self.outbox.record(
             session, RECIPE_UPDATED, recipe.id, {"author_id": str(recipe.author_id), "fields": sorted(sent)}
         )
+        return await self._reload(session, recipe.id)
+
+    async def set_image(self, session: WriteSession, recipe: Recipe, image_key: str | None) -> dict[str, Any]:
+        """Point the locked recipe at another image (None: none); the outbox deletes the replaced one after commit."""
+        await RecipeRepository(session).bump_version(session, recipe.id, image_key=image_key)
+        self._invalidate(session, recipe.id)
+        payload = {"author_id": str(recipe.author_id), "previous_key": recipe.image_key, "image_key": image_key}
+        await self.outbox.record(session, RECIPE_IMAGE_REPLACED, recipe.id, payload)
         return await self._reload(session, recipe.id)
 
     async def delete(self, session: WriteSession, recipe: Recipe) -> None:

@@ -1,0 +1,110 @@
+"""Recipe image upload and removal under /api/v1, and the embedded default's file server at /media."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, File, Header, Response, UploadFile, status
+from fastapi.responses import FileResponse
+
+from potluck.config import Settings
+from potluck.deps import ContainerDep, CurrentUserId, WriteSessionDep
+from potluck.errors import NotFoundError
+from potluck.media.keys import CACHE_CONTROL
+from potluck.media.processing import ACCEPTED_MEDIA_TYPES
+from potluck.media.schemas import RecipeImageRead
+from potluck.media.service import MediaService
+from potluck.recipe.http import full_document_etag
+
+router = APIRouter(prefix="/recipes", tags=["media"])
+files_router = APIRouter(tags=["media"])
+
+# The upload route's own body limit (BodySizeLimitMiddleware): the image's limit plus room for the multipart
+# framing; the image's own bytes are held to media.max_upload_bytes while the part is read.
+UPLOAD_PATH = re.compile(r"^/api/v1/recipes/[^/]+/image$")
+MULTIPART_SLACK_BYTES = 64 * 1024
+_READ_CHUNK = 256 * 1024
+
+_REJECTIONS: dict[int | str, dict[str, Any]] = {
+    status.HTTP_403_FORBIDDEN: {"description": "Not the recipe's author"},
+    status.HTTP_404_NOT_FOUND: {"description": "No such recipe (or private to someone else)"},
+    status.HTTP_412_PRECONDITION_FAILED: {"description": "`If-Match` names another version"},
+}
+
+
+def upload_body_limits(settings: Settings) -> list[tuple[re.Pattern[str], int]]:
+    """Paths allowed a larger body than api.max_body_bytes, and how large (for BodySizeLimitMiddleware)."""
+    return [(UPLOAD_PATH, settings.media.max_upload_bytes + MULTIPART_SLACK_BYTES)]
+
+
+async def _read_limited(file: UploadFile, media: MediaService) -> bytes:
+    """The part's bytes, counted while read: 413 as soon as they pass the limit, before any decoding."""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await file.read(_READ_CHUNK):
+        size += len(chunk)
+        media.check_size(size)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+@router.put(
+    "/{recipe_id}/image",
+    response_model=RecipeImageRead,
+    responses={
+        **_REJECTIONS,
+        status.HTTP_413_CONTENT_TOO_LARGE: {"description": "More bytes or pixels than allowed"},
+        status.HTTP_415_UNSUPPORTED_MEDIA_TYPE: {"description": "Not a JPEG, PNG or WebP image"},
+        status.HTTP_422_UNPROCESSABLE_CONTENT: {"description": "Truncated or corrupt image, or no `image` part"},
+    },
+)
+async def put_recipe_image(
+    recipe_id: uuid.UUID,
+    image: Annotated[
+        UploadFile,
+        File(description=f"The image ({', '.join(ACCEPTED_MEDIA_TYPES)}; recognised by its bytes, not its name)."),
+    ],
+    user_id: CurrentUserId,
+    session: WriteSessionDep,
+    container: ContainerDep,
+    if_match: Annotated[str | None, Header(max_length=2000)] = None,
+) -> Response:
+    """Set the recipe's image (author only): multipart/form-data with the file in the `image` field.
+
+    The image is re-encoded as WebP variants (thumb, medium, large; never upscaled), upright and without metadata.
+    The image it replaces is deleted shortly after. `If-Match` with the recipe's ETag gives 412 on a lost update.
+    """
+    data = await _read_limited(image, container.media)
+    read = await container.media.replace_image(session, recipe_id, user_id, data, if_match)
+    headers = {"ETag": full_document_etag(recipe_id, read.version), "Cache-Control": "no-store"}
+    return Response(read.model_dump_json(), media_type="application/json", headers=headers)
+
+
+@router.delete("/{recipe_id}/image", status_code=status.HTTP_204_NO_CONTENT, responses=_REJECTIONS)
+async def delete_recipe_image(
+    recipe_id: uuid.UUID,
+    user_id: CurrentUserId,
+    session: WriteSessionDep,
+    container: ContainerDep,
+    if_match: Annotated[str | None, Header(max_length=2000)] = None,
+) -> None:
+    """Remove the recipe's image (author only; 204 also when it has none). Its files are deleted shortly after."""
+    await container.media.remove_image(session, recipe_id, user_id, if_match)
+
+
+@files_router.api_route("/media/{key:path}", methods=["GET", "HEAD"], include_in_schema=False)
+async def media_file(key: str, container: ContainerDep) -> FileResponse:
+    """A stored variant, when the app stores images on its own disk (the embedded default; S3 has a CDN)."""
+    local = container.media.local_files
+    path = local.path_for(key) if local is not None else None
+    if path is None:
+        raise NotFoundError("no such file")
+    # Keys are content-addressed: the bytes behind a URL never change, so every cache may keep them for a year.
+    headers = {"Cache-Control": CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}
+    return FileResponse(path, media_type=_media_type(key), headers=headers)
+
+
+def _media_type(key: str) -> str:
+    return "image/webp" if key.endswith(".webp") else "application/octet-stream"

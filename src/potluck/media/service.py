@@ -1,0 +1,154 @@
+"""Recipe images: replace, remove, sweep. Never commits: the request (or the relay's handler) owns the transaction.
+
+An upload is decoded and encoded before any transaction begins (CPU in a thread, a few at a time), then the
+recipe row is locked, the variants are written to storage, and the row is pointed at them; the replaced image is
+deleted after commit by the outbox (`recipe.image_replaced` → media.sweep). Objects are written before the commit
+that references them, so a committed row never names a missing object; a rollback leaves the old image in place
+and the new objects orphaned until the recipe's next sweep.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+
+from potluck.config import MediaSettings
+from potluck.db.session import WriteSession
+from potluck.errors import ForbiddenError, PreconditionFailedError
+from potluck.kit.etag import if_match_satisfied
+from potluck.media.keys import (
+    CACHE_CONTROL,
+    CONTENT_TYPE,
+    DEFAULT_VARIANT,
+    image_prefix,
+    image_urls,
+    recipe_prefix,
+    variant_keys,
+)
+from potluck.media.processing import ImageLimits, ProcessedImage, VariantSpec, check_size, process_image
+from potluck.media.schemas import RecipeImageRead, RecipeImages, VariantRead
+from potluck.media.storage import ImageStorage, LocalDiskStorage
+from potluck.recipe.models import Recipe
+from potluck.recipe.repository import RecipeRepository
+from potluck.recipe.service import RecipeService
+
+logger = logging.getLogger("potluck.media")
+
+
+class MediaService:
+    def __init__(
+        self,
+        storage: ImageStorage,
+        recipes: RecipeService,
+        settings: MediaSettings,
+        *,
+        local_files: LocalDiskStorage | None = None,
+    ) -> None:
+        self.storage = storage
+        # The storage the app itself serves at /media (the embedded default); None behind S3 and a CDN.
+        self.local_files = local_files
+        self.recipes = recipes
+        self.settings = settings
+        self.limits = ImageLimits(max_bytes=settings.max_upload_bytes, max_pixels=settings.max_pixels)
+        self.variants = (
+            VariantSpec("thumb", settings.thumb_width),
+            VariantSpec("medium", settings.medium_width),
+            VariantSpec("large", settings.large_width),
+        )
+        # Decoding a 40 MP upload holds ~160 MB: only a few at once, whatever the number of requests.
+        self._processing = asyncio.Semaphore(settings.processing_concurrency)
+
+    def check_size(self, size: int) -> None:
+        """413 once an upload being read passes media.max_upload_bytes."""
+        check_size(size, self.limits)
+
+    async def replace_image(
+        self,
+        session: WriteSession,
+        recipe_id: uuid.UUID,
+        user_id: uuid.UUID,
+        upload: bytes,
+        if_match: str | None = None,
+    ) -> RecipeImageRead:
+        """Make `upload` the recipe's image (author only); the image it replaces is deleted after commit."""
+        await self._check_author(recipe_id, user_id)  # no decoding for callers who may not change the recipe
+        processed = await self._process(upload)
+        recipe = await self._lock(session, recipe_id, user_id, if_match)  # the authoritative check
+        keys = variant_keys(recipe.id, processed.digest)
+        # Under the row lock (media.sweep takes it too) and before the commit that points at them.
+        await asyncio.gather(
+            *(
+                self.storage.put(
+                    keys[variant.name], variant.data, content_type=CONTENT_TYPE, cache_control=CACHE_CONTROL
+                )
+                for variant in processed.variants
+            )
+        )
+        doc = await self.recipes.set_image(session, recipe, keys[DEFAULT_VARIANT])
+        logger.info(
+            "media.image_replaced",
+            extra={"recipe_id": str(recipe.id), "digest": processed.digest, "format": processed.source_format},
+        )
+        return self._read(recipe.id, doc["version"], keys[DEFAULT_VARIANT], processed)
+
+    async def remove_image(
+        self, session: WriteSession, recipe_id: uuid.UUID, user_id: uuid.UUID, if_match: str | None = None
+    ) -> None:
+        """Remove the recipe's image (author only; nothing to do without one); its objects go after commit."""
+        recipe = await self._lock(session, recipe_id, user_id, if_match)
+        if recipe.image_key is not None:
+            await self.recipes.set_image(session, recipe, None)
+
+    async def sweep(self, session: WriteSession, recipe_id: uuid.UUID) -> int:
+        """Delete the recipe's stored objects that its row does not point at (all of them once it is deleted)."""
+        recipe = await RecipeRepository(session).get_for_update(session, recipe_id)
+        current = image_prefix(recipe.image_key) if recipe is not None and recipe.image_key else None
+        stale = [
+            key
+            for key in await self.storage.list_keys(recipe_prefix(recipe_id))
+            if current is None or not key.startswith(current)
+        ]
+        if stale:
+            await self.storage.delete(stale)
+            logger.info("media.swept", extra={"recipe_id": str(recipe_id), "deleted": len(stale)})
+        return len(stale)
+
+    async def aclose(self) -> None:
+        await self.storage.aclose()
+
+    async def _check_author(self, recipe_id: uuid.UUID, user_id: uuid.UUID) -> None:
+        cached = await self.recipes.get(recipe_id, user_id)  # 404 when missing or private to someone else
+        if cached.meta.author_id != user_id:
+            raise ForbiddenError("only the author may change this recipe")
+
+    async def _lock(
+        self, session: WriteSession, recipe_id: uuid.UUID, user_id: uuid.UUID, if_match: str | None
+    ) -> Recipe:
+        recipe = await self.recipes.lock_for_edit(session, recipe_id, user_id)
+        if not if_match_satisfied(if_match, recipe.version):
+            raise PreconditionFailedError(
+                "the recipe changed since you read it; fetch it again", extra={"current_version": recipe.version}
+            )
+        return recipe
+
+    async def _process(self, upload: bytes) -> ProcessedImage:
+        self.check_size(len(upload))
+        async with self._processing:
+            # CPU-bound (decoding, resizing, encoding): off the event loop. Pillow releases the GIL while it works.
+            return await asyncio.to_thread(
+                process_image, upload, self.limits, self.variants, self.settings.webp_quality
+            )
+
+    def _read(self, recipe_id: uuid.UUID, version: int, image_key: str, processed: ProcessedImage) -> RecipeImageRead:
+        urls = image_urls(self.recipes.media_base_url, image_key)
+        assert urls is not None  # a key variant_keys made
+        return RecipeImageRead(
+            recipe_id=recipe_id,
+            version=version,
+            image_url=urls[DEFAULT_VARIANT],
+            images=RecipeImages.model_validate(urls),
+            variants=[
+                VariantRead(name=v.name, width=v.width, height=v.height, bytes=len(v.data)) for v in processed.variants
+            ],
+        )
