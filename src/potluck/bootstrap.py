@@ -90,7 +90,7 @@ def build_cache(settings: Settings, registry: CollectorRegistry, faults: FaultIn
     bus = None
     if local is not None:
         # Its own connections, with room for blocking waits on acknowledgements.
-        control = redis_client(settings.redis.url, max(1.0, 2 * cfg.ack_timeout_ms / 1000))
+        control = redis_client(settings.redis.url, max(1.0, 2 * cfg.ack_timeout_ms / 1000), reconnect=False)
         bus = InvalidationBus(control, local, metrics, ack_timeout=cfg.ack_timeout_ms / 1000)
     return Cache(store, metrics, cfg, local=local, bus=bus, faults=faults)
 
@@ -195,9 +195,12 @@ def bootstrap(settings: Settings) -> Container:
     recipes = RecipeService(database, cache, media_base, outbox)
     notifications = NotificationService(settings.events.fanout_batch_size)
     views = ViewCounter()
+    # Search counts are data, not cache: on the non-evicting instance, so neither eviction nor a cold restart of
+    # the cache instance loses them (the warm job after such a restart needs them most).
+    analytics_url = settings.coord_redis_url
     search_analytics: SearchAnalytics = (
-        RedisSearchAnalytics(redis_client(settings.redis.url, settings.cache.timeout_ms / 1000))
-        if settings.redis.url is not None
+        RedisSearchAnalytics(redis_client(analytics_url, settings.cache.timeout_ms / 1000))
+        if analytics_url is not None
         else InMemorySearchAnalytics()
     )
     background = build_background(settings, cache, search_analytics)

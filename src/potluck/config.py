@@ -182,7 +182,8 @@ class Settings(BaseSettings):
 
     @property
     def coord_redis_url(self) -> str | None:
-        """The non-evicting Redis (Celery broker, view counts); the cache instance only when no other is set."""
+        """The non-evicting Redis (Celery broker, view counts, search analytics); the cache instance only when no
+        other is set."""
         return self.redis.coord_url or self.redis.url
 
     @property

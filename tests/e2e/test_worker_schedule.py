@@ -63,7 +63,7 @@ def stack(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> It
         beat = Process(["beat"], env, logs / "beat.log")
         try:
             api.wait_ready()
-            yield {"api": api, "db": url, "logs": logs, "cache_url": cache.url}
+            yield {"api": api, "db": url, "logs": logs, "cache_url": cache.url, "coord_url": coord.url}
         finally:
             for p in (beat, worker):
                 p.stop()
@@ -72,6 +72,7 @@ def stack(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> It
 
 async def test_beat_runs_warm_trending_and_rollup_through_the_worker(stack: dict[str, Any]) -> None:
     r = aioredis.Redis.from_url(stack["cache_url"])
+    coord = aioredis.Redis.from_url(stack["coord_url"])  # search counts are data: on the non-evicting instance
     try:
         async with httpx.AsyncClient(base_url=stack["api"].url, timeout=10) as client:
             author = await _user(client)
@@ -86,7 +87,7 @@ async def test_beat_runs_warm_trending_and_rollup_through_the_worker(stack: dict
                 assert (await client.get("/api/v1/search", params={"q": "leek"})).status_code == 200
 
             async def rolled_up() -> bool:
-                return bool(await r.zscore(rollup_key(24), "leek") == 3)
+                return bool(await coord.zscore(rollup_key(24), "leek") == 3)
 
             await _eventually(stack, rolled_up)
             body = (await client.get("/api/v1/search/trending")).json()
@@ -107,6 +108,7 @@ async def test_beat_runs_warm_trending_and_rollup_through_the_worker(stack: dict
             assert recipe_id.replace("-", "") in trending
     finally:
         await r.aclose()
+        await coord.aclose()
 
 
 def orjson_ids(raw: bytes | None) -> list[str]:

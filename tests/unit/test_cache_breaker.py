@@ -109,3 +109,18 @@ def test_success_closes_and_a_new_threshold_is_needed_to_reopen(clock: FakeClock
     breaker.record_failure()
     assert not breaker.allow()
     assert not breaker.probe_due()
+
+
+def test_every_transition_is_reported_once_whoever_causes_it(clock: FakeClock) -> None:
+    """The breaker_open gauge follows the breaker even when a request's success closes it (no stale 1)."""
+    changes: list[bool] = []
+    breaker = CircuitBreaker(failure_threshold=2, reset_after=1.0, clock=clock, on_change=changes.append)
+    breaker.record_success()
+    breaker.record_failure()
+    assert changes == []
+    breaker.record_failure()
+    breaker.record_failure()  # already open: no second report
+    assert changes == [True]
+    breaker.record_success()
+    breaker.record_success()
+    assert changes == [True, False]

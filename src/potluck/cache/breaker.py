@@ -13,11 +13,17 @@ from collections.abc import Callable
 
 class CircuitBreaker:
     def __init__(
-        self, failure_threshold: int = 3, reset_after: float = 1.0, clock: Callable[[], float] = time.monotonic
+        self,
+        failure_threshold: int = 3,
+        reset_after: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        on_change: Callable[[bool], None] | None = None,
     ) -> None:
         self.failure_threshold = failure_threshold
         self.reset_after = reset_after
         self._clock = clock
+        # Told every time the breaker opens (True) or closes (False), whoever caused it: the metric's one source.
+        self._on_change = on_change
         self._failures = 0
         self._opened_at: float | None = None
 
@@ -34,10 +40,16 @@ class CircuitBreaker:
         return self._opened_at is not None and self._clock() - self._opened_at >= self.reset_after
 
     def record_success(self) -> None:
+        was_open = self._opened_at is not None
         self._failures = 0
         self._opened_at = None
+        if was_open and self._on_change is not None:
+            self._on_change(False)
 
     def record_failure(self) -> None:
+        was_open = self._opened_at is not None
         self._failures += 1
-        if self._opened_at is not None or self._failures >= self.failure_threshold:
+        if was_open or self._failures >= self.failure_threshold:
             self._opened_at = self._clock()
+            if not was_open and self._on_change is not None:
+                self._on_change(True)

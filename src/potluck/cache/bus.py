@@ -99,6 +99,9 @@ class InvalidationBus:
                 continue
             last_seen = time.monotonic()
             kind = message.get("type")
+            if kind == "subscribe" and up:
+                # Subscribed again on this connection: it was re-made, and what was published meanwhile is lost.
+                raise ConnectionError("the invalidation subscription was re-made")
             if kind == "subscribe" and not up:
                 # Whatever was published while we were away is lost: start from an empty first tier.
                 self.local.flush()

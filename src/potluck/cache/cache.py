@@ -75,7 +75,11 @@ class Cache:
         self.local = local
         self.bus = bus
         self.faults = faults
-        self.breaker = CircuitBreaker(settings.breaker_failures, settings.breaker_reset_seconds)
+        self.breaker = CircuitBreaker(
+            settings.breaker_failures,
+            settings.breaker_reset_seconds,
+            on_change=lambda is_open: metrics.breaker_open.set(1 if is_open else 0),
+        )
         self.pending: set[str] = set()
         self.pending_generations: set[str] = set()
         self._inflight: dict[str, asyncio.Future[Loaded]] = {}
@@ -299,7 +303,6 @@ class Cache:
     def _record_failure(self, family: Family, operation: str) -> None:
         self.metrics.errors.labels(family.name, operation).inc()
         self.breaker.record_failure()
-        self.metrics.breaker_open.set(1 if self.breaker.is_open else 0)
 
     async def _store_failed(self, family: Family, operation: str, loader: Loader) -> Loaded:
         self._record_failure(family, operation)
@@ -324,12 +327,10 @@ class Cache:
                     await self.bus.publish(keys)
         except Exception:  # the store or the bus is still unavailable
             self.breaker.record_failure()
-            self.metrics.breaker_open.set(1 if self.breaker.is_open else 0)
             return False
         self.pending.difference_update(keys)
         self.metrics.pending.set(len(self.pending))
         self.breaker.record_success()
-        self.metrics.breaker_open.set(0)
         if keys or generations:
             logger.info("cache.pending_delivered", extra={"keys": len(keys), "generations": len(generations)})
         return True
@@ -361,7 +362,6 @@ class Cache:
         except Exception:
             self._defer(keys)
             self.breaker.record_failure()
-            self.metrics.breaker_open.set(1 if self.breaker.is_open else 0)
             return
         self.breaker.record_success()
         self.metrics.invalidations.labels("sent").inc(len(keys))

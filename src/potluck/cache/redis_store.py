@@ -8,6 +8,7 @@ from typing import Any
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from potluck.cache.entry import lease_prefix
@@ -42,13 +43,20 @@ return 0
 _REPLACE = _FILL
 
 
-def redis_client(url: str, timeout: float) -> aioredis.Redis:
-    """A client that fails fast: tens of milliseconds, no retries (the caller falls back to the database)."""
+def redis_client(url: str, timeout: float, *, reconnect: bool = True) -> aioredis.Redis:
+    """A client that fails fast: tens of milliseconds, no retry on a timeout (the caller falls back to the database).
+
+    One immediate retry on a *connection* error only: after Redis restarts, every pooled connection is dead and
+    fails on its first use; the retry reconnects at once (or is refused at once if Redis is really down), where
+    failing would open the breaker and send a whole second of reads to the database for nothing.
+    `reconnect=False` for the invalidation bus: a subscription must notice that it was dropped (messages published
+    meanwhile are lost and the first tier must be flushed), not be silently re-made.
+    """
     return aioredis.Redis.from_url(
         url,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
+        retry=Retry(NoBackoff(), 1 if reconnect else 0, supported_errors=(RedisConnectionError,)),
         retry_on_timeout=False,
         max_connections=256,
         health_check_interval=0,
