@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -233,3 +234,13 @@ async def test_worker_pool_serves_its_metrics_on_one_port(stack: dict[str, Any])
         for port in range(base + 1, base + 3):  # no per-process ports any more
             with pytest.raises(httpx.HTTPError):
                 await client.get(f"http://127.0.0.1:{port}/")
+
+
+async def test_a_starting_worker_warms_the_cache_at_once(stack: dict[str, Any]) -> None:
+    """The warm job's interval is 300 s here; a worker that starts sends one warm run right away."""
+
+    async def warmed() -> bool:
+        log = (stack["logs"] / "worker.log").read_text()
+        return re.search(r"Task cache\.warm\[[0-9a-f-]+\] succeeded", log) is not None
+
+    await _eventually(stack, warmed, timeout=30)

@@ -15,6 +15,7 @@ from celery.signals import (  # type: ignore[import-untyped]
     worker_init,
     worker_process_init,
     worker_process_shutdown,
+    worker_ready,
 )
 
 from potluck.bootstrap import Container
@@ -85,6 +86,11 @@ def create_celery(settings: Settings | None = None) -> Any:
     def init_worker(**_: Any) -> None:
         runtime.serve_pool_metrics(settings)  # main process, before the pool forks: one port for the whole pool
 
+    def warm_on_start(**_: Any) -> None:
+        # A worker that starts usually follows a deploy or an outage: warm the cache now rather than after the
+        # first interval (each worker sends one; the job is idempotent and cheap when the cache is warm).
+        app.send_task(WARM_TASK)
+
     def init_process(**_: Any) -> None:
         worker = runtime.current(lambda: settings)
         instrument_celery(settings, worker.container)  # nothing when tracing is off
@@ -94,6 +100,7 @@ def create_celery(settings: Settings | None = None) -> Any:
 
     # weak=False: the receivers are closures that would otherwise be collected at once.
     worker_init.connect(init_worker, weak=False)
+    worker_ready.connect(warm_on_start, weak=False)
     worker_process_init.connect(init_process, weak=False)
     worker_process_shutdown.connect(shutdown_process, weak=False)
     return app
