@@ -340,7 +340,9 @@ async def test_edits_search_does_not_read_and_deletions_keep_the_cached_pages(
     generation = await cache.generation(SEARCH_GENERATION_KEY)
 
     resp = await client.patch(
-        f"/api/v1/recipes/{kept['id']}", json={"servings": 12, "steps": ["Stir."]}, headers=author["headers"]
+        f"/api/v1/recipes/{kept['id']}",
+        json={"servings": 12, "steps": ["Stir."], "description": "Now without any fruit named here."},
+        headers=author["headers"],
     )
     assert resp.status_code == 200
     assert (await client.delete(f"/api/v1/recipes/{gone['id']}", headers=author["headers"])).status_code == 204
@@ -348,7 +350,10 @@ async def test_edits_search_does_not_read_and_deletions_keep_the_cached_pages(
     assert await cache.generation(SEARCH_GENERATION_KEY) == generation
     statements.clear()
     body = await _search(client, "quince")
-    assert [(i["title"], i["servings"]) for i in body["items"]] == [("Quince paste", 12)]  # current document
+    # The current document (also its new description), from the cached page of ids.
+    assert [(i["title"], i["servings"], i["description"]) for i in body["items"]] == [
+        ("Quince paste", 12, "Now without any fruit named here.")
+    ]
     assert not [q for q in statements if "websearch_to_tsquery" in q or "MATCH" in q]  # the cached page of ids
 
 
@@ -421,7 +426,7 @@ async def test_recipe_events_bump_the_search_generation(client: httpx.AsyncClien
         (RECIPE_CREATED, {}, 1),
         (RECIPE_UPDATED, {"fields": ["title"]}, 1),
         (RECIPE_UPDATED, {"fields": ["is_public"]}, 1),
-        (RECIPE_UPDATED, {"fields": ["steps", "servings"]}, 0),  # not what a search reads
+        (RECIPE_UPDATED, {"fields": ["steps", "servings", "description"]}, 0),  # hydration shows them current
         (RECIPE_DELETED, {}, 0),  # cached pages skip a deleted id when hydrated
     ]
     for topic, payload, bumps in cases:

@@ -14,7 +14,10 @@ def test_each_searched_field_affects_search(field: str) -> None:
     assert update_affects_search(["servings", field])
 
 
-@pytest.mark.parametrize("fields", [(), ("steps",), ("servings", "nutrition", "difficulty")])
+@pytest.mark.parametrize(
+    "fields",
+    [(), ("steps",), ("servings", "nutrition", "difficulty"), ("description", "ingredients", "cook_minutes")],
+)
 def test_other_fields_do_not(fields: tuple[str, ...]) -> None:
     assert not update_affects_search(fields)
 

@@ -1,26 +1,27 @@
-"""Which recipe changes can change a search's results. Pure.
+"""Which recipe changes bump the search generation. Pure.
 
-Cached search pages hold recipe ids and are hydrated through `recipe:{id}` on every read, so a page never shows
-a stale title, a deleted recipe or one that went private (hydration skips those). What a page can get wrong is
-only which ids it holds and their order: that changes when the text a search matches, a filter's value, or who may
-see a recipe changes (shared/design/cache-semantics.md, item 1: "so most edits need no search invalidation at
-all"). Those writes bump the search generation; the others (steps, servings, nutrition, difficulty, images,
-ratings, favorites, deletion) do not.
+Cached search pages hold recipe ids and are hydrated through `recipe:{id}` on every read, so a page never shows a
+stale title, a deleted recipe or one that went private (hydration skips those): cache-semantics.md item 1, "so
+most edits need no search invalidation at all". What a cached page can get wrong is only which ids it holds and
+their order, for at most the family's TTL (300 s).
 
-Ratings change the `rating` sort and the `min_rating` filter; a page sorted by rating may show an order up to the
-family's TTL (300 s) old, with each recipe's current rating on it.
+The generation moves for a creation (new recipes are found at once) and for an update of what a result shows and
+an exact filter selects: title, cuisine, tags, and visibility (which also decides whether the author's own
+searches bypass the shared pages). It does not move for edits of the description, ingredients, times, steps,
+servings, nutrition or difficulty, for ratings, favorites or deletions: a cached page may then, for up to 300 s,
+still list a recipe whose new description no longer matches (shown as it is now), miss one that now matches, or
+keep a `rating` order or `min_rating` cut from before. Bumping for those would empty the whole search cache at
+the rate recipes are edited (the load test's edit rate took the search hit rate to 6-17%).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 
-# RecipeUpdate fields that feed the search vector, a search filter or visibility.
-SEARCH_FIELDS = frozenset(
-    {"title", "description", "cuisine", "prep_minutes", "cook_minutes", "ingredients", "tags", "is_public"}
-)
+# RecipeUpdate fields whose change moves the search generation (see above).
+SEARCH_FIELDS = frozenset({"title", "cuisine", "tags", "is_public"})
 
 
 def update_affects_search(fields: Iterable[str]) -> bool:
-    """True when an update that sent `fields` may change which recipes a search finds."""
+    """True when an update that sent `fields` must be reflected in cached searches at once."""
     return not SEARCH_FIELDS.isdisjoint(fields)
