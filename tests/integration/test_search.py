@@ -357,6 +357,23 @@ async def test_edits_search_does_not_read_and_deletions_keep_the_cached_pages(
     assert not [q for q in statements if "websearch_to_tsquery" in q or "MATCH" in q]  # the cached page of ids
 
 
+async def test_a_write_and_its_outbox_repeat_bump_the_generation_once(
+    client: httpx.AsyncClient, api: Api, author: dict[str, Any]
+) -> None:
+    """The writer bumps after commit; the relay's search.index repeat finds it done and leaves the pages alone."""
+    container = _container(client)
+    await _after_recipe_write(client)
+    before = await container.cache.generation(SEARCH_GENERATION_KEY)
+    assert before is not None
+    recipe = await api.create_recipe(author, **_recipe("Medlar jelly"))
+    resp = await client.patch(
+        f"/api/v1/recipes/{recipe['id']}", json={"title": "Medlar cheese"}, headers=author["headers"]
+    )
+    assert resp.status_code == 200
+    await container.events.relay.drain()
+    assert await container.cache.generation(SEARCH_GENERATION_KEY) == before + 2  # one per write, not two
+
+
 async def test_bad_input_is_a_problem(client: httpx.AsyncClient, api: Api, author: dict[str, Any]) -> None:
     await api.create_recipe(author, **_recipe("Apple pie"))
     for params in ({}, {"q": ""}, {"q": "x" * 201}, {"q": "pie", "limit": 101}, {"q": "pie", "sort": "best"}):
@@ -429,11 +446,14 @@ async def test_recipe_events_bump_the_search_generation(client: httpx.AsyncClien
         (RECIPE_UPDATED, {"fields": ["steps", "servings", "description"]}, 0),  # hydration shows them current
         (RECIPE_DELETED, {}, 0),  # cached pages skip a deleted id when hydrated
     ]
-    for topic, payload, bumps in cases:
+    for event_id, (topic, payload, bumps) in enumerate(cases, start=1):
         before = await container.cache.generation(SEARCH_GENERATION_KEY)
         assert before is not None
         hooks = [h for h in registry.handlers(topic) if h.name == SEARCH_INDEX]
         assert len(hooks) == 1
         assert hooks[0].handler is not None
-        await hooks[0].handler(Event(1, topic, uuid.uuid4(), payload, 0, datetime.now(UTC)))
+        event = Event(event_id, topic, uuid.uuid4(), payload, 0, datetime.now(UTC))
+        await hooks[0].handler(event)
+        assert await container.cache.generation(SEARCH_GENERATION_KEY) == before + bumps, (topic, payload)
+        await hooks[0].handler(event)  # delivered again: the bump owed for one event happens once
         assert await container.cache.generation(SEARCH_GENERATION_KEY) == before + bumps, (topic, payload)

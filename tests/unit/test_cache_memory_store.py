@@ -237,3 +237,11 @@ async def test_many_leases_are_never_evicted(clock: FakeClock) -> None:
         raw = await store.get(f"k{i}")
         assert raw is not None
         assert is_lease(raw)
+
+
+async def test_incr_once_bumps_once_per_marker() -> None:
+    store = MemoryStore(100)
+    assert await store.incr_once("gen:x", "gen:x:done:1", 60_000)
+    assert not await store.incr_once("gen:x", "gen:x:done:1", 60_000)
+    assert await store.incr_once("gen:x", "gen:x:done:2", 60_000)
+    assert await store.get_int("gen:x") == 2

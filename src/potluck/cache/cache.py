@@ -23,7 +23,7 @@ from potluck.cache.breaker import CircuitBreaker
 from potluck.cache.bus import InvalidationBus
 from potluck.cache.entry import Entry, decode, encode, new_token, should_refresh_early
 from potluck.cache.families import Family
-from potluck.cache.keys import refresh_lock_key
+from potluck.cache.keys import GENERATION_MARKER_TTL_MS, generation_marker, refresh_lock_key
 from potluck.cache.local import LocalCache
 from potluck.cache.metrics import CacheMetrics
 from potluck.cache.store import CacheStore, CacheStoreError
@@ -401,12 +401,18 @@ class Cache:
             self.breaker.record_failure()
             return None
 
-    async def bump_generation(self, key: str) -> None:
-        """One INCR makes every entry under the old generation unreachable: O(1), whatever their number."""
+    async def bump_generation(self, key: str, *, event_id: int | None = None) -> None:
+        """One INCR makes every entry under the old generation unreachable: O(1), whatever their number.
+
+        With `event_id`, the bump owed for that outbox event happens once: the outbox's durable repeat of it
+        (`search/handlers.py`) finds it done and does not empty the cache a second time."""
         if not self.settings.enabled:
             return
         try:
-            await self.store.incr(key)
+            if event_id is None:
+                await self.store.incr(key)
+            else:
+                await self.store.incr_once(key, generation_marker(key, event_id), GENERATION_MARKER_TTL_MS)
         except CacheStoreError:
             self.breaker.record_failure()
             self.pending_generations.add(key)

@@ -10,6 +10,15 @@ import orjson
 
 # Keys without a TTL must never be evicted (see deploy/redis/cache.conf): generations live here.
 SEARCH_GENERATION_KEY = "gen:search"
+# How long "this event's bump is done" is remembered: far longer than an outbox delivery takes.
+GENERATION_MARKER_TTL_MS = 3_600_000
+
+
+def generation_marker(key: str, event_id: int) -> str:
+    """Marks that the bump of generation `key` owed for outbox event `event_id` has happened."""
+    return f"{key}:done:{event_id}"
+
+
 INVALIDATION_CHANNEL = "potluck:invalidate"
 
 

@@ -84,6 +84,13 @@ class MemoryStore:
         self._set(key, str(value).encode(), None)
         return value
 
+    async def incr_once(self, key: str, marker: str, marker_ttl_ms: int) -> bool:
+        if self._live(marker) is not None:
+            return False
+        self._set(marker, b"1", marker_ttl_ms)
+        await self.incr(key)
+        return True
+
     async def get_int(self, key: str) -> int:
         return int(self._live(key) or b"0")
 

@@ -42,6 +42,15 @@ return 0
 # Early refresh: replace exactly the entry that was read, nothing newer, nothing deleted.
 _REPLACE = _FILL
 
+# KEYS[1] the counter, KEYS[2] the marker; ARGV[1] the marker's TTL in ms.
+_INCR_ONCE = """
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then
+  redis.call('INCR', KEYS[1])
+  return 1
+end
+return 0
+"""
+
 
 def redis_client(url: str, timeout: float, *, reconnect: bool = True) -> aioredis.Redis:
     """A client that fails fast: tens of milliseconds, no retry on a timeout (the caller falls back to the database).
@@ -69,6 +78,7 @@ class RedisStore:
         self._acquire = client.register_script(_ACQUIRE)
         self._fill = client.register_script(_FILL)
         self._replace = client.register_script(_REPLACE)
+        self._incr_once = client.register_script(_INCR_ONCE)
 
     async def _call(self, coro: Any) -> Any:
         try:
@@ -99,6 +109,9 @@ class RedisStore:
 
     async def incr(self, key: str) -> int:
         return int(await self._call(self.client.incr(key)))
+
+    async def incr_once(self, key: str, marker: str, marker_ttl_ms: int) -> bool:
+        return bool(await self._call(self._incr_once(keys=[key, marker], args=[marker_ttl_ms])))
 
     async def get_int(self, key: str) -> int:
         value = await self._call(self.client.get(key))

@@ -23,11 +23,14 @@ class Outbox:
 
     async def record(
         self, session: WriteSession, topic: str, aggregate_id: uuid.UUID, payload: Mapping[str, Any]
-    ) -> None:
-        """Record `topic` about `aggregate_id` in `session`'s transaction; delivered only if it commits."""
+    ) -> int | None:
+        """Record `topic` about `aggregate_id` in `session`'s transaction; delivered only if it commits.
+
+        Returns the event's id (None when recording is off)."""
         if not self.enabled:
-            return
+            return None
         aggregate_type = AGGREGATE_OF_TOPIC[topic]
-        await OutboxRepository(session).add(session, topic, aggregate_type, aggregate_id, payload, utcnow())
+        event_id = await OutboxRepository(session).add(session, topic, aggregate_type, aggregate_id, payload, utcnow())
         for listener in self._listeners:
             session.after_commit(listener)
+        return event_id

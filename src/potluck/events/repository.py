@@ -56,9 +56,10 @@ class OutboxRepository:
         aggregate_id: uuid.UUID,
         payload: Mapping[str, Any],
         now: datetime,
-    ) -> None:
-        await session.execute(
-            insert(OutboxEvent).values(
+    ) -> int:
+        event_id = await session.scalar(
+            insert(OutboxEvent)
+            .values(
                 topic=topic,
                 aggregate_type=aggregate_type,
                 aggregate_id=aggregate_id,
@@ -68,7 +69,10 @@ class OutboxRepository:
                 available_at=now,
                 created_at=now,
             )
+            .returning(OutboxEvent.id)
         )
+        assert event_id is not None
+        return int(event_id)
 
     async def claim(
         self, session: WriteSession, relay: str, now: datetime, lease: timedelta, limit: int

@@ -159,6 +159,7 @@ class RecipeService:
         *,
         author_id: uuid.UUID | None = None,
         search: bool = False,
+        search_event: int | None = None,
         reader_id: uuid.UUID | None = None,
     ) -> None:
         keys = [recipe_key(recipe_id)]
@@ -169,8 +170,8 @@ class RecipeService:
         self.cache.invalidate_after_commit(session, *keys)
         if search:
             # Cached searches hold ids; which ids match changes with a recipe's text, filters or visibility
-            # (search/relevance.py, docs/search.md).
-            session.after_commit(lambda: self.cache.bump_generation(SEARCH_GENERATION_KEY))
+            # (search/relevance.py, docs/search.md). Once per event: the outbox's repeat finds it done.
+            session.after_commit(lambda: self.cache.bump_generation(SEARCH_GENERATION_KEY, event_id=search_event))
 
     async def list_page(
         self,
@@ -194,10 +195,10 @@ class RecipeService:
         await repo.replace_steps(session, recipe.id, data.steps)
         await repo.replace_tags(session, recipe.id, data.tags)
         await repo.replace_nutrition(session, recipe.id, data.nutrition)
-        self._invalidate(session, recipe.id, author_id=author_id, search=True)
-        await self.outbox.record(
+        event_id = await self.outbox.record(
             session, RECIPE_CREATED, recipe.id, {"author_id": str(author_id), "is_public": recipe.is_public}
         )
+        self._invalidate(session, recipe.id, author_id=author_id, search=True, search_event=event_id)
         return await self._reload(session, recipe.id)
 
     async def _reload(self, session: WriteSession, recipe_id: uuid.UUID) -> dict[str, Any]:
@@ -252,9 +253,11 @@ class RecipeService:
         if "nutrition" in sent:
             await repo.replace_nutrition(session, recipe.id, data.nutrition)
         await repo.bump_version(session, recipe.id, **values)
-        self._invalidate(session, recipe.id, author_id=recipe.author_id, search=update_affects_search(sent))
-        await self.outbox.record(
+        event_id = await self.outbox.record(
             session, RECIPE_UPDATED, recipe.id, {"author_id": str(recipe.author_id), "fields": sorted(sent)}
+        )
+        self._invalidate(
+            session, recipe.id, author_id=recipe.author_id, search=update_affects_search(sent), search_event=event_id
         )
         return await self._reload(session, recipe.id)
 
