@@ -184,7 +184,20 @@ async def _database_unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
+def _first_leaf(exc: BaseException) -> BaseException:
+    """The first exception inside (nested) exception groups: what a TaskGroup's failure really was."""
+    while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
+        exc = exc.exceptions[0]
+    return exc
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
+    # A TaskGroup (hydrating a page of recipes, say) wraps what failed in an ExceptionGroup: answer for that.
+    leaf = _first_leaf(exc)
+    if leaf is not exc and isinstance(leaf, DATABASE_UNAVAILABLE):
+        return await _database_unavailable(request, leaf)
+    if leaf is not exc and isinstance(leaf, PotluckError):
+        return await _potluck_error(request, leaf)
     logger.exception("request.unhandled_error", extra={"path": request.url.path})
     return problem(500, "Internal Server Error", "an unexpected error occurred", slug="internal")
 

@@ -53,6 +53,10 @@ class FaultInjection:
     pause_before_fill: dict[str, float] = field(default_factory=dict)
 
 
+class _FillAbandonedError(Exception):
+    """Set on a single-flight future whose owner was cancelled: its waiters load the key themselves."""
+
+
 def _now_ms() -> int:
     return int(time.time() * 1000)
 
@@ -118,11 +122,20 @@ class Cache:
         # One request per key and process goes on; the others in this process share its result.
         inflight = self._inflight.get(key)
         if inflight is not None:
-            return await asyncio.shield(inflight)
+            try:
+                return await asyncio.shield(inflight)
+            except _FillAbandonedError:
+                # The request that was loading it was cancelled (its client left, or a sibling task of its
+                # TaskGroup failed): that is no reason to fail this one. Load it ourselves.
+                return await self.get_or_fill(family, key, loader)
         future: asyncio.Future[Loaded] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
             result = await self._second_tier(family, key, loader, epoch)
+        except asyncio.CancelledError:
+            future.set_exception(_FillAbandonedError(key))
+            future.exception()  # mark retrieved: waiters handle it, nobody else must
+            raise
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # mark retrieved: waiters re-raise it, nobody else must
