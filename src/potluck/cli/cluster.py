@@ -316,8 +316,9 @@ def render_nginx_conf(template: str, *, nginx_dir: Path, lb_port: int, api_ports
     """nginx.conf for a load balancer on HOST:lb_port over the API processes on `api_ports`."""
     if not api_ports:
         raise ClusterError("nginx needs at least one API port")
-    # fail_timeout is short on purpose: a process marked down is retried after 2 s, not nginx's default 10 s.
-    servers = "\n".join(f"        server {HOST}:{port} max_fails=1 fail_timeout=2s;" for port in api_ports)
+    # fail_timeout is short on purpose: a process marked down is retried after 2 s, not nginx's default 10 s;
+    # max_fails=3: one failed attempt (a timeout under load) does not take it out.
+    servers = "\n".join(f"        server {HOST}:{port} max_fails=3 fail_timeout=2s;" for port in api_ports)
     return render_template(
         template, {"nginx_dir": str(nginx_dir), "listen": f"{HOST}:{lb_port}", "upstream_servers": servers}
     )
