@@ -192,13 +192,21 @@ def _first_leaf(exc: BaseException) -> BaseException:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> Response:
-    # A TaskGroup (hydrating a page of recipes, say) wraps what failed in an ExceptionGroup: answer for that.
-    leaf = _first_leaf(exc)
-    if leaf is not exc and isinstance(leaf, DATABASE_UNAVAILABLE):
-        return await _database_unavailable(request, leaf)
-    if leaf is not exc and isinstance(leaf, PotluckError):
-        return await _potluck_error(request, leaf)
     logger.exception("request.unhandled_error", extra={"path": request.url.path})
+    return problem(500, "Internal Server Error", "an unexpected error occurred", slug="internal")
+
+
+async def _exception_group(request: Request, exc: Exception) -> Response:
+    """A TaskGroup (hydrating a page of recipes, say) wraps what failed in an ExceptionGroup: answer for that.
+
+    Registered for ExceptionGroup itself, so it is handled like any error (and not re-raised to the server as a
+    crash, as the catch-all is)."""
+    leaf = _first_leaf(exc)
+    if isinstance(leaf, DATABASE_UNAVAILABLE):
+        return await _database_unavailable(request, leaf)
+    if isinstance(leaf, PotluckError):
+        return await _potluck_error(request, leaf)
+    logger.error("request.unhandled_error", exc_info=exc, extra={"path": request.url.path})
     return problem(500, "Internal Server Error", "an unexpected error occurred", slug="internal")
 
 
@@ -208,4 +216,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     for kind in DATABASE_UNAVAILABLE:
         app.add_exception_handler(kind, _database_unavailable)
+    app.add_exception_handler(ExceptionGroup, _exception_group)
     app.add_exception_handler(Exception, _unexpected_error)

@@ -37,7 +37,8 @@ def _app() -> FastAPI:
 
 
 async def _get(path: str) -> httpx.Response:
-    transport = httpx.ASGITransport(app=_app(), raise_app_exceptions=False)
+    # raise_app_exceptions: an error that reached the server as a crash (after a 500 was sent) fails the test.
+    transport = httpx.ASGITransport(app=_app(), raise_app_exceptions=True)
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         return await client.get(path)
 

@@ -25,6 +25,9 @@ def serve(
     port: int = typer.Option(int(os.environ.get("PORT", "8000")), help="Port (env PORT)."),
     workers: int = typer.Option(1, min=1, help="Worker processes (one per core is right)."),
     access_log: bool = typer.Option(False, help="Log every request."),
+    keep_alive: int = typer.Option(
+        65, min=1, help="Seconds an idle connection is kept (longer than the load balancer's, which closes first)."
+    ),
     worker_timeout: int = typer.Option(
         30,
         min=1,
@@ -55,6 +58,7 @@ def serve(
             access_log=access_log,
             proxy_headers=True,
             server_header=False,
+            timeout_keep_alive=keep_alive,
             # uvicorn's default (5 s) kills workers still importing the app on a busy machine, over and over.
             timeout_worker_healthcheck=worker_timeout,
         )
