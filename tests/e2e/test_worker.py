@@ -64,10 +64,10 @@ class Process:
             self.kill()
 
 
-@pytest.fixture(scope="module")
-def stack(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def migrated_database(pg_cluster: PgCluster, prefix: str) -> str:
+    """A new, migrated database on the harness's primary; its URL."""
     base = make_url(pg_cluster.dsn("primary"))
-    name = f"e2e_worker_{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     url = base.set(database=name).render_as_string(hide_password=False)
 
     async def create() -> None:
@@ -79,6 +79,12 @@ def stack(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> It
         await engine.dispose()
 
     asyncio.run(create())
+    return url
+
+
+@pytest.fixture(scope="module")
+def stack(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    url = migrated_database(pg_cluster, "e2e_worker")
     logs = tmp_path_factory.mktemp("e2e-worker")
     metrics_port = _free_port()
     with RedisServer() as cache, RedisServer() as coord:

@@ -3,44 +3,25 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import redis.asyncio as aioredis
-from sqlalchemy.engine import make_url
 
 from potluck.cache.entry import decode
 from potluck.cache.keys import recipe_key, trending_key
-from potluck.config import DatabaseSettings
-from potluck.db.engine import create_engine
-from potluck.db.migrate import upgrade
 from potluck.search.analytics import rollup_key
 from tests.e2e.test_cache_processes import ApiProcess
-from tests.e2e.test_worker import Process, _eventually, _user
+from tests.e2e.test_worker import Process, _eventually, _user, migrated_database
 from tests.harness import PgCluster, RedisServer
 
 
 @pytest.fixture(scope="module")
 def stack(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
-    base = make_url(pg_cluster.dsn("primary"))
-    name = f"e2e_schedule_{uuid.uuid4().hex[:8]}"
-    url = base.set(database=name).render_as_string(hide_password=False)
-
-    async def create() -> None:
-        conn = await asyncpg.connect(host=base.host, port=base.port, user=base.username, database="postgres")
-        await conn.execute(f'CREATE DATABASE "{name}"')
-        await conn.close()
-        engine = create_engine(url, DatabaseSettings())
-        await upgrade(engine)
-        await engine.dispose()
-
-    asyncio.run(create())
+    url = migrated_database(pg_cluster, "e2e_schedule")
     logs = tmp_path_factory.mktemp("e2e-schedule")
     with RedisServer() as cache, RedisServer() as coord:
         env = {

@@ -19,6 +19,7 @@ import asyncpg
 import httpx
 import pytest
 import redis
+from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from potluck.app import create_app
@@ -195,3 +196,20 @@ def api(client: httpx.AsyncClient) -> Api:
 
 
 AsyncFactory = Callable[..., Awaitable[dict[str, Any]]]
+
+
+@pytest.fixture
+def statements(client: httpx.AsyncClient) -> Iterator[list[str]]:
+    """Every SQL statement the app sends while the test runs (primary, primary reader and replicas)."""
+    database = client._transport.app.state.container.database  # type: ignore[attr-defined]
+    seen: list[str] = []
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        seen.append(statement)
+
+    engines = {database.primary, database.primary_reader, *database.replicas}
+    for engine in engines:
+        event.listen(engine.sync_engine, "before_cursor_execute", record)
+    yield seen
+    for engine in engines:
+        event.remove(engine.sync_engine, "before_cursor_execute", record)

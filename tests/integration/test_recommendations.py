@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event
 
 from potluck.cache.keys import recommend_key
 from potluck.recommendation.routes import router as recommendations_router
@@ -26,23 +24,6 @@ def _recommendation_routes(client: httpx.AsyncClient) -> None:
     app = _app(client)
     if not any(getattr(route, "path", None) == RECOMMENDATIONS for route in app.routes):
         app.include_router(recommendations_router, prefix="/api/v1")
-
-
-@pytest.fixture
-def statements(client: httpx.AsyncClient) -> Iterator[list[str]]:
-    """Every SQL statement the app sends while the test runs."""
-    database = _app(client).state.container.database
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-
-    engines = {database.primary, database.primary_reader, *database.replicas}
-    for engine in engines:
-        event.listen(engine.sync_engine, "before_cursor_execute", record)
-    yield seen
-    for engine in engines:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
 async def _titles(client: httpx.AsyncClient, user: dict[str, Any], **params: Any) -> list[str]:

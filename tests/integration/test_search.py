@@ -4,13 +4,11 @@ full-text search with Redis."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event
 
 from potluck.cache.keys import SEARCH_GENERATION_KEY
 from potluck.cache.redis_store import redis_client
@@ -287,23 +285,6 @@ async def test_a_recipe_made_private_leaves_cached_results_at_once(
     # Even before the generation moves, hydration checks visibility on every read.
     assert await _titles(client, "rhubarb") == []
     assert await _titles(client, "rhubarb", author["headers"]) == ["Rhubarb crumble"]
-
-
-@pytest.fixture
-def statements(client: httpx.AsyncClient) -> Iterator[list[str]]:
-    """Every SQL statement the app sends while the test runs."""
-    database = _container(client).database
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        seen.append(statement)
-
-    engines = {database.primary, database.primary_reader, *database.replicas}
-    for engine in engines:
-        event.listen(engine.sync_engine, "before_cursor_execute", record)
-    yield seen
-    for engine in engines:
-        event.remove(engine.sync_engine, "before_cursor_execute", record)
 
 
 async def test_results_are_cached_and_a_title_edit_invalidates_them(

@@ -226,3 +226,23 @@ async def test_cold_redis_restart_then_warm_brings_hit_rate_above_90_percent(
 
     assert warmed > 0.90, (warmed, cold)
     assert warmed > cold + 0.04, (warmed, cold)
+
+
+async def test_the_trending_refresh_replaces_a_cached_list(client: httpx.AsyncClient, api: Api) -> None:
+    """trending.refresh recomputes a list that is still cached (readers would keep the old one for 600 s)."""
+    author, fan = await api.register(), await api.register()
+    old = await api.create_recipe(author, title="Old favourite")
+    assert (await client.put(f"{RECIPES}/{old['id']}/favorite", headers=fan["headers"])).status_code == 204
+    container = _container(client)
+    trending = container.background.trending
+    from potluck.trending.scoring import Period
+
+    first = await trending.ids(Period.day)  # computed and cached
+    new = await api.create_recipe(author, title="New sensation")
+    for user in (fan, await api.register(), await api.register()):
+        assert (await client.put(f"{RECIPES}/{new['id']}/favorite", headers=user["headers"])).status_code == 204
+    assert await trending.ids(Period.day) == first  # still the cached list
+    sizes = await trending.refresh()
+    assert sizes[Period.day] >= 2
+    ranked = [i.hex for i in await trending.ids(Period.day)]
+    assert ranked[0] == new["id"].replace("-", "")  # three fresh favorites beat one

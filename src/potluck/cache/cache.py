@@ -157,19 +157,7 @@ class Cache:
         if not self.settings.enabled:
             return await loader()
         epoch = self.local.epoch if self.local is not None else 0
-        if not await self._store_usable():
-            self.metrics.bypasses.labels(family.name).inc()
-            return await loader()
-        try:
-            raw = await self.store.get(key)
-            self.breaker.record_success()
-        except CacheStoreError:
-            return await self._store_failed(family, "get", loader)
-        entry = decode(raw) if raw is not None else None
-        if entry is None:
-            return await self._lease_and_fill(family, key, loader, epoch)
-        refreshed = await self._refresh_early(family, key, entry, loader, epoch)
-        return refreshed if refreshed is not None else Loaded(entry.payload, entry.meta)
+        return await self._second_tier(family, key, loader, epoch, refresh=True)
 
     def peek(self, family: Family, key: str) -> Loaded | None:
         """The first tier's entry for `key`, or None; counts a hit, never a miss (the caller then asks
@@ -184,7 +172,10 @@ class Cache:
         self.metrics.time_saved.labels(family.name).inc(entry.delta_ms / 1000)
         return Loaded(entry.payload, entry.meta)
 
-    async def _second_tier(self, family: Family, key: str, loader: Loader, epoch: int) -> Loaded:
+    async def _second_tier(
+        self, family: Family, key: str, loader: Loader, epoch: int, *, refresh: bool = False
+    ) -> Loaded:
+        """Redis (or the memory store) for `key`; `refresh`: replace a present entry now (and count no read)."""
         if not await self._store_usable():
             self.metrics.bypasses.labels(family.name).inc()
             return await loader()
@@ -196,16 +187,18 @@ class Cache:
 
         entry = decode(raw) if raw is not None else None
         if entry is not None:
-            self.metrics.hits.labels(family.name, "l2").inc()
-            self.metrics.time_saved.labels(family.name).inc(entry.delta_ms / 1000)
+            if not refresh:
+                self.metrics.hits.labels(family.name, "l2").inc()
+                self.metrics.time_saved.labels(family.name).inc(entry.delta_ms / 1000)
             now = _now_ms()
-            if should_refresh_early(now, entry, self.settings.xfetch_beta, 1.0 - self._rng.random()):
+            if refresh or should_refresh_early(now, entry, self.settings.xfetch_beta, 1.0 - self._rng.random()):
                 refreshed = await self._refresh_early(family, key, entry, loader, epoch)
                 if refreshed is not None:
                     return refreshed
             self._remember(key, entry, epoch)
             return Loaded(entry.payload, entry.meta)
-        self.metrics.misses.labels(family.name, "l2").inc()
+        if not refresh:
+            self.metrics.misses.labels(family.name, "l2").inc()
         # Empty, or a lease: try for the lease (it is taken over only if its holder is past its deadline).
         return await self._lease_and_fill(family, key, loader, epoch)
 
