@@ -246,3 +246,19 @@ async def test_the_trending_refresh_replaces_a_cached_list(client: httpx.AsyncCl
     assert sizes[Period.day] >= 2
     ranked = [i.hex for i in await trending.ids(Period.day)]
     assert ranked[0] == new["id"].replace("-", "")  # three fresh favorites beat one
+
+
+async def test_an_empty_trending_list_is_cached_briefly(client: httpx.AsyncClient) -> None:
+    """Nothing trends in an empty database: that answer lives 30 s (negative TTL), not the list's 600 s."""
+    from potluck.trending.scoring import Period
+
+    container = _container(client)
+    assert await container.background.trending.ids(Period.day) == []
+    raw = await container.cache.store.get(trending_key("day"))
+    assert raw is not None
+    entry = decode(raw)
+    assert entry is not None
+    assert entry.payload is None  # a negative entry: the family's negative TTL applies
+    import time
+
+    assert entry.expires_at_ms - time.time() * 1000 <= 30_000

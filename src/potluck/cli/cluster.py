@@ -1079,6 +1079,15 @@ def _bring_up(
         for node in background.values():
             node.pop("proc")
 
+    # The worker's own warm-up ran as it started, before the seed: warm again now that there is data.
+    with _step("warm the cache"):
+        result = _run([*potluck, "warm-cache"], what="potluck warm-cache", env=tool_env, timeout=300, check=False)
+        if result.returncode != 0:
+            console.print(
+                f"[yellow]note[/yellow]: potluck warm-cache failed (exit {result.returncode}); "
+                "the cache fills as it is read"
+            )
+
     # Only now: nginx marks an upstream that refuses a connection as down for fail_timeout, so it must not see
     # the API processes before they listen.
     with _step(f"nginx load balancer on port {lb_port}"):

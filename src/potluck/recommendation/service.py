@@ -6,8 +6,9 @@ Ids are hydrated through `RecipeService.get` as an anonymous viewer, so a recipe
 deleted since the list was computed disappears at once, for everyone: its document is a 404 and the next id
 takes its place. Hydrating anonymously also means the list can never show a private recipe, whoever asks.
 
-Staleness: the viewer's own favorites, ratings and follows reach the list when it is next computed, up to the
-TTL later (nothing invalidates `recommend:{user_id}` on those writes yet; see docs/recommendations.md).
+Freshness: the viewer's own favorites, ratings and follows clear `recommend:{user_id}` after their commit
+(recipe/service.py, user/service.py); other users' activity reaches the list on its next computation, up to the
+TTL later (docs/recommendations.md).
 
 The fill reads a replica, not the primary: there is one fill per active user per TTL (far more than trending's
 one per period), the list is allowed to be as old as its TTL anyway, and a replica that still shows a recipe as

@@ -69,4 +69,7 @@ class TrendingService:
         return [recipe_id for recipe_id, _ in rank(candidates, period, now, TOP_N)]
 
     async def _load(self, period: Period) -> Loaded:
-        return Loaded(orjson.dumps([i.hex for i in await self.compute(period)]))
+        ids = await self.compute(period)
+        # Nothing trends yet (an empty or just-seeded database): cached briefly, like a missing id (30 s), not for
+        # the list's 600 s, so the first activity shows up soon.
+        return Loaded(orjson.dumps([i.hex for i in ids])) if ids else Loaded(None)
