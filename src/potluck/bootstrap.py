@@ -50,6 +50,8 @@ class Container:
     recipes: RecipeService
     media: MediaService
     redis_info: RedisInfoPoller | None
+    # Kept here: in multiprocess mode its sampling thread holds it only weakly, and nothing else refers to it.
+    db_pools: DbPoolCollector
     search_analytics: SearchAnalytics
     outbox: Outbox
     notifications: NotificationService
@@ -70,6 +72,7 @@ class Container:
             self.events.schedule(worker.trending_interval_seconds, TRENDING_TASK, self.background.trending.refresh)
 
     async def aclose(self) -> None:
+        self.db_pools.close()
         await self.search_analytics.aclose()
         if self.redis_info is not None:
             await self.redis_info.aclose()
@@ -115,7 +118,7 @@ class Background:
 def build_background(settings: Settings, cache: Cache, analytics: SearchAnalytics) -> Background:
     db_settings = settings.database.model_copy(update={"replica_urls": [], "pool_size": 2, "max_overflow": 8})
     database = Database.from_settings(settings.database_url, db_settings)
-    own_cache = Cache(cache.store, cache.metrics, cache.settings, faults=cache.faults)
+    own_cache = Cache(cache.store, cache.metrics, cache.settings, faults=cache.faults, report_breaker=False)
     recipes = RecipeService(database, own_cache, settings.media.public_base_url)
     trending = TrendingService(database, own_cache, recipes)
     search = SearchService(database, own_cache, recipes, analytics)
@@ -179,7 +182,7 @@ def bootstrap(settings: Settings) -> Container:
     database = Database.from_settings(settings.database_url, settings.database, registry)
     faults = FaultInjection() if settings.cache.test_hooks else None
     cache = build_cache(settings, registry, faults)
-    DbPoolCollector(database_pools(database), registry)
+    db_pools = DbPoolCollector(database_pools(database), registry)
     redis_info = None
     if settings.redis.url is not None:
         redis_info = RedisInfoPoller(
@@ -218,6 +221,7 @@ def bootstrap(settings: Settings) -> Container:
         recipes=recipes,
         media=media,
         redis_info=redis_info,
+        db_pools=db_pools,
         search_analytics=search_analytics,
         outbox=outbox,
         notifications=notifications,

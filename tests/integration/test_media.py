@@ -439,7 +439,15 @@ async def test_the_media_route_serves_only_stored_keys(client: httpx.AsyncClient
     recipe = await api.create_recipe(author)
     body = (await upload(client, recipe["id"], author, jpeg())).json()
     local = container_of(client).media.local_files
-    for path in ("/media/recipes/nope/thumb.webp", "/media/recipes/..%2F..%2Fpotluck.db", "/media/..%2Fsecret.key"):
+    too_long = "a" * 300  # a file name over the file system's limit: ENAMETOOLONG, not "no such file"
+    for path in (
+        "/media/recipes/nope/thumb.webp",
+        "/media/recipes/..%2F..%2Fpotluck.db",
+        "/media/..%2Fsecret.key",
+        f"/media/{too_long}",
+        f"/media/recipes/{too_long}/medium.webp",
+        f"/media/recipes/{recipe['id']}/.medium.webp.{'0' * 32}.tmp",  # an upload's temporary file
+    ):
         assert_problem(await client.get(path), 404, "not-found")
     if local is None:
         assert_problem(await client.get(f"/media/recipes/{recipe['id']}/x/thumb.webp"), 404, "not-found")

@@ -6,6 +6,7 @@ Several processes are simulated in this one with prometheus_client's own hook: a
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 import subprocess
@@ -147,6 +148,17 @@ def test_a_configured_directory_is_emptied_of_metric_files_only(
     assert os.environ[multiprocess.ENV] == str(tmp_path / "from-env")
 
 
+def test_a_directory_holding_another_database_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pointed at the data directory by mistake: potluck.db must survive, and the server must say why it stops."""
+    monkeypatch.delenv(multiprocess.ENV, raising=False)
+    (tmp_path / "potluck.db").write_bytes(b"SQLite format 3\x00")
+    (tmp_path / "gauge_livesum_7.db").write_bytes(b"stale")
+    with pytest.raises(ValueError, match=r"potluck\.db"), multiprocess.server_directory(tmp_path, processes=2):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gauge_livesum_7.db", "potluck.db"]
+    assert multiprocess.ENV not in os.environ
+
+
 def test_the_environment_s_directory_is_used(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(multiprocess.ENV, str(tmp_path / "env"))
     with multiprocess.server_directory(None, processes=1) as path:
@@ -210,6 +222,34 @@ async def test_pool_use_is_written_per_process_and_summed(metrics_dir: Path, tmp
         for collector in collectors:
             collector.close()
         await engine.dispose()
+
+
+async def test_the_container_keeps_its_pool_sampler_alive(metrics_dir: Path, tmp_path: Path) -> None:
+    """Built by bootstrap and referred to by nothing else, the sampler must still sample (it is kept weakly)."""
+    import gc
+
+    from potluck.bootstrap import bootstrap
+    from potluck.config import DatabaseSettings, Settings
+
+    as_process(os.getpid())
+    settings = Settings(
+        data_dir=tmp_path / "data", database=DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'c.db'}")
+    )
+    container = bootstrap(settings)
+    try:
+        gc.collect()
+        labels = (("node", "primary"), ("role", "primary"))
+        async with container.database.primary.connect() as conn:
+            await conn.exec_driver_sql("SELECT 1")
+            for _ in range(40):  # the thread samples every SAMPLE_INTERVAL_SECONDS
+                gc.collect()
+                if merged(metrics_dir).get(("potluck_db_pool_checked_out", labels)) == 1:
+                    break
+                await asyncio.sleep(0.1)
+            else:
+                raise AssertionError("the pool sampler stopped: nothing holds it")
+    finally:
+        await container.aclose()
 
 
 def test_a_killed_process_s_gauges_are_reaped_and_its_counters_kept(metrics_dir: Path) -> None:

@@ -71,6 +71,7 @@ class Cache:
         local: LocalCache | None = None,
         bus: InvalidationBus | None = None,
         faults: FaultInjection | None = None,
+        report_breaker: bool = True,
         rng: random.Random | None = None,
     ) -> None:
         self.store = store
@@ -82,7 +83,9 @@ class Cache:
         self.breaker = CircuitBreaker(
             settings.breaker_failures,
             settings.breaker_reset_seconds,
-            on_change=lambda is_open: metrics.breaker_open.set(1 if is_open else 0),
+            # One breaker per process drives the gauge (the requests' cache): a background Cache over the same
+            # metrics would overwrite it.
+            on_change=(lambda is_open: metrics.breaker_open.set(1 if is_open else 0)) if report_breaker else None,
         )
         self.pending: set[str] = set()
         self.pending_generations: set[str] = set()

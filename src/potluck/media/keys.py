@@ -40,6 +40,11 @@ def variant_keys(recipe_id: uuid.UUID, digest: str) -> dict[str, str]:
     return {variant: variant_key(recipe_id, digest, variant) for variant in VARIANTS}
 
 
+def is_image_key(key: str) -> bool:
+    """A key this module makes (what the /media route may serve): nothing else under the media root."""
+    return _IMAGE_KEY.match(key) is not None
+
+
 def image_prefix(image_key: str) -> str | None:
     """`recipes/{id}/{digest}/` for a key this module made, else None."""
     match = _IMAGE_KEY.match(image_key)

@@ -16,6 +16,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from potluck.media.keys import is_image_key
+
 T = TypeVar("T")
 
 
@@ -50,12 +52,17 @@ class LocalDiskStorage:
         self.root = root.absolute()
 
     def path_for(self, key: str) -> Path | None:
-        """The file holding `key`, if the key is valid and the file exists (what the /media route serves)."""
+        """The file holding `key`, if it is an image key and the file exists (what the /media route serves).
+
+        Only keys `media/keys.py` makes: not an upload's temporary file, and no over-long name reaches the disk
+        (ENAMETOOLONG is an OSError that `is_file` does not swallow)."""
+        if not is_image_key(key):
+            return None
         try:
             path = self.root / check_key(key)
-        except InvalidKeyError:
+            return path if path.is_file() else None
+        except (InvalidKeyError, OSError):
             return None
-        return path if path.is_file() else None
 
     async def put(self, key: str, data: bytes, *, content_type: str, cache_control: str) -> None:
         # The content type follows from the extension when the file is served; caching is the route's header.

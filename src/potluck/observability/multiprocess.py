@@ -35,6 +35,8 @@ logger = logging.getLogger("potluck.observability.multiprocess")
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 # gauge_livesum_1234.db: the per-process files of gauges that only count while their process lives.
 _LIVE_GAUGE_FILE = re.compile(r"gauge_live[a-z]+_(\d+)\.db")
+# Every file prometheus_client writes: counter_1234.db, histogram_1234.db, gauge_livesum_1234.db, ...
+_METRICS_FILE = re.compile(r"(counter|histogram|summary|gauge_[a-z]+)_\d+\.db")
 
 
 def directory() -> Path | None:
@@ -53,9 +55,13 @@ def enable(path: Path) -> Path:
     """Create and empty `path`, and put this process and every process it starts in multiprocess mode.
 
     Call it before the first metric is made (and before starting worker processes): metrics made earlier keep
-    their values in memory. Only `*.db` files are removed: the directory may be an operator's.
+    their values in memory. Only prometheus_client's own files are removed; a directory holding any other `.db`
+    file (a database, say) is refused: the merge would read it and every scrape would fail.
     """
     path.mkdir(parents=True, exist_ok=True)
+    foreign = sorted(p.name for p in path.glob("*.db") if not _METRICS_FILE.fullmatch(p.name))
+    if foreign:
+        raise ValueError(f"{path} holds other .db files ({', '.join(foreign[:3])}): give metrics their own directory")
     for stale in path.glob("*.db"):
         stale.unlink(missing_ok=True)
     os.environ[ENV] = str(path)
