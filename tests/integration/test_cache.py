@@ -104,9 +104,9 @@ async def test_reader_paused_before_fill_cannot_store_the_old_value(
     key = recipe_key(recipe["id"])
     url = f"/api/v1/recipes/{recipe['id']}"
     assert _raw(settings, key) is None
-    _container(a).faults.pause_before_fill[key] = 0.5
+    _container(a).faults.pause_before_fill[key] = 1.0
     slow_read = asyncio.create_task(a.get(url))
-    await asyncio.sleep(0.15)  # A has read version 1 and holds the lease, paused before its fill
+    await _container(a).faults.wait_paused(key)  # A has read version 1 and holds the lease, paused before its fill
     raw = _raw(settings, key)
     assert raw is not None
     assert raw.startswith(b"L|")

@@ -133,9 +133,9 @@ async def test_warm_fill_racing_a_write_is_refused(client: httpx.AsyncClient, ap
     await _forget(client, [recipe["id"]])
     container = _container(client)
     key = recipe_key(recipe["id"])
-    container.faults.pause_before_fill[key] = 0.6
+    container.faults.pause_before_fill[key] = 1.0
     warming = asyncio.create_task(container.background.warmer.run(recipes=1, searches=0, trending_items=0))
-    await asyncio.sleep(0.25)  # the warm job has loaded version 1 and sits on its lease
+    await container.faults.wait_paused(key)  # the warm job has loaded version 1 and sits on its lease
     resp = await client.patch(f"{RECIPES}/{recipe['id']}", json={"title": "After"}, headers=author["headers"])
     assert resp.status_code == 200
     await warming

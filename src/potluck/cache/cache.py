@@ -51,6 +51,16 @@ class FaultInjection:
     """Test hooks, off in production: pause a reader between its database read and its fill."""
 
     pause_before_fill: dict[str, float] = field(default_factory=dict)
+    # Keys whose reader is paused right now (loaded, lease held, fill not yet sent): what a test waits for.
+    paused: set[str] = field(default_factory=set)
+
+    async def wait_paused(self, key: str, timeout: float = 10.0) -> None:
+        """Until a reader of `key` sits in its pause (no guessing with sleeps on a busy machine)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while key not in self.paused:
+            if asyncio.get_running_loop().time() > deadline:
+                raise TimeoutError(f"no reader of {key} paused within {timeout} s")
+            await asyncio.sleep(0.005)
 
 
 class _FillAbandonedError(Exception):
@@ -305,7 +315,11 @@ class Cache:
         if self.faults is not None:
             pause = self.faults.pause_before_fill.pop(key, None)
             if pause:
-                await asyncio.sleep(pause)
+                self.faults.paused.add(key)
+                try:
+                    await asyncio.sleep(pause)
+                finally:
+                    self.faults.paused.discard(key)
 
     # --- failures and the breaker ----------------------------------------------------------------------------
 
