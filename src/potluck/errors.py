@@ -165,9 +165,33 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     ConnectionError,
 )
 RETRY_AFTER_SECONDS = 1
+# What an OperationalError says when the database is busy or away, as opposed to a mistake (a missing table, a
+# syntax error): only these are worth a retry.
+_UNAVAILABLE_MARKERS = (
+    "database is locked",  # SQLite: another writer holds it past the busy timeout
+    "statement timeout",  # PostgreSQL: canceling statement due to statement timeout
+    "connection",  # refused, reset, closed, does not exist
+    "terminating",  # administrator command, crash recovery
+    "too many clients",
+    "the database system is",  # starting up, shutting down, in recovery mode
+    "could not connect",
+    "timeout",
+)
+
+
+def database_unavailable(exc: BaseException) -> bool:
+    """The database is overloaded or away (503 + Retry-After), not the request or the code at fault (500)."""
+    if isinstance(exc, sa_exc.OperationalError):
+        if exc.connection_invalidated:
+            return True
+        message = str(exc.orig if exc.orig is not None else exc).lower()
+        return any(marker in message for marker in _UNAVAILABLE_MARKERS)
+    return isinstance(exc, DATABASE_UNAVAILABLE)
 
 
 async def _database_unavailable(request: Request, exc: Exception) -> Response:
+    if not database_unavailable(exc):
+        return await _unexpected_error(request, exc)
     busy = isinstance(exc, sa_exc.TimeoutError)
     logger.warning(
         "request.database_unavailable",
@@ -202,7 +226,7 @@ async def _exception_group(request: Request, exc: Exception) -> Response:
     Registered for ExceptionGroup itself, so it is handled like any error (and not re-raised to the server as a
     crash, as the catch-all is)."""
     leaf = _first_leaf(exc)
-    if isinstance(leaf, DATABASE_UNAVAILABLE):
+    if isinstance(leaf, Exception) and database_unavailable(leaf):
         return await _database_unavailable(request, leaf)
     if isinstance(leaf, PotluckError):
         return await _potluck_error(request, leaf)

@@ -494,3 +494,43 @@ async def test_storage_put_list_delete_are_idempotent(storage: ImageStorage) -> 
     await storage.delete([])
     with pytest.raises(ValueError, match="invalid storage key"):
         await storage.put("recipes/../../etc/passwd", b"x", content_type="image/webp", cache_control="public")
+
+
+async def test_uploads_past_the_processing_queue_are_503_and_lose_nothing(client: httpx.AsyncClient, api: Api) -> None:
+    author = await api.register()
+    recipe = await api.create_recipe(author)
+    container_of(client).media._max_admitted = 1  # a queue of one, so six at once must overflow it
+    colors = [(250, 0, 0), (0, 250, 0), (0, 0, 250), (250, 250, 0), (0, 250, 250), (250, 0, 250)]
+    images = [jpeg(size=(2400, 1600), color=c) for c in colors]  # ~0.1 s each to process: they overlap
+    results = await asyncio.gather(*(upload(client, recipe["id"], author, image) for image in images))
+    statuses = sorted(r.status_code for r in results)
+    assert 200 in statuses
+    assert 503 in statuses
+    assert set(statuses) == {200, 503}
+    for refused in (r for r in results if r.status_code == 503):
+        assert_problem(refused, 503, "unavailable")
+        assert refused.headers["retry-after"] == "2"
+    accepted = [r.json() for r in results if r.status_code == 200]
+    doc = (await client.get(f"/api/v1/recipes/{recipe['id']}")).json()
+    assert doc["images"] == max(accepted, key=lambda b: b["version"])["images"]
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_an_unreachable_image_store_is_503_and_changes_nothing(settings: Settings) -> None:
+    """S3 refuses connections: the upload is answered 503 + Retry-After, the recipe keeps its state."""
+    from tests.integration.conftest import running_app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens once the socket closes
+    media = settings.media.model_copy(update={"s3_endpoint_url": dead, "s3_timeout_seconds": 1.0})
+    async with running_app(settings.model_copy(update={"media": media})) as client:
+        api = Api(client)
+        author = await api.register()
+        recipe = await api.create_recipe(author)
+        resp = await upload(client, recipe["id"], author, jpeg())
+        assert_problem(resp, 503, "unavailable")
+        assert resp.headers["retry-after"] == "5"
+        doc = (await client.get(f"/api/v1/recipes/{recipe['id']}", headers=author["headers"])).json()
+        assert doc["version"] == recipe["version"]
+        assert doc["image_url"] is None

@@ -60,3 +60,17 @@ async def test_a_bug_inside_a_task_group_is_still_a_500_problem() -> None:
     resp = await _get("/bug")
     assert resp.status_code == 500
     assert resp.headers["content-type"] == "application/problem+json"
+
+
+def test_only_an_unavailable_database_is_worth_a_retry() -> None:
+    from potluck.errors import database_unavailable
+
+    def operational(message: str) -> sa_exc.OperationalError:
+        return sa_exc.OperationalError("SELECT 1", {}, Exception(message))
+
+    assert database_unavailable(operational("database is locked"))
+    assert database_unavailable(operational("canceling statement due to statement timeout"))
+    assert database_unavailable(operational("connection was closed in the middle of operation"))
+    assert database_unavailable(sa_exc.TimeoutError("QueuePool limit reached"))
+    assert not database_unavailable(operational("no such table: recipe"))  # a deploy mistake: a 500, loudly
+    assert not database_unavailable(KeyError("oops"))

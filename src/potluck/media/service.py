@@ -15,7 +15,7 @@ import uuid
 
 from potluck.config import MediaSettings
 from potluck.db.session import WriteSession
-from potluck.errors import ForbiddenError, PreconditionFailedError
+from potluck.errors import ForbiddenError, PreconditionFailedError, ServiceUnavailableError
 from potluck.kit.etag import if_match_satisfied
 from potluck.media.keys import (
     CACHE_CONTROL,
@@ -58,6 +58,10 @@ class MediaService:
         )
         # Decoding a 40 MP upload holds ~160 MB: only a few at once, whatever the number of requests.
         self._processing = asyncio.Semaphore(settings.processing_concurrency)
+        # Uploads admitted to wait for (or be in) processing; past this, 503 at once rather than a growing queue
+        # of 10 MB bodies in memory.
+        self._admitted = 0
+        self._max_admitted = 2 * settings.processing_concurrency
 
     def check_size(self, size: int) -> None:
         """413 once an upload being read passes media.max_upload_bytes."""
@@ -77,14 +81,20 @@ class MediaService:
         recipe = await self._lock(session, recipe_id, user_id, if_match)  # the authoritative check
         keys = variant_keys(recipe.id, processed.digest)
         # Under the row lock (media.sweep takes it too) and before the commit that points at them.
-        await asyncio.gather(
-            *(
-                self.storage.put(
-                    keys[variant.name], variant.data, content_type=CONTENT_TYPE, cache_control=CACHE_CONTROL
+        try:
+            await asyncio.gather(
+                *(
+                    self.storage.put(
+                        keys[variant.name], variant.data, content_type=CONTENT_TYPE, cache_control=CACHE_CONTROL
+                    )
+                    for variant in processed.variants
                 )
-                for variant in processed.variants
             )
-        )
+        except Exception as exc:  # S3 (botocore) or the disk: the upload is not lost, it was never accepted
+            logger.warning("media.storage_failed", extra={"recipe_id": str(recipe.id), "error": repr(exc)})
+            raise ServiceUnavailableError(
+                "the image store did not take the upload; retry shortly", headers={"Retry-After": "5"}
+            ) from exc
         doc = await self.recipes.set_image(session, recipe, keys[DEFAULT_VARIANT])
         logger.info(
             "media.image_replaced",
@@ -134,11 +144,19 @@ class MediaService:
 
     async def _process(self, upload: bytes) -> ProcessedImage:
         self.check_size(len(upload))
-        async with self._processing:
-            # CPU-bound (decoding, resizing, encoding): off the event loop. Pillow releases the GIL while it works.
-            return await asyncio.to_thread(
-                process_image, upload, self.limits, self.variants, self.settings.webp_quality
+        if self._admitted >= self._max_admitted:
+            raise ServiceUnavailableError(
+                "too many images are being processed; retry shortly", headers={"Retry-After": "2"}
             )
+        self._admitted += 1
+        try:
+            async with self._processing:
+                # CPU-bound (decoding, resizing, encoding): off the event loop. Pillow releases the GIL meanwhile.
+                return await asyncio.to_thread(
+                    process_image, upload, self.limits, self.variants, self.settings.webp_quality
+                )
+        finally:
+            self._admitted -= 1
 
     def _read(self, recipe_id: uuid.UUID, version: int, image_key: str, processed: ProcessedImage) -> RecipeImageRead:
         urls = image_urls(self.recipes.media_base_url, image_key)

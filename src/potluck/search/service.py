@@ -1,15 +1,18 @@
 """Search: a page of recipe ids, from the shared cache or the database, hydrated through the recipe cache.
 
 Caching (shared/design/cache-semantics.md, item 1): a page is cached in the `search_results` family under
-`search:{generation}:{digest of the canonical query}` as recipe ids plus the next cursor. A recipe write bumps
-the generation after commit (`invalidate()`), which makes every cached page unreachable with one INCR. The
-generation is read before the query; when it cannot be read (Redis down, breaker open) the cache is skipped.
+`search:{generation}:{digest of the canonical query}` as recipe ids plus the next cursor. A recipe's creation, or
+an edit of its title, cuisine, tags or visibility (search/relevance.py), bumps the generation after commit, once per
+event, which makes every cached page unreachable with one INCR; other edits and deletions need none, since pages
+are hydrated. The generation is read before the query; when it cannot be read (Redis down, breaker open) the cache
+is skipped.
 
 Privacy: cached pages hold public recipes only (they are filled as an anonymous search). A signed-in viewer who
 has private recipes of their own gets an uncached search that can include them; everyone else shares the public
 pages. Whether a viewer has private recipes is itself cached under the current generation, so it is recomputed
-after any recipe write. Hydration goes through `RecipeService.get`, which checks visibility on every read: an id
-that went private or was deleted since the page was cached is skipped, not shown.
+after any bump (creating a recipe and changing visibility bump it). Hydration goes through `RecipeService.get`,
+which checks visibility on every read: an id that went private or was deleted since the page was cached is
+skipped, not shown.
 
 Fills read the primary: a lagging replica could store a pre-write page under the post-write generation.
 """
