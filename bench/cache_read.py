@@ -569,8 +569,10 @@ def run_cli(argv: Sequence[str], env: Mapping[str, str]) -> None:
 
 
 def export_ids(pg: PgCluster, path: Path) -> list[str]:
-    """Public recipe ids, most viewed first: the Zipf ranks follow the seeded popularity."""
-    ids = pg.psql("SELECT id FROM recipe WHERE is_public ORDER BY view_count DESC, id").split()
+    """Public recipe ids, most viewed first: the Zipf ranks follow the seeded popularity, in the order the warm job
+    ranks it (warming/repository.py: views, then favorites, then id)."""
+    sql = "SELECT id FROM recipe WHERE is_public ORDER BY view_count DESC, favorite_count DESC, id"
+    ids = pg.psql(sql).split()
     path.write_text("\n".join(ids) + "\n")
     return ids
 
@@ -902,6 +904,35 @@ def signals_as_interrupt() -> Iterator[None]:
             signal.signal(sig, old)
 
 
+def seeded_bench(stack: contextlib.ExitStack, args: argparse.Namespace, *, prefix: str) -> Bench:
+    """A temporary work directory, PostgreSQL (primary only) and Redis on `stack`, migrated and seeded with
+    args.users / args.recipes / args.seed; the Bench over them, its public ids exported most viewed first."""
+    work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=prefix)))
+    (work_dir / "data").mkdir()
+    servers = Servers(work_dir)
+    stack.callback(servers.stop_all)  # runs before the databases stop (ExitStack unwinds in reverse)
+    err.print("starting PostgreSQL and Redis")
+    pg = stack.enter_context(PgCluster(replicas=0))
+    redis = stack.enter_context(RedisServer())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POTLUCK_")}
+    env |= {"POTLUCK_DATABASE__URL": pg.dsn("primary"), "POTLUCK_DATA_DIR": str(work_dir / "data")}
+    run_cli([str(BIN_DIR / "potluck"), "migrate"], env)
+    seed_argv = [str(BIN_DIR / "potluck"), "seed", "--users", str(args.users), "--recipes", str(args.recipes)]
+    run_cli([*seed_argv, "--seed", str(args.seed)], env)
+    bench = Bench(
+        args=args,
+        work_dir=work_dir,
+        servers=servers,
+        pg=pg,
+        redis=redis,
+        ids_file=work_dir / "ids.txt",
+        docs_file=work_dir / "docs.tsv",
+        ids=[],
+    )
+    bench.ids = export_ids(pg, bench.ids_file)
+    return bench
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     command = command_line()
@@ -911,31 +942,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
     with contextlib.ExitStack() as stack:
         stack.enter_context(signals_as_interrupt())
-        work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="potluck-bench-")))
-        (work_dir / "data").mkdir()
-        servers = Servers(work_dir)
-        stack.callback(servers.stop_all)  # runs before the databases stop (ExitStack unwinds in reverse)
-
         started = time.monotonic()
-        err.print("starting PostgreSQL and Redis")
-        pg = stack.enter_context(PgCluster(replicas=0))
-        redis = stack.enter_context(RedisServer())
-        env = {k: v for k, v in os.environ.items() if not k.startswith("POTLUCK_")}
-        env |= {"POTLUCK_DATABASE__URL": pg.dsn("primary"), "POTLUCK_DATA_DIR": str(work_dir / "data")}
-        run_cli([str(BIN_DIR / "potluck"), "migrate"], env)
-        seed_argv = [str(BIN_DIR / "potluck"), "seed", "--users", str(args.users), "--recipes", str(args.recipes)]
-        run_cli([*seed_argv, "--seed", str(args.seed)], env)
-        bench = Bench(
-            args=args,
-            work_dir=work_dir,
-            servers=servers,
-            pg=pg,
-            redis=redis,
-            ids_file=work_dir / "ids.txt",
-            docs_file=work_dir / "docs.tsv",
-            ids=[],
-        )
-        bench.ids = export_ids(pg, bench.ids_file)
+        bench = seeded_bench(stack, args, prefix="potluck-bench-")
         setup: dict[str, Any] = {"public_ids": len(bench.ids), "setup_seconds": 0.0}
         err.print(f"{len(bench.ids):,} public recipe ids exported (by view_count desc)")
 

@@ -38,7 +38,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from collections.abc import Mapping, Sequence
@@ -54,7 +53,6 @@ import redis
 from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
-from tests.harness import PgCluster, RedisServer
 
 from bench.cache_read import (
     BIN_DIR,
@@ -63,13 +61,12 @@ from bench.cache_read import (
     ROOT,
     Bench,
     Server,
-    Servers,
     WrkResult,
     cache_counters,
     code_version,
     cpu_snapshot,
     hit_rate,
-    run_cli,
+    seeded_bench,
     signals_as_interrupt,
     wait_for_quiet,
     wait_ready,
@@ -91,14 +88,6 @@ out = Console(width=None if sys.stdout.isatty() else 200)
 
 
 # --------------------------------------------------------------------------------------------- setup
-
-
-def export_ids_by_popularity(pg: PgCluster, path: Path) -> list[str]:
-    """Public recipe ids in the warm job's order (warming/repository.py): views, then favorites, then id."""
-    sql = "SELECT id FROM recipe WHERE is_public ORDER BY view_count DESC, favorite_count DESC, id"
-    ids = pg.psql(sql).split()
-    path.write_text("\n".join(ids) + "\n")
-    return ids
 
 
 def _gauges(client: httpx.Client, port: int) -> dict[str, float]:
@@ -712,31 +701,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = command_line()
     with contextlib.ExitStack() as stack:
         stack.enter_context(signals_as_interrupt())
-        work_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="potluck-bench-warm-")))
-        (work_dir / "data").mkdir()
-        servers = Servers(work_dir)
-        stack.callback(servers.stop_all)  # before the databases stop (ExitStack unwinds in reverse)
-
         started = time.monotonic()
-        err.print("starting PostgreSQL and Redis")
-        pg = stack.enter_context(PgCluster(replicas=0))
-        redis_server = stack.enter_context(RedisServer())
-        env = {k: v for k, v in os.environ.items() if not k.startswith("POTLUCK_")}
-        env |= {"POTLUCK_DATABASE__URL": pg.dsn("primary"), "POTLUCK_DATA_DIR": str(work_dir / "data")}
-        run_cli([str(BIN_DIR / "potluck"), "migrate"], env)
-        seed_argv = [str(BIN_DIR / "potluck"), "seed", "--users", str(args.users), "--recipes", str(args.recipes)]
-        run_cli([*seed_argv, "--seed", str(args.seed)], env)
-        bench = Bench(
-            args=args,
-            work_dir=work_dir,
-            servers=servers,
-            pg=pg,
-            redis=redis_server,
-            ids_file=work_dir / "ids.txt",
-            docs_file=work_dir / "docs.tsv",
-            ids=[],
-        )
-        bench.ids = export_ids_by_popularity(pg, bench.ids_file)
+        bench = seeded_bench(stack, args, prefix="potluck-bench-warm-")
         err.print(f"{len(bench.ids):,} public recipe ids exported, most viewed first")
         api = bench.start_api(cache_enabled=True)
         ports = [s.port for s in api]
