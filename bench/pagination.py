@@ -44,12 +44,13 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 from rich.table import Table
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from tests.harness import PgCluster
 
+from potluck.cli.seed import load_with_progress
 from potluck.config import DatabaseSettings
 from potluck.db.engine import Database
 from potluck.db.migrate import upgrade
@@ -57,7 +58,7 @@ from potluck.kit.cursor import Cursor, decode_cursor, encode_cursor
 from potluck.recipe.models import Recipe
 from potluck.recipe.repository import RecipeRepository
 from potluck.recipe.schemas import RecipeFilters
-from potluck.seed.loader import SeedSummary, default_end, load
+from potluck.seed.loader import SeedSummary, default_end
 
 # Piped output (a log, CI) would otherwise wrap the tables and plans at 80 columns.
 console = Console(width=None if sys.stdout.isatty() else 160)
@@ -164,33 +165,17 @@ def sqlite_database(keep: bool) -> Iterator[str]:
 
 
 async def seed(engine: AsyncEngine, *, users: int, recipes: int) -> SeedSummary:
-    """The potluck seeder with a progress bar per table (as `potluck seed` shows it)."""
-    columns = (TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=err, transient=False) as bar:
-        overall = bar.add_task("planning", total=None)
-        tasks: dict[str, TaskID] = {}
-
-        def on_plan(counts: Mapping[str, int]) -> None:
-            bar.update(overall, description="all rows", total=sum(counts.values()))
-            for table, count in counts.items():
-                if count:
-                    tasks[table] = bar.add_task(table, total=count)
-
-        def progress(table: str, rows: int) -> None:
-            bar.advance(tasks[table], rows)
-            bar.advance(overall, rows)
-
-        return await load(
-            engine,
-            users=users,
-            recipes=recipes,
-            seed=42,
-            # Nobody logs in: any string will do, and hashing with argon2 would only cost time.
-            password_hash="bench-not-a-real-hash",
-            progress=progress,
-            end=default_end(),
-            on_plan=on_plan,
-        )
+    """The potluck seeder with its progress bars (`potluck seed`'s own)."""
+    return await load_with_progress(
+        engine,
+        users=users,
+        recipes=recipes,
+        seed=42,
+        # Nobody logs in: any string will do, and hashing with argon2 would only cost time.
+        password_hash="bench-not-a-real-hash",
+        end=default_end(),
+        console=err,
+    )
 
 
 # ---------------------------------------------------------------------------------------------- measuring

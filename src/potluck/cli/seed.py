@@ -64,22 +64,32 @@ async def _seed(*, users: int, recipes: int, seed: int, if_empty: bool, end: dat
 
         # One hash for every demo user: argon2 is slow on purpose, and the hash is salted anyway.
         password_hash = PasswordHasher.from_settings(settings.auth).hash(DEMO_PASSWORD)
-        summary = await _load_with_progress(engine, users, recipes, seed, password_hash, end)
+        summary = await load_with_progress(
+            engine, users=users, recipes=recipes, seed=seed, password_hash=password_hash, end=end
+        )
     finally:
         await engine.dispose()
     _print_summary(summary)
 
 
-async def _load_with_progress(
-    engine: AsyncEngine, users: int, recipes: int, seed: int, password_hash: str, end: datetime
+async def load_with_progress(
+    engine: AsyncEngine,
+    *,
+    users: int,
+    recipes: int,
+    seed: int,
+    password_hash: str,
+    end: datetime,
+    console: Console = _err,
 ) -> SeedSummary:
+    """The seeder with a progress bar per table and one for all rows (also what the benchmarks seed with)."""
     columns = (
         TextColumn("{task.description:<18}"),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
     )
-    with Progress(*columns, console=_err, transient=False) as bar:
+    with Progress(*columns, console=console, transient=False) as bar:
         overall = bar.add_task("planning", total=None)
         tasks: dict[str, TaskID] = {}
 
