@@ -82,6 +82,22 @@ def migrated_database(pg_cluster: PgCluster, prefix: str) -> str:
     return url
 
 
+def stack_env(url: str, cache: RedisServer, coord: RedisServer, logs: Path) -> dict[str, str]:
+    """What an API process, the worker and beat of an e2e stack share: the stores, fast auth, a quick relay."""
+    return {
+        **os.environ,
+        "POTLUCK_DATABASE__URL": url,
+        "POTLUCK_REDIS__URL": cache.url,
+        "POTLUCK_REDIS__COORD_URL": coord.url,
+        "POTLUCK_AUTH__SECRET_KEY": "e2e-secret-key-long-enough-for-hs256-signing",
+        "POTLUCK_AUTH__ARGON2_TIME_COST": "1",
+        "POTLUCK_AUTH__ARGON2_MEMORY_KIB": "1024",
+        "POTLUCK_AUTH__ARGON2_PARALLELISM": "1",
+        "POTLUCK_DATA_DIR": str(logs / "data"),
+        "POTLUCK_WORKER__RELAY_INTERVAL_SECONDS": "0.3",
+    }
+
+
 @pytest.fixture(scope="module")
 def stack(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     url = migrated_database(pg_cluster, "e2e_worker")
@@ -89,16 +105,7 @@ def stack(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> It
     metrics_port = _free_port()
     with RedisServer() as cache, RedisServer() as coord:
         env = {
-            **os.environ,
-            "POTLUCK_DATABASE__URL": url,
-            "POTLUCK_REDIS__URL": cache.url,
-            "POTLUCK_REDIS__COORD_URL": coord.url,
-            "POTLUCK_AUTH__SECRET_KEY": "e2e-secret-key-long-enough-for-hs256-signing",
-            "POTLUCK_AUTH__ARGON2_TIME_COST": "1",
-            "POTLUCK_AUTH__ARGON2_MEMORY_KIB": "1024",
-            "POTLUCK_AUTH__ARGON2_PARALLELISM": "1",
-            "POTLUCK_DATA_DIR": str(logs / "data"),
-            "POTLUCK_WORKER__RELAY_INTERVAL_SECONDS": "0.3",
+            **stack_env(url, cache, coord, logs),
             "POTLUCK_WORKER__METRICS_PORT": str(metrics_port),
             "POTLUCK_EVENTS__CLAIM_SECONDS": "2",
             "POTLUCK_EVENTS__VIEWS_FLUSH_SECONDS": "1",

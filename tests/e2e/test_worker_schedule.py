@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,7 +14,7 @@ from potluck.cache.entry import decode
 from potluck.cache.keys import recipe_key, trending_key
 from potluck.search.analytics import rollup_key
 from tests.e2e.test_cache_processes import ApiProcess
-from tests.e2e.test_worker import Process, _eventually, _user, migrated_database
+from tests.e2e.test_worker import Process, _eventually, _user, migrated_database, stack_env
 from tests.harness import PgCluster, RedisServer
 
 
@@ -25,16 +24,7 @@ def stack(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) -> It
     logs = tmp_path_factory.mktemp("e2e-schedule")
     with RedisServer() as cache, RedisServer() as coord:
         env = {
-            **os.environ,
-            "POTLUCK_DATABASE__URL": url,
-            "POTLUCK_REDIS__URL": cache.url,
-            "POTLUCK_REDIS__COORD_URL": coord.url,
-            "POTLUCK_AUTH__SECRET_KEY": "e2e-secret-key-long-enough-for-hs256-signing",
-            "POTLUCK_AUTH__ARGON2_TIME_COST": "1",
-            "POTLUCK_AUTH__ARGON2_MEMORY_KIB": "1024",
-            "POTLUCK_AUTH__ARGON2_PARALLELISM": "1",
-            "POTLUCK_DATA_DIR": str(logs / "data"),
-            "POTLUCK_WORKER__RELAY_INTERVAL_SECONDS": "0.3",
+            **stack_env(url, cache, coord, logs),
             "POTLUCK_WORKER__WARM_INTERVAL_SECONDS": "1",
             "POTLUCK_WORKER__TRENDING_INTERVAL_SECONDS": "1",
             "POTLUCK_WORKER__SEARCH_ROLLUP_INTERVAL_SECONDS": "1",
