@@ -16,10 +16,13 @@ from potluck.db.consistency import ConsistencyTokenMiddleware
 from potluck.db.failover import ReplicaFailoverMiddleware
 from potluck.errors import install_error_handlers
 from potluck.health import router as health_router
+from potluck.kit.wiring import STATE_KEY as PROVIDER_KEY
+from potluck.kit.wiring import provider_of
 from potluck.media.routes import files_router as media_files_router
 from potluck.media.routes import upload_body_limits
 from potluck.middleware import BodySizeLimitMiddleware
 from potluck.observability import HttpMetricsMiddleware, RequestIdMiddleware, configure_logging, setup_tracing
+from potluck.observability.exposition import MetricsExposition
 from potluck.observability.multiprocess import mark_dead
 from potluck.observability.tracing import untraced
 from potluck.recipe.fast_path import RecipeFastPath
@@ -35,7 +38,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         container = bootstrap(settings)
         app.state.container = container
-        tracing.instrument(container)
+        setattr(app.state, PROVIDER_KEY, container)  # what routes' dependencies read (kit/wiring.py)
+        missing = container.services.missing()
+        if missing:
+            raise RuntimeError(f"bootstrap provides no {', '.join(missing)}: add it in bootstrap._provide")
+        tracing.instrument(settings, (container.database, container.events.database))
         await container.start()
         try:
             yield
@@ -61,7 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         BodySizeLimitMiddleware, max_bytes=settings.api.max_body_bytes, path_limits=upload_body_limits(settings)
     )
     app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(HttpMetricsMiddleware, registry=lambda: app.state.container.registry)
+    app.add_middleware(HttpMetricsMiddleware, registry=lambda: provider_of(app).get(MetricsExposition).registry)
     app.include_router(health_router)
     app.include_router(api_router)
     app.include_router(media_files_router)  # /media/{key}: image files, when they are on this app's disk

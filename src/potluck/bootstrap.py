@@ -1,9 +1,19 @@
-"""Composition root: every engine, client and service is built here, once, from Settings."""
+"""Composition root: every engine, client and service is built here, once per process, from Settings.
+
+Adapters are chosen here by settings alone (Redis or in-process cache, S3 or local disk, PostgreSQL or SQLite), and
+nowhere else. Routes receive the services as typed dependencies (`kit/wiring.py`: the `Container` is the process's
+`Provider`); the worker and the CLI read the Container's fields; every domain's event reactions are installed by
+`build_events` from the domain's own `handlers.py`; the periodic jobs come from `schedule.py`.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field
+from functools import partial
+from typing import TypeVar
 
+import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry
 
 from potluck.cache.bus import InvalidationBus
@@ -14,32 +24,43 @@ from potluck.cache.metrics import CacheMetrics
 from potluck.cache.redis_store import RedisStore, redis_client
 from potluck.config import Settings
 from potluck.db.engine import Database
-from potluck.events.handlers import install_default_handlers
 from potluck.events.metrics import EventsMetrics
 from potluck.events.outbox import Outbox
 from potluck.events.registry import HandlerRegistry
 from potluck.events.relay import Relay
 from potluck.events.runtime import EventsRuntime
+from potluck.kit.wiring import Services
 from potluck.media.handlers import install_media_handlers
 from potluck.media.service import MediaService
 from potluck.media.storage import ImageStorage, LocalDiskStorage, S3Storage
+from potluck.notification.handlers import install_notification_handlers
 from potluck.notification.service import NotificationService
 from potluck.observability import DbPoolCollector, RedisInfoPoller, database_pools
+from potluck.observability.exposition import MetricsExposition
+from potluck.recipe.handlers import install_recipe_handlers
 from potluck.recipe.service import RecipeService
+from potluck.recipe.views import ViewCounter
+from potluck.recommendation.service import RecommendationService
+from potluck.schedule import SCHEDULE, Background
 from potluck.search.analytics import InMemorySearchAnalytics, RedisSearchAnalytics, SearchAnalytics
 from potluck.search.handlers import install_search_handlers
 from potluck.search.service import SearchService
 from potluck.stats.service import ViewStats
-from potluck.stats.views import ViewCounter
 from potluck.trending.service import TrendingService
+from potluck.user.handlers import install_user_handlers
 from potluck.user.security import PasswordHasher, TokenService
 from potluck.user.service import UserService
 from potluck.warming.service import CacheWarmer
-from potluck.worker.schedule import TRENDING_TASK, WARM_TASK
+
+logger = logging.getLogger("potluck.bootstrap")
+
+T = TypeVar("T")
 
 
 @dataclass
 class Container:
+    """Everything one process built. Routes never see it: they get its services through `get` (`Provider`)."""
+
     settings: Settings
     registry: CollectorRegistry
     database: Database
@@ -48,6 +69,9 @@ class Container:
     tokens: TokenService
     users: UserService
     recipes: RecipeService
+    search: SearchService
+    trending: TrendingService
+    recommendations: RecommendationService
     media: MediaService
     redis_info: RedisInfoPoller | None
     # Kept here: in multiprocess mode its sampling thread holds it only weakly, and nothing else refers to it.
@@ -56,8 +80,19 @@ class Container:
     outbox: Outbox
     notifications: NotificationService
     views: ViewCounter
+    stats: ViewStats
     events: EventsRuntime
     background: Background
+    services: Services = field(default_factory=Services)
+
+    def get(self, kind: type[T]) -> T:
+        """The one instance of `kind` this process built (kit/wiring.py)."""
+        return self.services.get(kind)
+
+    # The schedule's jobs use the relay (schedule.JobContext).
+    @property
+    def relay(self) -> Relay:
+        return self.events.relay
 
     async def start(self) -> None:
         await self.database.start()
@@ -65,14 +100,22 @@ class Container:
         if self.redis_info is not None:
             self.redis_info.start()
         await self.events.start()
+        events = self.settings.events
+        if self.events.coord is not None:
+            self.events.every(events.views_push_seconds, "views.push", self.stats.push)
         if self.events.in_process:
-            # The embedded default has no beat: this process runs the scheduled jobs itself (worker/schedule.py).
-            worker = self.settings.worker
-            self.events.schedule(worker.warm_interval_seconds, WARM_TASK, self.background.warmer.run)
-            self.events.schedule(worker.trending_interval_seconds, TRENDING_TASK, self.background.trending.refresh)
+            # The embedded default has no beat: this process runs the scheduled jobs itself.
+            for job in SCHEDULE:
+                if job.in_process:
+                    self.events.every(job.interval(self.settings), job.name, partial(job.run, self))
+        elif self.events.coord is None:
+            # Without Redis the counts can only go from this process's memory to the database.
+            self.events.every(events.views_flush_seconds, "stats.flush_views", self.stats.flush)
 
     async def aclose(self) -> None:
         self.db_pools.close()
+        await self.events.stop()
+        await self._keep_views()
         await self.search_analytics.aclose()
         if self.redis_info is not None:
             await self.redis_info.aclose()
@@ -80,6 +123,16 @@ class Container:
         await self.media.aclose()
         await self.cache.aclose()
         await self.database.dispose()
+
+    async def _keep_views(self) -> None:
+        """What this process counted must not be lost with it."""
+        try:
+            if self.events.coord is not None:
+                await self.stats.push()
+            else:
+                await self.stats.flush()
+        except Exception:
+            logger.exception("stats.final_flush_failed", extra={"recipes": len(self.views)})
 
 
 def build_cache(settings: Settings, registry: CollectorRegistry, faults: FaultInjection | None) -> Cache:
@@ -96,23 +149,6 @@ def build_cache(settings: Settings, registry: CollectorRegistry, faults: FaultIn
         control = redis_client(settings.redis.url, max(1.0, 2 * cfg.ack_timeout_ms / 1000), reconnect=False)
         bus = InvalidationBus(control, local, metrics, ack_timeout=cfg.ack_timeout_ms / 1000)
     return Cache(store, metrics, cfg, local=local, bus=bus, faults=faults)
-
-
-@dataclass(frozen=True)
-class Background:
-    """What background work reads and fills through (the relay's handlers, the warm job, scheduled refreshes).
-
-    Its own small pool on the primary, so a burst of deliveries never takes the connections requests need (and its
-    statements never mix with a request's). Its own Cache over the same store: the same leases and compare-and-set
-    fills, but its own single-flight map, so no request joins a warm-up load that began before a write the request
-    has already seen.
-    """
-
-    database: Database
-    cache: Cache
-    recipes: RecipeService
-    trending: TrendingService
-    warmer: CacheWarmer
 
 
 def build_background(settings: Settings, cache: Cache, analytics: SearchAnalytics) -> Background:
@@ -141,27 +177,40 @@ def build_media_storage(settings: Settings) -> ImageStorage:
     return LocalDiskStorage(media.local_dir or settings.data_dir / "media")
 
 
+def build_search_analytics(settings: Settings) -> SearchAnalytics:
+    # Search counts are data, not cache: on the non-evicting instance, so neither eviction nor a cold restart of
+    # the cache instance loses them (the warm job after such a restart needs them most).
+    url = settings.coord_redis_url
+    if url is None:
+        return InMemorySearchAnalytics()
+    return RedisSearchAnalytics(redis_client(url, settings.cache.timeout_ms / 1000))
+
+
+def build_handlers(
+    cache: Cache, background: Background, notifications: NotificationService, media: MediaService
+) -> HandlerRegistry:
+    """Every domain's reactions to events, from its own handlers.py, run on the background pool and cache."""
+    registry = HandlerRegistry()
+    database = background.database
+    install_search_handlers(registry, cache)  # a strict, once-per-event search generation bump
+    install_notification_handlers(registry, database=database, notifications=notifications)
+    install_recipe_handlers(registry, cache=cache, recipes=background.recipes)
+    install_user_handlers(registry, cache=cache)
+    install_media_handlers(registry, database=database, cache=cache, media=media)  # deletes replaced images
+    return registry
+
+
 def build_events(
     settings: Settings,
     registry: CollectorRegistry,
-    cache: Cache,
     outbox: Outbox,
-    views: ViewCounter,
+    handlers: HandlerRegistry,
     background: Background,
-    media: MediaService,
+    coord: aioredis.Redis | None,
 ) -> EventsRuntime:
-    """The outbox's relay and handlers, and where they run: this process (embedded default) or `potluck worker`."""
+    """The outbox's relay and where it runs: this process (embedded default) or `potluck worker`."""
     database = background.database
     metrics = EventsMetrics(registry)
-    warmer = background.recipes
-    notifications = NotificationService(settings.events.fanout_batch_size)
-    handlers = install_default_handlers(
-        HandlerRegistry(), database=database, cache=cache, recipes=warmer, notifications=notifications
-    )
-    install_search_handlers(handlers, cache)  # the search.index hook: a strict generation bump
-    install_media_handlers(handlers, database=database, cache=cache, media=media)  # deletes replaced images
-    coord_url = settings.coord_redis_url
-    coord = redis_client(coord_url, 1.0) if coord_url is not None else None
     in_process = settings.events.relay_in_process
     return EventsRuntime(
         settings=settings,
@@ -170,11 +219,30 @@ def build_events(
         handlers=handlers,
         relay=Relay(database, handlers, metrics, settings.events),
         metrics=metrics,
-        views=views,
-        stats=ViewStats(database, views, coord),
         coord=coord,
         in_process=coord is None if in_process is None else in_process,
     )
+
+
+def _provide(container: Container) -> None:
+    """What routes may ask for (kit/wiring.py), each under its own type."""
+    services = container.services
+    services.add(Settings, container.settings)
+    services.add(Database, container.database)
+    services.add(Cache, container.cache)
+    services.add(TokenService, container.tokens)
+    services.add(UserService, container.users)
+    services.add(RecipeService, container.recipes)
+    services.add(ViewCounter, container.views)
+    services.add(SearchService, container.search)
+    services.add(TrendingService, container.trending)
+    services.add(RecommendationService, container.recommendations)
+    services.add(MediaService, container.media)
+    services.add(NotificationService, container.notifications)
+    process_wide = (container.redis_info,) if container.redis_info is not None else ()
+    services.add(MetricsExposition, MetricsExposition(container.registry, process_wide))
+    if container.faults is not None:
+        services.add(FaultInjection, container.faults)
 
 
 def bootstrap(settings: Settings) -> Container:
@@ -182,7 +250,6 @@ def bootstrap(settings: Settings) -> Container:
     database = Database.from_settings(settings.database_url, settings.database, registry)
     faults = FaultInjection() if settings.cache.test_hooks else None
     cache = build_cache(settings, registry, faults)
-    db_pools = DbPoolCollector(database_pools(database), registry)
     redis_info = None
     if settings.redis.url is not None:
         redis_info = RedisInfoPoller(
@@ -191,41 +258,42 @@ def bootstrap(settings: Settings) -> Container:
             interval=settings.observability.redis_info_interval_seconds,
             owns_client=True,
         )
-    tokens = TokenService.from_settings(settings.auth, settings.data_dir)
-    hasher = PasswordHasher.from_settings(settings.auth)
     media_base = settings.media.public_base_url
     outbox = Outbox(enabled=settings.events.enabled)
     recipes = RecipeService(database, cache, media_base, outbox)
     notifications = NotificationService(settings.events.fanout_batch_size)
     views = ViewCounter()
-    # Search counts are data, not cache: on the non-evicting instance, so neither eviction nor a cold restart of
-    # the cache instance loses them (the warm job after such a restart needs them most).
-    analytics_url = settings.coord_redis_url
-    search_analytics: SearchAnalytics = (
-        RedisSearchAnalytics(redis_client(analytics_url, settings.cache.timeout_ms / 1000))
-        if analytics_url is not None
-        else InMemorySearchAnalytics()
-    )
+    search_analytics = build_search_analytics(settings)
     background = build_background(settings, cache, search_analytics)
     storage = build_media_storage(settings)
     local_files = storage if isinstance(storage, LocalDiskStorage) else None
     media = MediaService(storage, recipes, settings.media, local_files=local_files)
-    return Container(
+    coord_url = settings.coord_redis_url
+    coord = redis_client(coord_url, 1.0) if coord_url is not None else None
+    handlers = build_handlers(cache, background, notifications, media)
+    tokens = TokenService.from_settings(settings.auth, settings.data_dir)
+    container = Container(
         settings=settings,
         registry=registry,
         database=database,
         cache=cache,
         faults=faults,
         tokens=tokens,
-        users=UserService(database, cache, hasher, tokens, media_base, outbox),
+        users=UserService(database, cache, PasswordHasher.from_settings(settings.auth), tokens, media_base, outbox),
         recipes=recipes,
+        search=SearchService(database, cache, recipes, search_analytics),
+        trending=TrendingService(database, cache, recipes),
+        recommendations=RecommendationService(database, cache, recipes),
         media=media,
         redis_info=redis_info,
-        db_pools=db_pools,
+        db_pools=DbPoolCollector(database_pools(database), registry),
         search_analytics=search_analytics,
         outbox=outbox,
         notifications=notifications,
         views=views,
-        events=build_events(settings, registry, cache, outbox, views, background, media),
+        stats=ViewStats(background.database, views, coord),
+        events=build_events(settings, registry, outbox, handlers, background, coord),
         background=background,
     )
+    _provide(container)
+    return container

@@ -5,10 +5,13 @@ Lets a test pause one API process's reader between its database read and its cac
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from potluck.deps import ContainerDep
+from potluck.cache.cache import FaultInjection
+from potluck.kit.wiring import provided
 
 router = APIRouter(prefix="/_test", include_in_schema=False)
 
@@ -19,6 +22,7 @@ class PauseBeforeFill(BaseModel):
 
 
 @router.put("/faults/pause-before-fill", status_code=204)
-async def pause_before_fill(body: PauseBeforeFill, container: ContainerDep) -> None:
-    assert container.faults is not None
-    container.faults.pause_before_fill[body.key] = body.seconds
+async def pause_before_fill(
+    body: PauseBeforeFill, faults: Annotated[FaultInjection, Depends(provided(FaultInjection))]
+) -> None:
+    faults.pause_before_fill[body.key] = body.seconds

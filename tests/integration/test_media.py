@@ -27,7 +27,7 @@ from sqlalchemy import func, select
 
 from potluck.config import MediaSettings, Settings
 from potluck.events.models import OutboxEvent
-from potluck.media.keys import VARIANTS, recipe_prefix
+from potluck.kit.media_keys import VARIANTS, recipe_prefix
 from potluck.media.storage import ImageStorage, LocalDiskStorage, S3Storage
 from tests.integration.conftest import Api
 

@@ -45,7 +45,7 @@ async def test_the_in_process_relay_delivers_without_being_asked(client: httpx.A
     # Views: counted in memory, flushed by the same loop (here: asked to flush now).
     for _ in range(3):
         await client.get(f"/api/v1/recipes/{recipe['id']}")
-    await container.events.stats.flush()
+    await container.stats.flush()
     assert await view_count(client, recipe["id"]) == 3
     metrics = (await client.get("/metrics")).text
     assert 'potluck_outbox_deliveries_total{outcome="delivered",topic="recipe.created"} 1.0' in metrics

@@ -62,11 +62,11 @@ async def test_concurrent_views_reach_the_database_exactly_after_a_flush(
     assert await view_count(a, recipe["id"]) == 0
 
     for client in {a, b}:
-        await container_of(client).events.stats.push()  # what each process does every second
-    applied = await container_of(a).events.stats.flush()
+        await container_of(client).stats.push()  # what each process does every second
+    applied = await container_of(a).stats.flush()
     assert applied == 300
     assert await view_count(a, recipe["id"]) == 300
-    assert await container_of(a).events.stats.flush() == 0  # nothing new: nothing applied twice
+    assert await container_of(a).stats.flush() == 0  # nothing new: nothing applied twice
     assert await view_count(a, recipe["id"]) == 300
     # A view does not change the recipe's version (its ETag), so cached copies stay valid.
     assert (await a.get(url)).json()["version"] == recipe["version"]
@@ -81,7 +81,7 @@ async def test_a_flush_that_died_is_finished_once_by_the_next(
     author = await api.register()
     recipe = await api.create_recipe(author)
     url = f"/api/v1/recipes/{recipe['id']}"
-    stats = container_of(a).events.stats
+    stats = container_of(a).stats
     assert settings.redis.url is not None
 
     # Died after moving the hash aside, before its transaction: the next flush applies it.
@@ -127,5 +127,5 @@ async def test_views_of_a_process_that_stops_are_not_lost(settings: Settings) ->
             await a.get(f"/api/v1/recipes/{recipe['id']}")
     # Shut down: its counts were pushed (Redis) or, embedded, flushed; a flush now moves them to the database.
     async with running_app(manual) as c:
-        await container_of(c).events.stats.flush()
+        await container_of(c).stats.flush()
         assert await view_count(c, recipe["id"]) == 4

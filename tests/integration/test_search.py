@@ -12,12 +12,11 @@ import pytest
 
 from potluck.cache.keys import SEARCH_GENERATION_KEY
 from potluck.cache.redis_store import redis_client
-from potluck.events.handlers import SEARCH_INDEX, install_default_handlers
 from potluck.events.registry import HandlerRegistry
 from potluck.events.repository import Event
 from potluck.events.topics import RECIPE_CREATED, RECIPE_DELETED, RECIPE_UPDATED
 from potluck.search.analytics import RedisSearchAnalytics, hour_bucket, hour_key
-from potluck.search.handlers import install_search_handlers
+from potluck.search.handlers import SEARCH_INDEX, install_search_handlers
 from potluck.search.routes import router as search_router
 from tests.integration.conftest import Api
 
@@ -416,10 +415,7 @@ async def test_redis_analytics_adapter(client: httpx.AsyncClient, settings: Any)
 
 async def test_recipe_events_bump_the_search_generation(client: httpx.AsyncClient) -> None:
     container = _container(client)
-    registry = install_default_handlers(
-        HandlerRegistry(), cache=container.cache, recipes=container.recipes, notifications=container.notifications
-    )
-    install_search_handlers(registry, container.cache)
+    registry = install_search_handlers(HandlerRegistry(), container.cache)
     cases = [
         (RECIPE_CREATED, {}, 1),
         (RECIPE_UPDATED, {"fields": ["title"]}, 1),

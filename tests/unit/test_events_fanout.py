@@ -12,8 +12,8 @@ from potluck.config import EventsSettings, Settings, WorkerSettings
 from potluck.events.registry import HandlerRegistry
 from potluck.events.repository import Event
 from potluck.notification.fanout import keyset_ranges
-from potluck.stats.views import ViewCounter, chunks, parse_redis_counts
-from potluck.worker.schedule import (
+from potluck.recipe.views import ViewCounter
+from potluck.schedule import (
     FLUSH_VIEWS_TASK,
     PURGE_TASK,
     RELAY_TASK,
@@ -22,6 +22,7 @@ from potluck.worker.schedule import (
     WARM_TASK,
     beat_schedule,
 )
+from potluck.stats.views import chunks, parse_redis_counts
 
 
 def test_no_boundaries_is_one_range_over_everything() -> None:

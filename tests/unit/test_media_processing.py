@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from PIL import ExifTags, Image, ImageCms
 from PIL.PngImagePlugin import PngInfo
 
-from potluck.media.keys import (
+from potluck.kit.media_keys import (
     DEFAULT_VARIANT,
     VARIANTS,
     image_prefix,

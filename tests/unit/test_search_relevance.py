@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from potluck.recipe.relevance import SEARCH_FIELDS, update_affects_search
 from potluck.recipe.schemas import RecipeUpdate
-from potluck.search.relevance import SEARCH_FIELDS, update_affects_search
 
 
 @pytest.mark.parametrize("field", sorted(SEARCH_FIELDS))

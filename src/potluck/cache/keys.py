@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
 import uuid
 from collections.abc import Mapping
 
-import orjson
+from potluck.kit.digest import stable_digest
 
 # Keys without a TTL must never be evicted (see deploy/redis/cache.conf): generations live here.
 SEARCH_GENERATION_KEY = "gen:search"
@@ -36,12 +35,6 @@ def trending_key(period: str) -> str:
 
 def recommend_key(user_id: uuid.UUID | str) -> str:
     return f"recommend:{user_id}"
-
-
-def stable_digest(value: object, size: int = 16) -> str:
-    """A digest that is the same in every process and across restarts (PYTHONHASHSEED does not touch it)."""
-    raw = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
-    return hashlib.blake2b(raw, digest_size=size).hexdigest()
 
 
 def search_key(generation: int, query: Mapping[str, object]) -> str:

@@ -1,5 +1,6 @@
-"""Background work inside a process: the in-process relay and view flush (embedded default), the view push to
-Redis (API processes in the full topology) and the backlog gauges. Started and stopped by the Container."""
+"""Background work inside a process: the in-process relay (embedded default), the backlog gauges, and the loops
+others hand it (`every`: the schedule's jobs in the embedded default, the view push). Started and stopped by the
+Container."""
 
 from __future__ import annotations
 
@@ -21,8 +22,6 @@ from potluck.events.outbox import Outbox
 from potluck.events.registry import HandlerRegistry
 from potluck.events.relay import Relay
 from potluck.events.repository import OutboxRepository
-from potluck.stats.service import ViewStats
-from potluck.stats.views import ViewCounter
 
 logger = logging.getLogger("potluck.events")
 
@@ -35,8 +34,6 @@ class EventsRuntime:
     handlers: HandlerRegistry
     relay: Relay
     metrics: EventsMetrics
-    views: ViewCounter
-    stats: ViewStats
     coord: aioredis.Redis | None
     in_process: bool
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
@@ -46,22 +43,18 @@ class EventsRuntime:
     async def start(self) -> None:
         cfg = self.settings.events
         self._tasks.append(self._every(cfg.monitor_interval_seconds, "monitor", self.refresh_gauges, at_start=True))
-        if self.coord is not None:
-            self._tasks.append(self._every(cfg.views_push_seconds, "views.push", self.stats.push))
-        if self.coord is None or self.in_process:
-            # Without Redis the counts can only go from this process's memory to the database.
-            self._tasks.append(self._every(cfg.views_flush_seconds, "stats.flush_views", self.stats.flush))
         if self.in_process:
             self._wake = asyncio.Event()
             wake = self._wake
             self.outbox.on_commit(wake.set)
             self._tasks.append(asyncio.create_task(self._relay_loop(wake), name="potluck-relay"))
 
-    def schedule(self, seconds: float, task: str, work: Callable[[], Awaitable[object]]) -> None:
-        """Run `work` every `seconds` (first after one interval) until this runtime closes; failures are logged."""
+    def every(self, seconds: float, task: str, work: Callable[[], Awaitable[object]]) -> None:
+        """Run `work` every `seconds` (first after one interval) until this runtime stops; failures are logged."""
         self._tasks.append(self._every(seconds, task, work))
 
-    async def aclose(self) -> None:
+    async def stop(self) -> None:
+        """Stop every loop (what they were doing is cancelled); the connections stay open until `aclose`."""
         self._stopping = True
         tasks, self._tasks = self._tasks, []
         # Cancelled again if need be: a driver that swallows a cancellation mid-query would otherwise leave its
@@ -76,14 +69,9 @@ class EventsRuntime:
         for task in tasks:
             if task.done() and not task.cancelled():
                 task.exception()  # retrieved: it was logged where it happened
-        # What this process counted must not be lost with it.
-        try:
-            if self.coord is not None:
-                await self.stats.push()
-            else:
-                await self.stats.flush()
-        except Exception:
-            logger.exception("stats.final_flush_failed", extra={"recipes": len(self.views)})
+
+    async def aclose(self) -> None:
+        await self.stop()
         if self.coord is not None:
             await self.coord.aclose()
         await self.database.dispose()

@@ -10,13 +10,15 @@ from fastapi import APIRouter, File, Header, Response, UploadFile, status
 from fastapi.responses import FileResponse
 
 from potluck.config import Settings
-from potluck.deps import ContainerDep, CurrentUserId, WriteSessionDep
+from potluck.db.dependencies import WriteSessionDep
 from potluck.errors import NotFoundError
-from potluck.media.keys import CACHE_CONTROL
+from potluck.kit.media_keys import CACHE_CONTROL
+from potluck.media.dependencies import MediaServiceDep
 from potluck.media.processing import ACCEPTED_MEDIA_TYPES
 from potluck.media.schemas import RecipeImageRead
 from potluck.media.service import MediaService
 from potluck.recipe.http import full_document_etag
+from potluck.user.dependencies import CurrentUserId
 
 router = APIRouter(prefix="/recipes", tags=["media"])
 files_router = APIRouter(tags=["media"])
@@ -68,7 +70,7 @@ async def put_recipe_image(
     ],
     user_id: CurrentUserId,
     session: WriteSessionDep,
-    container: ContainerDep,
+    media: MediaServiceDep,
     if_match: Annotated[str | None, Header(max_length=2000)] = None,
 ) -> Response:
     """Set the recipe's image (author only): multipart/form-data with the file in the `image` field.
@@ -76,8 +78,8 @@ async def put_recipe_image(
     The image is re-encoded as WebP variants (thumb, medium, large; never upscaled), upright and without metadata.
     The image it replaces is deleted shortly after. `If-Match` with the recipe's ETag gives 412 on a lost update.
     """
-    data = await _read_limited(image, container.media)
-    read = await container.media.replace_image(session, recipe_id, user_id, data, if_match)
+    data = await _read_limited(image, media)
+    read = await media.replace_image(session, recipe_id, user_id, data, if_match)
     headers = {"ETag": full_document_etag(recipe_id, read.version), "Cache-Control": "no-store"}
     return Response(read.model_dump_json(), media_type="application/json", headers=headers)
 
@@ -87,17 +89,17 @@ async def delete_recipe_image(
     recipe_id: uuid.UUID,
     user_id: CurrentUserId,
     session: WriteSessionDep,
-    container: ContainerDep,
+    media: MediaServiceDep,
     if_match: Annotated[str | None, Header(max_length=2000)] = None,
 ) -> None:
     """Remove the recipe's image (author only; 204 also when it has none). Its files are deleted shortly after."""
-    await container.media.remove_image(session, recipe_id, user_id, if_match)
+    await media.remove_image(session, recipe_id, user_id, if_match)
 
 
 @files_router.api_route("/media/{key:path}", methods=["GET", "HEAD"], include_in_schema=False)
-async def media_file(key: str, container: ContainerDep) -> FileResponse:
+async def media_file(key: str, media: MediaServiceDep) -> FileResponse:
     """A stored variant, when the app stores images on its own disk (the embedded default; S3 has a CDN)."""
-    local = container.media.local_files
+    local = media.local_files
     path = local.path_for(key) if local is not None else None
     if path is None:
         raise NotFoundError("no such file")

@@ -4,13 +4,7 @@ import uuid
 
 from pydantic import BaseModel, Field
 
-
-class RecipeImages(BaseModel):
-    """The URL of each variant of a recipe's image (WebP, never wider than the upload)."""
-
-    thumb: str = Field(description="At most 320 pixels wide (media.thumb_width).")
-    medium: str = Field(description="At most 960 pixels wide (media.medium_width); also the recipe's `image_url`.")
-    large: str = Field(description="At most 1920 pixels wide (media.large_width).")
+from potluck.recipe.schemas import RecipeImages
 
 
 class VariantRead(BaseModel):

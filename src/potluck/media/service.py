@@ -17,7 +17,7 @@ from potluck.config import MediaSettings
 from potluck.db.session import WriteSession
 from potluck.errors import ForbiddenError, PreconditionFailedError, ServiceUnavailableError
 from potluck.kit.etag import if_match_satisfied
-from potluck.media.keys import (
+from potluck.kit.media_keys import (
     CACHE_CONTROL,
     CONTENT_TYPE,
     DEFAULT_VARIANT,
@@ -27,10 +27,11 @@ from potluck.media.keys import (
     variant_keys,
 )
 from potluck.media.processing import ImageLimits, ProcessedImage, VariantSpec, check_size, process_image
-from potluck.media.schemas import RecipeImageRead, RecipeImages, VariantRead
+from potluck.media.schemas import RecipeImageRead, VariantRead
 from potluck.media.storage import ImageStorage, LocalDiskStorage
 from potluck.recipe.models import Recipe
 from potluck.recipe.repository import RecipeRepository
+from potluck.recipe.schemas import RecipeImages
 from potluck.recipe.service import RecipeService
 
 logger = logging.getLogger("potluck.media")

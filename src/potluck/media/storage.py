@@ -16,7 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from potluck.media.keys import is_image_key
+from potluck.kit.media_keys import is_image_key
 
 T = TypeVar("T")
 

@@ -42,7 +42,6 @@ if TYPE_CHECKING:
 
     from fastapi.telemetry import TelemetryConfig
 
-    from potluck.bootstrap import Container
     from potluck.config import Settings
     from potluck.db.engine import Database
 
@@ -129,12 +128,11 @@ class Tracing:
         which is a no-op unless an agent configured it)."""
         return {"tracer_provider": self.provider, "exclude": exclude}
 
-    def instrument(self, container: Container) -> None:
-        """Spans for the container's SQL (its Database and the events runtime's own) and its Redis commands."""
+    def instrument(self, settings: Settings, databases: Sequence[Database]) -> None:
+        """Spans for the SQL of these Databases (a process's own and its background pool) and for Redis commands."""
         if self.provider is None:
             return
-        self.trace_databases(container.database, container.events.database)
-        settings = container.settings
+        self.trace_databases(*databases)
         if settings.redis.url is not None or settings.coord_redis_url is not None:
             self.trace_redis()
 
@@ -251,10 +249,10 @@ def setup_tracing(settings: Settings, *, exporter: SpanExporter | None = None) -
 
 
 def instrument_celery(
-    settings: Settings, container: Container | None = None, *, exporter: SpanExporter | None = None
+    settings: Settings, databases: Sequence[Database] = (), *, exporter: SpanExporter | None = None
 ) -> Tracing:
     """Tracing for a Celery worker process, called from `worker_process_init`: a span per task run, with the
-    SQL and Redis commands of `container` (the process's WorkerRuntime container) as its children.
+    SQL of `databases` (the process's WorkerRuntime container's) and Redis commands as its children.
 
     Does nothing when tracing is off. The spans still buffered are exported when the process shuts down
     (`worker_process_shutdown`; a prefork child exits without running atexit hooks).
@@ -263,8 +261,7 @@ def instrument_celery(
     if not tracing.enabled:
         return tracing
     tracing.trace_celery()
-    if container is not None:
-        tracing.instrument(container)
+    tracing.instrument(settings, databases)
     from celery.signals import worker_process_shutdown  # type: ignore[import-untyped]
 
     def flush_at_exit(**_: Any) -> None:

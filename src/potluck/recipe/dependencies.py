@@ -7,23 +7,30 @@ from typing import Annotated
 
 from fastapi import Depends, Query
 
-from potluck.deps import ContainerDep, CurrentUserId, WriteSessionDep
+from potluck.db.dependencies import WriteSessionDep
 from potluck.errors import BadRequestError
 from potluck.kit.fields import FieldSelectionError, Selection, parse_selection
+from potluck.kit.wiring import provided
 from potluck.recipe.models import Recipe
 from potluck.recipe.schemas import HEAVY_PARTS, RECIPE_SHAPE
+from potluck.recipe.service import RecipeService
+from potluck.recipe.views import ViewCounter
+from potluck.user.dependencies import CurrentUserId
+
+RecipeServiceDep = Annotated[RecipeService, Depends(provided(RecipeService))]
+ViewCounterDep = Annotated[ViewCounter, Depends(provided(ViewCounter))]
 
 
 async def _recipe_for_edit(
-    recipe_id: uuid.UUID, user_id: CurrentUserId, session: WriteSessionDep, container: ContainerDep
+    recipe_id: uuid.UUID, user_id: CurrentUserId, session: WriteSessionDep, recipes: RecipeServiceDep
 ) -> Recipe:
-    return await container.recipes.lock_for_edit(session, recipe_id, user_id)
+    return await recipes.lock_for_edit(session, recipe_id, user_id)
 
 
 async def _recipe_visible_for_write(
-    recipe_id: uuid.UUID, user_id: CurrentUserId, session: WriteSessionDep, container: ContainerDep
+    recipe_id: uuid.UUID, user_id: CurrentUserId, session: WriteSessionDep, recipes: RecipeServiceDep
 ) -> Recipe:
-    return await container.recipes.lock_visible(session, recipe_id, user_id)
+    return await recipes.lock_visible(session, recipe_id, user_id)
 
 
 RecipeForEdit = Annotated[Recipe, Depends(_recipe_for_edit, scope="function")]

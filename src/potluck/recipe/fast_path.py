@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import re
 import uuid
-from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from potluck.kit.etag import if_none_match_hit
+from potluck.kit.wiring import provider_of
 from potluck.observability.tracing import name_server_span
 from potluck.recipe.http import full_document_etag, read_headers
+from potluck.recipe.service import RecipeService
+from potluck.recipe.views import ViewCounter
 
 ROUTE = "/api/v1/recipes/{recipe_id}"  # the template the route has: spans and metrics name it so
 _PATH = re.compile(r"^/api/v1/recipes/([0-9a-fA-F-]{36})$")
@@ -41,17 +43,15 @@ class RecipeFastPath:
                 return False  # the caller's view may differ: the ordinary path decides
             if name == b"if-none-match":
                 if_none_match = value.decode("latin-1")
-        container: Any = scope["app"].state.container
         try:
             recipe_id = uuid.UUID(raw_id)
         except ValueError:
             return False
-        cached = container.recipes.peek_public(recipe_id)
+        provider = provider_of(scope["app"])
+        cached = provider.get(RecipeService).peek_public(recipe_id)
         if cached is None:
             return False
-        views = getattr(container, "views", None)
-        if views is not None:
-            views.record(recipe_id)
+        provider.get(ViewCounter).record(recipe_id)
         etag = full_document_etag(recipe_id, cached.meta.version)
         headers = read_headers(etag, viewer=None, is_public=True)
         if if_none_match_hit(if_none_match, etag):

@@ -99,10 +99,6 @@ class RecipeRepository:
         stmt = stmt.order_by(Recipe.created_at.desc(), Recipe.id.desc()).limit(limit).options(*_part_loaders(parts))
         return (await self.session.execute(stmt)).unique().scalars().all()
 
-    async def ids_by_author(self, author_id: uuid.UUID) -> list[uuid.UUID]:
-        rows = await self.session.execute(select(Recipe.id).where(Recipe.author_id == author_id))
-        return list(rows.scalars().all())
-
     async def list_offset(
         self, filters: RecipeFilters, viewer_id: uuid.UUID | None, offset: int, limit: int
     ) -> Sequence[Recipe]:

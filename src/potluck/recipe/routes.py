@@ -5,12 +5,20 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
-from potluck.deps import ContainerDep, CurrentUserId, OptionalUserId, Page, ReadSessionDep, WriteSessionDep
+from potluck.db.dependencies import ReadSessionDep, WriteSessionDep
 from potluck.kit.etag import if_none_match_hit, make_etag
 from potluck.kit.fields import project
 from potluck.kit.links import next_link
+from potluck.kit.pagination import Page
 from potluck.kit.responses import json_response
-from potluck.recipe.dependencies import DetailSelection, ListSelection, RecipeForEdit, VisibleRecipeForWrite
+from potluck.recipe.dependencies import (
+    DetailSelection,
+    ListSelection,
+    RecipeForEdit,
+    RecipeServiceDep,
+    ViewCounterDep,
+    VisibleRecipeForWrite,
+)
 from potluck.recipe.http import FULL_DOCUMENT, PRIVATE_CACHE, PUBLIC_LIST_CACHE, cache_control, read_headers
 from potluck.recipe.schemas import (
     HEAVY_PARTS,
@@ -24,6 +32,7 @@ from potluck.recipe.schemas import (
     RecipeRead,
     RecipeUpdate,
 )
+from potluck.user.dependencies import CurrentUserId, OptionalUserId
 
 router = APIRouter(prefix="/recipes", tags=["recipes"])
 me_router = APIRouter(prefix="/users/me", tags=["recipes"])
@@ -34,11 +43,11 @@ async def create_recipe(
     body: RecipeCreate,
     user_id: CurrentUserId,
     session: WriteSessionDep,
-    container: ContainerDep,
+    recipes: RecipeServiceDep,
     request: Request,
 ) -> Response:
     """Create a recipe owned by the caller."""
-    doc = await container.recipes.create(session, user_id, body)
+    doc = await recipes.create(session, user_id, body)
     headers = {
         "Location": str(request.url_for("get_recipe", recipe_id=doc["id"])),
         "ETag": make_etag(doc["id"], doc["version"], FULL_DOCUMENT),
@@ -51,7 +60,7 @@ async def create_recipe(
 async def list_recipes(
     viewer: OptionalUserId,
     session: ReadSessionDep,
-    container: ContainerDep,
+    recipes: RecipeServiceDep,
     selection: ListSelection,
     page: Page,
     request: Request,
@@ -62,9 +71,7 @@ async def list_recipes(
 ) -> Response:
     """Recipes newest first, filtered, cursor-paginated. Private recipes appear only to their author."""
     filters = RecipeFilters(author=author, cuisine=cuisine, tag=tag, max_total_minutes=max_total_minutes)
-    docs, next_cursor = await container.recipes.list_page(
-        session, filters, viewer, page.cursor, page.limit, selection.include
-    )
+    docs, next_cursor = await recipes.list_page(session, filters, viewer, page.cursor, page.limit, selection.include)
     items = [project(d, selection, RECIPE_SHAPE) for d in docs]
     headers = {"Cache-Control": cache_control(viewer, True, PUBLIC_LIST_CACHE), "Vary": "Authorization"}
     headers.update(next_link(request.url, next_cursor))
@@ -75,13 +82,14 @@ async def list_recipes(
 async def get_recipe(
     recipe_id: uuid.UUID,
     viewer: OptionalUserId,
-    container: ContainerDep,
+    recipes: RecipeServiceDep,
+    views: ViewCounterDep,
     selection: DetailSelection,
     if_none_match: Annotated[str | None, Header(max_length=2000)] = None,
 ) -> Response:
     """One recipe. `fields` and `include` trim it; `If-None-Match` with a current ETag answers 304."""
-    cached = await container.recipes.get(recipe_id, viewer)
-    container.views.record(recipe_id)  # in memory only: no database write per view (potluck.stats)
+    cached = await recipes.get(recipe_id, viewer)
+    views.record(recipe_id)  # in memory only: no database write per view (potluck.stats)
     etag = make_etag(recipe_id, cached.meta.version, selection.key)
     headers = read_headers(etag, viewer=viewer, is_public=cached.meta.is_public)
     if if_none_match_hit(if_none_match, etag):
@@ -97,20 +105,20 @@ async def update_recipe(
     body: RecipeUpdate,
     recipe: RecipeForEdit,
     session: WriteSessionDep,
-    container: ContainerDep,
+    recipes: RecipeServiceDep,
     if_match: Annotated[str | None, Header(max_length=2000)] = None,
 ) -> Response:
     """Partial update by the author. Send `If-Match` with the ETag you read to get 412 instead of a lost update."""
-    doc = await container.recipes.update(session, recipe, body, if_match)
+    doc = await recipes.update(session, recipe, body, if_match)
     return json_response(
         doc, headers={"ETag": make_etag(doc["id"], doc["version"], FULL_DOCUMENT), "Cache-Control": "no-store"}
     )
 
 
 @router.delete("/{recipe_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_recipe(recipe: RecipeForEdit, session: WriteSessionDep, container: ContainerDep) -> None:
+async def delete_recipe(recipe: RecipeForEdit, session: WriteSessionDep, recipes: RecipeServiceDep) -> None:
     """Delete a recipe (author only)."""
-    await container.recipes.delete(session, recipe)
+    await recipes.delete(session, recipe)
 
 
 @router.put("/{recipe_id}/rating", response_model=RatingRead)
@@ -119,47 +127,45 @@ async def rate_recipe(
     recipe: VisibleRecipeForWrite,
     user_id: CurrentUserId,
     session: WriteSessionDep,
-    container: ContainerDep,
+    recipes: RecipeServiceDep,
 ) -> RatingRead:
     """Put the caller's rating (1 to 5 stars, optional review); one per user and recipe."""
-    return await container.recipes.rate(session, recipe, user_id, body)
+    return await recipes.rate(session, recipe, user_id, body)
 
 
 @router.delete("/{recipe_id}/rating", status_code=status.HTTP_204_NO_CONTENT)
 async def unrate_recipe(
-    recipe: VisibleRecipeForWrite, user_id: CurrentUserId, session: WriteSessionDep, container: ContainerDep
+    recipe: VisibleRecipeForWrite, user_id: CurrentUserId, session: WriteSessionDep, recipes: RecipeServiceDep
 ) -> None:
-    await container.recipes.unrate(session, recipe, user_id)
+    await recipes.unrate(session, recipe, user_id)
 
 
 @router.put("/{recipe_id}/favorite", status_code=status.HTTP_204_NO_CONTENT)
 async def favorite_recipe(
-    recipe: VisibleRecipeForWrite, user_id: CurrentUserId, session: WriteSessionDep, container: ContainerDep
+    recipe: VisibleRecipeForWrite, user_id: CurrentUserId, session: WriteSessionDep, recipes: RecipeServiceDep
 ) -> None:
     """Add to the caller's favorites (idempotent)."""
-    await container.recipes.favorite(session, recipe, user_id)
+    await recipes.favorite(session, recipe, user_id)
 
 
 @router.delete("/{recipe_id}/favorite", status_code=status.HTTP_204_NO_CONTENT)
 async def unfavorite_recipe(
-    recipe: VisibleRecipeForWrite, user_id: CurrentUserId, session: WriteSessionDep, container: ContainerDep
+    recipe: VisibleRecipeForWrite, user_id: CurrentUserId, session: WriteSessionDep, recipes: RecipeServiceDep
 ) -> None:
-    await container.recipes.unfavorite(session, recipe, user_id)
+    await recipes.unfavorite(session, recipe, user_id)
 
 
 @me_router.get("/favorites", response_model=FavoritePage)
 async def my_favorites(
     user_id: CurrentUserId,
     session: ReadSessionDep,
-    container: ContainerDep,
+    recipes: RecipeServiceDep,
     selection: ListSelection,
     page: Page,
     request: Request,
 ) -> Response:
     """The caller's favorites, most recently added first."""
-    rows, next_cursor = await container.recipes.list_favorites(
-        session, user_id, page.cursor, page.limit, selection.include
-    )
+    rows, next_cursor = await recipes.list_favorites(session, user_id, page.cursor, page.limit, selection.include)
     items = [{"recipe": project(doc, selection, RECIPE_SHAPE), "favorited_at": at.isoformat()} for doc, at in rows]
     headers = {"Cache-Control": PRIVATE_CACHE}
     headers.update(next_link(request.url, next_cursor))

@@ -7,7 +7,6 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from potluck.kit.fields import Shape
-from potluck.media.schemas import RecipeImages
 from potluck.recipe.models import Difficulty
 
 MAX_INGREDIENTS = 100
@@ -31,6 +30,14 @@ TagName = Annotated[
 StepText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5_000)]
 Minutes = Annotated[int, Field(ge=0, le=MAX_MINUTES)]
 Amount = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
+
+
+class RecipeImages(BaseModel):
+    """The URL of each variant of a recipe's image (WebP, never wider than the upload)."""
+
+    thumb: str = Field(description="At most 320 pixels wide (media.thumb_width).")
+    medium: str = Field(description="At most 960 pixels wide (media.medium_width); also the recipe's `image_url`.")
+    large: str = Field(description="At most 1920 pixels wide (media.large_width).")
 
 
 class IngredientLine(BaseModel):

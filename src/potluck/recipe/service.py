@@ -26,9 +26,10 @@ from potluck.events.topics import (
 )
 from potluck.kit.cursor import Cursor, encode_cursor
 from potluck.kit.etag import if_match_satisfied
-from potluck.media.keys import image_urls
+from potluck.kit.media_keys import image_urls, media_url
 from potluck.recipe.meta import RecipeMeta
 from potluck.recipe.models import Recipe
+from potluck.recipe.relevance import update_affects_search
 from potluck.recipe.repository import RecipeRepository
 from potluck.recipe.schemas import (
     HEAVY_PARTS,
@@ -42,8 +43,6 @@ from potluck.recipe.schemas import (
     RecipeRead,
     RecipeUpdate,
 )
-from potluck.search.relevance import update_affects_search
-from potluck.user.service import media_url
 
 _SCALAR_FIELDS = (
     "title",
@@ -170,7 +169,7 @@ class RecipeService:
         self.cache.invalidate_after_commit(session, *keys)
         if search:
             # Cached searches hold ids; which ids match changes with a recipe's text, filters or visibility
-            # (search/relevance.py, docs/search.md). Once per event: the outbox's repeat finds it done.
+            # (recipe/relevance.py, docs/search.md). Once per event: the outbox's repeat finds it done.
             session.after_commit(lambda: self.cache.bump_generation(SEARCH_GENERATION_KEY, event_id=search_event))
 
     async def list_page(
@@ -271,7 +270,7 @@ class RecipeService:
 
     async def delete(self, session: WriteSession, recipe: Recipe) -> None:
         await RecipeRepository(session).delete(session, recipe.id)
-        # No search bump: cached pages skip the id when they are hydrated (search/relevance.py).
+        # No search bump: cached pages skip the id when they are hydrated (recipe/relevance.py).
         self._invalidate(session, recipe.id, author_id=recipe.author_id)
         await self.outbox.record(session, RECIPE_DELETED, recipe.id, {"author_id": str(recipe.author_id)})
 

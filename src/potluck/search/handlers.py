@@ -1,8 +1,8 @@
-"""What search does after a recipe event: the `search.index` hook of potluck.events.handlers.
+"""What search does after a recipe event: `search.index`.
 
 The index itself needs nothing: triggers keep it current inside the writing transaction (migration 0002). What
 remains is the cache: cached pages may name a recipe that no longer matches, or miss one that now does. For a
-creation, and an update of a field search reads (search/relevance.py; deletions need none), the service bumps
+creation, and an update of a field search reads (recipe/relevance.py; deletions need none), the service bumps
 the search generation right after commit; this handler bumps it again when the outbox delivers the event, so a
 process that died between its commit and its bump still leaves no stale page behind for longer than the relay's
 delay. The bump raises while the store is down, so the event is retried until it lands. A bump is idempotent in
@@ -13,15 +13,16 @@ from __future__ import annotations
 
 from potluck.cache.cache import Cache
 from potluck.cache.keys import GENERATION_MARKER_TTL_MS, SEARCH_GENERATION_KEY, generation_marker
-from potluck.events.handlers import SEARCH_INDEX
 from potluck.events.registry import HandlerRegistry
 from potluck.events.repository import Event
 from potluck.events.topics import RECIPE_CREATED, RECIPE_DELETED, RECIPE_UPDATED
-from potluck.search.relevance import update_affects_search
+from potluck.recipe.relevance import update_affects_search
+
+SEARCH_INDEX = "search.index"
 
 
 def install_search_handlers(registry: HandlerRegistry, cache: Cache) -> HandlerRegistry:
-    """Fill the `search.index` hook for recipe.created, recipe.updated and recipe.deleted."""
+    """`search.index` for recipe.created, recipe.updated and recipe.deleted."""
 
     async def invalidate_searches(event: Event) -> None:
         if event.topic == RECIPE_DELETED:
@@ -35,5 +36,5 @@ def install_search_handlers(registry: HandlerRegistry, cache: Cache) -> HandlerR
             await cache.store.incr_once(SEARCH_GENERATION_KEY, marker, GENERATION_MARKER_TTL_MS)
 
     for topic in (RECIPE_CREATED, RECIPE_UPDATED, RECIPE_DELETED):
-        registry.register(topic, SEARCH_INDEX, invalidate_searches, replace=True)
+        registry.register(topic, SEARCH_INDEX, invalidate_searches)
     return registry

@@ -24,7 +24,7 @@ from typing import Literal
 
 import orjson
 
-from potluck.cache.keys import stable_digest
+from potluck.kit.digest import stable_digest
 
 MAX_QUERY_LENGTH = 200
 MAX_TERMS = 16

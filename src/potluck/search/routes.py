@@ -6,8 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from potluck.db.consistency import MIN_LSN_KEY
-from potluck.deps import OptionalUserId
+from potluck.db.dependencies import MinLsn
 from potluck.errors import BadRequestError
 from potluck.kit.fields import project
 from potluck.kit.links import next_link
@@ -17,6 +16,7 @@ from potluck.recipe.schemas import RECIPE_SHAPE
 from potluck.search.dependencies import SearchServiceDep
 from potluck.search.query import MAX_CURSOR_LENGTH, MAX_LIMIT, MAX_QUERY_LENGTH, SearchQueryError, normalise
 from potluck.search.schemas import SearchPage, TrendingQueries
+from potluck.user.dependencies import OptionalUserId
 
 router = APIRouter(prefix="/search", tags=["search"])
 
@@ -32,6 +32,7 @@ async def search_recipes(
     viewer: OptionalUserId,
     selection: ListSelection,
     request: Request,
+    min_lsn: MinLsn,
     q: Annotated[
         str,
         Query(
@@ -71,7 +72,7 @@ async def search_recipes(
         )
     except SearchQueryError as exc:
         raise BadRequestError(str(exc), extra={"param": exc.param}) from exc
-    result = await service.search(query, viewer, min_lsn=getattr(request.state, MIN_LSN_KEY, None))
+    result = await service.search(query, viewer, min_lsn=min_lsn)
     body = {
         "items": [project(doc, selection, RECIPE_SHAPE) for doc in result.items],
         "next_cursor": result.next_cursor,

@@ -2,7 +2,7 @@
 
 Caching (shared/design/cache-semantics.md, item 1): a page is cached in the `search_results` family under
 `search:{generation}:{digest of the canonical query}` as recipe ids plus the next cursor. A recipe's creation, or
-an edit of its title, cuisine, tags or visibility (search/relevance.py), bumps the generation after commit, once per
+an edit of its title, cuisine, tags or visibility (recipe/relevance.py), bumps the generation after commit, once per
 event, which makes every cached page unreachable with one INCR; other edits and deletions need none, since pages
 are hydrated. The generation is read before the query; when it cannot be read (Redis down, breaker open) the cache
 is skipped.

@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import Connection, Table, insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from potluck.db.models import Base
+from potluck.migrations.models import Base
 from potluck.seed.generate import TABLES, SeedPlan, SeedSpec
 
 Progress = Callable[[str, int], None]

@@ -22,8 +22,9 @@ from redis.exceptions import RedisError
 from potluck.db.base import utcnow
 from potluck.db.engine import Database
 from potluck.kit.ids import new_id
+from potluck.recipe.views import ViewCounter
 from potluck.stats.repository import StatsRepository
-from potluck.stats.views import ViewCounter, chunks, parse_redis_counts
+from potluck.stats.views import chunks, parse_redis_counts
 
 logger = logging.getLogger("potluck.stats")
 

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
-from potluck.deps import ContainerDep
 from potluck.kit.fields import project
 from potluck.kit.responses import json_response
 from potluck.recipe.dependencies import ListSelection
 from potluck.recipe.schemas import RECIPE_SHAPE, RecipeRead
+from potluck.trending.dependencies import TrendingServiceDep
 from potluck.trending.scoring import Period
-from potluck.trending.service import TOP_N, TrendingService
+from potluck.trending.service import TOP_N
 
 router = APIRouter(prefix="/trending", tags=["trending"])
 
@@ -24,13 +24,6 @@ TRENDING_CACHE = "public, max-age=15, s-maxage=30, stale-while-revalidate=30"
 class TrendingPage(BaseModel):
     period: Period
     items: list[RecipeRead]
-
-
-def _trending_service(container: ContainerDep) -> TrendingService:
-    return TrendingService(container.database, container.cache, container.recipes)
-
-
-TrendingServiceDep = Annotated[TrendingService, Depends(_trending_service)]
 
 
 @router.get("", response_model=TrendingPage)

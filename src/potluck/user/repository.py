@@ -5,15 +5,18 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import delete, func, or_, select, tuple_
+from sqlalchemy import Boolean, Uuid, column, delete, func, or_, select, table, tuple_
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from potluck.db.base import utcnow
 from potluck.db.dialect import dialect_insert, rowcount
 from potluck.db.session import WriteSession
 from potluck.kit.cursor import Cursor
-from potluck.recipe.models import Recipe
 from potluck.user.models import Follow, User
+
+# The recipe table as far as a profile needs it: who wrote what. The recipe domain sits a layer above this one, so its
+# model is not imported here; these columns are part of the schema (migration 0001), not of the ORM mapping.
+_recipe = table("recipe", column("id", Uuid()), column("author_id", Uuid()), column("is_public", Boolean()))
 
 
 class UserRepository:
@@ -41,9 +44,9 @@ class UserRepository:
 
     async def counts(self, user_id: uuid.UUID, *, public_recipes_only: bool) -> tuple[int, int, int]:
         """(followers, following, recipes) in one round trip."""
-        recipes = select(func.count()).select_from(Recipe).where(Recipe.author_id == user_id)
+        recipes = select(func.count()).select_from(_recipe).where(_recipe.c.author_id == user_id)
         if public_recipes_only:
-            recipes = recipes.where(Recipe.is_public.is_(True))
+            recipes = recipes.where(_recipe.c.is_public.is_(True))
         stmt = select(
             select(func.count()).select_from(Follow).where(Follow.followee_id == user_id).scalar_subquery(),
             select(func.count()).select_from(Follow).where(Follow.follower_id == user_id).scalar_subquery(),
@@ -51,6 +54,11 @@ class UserRepository:
         )
         row = (await self.session.execute(stmt)).one()
         return int(row[0]), int(row[1]), int(row[2])
+
+    async def authored_recipe_ids(self, user_id: uuid.UUID) -> list[uuid.UUID]:
+        """Every recipe the user wrote (their cached documents embed the author's display name)."""
+        rows = await self.session.execute(select(_recipe.c.id).where(_recipe.c.author_id == user_id))
+        return list(rows.scalars().all())
 
     async def add(self, session: WriteSession, user: User) -> User:
         session.add(user)

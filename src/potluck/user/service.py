@@ -18,7 +18,7 @@ from potluck.errors import BadRequestError, ConflictError, NotFoundError, Unauth
 from potluck.events.outbox import Outbox
 from potluck.events.topics import USER_FOLLOWED
 from potluck.kit.cursor import Cursor, encode_cursor
-from potluck.recipe.repository import RecipeRepository
+from potluck.kit.media_keys import media_url
 from potluck.user.models import User
 from potluck.user.repository import UserRepository
 from potluck.user.schemas import (
@@ -32,10 +32,6 @@ from potluck.user.schemas import (
     UserUpdate,
 )
 from potluck.user.security import InvalidTokenError, PasswordHasher, TokenService
-
-
-def media_url(base: str, key: str | None) -> str | None:
-    return f"{base.rstrip('/')}/{key}" if key else None
 
 
 class UserService:
@@ -167,7 +163,7 @@ class UserService:
         keys = [user_key(user_id)]
         if data.display_name is not None:
             # Recipes embed their author's display name.
-            keys += [recipe_key(rid) for rid in await RecipeRepository(session).ids_by_author(user_id)]
+            keys += [recipe_key(rid) for rid in await UserRepository(session).authored_recipe_ids(user_id)]
         self.cache.invalidate_after_commit(session, *keys)
         return await self.get_me(session, user_id)
 

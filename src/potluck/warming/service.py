@@ -14,7 +14,7 @@ left as they are (a hit costs one GET). Recipes are loaded from the primary like
 may come from a replica.
 
 It runs on a schedule (`cache.warm`, by beat in the full topology, in process in the embedded default), by hand
-(`potluck warm-cache`), and a new recipe is warmed from its `recipe.created` event (events/handlers.py).
+(`potluck warm-cache`), and a new recipe is warmed from its `recipe.created` event (recipe/handlers.py).
 """
 
 from __future__ import annotations

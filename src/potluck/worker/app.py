@@ -7,7 +7,6 @@ through the database and metrics.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from celery import Celery  # type: ignore[import-untyped]
@@ -18,19 +17,10 @@ from celery.signals import (  # type: ignore[import-untyped]
     worker_ready,
 )
 
-from potluck.bootstrap import Container
 from potluck.config import Settings, get_settings
 from potluck.observability.tracing import instrument_celery
-from potluck.worker import runtime, tasks
-from potluck.worker.schedule import (
-    FLUSH_VIEWS_TASK,
-    PURGE_TASK,
-    RELAY_TASK,
-    SEARCH_ROLLUP_TASK,
-    TRENDING_TASK,
-    WARM_TASK,
-    beat_schedule,
-)
+from potluck.schedule import SCHEDULE, WARM_TASK, PeriodicJob, beat_schedule
+from potluck.worker import runtime
 
 
 class NoBrokerError(RuntimeError):
@@ -47,14 +37,14 @@ def broker_url(settings: Settings) -> str:
     return url
 
 
-def _bind(app: Any, name: str, work: Callable[[Container], Awaitable[int]], settings: Settings) -> None:
+def _bind(app: Any, job: PeriodicJob, settings: Settings) -> None:
     def run() -> int:
-        return runtime.current(lambda: settings).run(name, work)
+        return runtime.current(lambda: settings).run(job.name, job.run)
 
-    run.__name__ = name.replace(".", "_")
-    run.__doc__ = work.__doc__
+    run.__name__ = job.name.replace(".", "_")
+    run.__doc__ = job.run.__doc__
     # acks_late + reject_on_worker_lost: a task whose worker died is delivered again (they are idempotent).
-    app.task(name=name, acks_late=True, reject_on_worker_lost=True, ignore_result=True)(run)
+    app.task(name=job.name, acks_late=True, reject_on_worker_lost=True, ignore_result=True)(run)
 
 
 def create_celery(settings: Settings | None = None) -> Any:
@@ -76,12 +66,8 @@ def create_celery(settings: Settings | None = None) -> Any:
         timezone="UTC",
         enable_utc=True,
     )
-    _bind(app, RELAY_TASK, tasks.relay_events, settings)
-    _bind(app, FLUSH_VIEWS_TASK, tasks.flush_views, settings)
-    _bind(app, PURGE_TASK, tasks.purge_events, settings)
-    _bind(app, WARM_TASK, tasks.warm_cache, settings)
-    _bind(app, TRENDING_TASK, tasks.refresh_trending, settings)
-    _bind(app, SEARCH_ROLLUP_TASK, tasks.rollup_searches, settings)
+    for job in SCHEDULE:
+        _bind(app, job, settings)
 
     def init_worker(**_: Any) -> None:
         runtime.serve_pool_metrics(settings)  # main process, before the pool forks: one port for the whole pool
@@ -93,7 +79,8 @@ def create_celery(settings: Settings | None = None) -> Any:
 
     def init_process(**_: Any) -> None:
         worker = runtime.current(lambda: settings)
-        instrument_celery(settings, worker.container)  # nothing when tracing is off
+        container = worker.container
+        instrument_celery(settings, (container.database, container.events.database))  # nothing when tracing is off
 
     def shutdown_process(**_: Any) -> None:
         runtime.shutdown()

@@ -55,6 +55,11 @@ def public_url(base_url: str, key: str) -> str:
     return f"{base_url.rstrip('/')}/{key}"
 
 
+def media_url(base_url: str, key: str | None) -> str | None:
+    """The public URL of a stored file (an avatar, an image variant), or None without one."""
+    return public_url(base_url, key) if key else None
+
+
 def image_urls(base_url: str, image_key: str | None) -> dict[str, str] | None:
     """The URL of every variant of the image `image_key` names; None without an image or for a foreign key."""
     prefix = image_prefix(image_key) if image_key else None

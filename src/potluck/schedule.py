@@ -1,0 +1,145 @@
+"""Every periodic job, declared once.
+
+Celery beat sends each job on its interval in the full topology (`worker/app.py` builds the beat schedule and the
+tasks from this list); the embedded default's API process runs the same jobs itself, in its own loop
+(`bootstrap.Container.start`). A new periodic job is one more `PeriodicJob` here and nothing else: its work is a
+service call on what `JobContext` offers, thin and idempotent (delivery is at least once).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol
+
+from potluck.cache.cache import Cache
+from potluck.config import Settings
+from potluck.db.base import utcnow
+from potluck.db.engine import Database
+from potluck.events.relay import Relay
+from potluck.events.repository import OutboxRepository
+from potluck.recipe.service import RecipeService
+from potluck.search.analytics import SearchAnalytics
+from potluck.search.service import TRENDING_QUERIES_WINDOW_HOURS
+from potluck.stats.service import ViewStats
+from potluck.trending.service import TrendingService
+from potluck.warming.service import CacheWarmer
+
+RELAY_TASK = "events.relay"
+FLUSH_VIEWS_TASK = "stats.flush_views"
+PURGE_TASK = "events.purge"
+WARM_TASK = "cache.warm"
+TRENDING_TASK = "trending.refresh"
+SEARCH_ROLLUP_TASK = "search.rollup"
+
+
+@dataclass(frozen=True)
+class Background:
+    """What background work reads and fills through (the relay's handlers, the warm job, scheduled refreshes).
+
+    Its own small pool on the primary, so a burst of deliveries never takes the connections requests need (and its
+    statements never mix with a request's). Its own Cache over the same store: the same leases and compare-and-set
+    fills, but its own single-flight map, so no request joins a warm-up load that began before a write the request
+    has already seen.
+    """
+
+    database: Database
+    cache: Cache
+    recipes: RecipeService
+    trending: TrendingService
+    warmer: CacheWarmer
+
+
+class JobContext(Protocol):
+    """What a job may use: the process's services (bootstrap's Container provides them)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def relay(self) -> Relay: ...
+    @property
+    def stats(self) -> ViewStats: ...
+    @property
+    def search_analytics(self) -> SearchAnalytics: ...
+    @property
+    def background(self) -> Background: ...
+
+
+@dataclass(frozen=True)
+class PeriodicJob:
+    name: str  # also the Celery task's name
+    interval: Callable[[Settings], float]
+    run: Callable[[JobContext], Awaitable[int]]
+    # A send that waits in the broker's queue past this many seconds is dropped: the next send does the same work,
+    # so a stopped worker does not come back to a pile of stale sends.
+    expires: Callable[[float], float] = lambda interval: interval
+    # False: the embedded default does this another way (its relay is woken by every commit, not polled).
+    in_process: bool = True
+
+
+async def relay_events(ctx: JobContext) -> int:
+    """Deliver due outbox events until none is left or the drain budget is spent. Any number may run at once."""
+    return await ctx.relay.drain()
+
+
+async def flush_views(ctx: JobContext) -> int:
+    """Move counted views to the database, exactly once."""
+    return await ctx.stats.flush()
+
+
+async def purge_events(ctx: JobContext) -> int:
+    """Forget delivered events past their retention."""
+    retention = timedelta(days=ctx.settings.events.delivered_retention_days)
+    async with ctx.background.database.write_session() as session:
+        return await OutboxRepository(session).purge_delivered(session, utcnow() - retention)
+
+
+async def warm_cache(ctx: JobContext) -> int:
+    """The design's warm_cache: popular recipes, trending searches and trending lists, through guarded fills."""
+    return (await ctx.background.warmer.run()).recipes
+
+
+async def refresh_trending(ctx: JobContext) -> int:
+    """Recompute every period's trending list and replace the cached one."""
+    return sum((await ctx.background.trending.refresh()).values())
+
+
+async def rollup_searches(ctx: JobContext) -> int:
+    """Merge the last 24 hours of search counts into the set GET /search/trending reads."""
+    return await ctx.search_analytics.rollup(hours=TRENDING_QUERIES_WINDOW_HOURS)
+
+
+SCHEDULE: tuple[PeriodicJob, ...] = (
+    PeriodicJob(
+        RELAY_TASK,
+        lambda s: s.worker.relay_interval_seconds,
+        relay_events,
+        expires=lambda i: max(i * 5, 5.0),
+        in_process=False,
+    ),
+    PeriodicJob(
+        FLUSH_VIEWS_TASK, lambda s: s.events.views_flush_seconds, flush_views, expires=lambda i: max(i * 3, 5.0)
+    ),
+    PeriodicJob(PURGE_TASK, lambda s: s.worker.purge_interval_seconds, purge_events),
+    PeriodicJob(WARM_TASK, lambda s: s.worker.warm_interval_seconds, warm_cache),
+    PeriodicJob(TRENDING_TASK, lambda s: s.worker.trending_interval_seconds, refresh_trending),
+    PeriodicJob(SEARCH_ROLLUP_TASK, lambda s: s.worker.search_rollup_interval_seconds, rollup_searches),
+)
+
+
+def job(name: str) -> PeriodicJob:
+    """The declared job called `name` (KeyError for an unknown one)."""
+    for declared in SCHEDULE:
+        if declared.name == name:
+            return declared
+    raise KeyError(name)
+
+
+def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
+    """schedule.SCHEDULE as Celery beat reads it: task name -> how often beat sends it, and when a send expires."""
+    entries: dict[str, dict[str, Any]] = {}
+    for job in SCHEDULE:
+        interval = job.interval(settings)
+        entries[job.name] = {"task": job.name, "schedule": interval, "options": {"expires": job.expires(interval)}}
+    return entries
