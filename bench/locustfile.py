@@ -510,7 +510,7 @@ def requires(feature: str) -> Callable[[Callable[..., None]], Callable[..., None
 
 CARD_FIELDS = "id,title,image_url,rating,author.username"
 RECIPE = f"{API}/recipes/{{recipe_id}}"
-# A few names from the seed vocabulary (src/potluck/seed/vocabulary.py), kept here so this file runs anywhere.
+# A few names from the seed vocabulary (src/potluck/seed/data/*.json), kept here so this file runs anywhere.
 CUISINES = ("italian", "mexican", "american", "chinese", "indian", "japanese", "thai", "french", "greek", "korean")
 TAGS = ("weeknight", "comfort-food", "healthy", "quick", "vegetarian", "spicy", "dinner", "family-style", "dessert")
 INGREDIENTS = (

@@ -14,10 +14,14 @@ from typing import Any
 
 import pytest
 
-from potluck.seed import vocabulary as vocab
-from potluck.seed.generate import TABLES, Batch, SeedPlan, SeedSpec, compose_recipe, uuid7_at, zipf_weights
+from potluck.seed.compose import compose_recipe
+from potluck.seed.generate import SeedPlan, SeedSpec
+from potluck.seed.rows import TABLES, Batch
+from potluck.seed.sampling import uuid7_at, zipf_weights
+from potluck.seed.vocabulary import IngredientSpec, vocabulary
 
 END = datetime(2026, 1, 1, tzinfo=UTC)
+VOCAB = vocabulary()
 Rows = dict[str, list[dict[str, Any]]]
 
 
@@ -151,7 +155,7 @@ def test_rows_do_not_depend_on_the_hash_seed() -> None:
 
 
 def test_compose_recipe_is_pure_given_the_rng() -> None:
-    cuisine = vocab.CUISINES[3]
+    cuisine = VOCAB.cuisines[3]
     a = compose_recipe(random.Random(5), cuisine, ["weeknight"])
     b = compose_recipe(random.Random(5), cuisine, ["weeknight"])
     assert a == b
@@ -243,7 +247,7 @@ def test_lengths_and_domains(rows: Rows) -> None:
         assert u["password_hash"] == "hash"
     for r in rows["recipe"]:
         assert 0 < len(r["title"]) <= 200
-        assert r["cuisine"] in {name.lower() for name in vocab.CUISINE_BY_NAME}
+        assert r["cuisine"] in {name.lower() for name in VOCAB.cuisine_by_name}
         assert len(r["cuisine"]) <= 50
         assert r["difficulty"] in {"easy", "medium", "hard"}
         assert r["servings"] >= 1
@@ -273,20 +277,20 @@ def test_recipes_look_like_recipes(rows: Rows) -> None:
 
 
 def test_derived_tags_are_true(rows: Rows) -> None:
-    ingredient = {i["id"]: vocab.INGREDIENT_BY_NAME[i["name"]] for i in rows["ingredient"]}
+    ingredient = {i["id"]: VOCAB.ingredient_by_name[i["name"]] for i in rows["ingredient"]}
     tag = {t["id"]: t["name"] for t in rows["tag"]}
-    lines: dict[uuid.UUID, list[vocab.IngredientSpec]] = defaultdict(list)
+    lines: dict[uuid.UUID, list[IngredientSpec]] = defaultdict(list)
     for line in rows["recipe_ingredient"]:
         lines[line["recipe_id"]].append(ingredient[line["ingredient_id"]])
     for rt in rows["recipe_tag"]:
         specs = lines[rt["recipe_id"]]
         name = tag[rt["tag_id"]]
         if name in ("vegetarian", "vegan"):
-            assert not any(s.category in vocab.MEAT_CATEGORIES or s.name in vocab.NOT_VEGETARIAN for s in specs)
+            assert not any(s.category in VOCAB.meat_categories or s.name in VOCAB.not_vegetarian for s in specs)
         if name == "vegan":
-            assert not any(s.category in vocab.ANIMAL_CATEGORIES or s.name in vocab.NOT_VEGAN for s in specs)
+            assert not any(s.category in VOCAB.animal_categories or s.name in VOCAB.not_vegan for s in specs)
         if name == "gluten-free":
-            assert not any(s.name in vocab.GLUTEN for s in specs)
+            assert not any(s.name in VOCAB.gluten for s in specs)
 
 
 # -- time -----------------------------------------------------------------------------------------------------
@@ -371,27 +375,30 @@ def test_authors_cook_their_own_cuisines(plan: SeedPlan, rows: Rows) -> None:
 
 
 def test_vocabulary_is_consistent() -> None:
-    names = vocab.INGREDIENT_BY_NAME.keys()
-    assert len(names) == len(vocab.INGREDIENTS)
-    assert 18 <= len(vocab.CUISINES) <= 25
-    assert 35 <= len(vocab.TAGS) <= 50
-    assert len(set(vocab.TAGS)) == len(vocab.TAGS)
-    assert all(len(t) <= 40 and t == t.lower() for t in vocab.TAGS)
-    assert vocab.DERIVED_TAGS <= set(vocab.TAGS)
-    assert {s.category for s in vocab.INGREDIENTS} <= vocab.NUTRITION_PER_100G.keys()
-    assert all(s.low <= s.high and s.step > 0 and s.grams > 0 for s in vocab.INGREDIENTS)
-    listed = vocab.GLUTEN | vocab.SPICY | vocab.NOT_VEGAN | vocab.NOT_VEGETARIAN | vocab.COOKING_HERBS
+    assert vocabulary() is VOCAB, "read once per process"
+    names = VOCAB.ingredient_by_name.keys()
+    assert len(names) == len(VOCAB.ingredients)
+    assert 18 <= len(VOCAB.cuisines) <= 25
+    assert 35 <= len(VOCAB.tags) <= 50
+    assert len(set(VOCAB.tags)) == len(VOCAB.tags)
+    assert all(len(t) <= 40 and t == t.lower() for t in VOCAB.tags)
+    assert VOCAB.derived_tags <= set(VOCAB.tags)
+    assert {s.category for s in VOCAB.ingredients} <= VOCAB.nutrition_per_100g.keys()
+    assert all(s.low <= s.high and s.step > 0 and s.grams > 0 for s in VOCAB.ingredients)
+    assert VOCAB.meat_categories <= VOCAB.animal_categories
+    assert set(VOCAB.reviews_by_stars) == {1, 2, 3, 4, 5}
+    listed = VOCAB.gluten | VOCAB.spicy | VOCAB.not_vegan | VOCAB.not_vegetarian | VOCAB.cooking_herbs
     assert listed <= names
-    assert set(vocab.DESSERT_BASE) | set(vocab.BREAKFAST_BASE) | set(vocab.PANTRY) <= names
-    for c in vocab.CUISINES:
+    assert set(VOCAB.dessert_base) | set(VOCAB.breakfast_base) | set(VOCAB.pantry) <= names
+    for c in VOCAB.cuisines:
         used = {*c.proteins, *c.vegetables, *c.starches, *c.staples, *c.herbs, *c.fruits, *c.sweets, c.fat}
         for dish in c.dishes:
             used |= set(dish.fixed)
             for choices in dish.slots.values():
                 used |= set(choices)
-            assert dish.kind in vocab.KINDS
-            assert dish.method in vocab.METHODS
+            assert dish.kind in VOCAB.kinds
+            assert dish.method in VOCAB.methods
         assert used <= names, (c.name, used - names)
         assert {d.kind for d in c.dishes} >= {"main", "dessert"}, c.name
-    assert set(vocab.METHODS) == set(vocab.METHOD_PHASES) == set(vocab.METHOD_TAGS)
-    assert set(vocab.KINDS) == set(vocab.KIND_TAGS) == set(vocab.KIND_WORDS)
+    assert set(VOCAB.methods) == set(VOCAB.method_phases) == set(VOCAB.method_tags)
+    assert set(VOCAB.kinds) == set(VOCAB.kind_tags) == set(VOCAB.kind_words)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, Subquery, and_, exists, func, literal, select, union
+from sqlalchemy import CTE, ColumnElement, Subquery, and_, exists, func, literal, select, union
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
@@ -104,15 +104,8 @@ class RecommendationRepository:
             for row in rows
         ]
 
-    async def candidates(self, viewer_id: uuid.UUID, cuisines: Sequence[str], tags: Sequence[str]) -> list[Candidate]:
-        """Public recipes the viewer might like, with their signals; bounded by the budget (≤ 500 by default).
-
-        Sources: what the people the viewer follows favorited or rated LIKED_STARS or more (counted per recipe),
-        the best-rated recipes of each of `cuisines`, the newest recipes with each of `tags` (ids are UUIDv7:
-        idx_recipe_tag_tag is read backwards), and the most favorited recipes overall (the cold start's
-        fallback). Each source drops the viewer's own, favorited and rated recipes before its LIMIT, so none
-        of the budget goes to recipes that could never be shown."""
-        eligible = _eligible(viewer_id)
+    def _social_source(self, viewer_id: uuid.UUID) -> CTE:
+        """Recipes the viewer's most recent followees liked, with how many of them liked each (column `n`)."""
         followees = (
             select(Follow.followee_id)
             .where(Follow.follower_id == viewer_id)
@@ -127,7 +120,7 @@ class RecommendationRepository:
         liked_by = func.count().label("n")
         # Eligibility is probed per liked recipe (EXISTS on its primary key) rather than by joining `recipe`:
         # a join lets SQLite's planner drive from every public recipe instead of from the few liked ones.
-        social = (
+        return (
             select(likes.c.recipe_id, liked_by)
             .where(
                 exists().where(
@@ -140,6 +133,10 @@ class RecommendationRepository:
             .limit(self.budget.social)
             .cte("social")
         )
+
+    def _taste_sources(self, viewer_id: uuid.UUID, cuisines: Sequence[str], tags: Sequence[str]) -> list[Subquery]:
+        """The best-rated eligible recipes of each cuisine, and the newest of each tag."""
+        eligible = _eligible(viewer_id)  # built once and shared: every source reuses its bound parameters
         sources: list[Subquery] = []
         for i, cuisine in enumerate(cuisines):
             sources.append(
@@ -159,6 +156,10 @@ class RecommendationRepository:
                 .limit(self.budget.per_tag)
                 .subquery(f"tag_{i}")
             )
+        return sources
+
+    def _popular_source(self, viewer_id: uuid.UUID) -> Subquery:
+        """The most favorited public recipes the viewer has not seen."""
         # The most favorited: no index reads recipes in that order, so every public recipe is visited; the
         # viewer's favorites and ratings are probed only for a pool of POPULAR_POOL times the budget, not per row.
         pool = (
@@ -168,13 +169,24 @@ class RecommendationRepository:
             .limit(self.budget.popular * POPULAR_POOL)
             .subquery("popular_pool")
         )
-        sources.append(
+        return (
             select(pool.c.id.label("recipe_id"))
             .where(_unseen(viewer_id, pool.c.id))
             .order_by(pool.c.favorite_count.desc(), pool.c.rating_count.desc(), pool.c.id.desc())
             .limit(self.budget.popular)
             .subquery("popular")
         )
+
+    async def candidates(self, viewer_id: uuid.UUID, cuisines: Sequence[str], tags: Sequence[str]) -> list[Candidate]:
+        """Public recipes the viewer might like, with their signals; bounded by the budget (≤ 500 by default).
+
+        Sources: what the people the viewer follows favorited or rated LIKED_STARS or more (counted per recipe),
+        the best-rated recipes of each of `cuisines`, the newest recipes with each of `tags` (ids are UUIDv7:
+        idx_recipe_tag_tag is read backwards), and the most favorited recipes overall (the cold start's
+        fallback). Each source drops the viewer's own, favorited and rated recipes before its LIMIT, so none
+        of the budget goes to recipes that could never be shown."""
+        social = self._social_source(viewer_id)
+        sources = [*self._taste_sources(viewer_id, cuisines, tags), self._popular_source(viewer_id)]
         ids = union(select(social.c.recipe_id), *(select(s.c.recipe_id) for s in sources)).subquery("candidate")
         stmt = (
             select(

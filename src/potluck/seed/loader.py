@@ -12,7 +12,8 @@ from sqlalchemy import Connection, Table, insert, inspect, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from potluck.migrations.models import Base
-from potluck.seed.generate import TABLES, SeedPlan, SeedSpec
+from potluck.seed.generate import SeedPlan, SeedSpec
+from potluck.seed.rows import TABLES
 
 Progress = Callable[[str, int], None]
 

@@ -1,13 +1,31 @@
-"""Word lists for the demo data: ingredients, cuisines and their dishes, tags, step templates, names, reviews.
+"""The seed vocabulary, typed: word lists for the demo data, read from the package data in `data/*.json`.
 
-Everything here is plain data; `generate.py` turns it into rows. Names an entry refers to (a cuisine's proteins,
-a dish's fixed ingredients) must exist in INGREDIENTS; the unit tests check that.
+`vocabulary()` reads the files on first use and returns the same frozen `Vocabulary` from then on, so importing the
+seeder (every `potluck` command does) costs nothing. Names an entry refers to (a cuisine's proteins, a dish's fixed
+ingredients) must exist among the ingredients; the unit tests check that. Order matters wherever a list is a tuple:
+the generator draws by position, so reordering a list changes the seeded data.
 """
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
 from types import MappingProxyType
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+Strings = tuple[str, ...]
+# One alternative per tuple entry; a step or a title picks one of them.
+Phases = tuple[Strings, ...]
+# Per 100 g: kcal, protein g, fat g, carbohydrates g, fiber g, sugar g, sodium mg.
+Nutrients = tuple[float, float, float, float, float, float, float]
+
+
+class VocabularyError(ValueError):
+    """A data file does not have the shape the loader expects."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,490 +42,6 @@ class IngredientSpec:
     label: str | None = None
 
 
-def _i(
-    name: str,
-    category: str,
-    unit: str | None,
-    low: float,
-    high: float,
-    step: float,
-    grams: float,
-    label: str | None = None,
-) -> IngredientSpec:
-    return IngredientSpec(name, category, unit, low, high, step, grams, label)
-
-
-# Per 100 g: kcal, protein g, fat g, carbohydrates g, fiber g, sugar g, sodium mg (rounded USDA-style averages).
-NUTRITION_PER_100G: MappingProxyType[str, tuple[float, float, float, float, float, float, float]] = MappingProxyType(
-    {
-        "meat": (250, 26, 16, 0, 0, 0, 70),
-        "cured": (420, 20, 37, 1, 0, 1, 1500),
-        "poultry": (180, 26, 8, 0, 0, 0, 80),
-        "fish": (170, 22, 8, 0, 0, 0, 60),
-        "shellfish": (95, 20, 1.5, 1, 0, 0, 300),
-        "egg": (143, 12.6, 9.5, 0.7, 0, 0.4, 142),
-        "soy": (80, 8, 4.8, 1.9, 0.3, 0.5, 7),
-        "legume": (120, 8, 0.6, 20, 6, 0.5, 250),
-        "pulse": (350, 24, 1.5, 60, 11, 2, 6),
-        "cheese": (380, 24, 30, 2, 0, 1, 700),
-        "milk": (61, 3.2, 3.3, 4.8, 0, 5, 43),
-        "cream": (340, 2.8, 36, 2.8, 0, 2.8, 30),
-        "yogurt": (97, 9, 5, 4, 0, 4, 36),
-        "fat": (880, 0, 99, 0, 0, 0, 2),
-        "butter": (717, 0.9, 81, 0.1, 0, 0.1, 640),
-        "vegetable": (30, 1.5, 0.3, 6, 2.2, 3, 25),
-        "starchy": (85, 2, 0.1, 20, 2.5, 1.5, 8),
-        "aromatic": (60, 2, 0.3, 13, 2, 3, 5),
-        "fruit": (55, 0.8, 0.3, 14, 2.4, 10, 2),
-        "dried_fruit": (290, 3, 0.5, 72, 7, 60, 10),
-        "avocado": (160, 2, 15, 9, 7, 0.7, 7),
-        "olive": (115, 0.8, 11, 6, 3, 0, 735),
-        "grain": (360, 11, 1.5, 74, 3, 1.5, 5),
-        "fresh_pasta": (150, 4, 0.5, 32, 2, 0.5, 300),
-        "bread": (265, 9, 3.2, 49, 2.7, 5, 490),
-        "pastry": (550, 7, 38, 45, 1.5, 1, 250),
-        "nut": (600, 20, 52, 20, 8, 4, 5),
-        "coconut": (197, 2.2, 21, 2.8, 0, 3.3, 13),
-        "herb": (40, 3, 0.6, 7, 3, 0.5, 30),
-        "spice": (300, 12, 12, 50, 25, 3, 50),
-        "salt": (0, 0, 0, 0, 0, 0, 38758),
-        "soy_sauce": (55, 8, 0.1, 5, 0.8, 0.5, 6000),
-        "sauce": (120, 3, 3, 20, 2, 12, 1800),
-        "vinegar": (20, 0, 0, 1, 0, 0.5, 5),
-        "stock": (5, 0.6, 0.1, 0.4, 0, 0.2, 350),
-        "wine": (82, 0.1, 0, 2.6, 0, 1, 5),
-        "water": (0, 0, 0, 0, 0, 0, 0),
-        "sweetener": (385, 0, 0, 99, 0, 97, 1),
-        "condensed": (321, 8, 9, 54, 0, 54, 127),
-        "chocolate": (550, 5, 31, 60, 7, 48, 20),
-        "cocoa": (228, 20, 14, 58, 37, 2, 21),
-        "baking": (60, 0, 0, 28, 0, 0, 10000),
-    }
-)
-
-MEAT_CATEGORIES = frozenset({"meat", "cured", "poultry", "fish", "shellfish"})
-ANIMAL_CATEGORIES = MEAT_CATEGORIES | {"egg", "cheese", "milk", "cream", "yogurt", "butter", "condensed"}
-# Not meat by category, yet not for vegetarians (or vegans): a wrong "vegetarian" tag is worse than none.
-NOT_VEGETARIAN = frozenset(
-    {
-        "fish sauce",
-        "oyster sauce",
-        "shrimp paste",
-        "worcestershire sauce",
-        "chicken stock",
-        "beef stock",
-        "dashi",
-        "anchovies",
-    }
-)
-NOT_VEGAN = frozenset({"honey", "mayonnaise", "ghee", "naan", "egg noodles"})
-GLUTEN = frozenset(
-    {
-        "spaghetti",
-        "penne",
-        "rigatoni",
-        "lasagna sheets",
-        "potato gnocchi",
-        "egg noodles",
-        "udon noodles",
-        "ramen noodles",
-        "soba noodles",
-        "couscous",
-        "bulgur",
-        "all-purpose flour",
-        "bread flour",
-        "panko breadcrumbs",
-        "flour tortillas",
-        "pita bread",
-        "baguette",
-        "sourdough bread",
-        "ciabatta",
-        "naan",
-        "brioche buns",
-        "puff pastry",
-        "phyllo pastry",
-        "soy sauce",
-        "hoisin sauce",
-        "oyster sauce",
-        "gochujang",
-        "worcestershire sauce",
-        "lager",
-        "rolled oats",
-    }
-)
-SPICY = frozenset(
-    {
-        "red chili",
-        "jalapeño",
-        "bird's eye chili",
-        "scotch bonnet pepper",
-        "red pepper flakes",
-        "cayenne pepper",
-        "chili powder",
-        "gochugaru",
-        "gochujang",
-        "berbere",
-        "harissa",
-        "sriracha",
-        "chipotle peppers in adobo",
-        "sichuan peppercorns",
-        "red curry paste",
-        "green curry paste",
-        "chili bean paste",
-    }
-)
-
-INGREDIENTS: tuple[IngredientSpec, ...] = (
-    # Poultry, meat, fish
-    _i("chicken breast", "poultry", "g", 400, 800, 50, 1, "Chicken"),
-    _i("chicken thighs", "poultry", "g", 500, 1000, 100, 1, "Chicken"),
-    _i("chicken wings", "poultry", "g", 800, 1200, 100, 0.7, "Chicken Wings"),
-    _i("whole chicken", "poultry", "kg", 1.4, 2.0, 0.1, 700, "Chicken"),
-    _i("duck breast", "poultry", None, 2, 4, 1, 200, "Duck"),
-    _i("ground turkey", "poultry", "g", 400, 700, 50, 1, "Turkey"),
-    _i("ground beef", "meat", "g", 400, 750, 50, 1, "Beef"),
-    _i("beef chuck", "meat", "g", 800, 1400, 100, 1, "Beef"),
-    _i("flank steak", "meat", "g", 400, 800, 50, 1, "Steak"),
-    _i("beef short ribs", "meat", "g", 1000, 1600, 100, 0.6, "Short Rib"),
-    _i("pork shoulder", "meat", "g", 800, 1500, 100, 1, "Pork"),
-    _i("pork belly", "meat", "g", 500, 1000, 100, 1, "Pork Belly"),
-    _i("pork tenderloin", "meat", "g", 400, 700, 50, 1, "Pork"),
-    _i("ground pork", "meat", "g", 300, 600, 50, 1, "Pork"),
-    _i("pork chops", "meat", None, 2, 4, 1, 200, "Pork Chop"),
-    _i("lamb shoulder", "meat", "g", 800, 1400, 100, 1, "Lamb"),
-    _i("ground lamb", "meat", "g", 400, 700, 50, 1, "Lamb"),
-    _i("lamb chops", "meat", None, 4, 8, 1, 90, "Lamb Chop"),
-    _i("bacon", "cured", "slice", 4, 8, 1, 12, "Bacon"),
-    _i("pancetta", "cured", "g", 100, 150, 25, 1, "Pancetta"),
-    _i("chorizo", "cured", "g", 150, 300, 25, 1, "Chorizo"),
-    _i("italian sausage", "meat", "g", 400, 600, 50, 1, "Sausage"),
-    _i("bratwurst", "meat", None, 4, 6, 1, 100, "Bratwurst"),
-    _i("salmon fillet", "fish", "g", 400, 800, 50, 1, "Salmon"),
-    _i("cod fillet", "fish", "g", 400, 800, 50, 1, "Cod"),
-    _i("sea bass fillet", "fish", None, 2, 4, 1, 150, "Sea Bass"),
-    _i("tuna steak", "fish", None, 2, 4, 1, 170, "Tuna"),
-    _i("canned tuna", "fish", "can", 1, 3, 1, 140, "Tuna"),
-    _i("anchovies", "fish", None, 4, 8, 1, 4, "Anchovy"),
-    _i("shrimp", "shellfish", "g", 300, 600, 50, 1, "Shrimp"),
-    _i("mussels", "shellfish", "kg", 1, 2, 0.5, 300, "Mussels"),
-    _i("squid", "shellfish", "g", 300, 600, 50, 1, "Squid"),
-    _i("crab meat", "shellfish", "g", 200, 400, 50, 1, "Crab"),
-    # Eggs, soy, legumes
-    _i("eggs", "egg", None, 2, 6, 1, 50, "Egg"),
-    _i("firm tofu", "soy", "g", 300, 500, 50, 1, "Tofu"),
-    _i("silken tofu", "soy", "g", 300, 400, 50, 0.7, "Tofu"),
-    _i("tempeh", "soy", "g", 200, 300, 25, 2.4, "Tempeh"),
-    _i("chickpeas", "legume", "can", 1, 2, 1, 240, "Chickpea"),
-    _i("black beans", "legume", "can", 1, 2, 1, 240, "Black Bean"),
-    _i("kidney beans", "legume", "can", 1, 2, 1, 240, "Bean"),
-    _i("cannellini beans", "legume", "can", 1, 2, 1, 240, "White Bean"),
-    _i("red lentils", "pulse", "cup", 1, 2, 0.5, 190, "Lentil"),
-    _i("green lentils", "pulse", "cup", 1, 2, 0.5, 190, "Lentil"),
-    _i("split peas", "pulse", "cup", 1, 2, 0.5, 200, "Split Pea"),
-    # Cheese and dairy
-    _i("paneer", "cheese", "g", 200, 400, 50, 0.8, "Paneer"),
-    _i("halloumi", "cheese", "g", 200, 300, 25, 0.85, "Halloumi"),
-    _i("parmesan", "cheese", "g", 30, 80, 10, 1, "Parmesan"),
-    _i("mozzarella", "cheese", "g", 125, 250, 25, 0.75, "Mozzarella"),
-    _i("feta", "cheese", "g", 100, 200, 25, 0.7, "Feta"),
-    _i("cheddar", "cheese", "g", 100, 200, 25, 1.05, "Cheddar"),
-    _i("ricotta", "cheese", "g", 200, 250, 25, 0.45, "Ricotta"),
-    _i("gruyère", "cheese", "g", 100, 200, 25, 1.05, "Gruyère"),
-    _i("queso fresco", "cheese", "g", 100, 150, 25, 0.75, "Queso Fresco"),
-    _i("cream cheese", "cheese", "g", 200, 400, 50, 0.9, "Cream Cheese"),
-    _i("mascarpone", "cheese", "g", 250, 500, 50, 1.1, "Mascarpone"),
-    _i("milk", "milk", "ml", 250, 500, 50, 1.03, "Milk"),
-    _i("heavy cream", "cream", "ml", 100, 300, 50, 1.0, "Cream"),
-    _i("sour cream", "cream", "g", 100, 200, 25, 0.6, "Sour Cream"),
-    _i("greek yogurt", "yogurt", "g", 150, 300, 50, 1, "Yogurt"),
-    _i("butter", "butter", "tbsp", 1, 4, 1, 14, "Butter"),
-    _i("sweetened condensed milk", "condensed", "can", 1, 1, 1, 397, "Condensed Milk"),
-    # Fats
-    _i("olive oil", "fat", "tbsp", 2, 4, 1, 13.5),
-    _i("vegetable oil", "fat", "tbsp", 2, 4, 1, 13.5),
-    _i("sesame oil", "fat", "tsp", 1, 3, 1, 4.5),
-    _i("ghee", "fat", "tbsp", 2, 3, 1, 13),
-    _i("coconut oil", "fat", "tbsp", 1, 3, 1, 13.5),
-    _i("mayonnaise", "fat", "tbsp", 2, 4, 1, 11),
-    # Vegetables and aromatics
-    _i("onion", "aromatic", None, 1, 2, 1, 150),
-    _i("red onion", "aromatic", None, 1, 2, 1, 150),
-    _i("shallots", "aromatic", None, 2, 4, 1, 30),
-    _i("garlic", "aromatic", "clove", 2, 6, 1, 5),
-    _i("fresh ginger", "aromatic", "tbsp", 1, 2, 1, 6, "Ginger"),
-    _i("scallions", "aromatic", None, 3, 6, 1, 15, "Scallion"),
-    _i("leeks", "aromatic", None, 1, 2, 1, 150, "Leek"),
-    _i("lemongrass", "aromatic", "stalk", 1, 3, 1, 20, "Lemongrass"),
-    _i("carrots", "vegetable", None, 1, 3, 1, 70, "Carrot"),
-    _i("celery", "vegetable", "stalk", 1, 3, 1, 40, "Celery"),
-    _i("red bell pepper", "vegetable", None, 1, 2, 1, 150, "Pepper"),
-    _i("green bell pepper", "vegetable", None, 1, 2, 1, 150, "Green Pepper"),
-    _i("tomatoes", "vegetable", None, 2, 5, 1, 120, "Tomato"),
-    _i("cherry tomatoes", "vegetable", "g", 200, 400, 50, 1, "Cherry Tomato"),
-    _i("canned tomatoes", "vegetable", "can", 1, 2, 1, 400, "Tomato"),
-    _i("tomato paste", "vegetable", "tbsp", 1, 3, 1, 16),
-    _i("sun-dried tomatoes", "dried_fruit", "g", 50, 100, 25, 1, "Sun-Dried Tomato"),
-    _i("potatoes", "starchy", "g", 500, 1000, 100, 1, "Potato"),
-    _i("sweet potatoes", "starchy", "g", 400, 800, 100, 1, "Sweet Potato"),
-    _i("butternut squash", "starchy", "g", 500, 1000, 100, 1, "Squash"),
-    _i("plantains", "starchy", None, 2, 3, 1, 180, "Plantain"),
-    _i("corn kernels", "starchy", "g", 150, 300, 50, 1, "Corn"),
-    _i("zucchini", "vegetable", None, 1, 2, 1, 200, "Zucchini"),
-    _i("eggplant", "vegetable", None, 1, 2, 1, 300, "Eggplant"),
-    _i("mushrooms", "vegetable", "g", 200, 400, 50, 1, "Mushroom"),
-    _i("shiitake mushrooms", "vegetable", "g", 100, 250, 50, 1, "Shiitake"),
-    _i("spinach", "vegetable", "g", 100, 300, 50, 1, "Spinach"),
-    _i("kale", "vegetable", "g", 150, 300, 50, 1, "Kale"),
-    _i("napa cabbage", "vegetable", "g", 300, 600, 100, 1, "Cabbage"),
-    _i("green cabbage", "vegetable", "g", 300, 600, 100, 1, "Cabbage"),
-    _i("red cabbage", "vegetable", "g", 300, 500, 100, 1, "Red Cabbage"),
-    _i("broccoli", "vegetable", "g", 300, 500, 50, 1, "Broccoli"),
-    _i("cauliflower", "vegetable", None, 1, 1, 1, 600, "Cauliflower"),
-    _i("green beans", "vegetable", "g", 200, 400, 50, 1, "Green Bean"),
-    _i("frozen peas", "vegetable", "g", 150, 300, 50, 1, "Pea"),
-    _i("cucumber", "vegetable", None, 1, 2, 1, 300, "Cucumber"),
-    _i("romaine lettuce", "vegetable", None, 1, 1, 1, 300, "Lettuce"),
-    _i("arugula", "vegetable", "g", 60, 120, 20, 1, "Arugula"),
-    _i("avocado", "avocado", None, 1, 3, 1, 150, "Avocado"),
-    _i("fennel bulb", "vegetable", None, 1, 1, 1, 250, "Fennel"),
-    _i("asparagus", "vegetable", "g", 250, 500, 50, 1, "Asparagus"),
-    _i("bok choy", "vegetable", "g", 200, 400, 50, 1, "Bok Choy"),
-    _i("bean sprouts", "vegetable", "g", 100, 200, 50, 1, "Bean Sprout"),
-    _i("daikon radish", "vegetable", "g", 200, 400, 50, 1, "Daikon"),
-    _i("kimchi", "vegetable", "g", 150, 300, 50, 1, "Kimchi"),
-    _i("okra", "vegetable", "g", 200, 400, 50, 1, "Okra"),
-    _i("beets", "vegetable", None, 2, 4, 1, 120, "Beet"),
-    _i("artichoke hearts", "vegetable", "g", 200, 300, 50, 1, "Artichoke"),
-    _i("red chili", "vegetable", None, 1, 3, 1, 10, "Chili"),
-    _i("jalapeño", "vegetable", None, 1, 2, 1, 15, "Jalapeño"),
-    _i("bird's eye chili", "vegetable", None, 2, 4, 1, 2, "Chili"),
-    _i("scotch bonnet pepper", "vegetable", None, 1, 1, 1, 10, "Scotch Bonnet"),
-    _i("kalamata olives", "olive", "g", 50, 150, 25, 1, "Olive"),
-    _i("capers", "olive", "tbsp", 1, 2, 1, 9, "Caper"),
-    # Fruit
-    _i("lemon", "fruit", None, 1, 2, 1, 60, "Lemon"),
-    _i("lime", "fruit", None, 1, 3, 1, 45, "Lime"),
-    _i("orange", "fruit", None, 1, 2, 1, 150, "Orange"),
-    _i("apples", "fruit", None, 2, 4, 1, 180, "Apple"),
-    _i("bananas", "fruit", None, 2, 3, 1, 120, "Banana"),
-    _i("mango", "fruit", None, 1, 2, 1, 200, "Mango"),
-    _i("pineapple", "fruit", "g", 200, 400, 50, 1, "Pineapple"),
-    _i("strawberries", "fruit", "g", 250, 500, 50, 1, "Strawberry"),
-    _i("blueberries", "fruit", "g", 125, 250, 25, 1, "Blueberry"),
-    _i("pomegranate seeds", "fruit", "g", 50, 100, 25, 1, "Pomegranate"),
-    _i("raisins", "dried_fruit", "g", 50, 100, 25, 1, "Raisin"),
-    _i("medjool dates", "dried_fruit", None, 4, 8, 1, 24, "Date"),
-    _i("dried apricots", "dried_fruit", "g", 75, 150, 25, 1, "Apricot"),
-    _i("preserved lemon", "olive", None, 1, 1, 1, 40, "Preserved Lemon"),
-    _i("coconut milk", "coconut", "can", 1, 1, 1, 400, "Coconut"),
-    _i("shredded coconut", "nut", "g", 30, 60, 10, 1, "Coconut"),
-    # Grains, pasta, bread
-    _i("spaghetti", "grain", "g", 300, 500, 50, 1, "Spaghetti"),
-    _i("penne", "grain", "g", 300, 500, 50, 1, "Penne"),
-    _i("rigatoni", "grain", "g", 300, 500, 50, 1, "Rigatoni"),
-    _i("lasagna sheets", "grain", "g", 250, 400, 50, 1, "Lasagna"),
-    _i("potato gnocchi", "fresh_pasta", "g", 500, 750, 250, 1, "Gnocchi"),
-    _i("arborio rice", "grain", "g", 250, 350, 25, 1, "Risotto"),
-    _i("basmati rice", "grain", "g", 200, 400, 50, 1, "Rice"),
-    _i("jasmine rice", "grain", "g", 200, 400, 50, 1, "Rice"),
-    _i("sushi rice", "grain", "g", 300, 450, 50, 1, "Rice"),
-    _i("long-grain rice", "grain", "g", 200, 400, 50, 1, "Rice"),
-    _i("rice noodles", "grain", "g", 200, 300, 50, 1, "Rice Noodle"),
-    _i("egg noodles", "grain", "g", 200, 400, 50, 1, "Noodle"),
-    _i("udon noodles", "fresh_pasta", "g", 300, 600, 100, 1, "Udon"),
-    _i("ramen noodles", "grain", "g", 200, 400, 50, 1, "Ramen"),
-    _i("soba noodles", "grain", "g", 200, 300, 50, 1, "Soba"),
-    _i("glass noodles", "grain", "g", 100, 200, 50, 1, "Glass Noodle"),
-    _i("couscous", "grain", "g", 200, 300, 50, 1, "Couscous"),
-    _i("bulgur", "grain", "g", 150, 250, 50, 1, "Bulgur"),
-    _i("quinoa", "grain", "g", 150, 250, 50, 1, "Quinoa"),
-    _i("polenta", "grain", "g", 200, 300, 50, 1, "Polenta"),
-    _i("rolled oats", "grain", "cup", 1, 2, 0.5, 90, "Oat"),
-    _i("all-purpose flour", "grain", "cup", 1, 3, 0.5, 125, "Flour"),
-    _i("bread flour", "grain", "g", 400, 600, 50, 1, "Bread"),
-    _i("masa harina", "grain", "cup", 1, 2, 0.5, 115, "Masa"),
-    _i("cornstarch", "grain", "tbsp", 1, 2, 1, 8),
-    _i("panko breadcrumbs", "bread", "cup", 0.5, 1, 0.25, 60, "Panko"),
-    _i("flour tortillas", "bread", None, 6, 10, 1, 45, "Tortilla"),
-    _i("corn tortillas", "bread", None, 8, 12, 1, 26, "Tortilla"),
-    _i("pita bread", "bread", None, 4, 6, 1, 60, "Pita"),
-    _i("baguette", "bread", None, 1, 1, 1, 250, "Baguette"),
-    _i("sourdough bread", "bread", "slice", 4, 8, 1, 50, "Toast"),
-    _i("ciabatta", "bread", None, 1, 1, 1, 300, "Ciabatta"),
-    _i("brioche buns", "bread", None, 4, 6, 1, 70, "Bun"),
-    _i("naan", "bread", None, 4, 4, 1, 90, "Naan"),
-    _i("injera", "bread", None, 3, 5, 1, 120, "Injera"),
-    _i("rice paper wrappers", "bread", None, 8, 12, 1, 9, "Spring Roll"),
-    _i("puff pastry", "pastry", "sheet", 1, 2, 1, 320, "Pastry"),
-    _i("phyllo pastry", "pastry", "sheet", 6, 10, 1, 19, "Phyllo"),
-    # Nuts and seeds
-    _i("pine nuts", "nut", "g", 30, 60, 10, 1, "Pine Nut"),
-    _i("almonds", "nut", "g", 50, 100, 25, 1, "Almond"),
-    _i("walnuts", "nut", "g", 50, 100, 25, 1, "Walnut"),
-    _i("pistachios", "nut", "g", 50, 100, 25, 1, "Pistachio"),
-    _i("roasted peanuts", "nut", "g", 50, 100, 25, 1, "Peanut"),
-    _i("cashews", "nut", "g", 50, 100, 25, 1, "Cashew"),
-    _i("sesame seeds", "nut", "tbsp", 1, 2, 1, 9, "Sesame"),
-    _i("tahini", "nut", "tbsp", 2, 4, 1, 15, "Tahini"),
-    _i("peanut butter", "nut", "tbsp", 2, 4, 1, 16, "Peanut"),
-    # Herbs
-    _i("basil", "herb", "handful", 1, 2, 1, 10, "Basil"),
-    _i("flat-leaf parsley", "herb", "bunch", 0.5, 1, 0.5, 40, "Parsley"),
-    _i("cilantro", "herb", "bunch", 0.5, 1, 0.5, 40, "Cilantro"),
-    _i("mint", "herb", "handful", 1, 2, 1, 10, "Mint"),
-    _i("dill", "herb", "tbsp", 1, 3, 1, 1, "Dill"),
-    _i("thyme", "herb", "sprig", 3, 6, 1, 1, "Thyme"),
-    _i("rosemary", "herb", "sprig", 1, 3, 1, 1, "Rosemary"),
-    _i("sage leaves", "herb", None, 6, 10, 1, 0.3, "Sage"),
-    _i("thai basil", "herb", "handful", 1, 2, 1, 10, "Thai Basil"),
-    _i("curry leaves", "herb", "sprig", 1, 2, 1, 1, "Curry Leaf"),
-    _i("makrut lime leaves", "herb", None, 3, 5, 1, 0.3, "Lime Leaf"),
-    _i("bay leaves", "herb", None, 1, 3, 1, 0.2, "Bay"),
-    _i("chives", "herb", "tbsp", 1, 3, 1, 1, "Chive"),
-    _i("tarragon", "herb", "tbsp", 1, 2, 1, 1, "Tarragon"),
-    # Spices and seasonings
-    _i("salt", "salt", "tsp", 0.5, 2, 0.5, 6),
-    _i("black pepper", "spice", "tsp", 0.5, 1, 0.25, 2.5),
-    _i("dried oregano", "spice", "tsp", 1, 2, 0.5, 1, "Oregano"),
-    _i("ground cumin", "spice", "tsp", 1, 2, 0.5, 2.5, "Cumin"),
-    _i("cumin seeds", "spice", "tsp", 1, 2, 0.5, 2, "Cumin"),
-    _i("ground coriander", "spice", "tsp", 1, 2, 0.5, 2, "Coriander"),
-    _i("smoked paprika", "spice", "tsp", 1, 2, 0.5, 2.3, "Smoky Paprika"),
-    _i("sweet paprika", "spice", "tsp", 1, 2, 0.5, 2.3, "Paprika"),
-    _i("ground turmeric", "spice", "tsp", 0.5, 1, 0.5, 3, "Turmeric"),
-    _i("garam masala", "spice", "tsp", 1, 2, 0.5, 2, "Garam Masala"),
-    _i("curry powder", "spice", "tbsp", 1, 2, 1, 6, "Curry"),
-    _i("chili powder", "spice", "tsp", 1, 2, 0.5, 2.7, "Chili"),
-    _i("red pepper flakes", "spice", "tsp", 0.25, 1, 0.25, 1.8, "Chili"),
-    _i("cayenne pepper", "spice", "tsp", 0.25, 0.5, 0.25, 1.8, "Cayenne"),
-    _i("ground cinnamon", "spice", "tsp", 0.5, 2, 0.5, 2.6, "Cinnamon"),
-    _i("cinnamon stick", "spice", None, 1, 2, 1, 3, "Cinnamon"),
-    _i("star anise", "spice", None, 1, 3, 1, 1, "Star Anise"),
-    _i("cardamom pods", "spice", None, 3, 6, 1, 0.2, "Cardamom"),
-    _i("whole cloves", "spice", None, 3, 5, 1, 0.1, "Clove"),
-    _i("ground nutmeg", "spice", "tsp", 0.25, 0.5, 0.25, 2.2, "Nutmeg"),
-    _i("ground ginger", "spice", "tsp", 0.5, 1, 0.5, 1.8, "Ginger"),
-    _i("ground allspice", "spice", "tsp", 1, 2, 0.5, 1.9, "Allspice"),
-    _i("chinese five-spice", "spice", "tsp", 1, 2, 0.5, 2, "Five-Spice"),
-    _i("sichuan peppercorns", "spice", "tsp", 1, 2, 0.5, 2, "Sichuan"),
-    _i("gochugaru", "spice", "tbsp", 1, 2, 1, 6, "Gochugaru"),
-    _i("berbere", "spice", "tbsp", 1, 3, 1, 6, "Berbere"),
-    _i("ras el hanout", "spice", "tsp", 2, 3, 1, 2.5, "Ras el Hanout"),
-    _i("za'atar", "spice", "tbsp", 1, 2, 1, 6, "Za'atar"),
-    _i("sumac", "spice", "tsp", 1, 2, 0.5, 2.5, "Sumac"),
-    _i("cajun seasoning", "spice", "tbsp", 1, 2, 1, 6, "Cajun"),
-    _i("saffron threads", "spice", "pinch", 1, 2, 1, 0.05, "Saffron"),
-    _i("mustard seeds", "spice", "tsp", 1, 2, 0.5, 3.5, "Mustard"),
-    _i("dried thyme", "spice", "tsp", 1, 2, 0.5, 1, "Thyme"),
-    _i("herbes de provence", "spice", "tbsp", 1, 2, 1, 3, "Provençal"),
-    _i("caraway seeds", "spice", "tsp", 1, 2, 0.5, 2, "Caraway"),
-    _i("vanilla extract", "sweetener", "tsp", 1, 2, 1, 4, "Vanilla"),
-    _i("baking powder", "baking", "tsp", 1, 2, 0.5, 4),
-    _i("baking soda", "baking", "tsp", 0.5, 1, 0.5, 4.6),
-    _i("active dry yeast", "baking", "tsp", 2, 2.25, 0.25, 3),
-    _i("cocoa powder", "cocoa", "tbsp", 2, 4, 1, 5, "Cocoa"),
-    _i("dark chocolate", "chocolate", "g", 100, 200, 25, 1, "Chocolate"),
-    # Sauces and condiments
-    _i("soy sauce", "soy_sauce", "tbsp", 1, 4, 1, 16, "Soy"),
-    _i("fish sauce", "soy_sauce", "tbsp", 1, 3, 1, 18, "Fish Sauce"),
-    _i("oyster sauce", "sauce", "tbsp", 1, 3, 1, 18, "Oyster Sauce"),
-    _i("hoisin sauce", "sauce", "tbsp", 2, 3, 1, 16, "Hoisin"),
-    _i("chili bean paste", "sauce", "tbsp", 1, 2, 1, 18, "Chili Bean"),
-    _i("rice vinegar", "vinegar", "tbsp", 1, 3, 1, 15),
-    _i("red wine vinegar", "vinegar", "tbsp", 1, 2, 1, 15),
-    _i("balsamic vinegar", "vinegar", "tbsp", 1, 2, 1, 16, "Balsamic"),
-    _i("apple cider vinegar", "vinegar", "tbsp", 1, 2, 1, 15),
-    _i("mirin", "sauce", "tbsp", 2, 3, 1, 15),
-    _i("cooking sake", "wine", "tbsp", 2, 3, 1, 15),
-    _i("miso paste", "sauce", "tbsp", 2, 3, 1, 17, "Miso"),
-    _i("gochujang", "sauce", "tbsp", 1, 3, 1, 20, "Gochujang"),
-    _i("sriracha", "sauce", "tbsp", 1, 2, 1, 17, "Sriracha"),
-    _i("dijon mustard", "sauce", "tbsp", 1, 2, 1, 15, "Mustard"),
-    _i("ketchup", "sauce", "tbsp", 2, 4, 1, 17),
-    _i("worcestershire sauce", "sauce", "tsp", 1, 3, 1, 6),
-    _i("harissa", "sauce", "tbsp", 1, 2, 1, 15, "Harissa"),
-    _i("chipotle peppers in adobo", "sauce", None, 1, 3, 1, 15, "Chipotle"),
-    _i("tamarind paste", "sauce", "tbsp", 1, 2, 1, 18, "Tamarind"),
-    _i("red curry paste", "sauce", "tbsp", 2, 4, 1, 15, "Red Curry"),
-    _i("green curry paste", "sauce", "tbsp", 2, 4, 1, 15, "Green Curry"),
-    _i("shrimp paste", "sauce", "tsp", 1, 1, 1, 5),
-    _i("pomegranate molasses", "sweetener", "tbsp", 1, 2, 1, 20, "Pomegranate"),
-    _i("barbecue sauce", "sauce", "tbsp", 3, 6, 1, 17, "BBQ"),
-    _i("hot sauce", "sauce", "tsp", 1, 3, 1, 5, "Hot Sauce"),
-    _i("salsa", "vegetable", "cup", 0.5, 1, 0.5, 240, "Salsa"),
-    # Liquids
-    _i("chicken stock", "stock", "ml", 500, 1500, 250, 1),
-    _i("vegetable stock", "stock", "ml", 500, 1500, 250, 1),
-    _i("beef stock", "stock", "ml", 500, 1000, 250, 1),
-    _i("dashi", "stock", "ml", 500, 1000, 250, 1),
-    _i("dry white wine", "wine", "ml", 100, 250, 50, 1, "White Wine"),
-    _i("red wine", "wine", "ml", 150, 350, 50, 1, "Red Wine"),
-    _i("lager", "wine", "ml", 330, 500, 170, 1, "Beer"),
-    _i("water", "water", "ml", 250, 1000, 250, 1),
-    _i("strong coffee", "water", "ml", 150, 300, 50, 1, "Coffee"),
-    # Sweeteners
-    _i("granulated sugar", "sweetener", "g", 50, 200, 25, 1, "Sugar"),
-    _i("brown sugar", "sweetener", "tbsp", 1, 4, 1, 13, "Brown Sugar"),
-    _i("powdered sugar", "sweetener", "g", 50, 150, 25, 1, "Sugar"),
-    _i("honey", "sweetener", "tbsp", 1, 3, 1, 21, "Honey"),
-    _i("maple syrup", "sweetener", "tbsp", 2, 4, 1, 20, "Maple"),
-    _i("palm sugar", "sweetener", "tbsp", 1, 2, 1, 12, "Palm Sugar"),
-)
-
-INGREDIENT_BY_NAME: MappingProxyType[str, IngredientSpec] = MappingProxyType({spec.name: spec for spec in INGREDIENTS})
-
-# Notes on a recipe line, by ingredient category.
-NOTES_BY_CATEGORY: MappingProxyType[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "aromatic": ("finely chopped", "minced", "thinly sliced", "roughly chopped"),
-        "vegetable": ("chopped", "diced", "sliced", "cut into bite-sized pieces", "trimmed"),
-        "starchy": ("peeled and cubed", "cut into chunks", "scrubbed"),
-        "poultry": ("skin on", "boneless", "cut into strips", "at room temperature"),
-        "meat": ("cut into 3 cm pieces", "trimmed", "at room temperature", "thinly sliced"),
-        "fish": ("skinned", "pin-boned", "patted dry"),
-        "shellfish": ("peeled and deveined", "cleaned"),
-        "herb": ("leaves picked", "roughly chopped", "to garnish", "finely chopped"),
-        "cheese": ("grated", "crumbled", "torn", "plus extra to serve"),
-        "fruit": ("juiced", "zested and juiced", "cut into wedges", "sliced"),
-        "butter": ("softened", "cold, cubed", "melted"),
-        "egg": ("beaten", "at room temperature", "lightly beaten"),
-        "nut": ("toasted", "roughly chopped", "lightly toasted"),
-        "legume": ("drained and rinsed",),
-        "pulse": ("rinsed",),
-        "salt": ("to taste", "plus more to taste"),
-        "spice": ("to taste", "freshly ground", "optional"),
-        "bread": ("warmed", "toasted"),
-        "stock": ("hot", "low-sodium"),
-    }
-)
-
-# Notes for particular ingredients, ahead of their category's (empty: no note makes sense).
-NOTES_BY_NAME: MappingProxyType[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "cherry tomatoes": ("halved",),
-        "spinach": ("washed",),
-        "arugula": ("washed",),
-        "kale": ("stems removed, leaves torn",),
-        "frozen peas": ("thawed",),
-        "corn kernels": ("drained",),
-        "bean sprouts": ("rinsed",),
-        "canned tomatoes": ("chopped", "crushed"),
-        "kimchi": ("chopped",),
-        "mushrooms": ("sliced", "quartered"),
-        "avocado": ("sliced", "diced"),
-        "tomato paste": (),
-        "salsa": (),
-        "eggs": ("beaten", "at room temperature"),
-        "cucumber": ("sliced", "diced", "halved and sliced"),
-        "potatoes": ("peeled and cubed", "scrubbed", "cut into chunks"),
-        "coconut milk": ("full-fat",),
-        "greek yogurt": ("full-fat",),
-    }
-)
-# Herbs that flavour a dish while it cooks and are not scattered over it at the end.
-COOKING_HERBS = frozenset({"bay leaves", "makrut lime leaves", "curry leaves"})
-
-
 @dataclass(frozen=True, slots=True)
 class DishSpec:
     """A dish a cuisine makes: a title pattern and how it is cooked.
@@ -519,1922 +53,277 @@ class DishSpec:
     pattern: str
     kind: str
     method: str
-    fixed: tuple[str, ...] = ()
-    slots: MappingProxyType[str, tuple[str, ...]] = field(default_factory=lambda: MappingProxyType({}))
-
-
-def _d(pattern: str, kind: str, method: str, fixed: tuple[str, ...] = (), **slots: tuple[str, ...]) -> DishSpec:
-    return DishSpec(pattern, kind, method, fixed, MappingProxyType(slots))
+    fixed: Strings = ()
+    slots: Mapping[str, Strings] = field(default_factory=lambda: MappingProxyType({}))
 
 
 @dataclass(frozen=True, slots=True)
 class CuisineSpec:
     name: str
-    proteins: tuple[str, ...]
-    vegetables: tuple[str, ...]
-    starches: tuple[str, ...]
+    proteins: Strings
+    vegetables: Strings
+    starches: Strings
     # Aromatics, spices and sauces that give the cuisine its taste.
-    staples: tuple[str, ...]
-    herbs: tuple[str, ...]
-    fruits: tuple[str, ...]
+    staples: Strings
+    herbs: Strings
+    fruits: Strings
     fat: str
     # Signature sweet ingredients, added to the basic dessert base.
-    sweets: tuple[str, ...]
+    sweets: Strings
     dishes: tuple[DishSpec, ...]
-    tags: tuple[str, ...]
-    places: tuple[str, ...]
+    tags: Strings
+    places: Strings
 
 
-KINDS = ("main", "soup", "salad", "side", "dessert", "breakfast", "snack")
-METHODS = (
-    "simmer",
-    "braise",
-    "roast",
-    "bake",
-    "grill",
-    "stirfry",
-    "saute",
-    "fry",
-    "panfry",
-    "steam",
-    "raw",
-    "slowcook",
-    "chill",
-)
+@dataclass(frozen=True, slots=True)
+class Vocabulary:
+    # ingredients.json: rounded USDA-style averages per category (see Nutrients).
+    nutrition_per_100g: Mapping[str, Nutrients]
+    meat_categories: frozenset[str]
+    animal_categories: frozenset[str]
+    # Not meat by category, yet not for vegetarians (or vegans): a wrong "vegetarian" tag is worse than none.
+    not_vegetarian: frozenset[str]
+    not_vegan: frozenset[str]
+    gluten: frozenset[str]
+    spicy: frozenset[str]
+    # Herbs that flavour a dish while it cooks and are not scattered over it at the end.
+    cooking_herbs: frozenset[str]
+    ingredients: tuple[IngredientSpec, ...]
+    # Notes on a recipe line by ingredient category, and for particular ingredients ahead of their category's
+    # (empty: no note makes sense).
+    notes_by_category: Mapping[str, Strings]
+    notes_by_name: Mapping[str, Strings]
+    # cuisines.json. Cuisines are ordered by how popular they are on the site: preferences and recipe counts
+    # follow this order. The bases are the basic larders, on top of the cuisine's own sweets.
+    kinds: Strings
+    methods: Strings
+    dessert_base: Strings
+    breakfast_base: Strings
+    pantry: Strings
+    cuisines: tuple[CuisineSpec, ...]
+    # tags.json. Tags are ordered by how often users pick them as a taste; derived tags say something checkable
+    # about a recipe, so only the generator's rules may put them on one.
+    tags: Strings
+    derived_tags: frozenset[str]
+    kind_tags: Mapping[str, Strings]
+    method_tags: Mapping[str, Strings]
+    # wording.json. Title adjectives and description openers: (text, the methods it fits; empty: any).
+    title_adjectives: tuple[tuple[str, Strings], ...]
+    title_suffixes: Strings
+    description_openers: tuple[tuple[str, Strings], ...]
+    description_adjectives: Strings
+    description_closers: Strings
+    kind_words: Mapping[str, Strings]
+    # steps.json. Placeholders come from the recipe being written; a template whose placeholders the recipe cannot
+    # fill is skipped. Each method is a list of phases.
+    prep_phases: Phases
+    method_phases: Mapping[str, Phases]
+    dessert_bake_phases: Phases
+    starch_phases: Strings
+    finish_phases: Phases
+    serve_phrases: Strings
+    # people.json. Review snippets combine with an opener and a closer so reviews do not repeat word for word.
+    first_names: Strings
+    last_names: Strings
+    username_suffixes: Strings
+    bio_templates: Strings
+    review_openers: Strings
+    reviews_by_stars: Mapping[int, Strings]
+    review_closers: Strings
+    # Derived from the above, for lookups.
+    ingredient_by_name: Mapping[str, IngredientSpec] = field(init=False)
+    ingredient_index: Mapping[str, int] = field(init=False)
+    tag_index: Mapping[str, int] = field(init=False)
+    cuisine_by_name: Mapping[str, CuisineSpec] = field(init=False)
 
-# Ordered by how popular the cuisine is on the site: preferences and recipe counts follow this order.
-CUISINES: tuple[CuisineSpec, ...] = (
-    CuisineSpec(
-        name="Italian",
-        proteins=(
-            "chicken breast",
-            "chicken thighs",
-            "italian sausage",
-            "pancetta",
-            "shrimp",
-            "mussels",
-            "ground beef",
-            "cannellini beans",
-            "eggs",
-            "cod fillet",
-        ),
-        vegetables=(
-            "cherry tomatoes",
-            "zucchini",
-            "eggplant",
-            "mushrooms",
-            "spinach",
-            "red bell pepper",
-            "fennel bulb",
-            "asparagus",
-            "kale",
-            "frozen peas",
-            "artichoke hearts",
-            "butternut squash",
-        ),
-        starches=("spaghetti", "penne", "rigatoni", "potato gnocchi", "polenta", "ciabatta"),
-        staples=(
-            "garlic",
-            "onion",
-            "parmesan",
-            "red pepper flakes",
-            "dried oregano",
-            "tomato paste",
-            "dry white wine",
-            "balsamic vinegar",
-            "capers",
-            "canned tomatoes",
-        ),
-        herbs=("basil", "flat-leaf parsley", "rosemary", "sage leaves", "thyme"),
-        fruits=("lemon", "orange", "strawberries"),
-        fat="olive oil",
-        sweets=("mascarpone", "strong coffee", "cocoa powder", "ricotta", "almonds", "lemon", "dark chocolate"),
-        dishes=(
-            _d("{protein} Cacciatore", "main", "braise", ("canned tomatoes", "red bell pepper")),
-            _d("Pasta alla Norma", "main", "simmer", ("eggplant", "penne", "canned tomatoes", "ricotta")),
-            _d("{starch} with {protein} and {veg}", "main", "saute", starch=("spaghetti", "penne", "rigatoni")),
-            _d("{veg} Risotto", "main", "simmer", ("arborio rice", "vegetable stock", "parmesan", "butter")),
-            _d("{protein} and {veg} Risotto", "main", "simmer", ("arborio rice", "chicken stock", "parmesan")),
-            _d(
-                "Baked {starch} with {protein}",
-                "main",
-                "bake",
-                ("mozzarella", "canned tomatoes"),
-                starch=("rigatoni", "penne"),
-            ),
-            _d(
-                "Classic Lasagna",
-                "main",
-                "bake",
-                ("lasagna sheets", "ground beef", "canned tomatoes", "mozzarella", "milk"),
-            ),
-            _d("{veg} and Ricotta Gnocchi", "main", "saute", ("potato gnocchi", "ricotta")),
-            _d("Minestrone with {veg}", "soup", "simmer", ("cannellini beans", "carrots", "celery", "vegetable stock")),
-            _d("Tuscan {veg} and White Bean Soup", "soup", "simmer", ("cannellini beans", "vegetable stock")),
-            _d("Caprese Salad with {fruit}", "salad", "raw", ("mozzarella", "tomatoes", "basil")),
-            _d("Panzanella", "salad", "raw", ("ciabatta", "tomatoes", "cucumber", "red onion")),
-            _d("Creamy Polenta with {veg}", "side", "simmer", ("polenta", "parmesan", "butter")),
-            _d("Tiramisu", "dessert", "chill", ("mascarpone", "strong coffee", "eggs", "cocoa powder")),
-            _d("Lemon Ricotta Cake", "dessert", "bake", ("ricotta", "lemon")),
-            _d("{veg} Frittata", "breakfast", "bake", ("eggs", "parmesan")),
-            _d("Bruschetta with {veg}", "snack", "grill", ("ciabatta", "tomatoes", "garlic")),
-        ),
-        tags=("comfort-food", "family-style", "date-night", "weeknight"),
-        places=("Rome", "Bologna", "Naples", "Florence", "Sicily"),
-    ),
-    CuisineSpec(
-        name="Mexican",
-        proteins=(
-            "chicken thighs",
-            "pork shoulder",
-            "ground beef",
-            "flank steak",
-            "shrimp",
-            "black beans",
-            "chorizo",
-            "cod fillet",
-            "eggs",
-        ),
-        vegetables=(
-            "tomatoes",
-            "red bell pepper",
-            "corn kernels",
-            "zucchini",
-            "avocado",
-            "jalapeño",
-            "sweet potatoes",
-            "red onion",
-            "green cabbage",
-        ),
-        starches=("corn tortillas", "flour tortillas", "long-grain rice", "masa harina"),
-        staples=(
-            "garlic",
-            "onion",
-            "ground cumin",
-            "chili powder",
-            "dried oregano",
-            "chipotle peppers in adobo",
-            "lime",
-            "smoked paprika",
-            "salsa",
-        ),
-        herbs=("cilantro",),
-        fruits=("lime", "mango", "pineapple", "orange"),
-        fat="vegetable oil",
-        sweets=("ground cinnamon", "sweetened condensed milk", "dark chocolate", "lime"),
-        dishes=(
-            _d("{protein} Tacos with {fruit} Salsa", "main", "grill", ("corn tortillas", "red onion")),
-            _d("Slow-Cooker Pork Carnitas", "main", "slowcook", ("pork shoulder", "orange", "corn tortillas")),
-            _d("{protein} Enchiladas", "main", "bake", ("flour tortillas", "canned tomatoes", "cheddar")),
-            _d("{protein} Burrito Bowls", "main", "saute", ("long-grain rice", "black beans", "avocado")),
-            _d("{protein} Fajitas", "main", "saute", ("red bell pepper", "green bell pepper", "flour tortillas")),
-            _d(
-                "Chicken Tinga Tostadas",
-                "main",
-                "simmer",
-                ("chicken thighs", "chipotle peppers in adobo", "corn tortillas"),
-            ),
-            _d("{protein} Quesadillas", "snack", "panfry", ("flour tortillas", "cheddar")),
-            _d("Chicken Tortilla Soup", "soup", "simmer", ("chicken breast", "chicken stock", "corn tortillas")),
-            _d("Black Bean Soup", "soup", "simmer", ("black beans", "vegetable stock")),
-            _d("Mexican Street Corn Salad", "salad", "grill", ("corn kernels", "queso fresco", "lime")),
-            _d("Classic Guacamole", "snack", "raw", ("avocado", "lime", "red onion", "jalapeño")),
-            _d("Mexican Rice", "side", "simmer", ("long-grain rice", "tomato paste", "chicken stock")),
-            _d("Huevos Rancheros", "breakfast", "saute", ("eggs", "corn tortillas", "salsa", "black beans")),
-            _d(
-                "Churros with Chocolate Sauce",
-                "dessert",
-                "fry",
-                ("all-purpose flour", "dark chocolate", "ground cinnamon"),
-            ),
-            _d("Tres Leches Cake", "dessert", "bake", ("sweetened condensed milk", "heavy cream", "milk")),
-        ),
-        tags=("spicy", "street-food", "party", "weeknight"),
-        places=("Oaxaca", "Mexico City", "Puebla", "Guadalajara"),
-    ),
-    CuisineSpec(
-        name="American",
-        proteins=(
-            "ground beef",
-            "chicken breast",
-            "chicken wings",
-            "pork shoulder",
-            "bacon",
-            "beef short ribs",
-            "ground turkey",
-            "salmon fillet",
-            "eggs",
-        ),
-        vegetables=(
-            "potatoes",
-            "corn kernels",
-            "green cabbage",
-            "romaine lettuce",
-            "tomatoes",
-            "broccoli",
-            "green beans",
-            "sweet potatoes",
-        ),
-        starches=("brioche buns", "potatoes", "all-purpose flour", "sourdough bread"),
-        staples=(
-            "garlic",
-            "onion",
-            "barbecue sauce",
-            "ketchup",
-            "worcestershire sauce",
-            "smoked paprika",
-            "dijon mustard",
-            "brown sugar",
-            "hot sauce",
-            "apple cider vinegar",
-        ),
-        herbs=("chives", "flat-leaf parsley", "thyme"),
-        fruits=("apples", "blueberries", "strawberries", "lemon"),
-        fat="butter",
-        sweets=(
-            "dark chocolate",
-            "brown sugar",
-            "apples",
-            "blueberries",
-            "peanut butter",
-            "maple syrup",
-            "vanilla extract",
-        ),
-        dishes=(
-            _d("Smash Burgers", "main", "grill", ("ground beef", "brioche buns", "cheddar")),
-            _d("Pulled Pork Sandwiches", "main", "slowcook", ("pork shoulder", "barbecue sauce", "brioche buns")),
-            _d("Buffalo Chicken Wings", "snack", "roast", ("chicken wings", "hot sauce", "butter")),
-            _d("{protein} Chili", "main", "simmer", ("kidney beans", "canned tomatoes", "chili powder")),
-            _d("Sheet-Pan {protein} with {veg}", "main", "roast"),
-            _d("Braised Short Ribs", "main", "braise", ("beef short ribs", "red wine", "beef stock", "carrots")),
-            _d("Mac and Cheese", "side", "bake", ("cheddar", "milk", "penne", "panko breadcrumbs")),
-            _d("Creamy Coleslaw", "side", "raw", ("green cabbage", "carrots", "mayonnaise")),
-            _d("Loaded Baked Potato Soup", "soup", "simmer", ("potatoes", "bacon", "cheddar", "chicken stock")),
-            _d("Cobb Salad", "salad", "raw", ("romaine lettuce", "bacon", "eggs", "avocado", "chicken breast")),
-            _d(
-                "Buttermilk Pancakes with {fruit}",
-                "breakfast",
-                "panfry",
-                ("all-purpose flour", "milk", "eggs", "maple syrup"),
-            ),
-            _d("Chocolate Chip Cookies", "dessert", "bake", ("dark chocolate", "brown sugar", "butter")),
-            _d("Classic Apple Pie", "dessert", "bake", ("apples", "ground cinnamon", "all-purpose flour", "butter")),
-            _d("Blueberry Muffins", "breakfast", "bake", ("blueberries", "all-purpose flour", "milk")),
-        ),
-        tags=("comfort-food", "grilling", "kid-friendly", "party"),
-        places=("Texas", "Memphis", "New York", "Chicago", "California"),
-    ),
-    CuisineSpec(
-        name="Chinese",
-        proteins=(
-            "chicken thighs",
-            "pork belly",
-            "ground pork",
-            "flank steak",
-            "shrimp",
-            "firm tofu",
-            "eggs",
-            "duck breast",
-            "cod fillet",
-        ),
-        vegetables=(
-            "bok choy",
-            "broccoli",
-            "napa cabbage",
-            "shiitake mushrooms",
-            "green beans",
-            "red bell pepper",
-            "eggplant",
-            "bean sprouts",
-            "carrots",
-        ),
-        starches=("jasmine rice", "egg noodles", "rice noodles", "glass noodles"),
-        staples=(
-            "garlic",
-            "fresh ginger",
-            "scallions",
-            "soy sauce",
-            "oyster sauce",
-            "hoisin sauce",
-            "rice vinegar",
-            "sesame oil",
-            "chinese five-spice",
-            "sichuan peppercorns",
-            "chili bean paste",
-            "cornstarch",
-            "star anise",
-        ),
-        herbs=("cilantro", "scallions"),
-        fruits=("orange", "pineapple", "lemon"),
-        fat="vegetable oil",
-        sweets=("sesame seeds", "eggs", "granulated sugar", "milk"),
-        dishes=(
-            _d("Kung Pao {protein}", "main", "stirfry", ("roasted peanuts", "red chili", "sichuan peppercorns")),
-            _d("{protein} and {veg} Stir-Fry", "main", "stirfry"),
-            _d(
-                "Mapo Tofu", "main", "simmer", ("silken tofu", "ground pork", "chili bean paste", "sichuan peppercorns")
-            ),
-            _d("Red-Braised Pork Belly", "main", "braise", ("pork belly", "star anise", "cooking sake")),
-            _d("Sweet and Sour {protein}", "main", "fry", ("pineapple", "red bell pepper", "ketchup")),
-            _d("{protein} Lo Mein", "main", "stirfry", ("egg noodles",)),
-            _d("Egg Fried Rice with {veg}", "side", "stirfry", ("jasmine rice", "eggs", "frozen peas")),
-            _d(
-                "Steamed {protein} with Ginger and Scallion",
-                "main",
-                "steam",
-                ("fresh ginger", "scallions"),
-                protein=("cod fillet", "sea bass fillet", "chicken thighs"),
-            ),
-            _d("Pork and Cabbage Dumplings", "snack", "steam", ("ground pork", "napa cabbage", "all-purpose flour")),
-            _d(
-                "Hot and Sour Soup",
-                "soup",
-                "simmer",
-                ("firm tofu", "shiitake mushrooms", "chicken stock", "rice vinegar"),
-            ),
-            _d("Smashed Cucumber Salad", "salad", "raw", ("cucumber", "rice vinegar", "garlic")),
-            _d("Garlicky {veg}", "side", "stirfry", veg=("bok choy", "green beans", "broccoli")),
-            _d("Egg Tarts", "dessert", "bake", ("puff pastry", "eggs", "milk")),
-            _d("Congee with {protein}", "breakfast", "simmer", ("jasmine rice", "chicken stock", "fresh ginger")),
-        ),
-        tags=("stir-fry", "weeknight", "spicy", "street-food"),
-        places=("Sichuan", "Guangzhou", "Shanghai", "Beijing", "Hong Kong"),
-    ),
-    CuisineSpec(
-        name="Indian",
-        proteins=(
-            "chicken thighs",
-            "lamb shoulder",
-            "ground lamb",
-            "paneer",
-            "chickpeas",
-            "red lentils",
-            "shrimp",
-            "eggs",
-            "cod fillet",
-        ),
-        vegetables=(
-            "cauliflower",
-            "potatoes",
-            "spinach",
-            "eggplant",
-            "frozen peas",
-            "okra",
-            "tomatoes",
-            "green beans",
-            "sweet potatoes",
-        ),
-        starches=("basmati rice", "naan", "all-purpose flour"),
-        staples=(
-            "garlic",
-            "fresh ginger",
-            "onion",
-            "garam masala",
-            "ground turmeric",
-            "ground cumin",
-            "ground coriander",
-            "cumin seeds",
-            "mustard seeds",
-            "cardamom pods",
-            "chili powder",
-            "canned tomatoes",
-            "greek yogurt",
-        ),
-        herbs=("cilantro", "curry leaves", "mint"),
-        fruits=("mango", "lemon", "lime"),
-        fat="ghee",
-        sweets=("cardamom pods", "pistachios", "milk", "saffron threads", "almonds", "mango"),
-        dishes=(
-            _d("Butter Chicken", "main", "simmer", ("chicken thighs", "butter", "heavy cream", "canned tomatoes")),
-            _d(
-                "{protein} Tikka Masala",
-                "main",
-                "simmer",
-                ("greek yogurt", "heavy cream"),
-                protein=("chicken thighs", "paneer", "shrimp"),
-            ),
-            _d("Palak Paneer", "main", "simmer", ("paneer", "spinach", "heavy cream")),
-            _d("Chana Masala", "main", "simmer", ("chickpeas", "canned tomatoes")),
-            _d("Red Lentil Dal with {veg}", "main", "simmer", ("red lentils",)),
-            _d("Lamb Rogan Josh", "main", "braise", ("lamb shoulder", "greek yogurt")),
-            _d("{protein} Biryani", "main", "bake", ("basmati rice", "saffron threads", "greek yogurt")),
-            _d("Aloo Gobi", "side", "saute", ("potatoes", "cauliflower")),
-            _d("{veg} Curry", "main", "simmer", ("coconut milk",)),
-            _d("Vegetable Samosas", "snack", "fry", ("potatoes", "frozen peas", "all-purpose flour")),
-            _d(
-                "Tandoori {protein}",
-                "main",
-                "grill",
-                ("greek yogurt",),
-                protein=("chicken thighs", "paneer", "lamb chops"),
-            ),
-            _d("Kachumber Salad", "salad", "raw", ("cucumber", "tomatoes", "red onion", "lime")),
-            _d("Mango Lassi", "breakfast", "raw", ("mango", "greek yogurt", "milk")),
-            _d("Masala Omelette", "breakfast", "panfry", ("eggs", "red chili", "tomatoes")),
-            _d("Rice Kheer", "dessert", "simmer", ("basmati rice", "milk", "cardamom pods")),
-        ),
-        tags=("spicy", "comfort-food", "vegetarian", "meal-prep"),
-        places=("Delhi", "Mumbai", "Punjab", "Kerala", "Hyderabad"),
-    ),
-    CuisineSpec(
-        name="Japanese",
-        proteins=(
-            "salmon fillet",
-            "chicken thighs",
-            "pork belly",
-            "firm tofu",
-            "shrimp",
-            "tuna steak",
-            "eggs",
-            "flank steak",
-        ),
-        vegetables=(
-            "shiitake mushrooms",
-            "bok choy",
-            "daikon radish",
-            "cucumber",
-            "spinach",
-            "carrots",
-            "scallions",
-            "green cabbage",
-        ),
-        starches=("sushi rice", "udon noodles", "ramen noodles", "soba noodles", "jasmine rice"),
-        staples=(
-            "soy sauce",
-            "mirin",
-            "cooking sake",
-            "miso paste",
-            "dashi",
-            "fresh ginger",
-            "garlic",
-            "rice vinegar",
-            "sesame seeds",
-            "sesame oil",
-        ),
-        herbs=("scallions", "chives"),
-        fruits=("lemon", "strawberries"),
-        fat="vegetable oil",
-        sweets=("strawberries", "milk", "heavy cream", "eggs", "sesame seeds"),
-        dishes=(
-            _d("{protein} Teriyaki", "main", "saute", ("soy sauce", "mirin", "cooking sake")),
-            _d(
-                "Miso-Glazed {protein}",
-                "main",
-                "roast",
-                ("miso paste", "mirin"),
-                protein=("salmon fillet", "cod fillet", "firm tofu", "chicken thighs"),
-            ),
-            _d(
-                "Chicken Katsu Curry", "main", "fry", ("chicken breast", "panko breadcrumbs", "curry powder", "carrots")
-            ),
-            _d("Tonkotsu-Style Ramen", "soup", "simmer", ("ramen noodles", "pork belly", "eggs", "chicken stock")),
-            _d("Miso Soup with {veg}", "soup", "simmer", ("miso paste", "dashi", "silken tofu")),
-            _d("{protein} Udon Stir-Fry", "main", "stirfry", ("udon noodles",)),
-            _d("Cold Soba Noodle Salad", "salad", "raw", ("soba noodles", "cucumber", "sesame seeds")),
-            _d("{protein} Donburi", "main", "simmer", ("jasmine rice", "eggs", "onion")),
-            _d("Salmon Poke Bowls", "main", "raw", ("salmon fillet", "sushi rice", "avocado", "cucumber")),
-            _d("Okonomiyaki", "main", "panfry", ("green cabbage", "all-purpose flour", "eggs", "mayonnaise")),
-            _d("Gyoza", "snack", "steam", ("ground pork", "napa cabbage", "all-purpose flour")),
-            _d("Spinach Goma-ae", "side", "raw", ("spinach", "sesame seeds", "soy sauce")),
-            _d("Tamagoyaki", "breakfast", "panfry", ("eggs", "mirin", "dashi")),
-            _d("Strawberry Shortcake", "dessert", "bake", ("strawberries", "heavy cream", "eggs")),
-        ),
-        tags=("healthy", "seafood", "date-night", "lunch"),
-        places=("Tokyo", "Osaka", "Kyoto", "Hokkaido", "Fukuoka"),
-    ),
-    CuisineSpec(
-        name="Thai",
-        proteins=(
-            "chicken thighs",
-            "shrimp",
-            "firm tofu",
-            "ground pork",
-            "flank steak",
-            "squid",
-            "eggs",
-            "chicken breast",
-        ),
-        vegetables=(
-            "red bell pepper",
-            "green beans",
-            "bean sprouts",
-            "eggplant",
-            "bok choy",
-            "carrots",
-            "cucumber",
-            "mushrooms",
-            "butternut squash",
-        ),
-        starches=("jasmine rice", "rice noodles", "glass noodles"),
-        staples=(
-            "garlic",
-            "lemongrass",
-            "fish sauce",
-            "lime",
-            "palm sugar",
-            "bird's eye chili",
-            "coconut milk",
-            "makrut lime leaves",
-            "shallots",
-            "tamarind paste",
-            "fresh ginger",
-        ),
-        herbs=("thai basil", "cilantro", "mint"),
-        fruits=("mango", "pineapple", "lime"),
-        fat="vegetable oil",
-        sweets=("coconut milk", "mango", "shredded coconut", "palm sugar"),
-        dishes=(
-            _d(
-                "{protein} Pad Thai",
-                "main",
-                "stirfry",
-                ("rice noodles", "tamarind paste", "roasted peanuts", "bean sprouts", "eggs"),
-            ),
-            _d("Green Curry with {protein}", "main", "simmer", ("green curry paste", "coconut milk")),
-            _d("Red Curry with {protein} and {veg}", "main", "simmer", ("red curry paste", "coconut milk")),
-            _d(
-                "Massaman {protein} Curry",
-                "main",
-                "braise",
-                ("potatoes", "roasted peanuts", "coconut milk", "cinnamon stick"),
-                protein=("beef chuck", "chicken thighs", "firm tofu"),
-            ),
-            _d("Pad Kra Pao with {protein}", "main", "stirfry", ("thai basil", "bird's eye chili", "eggs")),
-            _d(
-                "Tom Yum Soup with {protein}",
-                "soup",
-                "simmer",
-                ("lemongrass", "makrut lime leaves", "mushrooms", "chicken stock"),
-            ),
-            _d("Tom Kha Gai", "soup", "simmer", ("chicken breast", "coconut milk", "lemongrass", "mushrooms")),
-            _d("Green Papaya-Style Slaw", "salad", "raw", ("carrots", "cucumber", "roasted peanuts", "lime")),
-            _d(
-                "Larb with {protein}",
-                "salad",
-                "saute",
-                ("mint", "lime", "shallots"),
-                protein=("ground pork", "ground turkey", "firm tofu"),
-            ),
-            _d("Pineapple Fried Rice", "main", "stirfry", ("jasmine rice", "pineapple", "cashews", "eggs")),
-            _d(
-                "Chicken Satay with Peanut Sauce", "snack", "grill", ("chicken thighs", "peanut butter", "coconut milk")
-            ),
-            _d("Mango Sticky Rice", "dessert", "steam", ("jasmine rice", "mango", "coconut milk")),
-        ),
-        tags=("spicy", "weeknight", "street-food", "dairy-free"),
-        places=("Bangkok", "Chiang Mai", "Phuket", "Isaan"),
-    ),
-    CuisineSpec(
-        name="French",
-        proteins=(
-            "chicken thighs",
-            "whole chicken",
-            "beef chuck",
-            "duck breast",
-            "mussels",
-            "salmon fillet",
-            "eggs",
-            "pork chops",
-        ),
-        vegetables=(
-            "mushrooms",
-            "leeks",
-            "potatoes",
-            "carrots",
-            "green beans",
-            "shallots",
-            "asparagus",
-            "zucchini",
-            "eggplant",
-        ),
-        starches=("baguette", "potatoes", "puff pastry", "all-purpose flour"),
-        staples=(
-            "shallots",
-            "garlic",
-            "butter",
-            "dry white wine",
-            "dijon mustard",
-            "herbes de provence",
-            "heavy cream",
-            "bay leaves",
-            "red wine",
-        ),
-        herbs=("thyme", "tarragon", "flat-leaf parsley", "chives"),
-        fruits=("lemon", "apples", "strawberries"),
-        fat="butter",
-        sweets=("dark chocolate", "heavy cream", "apples", "vanilla extract", "almonds", "lemon"),
-        dishes=(
-            _d("Coq au Vin", "main", "braise", ("chicken thighs", "red wine", "bacon", "mushrooms")),
-            _d("Beef Bourguignon", "main", "braise", ("beef chuck", "red wine", "carrots", "mushrooms", "beef stock")),
-            _d("Moules Marinières", "main", "steam", ("mussels", "dry white wine", "shallots", "baguette")),
-            _d("Roast Chicken with {veg}", "main", "roast", ("whole chicken", "lemon", "thyme")),
-            _d("{protein} with Dijon Cream Sauce", "main", "saute", ("dijon mustard", "heavy cream")),
-            _d("Ratatouille", "main", "roast", ("eggplant", "zucchini", "red bell pepper", "tomatoes")),
-            _d("French Onion Soup", "soup", "bake", ("onion", "beef stock", "baguette", "gruyère")),
-            _d("Potato Leek Soup", "soup", "simmer", ("potatoes", "leeks", "vegetable stock", "heavy cream")),
-            _d("Salade Niçoise", "salad", "raw", ("canned tuna", "green beans", "eggs", "potatoes", "kalamata olives")),
-            _d("Gratin Dauphinois", "side", "bake", ("potatoes", "heavy cream", "garlic", "gruyère")),
-            _d("Quiche Lorraine", "breakfast", "bake", ("eggs", "bacon", "heavy cream", "puff pastry")),
-            _d("Chocolate Mousse", "dessert", "chill", ("dark chocolate", "eggs", "heavy cream")),
-            _d("Tarte Tatin", "dessert", "bake", ("apples", "puff pastry", "butter", "granulated sugar")),
-            _d("Croque Monsieur", "snack", "bake", ("sourdough bread", "gruyère", "milk")),
-        ),
-        tags=("date-night", "holiday", "comfort-food", "baking"),
-        places=("Paris", "Lyon", "Provence", "Burgundy", "Normandy"),
-    ),
-    CuisineSpec(
-        name="Greek",
-        proteins=(
-            "lamb shoulder",
-            "ground lamb",
-            "chicken thighs",
-            "chicken breast",
-            "shrimp",
-            "halloumi",
-            "feta",
-            "chickpeas",
-            "cod fillet",
-            "pork tenderloin",
-        ),
-        vegetables=(
-            "tomatoes",
-            "cucumber",
-            "red onion",
-            "zucchini",
-            "eggplant",
-            "spinach",
-            "potatoes",
-            "green bell pepper",
-            "artichoke hearts",
-        ),
-        starches=("pita bread", "long-grain rice", "potatoes", "phyllo pastry"),
-        staples=(
-            "garlic",
-            "lemon",
-            "dried oregano",
-            "red wine vinegar",
-            "kalamata olives",
-            "greek yogurt",
-            "feta",
-            "ground cinnamon",
-        ),
-        herbs=("dill", "mint", "flat-leaf parsley"),
-        fruits=("lemon", "orange", "pomegranate seeds"),
-        fat="olive oil",
-        sweets=("honey", "walnuts", "phyllo pastry", "greek yogurt", "ground cinnamon", "orange"),
-        dishes=(
-            _d(
-                "Chicken Souvlaki with Tzatziki",
-                "main",
-                "grill",
-                ("chicken thighs", "greek yogurt", "cucumber", "pita bread"),
-            ),
-            _d("Moussaka", "main", "bake", ("eggplant", "ground lamb", "canned tomatoes", "milk")),
-            _d("Slow-Roasted Lamb with {veg}", "main", "roast", ("lamb shoulder", "lemon", "dried oregano")),
-            _d("Spanakopita", "main", "bake", ("spinach", "feta", "phyllo pastry", "eggs")),
-            _d("Greek Lemon {protein} and Potatoes", "main", "roast", ("potatoes", "lemon")),
-            _d("Shrimp Saganaki", "main", "simmer", ("shrimp", "canned tomatoes", "feta")),
-            _d("Gigantes Plaki", "main", "bake", ("cannellini beans", "canned tomatoes", "dill")),
-            _d(
-                "Avgolemono Soup",
-                "soup",
-                "simmer",
-                ("chicken breast", "eggs", "lemon", "chicken stock", "long-grain rice"),
-            ),
-            _d("Horiatiki Salad", "salad", "raw", ("tomatoes", "cucumber", "feta", "kalamata olives", "red onion")),
-            _d("Grilled Halloumi with {fruit}", "snack", "grill", ("halloumi",)),
-            _d("Greek Yogurt with Honey and Walnuts", "breakfast", "raw", ("greek yogurt", "honey", "walnuts")),
-            _d("Baklava", "dessert", "bake", ("phyllo pastry", "walnuts", "honey", "butter")),
-        ),
-        tags=("healthy", "grilling", "summer", "family-style"),
-        places=("Athens", "Crete", "Thessaloniki", "Santorini"),
-    ),
-    CuisineSpec(
-        name="Spanish",
-        proteins=(
-            "chorizo",
-            "shrimp",
-            "chicken thighs",
-            "squid",
-            "mussels",
-            "pork tenderloin",
-            "eggs",
-            "cod fillet",
-            "chickpeas",
-        ),
-        vegetables=(
-            "red bell pepper",
-            "tomatoes",
-            "potatoes",
-            "onion",
-            "frozen peas",
-            "green beans",
-            "eggplant",
-            "spinach",
-        ),
-        starches=("long-grain rice", "potatoes", "baguette"),
-        staples=(
-            "garlic",
-            "smoked paprika",
-            "saffron threads",
-            "dry white wine",
-            "onion",
-            "sweet paprika",
-            "red wine vinegar",
-            "canned tomatoes",
-        ),
-        herbs=("flat-leaf parsley", "thyme"),
-        fruits=("lemon", "orange"),
-        fat="olive oil",
-        sweets=("milk", "ground cinnamon", "lemon", "eggs", "almonds"),
-        dishes=(
-            _d(
-                "Seafood Paella",
-                "main",
-                "simmer",
-                ("long-grain rice", "shrimp", "mussels", "saffron threads", "chicken stock"),
-            ),
-            _d(
-                "Chicken and Chorizo Paella",
-                "main",
-                "simmer",
-                ("long-grain rice", "chicken thighs", "chorizo", "saffron threads"),
-            ),
-            _d("Gambas al Ajillo", "snack", "saute", ("shrimp", "garlic", "red pepper flakes")),
-            _d("Patatas Bravas", "side", "fry", ("potatoes", "smoked paprika", "canned tomatoes")),
-            _d("Spanish Tortilla", "breakfast", "panfry", ("eggs", "potatoes", "onion")),
-            _d("Chickpea and {veg} Stew", "main", "simmer", ("chickpeas", "smoked paprika")),
-            _d("Pork with Romesco", "main", "grill", ("pork tenderloin", "red bell pepper", "almonds")),
-            _d("Gazpacho", "soup", "raw", ("tomatoes", "cucumber", "green bell pepper", "baguette")),
-            _d("Chorizo and {veg} Tapas", "snack", "saute", ("chorizo",)),
-            _d("Pan con Tomate", "snack", "grill", ("baguette", "tomatoes", "garlic")),
-            _d("Catalan Spinach with Raisins and Pine Nuts", "side", "saute", ("spinach", "raisins", "pine nuts")),
-            _d("Crema Catalana", "dessert", "chill", ("milk", "eggs", "lemon", "ground cinnamon")),
-        ),
-        tags=("party", "seafood", "summer", "family-style"),
-        places=("Valencia", "Barcelona", "Seville", "Madrid", "San Sebastián"),
-    ),
-    CuisineSpec(
-        name="Korean",
-        proteins=(
-            "flank steak",
-            "pork belly",
-            "chicken thighs",
-            "chicken wings",
-            "firm tofu",
-            "beef short ribs",
-            "eggs",
-            "squid",
-        ),
-        vegetables=(
-            "kimchi",
-            "napa cabbage",
-            "spinach",
-            "bean sprouts",
-            "shiitake mushrooms",
-            "carrots",
-            "zucchini",
-            "scallions",
-            "daikon radish",
-        ),
-        starches=("jasmine rice", "glass noodles", "all-purpose flour"),
-        staples=(
-            "gochujang",
-            "gochugaru",
-            "soy sauce",
-            "sesame oil",
-            "garlic",
-            "fresh ginger",
-            "rice vinegar",
-            "sesame seeds",
-            "brown sugar",
-            "scallions",
-        ),
-        herbs=("scallions",),
-        fruits=("apples", "orange"),
-        fat="vegetable oil",
-        sweets=("brown sugar", "ground cinnamon", "walnuts", "sesame seeds"),
-        dishes=(
-            _d("Beef Bulgogi", "main", "grill", ("flank steak", "soy sauce", "brown sugar", "sesame oil")),
-            _d(
-                "Bibimbap with {protein}",
-                "main",
-                "saute",
-                ("jasmine rice", "spinach", "bean sprouts", "carrots", "gochujang", "eggs"),
-            ),
-            _d("Korean Fried Chicken", "main", "fry", ("chicken wings", "gochujang", "cornstarch")),
-            _d("Kimchi Fried Rice", "main", "stirfry", ("kimchi", "jasmine rice", "eggs")),
-            _d("Kimchi Jjigae", "soup", "simmer", ("kimchi", "pork belly", "firm tofu")),
-            _d("Sundubu Jjigae", "soup", "simmer", ("silken tofu", "gochugaru", "eggs")),
-            _d("Japchae", "main", "stirfry", ("glass noodles", "spinach", "carrots", "shiitake mushrooms")),
-            _d("Galbi-Jjim", "main", "braise", ("beef short ribs", "daikon radish", "carrots", "soy sauce")),
-            _d("Spicy Pork Bulgogi", "main", "stirfry", ("pork belly", "gochujang", "gochugaru")),
-            _d("Kimchi Pancakes", "snack", "panfry", ("kimchi", "all-purpose flour")),
-            _d("Seasoned Bean Sprouts", "side", "raw", ("bean sprouts", "sesame oil", "garlic")),
-            _d("Tteokbokki-Style Spicy Rice Cakes", "snack", "simmer", ("gochujang", "jasmine rice", "eggs")),
-            _d("Hotteok", "dessert", "panfry", ("all-purpose flour", "brown sugar", "walnuts", "active dry yeast")),
-        ),
-        tags=("spicy", "street-food", "comfort-food", "grilling"),
-        places=("Seoul", "Busan", "Jeonju", "Jeju"),
-    ),
-    CuisineSpec(
-        name="Vietnamese",
-        proteins=("chicken thighs", "pork shoulder", "ground pork", "shrimp", "flank steak", "firm tofu", "cod fillet"),
-        vegetables=("bean sprouts", "cucumber", "carrots", "daikon radish", "romaine lettuce", "bok choy", "red chili"),
-        starches=("rice noodles", "jasmine rice", "baguette", "rice paper wrappers"),
-        staples=(
-            "fish sauce",
-            "lime",
-            "garlic",
-            "shallots",
-            "lemongrass",
-            "brown sugar",
-            "rice vinegar",
-            "star anise",
-            "fresh ginger",
-            "bird's eye chili",
-        ),
-        herbs=("mint", "cilantro", "thai basil"),
-        fruits=("lime", "mango"),
-        fat="vegetable oil",
-        sweets=("sweetened condensed milk", "strong coffee", "coconut milk", "bananas"),
-        dishes=(
-            _d(
-                "Beef Pho",
-                "soup",
-                "simmer",
-                ("rice noodles", "flank steak", "beef stock", "star anise", "cinnamon stick"),
-            ),
-            _d("Chicken Pho", "soup", "simmer", ("rice noodles", "chicken thighs", "chicken stock", "star anise")),
-            _d(
-                "{protein} Banh Mi", "main", "grill", ("baguette", "carrots", "daikon radish", "cucumber", "mayonnaise")
-            ),
-            _d("Bun Cha", "main", "grill", ("ground pork", "rice noodles", "fish sauce")),
-            _d("Lemongrass {protein} Rice Bowls", "main", "grill", ("lemongrass", "jasmine rice")),
-            _d(
-                "Fresh Spring Rolls with {protein}",
-                "snack",
-                "raw",
-                ("rice paper wrappers", "rice noodles", "romaine lettuce"),
-                protein=("shrimp", "firm tofu", "pork shoulder"),
-            ),
-            _d(
-                "Caramelized {protein} Clay Pot",
-                "main",
-                "braise",
-                ("brown sugar", "fish sauce"),
-                protein=("pork belly", "cod fillet", "chicken thighs"),
-            ),
-            _d("Shaking Beef", "main", "stirfry", ("flank steak", "red onion", "arugula")),
-            _d(
-                "Vermicelli Noodle Salad with {protein}",
-                "salad",
-                "raw",
-                ("rice noodles", "cucumber", "roasted peanuts"),
-            ),
-            _d(
-                "Vietnamese Iced Coffee Panna Cotta",
-                "dessert",
-                "chill",
-                ("strong coffee", "sweetened condensed milk", "heavy cream"),
-            ),
-            _d("Banana Coconut Pudding", "dessert", "simmer", ("bananas", "coconut milk")),
-        ),
-        tags=("healthy", "street-food", "dairy-free", "lunch"),
-        places=("Hanoi", "Ho Chi Minh City", "Hue", "Hoi An"),
-    ),
-    CuisineSpec(
-        name="Middle Eastern",
-        proteins=(
-            "chicken thighs",
-            "ground lamb",
-            "lamb shoulder",
-            "chickpeas",
-            "halloumi",
-            "eggs",
-            "red lentils",
-            "ground beef",
-        ),
-        vegetables=(
-            "eggplant",
-            "cauliflower",
-            "tomatoes",
-            "cucumber",
-            "red onion",
-            "zucchini",
-            "red bell pepper",
-            "sweet potatoes",
-        ),
-        starches=("pita bread", "bulgur", "couscous", "basmati rice"),
-        staples=(
-            "garlic",
-            "tahini",
-            "lemon",
-            "ground cumin",
-            "sumac",
-            "za'atar",
-            "pomegranate molasses",
-            "greek yogurt",
-            "ground allspice",
-            "ground cinnamon",
-        ),
-        herbs=("flat-leaf parsley", "mint", "cilantro", "dill"),
-        fruits=("pomegranate seeds", "lemon", "medjool dates"),
-        fat="olive oil",
-        sweets=("pistachios", "medjool dates", "honey", "phyllo pastry", "tahini"),
-        dishes=(
-            _d(
-                "Chicken Shawarma Wraps",
-                "main",
-                "roast",
-                ("chicken thighs", "pita bread", "ground cumin", "greek yogurt"),
-            ),
-            _d("Classic Falafel", "main", "fry", ("chickpeas", "flat-leaf parsley", "cilantro", "ground cumin")),
-            _d("Shakshuka", "breakfast", "simmer", ("eggs", "canned tomatoes", "red bell pepper", "ground cumin")),
-            _d("Lamb Kofta with {veg}", "main", "grill", ("ground lamb", "ground allspice")),
-            _d("Roasted {veg} with Tahini", "side", "roast", ("tahini", "lemon")),
-            _d("Mujadara", "main", "simmer", ("green lentils", "basmati rice", "onion")),
-            _d("Creamy Hummus", "snack", "raw", ("chickpeas", "tahini", "lemon", "garlic")),
-            _d("Baba Ganoush", "snack", "roast", ("eggplant", "tahini", "lemon")),
-            _d("Fattoush", "salad", "raw", ("pita bread", "cucumber", "tomatoes", "sumac", "romaine lettuce")),
-            _d("Tabbouleh", "salad", "raw", ("bulgur", "flat-leaf parsley", "mint", "tomatoes")),
-            _d(
-                "Red Lentil Soup with Cumin",
-                "soup",
-                "simmer",
-                ("red lentils", "carrots", "ground cumin", "vegetable stock"),
-            ),
-            _d("Za'atar Flatbreads", "snack", "bake", ("bread flour", "za'atar", "active dry yeast")),
-            _d("Pistachio and Date Cake", "dessert", "bake", ("pistachios", "medjool dates")),
-        ),
-        tags=("vegetarian", "healthy", "family-style", "make-ahead"),
-        places=("Beirut", "Jerusalem", "Damascus", "Amman"),
-    ),
-    CuisineSpec(
-        name="Moroccan",
-        proteins=("chicken thighs", "lamb shoulder", "ground lamb", "chickpeas", "cod fillet", "eggs", "beef chuck"),
-        vegetables=("carrots", "butternut squash", "zucchini", "sweet potatoes", "tomatoes", "red onion", "eggplant"),
-        starches=("couscous", "bread flour"),
-        staples=(
-            "ras el hanout",
-            "ground cumin",
-            "ground cinnamon",
-            "preserved lemon",
-            "ground ginger",
-            "harissa",
-            "garlic",
-            "onion",
-            "saffron threads",
-            "kalamata olives",
-        ),
-        herbs=("cilantro", "flat-leaf parsley", "mint"),
-        fruits=("dried apricots", "medjool dates", "orange", "lemon"),
-        fat="olive oil",
-        sweets=("almonds", "honey", "orange", "medjool dates", "ground cinnamon"),
-        dishes=(
-            _d("{protein} Tagine with {fruit}", "main", "braise", ("ras el hanout", "onion")),
-            _d(
-                "Chicken Tagine with Preserved Lemon and Olives",
-                "main",
-                "braise",
-                ("chicken thighs", "preserved lemon", "kalamata olives"),
-            ),
-            _d("Lamb and Apricot Tagine", "main", "braise", ("lamb shoulder", "dried apricots", "ground cinnamon")),
-            _d("Harira", "soup", "simmer", ("chickpeas", "red lentils", "canned tomatoes", "ground lamb")),
-            _d(
-                "Seven-Vegetable Couscous",
-                "main",
-                "simmer",
-                ("couscous", "carrots", "zucchini", "butternut squash", "chickpeas"),
-            ),
-            _d(
-                "Chermoula {protein}",
-                "main",
-                "grill",
-                ("cilantro", "lemon", "ground cumin"),
-                protein=("cod fillet", "chicken thighs", "shrimp"),
-            ),
-            _d("Moroccan Carrot Salad", "salad", "raw", ("carrots", "ground cumin", "lemon")),
-            _d("Zaalouk", "side", "simmer", ("eggplant", "tomatoes", "ground cumin")),
-            _d("Harissa Roasted {veg}", "side", "roast", ("harissa",)),
-            _d("Moroccan Lamb Meatballs in Tomato Sauce", "main", "simmer", ("ground lamb", "canned tomatoes", "eggs")),
-            _d("Orange and Almond Cake", "dessert", "bake", ("orange", "almonds", "eggs")),
-            _d("Msemen", "breakfast", "panfry", ("all-purpose flour", "butter", "honey")),
-        ),
-        tags=("slow-cooker", "family-style", "winter", "make-ahead"),
-        places=("Marrakech", "Fez", "Casablanca", "Tangier"),
-    ),
-    CuisineSpec(
-        name="British",
-        proteins=(
-            "beef chuck",
-            "cod fillet",
-            "whole chicken",
-            "ground lamb",
-            "bratwurst",
-            "bacon",
-            "eggs",
-            "salmon fillet",
-        ),
-        vegetables=("potatoes", "carrots", "frozen peas", "leeks", "green cabbage", "mushrooms", "onion", "beets"),
-        starches=("potatoes", "all-purpose flour", "sourdough bread", "puff pastry"),
-        staples=(
-            "worcestershire sauce",
-            "onion",
-            "butter",
-            "beef stock",
-            "dijon mustard",
-            "thyme",
-            "lager",
-            "tomato paste",
-        ),
-        herbs=("thyme", "rosemary", "flat-leaf parsley", "chives"),
-        fruits=("apples", "strawberries", "lemon", "raisins"),
-        fat="butter",
-        sweets=("raisins", "heavy cream", "strawberries", "apples", "brown sugar", "ground nutmeg"),
-        dishes=(
-            _d("Shepherd's Pie", "main", "bake", ("ground lamb", "potatoes", "carrots", "frozen peas", "beef stock")),
-            _d("Beer-Battered Fish and Chips", "main", "fry", ("cod fillet", "potatoes", "lager", "all-purpose flour")),
-            _d("Sunday Roast Chicken with {veg}", "main", "roast", ("whole chicken", "potatoes")),
-            _d("Steak and Ale Pie", "main", "bake", ("beef chuck", "lager", "puff pastry", "mushrooms")),
-            _d("Bangers and Mash", "main", "saute", ("bratwurst", "potatoes", "onion", "beef stock")),
-            _d("Toad in the Hole", "main", "bake", ("bratwurst", "eggs", "milk", "all-purpose flour")),
-            _d("Leek and Potato Soup", "soup", "simmer", ("leeks", "potatoes", "vegetable stock")),
-            _d(
-                "Full English Breakfast",
-                "breakfast",
-                "panfry",
-                ("eggs", "bacon", "bratwurst", "mushrooms", "tomatoes", "sourdough bread"),
-            ),
-            _d("Cauliflower Cheese", "side", "bake", ("cauliflower", "cheddar", "milk")),
-            _d("Roast Beet and {veg} Salad", "salad", "roast", ("beets", "arugula")),
-            _d("Sticky Toffee Pudding", "dessert", "bake", ("medjool dates", "brown sugar", "heavy cream")),
-            _d(
-                "Scones with Strawberries and Cream",
-                "dessert",
-                "bake",
-                ("all-purpose flour", "butter", "strawberries", "heavy cream"),
-            ),
-            _d("Apple Crumble", "dessert", "bake", ("apples", "all-purpose flour", "butter", "rolled oats")),
-        ),
-        tags=("comfort-food", "winter", "holiday", "family-style"),
-        places=("London", "Yorkshire", "Cornwall", "Scotland"),
-    ),
-    CuisineSpec(
-        name="Caribbean",
-        proteins=(
-            "chicken thighs",
-            "pork shoulder",
-            "shrimp",
-            "cod fillet",
-            "black beans",
-            "kidney beans",
-            "chicken wings",
-            "ground beef",
-        ),
-        vegetables=(
-            "sweet potatoes",
-            "plantains",
-            "red bell pepper",
-            "onion",
-            "green cabbage",
-            "okra",
-            "spinach",
-            "butternut squash",
-        ),
-        starches=("long-grain rice", "plantains", "all-purpose flour"),
-        staples=(
-            "scotch bonnet pepper",
-            "ground allspice",
-            "dried thyme",
-            "garlic",
-            "scallions",
-            "lime",
-            "brown sugar",
-            "soy sauce",
-            "coconut milk",
-            "fresh ginger",
-        ),
-        herbs=("thyme", "cilantro", "scallions"),
-        fruits=("mango", "pineapple", "lime", "bananas"),
-        fat="coconut oil",
-        sweets=("bananas", "coconut milk", "brown sugar", "ground nutmeg", "pineapple", "shredded coconut"),
-        dishes=(
-            _d(
-                "Jerk Chicken",
-                "main",
-                "grill",
-                ("chicken thighs", "scotch bonnet pepper", "ground allspice", "dried thyme"),
-            ),
-            _d("Curry Goat-Style Lamb", "main", "braise", ("lamb shoulder", "curry powder", "potatoes")),
-            _d("Rice and Peas", "side", "simmer", ("long-grain rice", "kidney beans", "coconut milk")),
-            _d("Jerk {protein} with {fruit} Salsa", "main", "grill", ("scotch bonnet pepper", "ground allspice")),
-            _d("Brown Stew Chicken", "main", "braise", ("chicken thighs", "carrots", "brown sugar", "soy sauce")),
-            _d("Cuban Black Bean Soup", "soup", "simmer", ("black beans", "green bell pepper", "ground cumin")),
-            _d("Pepper Pot with {veg}", "soup", "simmer", ("beef chuck", "coconut milk", "scotch bonnet pepper")),
-            _d("Fried Plantains", "side", "panfry", ("plantains",)),
-            _d("Cuban Pork Sandwiches", "main", "roast", ("pork shoulder", "orange", "baguette", "dijon mustard")),
-            _d("Coconut Shrimp", "snack", "fry", ("shrimp", "shredded coconut", "panko breadcrumbs")),
-            _d("Mango and Black Bean Salad", "salad", "raw", ("mango", "black beans", "red onion", "lime")),
-            _d("Caramelized Banana Bread", "dessert", "bake", ("bananas", "brown sugar", "all-purpose flour", "eggs")),
-        ),
-        tags=("spicy", "summer", "grilling", "party"),
-        places=("Jamaica", "Trinidad", "Cuba", "Barbados", "Puerto Rico"),
-    ),
-    CuisineSpec(
-        name="German",
-        proteins=("pork chops", "bratwurst", "beef chuck", "pork shoulder", "chicken breast", "eggs", "bacon"),
-        vegetables=("potatoes", "red cabbage", "green cabbage", "onion", "apples", "mushrooms", "carrots", "leeks"),
-        starches=("potatoes", "egg noodles", "bread flour", "sourdough bread"),
-        staples=(
-            "caraway seeds",
-            "dijon mustard",
-            "apple cider vinegar",
-            "onion",
-            "butter",
-            "bay leaves",
-            "lager",
-            "sweet paprika",
-            "beef stock",
-        ),
-        herbs=("flat-leaf parsley", "dill", "chives", "thyme"),
-        fruits=("apples", "lemon", "raisins"),
-        fat="butter",
-        sweets=("apples", "ground cinnamon", "raisins", "dark chocolate", "heavy cream", "almonds"),
-        dishes=(
-            _d("Pork Schnitzel", "main", "panfry", ("pork chops", "panko breadcrumbs", "eggs", "lemon")),
-            _d("Sauerbraten", "main", "braise", ("beef chuck", "red wine vinegar", "bay leaves", "raisins")),
-            _d("Beer-Braised Bratwurst with Onions", "main", "braise", ("bratwurst", "lager", "onion")),
-            _d("Braised Red Cabbage with Apples", "side", "braise", ("red cabbage", "apples", "apple cider vinegar")),
-            _d("German Potato Salad", "salad", "simmer", ("potatoes", "bacon", "apple cider vinegar", "dijon mustard")),
-            _d("Käsespätzle", "main", "bake", ("all-purpose flour", "eggs", "gruyère", "onion")),
-            _d("Goulash Soup", "soup", "simmer", ("beef chuck", "sweet paprika", "potatoes", "beef stock")),
-            _d("Mushroom Schnitzel Sauce with {protein}", "main", "saute", ("mushrooms", "heavy cream")),
-            _d("Soft Pretzels", "snack", "bake", ("bread flour", "active dry yeast", "baking soda")),
-            _d("Apple Strudel", "dessert", "bake", ("apples", "phyllo pastry", "raisins", "ground cinnamon")),
-            _d("Black Forest Cake", "dessert", "bake", ("dark chocolate", "heavy cream", "eggs", "cocoa powder")),
-            _d("Potato Pancakes with Applesauce", "breakfast", "panfry", ("potatoes", "eggs", "apples")),
-        ),
-        tags=("comfort-food", "winter", "holiday", "party"),
-        places=("Bavaria", "Berlin", "Swabia", "the Black Forest"),
-    ),
-    CuisineSpec(
-        name="Brazilian",
-        proteins=("flank steak", "chicken thighs", "pork shoulder", "shrimp", "black beans", "cod fillet", "chorizo"),
-        vegetables=(
-            "tomatoes",
-            "red onion",
-            "red bell pepper",
-            "kale",
-            "green bell pepper",
-            "sweet potatoes",
-            "plantains",
-        ),
-        starches=("long-grain rice", "all-purpose flour", "potatoes"),
-        staples=(
-            "garlic",
-            "onion",
-            "lime",
-            "coconut milk",
-            "smoked paprika",
-            "bay leaves",
-            "red pepper flakes",
-            "ground cumin",
-        ),
-        herbs=("cilantro", "flat-leaf parsley", "scallions"),
-        fruits=("lime", "mango", "pineapple", "bananas"),
-        fat="vegetable oil",
-        sweets=("sweetened condensed milk", "cocoa powder", "shredded coconut", "bananas", "butter"),
-        dishes=(
-            _d("Feijoada", "main", "slowcook", ("black beans", "pork shoulder", "chorizo", "bacon")),
-            _d(
-                "Moqueca with {protein}",
-                "main",
-                "simmer",
-                ("coconut milk", "tomatoes", "red bell pepper"),
-                protein=("cod fillet", "shrimp"),
-            ),
-            _d(
-                "Picanha-Style Grilled Steak with Chimichurri",
-                "main",
-                "grill",
-                ("flank steak", "flat-leaf parsley", "red wine vinegar"),
-            ),
-            _d(
-                "Brazilian Chicken Stroganoff",
-                "main",
-                "simmer",
-                ("chicken breast", "heavy cream", "mushrooms", "ketchup"),
-            ),
-            _d("Garlic Rice", "side", "simmer", ("long-grain rice", "garlic")),
-            _d("Collard-Style Garlic Kale", "side", "saute", ("kale", "garlic")),
-            _d("Shrimp Bobó", "main", "simmer", ("shrimp", "coconut milk", "potatoes")),
-            _d("Cheese Bread Bites", "snack", "bake", ("parmesan", "eggs", "milk")),
-            _d(
-                "Brazilian Vinaigrette Salad",
-                "salad",
-                "raw",
-                ("tomatoes", "red onion", "green bell pepper", "red wine vinegar"),
-            ),
-            _d("Brigadeiros", "dessert", "simmer", ("sweetened condensed milk", "cocoa powder", "butter")),
-            _d("Banana Cinnamon Cake", "dessert", "bake", ("bananas", "ground cinnamon", "all-purpose flour")),
-        ),
-        tags=("grilling", "party", "summer", "comfort-food"),
-        places=("Bahia", "Rio de Janeiro", "São Paulo", "Minas Gerais"),
-    ),
-    CuisineSpec(
-        name="Turkish",
-        proteins=(
-            "ground lamb",
-            "lamb chops",
-            "chicken thighs",
-            "red lentils",
-            "eggs",
-            "chickpeas",
-            "ground beef",
-            "feta",
-        ),
-        vegetables=(
-            "eggplant",
-            "tomatoes",
-            "green bell pepper",
-            "red bell pepper",
-            "zucchini",
-            "cucumber",
-            "red onion",
-            "spinach",
-        ),
-        starches=("bulgur", "pita bread", "long-grain rice", "bread flour"),
-        staples=(
-            "garlic",
-            "red pepper flakes",
-            "sumac",
-            "greek yogurt",
-            "tomato paste",
-            "ground cumin",
-            "sweet paprika",
-            "pomegranate molasses",
-            "lemon",
-        ),
-        herbs=("mint", "flat-leaf parsley", "dill"),
-        fruits=("lemon", "pomegranate seeds", "dried apricots"),
-        fat="olive oil",
-        sweets=("pistachios", "walnuts", "honey", "phyllo pastry", "dried apricots"),
-        dishes=(
-            _d("Adana-Style Lamb Kebabs", "main", "grill", ("ground lamb", "red pepper flakes", "sumac")),
-            _d("Imam Bayildi", "main", "bake", ("eggplant", "tomatoes", "onion")),
-            _d("Menemen", "breakfast", "saute", ("eggs", "tomatoes", "green bell pepper")),
-            _d(
-                "Cilbir (Turkish Eggs with Yogurt)", "breakfast", "simmer", ("eggs", "greek yogurt", "garlic", "butter")
-            ),
-            _d("Red Lentil Kofte", "main", "raw", ("red lentils", "bulgur", "tomato paste")),
-            _d("Lahmacun", "main", "bake", ("ground lamb", "bread flour", "tomatoes", "red pepper flakes")),
-            _d("Mercimek Soup", "soup", "simmer", ("red lentils", "carrots", "onion", "vegetable stock")),
-            _d(
-                "Stuffed {veg} with Rice and Herbs",
-                "main",
-                "bake",
-                ("long-grain rice", "tomato paste"),
-                veg=("zucchini", "red bell pepper", "eggplant", "tomatoes"),
-            ),
-            _d("Shepherd's Salad", "salad", "raw", ("tomatoes", "cucumber", "green bell pepper", "red onion")),
-            _d("Bulgur Pilaf with {veg}", "side", "simmer", ("bulgur", "tomato paste")),
-            _d("Pistachio Baklava", "dessert", "bake", ("phyllo pastry", "pistachios", "butter", "honey")),
-            _d("Flour Helva with Pine Nuts", "dessert", "saute", ("all-purpose flour", "pine nuts", "milk", "butter")),
-        ),
-        tags=("grilling", "healthy", "family-style", "brunch"),
-        places=("Istanbul", "Gaziantep", "Izmir", "Anatolia"),
-    ),
-    CuisineSpec(
-        name="Ethiopian",
-        proteins=("red lentils", "chicken thighs", "beef chuck", "split peas", "chickpeas", "eggs", "ground beef"),
-        vegetables=("green cabbage", "carrots", "potatoes", "spinach", "green beans", "tomatoes", "onion"),
-        starches=("injera", "long-grain rice"),
-        staples=(
-            "berbere",
-            "onion",
-            "garlic",
-            "fresh ginger",
-            "ground turmeric",
-            "cardamom pods",
-            "tomato paste",
-            "ground cumin",
-        ),
-        herbs=("cilantro",),
-        fruits=("lemon",),
-        fat="ghee",
-        sweets=("honey", "cardamom pods", "sesame seeds"),
-        dishes=(
-            _d("Doro Wat", "main", "braise", ("chicken thighs", "berbere", "eggs", "onion")),
-            _d("Misir Wot", "main", "simmer", ("red lentils", "berbere", "onion")),
-            _d("Kik Alicha", "main", "simmer", ("split peas", "ground turmeric", "onion")),
-            _d("Atakilt Wat", "side", "simmer", ("green cabbage", "carrots", "potatoes", "ground turmeric")),
-            _d("Beef Tibs with {veg}", "main", "saute", ("beef chuck", "berbere", "onion")),
-            _d("Gomen", "side", "saute", ("kale", "garlic", "fresh ginger")),
-            _d("Shiro", "main", "simmer", ("chickpeas", "berbere", "garlic")),
-            _d("Ethiopian Spiced {protein} Stew", "main", "braise", ("berbere", "canned tomatoes")),
-            _d("Timatim Salad", "salad", "raw", ("tomatoes", "red onion", "jalapeño", "lemon")),
-            _d("Honey Sesame Bread", "dessert", "bake", ("bread flour", "honey", "sesame seeds", "active dry yeast")),
-            _d("Spiced Scrambled Eggs with Berbere", "breakfast", "saute", ("eggs", "berbere", "tomatoes")),
-        ),
-        tags=("vegan", "spicy", "family-style", "make-ahead"),
-        places=("Addis Ababa", "Gondar", "Harar"),
-    ),
-)
+    def __post_init__(self) -> None:
+        # A frozen dataclass sets its own fields only through object.__setattr__.
+        derive = object.__setattr__
+        derive(self, "ingredient_by_name", MappingProxyType({spec.name: spec for spec in self.ingredients}))
+        derive(self, "ingredient_index", MappingProxyType({spec.name: i for i, spec in enumerate(self.ingredients)}))
+        derive(self, "tag_index", MappingProxyType({name: i for i, name in enumerate(self.tags)}))
+        derive(self, "cuisine_by_name", MappingProxyType({c.name: c for c in self.cuisines}))
 
-CUISINE_BY_NAME: MappingProxyType[str, CuisineSpec] = MappingProxyType({c.name: c for c in CUISINES})
 
-# Basic dessert and breakfast larders, on top of the cuisine's own sweets.
-DESSERT_BASE = ("all-purpose flour", "granulated sugar", "butter", "eggs", "vanilla extract", "baking powder")
-BREAKFAST_BASE = ("eggs", "butter", "milk")
-PANTRY = ("salt", "black pepper")
+# -- reading the files ----------------------------------------------------------------------------------------
 
-# Tags, ordered by how often users pick them as a taste.
-TAGS: tuple[str, ...] = (
-    "weeknight",
-    "comfort-food",
-    "healthy",
-    "quick",
-    "vegetarian",
-    "spicy",
-    "dinner",
-    "family-style",
-    "dessert",
-    "baking",
-    "one-pot",
-    "meal-prep",
-    "grilling",
-    "high-protein",
-    "vegan",
-    "gluten-free",
-    "kid-friendly",
-    "budget",
-    "breakfast",
-    "brunch",
-    "lunch",
-    "soup",
-    "salad",
-    "date-night",
-    "party",
-    "street-food",
-    "seafood",
-    "slow-cooker",
-    "stir-fry",
-    "make-ahead",
-    "low-carb",
-    "dairy-free",
-    "sheet-pan",
-    "summer",
-    "winter",
-    "holiday",
-    "snack",
-    "side-dish",
-    "appetizer",
-    "deep-fried",
-    "no-bake",
-    "freezer-friendly",
-    "picnic",
-)
 
-# Tags that say something checkable about the recipe: only the generator's rules may put them on a recipe.
-DERIVED_TAGS = frozenset(
-    {
-        "vegetarian",
-        "vegan",
-        "gluten-free",
-        "dairy-free",
-        "high-protein",
-        "low-carb",
-        "quick",
-        "dessert",
-        "breakfast",
-        "soup",
-        "salad",
-        "snack",
-        "side-dish",
-        "dinner",
-        "grilling",
-        "baking",
-        "stir-fry",
-        "slow-cooker",
-        "deep-fried",
-        "no-bake",
-        "one-pot",
-        "sheet-pan",
-        "spicy",
-        "seafood",
+def _read(name: str) -> dict[str, Any]:
+    text = (resources.files("potluck.seed") / "data" / name).read_text(encoding="utf-8")
+    data = json.loads(text)
+    if not isinstance(data, dict):
+        raise VocabularyError(f"{name}: expected an object at the top level")
+    return data
+
+
+def _string(value: object) -> str:
+    if not isinstance(value, str):
+        raise VocabularyError(f"expected a string, not {value!r:.80}")
+    return value
+
+
+def _optional_string(value: object) -> str | None:
+    return None if value is None else _string(value)
+
+
+def _strings(value: object) -> Strings:
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        raise VocabularyError(f"expected a list of strings, not {value!r:.80}")
+    return tuple(value)
+
+
+def _string_set(value: object) -> frozenset[str]:
+    return frozenset(_strings(value))
+
+
+def _phases(value: object) -> Phases:
+    if not isinstance(value, list):
+        raise VocabularyError(f"expected a list of lists of strings, not {value!r:.80}")
+    return tuple(_strings(phase) for phase in value)
+
+
+def _mapping(value: object, convert: Callable[[object], T]) -> Mapping[str, T]:
+    if not isinstance(value, dict):
+        raise VocabularyError(f"expected an object, not {value!r:.80}")
+    return MappingProxyType({str(key): convert(item) for key, item in value.items()})
+
+
+def _with_methods(value: object) -> tuple[tuple[str, Strings], ...]:
+    if not isinstance(value, list):
+        raise VocabularyError(f"expected a list of [text, [methods]] pairs, not {value!r:.80}")
+    pairs: list[tuple[str, Strings]] = []
+    for item in value:
+        if not (isinstance(item, list) and len(item) == 2):
+            raise VocabularyError(f"expected [text, [methods]], not {item!r:.80}")
+        pairs.append((_string(item[0]), _strings(item[1])))
+    return tuple(pairs)
+
+
+def _number(value: object) -> float:
+    # Ints stay ints: a quantity drawn from whole-number bounds is an int in the rows, as it always was.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise VocabularyError(f"expected a number, not {value!r:.80}")
+    return value
+
+
+def _nutrients(value: object) -> Nutrients:
+    if not isinstance(value, list) or len(value) != 7:
+        raise VocabularyError(f"expected 7 nutrient figures, not {value!r:.80}")
+    a, b, c, d, e, f, g = (_number(v) for v in value)
+    return (a, b, c, d, e, f, g)
+
+
+def _ingredient(raw: dict[str, Any]) -> IngredientSpec:
+    # Any: each value is checked to be a number, which the type checker cannot follow through **.
+    numbers: dict[str, Any] = {key: _number(raw[key]) for key in ("low", "high", "step", "grams")}
+    return IngredientSpec(
+        name=_string(raw["name"]),
+        category=_string(raw["category"]),
+        unit=_optional_string(raw["unit"]),
+        label=_optional_string(raw.get("label")),
+        **numbers,
+    )
+
+
+def _dish(raw: dict[str, Any]) -> DishSpec:
+    return DishSpec(
+        pattern=_string(raw["pattern"]),
+        kind=_string(raw["kind"]),
+        method=_string(raw["method"]),
+        fixed=_strings(raw.get("fixed", [])),
+        slots=_mapping(raw.get("slots", {}), _strings),
+    )
+
+
+def _cuisine(raw: dict[str, Any]) -> CuisineSpec:
+    keys = ("proteins", "vegetables", "starches", "staples", "herbs", "fruits", "sweets", "tags", "places")
+    lists: dict[str, Any] = {key: _strings(raw[key]) for key in keys}
+    return CuisineSpec(
+        name=_string(raw["name"]),
+        fat=_string(raw["fat"]),
+        dishes=tuple(_dish(dish) for dish in raw["dishes"]),
+        **lists,
+    )
+
+
+def _ingredient_fields(data: dict[str, Any]) -> dict[str, Any]:
+    sets = ("meat_categories", "animal_categories", "not_vegetarian", "not_vegan", "gluten", "spicy", "cooking_herbs")
+    return {
+        "nutrition_per_100g": _mapping(data["nutrition_per_100g"], _nutrients),
+        **{key: _string_set(data[key]) for key in sets},
+        # Grouped in the file (poultry and meat, dairy, vegetables, ...) for whoever edits it; one list here.
+        "ingredients": tuple(_ingredient(item) for group in data["groups"] for item in group["ingredients"]),
+        "notes_by_category": _mapping(data["notes_by_category"], _strings),
+        "notes_by_name": _mapping(data["notes_by_name"], _strings),
     }
-)
-# Free tags an author may add because of their own taste.
-FREE_TAGS = tuple(t for t in TAGS if t not in DERIVED_TAGS)
 
-KIND_TAGS: MappingProxyType[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "main": ("dinner",),
-        "soup": ("soup", "dinner"),
-        "salad": ("salad", "lunch"),
-        "side": ("side-dish",),
-        "dessert": ("dessert",),
-        "breakfast": ("breakfast", "brunch"),
-        "snack": ("snack", "appetizer", "party"),
+
+def _cuisine_fields(data: dict[str, Any]) -> dict[str, Any]:
+    lists = ("kinds", "methods", "dessert_base", "breakfast_base", "pantry")
+    return {
+        **{key: _strings(data[key]) for key in lists},
+        "cuisines": tuple(_cuisine(item) for item in data["cuisines"]),
     }
-)
-METHOD_TAGS: MappingProxyType[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "simmer": ("one-pot",),
-        "braise": ("one-pot", "make-ahead"),
-        "roast": ("sheet-pan",),
-        "bake": ("baking",),
-        "grill": ("grilling", "summer"),
-        "stirfry": ("stir-fry", "quick"),
-        "saute": ("weeknight",),
-        "fry": ("deep-fried", "comfort-food"),
-        "panfry": ("weeknight",),
-        "steam": ("healthy",),
-        "raw": ("no-bake", "picnic"),
-        "slowcook": ("slow-cooker", "make-ahead"),
-        "chill": ("no-bake", "make-ahead"),
+
+
+def _tag_fields(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "tags": _strings(data["tags"]),
+        "derived_tags": _string_set(data["derived_tags"]),
+        "kind_tags": _mapping(data["kind_tags"], _strings),
+        "method_tags": _mapping(data["method_tags"], _strings),
     }
-)
 
-# Title words: (adjective, the methods it fits; empty: any).
-TITLE_ADJECTIVES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("Easy", ()),
-    ("Classic", ()),
-    ("Homestyle", ()),
-    ("Simple", ()),
-    ("Rustic", ("braise", "roast", "bake", "simmer", "slowcook")),
-    ("Best-Ever", ()),
-    ("Grandma's", ("braise", "bake", "simmer", "roast", "slowcook")),
-    ("Smoky", ("grill", "roast")),
-    ("Crispy", ("fry", "roast", "bake")),
-    ("Sticky", ("roast", "grill", "stirfry", "braise")),
-    ("Golden", ("fry", "bake", "roast")),
-    ("Herby", ()),
-    ("Zesty", ("raw", "grill", "saute")),
-    ("Hearty", ("simmer", "braise", "slowcook", "bake")),
-    ("Midweek", ("saute", "stirfry", "simmer")),
-    ("Restaurant-Style", ()),
-    ("Make-Ahead", ("braise", "slowcook", "chill", "bake")),
-    ("Mom's", ()),
-    ("Nonna's", ("bake", "braise", "simmer")),
-    ("Foolproof", ()),
-    ("Weekend", ("braise", "roast", "bake", "slowcook")),
-    ("Skillet", ("saute", "panfry")),
-    ("Light", ("steam", "raw", "grill")),
-)
-TITLE_SUFFIXES = (
-    " with a Twist",
-    " (Weeknight Version)",
-    " for a Crowd",
-    " the Easy Way",
-    " My Way",
-    " (Family Recipe)",
-    " Done Right",
-)
 
-# Description openers: (template, the methods it fits; empty: any).
-DESCRIPTION_OPENERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("A {adj} {cuisine} {kind} built around {main}{with_veg}.", ()),
-    ("{Adj} and {adj2}: this {cuisine} {kind} puts {main} front and centre{with_veg}.", ()),
-    ("My take on a {cuisine} favourite, with {main}{with_veg}.", ()),
-    ("This {kind} is {adj}, {adj2} and on the table in about {total} minutes.", ()),
-    ("A {kind} I learned to make after a trip to {place}, made with {main}{with_veg}.", ()),
-    ("If you like {cuisine} food, this {adj} {kind} with {main} is a good place to start.", ()),
-    ("Proper {cuisine} comfort: {main}{with_veg}, cooked low and slow until meltingly tender.", ("braise", "slowcook")),
-    ("Crisp outside, tender inside: {main} the way they make it in {place}.", ("fry", "panfry")),
-    ("Charred, {adj} and made for sunny evenings: {main}{with_veg} off the grill.", ("grill",)),
-    ("A {adj} {cuisine} bake of {main}{with_veg}, golden on top.", ("bake",)),
-)
-DESCRIPTION_ADJECTIVES = (
-    "bright",
-    "comforting",
-    "fragrant",
-    "hearty",
-    "light",
-    "rich",
-    "smoky",
-    "tangy",
-    "fresh",
-    "warming",
-    "savory",
-    "crowd-pleasing",
-    "cosy",
-    "punchy",
-    "satisfying",
-)
-DESCRIPTION_CLOSERS = (
-    "It keeps well in the fridge for up to three days.",
-    "Serves {servings}, or fewer if everyone is hungry.",
-    "Double the batch and freeze half.",
-    "Leftovers make a great lunch the next day.",
-    "Make it on a weeknight, or scale it up for friends.",
-    "The {herb} at the end really lifts it, so do not skip it.",
-    "Most of the time is hands-off.",
-    "Kids love it, and so do the grown-ups.",
-    "Great with a cold drink on a warm evening.",
-    "Everything is easy to find at a regular supermarket.",
-)
-KIND_WORDS: MappingProxyType[str, tuple[str, ...]] = MappingProxyType(
-    {
-        "main": ("main", "dinner", "weeknight dinner", "one-dish meal"),
-        "soup": ("soup", "bowl of soup", "stew-like soup"),
-        "salad": ("salad", "side salad", "main-course salad"),
-        "side": ("side", "side dish", "accompaniment"),
-        "dessert": ("dessert", "bake", "sweet treat"),
-        "breakfast": ("breakfast", "brunch dish", "weekend breakfast"),
-        "snack": ("snack", "starter", "party snack"),
+def _wording_fields(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "title_adjectives": _with_methods(data["title_adjectives"]),
+        "title_suffixes": _strings(data["title_suffixes"]),
+        "description_openers": _with_methods(data["description_openers"]),
+        "description_adjectives": _strings(data["description_adjectives"]),
+        "description_closers": _strings(data["description_closers"]),
+        "kind_words": _mapping(data["kind_words"], _strings),
     }
-)
 
-# Step templates. Placeholders come from the recipe being written; a template whose placeholders the recipe cannot
-# fill is skipped. Each method is a list of phases; each phase a list of alternatives.
-PREP_PHASES: tuple[tuple[str, ...], ...] = (
-    (
-        "Finely chop the {aromatics}.",
-        "Peel and finely chop the {aromatics}, and set them aside.",
-        "Prepare the {aromatics}: peel, trim and chop finely.",
-    ),
-    (
-        "Cut the {vegs} into bite-sized pieces.",
-        "Wash and chop the {vegs}.",
-        "Trim the {vegs} and cut into even pieces so they cook at the same rate.",
-    ),
-    (
-        "Pat the {protein} dry with paper towels and season generously with salt and pepper.",
-        "Cut the {protein} into bite-sized pieces and toss with the {spices} and a pinch of salt.",
-        "Season the {protein} all over with salt, pepper and half of the {spices}. Leave for {marinate} minutes.",
-    ),
-)
-METHOD_PHASES: MappingProxyType[str, tuple[tuple[str, ...], ...]] = MappingProxyType(
-    {
-        "simmer": (
-            (
-                "Heat the {fat} in a large pot over medium heat. Add the {aromatics} and cook for {short} minutes "
-                "until soft and fragrant.",
-                "Warm the {fat} in a heavy saucepan and gently fry the {aromatics} for {short} minutes.",
-            ),
-            ("Stir in the {spices} and cook for 1 minute more.", "Add the {spices} and stir until fragrant."),
-            ("Add the {protein} and cook for {short} minutes, stirring, until lightly browned.",),
-            (
-                "Add the {vegs} and {liquid}, bring to a boil, then lower the heat and simmer for {long} minutes.",
-                "Pour in the {liquid}, add the {vegs} and simmer gently, partly covered, for {long} minutes.",
-            ),
-        ),
-        "braise": (
-            ("Heat the oven to {temp}°C.", "Preheat the oven to {temp}°C and put a rack in the lower third."),
-            (
-                "Brown the {protein} in batches in a heavy casserole with the {fat}, then set aside.",
-                "Sear the {protein} in the {fat} over high heat until deeply browned on all sides; remove.",
-            ),
-            ("Lower the heat, add the {aromatics} and the {spices}, and cook for {short} minutes.",),
-            (
-                "Return the {protein} to the pot with the {vegs} and {liquid}. Cover and braise in the oven for "
-                "{hours} hours, until very tender.",
-                "Add the {liquid}, bring to a simmer, cover and cook in the oven for {hours} hours.",
-            ),
-            ("Skim off the excess fat and reduce the sauce on the stove if it is thin.",),
-        ),
-        "roast": (
-            ("Preheat the oven to {temp}°C and line a large baking tray.",),
-            (
-                "Toss the {vegs} with the {fat}, the {spices}, salt and pepper, and spread out on the tray.",
-                "Spread the {vegs} on the tray, drizzle with the {fat} and season well.",
-            ),
-            ("Nestle the {protein} among the vegetables and rub with the {aromatics}.",),
-            (
-                "Roast for {long} minutes, turning once, until golden and cooked through.",
-                "Roast for {long} minutes until the edges are caramelised.",
-            ),
-            ("Rest for 5 minutes before serving.",),
-        ),
-        "bake": (
-            ("Preheat the oven to {temp}°C and grease a baking dish.",),
-            ("Cook the {aromatics} in the {fat} for {short} minutes, then add the {spices}.",),
-            ("Brown the {protein} in the same pan, breaking it up or turning it as needed.",),
-            (
-                "Layer the {vegs} and the filling in the dish and cover with the {topping}.",
-                "Spoon everything into the dish and scatter over the {topping}.",
-            ),
-            (
-                "Bake for {long} minutes until bubbling and golden on top.",
-                "Bake for {long} minutes, then let it settle for 10 minutes before cutting.",
-            ),
-        ),
-        "grill": (
-            (
-                "Mix the {spices} with the {fat} and the {aromatics}, and rub over the {protein}. "
-                "Marinate for at least {marinate} minutes.",
-                "Combine the {aromatics}, {spices} and {fat}, then coat the {protein} well.",
-            ),
-            ("Heat a grill or griddle pan until very hot.", "Light the barbecue and let the coals turn ashy."),
-            (
-                "Grill the {protein} for {short} minutes per side until charred and cooked through.",
-                "Cook the {protein} over high heat, turning once, for {short} minutes on each side.",
-            ),
-            ("Grill the {vegs} alongside until tender and marked with char lines.",),
-            ("Rest the meat for 5 minutes, then slice against the grain.",),
-        ),
-        "stirfry": (
-            ("Mix the {sauces} in a small bowl and set aside.", "Whisk together the {sauces} to make the sauce."),
-            ("Heat the {fat} in a wok over high heat until shimmering.",),
-            (
-                "Stir-fry the {protein} for {short} minutes until just cooked, then tip onto a plate.",
-                "Add the {protein} in one layer, leave for 1 minute, then stir-fry for {short} minutes more.",
-            ),
-            (
-                "Add the {aromatics} and {vegs} and stir-fry for {short} minutes until crisp-tender.",
-                "Toss in the {aromatics}, then the {vegs}, keeping everything moving.",
-            ),
-            ("Return the {protein} to the wok, pour in the sauce and toss until glossy.",),
-        ),
-        "saute": (
-            (
-                "Heat the {fat} in a large frying pan over medium-high heat.",
-                "Melt the {fat} in a wide pan over medium heat.",
-            ),
-            (
-                "Cook the {protein} for {short} minutes, turning once, until golden. Transfer to a plate.",
-                "Sear the {protein} until golden on both sides, then set aside.",
-            ),
-            ("Add the {aromatics} to the pan and cook for {short} minutes until soft.",),
-            (
-                "Add the {vegs} and the {spices} and cook, stirring, for {short} minutes.",
-                "Stir in the {vegs} and cook until just tender.",
-            ),
-            ("Return the {protein} to the pan with a splash of {liquid} and simmer until the sauce coats it.",),
-        ),
-        "fry": (
-            ("Whisk the {batter} into a smooth batter.", "Set up a station with the {batter} in shallow bowls."),
-            ("Heat 5 cm of {fat} in a deep pan to 180°C.",),
-            ("Coat the {protein} in the batter, letting the excess drip off.",),
-            (
-                "Fry in batches for {short} minutes until crisp and golden, then drain on paper towels.",
-                "Fry for {short} minutes, turning once, and drain on a rack.",
-            ),
-            ("Fry the {vegs} in the same oil until golden.",),
-        ),
-        "panfry": (
-            ("Beat the {batter} together into a smooth batter.", "Mix the {batter} in a bowl and rest for 10 minutes."),
-            ("Heat the {fat} in a large non-stick frying pan over medium heat.",),
-            (
-                "Cook the {protein} for {short} minutes per side until golden and cooked through.",
-                "Fry the {protein} in the {fat}, turning once, for about {short} minutes per side.",
-            ),
-            (
-                "Add the {vegs} and cook until golden, about {short} minutes.",
-                "Cook the {vegs} in the same pan until tender and lightly browned.",
-            ),
-            ("Keep warm in a low oven while you cook the rest.",),
-        ),
-        "steam": (
-            ("Set a steamer over a pan of simmering water.",),
-            ("Season the {protein} and scatter over the {aromatics}.",),
-            (
-                "Steam the {protein} for {short} minutes until just cooked.",
-                "Steam for {short} minutes, until cooked through.",
-            ),
-            ("Steam the {vegs} for the last few minutes.",),
-            ("Heat the {fat} until smoking and pour it over the {aromatics} so they sizzle.",),
-        ),
-        "raw": (
-            (
-                "Whisk the {dressing} with a pinch of salt to make the dressing.",
-                "Shake the {dressing} together in a jar.",
-            ),
-            ("Slice the {vegs} thinly and put them in a large bowl.", "Arrange the {vegs} on a platter."),
-            ("Add the {protein} and toss gently with the dressing.",),
-            ("Leave for 10 minutes so the flavours come together.",),
-        ),
-        "slowcook": (
-            ("Brown the {protein} in the {fat} in a frying pan; this step is optional but adds flavour.",),
-            ("Put the {aromatics}, {vegs} and {spices} into the slow cooker.",),
-            ("Add the {protein} and pour over the {liquid}.",),
-            (
-                "Cover and cook on low for {hours} hours, until the meat falls apart.",
-                "Cook on low for {hours} hours or on high for half that time.",
-            ),
-            ("Shred or break up with two forks and stir back into the juices.",),
-        ),
-        "chill": (
-            ("Whisk together the {base} until smooth.",),
-            ("Fold in the {extras} gently, keeping as much air as possible.",),
-            ("Spoon into glasses or a dish.",),
-            ("Cover and chill for at least {hours} hours, or overnight.",),
-        ),
+
+def _step_fields(data: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "prep_phases": _phases(data["prep_phases"]),
+        "method_phases": _mapping(data["method_phases"], _phases),
+        "dessert_bake_phases": _phases(data["dessert_bake_phases"]),
+        "starch_phases": _strings(data["starch_phases"]),
+        "finish_phases": _phases(data["finish_phases"]),
+        "serve_phrases": _strings(data["serve_phrases"]),
     }
-)
-DESSERT_BAKE_PHASES: tuple[tuple[str, ...], ...] = (
-    ("Preheat the oven to {temp}°C and line a 23 cm tin with baking paper.",),
-    ("Whisk together the dry ingredients: {dry}.",),
-    (
-        "In another bowl, beat the butter and sugar until pale and fluffy, then beat in the eggs one at a time.",
-        "Beat the wet ingredients together until smooth.",
-    ),
-    ("Fold the dry ingredients into the wet, then fold in the {extras}.",),
-    (
-        "Pour into the tin and bake for {long} minutes, until a skewer comes out clean.",
-        "Bake for {long} minutes until risen and golden.",
-    ),
-    ("Cool in the tin for 10 minutes, then turn out onto a wire rack.",),
-)
-STARCH_PHASES: tuple[str, ...] = (
-    "Meanwhile, cook the {starch} according to the packet instructions and drain.",
-    "While that cooks, prepare the {starch}.",
-)
-FINISH_PHASES: tuple[tuple[str, ...], ...] = (
-    (
-        "Taste and adjust the seasoning with salt, pepper or a squeeze of {acid}.",
-        "Check the seasoning and add a little more salt if needed.",
-    ),
-    (
-        "Scatter over the {herb} and serve {serve}.",
-        "Garnish with the {herb} and serve {serve}.",
-        "Serve {serve}, with the {herb} on top.",
-    ),
-)
-SERVE_PHRASES = ("straight away", "warm", "family-style", "hot", "with extra {herb} on the side")
 
-FIRST_NAMES = (
-    "Aisha",
-    "Alex",
-    "Amara",
-    "Ana",
-    "Andrei",
-    "Arjun",
-    "Ben",
-    "Bianca",
-    "Carlos",
-    "Chen",
-    "Chloe",
-    "Daniel",
-    "Diego",
-    "Elena",
-    "Emma",
-    "Fatima",
-    "Felix",
-    "Grace",
-    "Hana",
-    "Hugo",
-    "Ines",
-    "Isaac",
-    "Jae",
-    "James",
-    "Jana",
-    "Javier",
-    "Julia",
-    "Kai",
-    "Kenji",
-    "Lars",
-    "Leila",
-    "Liam",
-    "Lucia",
-    "Luca",
-    "Maria",
-    "Mateo",
-    "Maya",
-    "Mei",
-    "Mohammed",
-    "Nadia",
-    "Nia",
-    "Noah",
-    "Olivia",
-    "Omar",
-    "Priya",
-    "Rafael",
-    "Ravi",
-    "Rosa",
-    "Sam",
-    "Sara",
-    "Sofia",
-    "Sun",
-    "Tariq",
-    "Tomas",
-    "Valentina",
-    "Wei",
-    "Yara",
-    "Yuki",
-    "Zara",
-    "Zoe",
-)
-LAST_NAMES = (
-    "Abebe",
-    "Adeyemi",
-    "Ahmed",
-    "Andersen",
-    "Bauer",
-    "Becker",
-    "Brown",
-    "Campbell",
-    "Chen",
-    "Costa",
-    "Da Silva",
-    "Dubois",
-    "Evans",
-    "Fernandez",
-    "Fischer",
-    "Garcia",
-    "Gonzalez",
-    "Haddad",
-    "Hansen",
-    "Hernandez",
-    "Ivanova",
-    "Jensen",
-    "Johnson",
-    "Kaya",
-    "Khan",
-    "Kim",
-    "Kowalski",
-    "Lee",
-    "Lopez",
-    "Martin",
-    "Moreau",
-    "Mueller",
-    "Murphy",
-    "Nakamura",
-    "Nguyen",
-    "Novak",
-    "O'Brien",
-    "Okafor",
-    "Papadopoulos",
-    "Park",
-    "Patel",
-    "Pereira",
-    "Petrov",
-    "Rossi",
-    "Santos",
-    "Sato",
-    "Schmidt",
-    "Shah",
-    "Silva",
-    "Singh",
-    "Smith",
-    "Tanaka",
-    "Tran",
-    "Wang",
-    "Williams",
-    "Wilson",
-    "Yilmaz",
-    "Zhang",
-)
-USERNAME_SUFFIXES = ("cooks", "eats", "kitchen", "bakes", "chef", "food", "table", "pantry")
-BIO_TEMPLATES = (
-    "Home cook. Mostly {c1} and {c2} food, with the odd {tag} experiment.",
-    "Weeknight cook who loves {c1} flavours. Big fan of anything {tag}.",
-    "Cooking my way through {c1} and {c2} cookbooks, one recipe at a time.",
-    "{c1} food lover living in a tiny kitchen. {Tag} recipes are my thing.",
-    "Dad of two, trying to get the kids to eat {c1} food.",
-    "Former line cook, now cooking for friends. {c1}, {c2} and lots of {tag}.",
-    "I post what I cook on Sundays: usually {c1}, always {tag}.",
-    "Learning to cook {c1} food from my grandmother's notes.",
-)
 
-# Review texts by star count: snippets combine with an opener and a closer so reviews do not repeat word for word.
-REVIEW_OPENERS = (
-    "",
-    "Made this last night. ",
-    "Made this for friends. ",
-    "Second time making this. ",
-    "Cooked this for the family. ",
-    "Tried it this weekend. ",
-    "Followed the recipe exactly. ",
-)
-REVIEWS_BY_STARS: MappingProxyType[int, tuple[str, ...]] = MappingProxyType(
-    {
-        5: (
-            "Absolutely delicious, will make it again and again.",
-            "This is now a family favourite.",
-            "Perfect as written, I would not change a thing.",
-            "Restaurant quality at home.",
-            "Everyone asked for the recipe.",
-            "The flavours are spot on.",
-            "Best version of this I have tried.",
-        ),
-        4: (
-            "Really tasty. I used a little less salt.",
-            "Great weeknight dinner, and easy to follow.",
-            "Very good, though it took a bit longer than stated.",
-            "Loved the flavours; I will add more spice next time.",
-            "Solid recipe. I doubled the garlic.",
-            "Good, and even better the next day.",
-        ),
-        3: (
-            "It was fine, but a bit bland for my taste.",
-            "Decent, though the timings were off for my stove.",
-            "OK. Not sure I would make it again.",
-            "Nice enough, but it needed more acidity.",
-        ),
-        2: (
-            "Too salty for us.",
-            "The sauce never thickened.",
-            "Not much flavour, sadly.",
-            "The quantities seemed off.",
-        ),
-        1: (
-            "Did not work for me at all.",
-            "It burned following the timings given.",
-            "Would not recommend.",
-        ),
+def _people_fields(data: dict[str, Any]) -> dict[str, Any]:
+    lists = ("first_names", "last_names", "username_suffixes", "bio_templates", "review_openers", "review_closers")
+    by_stars = _mapping(data["reviews_by_stars"], _strings)
+    return {
+        **{key: _strings(data[key]) for key in lists},
+        # JSON object keys are strings; star counts are ints.
+        "reviews_by_stars": MappingProxyType({int(stars): texts for stars, texts in by_stars.items()}),
     }
+
+
+_FILES: tuple[tuple[str, Callable[[dict[str, Any]], dict[str, Any]]], ...] = (
+    ("ingredients.json", _ingredient_fields),
+    ("cuisines.json", _cuisine_fields),
+    ("tags.json", _tag_fields),
+    ("wording.json", _wording_fields),
+    ("steps.json", _step_fields),
+    ("people.json", _people_fields),
 )
-REVIEW_CLOSERS = ("", "", " Thanks for sharing!", " Will try again with a few tweaks.", " Served it with rice.")
+
+
+@cache
+def vocabulary() -> Vocabulary:
+    """The seed vocabulary, read from the package data once per process."""
+    fields: dict[str, Any] = {}
+    for name, read in _FILES:
+        try:
+            fields.update(read(_read(name)))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise VocabularyError(f"seed vocabulary {name}: {exc}") from exc
+    return Vocabulary(**fields)
