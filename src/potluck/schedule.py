@@ -92,7 +92,7 @@ async def purge_events(ctx: JobContext) -> int:
     """Forget delivered events past their retention."""
     retention = timedelta(days=ctx.settings.events.delivered_retention_days)
     async with ctx.background.database.write_session() as session:
-        return await OutboxRepository(session).purge_delivered(session, utcnow() - retention)
+        return await OutboxRepository(session).purge_delivered(utcnow() - retention)
 
 
 async def warm_cache(ctx: JobContext) -> int:

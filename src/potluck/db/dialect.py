@@ -6,10 +6,11 @@ from typing import Any
 
 from sqlalchemy import CursorResult, FromClause, Result
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncSession
+
+from potluck.db.session import ReadSession
 
 
-def dialect_insert(session: AsyncSession, table: FromClause) -> Any:
+def dialect_insert(session: ReadSession, table: FromClause) -> Any:
     """An INSERT that knows ON CONFLICT: PostgreSQL's and SQLite's constructs share one API."""
     module: Any = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
     return module.insert(table)

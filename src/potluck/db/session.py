@@ -1,12 +1,14 @@
 """Session types that name their database: a ReadSession may go to a replica, a WriteSession goes to the primary.
 
-The type checker then checks the routing: a repository method that writes takes a WriteSession.
+A WriteSession is a kind of ReadSession (polar's `AsyncSession` is a kind of `AsyncReadSession`): whatever reads
+can be handed a write session, inside a write transaction; nothing that writes accepts a read session, so the type
+checker checks the routing. At run time a read session also refuses to flush changes, in case a cast hides one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -26,10 +28,16 @@ class _ReadOnlySyncSession(Session):
 
 
 class ReadSession(AsyncSession):
-    sync_session_class = _ReadOnlySyncSession
+    """May be bound to a replica; refuses to flush changes."""
+
+    sync_session_class: type[Session] = _ReadOnlySyncSession
 
 
-class WriteSession(AsyncSession):
+class WriteSession(ReadSession):
+    """Bound to the primary; usable wherever a ReadSession is asked for."""
+
+    sync_session_class = Session
+
     def after_commit(self, callback: Callable[[], Any]) -> None:
         """Run `callback` once this session's transaction has committed (never after a rollback)."""
         self.info.setdefault(AFTER_COMMIT_KEY, []).append(callback)
@@ -37,3 +45,8 @@ class WriteSession(AsyncSession):
     def pop_after_commit(self) -> list[Callable[[], Any]]:
         callbacks: list[Callable[[], Any]] = self.info.pop(AFTER_COMMIT_KEY, [])
         return callbacks
+
+
+# A repository's session type: `Repository[ReadSession]` reads, `Repository[WriteSession]` may also write (its write
+# methods take `self: Repository[WriteSession]`, so the checker refuses them on a read session).
+AnySession = TypeVar("AnySession", bound=ReadSession)

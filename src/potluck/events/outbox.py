@@ -30,7 +30,7 @@ class Outbox:
         if not self.enabled:
             return None
         aggregate_type = AGGREGATE_OF_TOPIC[topic]
-        event_id = await OutboxRepository(session).add(session, topic, aggregate_type, aggregate_id, payload, utcnow())
+        event_id = await OutboxRepository(session).add(topic, aggregate_type, aggregate_id, payload, utcnow())
         for listener in self._listeners:
             session.after_commit(listener)
         return event_id

@@ -57,9 +57,7 @@ class Relay:
     async def claim(self) -> list[Event]:
         lease = timedelta(seconds=self.settings.claim_seconds)
         async with self.database.write_session() as session:
-            return await OutboxRepository(session).claim(
-                session, self.name, utcnow(), lease, self.settings.relay_batch_size
-            )
+            return await OutboxRepository(session).claim(self.name, utcnow(), lease, self.settings.relay_batch_size)
 
     async def deliver_batch(self, batch: list[Event]) -> int:
         """Deliver claimed events (at most one per aggregate, so their order does not matter), then settle them."""
@@ -79,24 +77,24 @@ class Relay:
         async with self.database.write_session() as session:
             repo = OutboxRepository(session)
             if delivered:
-                await repo.mark_delivered(session, delivered, now)
+                await repo.mark_delivered(delivered, now)
             for event, error in results:
                 if error is not None:
-                    await self._failed(repo, session, event, error, now)
+                    await self._failed(repo, event, error, now)
         for event, error in results:
             if error is None:
                 self.metrics.deliveries.labels(event.topic, "delivered").inc()
         return len(results)
 
     async def _failed(
-        self, repo: OutboxRepository, session: WriteSession, event: Event, error: BaseException, now: datetime
+        self, repo: OutboxRepository[WriteSession], event: Event, error: BaseException, now: datetime
     ) -> None:
         attempts = event.attempts + 1
         dead = attempts >= self.settings.max_attempts
         delay = next_delay(attempts, self.settings.backoff_base_seconds, self.settings.backoff_max_seconds)
         message = f"{type(error).__name__}: {error}"
         await repo.mark_failed(
-            session, event.id, attempts=attempts, retry_at=now + timedelta(seconds=delay), error=message, dead=dead
+            event.id, attempts=attempts, retry_at=now + timedelta(seconds=delay), error=message, dead=dead
         )
         self.metrics.deliveries.labels(event.topic, "dead" if dead else "retried").inc()
         log = logger.error if dead else logger.warning
@@ -115,7 +113,7 @@ class Relay:
     async def _run(self, entry: Registered, event: Event) -> None:
         if entry.transactional is not None:
             async with self.database.write_session() as session:
-                if await OutboxRepository(session).mark_handled(session, event.id, entry.name, utcnow()):
+                if await OutboxRepository(session).mark_handled(event.id, entry.name, utcnow()):
                     await entry.transactional(session, event)
             return
         assert entry.handler is not None

@@ -6,14 +6,13 @@ import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Generic
 
 from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from potluck.db.dialect import dialect_insert, rowcount
-from potluck.db.session import WriteSession
+from potluck.db.session import AnySession, WriteSession
 from potluck.events.models import EventStatus, HandledEvent, OutboxEvent
 
 PENDING = EventStatus.pending.value
@@ -44,20 +43,19 @@ def _event(row: OutboxEvent) -> Event:
     return Event(row.id, row.topic, row.aggregate_id, dict(row.payload), row.attempts, row.created_at)
 
 
-class OutboxRepository:
-    def __init__(self, session: AsyncSession) -> None:
+class OutboxRepository(Generic[AnySession]):
+    def __init__(self, session: AnySession) -> None:
         self.session = session
 
     async def add(
-        self,
-        session: WriteSession,
+        self: OutboxRepository[WriteSession],
         topic: str,
         aggregate_type: str,
         aggregate_id: uuid.UUID,
         payload: Mapping[str, Any],
         now: datetime,
     ) -> int:
-        event_id = await session.scalar(
+        event_id = await self.session.scalar(
             insert(OutboxEvent)
             .values(
                 topic=topic,
@@ -75,7 +73,7 @@ class OutboxRepository:
         return int(event_id)
 
     async def claim(
-        self, session: WriteSession, relay: str, now: datetime, lease: timedelta, limit: int
+        self: OutboxRepository[WriteSession], relay: str, now: datetime, lease: timedelta, limit: int
     ) -> list[Event]:
         """Claim up to `limit` due events, each the oldest pending event of its aggregate.
 
@@ -100,10 +98,10 @@ class OutboxRepository:
             .limit(limit)
             .with_for_update(of=OutboxEvent, skip_locked=True)
         )
-        rows = list((await session.execute(stmt)).scalars().all())
+        rows = list((await self.session.execute(stmt)).scalars().all())
         if not rows:
             return []
-        await session.execute(
+        await self.session.execute(
             update(OutboxEvent)
             .where(OutboxEvent.id.in_([r.id for r in rows]))
             .values(claimed_until=now + lease, claimed_by=relay)
@@ -111,8 +109,8 @@ class OutboxRepository:
         )
         return [_event(r) for r in rows]
 
-    async def mark_delivered(self, session: WriteSession, event_ids: Sequence[int], now: datetime) -> None:
-        await session.execute(
+    async def mark_delivered(self: OutboxRepository[WriteSession], event_ids: Sequence[int], now: datetime) -> None:
+        await self.session.execute(
             update(OutboxEvent)
             .where(OutboxEvent.id.in_(list(event_ids)), OutboxEvent.status == PENDING)
             .values(status=DELIVERED, delivered_at=now, claimed_until=None, claimed_by=None, last_error=None)
@@ -120,9 +118,15 @@ class OutboxRepository:
         )
 
     async def mark_failed(
-        self, session: WriteSession, event_id: int, *, attempts: int, retry_at: datetime, error: str, dead: bool
+        self: OutboxRepository[WriteSession],
+        event_id: int,
+        *,
+        attempts: int,
+        retry_at: datetime,
+        error: str,
+        dead: bool,
     ) -> None:
-        await session.execute(
+        await self.session.execute(
             update(OutboxEvent)
             .where(OutboxEvent.id == event_id, OutboxEvent.status == PENDING)
             .values(
@@ -136,13 +140,13 @@ class OutboxRepository:
             .execution_options(synchronize_session=False)
         )
 
-    async def mark_handled(self, session: WriteSession, event_id: int, handler: str, now: datetime) -> bool:
+    async def mark_handled(self: OutboxRepository[WriteSession], event_id: int, handler: str, now: datetime) -> bool:
         """Record that `handler` handled the event; False when it already had (the handler must then do nothing).
 
         On PostgreSQL a concurrent second delivery waits here on the unique key until the first commits.
         """
-        result = await session.execute(
-            dialect_insert(session, HandledEvent.__table__)
+        result = await self.session.execute(
+            dialect_insert(self.session, HandledEvent.__table__)
             .values(event_id=event_id, handler=handler, handled_at=now)
             .on_conflict_do_nothing()
         )
@@ -166,23 +170,23 @@ class OutboxRepository:
     async def get(self, event_id: int) -> OutboxEvent | None:
         return await self.session.get(OutboxEvent, event_id)
 
-    async def replay(self, session: WriteSession, event_ids: Sequence[int] | None, now: datetime) -> int:
+    async def replay(self: OutboxRepository[WriteSession], event_ids: Sequence[int] | None, now: datetime) -> int:
         """Send dead events (all of them when `event_ids` is None) back to pending, due now, attempts reset."""
         stmt = update(OutboxEvent).where(OutboxEvent.status == DEAD)
         if event_ids is not None:
             stmt = stmt.where(OutboxEvent.id.in_(list(event_ids)))
-        result = await session.execute(
+        result = await self.session.execute(
             stmt.values(
                 status=PENDING, attempts=0, available_at=now, claimed_until=None, claimed_by=None
             ).execution_options(synchronize_session=False)
         )
         return rowcount(result)
 
-    async def purge_delivered(self, session: WriteSession, before: datetime) -> int:
+    async def purge_delivered(self: OutboxRepository[WriteSession], before: datetime) -> int:
         """Forget delivered events older than `before` (and their handler records)."""
         old = select(OutboxEvent.id).where(and_(OutboxEvent.status == DELIVERED, OutboxEvent.created_at < before))
-        await session.execute(delete(HandledEvent).where(HandledEvent.event_id.in_(old)))
-        result = await session.execute(
+        await self.session.execute(delete(HandledEvent).where(HandledEvent.event_id.in_(old)))
+        result = await self.session.execute(
             delete(OutboxEvent).where(OutboxEvent.status == DELIVERED, OutboxEvent.created_at < before)
         )
         return rowcount(result)

@@ -113,7 +113,7 @@ class MediaService:
 
     async def sweep(self, session: WriteSession, recipe_id: uuid.UUID) -> int:
         """Delete the recipe's stored objects that its row does not point at (all of them once it is deleted)."""
-        recipe = await RecipeRepository(session).get_for_update(session, recipe_id)
+        recipe = await RecipeRepository(session).get_for_update(recipe_id)
         current = image_prefix(recipe.image_key) if recipe is not None and recipe.image_key else None
         stale = [
             key

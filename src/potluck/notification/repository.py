@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic
 
 from sqlalchemy import and_, func, literal, select, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from potluck.db.dialect import dialect_insert, rowcount
-from potluck.db.session import WriteSession
+from potluck.db.session import AnySession, ReadSession, WriteSession
 from potluck.kit.cursor import Cursor
 from potluck.notification.models import Notification, NotificationKind
 from potluck.recipe.models import Recipe
@@ -21,15 +20,15 @@ from potluck.user.models import Follow, User
 FollowerKey = tuple[datetime, uuid.UUID]
 
 
-def _new_id_sql(session: AsyncSession) -> Any:
+def _new_id_sql(session: ReadSession) -> Any:
     """A fresh id per inserted row, computed by the database (the rows never pass through Python)."""
     if session.get_bind().dialect.name == "postgresql":
         return func.gen_random_uuid()
     return func.lower(func.hex(func.randomblob(16)))  # SQLite stores a Uuid as 32 hex digits
 
 
-class NotificationRepository:
-    def __init__(self, session: AsyncSession) -> None:
+class NotificationRepository(Generic[AnySession]):
+    def __init__(self, session: AnySession) -> None:
         self.session = session
 
     async def follower_boundaries(self, author_id: uuid.UUID, batch_size: int) -> list[FollowerKey]:
@@ -51,8 +50,7 @@ class NotificationRepository:
         return [(row[0], row[1]) for row in (await self.session.execute(stmt)).all()]
 
     async def notify_followers(
-        self,
-        session: WriteSession,
+        self: NotificationRepository[WriteSession],
         author_id: uuid.UUID,
         recipe_id: uuid.UUID,
         after: FollowerKey | None,
@@ -67,7 +65,7 @@ class NotificationRepository:
         if upto is not None:
             conditions.append(key <= tuple_(upto[0], upto[1]))
         source = select(
-            _new_id_sql(session),
+            _new_id_sql(self.session),
             Follow.follower_id,
             literal(NotificationKind.recipe.value),
             literal(author_id, Notification.actor_id.type),
@@ -75,15 +73,15 @@ class NotificationRepository:
             literal(now, Notification.created_at.type),
         ).where(and_(*conditions))
         stmt = (
-            dialect_insert(session, Notification.__table__)
+            dialect_insert(self.session, Notification.__table__)
             .from_select(["id", "user_id", "kind", "actor_id", "recipe_id", "created_at"], source)
             .on_conflict_do_nothing(index_elements=["user_id", "kind", "recipe_id"])
         )
-        return rowcount(await session.execute(stmt))
+        return rowcount(await self.session.execute(stmt))
 
-    async def add(self, session: WriteSession, notification: Notification) -> None:
-        session.add(notification)
-        await session.flush()
+    async def add(self: NotificationRepository[WriteSession], notification: Notification) -> None:
+        self.session.add(notification)
+        await self.session.flush()
 
     async def list_page(
         self, user_id: uuid.UUID, cursor: Cursor | None, limit: int
@@ -103,10 +101,10 @@ class NotificationRepository:
         return [(row[0], row[1], row[2], row[3]) for row in (await self.session.execute(stmt)).all()]
 
     async def mark_read(
-        self, session: WriteSession, user_id: uuid.UUID, notification_id: uuid.UUID, now: datetime
+        self: NotificationRepository[WriteSession], user_id: uuid.UUID, notification_id: uuid.UUID, now: datetime
     ) -> bool:
         """True when the user has this notification (read now or before)."""
-        result = await session.execute(
+        result = await self.session.execute(
             update(Notification)
             .where(Notification.id == notification_id, Notification.user_id == user_id)
             .values(read_at=func.coalesce(Notification.read_at, now))
@@ -114,8 +112,8 @@ class NotificationRepository:
         )
         return rowcount(result) > 0
 
-    async def mark_all_read(self, session: WriteSession, user_id: uuid.UUID, now: datetime) -> int:
-        result = await session.execute(
+    async def mark_all_read(self: NotificationRepository[WriteSession], user_id: uuid.UUID, now: datetime) -> int:
+        result = await self.session.execute(
             update(Notification)
             .where(Notification.user_id == user_id, Notification.read_at.is_(None))
             .values(read_at=now)

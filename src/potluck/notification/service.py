@@ -7,10 +7,8 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from potluck.db.base import utcnow
-from potluck.db.session import WriteSession
+from potluck.db.session import ReadSession, WriteSession
 from potluck.errors import NotFoundError
 from potluck.kit.cursor import Cursor, encode_cursor
 from potluck.notification.fanout import keyset_ranges
@@ -34,7 +32,7 @@ class NotificationService:
     def __init__(self, batch_size: int = 5000) -> None:
         self.batch_size = batch_size
 
-    async def fan_out_plan(self, session: AsyncSession, recipe_id: uuid.UUID) -> FanOut | None:
+    async def fan_out_plan(self, session: ReadSession, recipe_id: uuid.UUID) -> FanOut | None:
         """How to notify the followers of a new recipe's author: keyset ranges of `batch_size` followers each.
         None when the recipe is gone or not public (nobody is notified)."""
         recipe = await RecipeRepository(session).get(recipe_id, frozenset())
@@ -48,18 +46,17 @@ class NotificationService:
         """One notification per follower in (after, upto], one INSERT ... SELECT; safe to run again (the unique
         (user_id, kind, recipe_id) skips those already notified). Returns the rows inserted."""
         return await NotificationRepository(session).notify_followers(
-            session, plan.author_id, plan.recipe_id, after, upto, plan.published_at
+            plan.author_id, plan.recipe_id, after, upto, plan.published_at
         )
 
     async def notify_followed(self, session: WriteSession, follower_id: uuid.UUID, followee_id: uuid.UUID) -> None:
         """Tell `followee_id` that `follower_id` follows them (the caller makes it once per event)."""
         await NotificationRepository(session).add(
-            session,
             Notification(user_id=followee_id, kind=NotificationKind.follow.value, actor_id=follower_id, recipe_id=None),
         )
 
     async def list_page(
-        self, session: AsyncSession, user_id: uuid.UUID, cursor: Cursor | None, limit: int
+        self, session: ReadSession, user_id: uuid.UUID, cursor: Cursor | None, limit: int
     ) -> NotificationPage:
         rows = await NotificationRepository(session).list_page(user_id, cursor, limit + 1)
         page = rows[:limit]
@@ -79,11 +76,11 @@ class NotificationService:
 
     async def mark_read(self, session: WriteSession, user_id: uuid.UUID, notification_id: uuid.UUID) -> None:
         """Mark one of the caller's notifications read; 404 if it is not theirs."""
-        if not await NotificationRepository(session).mark_read(session, user_id, notification_id, utcnow()):
+        if not await NotificationRepository(session).mark_read(user_id, notification_id, utcnow()):
             raise NotFoundError("no such notification")
 
     async def mark_all_read(self, session: WriteSession, user_id: uuid.UUID) -> int:
-        return await NotificationRepository(session).mark_all_read(session, user_id, utcnow())
+        return await NotificationRepository(session).mark_all_read(user_id, utcnow())
 
-    async def unread_count(self, session: AsyncSession, user_id: uuid.UUID) -> int:
+    async def unread_count(self, session: ReadSession, user_id: uuid.UUID) -> int:
         return await NotificationRepository(session).unread_count(user_id)

@@ -5,16 +5,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence, Set
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic
 
 from sqlalchemy import Select, delete, exists, func, insert, or_, select, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.interfaces import LoaderOption
 
 from potluck.db.base import utcnow
 from potluck.db.dialect import dialect_insert, rowcount
-from potluck.db.session import WriteSession
+from potluck.db.session import AnySession, WriteSession
 from potluck.kit.cursor import Cursor
 from potluck.kit.ids import new_id
 from potluck.recipe.models import (
@@ -52,8 +51,8 @@ def visible_to(viewer_id: uuid.UUID | None) -> Any:
     return or_(Recipe.is_public.is_(True), Recipe.author_id == viewer_id)
 
 
-class RecipeRepository:
-    def __init__(self, session: AsyncSession) -> None:
+class RecipeRepository(Generic[AnySession]):
+    def __init__(self, session: AnySession) -> None:
         self.session = session
 
     async def get(self, recipe_id: uuid.UUID, parts: Set[str], *, refresh: bool = False) -> Recipe | None:
@@ -62,10 +61,10 @@ class RecipeRepository:
             stmt = stmt.execution_options(populate_existing=True)
         return (await self.session.execute(stmt)).unique().scalars().first()
 
-    async def get_for_update(self, session: WriteSession, recipe_id: uuid.UUID) -> Recipe | None:
+    async def get_for_update(self: RecipeRepository[WriteSession], recipe_id: uuid.UUID) -> Recipe | None:
         """The recipe row, locked until the transaction ends (a no-op lock on SQLite, which serializes writers)."""
         stmt = select(Recipe).where(Recipe.id == recipe_id).with_for_update()
-        return (await session.execute(stmt)).scalars().first()
+        return (await self.session.execute(stmt)).scalars().first()
 
     def _list_query(self, filters: RecipeFilters, viewer_id: uuid.UUID | None) -> Select[Recipe]:
         stmt = select(Recipe).where(visible_to(viewer_id))
@@ -110,32 +109,32 @@ class RecipeRepository:
     # --- writes -------------------------------------------------------------------------------------------
 
     async def _ids_by_name(
-        self, session: WriteSession, model: type[Ingredient] | type[Tag], names: Iterable[str]
+        self: RecipeRepository[WriteSession], model: type[Ingredient] | type[Tag], names: Iterable[str]
     ) -> dict[str, uuid.UUID]:
         wanted = sorted(set(names))
         if not wanted:
             return {}
         # Insert the missing names, tolerating concurrent writers that insert the same ones.
-        await session.execute(
-            dialect_insert(session, model.__table__)
+        await self.session.execute(
+            dialect_insert(self.session, model.__table__)
             .values([{"id": new_id(), "name": n} for n in wanted])
             .on_conflict_do_nothing(index_elements=["name"])
         )
-        rows = await session.execute(select(model.name, model.id).where(model.name.in_(wanted)))
+        rows = await self.session.execute(select(model.name, model.id).where(model.name.in_(wanted)))
         return {name: id_ for name, id_ in rows.all()}  # noqa: C416 (typed unpacking)
 
-    async def add(self, session: WriteSession, recipe: Recipe) -> None:
-        session.add(recipe)
-        await session.flush()
+    async def add(self: RecipeRepository[WriteSession], recipe: Recipe) -> None:
+        self.session.add(recipe)
+        await self.session.flush()
 
     async def replace_ingredients(
-        self, session: WriteSession, recipe_id: uuid.UUID, lines: Sequence[IngredientLine]
+        self: RecipeRepository[WriteSession], recipe_id: uuid.UUID, lines: Sequence[IngredientLine]
     ) -> None:
-        await session.execute(delete(RecipeIngredient).where(RecipeIngredient.recipe_id == recipe_id))
+        await self.session.execute(delete(RecipeIngredient).where(RecipeIngredient.recipe_id == recipe_id))
         if not lines:
             return
-        ids = await self._ids_by_name(session, Ingredient, (line.name for line in lines))
-        await session.execute(
+        ids = await self._ids_by_name(Ingredient, (line.name for line in lines))
+        await self.session.execute(
             insert(RecipeIngredient),
             [
                 {
@@ -150,32 +149,32 @@ class RecipeRepository:
             ],
         )
 
-    async def replace_steps(self, session: WriteSession, recipe_id: uuid.UUID, steps: Sequence[str]) -> None:
-        await session.execute(delete(Step).where(Step.recipe_id == recipe_id))
+    async def replace_steps(self: RecipeRepository[WriteSession], recipe_id: uuid.UUID, steps: Sequence[str]) -> None:
+        await self.session.execute(delete(Step).where(Step.recipe_id == recipe_id))
         if steps:
-            await session.execute(
+            await self.session.execute(
                 insert(Step),
                 [{"recipe_id": recipe_id, "position": i, "text": t} for i, t in enumerate(steps)],
             )
 
-    async def replace_tags(self, session: WriteSession, recipe_id: uuid.UUID, tags: Sequence[str]) -> None:
-        await session.execute(delete(RecipeTag).where(RecipeTag.recipe_id == recipe_id))
+    async def replace_tags(self: RecipeRepository[WriteSession], recipe_id: uuid.UUID, tags: Sequence[str]) -> None:
+        await self.session.execute(delete(RecipeTag).where(RecipeTag.recipe_id == recipe_id))
         if tags:
-            ids = await self._ids_by_name(session, Tag, tags)
-            await session.execute(insert(RecipeTag), [{"recipe_id": recipe_id, "tag_id": ids[t]} for t in tags])
+            ids = await self._ids_by_name(Tag, tags)
+            await self.session.execute(insert(RecipeTag), [{"recipe_id": recipe_id, "tag_id": ids[t]} for t in tags])
 
     async def replace_nutrition(
-        self, session: WriteSession, recipe_id: uuid.UUID, nutrition: NutritionData | None
+        self: RecipeRepository[WriteSession], recipe_id: uuid.UUID, nutrition: NutritionData | None
     ) -> None:
-        await session.execute(delete(Nutrition).where(Nutrition.recipe_id == recipe_id))
+        await self.session.execute(delete(Nutrition).where(Nutrition.recipe_id == recipe_id))
         if nutrition is not None:
-            await session.execute(insert(Nutrition).values(recipe_id=recipe_id, **nutrition.model_dump()))
+            await self.session.execute(insert(Nutrition).values(recipe_id=recipe_id, **nutrition.model_dump()))
 
-    async def delete(self, session: WriteSession, recipe_id: uuid.UUID) -> None:
-        await session.execute(delete(Recipe).where(Recipe.id == recipe_id))
+    async def delete(self: RecipeRepository[WriteSession], recipe_id: uuid.UUID) -> None:
+        await self.session.execute(delete(Recipe).where(Recipe.id == recipe_id))
 
-    async def bump_version(self, session: WriteSession, recipe_id: uuid.UUID, **values: Any) -> None:
-        await session.execute(
+    async def bump_version(self: RecipeRepository[WriteSession], recipe_id: uuid.UUID, **values: Any) -> None:
+        await self.session.execute(
             update(Recipe)
             .where(Recipe.id == recipe_id)
             .values(version=Recipe.version + 1, updated_at=utcnow(), **values)
@@ -183,19 +182,19 @@ class RecipeRepository:
         )
 
     async def upsert_rating(
-        self, session: WriteSession, recipe_id: uuid.UUID, user_id: uuid.UUID, stars: int, review: str | None
+        self: RecipeRepository[WriteSession], recipe_id: uuid.UUID, user_id: uuid.UUID, stars: int, review: str | None
     ) -> Rating:
         now = utcnow()
-        stmt = dialect_insert(session, Rating.__table__).values(
+        stmt = dialect_insert(self.session, Rating.__table__).values(
             recipe_id=recipe_id, user_id=user_id, stars=stars, review=review, created_at=now, updated_at=now
         )
         stmt = stmt.on_conflict_do_update(
             index_elements=["user_id", "recipe_id"],
             set_={"stars": stmt.excluded.stars, "review": stmt.excluded.review, "updated_at": now},
         )
-        await session.execute(stmt)
+        await self.session.execute(stmt)
         rating = (
-            await session.execute(
+            await self.session.execute(
                 select(Rating)
                 .where(Rating.recipe_id == recipe_id, Rating.user_id == user_id)
                 .execution_options(populate_existing=True)
@@ -203,36 +202,40 @@ class RecipeRepository:
         ).scalar_one()
         return rating
 
-    async def delete_rating(self, session: WriteSession, recipe_id: uuid.UUID, user_id: uuid.UUID) -> bool:
-        result = await session.execute(delete(Rating).where(Rating.recipe_id == recipe_id, Rating.user_id == user_id))
+    async def delete_rating(self: RecipeRepository[WriteSession], recipe_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+        result = await self.session.execute(
+            delete(Rating).where(Rating.recipe_id == recipe_id, Rating.user_id == user_id)
+        )
         return rowcount(result) > 0
 
-    async def recompute_rating(self, session: WriteSession, recipe_id: uuid.UUID) -> tuple[float | None, int]:
+    async def recompute_rating(self: RecipeRepository[WriteSession], recipe_id: uuid.UUID) -> tuple[float | None, int]:
         """Average and count from the rating rows themselves (the caller holds the recipe's row lock)."""
         avg, count = (
-            await session.execute(select(func.avg(Rating.stars), func.count()).where(Rating.recipe_id == recipe_id))
+            await self.session.execute(
+                select(func.avg(Rating.stars), func.count()).where(Rating.recipe_id == recipe_id)
+            )
         ).one()
         average = round(float(avg), 4) if avg is not None else None
-        await self.bump_version(session, recipe_id, rating_avg=average, rating_count=int(count))
+        await self.bump_version(recipe_id, rating_avg=average, rating_count=int(count))
         return average, int(count)
 
-    async def add_favorite(self, session: WriteSession, recipe_id: uuid.UUID, user_id: uuid.UUID) -> bool:
-        result = await session.execute(
-            dialect_insert(session, Favorite.__table__)
+    async def add_favorite(self: RecipeRepository[WriteSession], recipe_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+        result = await self.session.execute(
+            dialect_insert(self.session, Favorite.__table__)
             .values(recipe_id=recipe_id, user_id=user_id, created_at=utcnow())
             .on_conflict_do_nothing()
         )
         return rowcount(result) > 0
 
-    async def remove_favorite(self, session: WriteSession, recipe_id: uuid.UUID, user_id: uuid.UUID) -> bool:
-        result = await session.execute(
+    async def remove_favorite(self: RecipeRepository[WriteSession], recipe_id: uuid.UUID, user_id: uuid.UUID) -> bool:
+        result = await self.session.execute(
             delete(Favorite).where(Favorite.recipe_id == recipe_id, Favorite.user_id == user_id)
         )
         return rowcount(result) > 0
 
-    async def recompute_favorites(self, session: WriteSession, recipe_id: uuid.UUID) -> None:
+    async def recompute_favorites(self: RecipeRepository[WriteSession], recipe_id: uuid.UUID) -> None:
         count = select(func.count()).select_from(Favorite).where(Favorite.recipe_id == recipe_id)
-        await self.bump_version(session, recipe_id, favorite_count=count.scalar_subquery())
+        await self.bump_version(recipe_id, favorite_count=count.scalar_subquery())
 
     async def list_favorites(
         self, user_id: uuid.UUID, cursor: Cursor | None, limit: int, parts: Set[str]

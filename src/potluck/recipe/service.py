@@ -8,13 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from potluck.cache.cache import Cache, Loaded
 from potluck.cache.families import RECIPE_DETAIL
 from potluck.cache.keys import SEARCH_GENERATION_KEY, recipe_key, recommend_key, user_key
 from potluck.db.engine import Database
-from potluck.db.session import WriteSession
+from potluck.db.session import ReadSession, WriteSession
 from potluck.errors import ForbiddenError, NotFoundError, PreconditionFailedError
 from potluck.events.outbox import Outbox
 from potluck.events.topics import (
@@ -174,7 +173,7 @@ class RecipeService:
 
     async def list_page(
         self,
-        session: AsyncSession,
+        session: ReadSession,
         filters: RecipeFilters,
         viewer_id: uuid.UUID | None,
         cursor: Cursor | None,
@@ -189,11 +188,11 @@ class RecipeService:
     async def create(self, session: WriteSession, author_id: uuid.UUID, data: RecipeCreate) -> dict[str, Any]:
         repo = RecipeRepository(session)
         recipe = Recipe(author_id=author_id, **data.model_dump(include=set(_SCALAR_FIELDS)))
-        await repo.add(session, recipe)
-        await repo.replace_ingredients(session, recipe.id, data.ingredients)
-        await repo.replace_steps(session, recipe.id, data.steps)
-        await repo.replace_tags(session, recipe.id, data.tags)
-        await repo.replace_nutrition(session, recipe.id, data.nutrition)
+        await repo.add(recipe)
+        await repo.replace_ingredients(recipe.id, data.ingredients)
+        await repo.replace_steps(recipe.id, data.steps)
+        await repo.replace_tags(recipe.id, data.tags)
+        await repo.replace_nutrition(recipe.id, data.nutrition)
         event_id = await self.outbox.record(
             session, RECIPE_CREATED, recipe.id, {"author_id": str(author_id), "is_public": recipe.is_public}
         )
@@ -207,7 +206,7 @@ class RecipeService:
 
     async def lock_for_edit(self, session: WriteSession, recipe_id: uuid.UUID, user_id: uuid.UUID) -> Recipe:
         """The recipe, locked, if `user_id` is its author: 404 if missing or invisible, 403 if someone else's."""
-        recipe = await RecipeRepository(session).get_for_update(session, recipe_id)
+        recipe = await RecipeRepository(session).get_for_update(recipe_id)
         if recipe is None or not (recipe.is_public or recipe.author_id == user_id):
             raise NotFoundError("no such recipe")
         if recipe.author_id != user_id:
@@ -215,7 +214,7 @@ class RecipeService:
         return recipe
 
     async def lock_visible(self, session: WriteSession, recipe_id: uuid.UUID, user_id: uuid.UUID) -> Recipe:
-        recipe = await RecipeRepository(session).get_for_update(session, recipe_id)
+        recipe = await RecipeRepository(session).get_for_update(recipe_id)
         if recipe is None or not (recipe.is_public or recipe.author_id == user_id):
             raise NotFoundError("no such recipe")
         return recipe
@@ -244,14 +243,14 @@ class RecipeService:
             if name in values and values[name] is None:
                 values.pop(name)  # null is meaningful only for nullable fields
         if "ingredients" in sent:
-            await repo.replace_ingredients(session, recipe.id, data.ingredients or [])
+            await repo.replace_ingredients(recipe.id, data.ingredients or [])
         if "steps" in sent:
-            await repo.replace_steps(session, recipe.id, data.steps or [])
+            await repo.replace_steps(recipe.id, data.steps or [])
         if "tags" in sent:
-            await repo.replace_tags(session, recipe.id, data.tags or [])
+            await repo.replace_tags(recipe.id, data.tags or [])
         if "nutrition" in sent:
-            await repo.replace_nutrition(session, recipe.id, data.nutrition)
-        await repo.bump_version(session, recipe.id, **values)
+            await repo.replace_nutrition(recipe.id, data.nutrition)
+        await repo.bump_version(recipe.id, **values)
         event_id = await self.outbox.record(
             session, RECIPE_UPDATED, recipe.id, {"author_id": str(recipe.author_id), "fields": sorted(sent)}
         )
@@ -262,14 +261,14 @@ class RecipeService:
 
     async def set_image(self, session: WriteSession, recipe: Recipe, image_key: str | None) -> dict[str, Any]:
         """Point the locked recipe at another image (None: none); the outbox deletes the replaced one after commit."""
-        await RecipeRepository(session).bump_version(session, recipe.id, image_key=image_key)
+        await RecipeRepository(session).bump_version(recipe.id, image_key=image_key)
         self._invalidate(session, recipe.id)
         payload = {"author_id": str(recipe.author_id), "previous_key": recipe.image_key, "image_key": image_key}
         await self.outbox.record(session, RECIPE_IMAGE_REPLACED, recipe.id, payload)
         return await self._reload(session, recipe.id)
 
     async def delete(self, session: WriteSession, recipe: Recipe) -> None:
-        await RecipeRepository(session).delete(session, recipe.id)
+        await RecipeRepository(session).delete(recipe.id)
         # No search bump: cached pages skip the id when they are hydrated (recipe/relevance.py).
         self._invalidate(session, recipe.id, author_id=recipe.author_id)
         await self.outbox.record(session, RECIPE_DELETED, recipe.id, {"author_id": str(recipe.author_id)})
@@ -277,8 +276,8 @@ class RecipeService:
     async def rate(self, session: WriteSession, recipe: Recipe, user_id: uuid.UUID, data: RatingWrite) -> RatingRead:
         """Put the caller's rating; the recipe's average and count are recomputed under its row lock."""
         repo = RecipeRepository(session)
-        rating = await repo.upsert_rating(session, recipe.id, user_id, data.stars, data.review)
-        average, count = await repo.recompute_rating(session, recipe.id)
+        rating = await repo.upsert_rating(recipe.id, user_id, data.stars, data.review)
+        average, count = await repo.recompute_rating(recipe.id)
         self._invalidate(session, recipe.id, reader_id=user_id)
         await self.outbox.record(session, RATING_CREATED, recipe.id, {"user_id": str(user_id), "stars": rating.stars})
         return RatingRead(
@@ -294,24 +293,24 @@ class RecipeService:
 
     async def unrate(self, session: WriteSession, recipe: Recipe, user_id: uuid.UUID) -> None:
         repo = RecipeRepository(session)
-        if await repo.delete_rating(session, recipe.id, user_id):
-            await repo.recompute_rating(session, recipe.id)
+        if await repo.delete_rating(recipe.id, user_id):
+            await repo.recompute_rating(recipe.id)
             self._invalidate(session, recipe.id, reader_id=user_id)
 
     async def favorite(self, session: WriteSession, recipe: Recipe, user_id: uuid.UUID) -> None:
         repo = RecipeRepository(session)
-        if await repo.add_favorite(session, recipe.id, user_id):
-            await repo.recompute_favorites(session, recipe.id)
+        if await repo.add_favorite(recipe.id, user_id):
+            await repo.recompute_favorites(recipe.id)
             self._invalidate(session, recipe.id, reader_id=user_id)
 
     async def unfavorite(self, session: WriteSession, recipe: Recipe, user_id: uuid.UUID) -> None:
         repo = RecipeRepository(session)
-        if await repo.remove_favorite(session, recipe.id, user_id):
-            await repo.recompute_favorites(session, recipe.id)
+        if await repo.remove_favorite(recipe.id, user_id):
+            await repo.recompute_favorites(recipe.id)
             self._invalidate(session, recipe.id, reader_id=user_id)
 
     async def list_favorites(
-        self, session: AsyncSession, user_id: uuid.UUID, cursor: Cursor | None, limit: int, parts: Set[str]
+        self, session: ReadSession, user_id: uuid.UUID, cursor: Cursor | None, limit: int, parts: Set[str]
     ) -> tuple[list[tuple[dict[str, Any], Any]], str | None]:
         rows = await RecipeRepository(session).list_favorites(user_id, cursor, limit + 1, parts)
         page = rows[:limit]

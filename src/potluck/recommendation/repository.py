@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import CTE, ColumnElement, Subquery, and_, exists, func, literal, select, union
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import InstrumentedAttribute
 
+from potluck.db.session import ReadSession
 from potluck.recipe.models import Favorite, Rating, Recipe, RecipeTag, Tag
 from potluck.recipe.repository import visible_to
 from potluck.recommendation.scoring import LIKED_STARS, PRIOR_RATINGS, PRIOR_STARS, Candidate, Interaction
@@ -63,7 +63,7 @@ def _shrunk_rating() -> ColumnElement[Any]:
 
 
 class RecommendationRepository:
-    def __init__(self, session: AsyncSession, budget: Budget = DEFAULT_BUDGET) -> None:
+    def __init__(self, session: ReadSession, budget: Budget = DEFAULT_BUDGET) -> None:
         self.session = session
         self.budget = budget
 

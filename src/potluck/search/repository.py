@@ -27,8 +27,8 @@ from sqlalchemy import (
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import TSQUERY, TSVECTOR
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from potluck.db.session import ReadSession
 from potluck.recipe.models import Ingredient, Recipe, RecipeIngredient, RecipeTag, Tag
 from potluck.recipe.repository import visible_to
 from potluck.search.query import Hit, SearchQuery, fts5_expression, tsquery_prefix_literal, websearch_parts
@@ -58,7 +58,7 @@ HitSelect = Select[uuid.UUID, datetime, float, int]
 
 
 class SearchRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: ReadSession) -> None:
         self.session = session
 
     @property

@@ -5,14 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import func, select, union
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from potluck.db.session import ReadSession
 from potluck.recipe.models import Favorite, Rating, Recipe
 from potluck.trending.scoring import Candidate
 
 
 class TrendingRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: ReadSession) -> None:
         self.session = session
 
     async def candidates(self, since: datetime) -> list[Candidate]:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Generic
 
 from sqlalchemy import Boolean, Uuid, column, delete, func, or_, select, table, tuple_
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from potluck.db.base import utcnow
 from potluck.db.dialect import dialect_insert, rowcount
-from potluck.db.session import WriteSession
+from potluck.db.session import AnySession, WriteSession
 from potluck.kit.cursor import Cursor
 from potluck.user.models import Follow, User
 
@@ -19,8 +19,8 @@ from potluck.user.models import Follow, User
 _recipe = table("recipe", column("id", Uuid()), column("author_id", Uuid()), column("is_public", Boolean()))
 
 
-class UserRepository:
-    def __init__(self, session: AsyncSession) -> None:
+class UserRepository(Generic[AnySession]):
+    def __init__(self, session: AnySession) -> None:
         self.session = session
 
     async def get(self, user_id: uuid.UUID) -> User | None:
@@ -60,23 +60,23 @@ class UserRepository:
         rows = await self.session.execute(select(_recipe.c.id).where(_recipe.c.author_id == user_id))
         return list(rows.scalars().all())
 
-    async def add(self, session: WriteSession, user: User) -> User:
-        session.add(user)
-        await session.flush()
+    async def add(self: UserRepository[WriteSession], user: User) -> User:
+        self.session.add(user)
+        await self.session.flush()
         return user
 
-    async def follow(self, session: WriteSession, follower_id: uuid.UUID, followee_id: uuid.UUID) -> bool:
+    async def follow(self: UserRepository[WriteSession], follower_id: uuid.UUID, followee_id: uuid.UUID) -> bool:
         """True when a new follow was recorded, False when it already existed."""
         stmt = (
-            dialect_insert(session, Follow.__table__)
+            dialect_insert(self.session, Follow.__table__)
             .values(follower_id=follower_id, followee_id=followee_id, created_at=utcnow())
             .on_conflict_do_nothing()
         )
-        result = await session.execute(stmt)
+        result = await self.session.execute(stmt)
         return rowcount(result) > 0
 
-    async def unfollow(self, session: WriteSession, follower_id: uuid.UUID, followee_id: uuid.UUID) -> bool:
-        result = await session.execute(
+    async def unfollow(self: UserRepository[WriteSession], follower_id: uuid.UUID, followee_id: uuid.UUID) -> bool:
+        result = await self.session.execute(
             delete(Follow).where(Follow.follower_id == follower_id, Follow.followee_id == followee_id)
         )
         return rowcount(result) > 0

@@ -6,14 +6,13 @@ import uuid
 
 import anyio.to_thread
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from potluck.cache.cache import Cache, Loaded
 from potluck.cache.families import USER_PROFILE
 from potluck.cache.keys import recipe_key, recommend_key, user_key
 from potluck.db.base import utcnow
 from potluck.db.engine import Database
-from potluck.db.session import WriteSession
+from potluck.db.session import ReadSession, WriteSession
 from potluck.errors import BadRequestError, ConflictError, NotFoundError, UnauthorizedError
 from potluck.events.outbox import Outbox
 from potluck.events.topics import USER_FOLLOWED
@@ -64,7 +63,7 @@ class UserService:
             bio="",
         )
         try:
-            await repo.add(session, user)
+            await repo.add(user)
         except IntegrityError as exc:
             # Lost a race with a concurrent registration: the unique index names the field.
             email_taken = "email_lower" in str(exc.orig)
@@ -77,7 +76,7 @@ class UserService:
             field = "email" if email_taken else "username"
             raise ConflictError(f"this {field} is already registered", extra={"field": field})
 
-    async def authenticate(self, session: AsyncSession, login: str, password: str) -> User:
+    async def authenticate(self, session: ReadSession, login: str, password: str) -> User:
         """The user for these credentials; one vague 401 whether the login or the password was wrong."""
         user = await UserRepository(session).get_by_login(login)
         ok = await anyio.to_thread.run_sync(self.hasher.verify, user.password_hash if user else None, password)
@@ -96,7 +95,7 @@ class UserService:
             refresh_expires_in=int((refresh.expires_at - now).total_seconds()),
         )
 
-    async def refresh(self, session: AsyncSession, refresh_token: str) -> TokenPair:
+    async def refresh(self, session: ReadSession, refresh_token: str) -> TokenPair:
         """A new token pair for a valid refresh token of a user who still exists."""
         try:
             user_id = self.tokens.verify(refresh_token, "refresh")
@@ -125,7 +124,7 @@ class UserService:
             profile = await self._profile(repo, user, me=False)
         return Loaded(profile.model_dump_json().encode())
 
-    async def get_me(self, session: AsyncSession, user_id: uuid.UUID) -> UserMe:
+    async def get_me(self, session: ReadSession, user_id: uuid.UUID) -> UserMe:
         repo = UserRepository(session)
         user = await repo.get(user_id)
         if user is None:
@@ -133,7 +132,7 @@ class UserService:
         profile = await self._profile(repo, user, me=True)
         return UserMe(**profile.model_dump(), email=user.email)
 
-    async def _profile(self, repo: UserRepository, user: User, *, me: bool) -> UserRead:
+    async def _profile(self, repo: UserRepository[ReadSession], user: User, *, me: bool) -> UserRead:
         followers, following, recipes = await repo.counts(user.id, public_recipes_only=not me)
         return UserRead(
             id=user.id,
@@ -174,7 +173,7 @@ class UserService:
         repo = UserRepository(session)
         if await repo.get(followee_id) is None:
             raise NotFoundError("no such user")
-        created = await repo.follow(session, follower_id, followee_id)
+        created = await repo.follow(follower_id, followee_id)
         if created:
             self.cache.invalidate_after_commit(
                 session, user_key(follower_id), user_key(followee_id), recommend_key(follower_id)
@@ -186,13 +185,13 @@ class UserService:
         repo = UserRepository(session)
         if await repo.get(followee_id) is None:
             raise NotFoundError("no such user")
-        if await repo.unfollow(session, follower_id, followee_id):
+        if await repo.unfollow(follower_id, followee_id):
             self.cache.invalidate_after_commit(
                 session, user_key(follower_id), user_key(followee_id), recommend_key(follower_id)
             )
 
     async def list_follows(
-        self, session: AsyncSession, user_id: uuid.UUID, direction: str, cursor: Cursor | None, limit: int
+        self, session: ReadSession, user_id: uuid.UUID, direction: str, cursor: Cursor | None, limit: int
     ) -> FollowPage:
         repo = UserRepository(session)
         if await repo.get(user_id) is None:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import uuid
 
 from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
+from potluck.db.session import ReadSession
 from potluck.recipe.models import Recipe
 
 
 class WarmingRepository:
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: ReadSession) -> None:
         self.session = session
 
     async def popular_recipe_ids(self, limit: int) -> list[uuid.UUID]:
