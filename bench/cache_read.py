@@ -47,7 +47,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from rich.console import Console
 from rich.table import Table
 from tests.harness import PgCluster, RedisServer
-from tests.harness._util import free_port, tail
+
+from potluck_ops.failures import tail
+from potluck_ops.ports import free_port
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent

@@ -23,16 +23,18 @@ from typing import Any
 import httpx
 import pytest
 
-from potluck.cli.cluster import pick_free_ports
-from tests.harness._util import default_parent_dir, tail
+from potluck_ops.failures import tail
+from potluck_ops.ports import pick_free_ports
+from potluck_ops.postgres import CLUSTER_TOOLS, PG
+from potluck_ops.processes import pid_alive
+from tests.harness._util import default_parent_dir
 
-PG_BIN = Path(os.environ.get("POTLUCK_PG_BIN", "/usr/lib/postgresql/15/bin"))
 UP_TIMEOUT = 300
 REPLICA_READ_TIMEOUT = 15
 
 
 def _missing_tools() -> list[str]:
-    missing = [str(PG_BIN / tool) for tool in ("initdb", "pg_ctl", "pg_basebackup") if not (PG_BIN / tool).exists()]
+    missing = [str(path) for path in PG.missing(CLUSTER_TOOLS)]
     return missing + [tool for tool in ("redis-server", "nginx") if shutil.which(tool) is None]
 
 
@@ -171,18 +173,5 @@ def test_cluster_up_serves_through_nginx_and_every_api_process(state_dir: Path) 
             down_problem = _explain("`potluck cluster down --purge` failed", state_dir, result=down)
     assert down_problem is None, down_problem
     assert not state_dir.exists(), "down --purge left the state dir behind"
-    still_running = [pid for pid in pids if _alive(pid)]
+    still_running = [pid for pid in pids if pid_alive(pid)]
     assert not still_running, f"processes still running after down: {still_running}"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:  # a zombie (no init reaps orphans here) has exited
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False

@@ -1,6 +1,7 @@
 """Real servers on loopback for the test suite: PostgreSQL 15 (primary + streaming replicas) and Redis 7.
 
-Plain process managers without pytest imports, so scripts can use them too::
+Plain process managers without pytest imports, so scripts can use them too. They start, probe and stop their
+servers with potluck_ops, the package behind `potluck cluster`::
 
     from tests.harness import PgCluster, RedisServer
 """

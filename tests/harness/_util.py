@@ -1,48 +1,15 @@
-"""Small helpers shared by the process managers."""
+"""What the harness's process managers share beyond potluck_ops: their error and where their data dirs go."""
 
 from __future__ import annotations
 
 import os
-import socket
-from collections.abc import Iterable
 from pathlib import Path
 
+from potluck_ops.failures import OpsError
 
-class HarnessError(RuntimeError):
-    """A test server could not be started, stopped or queried."""
-
-
-def free_port() -> int:
-    """Return a TCP port on 127.0.0.1 that was free a moment ago (the kernel picks it)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def tail(path: Path, lines: int = 40) -> str:
-    """Return the last ``lines`` lines of a text file, or a note if it cannot be read."""
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - 64 * 1024))
-            data = fh.read().decode("utf-8", errors="replace")
-    except OSError as exc:
-        return f"<cannot read {path}: {exc}>"
-    return "\n".join(data.splitlines()[-lines:])
-
-
-def format_failure(what: str, *, output: str = "", logs: Iterable[Path] = ()) -> str:
-    """Build an error message with command output and the tails of the log files that exist."""
-    parts = [what]
-    if output.strip():
-        parts.append("--- output ---\n" + output.strip())
-    for log in logs:
-        if not log.exists():
-            continue
-        parts.append(f"--- tail of {log} ---\n{tail(log)}")
-    return "\n".join(parts)
+# The harness starts its servers with potluck_ops, whose failures are OpsErrors: one error for both, so that
+# `except HarnessError` catches whatever a harness call raises.
+HarnessError = OpsError
 
 
 def default_parent_dir(min_free: int = 4 << 30) -> Path | None:

@@ -26,10 +26,9 @@ to ``<dir>/<node>.log`` (``primary.log``, ``r1.log``, ...).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import hashlib
 import os
-import pwd
-import shlex
 import shutil
 import signal
 import subprocess
@@ -37,16 +36,27 @@ import tempfile
 import time
 from pathlib import Path
 from types import TracebackType
-from typing import Any, ClassVar, Self
+from typing import ClassVar, Self
 
-from ._util import HarnessError, default_parent_dir, format_failure, free_port, tail
+from potluck_ops.failures import OpsError, tail
+from potluck_ops.ports import HOST, free_port
+from potluck_ops.postgres import (
+    INITDB_ARGS,
+    PG_USER,
+    PgTools,
+    chown_to_postgres,
+    postgres_account,
+    postgres_env,
+    postmaster_ready,
+)
+from potluck_ops.processes import is_ours, pid_alive, read_pid, start_logged, wait_or_kill, wait_until
+
+from ._util import HarnessError, default_parent_dir
 
 PG_MAJOR = 15
 PG_BIN = Path(os.environ.get("POTLUCK_TEST_PG_BIN", f"/usr/lib/postgresql/{PG_MAJOR}/bin"))
-SUPERUSER = "postgres"
-HOST = "127.0.0.1"
-
-_INITDB_ARGS = ("-U", SUPERUSER, "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
+SUPERUSER = PG_USER
+_PG = PgTools(PG_BIN)
 
 # Appended to every node's postgresql.conf. Test-only settings: never use them for real data.
 _SERVER_SETTINGS: dict[str, str] = {
@@ -72,19 +82,6 @@ _SERVER_SETTINGS: dict[str, str] = {
 _PORT_IN_USE_MARKERS = ("could not bind", "Address already in use", "could not create any TCP/IP sockets")
 
 
-def _run_as_kwargs() -> dict[str, Any]:
-    """subprocess.run() keyword arguments that drop root to the postgres user (empty when not root)."""
-    if os.geteuid() != 0:
-        return {}
-    try:
-        pw = pwd.getpwnam(SUPERUSER)
-    except KeyError:
-        raise HarnessError(
-            "running as root but there is no 'postgres' user; install postgresql-15 (scripts/install-deps.sh)"
-        ) from None
-    return {"user": pw.pw_uid, "group": pw.pw_gid, "extra_groups": []}
-
-
 def _cache_root() -> Path:
     override = os.environ.get("POTLUCK_TEST_CACHE_DIR")
     if override:
@@ -95,16 +92,6 @@ def _cache_root() -> Path:
 
 _DIR_PREFIX = "potluck-pg-"
 _OWNER_FILE = "harness.pid"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _reap_stale_clusters(parent: Path, min_age: float = 60) -> None:
@@ -119,15 +106,13 @@ def _reap_stale_clusters(parent: Path, min_age: float = 60) -> None:
             owner = int((path / _OWNER_FILE).read_text().strip())
         except (OSError, ValueError):
             continue  # not ours to judge
-        if _pid_alive(owner):
+        if pid_alive(owner):
             continue
         for pidfile in path.glob("*/postmaster.pid"):
-            try:
-                pid = int(pidfile.read_text().split("\n", 1)[0])
-                if os.fsencode(pidfile.parent) in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0"):
+            pid = read_pid(pidfile)
+            if pid is not None and pid_alive(pid) and is_ours(pid, os.fsencode(pidfile.parent) + b"\0"):
+                with contextlib.suppress(OSError):
                     os.kill(pid, signal.SIGQUIT)
-            except (OSError, ValueError):
-                pass
         shutil.rmtree(path, ignore_errors=True)
 
 
@@ -152,20 +137,15 @@ class PgCluster:
         self._paused: set[int] = set()
         self._down: set[int] = set()
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
-        self._run_as: dict[str, Any] = {}
-        self._env: dict[str, str] = {}
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> Self:
         if self.dir is not None:
             raise HarnessError("PgCluster already started")
-        if not (PG_BIN / "initdb").exists():
+        if _PG.missing(["initdb"]):
             raise HarnessError(f"{PG_BIN}/initdb not found: run scripts/install-deps.sh (postgresql-15)")
-        self._run_as = _run_as_kwargs()
-        self._env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
-        if self._run_as:
-            self._env["HOME"] = pwd.getpwuid(self._run_as["user"]).pw_dir
+        postgres_account()  # as root without a postgres user: fail before making any dir
         parent = self.parent_dir or default_parent_dir()
         if parent is not None:
             parent.mkdir(parents=True, exist_ok=True)
@@ -176,8 +156,7 @@ class PgCluster:
         if len(str(socket_path).encode()) > 100:
             self.stop()
             raise HarnessError(f"cluster dir path too long for a unix socket ({socket_path}); use a shorter base_dir")
-        if self._run_as:
-            os.chown(self.dir, self._run_as["user"], self._run_as["group"])
+        chown_to_postgres(self.dir)
         atexit.register(self.stop)
         try:
             self._create_primary()
@@ -270,19 +249,8 @@ class PgCluster:
         base = self._require_dir()
         if port is None:
             port = self.port(role if role is not None else "primary")
-        cmd = [
-            str(PG_BIN / "psql"),
-            "-X", "-A", "-t", "-q",
-            "-v", "ON_ERROR_STOP=1",
-            "-h", str(base), "-p", str(port), "-U", self.user, "-d", dbname or self.dbname,
-            "-c", sql,
-        ]  # fmt: skip
-        proc = subprocess.run(
-            cmd, capture_output=True, text=True, env=self._env, cwd=base, timeout=timeout, check=False
-        )
-        if proc.returncode != 0:
-            raise HarnessError(f"psql on port {port} failed (rc={proc.returncode}): {proc.stderr.strip()}")
-        return proc.stdout.removesuffix("\n")
+        out = _PG.psql(port, sql, host=base, db=dbname or self.dbname, what=f"psql on port {port}", timeout=timeout)
+        return out.removesuffix("\n")
 
     # ------------------------------------------------------------------ replication control
 
@@ -372,45 +340,12 @@ class PgCluster:
     def _node_dir(self, name: str) -> Path:
         return self._require_dir() / name
 
-    def _run(self, args: list[str], *, input: str | None = None, logs: tuple[Path, ...] = ()) -> str:
-        """Run a PostgreSQL binary (as postgres when root); raise HarnessError with context on failure."""
-        cmd = [str(PG_BIN / args[0]), *args[1:]]
-        proc = subprocess.run(
-            cmd,
-            input=input,
-            capture_output=True,
-            text=True,
-            env=self._env,
-            cwd=self._require_dir(),
-            timeout=120,
-            check=False,
-            **self._run_as,
-        )
-        output: str = proc.stdout + proc.stderr
-        if proc.returncode != 0:
-            hint = ""
-            if "Permission denied" in output and self._run_as:
-                hint = " (is every parent dir traversable by the postgres user?)"
-            raise HarnessError(
-                format_failure(f"{shlex.join(cmd)} failed (rc={proc.returncode}){hint}", output=output, logs=logs)
-            )
-        stdout: str = proc.stdout
-        return stdout
-
     def _psql_multi(self, statements: list[str], *, port: int) -> str:
         """Run statements as separate ``-c`` commands (separate transactions, same session)."""
-        base = self._require_dir()
-        cmd = [str(PG_BIN / "psql"), "-X", "-A", "-t", "-q", "-v", "ON_ERROR_STOP=1"]
-        cmd += ["-h", str(base), "-p", str(port), "-U", self.user, "-d", "postgres"]
-        for stmt in statements:
-            cmd += ["-c", stmt]
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=self._env, cwd=base, timeout=30, check=False)
-        if proc.returncode != 0:
-            raise HarnessError(f"psql on port {port} failed (rc={proc.returncode}): {proc.stderr.strip()}")
-        return proc.stdout
+        return _PG.psql(port, *statements, host=self._require_dir(), what=f"psql on port {port}", timeout=30)
 
     def _template_path(self) -> Path:
-        key = hashlib.sha256(repr((PG_MAJOR, _INITDB_ARGS, self.dbname)).encode()).hexdigest()[:10]
+        key = hashlib.sha256(repr((PG_MAJOR, INITDB_ARGS, self.dbname)).encode()).hexdigest()[:10]
         return _cache_root() / f"pg-template-{PG_MAJOR}-{key}"
 
     def _create_primary(self) -> None:
@@ -418,15 +353,15 @@ class PgCluster:
         template = self._template_path()
         if (template / "PG_VERSION").is_file():
             subprocess.run(["cp", "-a", str(template), str(primary)], check=True, capture_output=True)
-            if self._run_as and (primary / "PG_VERSION").stat().st_uid != self._run_as["user"]:
-                uid, gid = self._run_as["user"], self._run_as["group"]
-                subprocess.run(["chown", "-R", f"{uid}:{gid}", str(primary)], check=True, capture_output=True)
+            account = postgres_account()
+            if account is not None and (primary / "PG_VERSION").stat().st_uid != account.pw_uid:
+                owner = f"{account.pw_uid}:{account.pw_gid}"
+                subprocess.run(["chown", "-R", owner, str(primary)], check=True, capture_output=True)
         else:
-            self._run(["initdb", "-D", str(primary), *_INITDB_ARGS])
-            out = self._run(
-                ["postgres", "--single", "-D", str(primary), "-c", "fsync=off", "postgres"],
-                input=f'CREATE DATABASE "{self.dbname}";\n',
-            )
+            _PG.initdb(primary)
+            single = ["--single", "-D", str(primary), "-c", "fsync=off", "postgres"]
+            sql = f'CREATE DATABASE "{self.dbname}";\n'
+            out = _PG.run("postgres", *single, what=f"create database {self.dbname}", input_text=sql).stdout
             if "ERROR" in out:
                 raise HarnessError(f"creating database {self.dbname!r} failed:\n{out}")
             self._save_template(primary, template)
@@ -452,12 +387,7 @@ class PgCluster:
     def _create_replica(self, i: int) -> None:
         name = self._name(i)
         node = self._node_dir(name)
-        source = ["-h", self.host, "-p", str(self.primary_port), "-U", self.user]
-        args = ["-D", str(node), "-R", "-X", "stream", "-c", "fast", "--no-sync", "-C", "-S", name]
-        self._run(
-            ["pg_basebackup", *source, *args],
-            logs=(self._node_dir("primary").with_suffix(".log"),),
-        )
+        _PG.basebackup(node, name=name, primary_port=self.primary_port, logs=[self.log_path("primary")])
         self._append_conf(node, {"cluster_name": f"'{name}'"})
 
     @staticmethod
@@ -486,36 +416,26 @@ class PgCluster:
         """Run the postmaster as our child (like ``pg_ctl -w start``, but polling every 5 ms, not 100 ms)."""
         node = self._node_dir(name)
         log = node.with_suffix(".log")
-        with open(log, "ab") as out:
-            proc = subprocess.Popen(
-                [str(PG_BIN / "postgres"), "-D", str(node)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=self._require_dir(),
-                env=self._env,
-                **self._run_as,
-            )
+        command: list[str | Path] = [_PG.path("postgres"), "-D", node]
+        proc = start_logged(
+            command, log=log, env=postgres_env(), account=postgres_account(), cwd=self._require_dir(), detach=False
+        )
         self._procs[name] = proc
-        pidfile = node / "postmaster.pid"
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                lines = pidfile.read_text().splitlines()
-            except OSError:
-                lines = []
-            # Line 8 of postmaster.pid is the postmaster status: "ready" (primary) or "standby".
-            if len(lines) >= 8 and lines[0] == str(proc.pid) and lines[7].strip() in ("ready", "standby"):
-                return
-            rc = proc.poll()
-            if rc is not None or time.monotonic() > deadline:
-                del self._procs[name]
-                if rc is None:
-                    proc.kill()
-                    proc.wait()
-                what = f"exited with rc={rc}" if rc is not None else f"not ready after {timeout}s"
-                raise HarnessError(format_failure(f"postgres {name} ({node}) {what}", logs=(log,)))
-            time.sleep(0.005)
+        try:
+            wait_until(
+                lambda: postmaster_ready(node, proc.pid),
+                what=f"postgres {name} ({node})",
+                timeout=timeout,
+                proc=proc,
+                logs=[log],
+                delay=0.005,
+                max_delay=0.005,
+            )
+        except OpsError:
+            del self._procs[name]
+            proc.kill()
+            proc.wait()
+            raise
 
     _SHUTDOWN_SIGNALS: ClassVar[dict[str, signal.Signals]] = {
         "smart": signal.SIGTERM,
@@ -531,11 +451,6 @@ class PgCluster:
             proc.send_signal(self._SHUTDOWN_SIGNALS[mode])
 
     def _wait_node_exit(self, name: str, timeout: float = 30) -> None:
-        proc = self._procs.pop(name)
-        try:
-            proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if not wait_or_kill(self._procs.pop(name), timeout):
             log = self._node_dir(name).with_suffix(".log")
-            raise HarnessError(f"postgres {name} did not stop within {timeout}s; killed\n{tail(log)}") from None
+            raise HarnessError(f"postgres {name} did not stop within {timeout}s; killed\n{tail(log, 40)}")

@@ -20,19 +20,21 @@ import os
 import shlex
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Self
+from typing import Self
 
-from ._util import HarnessError, format_failure, free_port
+from potluck_ops.failures import OpsError
+from potluck_ops.ports import HOST, free_port
+from potluck_ops.processes import start_logged, wait_or_kill, wait_until
+from potluck_ops.redis import redis_ping, redis_url
+
+from ._util import HarnessError
 
 REDIS_SERVER = os.environ.get("POTLUCK_TEST_REDIS_SERVER", "redis-server")
-HOST = "127.0.0.1"
 
 
 class RedisServer:
@@ -53,14 +55,13 @@ class RedisServer:
         self.port = 0
         self.dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
-        self._output: IO[bytes] | None = None
         self._paused = False
 
     # ------------------------------------------------------------------ lifecycle
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        return redis_url(self.port)
 
     @property
     def log_path(self) -> Path:
@@ -128,7 +129,6 @@ class RedisServer:
         proc = self._require_proc()
         proc.kill()
         proc.wait()
-        self._close_output()
         self._paused = False
 
     def restart(self) -> None:
@@ -140,12 +140,7 @@ class RedisServer:
 
     def ping(self, timeout: float = 1.0) -> bool:
         """True if the server answers PING within ``timeout`` seconds (raw socket, no client library)."""
-        try:
-            with socket.create_connection((self.host, self.port), timeout=timeout) as sock:
-                sock.sendall(b"PING\r\n")
-                return sock.recv(64).startswith(b"+PONG")
-        except OSError:
-            return False
+        return redis_ping(self.port, timeout=timeout)
 
     # ------------------------------------------------------------------ internals
 
@@ -174,24 +169,22 @@ class RedisServer:
 
     def _spawn(self, timeout: float = 10.0) -> None:
         base = self._require_dir()
-        output_path = base / "redis.out"  # errors printed before the log file is opened
-        self._output = open(output_path, "ab")  # closed in _close_output()
-        self._proc = subprocess.Popen(
-            self._command(), stdin=subprocess.DEVNULL, stdout=self._output, stderr=subprocess.STDOUT, cwd=base
-        )
-        deadline = time.monotonic() + timeout
-        while not self.ping(timeout=0.5):
-            rc = self._proc.poll()
-            if rc is not None or time.monotonic() > deadline:
-                what = f"exited with rc={rc}" if rc is not None else f"did not answer PING within {timeout}s"
-                self._terminate()
-                raise HarnessError(
-                    format_failure(
-                        f"redis-server on port {self.port} {what}: {shlex.join(self._command())}",
-                        logs=(output_path, base / "redis.log"),
-                    )
-                )
-            time.sleep(0.005)
+        output = base / "redis.out"  # errors printed before the log file is opened
+        command = self._command()
+        self._proc = start_logged(command, log=output, env=os.environ, cwd=base, detach=False)
+        try:
+            wait_until(
+                lambda: self.ping(timeout=0.5),
+                what=f"redis-server on port {self.port} ({shlex.join(command)})",
+                timeout=timeout,
+                proc=self._proc,
+                logs=(output, base / "redis.log"),
+                delay=0.005,
+                max_delay=0.005,
+            )
+        except OpsError:
+            self._terminate()
+            raise
 
     def _terminate(self) -> None:
         proc, self._proc = self._proc, None
@@ -199,15 +192,5 @@ class RedisServer:
             if self._paused:
                 proc.send_signal(signal.SIGCONT)
             proc.terminate()
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            wait_or_kill(proc, timeout=5)
         self._paused = False
-        self._close_output()
-
-    def _close_output(self) -> None:
-        if self._output is not None:
-            self._output.close()
-            self._output = None

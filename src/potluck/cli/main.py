@@ -8,12 +8,12 @@ import os
 import typer
 from rich.console import Console
 
-from potluck.cli.cluster import cluster_app
 from potluck.cli.events import events_app
 from potluck.cli.seed import seed_command
 from potluck.cli.warm import warm_command
 from potluck.cli.worker import beat_command, worker_command
 from potluck.config import get_settings
+from potluck_ops.cli import cluster_app
 
 app = typer.Typer(help="Potluck, the backend of a recipe-sharing platform.", no_args_is_help=True)
 console = Console(stderr=True)

@@ -1,0 +1,50 @@
+"""The Potluck app as child processes: the command that runs its CLI and the settings it reads from the
+environment. Only ever through a subprocess: potluck_ops does not import potluck."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from potluck_ops.postgres import pg_url
+from potluck_ops.redis import redis_url
+
+# Celery, started after the API processes and stopped before them.
+BACKGROUND_ROLES = ("worker", "beat")
+
+
+def potluck_command() -> list[str]:
+    """How to run this project's CLI in a child: the console script next to our interpreter (the venv's)."""
+    script = Path(sys.executable).parent / "potluck"
+    if script.is_file() and os.access(script, os.X_OK):
+        return [str(script)]
+    found = shutil.which("potluck")
+    if found:
+        return [found]
+    return [sys.executable, "-c", "from potluck.cli.main import app; app()"]
+
+
+def api_env(
+    *,
+    primary_port: int,
+    replica_ports: Sequence[int],
+    cache_port: int,
+    coord_port: int,
+    data_dir: Path,
+    secret: str | None,
+) -> dict[str, str]:
+    """The POTLUCK_* settings of an API process (and of migrate/seed); `secret=None` leaves the key out."""
+    env = {
+        "POTLUCK_DATABASE__URL": pg_url(primary_port),
+        "POTLUCK_DATABASE__REPLICA_URLS": json.dumps([pg_url(p) for p in replica_ports]),
+        "POTLUCK_REDIS__URL": redis_url(cache_port),
+        "POTLUCK_REDIS__COORD_URL": redis_url(coord_port),
+        "POTLUCK_DATA_DIR": str(data_dir),
+    }
+    if secret is not None:
+        env["POTLUCK_AUTH__SECRET_KEY"] = secret
+    return env

@@ -1,0 +1,67 @@
+"""`potluck cluster status`: cluster.json plus liveness, and the table `up` prints."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rich.table import Table
+
+from potluck_ops.app import BACKGROUND_ROLES
+from potluck_ops.layout import Layout, load_cluster_json
+from potluck_ops.postgres import accepting_connections
+from potluck_ops.processes import http_status, pid_alive
+from potluck_ops.redis import REDIS_ROLES, redis_ping
+
+
+def cluster_status(layout: Layout) -> dict[str, Any]:
+    """cluster.json plus liveness: `alive` per pid, `healthy` per endpoint, `up` when everything is."""
+    info = load_cluster_json(layout)
+    if info is None:
+        return {"up": False, "state_dir": str(layout.root), "reason": f"no {layout.cluster_json}"}
+    checks: list[bool] = []
+
+    def mark(node: dict[str, Any], healthy: bool) -> None:
+        node["alive"] = pid_alive(node.get("pid"))
+        node["healthy"] = node["alive"] and healthy
+        checks.append(node["healthy"])
+
+    pg = info.get("postgres", {})
+    for node in [pg.get("primary", {}), *pg.get("replicas", [])]:
+        mark(node, accepting_connections(node.get("port", 0)))
+    for role in REDIS_ROLES:
+        node = info.get("redis", {}).get(role, {})
+        mark(node, redis_ping(node.get("port", 0)))
+    for node in info.get("api", []):
+        mark(node, http_status(f"{node.get('url')}/healthz") == 200)
+    for role in BACKGROUND_ROLES:
+        if role in info:
+            mark(info[role], True)  # no endpoint: alive is healthy
+    lb = info.get("lb", {})
+    mark(lb, http_status(f"{lb.get('url')}/healthz") == 200)
+    info["up"] = bool(checks) and all(checks)
+    return info
+
+
+def summary(info: Mapping[str, Any]) -> Table:
+    """One row per component: endpoint, pid, up or down."""
+    table = Table(title=f"potluck cluster: {info.get('lb', {}).get('url')}", title_justify="left")
+    for column in ("component", "endpoint", "pid", "state"):
+        table.add_column(column, overflow="fold")
+
+    def row(name: str, node: Mapping[str, Any], endpoint: str) -> None:
+        state = "[green]up[/green]" if node.get("healthy", True) else "[red]down[/red]"
+        table.add_row(name, endpoint, str(node.get("pid")), state)
+
+    row("nginx (lb)", info["lb"], info["lb"]["url"])
+    for node in info["api"]:
+        row(node["name"], node, node["url"])
+    for role in BACKGROUND_ROLES:
+        if role in info:
+            row(f"celery {role}", info[role], info[role]["log"])
+    pg = info["postgres"]
+    for node in [pg["primary"], *pg["replicas"]]:
+        row(f"postgres {node['name']}", node, node["dsn"])
+    for role in REDIS_ROLES:
+        row(f"redis {role}", info["redis"][role], info["redis"][role]["url"])
+    return table
