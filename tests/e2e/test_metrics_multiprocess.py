@@ -12,10 +12,8 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,24 +26,19 @@ from prometheus_client.parser import text_string_to_metric_families
 from potluck.config import DatabaseSettings
 from potluck.db.engine import create_engine
 from potluck.db.migrate import upgrade
+from tests.support.eventually import eventually, eventually_sync
+from tests.support.stack import free_port
 
 WORKERS = 3
 HEALTHZ = {"method": "GET", "route": "/healthz"}
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 class Server:
     """`potluck serve --workers N` in its own process group (its workers die with it)."""
 
     def __init__(self, env: dict[str, str], log: Path, workers: int) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = log
         with log.open("ab") as out:
@@ -67,17 +60,15 @@ class Server:
             )
 
     def wait_ready(self, ready: Any = None, timeout: float = 90) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def up() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200 and (ready is None or ready()):
-                    return
+                return httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200 and (ready is None or ready())
             except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise RuntimeError(f"server not ready: {self.log.read_text()[-3000:]}")
+                return False
+
+        eventually_sync(up, timeout, interval=0.2, message=lambda: f"server not ready: {self.log.read_text()[-3000:]}")
 
     def stop(self) -> None:
         if self.proc.poll() is not None:
@@ -213,16 +204,17 @@ async def test_pool_gauges_sum_live_workers_and_a_killed_worker_keeps_its_counts
     assert counts[victim] > 0
     os.kill(victim, signal.SIGKILL)
 
-    deadline = time.monotonic() + 60
-    while True:  # uvicorn replaces the worker; meanwhile and after, the victim's counts stay in the totals
+    # uvicorn replaces the worker; meanwhile and after, the victim's counts stay in the totals.
+    async def replaced() -> bool:
         scraped = await scrape(api.url)
         assert scraped[requests] == total
         pids = live_pids(metrics_dir)
         # Its live gauges reaped by a scrape (it could not shut down), a replacement's in their place.
-        if victim not in pids and len(pids) == WORKERS and scraped[size] == WORKERS * next(iter(own.values())):
-            break
-        assert time.monotonic() < deadline, f"no replacement worker: {api.log.read_text()[-2000:]}"
-        await asyncio.sleep(0.5)
+        return victim not in pids and len(pids) == WORKERS and scraped[size] == WORKERS * next(iter(own.values()))
+
+    await eventually(
+        replaced, 60, interval=0.5, message=lambda: f"no replacement worker: {api.log.read_text()[-2000:]}"
+    )
     assert (metrics_dir / f"counter_{victim}.db").exists()
 
 

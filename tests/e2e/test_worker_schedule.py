@@ -13,9 +13,9 @@ import redis.asyncio as aioredis
 from potluck.cache.entry import decode
 from potluck.cache.keys import recipe_key, trending_key
 from potluck.search.analytics import rollup_key
-from tests.e2e.test_cache_processes import ApiProcess
-from tests.e2e.test_worker import Process, _eventually, _user, migrated_database, stack_env
 from tests.harness import PgCluster, RedisServer
+from tests.support.eventually import eventually
+from tests.support.stack import ApiProcess, Process, migrated_database, register_user, stack_env, stack_logs
 
 
 @pytest.fixture(scope="module")
@@ -46,12 +46,12 @@ async def test_beat_runs_warm_trending_and_rollup_through_the_worker(stack: dict
     coord = aioredis.Redis.from_url(stack["coord_url"])  # search counts are data: on the non-evicting instance
     try:
         async with httpx.AsyncClient(base_url=stack["api"].url, timeout=10) as client:
-            author = await _user(client)
+            author = await register_user(client)
             body = {"title": "Scheduled soup", "ingredients": [{"name": "leek"}], "steps": ["Simmer."]}
             resp = await client.post("/api/v1/recipes", json=body, headers=author["headers"])
             assert resp.status_code == 201, resp.text
             recipe_id = resp.json()["id"]
-            fan = await _user(client)
+            fan = await register_user(client)
             resp = await client.put(f"/api/v1/recipes/{recipe_id}/favorite", headers=fan["headers"])
             assert resp.status_code == 204  # fresh attention: it trends
             for _ in range(3):
@@ -60,7 +60,7 @@ async def test_beat_runs_warm_trending_and_rollup_through_the_worker(stack: dict
             async def rolled_up() -> bool:
                 return bool(await coord.zscore(rollup_key(24), "leek") == 3)
 
-            await _eventually(stack, rolled_up)
+            await eventually(rolled_up, 45, interval=0.1, message=lambda: stack_logs(stack["logs"]))
             body = (await client.get("/api/v1/search/trending")).json()
             assert body["items"][0] == {"query": "leek", "count": 3}
 
@@ -72,9 +72,10 @@ async def test_beat_runs_warm_trending_and_rollup_through_the_worker(stack: dict
                 lists = [await r.get(trending_key(p)) for p in ("day", "week", "month")]
                 return entry is not None and entry.payload is not None and all(v is not None for v in lists)
 
-            await _eventually(stack, cold_then_back)  # the created event's warm, or the first scheduled run
+            # The created event's warm, or the first scheduled run.
+            await eventually(cold_then_back, 45, interval=0.1, message=lambda: stack_logs(stack["logs"]))
             await r.delete(recipe_key(recipe_id), *(trending_key(p) for p in ("day", "week", "month")))
-            await _eventually(stack, cold_then_back)
+            await eventually(cold_then_back, 45, interval=0.1, message=lambda: stack_logs(stack["logs"]))
             trending = orjson_ids(await r.get(trending_key("day")))
             assert recipe_id.replace("-", "") in trending
     finally:

@@ -26,6 +26,7 @@ from potluck.app import create_app
 from potluck.config import AuthSettings, CacheSettings, DatabaseSettings, RedisSettings, Settings
 from potluck.db.engine import create_engine
 from potluck.db.migrate import upgrade
+from tests.support.app import AppClient, container_of
 
 # The embedded default (SQLite, in-process cache) and the full topology (PostgreSQL, Redis cache).
 BACKENDS = ["sqlite", "postgres"]
@@ -134,15 +135,14 @@ async def client(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @asynccontextmanager
-async def running_app(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    """An app with its lifespan running, and a client on it; `client._transport.app` reaches the app."""
+async def running_app(settings: Settings) -> AsyncIterator[AppClient]:
+    """An app with its lifespan running, and a client on it; `container_of(client)` reaches the app's container."""
     app = create_app(settings)
     async with app.router.lifespan_context(app):
         container = app.state.container
         if container.cache.bus is not None:
             await asyncio.wait_for(container.cache.bus.connected.wait(), 5)
-        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
-        async with httpx.AsyncClient(transport=transport, base_url="http://potluck.test") as http:
+        async with AppClient(app) as http:
             yield http
 
 
@@ -201,7 +201,7 @@ AsyncFactory = Callable[..., Awaitable[dict[str, Any]]]
 @pytest.fixture
 def statements(client: httpx.AsyncClient) -> Iterator[list[str]]:
     """Every SQL statement the app sends while the test runs (primary, primary reader and replicas)."""
-    database = client._transport.app.state.container.database  # type: ignore[attr-defined]
+    database = container_of(client).database
     seen: list[str] = []
 
     def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:

@@ -7,6 +7,7 @@ and they share Redis and the database. tests/e2e repeats the cross-process ones 
 from __future__ import annotations
 
 import asyncio
+import random
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -21,12 +22,10 @@ from potluck.cache.families import Family
 from potluck.cache.keys import recipe_key
 from potluck.config import Settings
 from tests.integration.conftest import Api, running_app
+from tests.support.app import container_of
+from tests.support.eventually import eventually
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
-
-
-def _container(client: httpx.AsyncClient) -> Any:
-    return client._transport.app.state.container  # type: ignore[attr-defined]
 
 
 @pytest.fixture
@@ -43,7 +42,7 @@ def _raw(settings: Settings, key: str) -> bytes | None:
 
 
 def _sample(client: httpx.AsyncClient, name: str, **labels: str) -> float:
-    value = _container(client).registry.get_sample_value(name, labels)
+    value = container_of(client).registry.get_sample_value(name, labels)
     return float(value or 0.0)
 
 
@@ -53,7 +52,7 @@ class QueryCounter:
     def __init__(self, *clients: httpx.AsyncClient) -> None:
         self.engines = set()
         for c in clients:
-            db = _container(c).database
+            db = container_of(c).database
             self.engines |= {db.primary, db.primary_reader, *db.replicas}
         self.count = 0
 
@@ -88,7 +87,7 @@ async def test_after_patch_no_process_serves_the_old_value(pair: tuple[httpx.Asy
     url = f"/api/v1/recipes/{recipe['id']}"
     for c in (a, b, a, b):
         assert (await c.get(url)).json()["title"] == "Tomato soup"
-    assert _container(b).cache.local.get(recipe_key(recipe["id"])) is not None  # B's first tier holds it
+    assert container_of(b).cache.local.get(recipe_key(recipe["id"])) is not None  # B's first tier holds it
     resp = await a.patch(url, json={"title": "Gazpacho"}, headers=author["headers"])
     assert resp.status_code == 200
     for c in (b, a):
@@ -104,9 +103,9 @@ async def test_reader_paused_before_fill_cannot_store_the_old_value(
     key = recipe_key(recipe["id"])
     url = f"/api/v1/recipes/{recipe['id']}"
     assert _raw(settings, key) is None
-    _container(a).faults.pause_before_fill[key] = 1.0
+    container_of(a).faults.pause_before_fill[key] = 1.0
     slow_read = asyncio.create_task(a.get(url))
-    await _container(a).faults.wait_paused(key)  # A has read version 1 and holds the lease, paused before its fill
+    await container_of(a).faults.wait_paused(key)  # A has read version 1 and holds the lease, paused before its fill
     raw = _raw(settings, key)
     assert raw is not None
     assert raw.startswith(b"L|")
@@ -134,7 +133,7 @@ async def test_rolled_back_update_changes_no_cache_entry(
     key = recipe_key(recipe["id"])
     before = _raw(settings, key)
     assert before is not None
-    container = _container(a)
+    container = container_of(a)
     sent_before = _sample(a, "potluck_cache_invalidations_total", outcome="sent")
 
     async def update_then_fail() -> None:
@@ -146,7 +145,7 @@ async def test_rolled_back_update_changes_no_cache_entry(
     with pytest.raises(RuntimeError):
         await update_then_fail()
     assert _raw(settings, key) == before
-    assert _container(b).cache.local.get(key) is not None
+    assert container_of(b).cache.local.get(key) is not None
     assert _sample(a, "potluck_cache_invalidations_total", outcome="sent") == sent_before
     assert (await b.get(url)).json()["title"] == "Tomato soup"
 
@@ -178,29 +177,30 @@ async def test_a_dead_lease_holder_is_replaced_within_the_lease_ttl(settings: Se
     async with running_app(settings) as a:
         _, recipe = await _setup(Api(a))
         key = recipe_key(recipe["id"])
-        store = _container(a).cache.store
+        store = container_of(a).cache.store
         assert await store.acquire_lease(key, b"deadbeefdeadbeef", 300) is None  # a holder that will never fill
         loop = asyncio.get_running_loop()
         started = loop.time()
-        filled_at = None
-        while loop.time() - started < 2.0:
+
+        async def filled() -> bool:
             resp = await a.get(f"/api/v1/recipes/{recipe['id']}")
             assert resp.status_code == 200
             raw = _raw(settings, key)
-            if raw is not None and decode(raw) is not None:
-                filled_at = loop.time() - started
-                break
-            await asyncio.sleep(0.02)
-        assert filled_at is not None
+            return raw is not None and decode(raw) is not None
+
+        await eventually(filled, 2.0, interval=0.02)
+        filled_at = loop.time() - started
         assert 0.25 <= filled_at <= 0.3 + 0.2
 
 
 # 7
 async def test_hot_key_is_refreshed_before_it_expires(settings: Settings) -> None:
-    from potluck.cache.cache import Loaded
+    from potluck.cache.cache import Cache, Loaded
 
     async with running_app(settings) as a:
-        cache = _container(a).cache
+        shared = container_of(a).cache
+        # The shared tier only (no first tier), on the app's store and metrics; XFetch draws from a seeded rng.
+        cache = Cache(shared.store, shared.metrics, shared.settings, report_breaker=False, rng=random.Random(7))
         family = Family("hot_test", ttl_seconds=1, pattern="hot:{id}")
         loads = 0
 
@@ -210,7 +210,6 @@ async def test_hot_key_is_refreshed_before_it_expires(settings: Settings) -> Non
             await asyncio.sleep(0.05)  # a costly recomputation: XFetch weighs it
             return Loaded(b"payload")
 
-        cache.local.enabled = False  # exercise the shared tier only
         await cache.get_or_fill(family, "hot:1", loader)
         loop = asyncio.get_running_loop()
         end = loop.time() + 2.5
@@ -221,8 +220,8 @@ async def test_hot_key_is_refreshed_before_it_expires(settings: Settings) -> Non
                 await asyncio.sleep(0.005)
 
         await asyncio.gather(*(reader() for _ in range(4)))
-        misses = cache.metrics.misses.labels("hot_test", "l2")._value.get()
-        refreshes = cache.metrics.early_refreshes.labels("hot_test")._value.get()
+        misses = _sample(a, "potluck_cache_misses_total", family="hot_test", tier="l2")
+        refreshes = _sample(a, "potluck_cache_early_refreshes_total", family="hot_test")
     assert misses == 1  # only the very first read: expiry never caused a miss
     assert refreshes >= 2  # 2.5 s of a 1 s TTL
     assert loads == 1 + refreshes
@@ -237,7 +236,7 @@ async def test_reads_survive_redis_failure_and_the_breaker_stops_waiting(
     _, recipe = await _setup(Api(a))
     url = f"/api/v1/recipes/{recipe['id']}"
     await a.get(url)
-    cache = _container(a).cache
+    cache = container_of(a).cache
     (redis_server.pause if failure == "paused" else redis_server.kill)()
     try:
         cache.local.flush()  # force the shared tier
@@ -273,16 +272,12 @@ async def test_writes_while_redis_is_down_leave_nothing_stale(
     try:
         resp = await a.patch(url, json={"title": "Written in the dark"}, headers=author["headers"])
         assert resp.status_code == 200
-        assert recipe_key(recipe["id"]) in _container(a).cache.pending
+        assert recipe_key(recipe["id"]) in container_of(a).cache.pending
         assert (await a.get(url)).json()["title"] == "Written in the dark"
     finally:
         redis_server.resume()
-    cache = _container(a).cache
-    for _ in range(100):
-        if not cache.pending:
-            break
-        await asyncio.sleep(0.02)
-    assert not cache.pending
+    cache = container_of(a).cache
+    await eventually(lambda: not cache.pending, 2, interval=0.02, message=lambda: f"still pending: {cache.pending}")
     for c in (a, b, a, b):
         assert (await c.get(url)).json()["title"] == "Written in the dark"
 
@@ -370,7 +365,7 @@ async def test_per_family_counters_are_exact(settings: Settings) -> None:
         url = f"/api/v1/recipes/{recipe['id']}"
         for _ in range(3):
             await a.get(url)
-        _container(a).cache.local.flush()
+        container_of(a).cache.local.flush()
         await a.get(url)
         profile = f"/api/v1/users/{recipe['author']['id']}"
         await a.get(profile)

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import Api
+from tests.support.app import container_of
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True
 async def test_a_restarted_redis_does_not_open_the_breaker(
     client: httpx.AsyncClient, api: Api, redis_server: Any
 ) -> None:
-    container = client._transport.app.state.container  # type: ignore[attr-defined]
+    container = container_of(client)
     author = await api.register()
     recipes = [await api.create_recipe(author, title=f"Dish {i}") for i in range(8)]
 

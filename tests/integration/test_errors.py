@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import gzip
+import json
 from typing import Any
 
 import httpx
 import pytest
 
 from tests.integration.conftest import Api
+from tests.support.app import container_of
 
 PROBLEM = "application/problem+json"
 
@@ -98,12 +100,19 @@ async def test_missing_recipe_is_404_problem(client: httpx.AsyncClient) -> None:
 async def test_large_json_is_gzipped_small_is_not(client: httpx.AsyncClient, api: Api) -> None:
     author = await api.register()
     await api.create_recipe(author, description="long " * 400)
-    big = await client.get("/api/v1/recipes", params={"include": "ingredients"}, headers={"Accept-Encoding": "gzip"})
+    params = {"include": "ingredients"}
+    async with client.stream("GET", "/api/v1/recipes", params=params, headers={"Accept-Encoding": "gzip"}) as big:
+        sent = b"".join([chunk async for chunk in big.aiter_raw()])  # the bytes on the wire, not decoded
     assert big.headers["content-encoding"] == "gzip"
-    assert int(big.headers["content-length"]) < len(big.content)  # httpx decoded it
+    assert int(big.headers["content-length"]) == len(sent)
+    plain = await client.get("/api/v1/recipes", params=params, headers={"Accept-Encoding": "identity"})
+    assert "content-encoding" not in plain.headers
+    assert json.loads(gzip.decompress(sent)) == plain.json()
+    assert len(sent) < len(plain.content)
     small = await client.get("/healthz", headers={"Accept-Encoding": "gzip"})
     assert "content-encoding" not in small.headers
-    assert gzip.compress(small.content)  # sanity: the body is the plain JSON
+    assert small.json() == {"status": "ok"}  # the body is the plain JSON
+    assert int(small.headers["content-length"]) == len(small.content)
 
 
 async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
@@ -132,7 +141,7 @@ async def test_an_exhausted_pool_is_503_with_retry_after_not_500(settings: Any) 
         api = Api(client)
         author = await api.register()
         recipe = await api.create_recipe(author)
-        engine = client._transport.app.state.container.database.primary  # type: ignore[attr-defined]
+        engine = container_of(client).database.primary
         async with engine.connect() as held:  # the pool's only connection
             await held.exec_driver_sql("SELECT 1")
             read = await client.get(f"/api/v1/recipes/{recipe['id']}", params={"fields": "id,title"})

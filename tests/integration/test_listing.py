@@ -6,6 +6,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import Api
+from tests.support.app import container_of
 
 
 async def _walk(client: httpx.AsyncClient, params: dict[str, Any], headers: dict[str, str] | None = None) -> list[str]:
@@ -79,7 +80,7 @@ async def test_related_data_loads_in_a_fixed_number_of_queries(
     from sqlalchemy import event
 
     author = await api.register()
-    app_engine = client._transport.app.state.container.database  # type: ignore[attr-defined]
+    app_engine = container_of(client).database
     counts: list[int] = []
 
     def counter(*_: Any) -> None:

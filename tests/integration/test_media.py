@@ -30,6 +30,8 @@ from potluck.events.models import OutboxEvent
 from potluck.kit.media_keys import VARIANTS, recipe_prefix
 from potluck.media.storage import ImageStorage, LocalDiskStorage, S3Storage
 from tests.integration.conftest import Api
+from tests.support.app import container_of
+from tests.support.eventually import eventually
 
 BUCKET = "potluck-media"
 BUCKET_POLICY = Path(__file__).resolve().parents[2] / "deploy" / "s3" / "bucket-policy.json"  # the one we document
@@ -100,10 +102,6 @@ async def public_http() -> AsyncIterator[httpx.AsyncClient]:
 
 
 # --- helpers ---------------------------------------------------------------------------------------------------
-
-
-def container_of(client: httpx.AsyncClient) -> Any:
-    return client._transport.app.state.container  # type: ignore[attr-defined]
 
 
 def storage_of(client: httpx.AsyncClient) -> ImageStorage:
@@ -177,14 +175,15 @@ async def pending_events(client: httpx.AsyncClient) -> int:
 async def deliver(client: httpx.AsyncClient, timeout: float = 10.0) -> None:
     """Until every event is delivered: the in-process relay does it by itself; otherwise drain it (the worker's job)."""
     events = container_of(client).events
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while await pending_events(client):
-        assert loop.time() < deadline, "events still pending"
+
+    async def delivered() -> bool:
+        if not await pending_events(client):
+            return True
         if not events.in_process:
             await events.relay.drain(budget_seconds=5)
-        else:
-            await asyncio.sleep(0.02)
+        return False
+
+    await eventually(delivered, timeout, interval=0.02, message="events still pending")
 
 
 def assert_problem(resp: httpx.Response, status: int, slug: str) -> dict[str, Any]:

@@ -17,7 +17,8 @@ from potluck.events.models import OutboxEvent
 from potluck.notification.models import Notification
 from potluck.user.models import Follow, User
 from tests.integration.conftest import Api, running_app
-from tests.integration.test_outbox import FAST_RETRIES, container_of, drain_until_settled
+from tests.support.app import container_of
+from tests.support.outbox import FAST_RETRIES, drain_until_settled
 
 
 @pytest.fixture

@@ -32,6 +32,7 @@ from potluck.observability import (
     configure_logging,
 )
 from tests.harness import RedisServer
+from tests.support.eventually import eventually
 
 
 @pytest.fixture
@@ -75,12 +76,12 @@ async def test_redis_outage_and_recovery(small_redis: RedisServer) -> None:
     poller = RedisInfoPoller(client, registry, interval=0.05, timeout=0.5)
     poller.start()
     try:
-        await _until(lambda: scrape(registry).get("potluck_redis_up") == 1)
+        await eventually(lambda: scrape(registry).get("potluck_redis_up") == 1, 5, interval=0.02)
         small_redis.kill()
-        await _until(lambda: scrape(registry).get("potluck_redis_up") == 0)
+        await eventually(lambda: scrape(registry).get("potluck_redis_up") == 0, 5, interval=0.02)
         assert "potluck_redis_used_memory_bytes" not in scrape(registry)
         small_redis.restart()
-        await _until(lambda: scrape(registry).get("potluck_redis_up") == 1)
+        await eventually(lambda: scrape(registry).get("potluck_redis_up") == 1, 5, interval=0.02)
     finally:
         await poller.stop()
         await client.aclose()
@@ -93,27 +94,19 @@ async def test_a_paused_redis_does_not_stall_the_scrape(small_redis: RedisServer
     poller = RedisInfoPoller(client, registry, interval=0.05, timeout=0.2)
     poller.start()
     try:
-        await _until(lambda: scrape(registry).get("potluck_redis_up") == 1)
+        await eventually(lambda: scrape(registry).get("potluck_redis_up") == 1, 5, interval=0.02)
         small_redis.pause()
         try:
             loop = asyncio.get_running_loop()
             started = loop.time()
             scrape(registry)
             assert loop.time() - started < 0.1
-            await _until(lambda: scrape(registry).get("potluck_redis_up") == 0)
+            await eventually(lambda: scrape(registry).get("potluck_redis_up") == 0, 5, interval=0.02)
         finally:
             small_redis.resume()
     finally:
         await poller.stop()
         await client.aclose()
-
-
-async def _until(condition: object, timeout: float = 5.0) -> None:
-    assert callable(condition)
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not condition():
-        assert asyncio.get_running_loop().time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.02)
 
 
 def _wired_app(redis_url: str, database_path: Path) -> FastAPI:
@@ -184,7 +177,7 @@ async def test_the_wired_app_scraped_over_http(
                 assert resp.status_code == 200
                 assert resp.headers["X-Request-ID"] == f"req-{recipe_id}"
             assert (await http.get("/nowhere")).status_code == 404
-            await _until(lambda: app.state.registry.get_sample_value("potluck_redis_up") == 1)
+            await eventually(lambda: app.state.registry.get_sample_value("potluck_redis_up") == 1, 5, interval=0.02)
             scraped = (await http.get("/metrics")).text
             scraped_again = (await http.get("/metrics")).text
 

@@ -13,9 +13,9 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import update
 
-from potluck.config import EventsSettings, Settings
+from potluck.config import Settings
 from potluck.db.session import WriteSession
 from potluck.events.models import OutboxEvent
 from potluck.events.registry import HandlerRegistry
@@ -26,10 +26,9 @@ from potluck.events.topics import RATING_CREATED, RECIPE_CREATED, RECIPE_DELETED
 from potluck.recipe.models import Recipe
 from potluck.recipe.schemas import RecipeCreate
 from tests.integration.conftest import Api, running_app
-
-FAST_RETRIES = EventsSettings(
-    relay_in_process=False, backoff_base_seconds=0.01, backoff_max_seconds=0.05, max_attempts=5, claim_seconds=5
-)
+from tests.support.app import container_of
+from tests.support.eventually import eventually
+from tests.support.outbox import FAST_RETRIES, drain_until_settled, outbox_rows, view_count
 
 
 @pytest.fixture
@@ -41,33 +40,6 @@ def manual_settings(settings: Settings) -> Settings:
 async def http(manual_settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
     async with running_app(manual_settings) as client:
         yield client
-
-
-def container_of(client: httpx.AsyncClient) -> Any:
-    return client._transport.app.state.container  # type: ignore[attr-defined]
-
-
-async def outbox_rows(client: httpx.AsyncClient) -> list[OutboxEvent]:
-    async with container_of(client).database.read_session(primary=True) as session:
-        return list((await session.execute(select(OutboxEvent).order_by(OutboxEvent.id))).scalars().all())
-
-
-async def drain_until_settled(relay: Relay, timeout: float = 10.0) -> None:
-    """Drain, waiting out backoffs, until no event is pending."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        await relay.drain(budget_seconds=5)
-        async with relay.database.read_session(primary=True) as session:
-            pending = (
-                await session.execute(
-                    select(func.count()).select_from(OutboxEvent).where(OutboxEvent.status == "pending")
-                )
-            ).scalar_one()
-        if pending == 0:
-            return
-        assert loop.time() < deadline, f"{pending} events still pending"
-        await asyncio.sleep(0.02)
 
 
 async def test_writes_record_their_events_in_the_same_transaction(http: httpx.AsyncClient) -> None:
@@ -123,12 +95,6 @@ def _relay(client: httpx.AsyncClient, registry: HandlerRegistry, **overrides: An
     return Relay(container.events.database, registry, container.events.metrics, settings)
 
 
-async def view_count(client: httpx.AsyncClient, recipe_id: str) -> int:
-    async with container_of(client).database.read_session(primary=True) as session:
-        stmt = select(Recipe.view_count).where(Recipe.id == uuid.UUID(recipe_id))
-        return int((await session.execute(stmt)).scalar_one())
-
-
 async def test_a_handler_failing_twice_is_retried_and_its_effect_happens_once(http: httpx.AsyncClient) -> None:
     api = Api(http)
     author = await api.register()
@@ -152,8 +118,8 @@ async def test_a_handler_failing_twice_is_retried_and_its_effect_happens_once(ht
     assert await view_count(http, recipe["id"]) == 1  # the failed attempts rolled back their effect
     row = next(r for r in await outbox_rows(http) if r.topic == RECIPE_CREATED)
     assert (row.status, row.attempts) == ("delivered", 2)
-    metrics = container_of(http).events.metrics
-    assert metrics.deliveries.labels(RECIPE_CREATED, "retried")._value.get() == 2
+    retried = {"topic": RECIPE_CREATED, "outcome": "retried"}
+    assert container_of(http).registry.get_sample_value("potluck_outbox_deliveries_total", retried) == 2
 
     # Delivered again (a relay whose lease ran out, a replay): the handler is skipped, the effect stays single.
     async with container_of(http).database.write_session() as session:
@@ -232,10 +198,11 @@ async def test_events_of_one_recipe_arrive_in_order_with_several_relays_and_a_fa
     for topic in (RECIPE_CREATED, RECIPE_UPDATED):
         registry.register(topic, "test.record", record)
     relays = [_relay(http, registry, relay_batch_size=3) for _ in range(3)]
-    for _ in range(200):
+
+    async def all_seen() -> bool:
         await asyncio.gather(*(r.drain(budget_seconds=2) for r in relays))
-        if sum(len(v) for v in seen.values()) == sum(len(v) for v in expected.values()):
-            break
-        await asyncio.sleep(0.02)
+        return sum(len(v) for v in seen.values()) == sum(len(v) for v in expected.values())
+
+    await eventually(all_seen, 10, interval=0.02, message=lambda: f"seen {seen}, expected {expected}")
     assert seen == expected
     assert len(failed) == len(recipes)

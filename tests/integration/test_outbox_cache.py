@@ -8,8 +8,6 @@ so either would hide the stale value this test is about.
 
 from __future__ import annotations
 
-import asyncio
-
 import pytest
 import redis
 
@@ -18,7 +16,9 @@ from potluck.cache.store import CacheStoreError
 from potluck.config import Settings
 from tests.harness import RedisServer
 from tests.integration.conftest import Api, running_app
-from tests.integration.test_outbox import FAST_RETRIES, container_of, outbox_rows
+from tests.support.app import container_of
+from tests.support.eventually import eventually
+from tests.support.outbox import FAST_RETRIES, outbox_rows
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
@@ -54,13 +54,18 @@ async def test_an_invalidation_lost_with_its_process_is_delivered_by_the_outbox(
 
         with redis.Redis.from_url(redis_server.url) as r:
             assert r.exists(recipe_key(recipe["id"]))  # the stale v1 is still in Redis
-        for _ in range(100):
+
+        async def all_delivered() -> bool:
             await container.events.relay.drain()
-            if {r.status for r in await outbox_rows(http)} == {"delivered"}:
-                break
-            await asyncio.sleep(0.05)
+            return {r.status for r in await outbox_rows(http)} == {"delivered"}
+
+        await eventually(all_delivered, 5)
         with redis.Redis.from_url(redis_server.url) as r:
             assert not r.exists(recipe_key(recipe["id"]))
-        assert container.events.metrics.deliveries.labels("recipe.updated", "retried")._value.get() >= 1
+        retried = container.registry.get_sample_value(
+            "potluck_outbox_deliveries_total", {"topic": "recipe.updated", "outcome": "retried"}
+        )
+        assert retried is not None
+        assert retried >= 1
     async with running_app(manual) as fresh:
         assert (await fresh.get(url)).json()["title"] == "v2"

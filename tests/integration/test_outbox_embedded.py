@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 import pytest
 
 from tests.integration.conftest import Api
-from tests.integration.test_outbox import container_of, outbox_rows, view_count
+from tests.support.app import container_of
+from tests.support.eventually import eventually
+from tests.support.outbox import outbox_rows, view_count
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-
-
-async def _eventually(check: object, timeout: float = 10.0) -> None:
-    assert callable(check)
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not await check():
-        assert loop.time() < deadline, "not reached in time"
-        await asyncio.sleep(0.05)
 
 
 async def test_the_in_process_relay_delivers_without_being_asked(client: httpx.AsyncClient, api: Api) -> None:
@@ -34,12 +25,12 @@ async def test_the_in_process_relay_delivers_without_being_asked(client: httpx.A
         resp = await client.get("/api/v1/notifications", headers=fan["headers"])
         return [n["recipe"]["title"] for n in resp.json()["items"]] == ["Embedded soup"]
 
-    await _eventually(notified)
+    await eventually(notified, 10)
 
     async def all_delivered() -> bool:
         return {r.status for r in await outbox_rows(client)} == {"delivered"}
 
-    await _eventually(all_delivered)
+    await eventually(all_delivered, 10)
     assert len(await outbox_rows(client)) == 2  # user.followed, recipe.created
 
     # Views: counted in memory, flushed by the same loop (here: asked to flush now).

@@ -17,7 +17,8 @@ from potluck.config import Settings
 from potluck.stats.models import StatsFlush
 from potluck.stats.service import INFLIGHT_KEY, VIEWS_KEY, flush_key
 from tests.integration.conftest import Api, running_app
-from tests.integration.test_outbox import FAST_RETRIES, container_of, view_count
+from tests.support.app import container_of
+from tests.support.outbox import FAST_RETRIES, view_count
 
 
 @pytest.fixture

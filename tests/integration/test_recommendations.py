@@ -10,18 +10,15 @@ import pytest
 from potluck.cache.keys import recommend_key
 from potluck.recommendation.routes import router as recommendations_router
 from tests.integration.conftest import Api
+from tests.support.app import app_of, container_of
 
 RECOMMENDATIONS = "/api/v1/recommendations"
-
-
-def _app(client: httpx.AsyncClient) -> Any:
-    return client._transport.app  # type: ignore[attr-defined]
 
 
 @pytest.fixture(autouse=True)
 def _recommendation_routes(client: httpx.AsyncClient) -> None:
     """Mount the router unless api.py already does."""
-    app = _app(client)
+    app = app_of(client)
     if not any(getattr(route, "path", None) == RECOMMENDATIONS for route in app.routes):
         app.include_router(recommendations_router, prefix="/api/v1")
 
@@ -112,7 +109,7 @@ async def test_a_recipe_that_goes_private_disappears_even_from_the_cached_list(
 ) -> None:
     author, viewer, recipes = scene["author"], scene["viewer"], scene["recipes"]
     assert "Risotto" in await _titles(client, viewer)  # computed and cached
-    cache = _app(client).state.container.cache
+    cache = container_of(client).cache
     assert await cache.store.get(recommend_key(viewer["id"])) is not None
     resp = await client.patch(
         f"/api/v1/recipes/{recipes['Risotto']['id']}", json={"is_public": False}, headers=author["headers"]
@@ -135,7 +132,7 @@ async def test_the_list_is_cached_per_user(
     viewer = scene["viewer"]
     first = await _titles(client, viewer)
     statements.clear()
-    registry = _app(client).state.container.registry
+    registry = container_of(client).registry
 
     def hits() -> float:
         return sum(

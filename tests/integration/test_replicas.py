@@ -14,6 +14,8 @@ from sqlalchemy.engine import make_url
 from potluck.config import DatabaseSettings, Settings
 from tests.harness import PgCluster
 from tests.integration.conftest import Api, running_app
+from tests.support.app import AppClient, app_of, container_of
+from tests.support.eventually import eventually
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
@@ -44,7 +46,7 @@ async def app_client(replica_settings: Settings) -> AsyncIterator[httpx.AsyncCli
 
 
 def _db(client: httpx.AsyncClient) -> Any:
-    return client._transport.app.state.container.database  # type: ignore[attr-defined]
+    return container_of(client).database
 
 
 def _queries(client: httpx.AsyncClient) -> dict[str, float]:
@@ -58,16 +60,6 @@ def _queries(client: httpx.AsyncClient) -> dict[str, float]:
 
 def _healthy(client: httpx.AsyncClient, name: str) -> bool:
     return next(r.healthy for r in _db(client).replica_states if r.name == name)
-
-
-async def _wait_for(predicate: Any, timeout: float = 5.0) -> float:
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    while not predicate():
-        if loop.time() - start > timeout:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.05)
-    return loop.time() - start
 
 
 async def test_reads_spread_over_replicas_and_writes_stay_on_the_primary(
@@ -107,11 +99,14 @@ async def test_paused_replica_leaves_the_rotation_and_returns(
     api = Api(app_client)
     author = await api.register()
     name = _db(app_client).replica_states[0].name
-    await _wait_for(lambda: _healthy(app_client, name), timeout=15)
+    await eventually(lambda: _healthy(app_client, name), 15)
     pg_cluster.pause_replay(0)
     try:
         await api.create_recipe(author)  # WAL the paused replica will not replay
-        took = await _wait_for(lambda: not _healthy(app_client, name), timeout=10)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await eventually(lambda: not _healthy(app_client, name), 10)
+        took = loop.time() - started
         assert took < 5  # "within a few seconds", with room for a loaded 2-core machine
         metrics = (await app_client.get("/metrics")).text
         assert f'potluck_db_replica_healthy{{replica="{name}"}} 0.0' in metrics
@@ -123,7 +118,7 @@ async def test_paused_replica_leaves_the_rotation_and_returns(
         assert _queries(app_client).get(name, 0) == before  # no reads sent to it
     finally:
         pg_cluster.resume_replay(0)
-    await _wait_for(lambda: _healthy(app_client, name), timeout=15)
+    await eventually(lambda: _healthy(app_client, name), 15)
 
 
 async def test_stopping_a_replica_fails_no_request(app_client: httpx.AsyncClient, pg_cluster: PgCluster) -> None:
@@ -177,7 +172,7 @@ async def test_a_writer_reads_its_write_while_every_replica_is_paused(
         )
         assert [r["title"] for r in header_only.json()["items"]] == ["Mine"]
         # Without the token a replica answers, and it has not replayed the write yet.
-        async with httpx.AsyncClient(transport=app_client._transport, base_url="http://potluck.test") as stranger:
+        async with AppClient(app_of(app_client)) as stranger:
             before = sum(v for k, v in _queries(app_client).items() if k != "primary")
             theirs = await stranger.get("/api/v1/recipes", params={"author": author["id"]})
             assert sum(v for k, v in _queries(app_client).items() if k != "primary") > before

@@ -19,26 +19,19 @@ from potluck.search.analytics import RedisSearchAnalytics, hour_bucket, hour_key
 from potluck.search.handlers import SEARCH_INDEX, install_search_handlers
 from potluck.search.routes import router as search_router
 from tests.integration.conftest import Api
+from tests.support.app import app_of, container_of
 
 SEARCH = "/api/v1/search"
 
 
-def _app(client: httpx.AsyncClient) -> Any:
-    return client._transport.app  # type: ignore[attr-defined]
-
-
-def _container(client: httpx.AsyncClient) -> Any:
-    return _app(client).state.container
-
-
 def _postgres(client: httpx.AsyncClient) -> bool:
-    return bool(_container(client).database.dialect == "postgresql")
+    return bool(container_of(client).database.dialect == "postgresql")
 
 
 @pytest.fixture(autouse=True)
 def _search_routes(client: httpx.AsyncClient) -> None:
     """Mount the router unless api.py already does."""
-    app = _app(client)
+    app = app_of(client)
     if not any(getattr(route, "path", None) == SEARCH for route in app.routes):
         app.include_router(search_router, prefix="/api/v1")
 
@@ -47,7 +40,7 @@ async def _after_recipe_write(client: httpx.AsyncClient) -> None:
     """Let the write's after-effects settle: RecipeService bumps the search generation after commit, and the
     outbox's search.index handler bumps it again when the relay delivers the event; deliver pending events now,
     so no bump lands later between two searches a test expects to share a cache entry."""
-    container = _container(client)
+    container = container_of(client)
     await container.events.relay.drain()
     await container.cache.bump_generation(SEARCH_GENERATION_KEY)
 
@@ -316,7 +309,7 @@ async def test_edits_search_does_not_read_and_deletions_keep_the_cached_pages(
     gone = await api.create_recipe(author, **_recipe("Quince tart"))
     await _after_recipe_write(client)
     assert sorted(await _titles(client, "quince")) == ["Quince paste", "Quince tart"]
-    cache = _container(client).cache
+    cache = container_of(client).cache
     generation = await cache.generation(SEARCH_GENERATION_KEY)
 
     resp = await client.patch(
@@ -326,7 +319,7 @@ async def test_edits_search_does_not_read_and_deletions_keep_the_cached_pages(
     )
     assert resp.status_code == 200
     assert (await client.delete(f"/api/v1/recipes/{gone['id']}", headers=author["headers"])).status_code == 204
-    await _container(client).events.relay.drain()  # the outbox's search.index hook: no bump either
+    await container_of(client).events.relay.drain()  # the outbox's search.index hook: no bump either
     assert await cache.generation(SEARCH_GENERATION_KEY) == generation
     statements.clear()
     body = await _search(client, "quince")
@@ -341,7 +334,7 @@ async def test_a_write_and_its_outbox_repeat_bump_the_generation_once(
     client: httpx.AsyncClient, api: Api, author: dict[str, Any]
 ) -> None:
     """The writer bumps after commit; the relay's search.index repeat finds it done and leaves the pages alone."""
-    container = _container(client)
+    container = container_of(client)
     await _after_recipe_write(client)
     before = await container.cache.generation(SEARCH_GENERATION_KEY)
     assert before is not None
@@ -414,7 +407,7 @@ async def test_redis_analytics_adapter(client: httpx.AsyncClient, settings: Any)
 
 
 async def test_recipe_events_bump_the_search_generation(client: httpx.AsyncClient) -> None:
-    container = _container(client)
+    container = container_of(client)
     registry = install_search_handlers(HandlerRegistry(), container.cache)
     cases = [
         (RECIPE_CREATED, {}, 1),

@@ -35,6 +35,7 @@ from potluck.app import create_app
 from potluck.config import ObservabilitySettings, Settings
 from potluck.observability.logging import configure_logging
 from tests.integration.conftest import Api
+from tests.support.eventually import eventually
 
 SERVER = ProtoSpan.SpanKind.SPAN_KIND_SERVER
 
@@ -127,9 +128,12 @@ async def served(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        while not server.started:
+
+        def started() -> bool:
             assert not task.done(), "uvicorn did not start"
-            await asyncio.sleep(0.01)
+            return server.started
+
+        await eventually(started, 30, interval=0.01)
         container = app.state.container
         if container.cache.bus is not None:
             await asyncio.wait_for(container.cache.bus.connected.wait(), 5)

@@ -10,18 +10,15 @@ import pytest
 from potluck.cache.keys import trending_key
 from potluck.trending.routes import router as trending_router
 from tests.integration.conftest import Api
+from tests.support.app import app_of, container_of
 
 TRENDING = "/api/v1/trending"
-
-
-def _app(client: httpx.AsyncClient) -> Any:
-    return client._transport.app  # type: ignore[attr-defined]
 
 
 @pytest.fixture(autouse=True)
 def _trending_routes(client: httpx.AsyncClient) -> None:
     """Mount the router unless api.py already does."""
-    app = _app(client)
+    app = app_of(client)
     if not any(getattr(route, "path", None) == TRENDING for route in app.routes):
         app.include_router(trending_router, prefix="/api/v1")
 
@@ -99,7 +96,7 @@ async def test_a_recipe_that_goes_private_or_is_deleted_disappears_at_once(
 
 async def test_the_list_is_cached_per_period(client: httpx.AsyncClient, scene: dict[str, Any]) -> None:
     assert await _titles(client, period="month") == ["Loved", "Liked"]
-    cache = _app(client).state.container.cache
+    cache = container_of(client).cache
     assert await cache.store.get(trending_key("month")) is not None
     assert await cache.store.get(trending_key("day")) is None
     # New attention does not reorder the cached list before its TTL (600 s) ...

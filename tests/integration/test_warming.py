@@ -18,16 +18,14 @@ from potluck.recipe.models import Recipe
 from potluck.search.query import normalise
 from potluck.seed.loader import load
 from tests.integration.conftest import Api, running_app
+from tests.support.app import container_of
+from tests.support.eventually import eventually
 
 RECIPES = "/api/v1/recipes"
 
 
-def _container(client: httpx.AsyncClient) -> Any:
-    return client._transport.app.state.container  # type: ignore[attr-defined]
-
-
 async def _set_views(client: httpx.AsyncClient, views: dict[str, int]) -> None:
-    async with _container(client).database.write_session() as session:
+    async with container_of(client).database.write_session() as session:
         for recipe_id, n in views.items():
             await session.execute(update(Recipe).where(Recipe.id == uuid.UUID(recipe_id)).values(view_count=n))
         await session.commit()
@@ -35,7 +33,7 @@ async def _set_views(client: httpx.AsyncClient, views: dict[str, int]) -> None:
 
 async def _cached(client: httpx.AsyncClient, key: str) -> bytes | None:
     """The shared tier's entry for `key` (None when absent or only a lease)."""
-    raw = await _container(client).cache.store.get(key)
+    raw = await container_of(client).cache.store.get(key)
     entry = decode(raw) if raw is not None else None
     return entry.payload if entry is not None else None
 
@@ -43,13 +41,14 @@ async def _cached(client: httpx.AsyncClient, key: str) -> bytes | None:
 async def _forget(client: httpx.AsyncClient, ids: list[str]) -> None:
     """A cold cache for these recipes and every search (what a Redis restart does to them), once the in-process
     relay (embedded default) has delivered the creations, whose handlers warm each new recipe."""
-    container = _container(client)
+    container = container_of(client)
     if container.events.in_process:
-        for _ in range(200):
+
+        async def delivered() -> bool:
             await container.events.refresh_gauges()
-            if container.registry.get_sample_value("potluck_outbox_backlog") == 0:
-                break
-            await asyncio.sleep(0.05)
+            return container.registry.get_sample_value("potluck_outbox_backlog") == 0
+
+        await eventually(delivered, 10)
     cache = container.cache
     await cache.invalidate([recipe_key(i) for i in ids] + [trending_key(p) for p in ("day", "week", "month")])
     await cache.bump_generation(SEARCH_GENERATION_KEY)
@@ -69,7 +68,7 @@ async def test_warm_fills_popular_recipes_searches_and_trending(client: httpx.As
     await _forget(client, ids)
     assert await _cached(client, recipe_key(soup["id"])) is None
 
-    container = _container(client)
+    container = container_of(client)
     report = await container.background.warmer.run(recipes=1, searches=1, trending_items=0)
 
     # The most read public recipe (the private one has more views but is nobody else's to read)...
@@ -99,7 +98,7 @@ async def test_warm_covers_the_popular_recipes_in_view_order(client: httpx.Async
     ids = [r["id"] for r in made]
     await _set_views(client, {recipe_id: 10 * (i + 1) for i, recipe_id in enumerate(ids)})  # the last is most read
     await _forget(client, ids)
-    report = await _container(client).background.warmer.run(recipes=3, searches=0, trending_items=0)
+    report = await container_of(client).background.warmer.run(recipes=3, searches=0, trending_items=0)
     assert report.recipes == 3
     cached = [await _cached(client, recipe_key(i)) is not None for i in ids]
     assert cached == [False, False, False, True, True, True]
@@ -117,12 +116,11 @@ async def test_embedded_default_runs_the_scheduled_jobs_itself(settings: Setting
         recipe = await api.create_recipe(author)
         await _set_views(client, {recipe["id"]: 5})
         await _forget(client, [recipe["id"]])
-        for _ in range(100):
-            if await _cached(client, recipe_key(recipe["id"])) and await _cached(client, trending_key("week")):
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the in-process schedule did not warm the recipe")
+
+        async def warmed() -> bool:
+            return bool(await _cached(client, recipe_key(recipe["id"])) and await _cached(client, trending_key("week")))
+
+        await eventually(warmed, 5, message="the in-process schedule did not warm the recipe")
 
 
 @pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
@@ -131,7 +129,7 @@ async def test_warm_fill_racing_a_write_is_refused(client: httpx.AsyncClient, ap
     author = await api.register()
     recipe = await api.create_recipe(author, title="Before")
     await _forget(client, [recipe["id"]])
-    container = _container(client)
+    container = container_of(client)
     key = recipe_key(recipe["id"])
     container.faults.pause_before_fill[key] = 1.0
     warming = asyncio.create_task(container.background.warmer.run(recipes=1, searches=0, trending_items=0))
@@ -151,7 +149,7 @@ async def test_warm_fill_racing_a_write_is_refused(client: httpx.AsyncClient, ap
 async def test_scheduled_rollup_feeds_trending_queries(client: httpx.AsyncClient) -> None:
     for q in ("pasta", "pasta", "ramen"):
         assert (await client.get("/api/v1/search", params={"q": q})).status_code == 200
-    container = _container(client)
+    container = container_of(client)
     assert await container.search_analytics.rollup(hours=24) == 2
     body = (await client.get("/api/v1/search/trending")).json()
     assert [(i["query"], i["count"]) for i in body["items"]] == [("pasta", 2), ("ramen", 1)]
@@ -163,7 +161,7 @@ async def test_cold_redis_restart_then_warm_brings_hit_rate_above_90_percent(
 ) -> None:
     """200 seeded recipes read with Zipf popularity (the seed's view counts): after a cold restart of Redis, a warm
     run and 1,000 reads give a recipe_detail hit rate above 90%; the same reads without the warm run do not."""
-    container = _container(client)
+    container = container_of(client)
     from potluck.user.security import PasswordHasher
 
     await load(
@@ -187,12 +185,13 @@ async def test_cold_redis_restart_then_warm_brings_hit_rate_above_90_percent(
         redis_server.restart()  # an empty dataset on the same port
         await asyncio.sleep(1.5)  # the bus notices the lost subscription (pings every 0.5 s) and reconnects
         cache = container.cache
-        for _ in range(200):
-            if cache.bus.connected.is_set() and cache.local.enabled and await cache.generation("gen:probe") is not None:
-                break
-            await asyncio.sleep(0.05)
-        else:
-            raise AssertionError("the cache did not come back after the restart")
+
+        async def back() -> bool:
+            return bool(
+                cache.bus.connected.is_set() and cache.local.enabled and await cache.generation("gen:probe") is not None
+            )
+
+        await eventually(back, 10, message="the cache did not come back after the restart")
 
     def counts() -> tuple[float, float]:
         sample = container.registry.get_sample_value
@@ -233,7 +232,7 @@ async def test_the_trending_refresh_replaces_a_cached_list(client: httpx.AsyncCl
     author, fan = await api.register(), await api.register()
     old = await api.create_recipe(author, title="Old favourite")
     assert (await client.put(f"{RECIPES}/{old['id']}/favorite", headers=fan["headers"])).status_code == 204
-    container = _container(client)
+    container = container_of(client)
     trending = container.background.trending
     from potluck.trending.scoring import Period
 
@@ -252,7 +251,7 @@ async def test_an_empty_trending_list_is_cached_briefly(client: httpx.AsyncClien
     """Nothing trends in an empty database: that answer lives 30 s (negative TTL), not the list's 600 s."""
     from potluck.trending.scoring import Period
 
-    container = _container(client)
+    container = container_of(client)
     assert await container.background.trending.ids(Period.day) == []
     raw = await container.cache.store.get(trending_key("day"))
     assert raw is not None

@@ -6,7 +6,6 @@ Several processes are simulated in this one with prometheus_client's own hook: a
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 import subprocess
@@ -32,6 +31,7 @@ from potluck.events.metrics import EventsMetrics
 from potluck.observability import multiprocess
 from potluck.observability.db_pool import DbPoolCollector
 from potluck.observability.http_metrics import HttpMetrics
+from tests.support.eventually import eventually
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -241,13 +241,13 @@ async def test_the_container_keeps_its_pool_sampler_alive(metrics_dir: Path, tmp
         labels = (("node", "primary"), ("role", "primary"))
         async with container.database.primary.connect() as conn:
             await conn.exec_driver_sql("SELECT 1")
-            for _ in range(40):  # the thread samples every SAMPLE_INTERVAL_SECONDS
+
+            def sampled() -> bool:
                 gc.collect()
-                if merged(metrics_dir).get(("potluck_db_pool_checked_out", labels)) == 1:
-                    break
-                await asyncio.sleep(0.1)
-            else:
-                raise AssertionError("the pool sampler stopped: nothing holds it")
+                return merged(metrics_dir).get(("potluck_db_pool_checked_out", labels)) == 1
+
+            # The thread samples every SAMPLE_INTERVAL_SECONDS.
+            await eventually(sampled, 4, interval=0.1, message="the pool sampler stopped: nothing holds it")
     finally:
         await container.aclose()
 

@@ -10,6 +10,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from potluck.observability.redis_info import RedisInfoPoller
+from tests.support.eventually import eventually
 
 INFO = {"used_memory": 1_048_576, "maxmemory": 268_435_456, "evicted_keys": 42, "redis_version": "7.0.15"}
 
@@ -144,11 +145,7 @@ async def test_start_polls_in_the_background_until_stopped(redis: FakeRedis, reg
     poller.start()
     poller.start()  # idempotent: still one task
     try:
-        for _ in range(200):
-            if redis.calls >= 3:
-                break
-            await asyncio.sleep(0.01)
-        assert redis.calls >= 3
+        await eventually(lambda: redis.calls >= 3, 2, interval=0.01)
         assert value(registry, "potluck_redis_up") == 1
     finally:
         await poller.stop()
@@ -165,13 +162,9 @@ async def test_an_unexpected_reply_keeps_the_loop_alive(
     poller = RedisInfoPoller(redis, registry, interval=0.01, timeout=0.05)
     poller.start()
     try:
-        for _ in range(200):
-            if redis.calls >= 2:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: redis.calls >= 2, 2, interval=0.01)
     finally:
         await poller.stop()
-    assert redis.calls >= 2
     assert value(registry, "potluck_redis_up") == 0
     assert "redis.info_failed" in caplog.messages
 
@@ -199,8 +192,7 @@ async def test_stop_returns_even_if_the_client_swallows_the_cancellation(registr
     client.delay, client.swallow_cancel = 10.0, True
     poller = RedisInfoPoller(client, registry, interval=0.01, timeout=30.0)
     poller.start()
-    while client.calls == 0:
-        await asyncio.sleep(0.005)
+    await eventually(lambda: client.calls > 0, 2, interval=0.005)
     await asyncio.wait_for(poller.stop(), 2.0)
     calls = client.calls
     await asyncio.sleep(0.05)
