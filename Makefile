@@ -7,7 +7,7 @@ PORT ?= 8000
 DATA_DIR ?= .potluck
 export POTLUCK_DATA_DIR ?= $(DATA_DIR)
 
-.PHONY: help deps test run check lint typecheck fmt
+.PHONY: help deps test run check lint typecheck imports fmt
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_.-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -46,11 +46,14 @@ lint: ## ruff (lint and format check)
 typecheck: ## mypy, strict
 	uv run mypy
 
+imports: ## import-linter: the layers contract in pyproject.toml (an import only points down the layers)
+	uv run lint-imports
+
 fmt: ## Format and autofix
 	uv run ruff format src tests bench
 	uv run ruff check --fix src tests bench
 
-check: lint typecheck test ## Everything CI runs: lint, types, tests
+check: deps lint typecheck imports test ## Everything CI runs: install, lint and format check, mypy strict, import layers, tests
 
 # Load tests (Locust) against the local cluster (started, and seeded if empty, when it is not up); reports in
 # bench/results/loadtest-*/. The defaults are a short run this 2-core box sustains: constant_load at 100

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Install everything the test suite needs on Debian 12: PostgreSQL 15, Redis, nginx and promtool from
+# Install everything the test suite needs on Debian 12: PostgreSQL 15, Redis + Sentinel, nginx, promtool,
+# Patroni, etcd and pgBackRest from
 # apt, uv from PyPI, then the project's locked Python environment (uv sync --frozen).
 #
 # With --python-only (make run), only uv and the Python environment: the embedded default needs no servers.
@@ -10,7 +11,7 @@ set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-apt_packages=(postgresql-15 redis-server nginx prometheus)
+apt_packages=(postgresql-15 redis-server redis-sentinel nginx prometheus patroni etcd-server pgbackrest)
 
 log() { printf '[install-deps] %s\n' "$*"; }
 
@@ -19,14 +20,14 @@ have() { command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" || -x "/sbin/$1
 
 missing=()
 [[ -x /usr/lib/postgresql/15/bin/initdb ]] || missing+=("postgresql-15 (initdb)")
-for bin in redis-server nginx promtool; do
+for bin in redis-server redis-sentinel nginx promtool patroni etcd pgbackrest; do
     have "$bin" || missing+=("$bin")
 done
 
 if [[ "${1:-}" == "--python-only" ]]; then
     log "python environment only (the embedded default needs no system packages)"
 elif ((${#missing[@]} == 0)); then
-    log "system packages present (postgresql-15, redis-server, nginx, promtool): skipping apt"
+    log "system packages present (postgresql-15, redis-server, redis-sentinel, nginx, promtool, patroni, etcd, pgbackrest): skipping apt"
 else
     log "missing: ${missing[*]}; installing ${apt_packages[*]}"
     sudo=()

@@ -17,7 +17,7 @@ from potluck.db.failover import ReplicaFailoverMiddleware
 from potluck.errors import install_error_handlers
 from potluck.health import router as health_router
 from potluck.kit.wiring import STATE_KEY as PROVIDER_KEY
-from potluck.kit.wiring import provider_of
+from potluck.kit.wiring import provider_of, required_by
 from potluck.media.routes import files_router as media_files_router
 from potluck.media.routes import upload_body_limits
 from potluck.middleware import BodySizeLimitMiddleware
@@ -39,7 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         container = bootstrap(settings)
         app.state.container = container
         setattr(app.state, PROVIDER_KEY, container)  # what routes' dependencies read (kit/wiring.py)
-        missing = container.services.missing()
+        missing = container.services.missing(required_by(app))
         if missing:
             raise RuntimeError(f"bootstrap provides no {', '.join(missing)}: add it in bootstrap._provide")
         tracing.instrument(settings, (container.database, container.events.database))

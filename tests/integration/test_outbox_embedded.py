@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import httpx
 import pytest
 
+from potluck.schedule import RELAY_TASK, SCHEDULE
 from tests.integration.conftest import Api
 from tests.support.app import container_of
 from tests.support.eventually import eventually
@@ -42,3 +45,13 @@ async def test_the_in_process_relay_delivers_without_being_asked(client: httpx.A
     assert 'potluck_outbox_deliveries_total{outcome="delivered",topic="recipe.created"} 1.0' in metrics
     assert "potluck_outbox_backlog" in metrics
     assert 'potluck_task_duration_seconds_count{task="events.relay"}' in metrics
+
+
+async def test_the_embedded_default_runs_the_declared_schedule_itself(client: httpx.AsyncClient) -> None:
+    """One schedule: every job beat would send runs in the app's own loop, the relay as its commit-woken loop."""
+    container_of(client)  # the app is up
+    running = {task.get_name() for task in asyncio.all_tasks() if not task.done()}
+    in_process = {f"potluck-{job.name}" for job in SCHEDULE if job.in_process}
+    assert in_process <= running
+    assert {job.name for job in SCHEDULE if not job.in_process} == {RELAY_TASK}
+    assert "potluck-relay" in running

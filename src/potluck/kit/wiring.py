@@ -6,22 +6,23 @@ domain declares the dependency it needs next to its routes, by the type it wants
     RecipeServiceDep = Annotated[RecipeService, Depends(provided(RecipeService))]
 
 and a route takes `service: RecipeServiceDep`. Lower layers never import the composition root, and routes never
-see it: each receives only what it uses. `requested()` lists every type some dependency asks for, so bootstrap
+see it: each receives only what it uses. `required_by(app)` lists every type the app's routes ask for, so the app
 can refuse to start when one was never provided (a missing service fails at startup, not on the first request).
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from starlette.requests import HTTPConnection
 
 T = TypeVar("T")
 
 STATE_KEY = "provider"
-
-_requested: set[type[Any]] = set()
+_KIND = "__provided_kind__"
 
 
 class MissingServiceError(LookupError):
@@ -53,9 +54,9 @@ class Services:
             raise MissingServiceError(f"no {kind.__qualname__} was provided by bootstrap") from None
         return instance  # type: ignore[return-value]  # added under its own type by add()
 
-    def missing(self) -> list[str]:
-        """The types some dependency asks for that nothing provides."""
-        return sorted(kind.__qualname__ for kind in _requested if kind not in self._by_type)
+    def missing(self, required: Iterable[type[Any]]) -> list[str]:
+        """The names of the `required` types that nothing provides."""
+        return sorted(kind.__qualname__ for kind in required if kind not in self._by_type)
 
 
 def provider_of(app: Any) -> Provider:
@@ -66,15 +67,24 @@ def provider_of(app: Any) -> Provider:
 
 def provided(kind: type[T]) -> Callable[[HTTPConnection], Awaitable[T]]:
     """A FastAPI dependency that returns this process's instance of `kind`."""
-    _requested.add(kind)
 
     # async: FastAPI would run a plain function in its thread pool, a hop per request for a dictionary lookup.
     async def dependency(connection: HTTPConnection) -> T:
         return provider_of(connection.app).get(kind)
 
     dependency.__name__ = f"provided_{kind.__name__}"
+    setattr(dependency, _KIND, kind)
     return dependency
 
 
-def requested() -> frozenset[type[Any]]:
-    return frozenset(_requested)
+def required_by(app: Any) -> set[type[Any]]:
+    """Every type the app's routes ask for through `provided`, however deep in their dependencies."""
+    kinds: set[type[Any]] = set()
+    pending: list[Dependant] = [route.dependant for route in app.routes if isinstance(route, APIRoute)]
+    while pending:
+        dependant = pending.pop()
+        kind = getattr(dependant.call, _KIND, None)
+        if kind is not None:
+            kinds.add(kind)
+        pending.extend(dependant.dependencies)
+    return kinds
