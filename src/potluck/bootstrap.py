@@ -139,14 +139,15 @@ def build_cache(settings: Settings, registry: CollectorRegistry, faults: FaultIn
     """Redis with an in-process first tier when Redis is configured; otherwise the same cache in memory."""
     metrics = CacheMetrics(registry)
     cfg = settings.cache
-    if settings.redis.url is None:
+    target = settings.cache_redis
+    if target is None:
         return Cache(MemoryStore(cfg.memory_max_entries), metrics, cfg, faults=faults)
-    store = RedisStore(redis_client(settings.redis.url, cfg.timeout_ms / 1000))
+    store = RedisStore(redis_client(target, cfg.timeout_ms / 1000))
     local = LocalCache(cfg.local_max_entries, cfg.local_ttl_seconds) if cfg.local_enabled else None
     bus = None
     if local is not None:
         # Its own connections, with room for blocking waits on acknowledgements.
-        control = redis_client(settings.redis.url, max(1.0, 2 * cfg.ack_timeout_ms / 1000), reconnect=False)
+        control = redis_client(target, max(1.0, 2 * cfg.ack_timeout_ms / 1000), reconnect=False)
         bus = InvalidationBus(control, local, metrics, ack_timeout=cfg.ack_timeout_ms / 1000)
     return Cache(store, metrics, cfg, local=local, bus=bus, faults=faults)
 
@@ -180,10 +181,10 @@ def build_media_storage(settings: Settings) -> ImageStorage:
 def build_search_analytics(settings: Settings) -> SearchAnalytics:
     # Search counts are data, not cache: on the non-evicting instance, so neither eviction nor a cold restart of
     # the cache instance loses them (the warm job after such a restart needs them most).
-    url = settings.coord_redis_url
-    if url is None:
+    target = settings.coord_redis
+    if target is None:
         return InMemorySearchAnalytics()
-    return RedisSearchAnalytics(redis_client(url, settings.cache.timeout_ms / 1000))
+    return RedisSearchAnalytics(redis_client(target, settings.cache.timeout_ms / 1000))
 
 
 def build_handlers(
@@ -251,9 +252,10 @@ def bootstrap(settings: Settings) -> Container:
     faults = FaultInjection() if settings.cache.test_hooks else None
     cache = build_cache(settings, registry, faults)
     redis_info = None
-    if settings.redis.url is not None:
+    cache_target = settings.cache_redis
+    if cache_target is not None:
         redis_info = RedisInfoPoller(
-            redis_client(settings.redis.url, 1.0),
+            redis_client(cache_target, 1.0),
             registry,
             interval=settings.observability.redis_info_interval_seconds,
             owns_client=True,
@@ -268,8 +270,8 @@ def bootstrap(settings: Settings) -> Container:
     storage = build_media_storage(settings)
     local_files = storage if isinstance(storage, LocalDiskStorage) else None
     media = MediaService(storage, recipes, settings.media, local_files=local_files)
-    coord_url = settings.coord_redis_url
-    coord = redis_client(coord_url, 1.0) if coord_url is not None else None
+    coord_target = settings.coord_redis
+    coord = redis_client(coord_target, 1.0) if coord_target is not None else None
     handlers = build_handlers(cache, background, notifications, media)
     tokens = TokenService.from_settings(settings.auth, settings.data_dir)
     container = Container(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr
+from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -27,11 +28,47 @@ class DatabaseSettings(BaseModel):
     echo: bool = False
 
 
+@dataclass(frozen=True)
+class RedisTarget:
+    """Where one Redis instance is: a plain URL, or a master that Sentinel names (followed across failovers)."""
+
+    url: str | None = None
+    sentinels: tuple[tuple[str, int], ...] = ()
+    master: str = ""
+
+    @property
+    def via_sentinel(self) -> bool:
+        return bool(self.sentinels)
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    """`host:port` (a bracketed IPv6 host is unbracketed)."""
+    host, sep, port = value.strip().rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"expected host:port, got {value!r}")
+    return host.strip("[]"), int(port)
+
+
 class RedisSettings(BaseModel):
-    # None means: no Redis, the in-process backends are used.
+    # None means: no Redis, the in-process backends are used (unless `sentinels` is set).
     url: str | None = None
     # A non-evicting instance (noeviction) for what must not be evicted: the Celery broker, rate limits.
     coord_url: str | None = None
+    # Sentinel ("host:port" each; JSON list in the environment). When set, every client connects to the masters
+    # these sentinels name, `cache_master` and `coord_master`, and `url` / `coord_url` are not used.
+    sentinels: list[str] = Field(default_factory=list)
+    cache_master: str = "potluck-cache"
+    coord_master: str = "potluck-coord"
+
+    @field_validator("sentinels")
+    @classmethod
+    def _host_ports(cls, value: list[str]) -> list[str]:
+        for each in value:
+            parse_host_port(each)
+        return value
+
+    def sentinel_target(self, master: str) -> RedisTarget:
+        return RedisTarget(sentinels=tuple(parse_host_port(s) for s in self.sentinels), master=master)
 
 
 class CacheSettings(BaseModel):
@@ -181,10 +218,20 @@ class Settings(BaseSettings):
         return f"sqlite+aiosqlite:///{(self.data_dir / 'potluck.db').resolve()}"
 
     @property
-    def coord_redis_url(self) -> str | None:
+    def cache_redis(self) -> RedisTarget | None:
+        """The cache instance (None: no Redis, the in-process cache)."""
+        if self.redis.sentinels:
+            return self.redis.sentinel_target(self.redis.cache_master)
+        return RedisTarget(url=self.redis.url) if self.redis.url else None
+
+    @property
+    def coord_redis(self) -> RedisTarget | None:
         """The non-evicting Redis (Celery broker, view counts, search analytics); the cache instance only when no
         other is set."""
-        return self.redis.coord_url or self.redis.url
+        if self.redis.sentinels:
+            return self.redis.sentinel_target(self.redis.coord_master)
+        url = self.redis.coord_url or self.redis.url
+        return RedisTarget(url=url) if url else None
 
     @property
     def is_sqlite(self) -> bool:

@@ -43,7 +43,7 @@ async def readyz(database: DatabaseDep, settings: SettingsDep, cache: CacheDep) 
     except Exception as exc:
         raise ServiceUnavailableError("the database does not answer", extra={"check": "database"}) from exc
     result = {"status": "ready", "database": "ok"}
-    if settings.redis.url is not None:
+    if settings.cache_redis is not None:
         try:
             await cache.store.ping()
             result["redis"] = "ok"

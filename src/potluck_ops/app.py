@@ -10,8 +10,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from potluck_ops.ports import HOST
 from potluck_ops.postgres import pg_url
-from potluck_ops.redis import redis_url
+from potluck_ops.sentinel import MASTER_NAMES
 
 # Celery, started after the API processes and stopped before them.
 BACKGROUND_ROLES = ("worker", "beat")
@@ -32,8 +33,7 @@ def api_env(
     *,
     primary_port: int,
     replica_ports: Sequence[int],
-    cache_port: int,
-    coord_port: int,
+    sentinel_ports: Sequence[int],
     data_dir: Path,
     secret: str | None,
 ) -> dict[str, str]:
@@ -41,8 +41,11 @@ def api_env(
     env = {
         "POTLUCK_DATABASE__URL": pg_url(primary_port),
         "POTLUCK_DATABASE__REPLICA_URLS": json.dumps([pg_url(p) for p in replica_ports]),
-        "POTLUCK_REDIS__URL": redis_url(cache_port),
-        "POTLUCK_REDIS__COORD_URL": redis_url(coord_port),
+        # Every Redis client (cache, its invalidation bus, Celery's broker, analytics, views) finds its master
+        # through the sentinels, so it follows a failover; no fixed Redis URL is handed out.
+        "POTLUCK_REDIS__SENTINELS": json.dumps([f"{HOST}:{p}" for p in sentinel_ports]),
+        "POTLUCK_REDIS__CACHE_MASTER": MASTER_NAMES["cache"],
+        "POTLUCK_REDIS__COORD_MASTER": MASTER_NAMES["coord"],
         "POTLUCK_DATA_DIR": str(data_dir),
     }
     if secret is not None:

@@ -39,7 +39,8 @@ from potluck_ops.postgres import (
 )
 from potluck_ops.processes import http_status, run, start_logged, wait_until
 from potluck_ops.progress import note, step
-from potluck_ops.redis import REDIS_ROLES, redis_url, start_redis
+from potluck_ops.redis import REDIS_NODES, REDIS_ROLES, master_first, redis_url, start_redis
+from potluck_ops.sentinel import MASTER_NAMES, SENTINEL_NAMES, start_sentinel, wait_sentinels_ready
 from potluck_ops.teardown import stop_all
 
 
@@ -58,6 +59,9 @@ class BringUp:
     started: float = 0.0
     pg_pids: dict[str, int] = field(default_factory=dict)
     redis_pids: dict[str, int] = field(default_factory=dict)
+    # Per role, the instance started as its master (the other is its replica; Sentinel may swap them later).
+    redis_masters: dict[str, str] = field(default_factory=dict)
+    sentinel_pids: dict[str, int] = field(default_factory=dict)
     potluck: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     api_procs: list[tuple[dict[str, Any], subprocess.Popen[bytes]]] = field(default_factory=list)
@@ -83,8 +87,7 @@ class BringUp:
         return api_env(
             primary_port=self.ports["primary"],
             replica_ports=[self.ports[n] for n in self.replica_names],
-            cache_port=self.ports["redis-cache"],
-            coord_port=self.ports["redis-coord"],
+            sentinel_ports=[self.ports[n] for n in SENTINEL_NAMES],
             data_dir=self.layout.data,
             secret=secret,
         )
@@ -124,9 +127,11 @@ def previous_ports(info: Mapping[str, Any] | None) -> dict[str, int]:
         ports["primary"] = pg["primary"]["port"]
         for node in pg["replicas"]:
             ports[node["name"]] = node["port"]
-        for role in REDIS_ROLES:
-            ports[f"redis-{role}"] = info["redis"][role]["port"]
-        for node in info["api"]:
+    with contextlib.suppress(KeyError, TypeError, AttributeError):
+        for name, node in info["redis"].items():
+            ports[f"redis-{name}"] = node["port"]
+    with contextlib.suppress(KeyError, TypeError):
+        for node in [*info["api"], *info["sentinel"]["nodes"]]:
             ports[node["name"]] = node["port"]
     return ports
 
@@ -138,9 +143,9 @@ def check_tools(state: BringUp) -> None:
     missing = PG.missing(CLUSTER_TOOLS)
     if missing:
         raise OpsError(f"{missing[0]} not found: install postgresql-15 (or set POTLUCK_PG_BIN)")
-    for tool in ("redis-server", "nginx"):
+    for tool, package in (("redis-server", "redis-server"), ("redis-sentinel", "redis-sentinel"), ("nginx", "nginx")):
         if shutil.which(tool) is None:
-            raise OpsError(f"{tool} not found on PATH: install it (apt-get install {tool.split('-')[0]})")
+            raise OpsError(f"{tool} not found on PATH: install it (apt-get install {package})")
 
 
 def stop_leftovers(state: BringUp) -> None:
@@ -151,7 +156,7 @@ def choose_ports(state: BringUp) -> None:
     """After stop_leftovers: the last run's servers held its ports."""
     if not port_is_free(state.lb_port):
         raise OpsError(f"port {state.lb_port} on {HOST} is in use: stop what holds it, or pass --lb-port")
-    names = ["primary", *state.replica_names, *(f"redis-{r}" for r in REDIS_ROLES), *state.api_names]
+    names = ["primary", *state.replica_names, *(f"redis-{n}" for n in REDIS_NODES), *SENTINEL_NAMES, *state.api_names]
     state.ports = assign_ports(names, previous_ports(state.previous), avoid=[state.lb_port])
     state.secret = shared_secret(state.layout)
     state.started = time.monotonic()
@@ -189,7 +194,28 @@ def wait_replication(state: BringUp) -> None:
 
 
 def start_redis_role(state: BringUp, role: str) -> None:
-    state.redis_pids[role] = start_redis(state.layout, role, state.ports[f"redis-{role}"])
+    """The role's master, then its replica (it syncs at once: repl-diskless-sync-delay 0 in the role's config)."""
+    master, replica = master_first(state.layout, role)
+    master_port = state.ports[f"redis-{master}"]
+    state.redis_pids[master] = start_redis(state.layout, master, master_port, role=role)
+    port = state.ports[f"redis-{replica}"]
+    state.redis_pids[replica] = start_redis(state.layout, replica, port, role=role, replica_of=master_port)
+    state.redis_masters[role] = master
+
+
+def start_sentinels(state: BringUp) -> None:
+    masters = {role: state.ports[f"redis-{state.redis_masters[role]}"] for role in REDIS_ROLES}
+    template = state.layout.deploy / "redis" / "sentinel.conf"
+    for name in SENTINEL_NAMES:
+        pid_file = state.layout.redis_pid(name)
+        proc = start_sentinel(template, state.layout.redis, name, state.ports[name], masters, pid_file=pid_file)
+        state.sentinel_pids[name] = proc.pid
+
+
+def wait_sentinels(state: BringUp) -> None:
+    """A failover before the sentinels know the replicas and each other would abort (infra-notes section 3)."""
+    logs = [state.layout.redis_log(n) for n in SENTINEL_NAMES]
+    wait_sentinels_ready([state.ports[n] for n in SENTINEL_NAMES], logs=logs)
 
 
 def settle_environment(state: BringUp) -> None:
@@ -284,7 +310,12 @@ def _replica_title(state: BringUp, name: str) -> str:
 
 
 def _redis_title(state: BringUp, role: str) -> str:
-    return f"Redis {role} on port {state.ports[f'redis-{role}']}"
+    ports = " and ".join(str(state.ports[f"redis-{n}"]) for n in master_first(state.layout, role))
+    return f"Redis {role}: master and replica on ports {ports}"
+
+
+def _sentinel_title(state: BringUp) -> str:
+    return f"{len(SENTINEL_NAMES)} Redis Sentinels on ports {', '.join(str(state.ports[n]) for n in SENTINEL_NAMES)}"
 
 
 def steps(state: BringUp) -> list[Step]:
@@ -298,6 +329,8 @@ def steps(state: BringUp) -> list[Step]:
         *(Step(partial(start_replica, name=n), partial(_replica_title, name=n)) for n in state.replica_names),
         Step(wait_replication, _title("replication streaming")),
         *(Step(partial(start_redis_role, role=r), partial(_redis_title, role=r)) for r in REDIS_ROLES),
+        Step(start_sentinels, _sentinel_title),
+        Step(wait_sentinels, _title("Sentinels see both masters, their replicas and each other")),
         Step(settle_environment),
         Step(migrate, _title("migrate the database")),
         Step(start_api, _title(f"start {state.api_count} API process(es)")),
@@ -339,15 +372,24 @@ def _pg_node(state: BringUp, name: str) -> dict[str, Any]:
     }
 
 
-def _redis_node(state: BringUp, role: str) -> dict[str, Any]:
-    port = state.ports[f"redis-{role}"]
+def _redis_node(state: BringUp, name: str) -> dict[str, Any]:
+    port = state.ports[f"redis-{name}"]
+    role = name.split("-", 1)[0]
     return {
+        "role": role,
+        "started_as": "master" if state.redis_masters.get(role) == name else "replica",
         "port": port,
         "url": redis_url(port),
-        "pid": state.redis_pids[role],
+        "pid": state.redis_pids[name],
         "conf": str(state.layout.deploy / "redis" / f"{role}.conf"),
-        "log": str(state.layout.redis_log(role)),
+        "log": str(state.layout.redis_log(name)),
     }
+
+
+def _sentinel_node(state: BringUp, name: str) -> dict[str, Any]:
+    layout = state.layout
+    node: dict[str, Any] = {"name": name, "port": state.ports[name], "pid": state.sentinel_pids[name]}
+    return node | {"conf": str(layout.redis / f"{name}.conf"), "log": str(layout.redis_log(name))}
 
 
 def cluster_info(state: BringUp) -> dict[str, Any]:
@@ -367,7 +409,9 @@ def cluster_info(state: BringUp) -> dict[str, Any]:
             "primary": _pg_node(state, "primary"),
             "replicas": [_pg_node(state, n) for n in state.replica_names],
         },
-        "redis": {role: _redis_node(state, role) for role in REDIS_ROLES},
+        # Who is master now is Sentinel's to say (`potluck cluster status` asks it); these are the instances.
+        "redis": {name: _redis_node(state, name) for name in REDIS_NODES},
+        "sentinel": {"nodes": [_sentinel_node(state, n) for n in SENTINEL_NAMES], "masters": MASTER_NAMES},
         # What a process needs to join the cluster (a worker, a benchmark); the key is in secret_file.
         "env": state.settings(secret=None),
         "secret_file": str(layout.secret_file),

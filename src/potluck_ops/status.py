@@ -9,9 +9,11 @@ from rich.table import Table
 
 from potluck_ops.app import BACKGROUND_ROLES
 from potluck_ops.layout import Layout, load_cluster_json
+from potluck_ops.ports import HOST
 from potluck_ops.postgres import accepting_connections
 from potluck_ops.processes import http_status, pid_alive
-from potluck_ops.redis import REDIS_ROLES, redis_ping
+from potluck_ops.redis import redis_ping
+from potluck_ops.sentinel import sentinel_view
 
 
 def cluster_status(layout: Layout) -> dict[str, Any]:
@@ -29,9 +31,16 @@ def cluster_status(layout: Layout) -> dict[str, Any]:
     pg = info.get("postgres", {})
     for node in [pg.get("primary", {}), *pg.get("replicas", [])]:
         mark(node, accepting_connections(node.get("port", 0)))
-    for role in REDIS_ROLES:
-        node = info.get("redis", {}).get(role, {})
+    for node in info.get("redis", {}).values():
         mark(node, redis_ping(node.get("port", 0)))
+    sentinel = info.get("sentinel", {})
+    for node in sentinel.get("nodes", []):
+        mark(node, redis_ping(node.get("port", 0)))
+    if sentinel:
+        # Which instance is master now, and who replicates it: Sentinel's view, not the names in cluster.json.
+        sentinel["view"] = sentinel_view(node["port"] for node in sentinel.get("nodes", []))
+        for state in sentinel["view"]["masters"].values() or [{"down": ["no sentinel answers"]}]:
+            checks.append(not state["down"] and any(not r["down"] for r in state.get("replicas", [])))
     for node in info.get("api", []):
         mark(node, http_status(f"{node.get('url')}/healthz") == 200)
     for role in BACKGROUND_ROLES:
@@ -62,6 +71,13 @@ def summary(info: Mapping[str, Any]) -> Table:
     pg = info["postgres"]
     for node in [pg["primary"], *pg["replicas"]]:
         row(f"postgres {node['name']}", node, node["dsn"])
-    for role in REDIS_ROLES:
-        row(f"redis {role}", info["redis"][role], info["redis"][role]["url"])
+    for name, node in info["redis"].items():
+        row(f"redis {name}", node, node["url"])
+    sentinel = info.get("sentinel", {})
+    for node in sentinel.get("nodes", []):
+        row(node["name"], node, f"{HOST}:{node['port']}")
+    for role, state in sentinel.get("view", {}).get("masters", {}).items():
+        replicas = ", ".join(r["address"] for r in state["replicas"]) or "none"
+        healthy = not state["down"] and bool(state["replicas"])
+        row(f"{role} master ({state['name']})", {"healthy": healthy}, f"{state['address']} (replicas: {replicas})")
     return table

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from potluck_ops.app import BACKGROUND_ROLES
-from potluck_ops.layout import Layout
+from potluck_ops.layout import Layout, load_cluster_json
 from potluck_ops.nginx import stop_nginx
 from potluck_ops.postgres import stop_node
 from potluck_ops.processes import stop_pidfile
 from potluck_ops.progress import console
-from potluck_ops.redis import REDIS_ROLES
+from potluck_ops.redis import REDIS_NODES, record_masters
+from potluck_ops.sentinel import SENTINEL_NAMES, current_master_ports
 
 
 def stop_all(layout: Layout, *, quiet: bool = False) -> list[str]:
@@ -24,10 +27,15 @@ def stop_all(layout: Layout, *, quiet: bool = False) -> list[str]:
         # SIGTERM lets uvicorn finish requests in flight; the group takes any worker children along.
         if stop_pidfile(pid_file, [b"potluck", b"serve"], timeout=10, group=True):
             stopped.append(pid_file.stem)
-    for role in REDIS_ROLES:
+    _remember_masters(layout)
+    for name in SENTINEL_NAMES:
+        # The sentinels first: stopping a master under their watch would start a failover.
+        if stop_pidfile(layout.redis_pid(name), [b"sentinel"], timeout=10):
+            stopped.append(name)
+    for name in REDIS_NODES:
         # SIGTERM makes Redis flush the AOF (coord) before exiting.
-        if stop_pidfile(layout.redis_pid(role), [b"redis-server"], timeout=15):
-            stopped.append(f"redis-{role}")
+        if stop_pidfile(layout.redis_pid(name), [b"redis-server"], timeout=15):
+            stopped.append(f"redis-{name}")
     if layout.pg.exists():
         # Replicas first, so they do not spend the primary's shutdown reconnecting to it.
         for name in [*reversed(layout.replica_names()), "primary"]:
@@ -36,3 +44,14 @@ def stop_all(layout: Layout, *, quiet: bool = False) -> list[str]:
     if not quiet:
         console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
     return stopped
+
+
+def _remember_masters(layout: Layout) -> None:
+    """Ask the sentinels (while they run) which instance is each role's master, for the next `up`."""
+    info = load_cluster_json(layout) or {}
+    with contextlib.suppress(KeyError, TypeError, AttributeError, ValueError):
+        ports = [node["port"] for node in info["sentinel"]["nodes"]]
+        by_port = {node["port"]: name for name, node in info["redis"].items()}
+        masters = {role: by_port[port] for role, port in current_master_ports(ports).items() if port in by_port}
+        if masters:
+            record_masters(layout, masters)

@@ -77,11 +77,15 @@ class InvalidationBus:
             except (RedisError, OSError, TimeoutError, ValueError) as exc:
                 logger.info("cache.subscription_error", extra={"error": repr(exc)})
             finally:
+                # After a subscription that was up, retry quickly: under Sentinel the new master is usually found
+                # within a few retries of the failover, and the first tier stays bypassed until then.
+                if self.connected.is_set():
+                    backoff = 0.05
                 self._set_down()
                 with contextlib.suppress(Exception):
                     await pubsub.aclose()  # type: ignore[no-untyped-call]
             await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 1.0)
+            backoff = min(backoff * 2, 0.5)
 
     async def _listen(self, pubsub: aioredis.client.PubSub) -> None:
         last_seen = time.monotonic()

@@ -7,12 +7,14 @@ from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel
 from redis.backoff import NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from potluck.cache.entry import lease_prefix
 from potluck.cache.store import CacheStoreError
+from potluck.config import RedisTarget
 
 # Take the lease if the key is empty or holds a lease past its deadline (its holder died mid-fill).
 # The deadline uses the Redis server's clock, so API processes need not agree on the time.
@@ -52,7 +54,18 @@ return 0
 """
 
 
-def redis_client(url: str, timeout: float, *, reconnect: bool = True) -> aioredis.Redis:
+class SentinelRedis(aioredis.Redis):
+    """A client of the master a Sentinel set names; closing it also closes its connections to the sentinels."""
+
+    sentinel_manager: Sentinel | None = None
+
+    async def aclose(self, close_connection_pool: bool | None = None) -> None:
+        await super().aclose(close_connection_pool)
+        if self.sentinel_manager is not None:
+            await self.sentinel_manager.aclose()
+
+
+def redis_client(target: RedisTarget | str, timeout: float, *, reconnect: bool = True) -> aioredis.Redis:
     """A client that fails fast: tens of milliseconds, no retry on a timeout (the caller falls back to the database).
 
     One immediate retry on a *connection* error only: after Redis restarts, every pooled connection is dead and
@@ -60,16 +73,32 @@ def redis_client(url: str, timeout: float, *, reconnect: bool = True) -> aioredi
     failing would open the breaker and send a whole second of reads to the database for nothing.
     `reconnect=False` for the invalidation bus: a subscription must notice that it was dropped (messages published
     meanwhile are lost and the first tier must be flushed), not be silently re-made.
+
+    Through Sentinel (`target.via_sentinel`): every new connection asks the sentinels where the master is, so after
+    a failover the same client reaches the new master (its idle connections to the old one are dropped when the
+    address changes; one in use fails, counts as a cache error, and is replaced). A master that is down and not
+    yet replaced is "not found" at once (a connection error): the breaker opens and reads go to the database.
     """
-    return aioredis.Redis.from_url(
-        url,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 1 if reconnect else 0, supported_errors=(RedisConnectionError,)),
-        retry_on_timeout=False,
-        max_connections=256,
-        health_check_interval=0,
+    options: dict[str, Any] = {
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 1 if reconnect else 0, supported_errors=(RedisConnectionError,)),
+        "retry_on_timeout": False,
+        "health_check_interval": 0,
+    }
+    if isinstance(target, str) or not target.via_sentinel:
+        url = target if isinstance(target, str) else target.url
+        assert url is not None
+        return aioredis.Redis.from_url(url, max_connections=256, **options)
+    # The sentinels answer as fast as Redis does; redis-py's default retries (with backoff) would make a dead
+    # sentinel cost every new connection seconds.
+    sentinel_options = {**options, "retry": Retry(NoBackoff(), 0)}
+    sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
+    client: SentinelRedis = sentinel.master_for(
+        target.master, redis_class=SentinelRedis, max_connections=256, **options
     )
+    client.sentinel_manager = sentinel
+    return client
 
 
 class RedisStore:

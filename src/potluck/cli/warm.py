@@ -26,10 +26,10 @@ def warm_command(
     from potluck.worker.runtime import worker_settings
 
     settings = get_settings()
-    if settings.redis.url is None:
+    if settings.cache_redis is None:
         console.print(
-            "[yellow]No Redis configured (POTLUCK_REDIS__URL):[/yellow] the embedded default's cache lives inside "
-            "the API process, which warms it itself every "
+            "[yellow]No Redis configured (POTLUCK_REDIS__URL or POTLUCK_REDIS__SENTINELS):[/yellow] the embedded "
+            "default's cache lives inside the API process, which warms it itself every "
             f"{settings.worker.warm_interval_seconds:g} s. Nothing to warm from here."
         )
         raise typer.Exit(2)

@@ -133,7 +133,7 @@ class Tracing:
         if self.provider is None:
             return
         self.trace_databases(*databases)
-        if settings.redis.url is not None or settings.coord_redis_url is not None:
+        if settings.cache_redis is not None or settings.coord_redis is not None:
             self.trace_redis()
 
     def trace_databases(self, *databases: Database) -> None:

@@ -5,7 +5,7 @@ Two adapters behind one small protocol, chosen in bootstrap:
 * `InMemorySearchAnalytics()`: per-hour `Counter`s in this process (the embedded default: one process).
 * `RedisSearchAnalytics(client)`: per-hour sorted sets `search:queries:{yyyymmddhh}`, one `ZINCRBY` per search,
   each set expiring 8 days after its hour's last search; shared by every API process. Build the client with
-  `potluck.cache.redis_store.redis_client(settings.redis.url, settings.cache.timeout_ms / 1000)`: analytics
+  `potluck.cache.redis_store.redis_client(settings.coord_redis, settings.cache.timeout_ms / 1000)`: analytics
   must fail fast and never fail a search (errors are logged and the search goes on; after an error, recording
   pauses for a second rather than costing every search a timeout).
 

@@ -1,8 +1,9 @@
 """The Celery application: broker on the non-evicting Redis, tasks bound to the per-process runtime.
 
 The broker is `settings.redis.coord_url` (`noeviction`: a queued task must never be evicted), falling back to
-`settings.redis.url` only when no coordination instance is configured. Results are not stored: tasks report
-through the database and metrics.
+`settings.redis.url` only when no coordination instance is configured; with `settings.redis.sentinels`, it is the
+master Sentinel names `coord_master` (kombu's sentinel transport asks the sentinels again after a failover).
+Results are not stored: tasks report through the database and metrics, so there is no result path to fail over.
 """
 
 from __future__ import annotations
@@ -28,13 +29,29 @@ class NoBrokerError(RuntimeError):
 
 
 def broker_url(settings: Settings) -> str:
-    url = settings.coord_redis_url
-    if url is None:
+    target = settings.coord_redis
+    if target is None:
         raise NoBrokerError(
-            "no Redis configured (POTLUCK_REDIS__COORD_URL or POTLUCK_REDIS__URL): without one, the API process "
-            "runs the relay and the view flush itself"
+            "no Redis configured (POTLUCK_REDIS__COORD_URL, POTLUCK_REDIS__URL or POTLUCK_REDIS__SENTINELS): "
+            "without one, the API process runs the relay and the view flush itself"
         )
-    return url
+    if target.via_sentinel:
+        # kombu's sentinel transport: every sentinel in one URL, separated by ';' (the master is named in the
+        # transport options).
+        return ";".join(f"sentinel://{host}:{port}/0" for host, port in target.sentinels)
+    assert target.url is not None
+    return target.url
+
+
+def broker_transport_options(settings: Settings) -> dict[str, Any]:
+    # A lost task comes back after this long (the relay's own claim lease is far shorter).
+    options: dict[str, Any] = {"visibility_timeout": 300}
+    target = settings.coord_redis
+    if target is not None and target.via_sentinel:
+        options["master_name"] = target.master
+        # The sentinels answer at once or are down: do not let one dead sentinel stall a reconnect.
+        options["sentinel_kwargs"] = {"socket_timeout": 1.0, "socket_connect_timeout": 1.0}
+    return options
 
 
 def _bind(app: Any, job: PeriodicJob, settings: Settings) -> None:
@@ -59,8 +76,7 @@ def create_celery(settings: Settings | None = None) -> Any:
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
-        # A lost task comes back after this long (the relay's own claim lease is far shorter).
-        broker_transport_options={"visibility_timeout": 300},
+        broker_transport_options=broker_transport_options(settings),
         beat_schedule=beat_schedule(settings),
         beat_schedule_filename=str(settings.data_dir / "celerybeat-schedule"),
         timezone="UTC",
