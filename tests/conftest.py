@@ -3,6 +3,8 @@
 * ``pg_cluster``: PostgreSQL 15 primary + 2 streaming replicas (tests.harness.PgCluster), database
   ``potluck`` on every node. ``pg_cluster.dsn()`` / ``pg_cluster.dsn(0)`` give SQLAlchemy asyncpg URLs.
 * ``redis_server``: Redis 7 without persistence (tests.harness.RedisServer), ``redis_server.url``.
+* ``sentinel_set``: per role (cache, coord) a Redis master and replica under three Sentinels
+  (tests.harness.SentinelSet), ``sentinel_set.addresses``.
 
 Tests that pause, stop or kill a server must restore it (try/finally): the servers are shared.
 """
@@ -13,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness import PgCluster, RedisServer
+from tests.harness import PgCluster, RedisServer, SentinelSet
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +28,9 @@ def pg_cluster() -> Iterator[PgCluster]:
 def redis_server() -> Iterator[RedisServer]:
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def sentinel_set() -> Iterator[SentinelSet]:
+    with SentinelSet() as sentinels:
+        yield sentinels

@@ -1,4 +1,5 @@
-"""Real servers on loopback for the test suite: PostgreSQL 15 (primary + streaming replicas) and Redis 7.
+"""Real servers on loopback for the test suite: PostgreSQL 15 (primary + streaming replicas) and Redis 7 (alone, or
+under three Sentinels).
 
 Plain process managers without pytest imports, so scripts can use them too. They start, probe and stop their
 servers with potluck_ops, the package behind `potluck cluster`::
@@ -9,5 +10,6 @@ servers with potluck_ops, the package behind `potluck cluster`::
 from ._util import HarnessError
 from .postgres import PgCluster
 from .redis import RedisServer
+from .sentinel import SentinelSet
 
-__all__ = ["HarnessError", "PgCluster", "RedisServer"]
+__all__ = ["HarnessError", "PgCluster", "RedisServer", "SentinelSet"]
