@@ -126,13 +126,22 @@ def test_cluster_up_serves_through_nginx_and_every_api_process(state_dir: Path) 
         assert len(info["api"]) == 2
         assert len(info["postgres"]["replicas"]) == 1
         nodes = [info["lb"], *info["api"], info["postgres"]["primary"], *info["postgres"]["replicas"]]
-        nodes += [info["redis"]["cache"], info["redis"]["coord"]]
+        nodes += [*info["redis"].values(), *info["sentinel"]["nodes"]]
         for node in nodes:
             assert node["alive"], f"not alive: {node}"
             assert node["healthy"], f"not healthy: {node}"
         pids = [node["pid"] for node in nodes]
-        assert info["env"]["POTLUCK_REDIS__URL"] == info["redis"]["cache"]["url"]
-        assert info["env"]["POTLUCK_REDIS__COORD_URL"] == info["redis"]["coord"]["url"]
+        # Every Redis client goes through the sentinels; each master has its replica and three sentinels.
+        sentinel_ports = [node["port"] for node in info["sentinel"]["nodes"]]
+        assert json.loads(info["env"]["POTLUCK_REDIS__SENTINELS"]) == [f"127.0.0.1:{p}" for p in sentinel_ports]
+        assert "POTLUCK_REDIS__URL" not in info["env"]
+        for role in ("cache", "coord"):
+            master = info["sentinel"]["view"]["masters"][role]
+            assert master["address"] == f"127.0.0.1:{info['redis'][role]['port']}", master
+            assert [r["address"] for r in master["replicas"]] == [
+                f"127.0.0.1:{info['redis'][f'{role}-replica']['port']}"
+            ]
+            assert master["sentinels"] == 3
 
         name = f"e2e_{uuid.uuid4().hex[:12]}"
         password = "correct horse battery staple"
