@@ -20,7 +20,6 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 import redis
@@ -37,7 +36,7 @@ from potluck_ops.sentinel import (
     wait_sentinels_ready,
 )
 
-from ._util import HarnessError
+from ._util import HarnessError, Managed
 from .redis import RedisServer
 
 # The coordination instance persists as deploy/redis/coord.conf says; the cache instance does not.
@@ -46,7 +45,7 @@ _PERSISTENCE = {"coord": ["--appendonly", "yes", "--appendfsync", "everysec", "-
 _REPLICATION = ["--repl-diskless-sync-delay", "0"]
 
 
-class SentinelSet:
+class SentinelSet(Managed):
     def __init__(self, base_dir: Path | None = None) -> None:
         self.parent_dir = base_dir
         self.dir: Path | None = None
@@ -100,14 +99,6 @@ class SentinelSet:
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ who is who
 
