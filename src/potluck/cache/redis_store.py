@@ -93,6 +93,7 @@ def redis_client(target: RedisTarget | str, timeout: float, *, reconnect: bool =
     # The sentinels answer as fast as Redis does; redis-py's default retries (with backoff) would make a dead
     # sentinel cost every new connection seconds.
     sentinel_options = {**options, "retry": Retry(NoBackoff(), 0)}
+    del sentinel_options["retry_on_timeout"]  # deprecated as a Redis() argument; the Retry above decides
     sentinel = Sentinel(list(target.sentinels), sentinel_kwargs=sentinel_options)  # type: ignore[no-untyped-call]
     client: SentinelRedis = sentinel.master_for(
         target.master, redis_class=SentinelRedis, max_connections=256, **options
