@@ -240,11 +240,18 @@ def start_api(state: BringUp) -> None:
         state.api_procs.append((node, proc))
 
 
+def start_background_role(
+    layout: Layout, role: str, command: Sequence[str], env: Mapping[str, str]
+) -> subprocess.Popen[bytes]:
+    """Start `potluck worker` or `potluck beat` detached, its pid in the state dir (also a drill's restart)."""
+    log = layout.background_log(role)
+    return start_logged([*command, role], log=log, pid_file=layout.background_pid(role), env=env)
+
+
 def start_background(state: BringUp) -> None:
     for role in BACKGROUND_ROLES:
-        log = state.layout.background_log(role)
-        proc = start_logged([*state.potluck, role], log=log, pid_file=state.layout.background_pid(role), env=state.env)
-        state.background[role] = {"pid": proc.pid, "log": str(log)}
+        proc = start_background_role(state.layout, role, state.potluck, state.env)
+        state.background[role] = {"pid": proc.pid, "log": str(state.layout.background_log(role))}
         state.background_procs[role] = proc
 
 
@@ -270,15 +277,21 @@ def wait_api(state: BringUp) -> None:
         state.api_nodes.append(node)
 
 
+def wait_worker_ready(layout: Layout, proc: subprocess.Popen[bytes], *, since: int = 0, timeout: float = 90) -> None:
+    """Until the worker's log, from byte `since` on, says it is ready (also a drill's restart)."""
+    worker_log = layout.background_log("worker")
+
+    def ready() -> bool:
+        with worker_log.open("rb") as fh:
+            fh.seek(since)
+            return b" ready." in fh.read()
+
+    logs = [worker_log, layout.background_log("beat")]
+    wait_until(ready, what="celery worker", timeout=timeout, proc=proc, logs=logs)
+
+
 def wait_worker(state: BringUp) -> None:
-    worker_log = state.layout.background_log("worker")
-    wait_until(
-        lambda: b" ready." in worker_log.read_bytes(),
-        what="celery worker",
-        timeout=90,
-        proc=state.background_procs["worker"],
-        logs=[worker_log, state.layout.background_log("beat")],
-    )
+    wait_worker_ready(state.layout, state.background_procs["worker"])
 
 
 def warm_cache(state: BringUp) -> None:
