@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,9 +43,13 @@ def redis_ping(port: int, timeout: float = 1.0) -> bool:
 def start_redis(layout: Layout, name: str, port: int, *, role: str | None = None, replica_of: int | None = None) -> int:
     """Start instance `name` of `role` (its config: deploy/redis/<role>.conf) detached, as a replica of the master
     on `replica_of` if given, and wait for its PONG; its pid."""
-    conf = layout.deploy / "redis" / f"{role or name}.conf"
     data_dir = layout.redis / name
     data_dir.mkdir(parents=True, exist_ok=True)
+    # A failover makes Sentinel send CONFIG REWRITE to the instances it reconfigures: each runs from its own copy
+    # under the state dir, or the rewrite lands in the repository's deploy/redis/<role>.conf (and in every later
+    # cluster that reads it: a `dir` of a deleted state dir there stops Redis from starting).
+    conf = layout.redis / f"{name}.conf"
+    shutil.copyfile(layout.deploy / "redis" / f"{role or name}.conf", conf)
     log = layout.redis_log(name)
     # The file holds the role's policy (eviction, persistence); the instance's own port and paths win over it.
     args: list[str | Path] = ["redis-server", conf, "--port", str(port), "--bind", HOST, "--dir", data_dir]
