@@ -16,8 +16,10 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import AsyncIterator
+import warnings
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from potluck_ops.app import potluck_command
 from potluck_ops.bringup import start_background_role, wait_worker_ready
@@ -34,12 +36,13 @@ from potluck_ops.drills.probes import (
 )
 from potluck_ops.drills.result import DrillResult
 from potluck_ops.failures import OpsError
-from potluck_ops.processes import read_pid
+from potluck_ops.processes import pid_alive, read_pid
 from potluck_ops.redis import redis_nodes, start_redis
 from potluck_ops.sentinel import current_master_ports, wait_sentinels_ready
 
 REDIS_DRILLS = {"redis-cache-crash": "cache", "redis-coord-crash": "coord"}
 HIT_RATE_GOAL = 0.9
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -90,6 +93,14 @@ async def load_figures(target: Target, load: Load, fault: float) -> dict[str, fl
     }
 
 
+def detached(start: Callable[[], T]) -> T:
+    """Run `start`, which starts a server in its own session and drops its Popen: the server outlives the drill
+    by design (`potluck cluster down` finds it by its pid file), so Popen's "still running" warning is noise."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)
+        return start()
+
+
 # ------------------------------------------------------------------------------------------------ Redis
 
 
@@ -119,7 +130,7 @@ def rejoin_as_replica(target: Target, role: str, name: str) -> None:
     """Start the killed instance again as a replica of the new master and wait until Sentinel sees it linked."""
     new_port = current_master_ports(target.sentinel_ports)[role]
     port = int(target.info["redis"][name]["port"])
-    pid = start_redis(target.layout, name, port, role=role, replica_of=new_port)
+    pid = detached(lambda: start_redis(target.layout, name, port, role=role, replica_of=new_port))
     target.info["redis"][name]["pid"] = pid
     target.save()
     wait_sentinels_ready(target.sentinel_ports, timeout=60)
@@ -142,6 +153,12 @@ async def redis_crash(target: Target, role: str, options: DrillOptions) -> Drill
         await run.load.run_for(max(0.0, options.observe - (time.monotonic() - fault)))
     result.details["killed"] = {"instance": name, "port": port, "pid": pid}
     await asyncio.to_thread(rejoin_as_replica, target, role, name)
+    worker_died = not pid_alive(read_pid(target.layout.background_pid("worker")))
+    if worker_died:
+        # Seen with the coordination master under load: kombu's worker exits on the lost broker connection.
+        # Restart it (as a supervisor would) so the rest of the drill, and the next one, have a worker.
+        result.notes.append("the Celery worker exited during the failover; restarted by the drill")
+        await asyncio.to_thread(restart_worker, target)
     delivered = await wait_delivered(target.primary_dsn, high_water, options.settle_timeout)
     assert run.probe is not None
     lost_tasks = await _wait_tasks_run(run.probe, options.settle_timeout)
@@ -153,8 +170,9 @@ async def redis_crash(target: Target, role: str, options: DrillOptions) -> Drill
         "tasks_sent": len(run.probe.sent),
         "tasks_lost": len(lost_tasks),
         "events_lost": await _events_lost(target, high_water, delivered),
+        "worker_died": int(worker_died),
     }
-    result.goals = {"failed_reads": 0, "tasks_lost": 0, "events_lost": 0, "acked_writes_missing": 0}
+    result.goals = {"failed_reads": 0, "tasks_lost": 0, "events_lost": 0, "acked_writes_missing": 0, "worker_died": 0}
     result.details |= {"lost_task_ids": lost_tasks[:20], "task_send_failures": run.probe.send_failures}
     result.details["hit_rates"] = run.watch.rates()
     result.duration_seconds = round(time.monotonic() - began, 2)
@@ -195,11 +213,16 @@ def restart_worker(target: Target) -> int:
     """Start the worker as `potluck cluster up` does and wait until it is ready; its pid (saved in cluster.json)."""
     log = target.layout.background_log("worker")
     since = log.stat().st_size if log.exists() else 0
-    proc = start_background_role(target.layout, "worker", potluck_command(), {**os.environ, **target.env})
-    wait_worker_ready(target.layout, proc, since=since)
-    target.info["worker"]["pid"] = proc.pid
+
+    def start() -> int:
+        proc = start_background_role(target.layout, "worker", potluck_command(), {**os.environ, **target.env})
+        wait_worker_ready(target.layout, proc, since=since)
+        return proc.pid
+
+    pid = detached(start)
+    target.info["worker"]["pid"] = pid
     target.save()
-    return proc.pid
+    return pid
 
 
 async def worker_crash(target: Target, options: DrillOptions) -> DrillResult:

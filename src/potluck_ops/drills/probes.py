@@ -25,6 +25,9 @@ from potluck_ops.layout import Layout, load_cluster_json, write_cluster_json
 # The worker's queue and a task that is cheap and idempotent to run any number of times (potluck's defaults).
 CELERY_QUEUE = "potluck"
 PROBE_TASK = "events.relay"
+# Lookups the database answered: a miss loaded, a read that bypassed the store (breaker open, or this process
+# owes it invalidations), and a failed store read (it falls back to the loader; counted with operation="get").
+DATABASE_READS = ("potluck_cache_load_seconds_count", "potluck_cache_bypasses_total")
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ class Target:
 class CacheReading:
     at: float
     hits: float  # first and second tier hits, every family, every API process
-    loads: float  # database loads: every lookup that no tier answered
+    loads: float  # lookups the database answered (see DATABASE_READS)
 
 
 async def cache_reading(client: httpx.AsyncClient, api_urls: Sequence[str]) -> CacheReading | None:
@@ -93,7 +96,9 @@ async def cache_reading(client: httpx.AsyncClient, api_urls: Sequence[str]) -> C
             for sample in family.samples:
                 if sample.name == "potluck_cache_hits_total":
                     hits += sample.value
-                elif sample.name == "potluck_cache_load_seconds_count":
+                elif sample.name in DATABASE_READS or (
+                    sample.name == "potluck_cache_errors_total" and sample.labels.get("operation") == "get"
+                ):
                     loads += sample.value
     return CacheReading(at, hits, loads)
 
