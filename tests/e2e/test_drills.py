@@ -1,0 +1,82 @@
+"""The failure drills on a real topology: `potluck cluster up` once for the module (temp state dir, free ports,
+small seed), then redis-cache-crash and worker-crash with short durations, asserting their figures. Each drill
+leaves the topology whole (the killed Redis rejoins as a replica, the worker is restarted), so they share it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from potluck_ops.drills.failover import DrillOptions, redis_crash, worker_crash
+from potluck_ops.drills.load import LoadConfig
+from potluck_ops.drills.probes import Target
+from potluck_ops.failures import tail
+from potluck_ops.layout import Layout, find_repo_root
+from potluck_ops.ports import pick_free_ports
+from potluck_ops.postgres import CLUSTER_TOOLS, PG
+from tests.harness._util import default_parent_dir
+
+MISSING = [str(p) for p in PG.missing(CLUSTER_TOOLS)] + [
+    tool for tool in ("redis-server", "redis-sentinel", "nginx") if shutil.which(tool) is None
+]
+pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"needs {', '.join(MISSING)} (scripts/install-deps.sh)")
+
+# Short runs: the figures asserted are counts that must be 0 whatever the length.
+OPTIONS = DrillOptions(warmup=3, observe=8, settle_timeout=60, worker_down=2, load=LoadConfig(readers=3))
+
+
+def _logs(root: Path) -> str:
+    return "\n".join(f"--- {log} ---\n{tail(log, 30)}" for log in sorted(root.rglob("*.log")))
+
+
+@pytest.fixture(scope="module")
+def target() -> Iterator[Target]:
+    # mkdtemp, not tmp_path: pytest's root-only (0700) base dir would keep the postgres user out.
+    root = Path(tempfile.mkdtemp(prefix="potluck-drills-", dir=default_parent_dir()))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    env = {**os.environ, "POTLUCK_CLUSTER_DIR": str(root)}
+    cluster = [sys.executable, "-m", "potluck.cli.main", "cluster"]
+    lb_port = pick_free_ports(1)[0]
+    args = ["up", "--api", "2", "--replicas", "1", "--lb-port", str(lb_port), "--users", "40", "--recipes", "200"]
+    try:
+        up = subprocess.run([*cluster, *args], env=env, capture_output=True, text=True, timeout=300, check=False)
+        assert up.returncode == 0, f"cluster up failed:\n{up.stdout}\n{up.stderr}\n{_logs(root)}"
+        yield Target.discover(Layout(root, find_repo_root()))
+    finally:
+        subprocess.run([*cluster, "down", "--purge"], env=env, capture_output=True, timeout=120, check=False)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+async def test_redis_cache_master_crash_fails_no_read(target: Target) -> None:
+    result = await redis_crash(target, "cache", OPTIONS)
+    figures = result.figures
+    assert figures["promoted_s"] is not None, result.to_json()
+    assert figures["failed_reads"] == 0, result.to_json()
+    assert figures["failed_writes"] == 0, result.to_json()
+    assert figures["acked_writes_missing"] == 0, result.to_json()
+    assert figures["events_lost"] == 0, result.to_json()
+    assert figures["tasks_lost"] == 0, result.to_json()
+    assert figures["tasks_sent"], result.to_json()
+    assert figures["hit_rate_back_s"] is not None, result.to_json()
+    assert result.passed, result.to_json()
+
+
+async def test_worker_crash_loses_no_event_and_doubles_no_effect(target: Target) -> None:
+    result = await worker_crash(target, OPTIONS)
+    figures = result.figures
+    assert result.details["killed_mid_delivery"], result.to_json()
+    assert result.details["expected_notifications"] > 0, result.to_json()
+    assert figures["events_lost"] == 0, result.to_json()
+    assert figures["notifications_missing"] == 0, result.to_json()
+    assert figures["duplicate_effects"] == 0, result.to_json()
+    assert figures["acked_writes_missing"] == 0, result.to_json()
+    assert figures["failed_reads"] == 0, result.to_json()
+    assert result.passed, result.to_json()
