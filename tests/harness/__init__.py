@@ -7,7 +7,8 @@ servers with potluck_ops, the package behind `potluck cluster`::
 """
 
 from ._util import HarnessError
+from .patroni import PatroniCluster
 from .postgres import PgCluster
 from .redis import RedisServer
 
-__all__ = ["HarnessError", "PgCluster", "RedisServer"]
+__all__ = ["HarnessError", "PatroniCluster", "PgCluster", "RedisServer"]
