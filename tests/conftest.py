@@ -3,6 +3,8 @@
 * ``pg_cluster``: PostgreSQL 15 primary + 2 streaming replicas (tests.harness.PgCluster), database
   ``potluck`` on every node. ``pg_cluster.dsn()`` / ``pg_cluster.dsn(0)`` give SQLAlchemy asyncpg URLs.
 * ``redis_server``: Redis 7 without persistence (tests.harness.RedisServer), ``redis_server.url``.
+* ``patroni_cluster``: etcd + three Patroni-managed PostgreSQL 15 nodes (tests.harness.PatroniCluster), database
+  ``potluck``; ``primary_url()`` is the multi-host URL that finds the leader. Only tests that need Patroni use it.
 
 Tests that pause, stop or kill a server must restore it (try/finally): the servers are shared.
 """
@@ -13,7 +15,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness import PgCluster, RedisServer
+from tests.harness import PatroniCluster, PgCluster, RedisServer
 
 
 @pytest.fixture(scope="session")
@@ -26,3 +28,9 @@ def pg_cluster() -> Iterator[PgCluster]:
 def redis_server() -> Iterator[RedisServer]:
     with RedisServer() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def patroni_cluster() -> Iterator[PatroniCluster]:
+    with PatroniCluster() as cluster:
+        yield cluster

@@ -79,7 +79,9 @@ def start_etcd(
     check_etcd()
     member.data_dir.parent.mkdir(parents=True, exist_ok=True)
     proc = start_logged(etcd_args(member), log=log, pid_file=pid_file, env=env, detach=detach)
-    wait_until(lambda: etcd_healthy(member), what=f"etcd on port {member.client_port}", timeout=30, proc=proc, logs=[log])
+    wait_until(
+        lambda: etcd_healthy(member), what=f"etcd on port {member.client_port}", timeout=30, proc=proc, logs=[log]
+    )
     return proc
 
 

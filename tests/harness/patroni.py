@@ -50,6 +50,7 @@ class PatroniCluster:
         self.etcd: EtcdMember | None = None
         self.nodes: dict[str, PatroniNode] = {}
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._etcd_proc: subprocess.Popen[bytes] | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -62,7 +63,9 @@ class PatroniCluster:
         try:
             ports = pick_free_ports(2 + 2 * len(NODE_NAMES))
             self.etcd = EtcdMember("e1", self.dir / "etcd", ports[0], ports[1])
-            start_etcd(self.etcd, log=self.dir / "etcd.log", pid_file=self.dir / "etcd.pid", env=os.environ)
+            self._etcd_proc = start_etcd(
+                self.etcd, log=self.dir / "etcd.log", pid_file=self.dir / "etcd.pid", env=os.environ
+            )
             template = find_repo_root() / "deploy" / TEMPLATE
             for i, name in enumerate(NODE_NAMES):
                 node = PatroniNode(name, self.dir / name, ports[2 + 2 * i], ports[3 + 2 * i])
@@ -103,6 +106,10 @@ class PatroniCluster:
         for node in self.nodes.values():
             self._kill_postmaster(node)
         stop_etcd(self.dir / "etcd.pid")
+        if self._etcd_proc is not None:
+            self._etcd_proc.wait(timeout=10)
+            self._etcd_proc = None
+        self._procs.clear()
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir = None
 
@@ -169,4 +176,3 @@ class PatroniCluster:
     def restart(self, name: str) -> None:
         """Start a killed node's Patroni again: it rejoins as a replica (pg_rewind if it had diverged)."""
         self._start_node(name)
-
