@@ -10,7 +10,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from potluck_ops.postgres import pg_url
 from potluck_ops.redis import redis_url
 
 # Celery, started after the API processes and stopped before them.
@@ -30,8 +29,8 @@ def potluck_command() -> list[str]:
 
 def api_env(
     *,
-    primary_port: int,
-    replica_ports: Sequence[int],
+    database_url: str,
+    patroni_urls: Sequence[str],
     cache_port: int,
     coord_port: int,
     data_dir: Path,
@@ -39,8 +38,9 @@ def api_env(
 ) -> dict[str, str]:
     """The POTLUCK_* settings of an API process (and of migrate/seed); `secret=None` leaves the key out."""
     env = {
-        "POTLUCK_DATABASE__URL": pg_url(primary_port),
-        "POTLUCK_DATABASE__REPLICA_URLS": json.dumps([pg_url(p) for p in replica_ports]),
+        # Every node, the leader found by target_session_attrs; replicas come from Patroni's /cluster at run time.
+        "POTLUCK_DATABASE__URL": database_url,
+        "POTLUCK_DATABASE__PATRONI_URLS": json.dumps(list(patroni_urls)),
         "POTLUCK_REDIS__URL": redis_url(cache_port),
         "POTLUCK_REDIS__COORD_URL": redis_url(coord_port),
         "POTLUCK_DATA_DIR": str(data_dir),

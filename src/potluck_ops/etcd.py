@@ -68,8 +68,12 @@ def etcd_args(member: EtcdMember) -> list[str]:
     ]
 
 
+def etcd_healthy_url(client_url: str) -> bool:
+    return http_status(f"{client_url}/health", timeout=1.0) == 200
+
+
 def etcd_healthy(member: EtcdMember) -> bool:
-    return http_status(f"{member.client_url}/health", timeout=1.0) == 200
+    return etcd_healthy_url(member.client_url)
 
 
 def start_etcd(

@@ -9,7 +9,9 @@ python3: called directly, never from our virtualenv.
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -19,8 +21,18 @@ from typing import Any
 
 from potluck_ops.failures import OpsError
 from potluck_ops.ports import HOST
-from potluck_ops.postgres import PG_BIN, chown_to_postgres, postgres_account, postgres_env
-from potluck_ops.processes import http_json, read_pid, start_logged, stop_pidfile, wait_until
+from potluck_ops.postgres import DB_NAME, PG_BIN, PG_USER, chown_to_postgres, postgres_account, postgres_env
+from potluck_ops.processes import (
+    http_json,
+    is_ours,
+    pid_alive,
+    read_pid,
+    start_logged,
+    stop_pidfile,
+    terminate,
+    wait_exit,
+    wait_until,
+)
 
 PATRONI = "patroni"
 SCOPE = "recipes"
@@ -121,6 +133,28 @@ def start_patroni(
 def stop_patroni(pid_file: Path, timeout: float = 30) -> bool:
     """SIGTERM: Patroni stops its PostgreSQL (fast shutdown) and releases the leader key, then exits."""
     return stop_pidfile(pid_file, [b"patroni"], timeout=timeout)
+
+
+def stop_patroni_nodes(pid_files: Sequence[Path], timeout: float = 30) -> list[Path]:
+    """SIGTERM every node at once (stopped one by one, each replica would in turn be promoted), wait for all;
+    SIGKILL what is still running after `timeout`. The pid files of the nodes that were running."""
+    running: list[tuple[Path, int]] = []
+    for pid_file in pid_files:
+        pid = read_pid(pid_file)
+        if pid is not None and pid_alive(pid) and is_ours(pid, b"patroni"):
+            os.kill(pid, signal.SIGTERM)
+            running.append((pid_file, pid))
+        pid_file.unlink(missing_ok=True)
+    for _, pid in running:
+        if not wait_exit(pid, timeout):
+            terminate(pid, timeout=1)
+    return [pid_file for pid_file, _ in running]
+
+
+def multi_host_url(ports: Sequence[int]) -> str:
+    """SQLAlchemy's multi-host form for asyncpg: every node, and only one that accepts writes will do."""
+    hosts = "&".join(f"host={HOST}:{port}" for port in ports)
+    return f"postgresql+asyncpg://{PG_USER}@/{DB_NAME}?{hosts}&target_session_attrs=read-write"
 
 
 def fetch_cluster(api_urls: Sequence[str], timeout: float = 1.0) -> dict[str, Any] | None:

@@ -29,6 +29,7 @@ from potluck_ops.patroni import (
     TEMPLATE,
     PatroniNode,
     fetch_cluster,
+    multi_host_url,
     start_patroni,
     summarize,
     wait_cluster,
@@ -132,8 +133,7 @@ class PatroniCluster:
 
     def primary_url(self) -> str:
         """SQLAlchemy's multi-host form: asyncpg tries each host and keeps the one that accepts writes."""
-        hosts = "&".join(f"host={HOST}:{node.pg_port}" for node in self.nodes.values())
-        return f"postgresql+asyncpg://{PG_USER}@/{DB_NAME}?{hosts}&target_session_attrs=read-write"
+        return multi_host_url([node.pg_port for node in self.nodes.values()])
 
     def url(self, name: str) -> str:
         return f"postgresql+asyncpg://{PG_USER}@{HOST}:{self.nodes[name].pg_port}/{DB_NAME}"
