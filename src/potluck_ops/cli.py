@@ -2,8 +2,9 @@
 
 etcd and PostgreSQL 15 under Patroni (one leader, the rest replicas, one synchronous standby), the Redis cache
 instance (deploy/redis/cache.conf, evicting) and the non-evicting Redis coordination instance
-(deploy/redis/coord.conf), N API processes and nginx round-robin in front of them, a Celery worker and beat (broker: the coordination instance), all on 127.0.0.1. All state lives
-under one directory (see potluck_ops.layout).
+(deploy/redis/coord.conf), N API processes and nginx round-robin in front of them, a Celery worker and beat
+(broker: the coordination instance), all on 127.0.0.1. All state lives under one directory (see
+potluck_ops.layout).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """End to end: `potluck cluster up` on this machine, then HTTP through nginx and straight to each API process.
 
 Real processes throughout: etcd and two Patroni-managed PostgreSQL nodes (a leader and its synchronous standby),
-both Redis instances, 2 API processes, nginx. The cluster lives in a temp dir (POTLUCK_CLUSTER_DIR) and `potluck cluster down --purge` removes it,
-whatever happened before.
+both Redis instances, 2 API processes, nginx. The cluster lives in a temp dir (POTLUCK_CLUSTER_DIR) and
+`potluck cluster down --purge` removes it, whatever happened before.
 """
 
 from __future__ import annotations
