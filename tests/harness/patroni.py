@@ -14,11 +14,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
+import urllib.request
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -46,7 +48,9 @@ _TEST_PARAMETERS = {"fsync": "off", "wal_writer_delay": "10ms", "wal_init_zero":
 
 
 class PatroniCluster:
-    def __init__(self) -> None:
+    def __init__(self, *, durable: bool = False) -> None:
+        """`durable`: keep fsync on (benchmarks of commit latency); tests leave it off."""
+        self.parameters = {} if durable else _TEST_PARAMETERS
         self.dir: Path | None = None
         self.etcd: EtcdMember | None = None
         self.nodes: dict[str, PatroniNode] = {}
@@ -70,7 +74,7 @@ class PatroniCluster:
             template = find_repo_root() / "deploy" / TEMPLATE
             for i, name in enumerate(NODE_NAMES):
                 node = PatroniNode(name, self.dir / name, ports[2 + 2 * i], ports[3 + 2 * i])
-                write_config(template, node, etcd_hosts=[self.etcd.endpoint], node_parameters=_TEST_PARAMETERS)
+                write_config(template, node, etcd_hosts=[self.etcd.endpoint], node_parameters=self.parameters)
                 self.nodes[name] = node
             for name in NODE_NAMES:
                 self._start_node(name)
@@ -141,6 +145,19 @@ class PatroniCluster:
     def summary(self) -> dict[str, Any]:
         """leader, timeline, sync_standby, members: Patroni's /cluster, condensed."""
         return summarize(fetch_cluster(self.api_urls()))
+
+    def set_synchronous_mode(self, enabled: bool, timeout: float = 30) -> None:
+        """Switch synchronous_mode in the DCS (PATCH /config) and wait until the leader applies it."""
+        body = json.dumps({"synchronous_mode": enabled}).encode()
+        request = urllib.request.Request(f"{self.api_urls()[0]}/config", data=body, method="PATCH")
+        request.add_header("Content-Type", "application/json")
+        urllib.request.build_opener(urllib.request.ProxyHandler({})).open(request, timeout=5).close()
+
+        def applied() -> bool:
+            summary = self.summary()
+            return (summary["sync_standby"] is not None) == enabled
+
+        wait_until(applied, what=f"synchronous_mode {enabled} applied", timeout=timeout, max_delay=0.5)
 
     def leader(self) -> str:
         leader = self.summary()["leader"]
