@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 from potluck_ops.failures import OpsError
 
@@ -29,3 +31,21 @@ def default_parent_dir(min_free: int = 4 << 30) -> Path | None:
     if os.access(shm, os.W_OK | os.X_OK) and st.f_bavail * st.f_frsize >= min_free:
         return shm
     return None
+
+
+class ManagedServer:
+    """A harness server as a context manager: `start()` on entering the block, `stop()` on leaving it."""
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

@@ -22,7 +22,6 @@ import subprocess
 import tempfile
 import urllib.request
 from pathlib import Path
-from types import TracebackType
 from typing import Any, Self
 
 from potluck_ops.etcd import EtcdMember, start_etcd, stop_etcd
@@ -41,13 +40,13 @@ from potluck_ops.ports import HOST, pick_free_ports
 from potluck_ops.postgres import DB_NAME, PG_USER, chown_to_postgres, create_database
 from potluck_ops.processes import pid_alive, wait_until
 
-from ._util import HarnessError, default_parent_dir
+from ._util import HarnessError, ManagedServer, default_parent_dir
 
 NODE_NAMES = ("pg1", "pg2", "pg3")
 _TEST_PARAMETERS = {"fsync": "off", "wal_writer_delay": "10ms", "wal_init_zero": "off"}
 
 
-class PatroniCluster:
+class PatroniCluster(ManagedServer):
     def __init__(self, *, durable: bool = False) -> None:
         """`durable`: keep fsync on (benchmarks of commit latency); tests leave it off."""
         self.parameters = {} if durable else _TEST_PARAMETERS
@@ -117,14 +116,6 @@ class PatroniCluster:
         self._procs.clear()
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ addresses and state
 

@@ -35,7 +35,6 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
-from types import TracebackType
 from typing import ClassVar, Self
 
 from potluck_ops.failures import OpsError, tail
@@ -51,7 +50,7 @@ from potluck_ops.postgres import (
 )
 from potluck_ops.processes import is_ours, pid_alive, read_pid, start_logged, wait_or_kill, wait_until
 
-from ._util import HarnessError, default_parent_dir
+from ._util import HarnessError, ManagedServer, default_parent_dir
 
 PG_MAJOR = 15
 PG_BIN = Path(os.environ.get("POTLUCK_TEST_PG_BIN", f"/usr/lib/postgresql/{PG_MAJOR}/bin"))
@@ -116,7 +115,7 @@ def _reap_stale_clusters(parent: Path, min_age: float = 60) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-class PgCluster:
+class PgCluster(ManagedServer):
     """A PostgreSQL primary plus ``replicas`` hot standbys streaming from it, all on 127.0.0.1.
 
     Replica ``i`` (0-based) is named ``r{i+1}``: that is its ``cluster_name``, its
@@ -193,14 +192,6 @@ class PgCluster:
         self._down.clear()
         if errors:
             raise errors[0]
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<PgCluster dir={self.dir} primary={self.primary_port} replicas={self.replica_ports}>"

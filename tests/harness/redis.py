@@ -24,7 +24,6 @@ import subprocess
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Self
 
 from potluck_ops.failures import OpsError
@@ -32,12 +31,12 @@ from potluck_ops.ports import HOST, free_port
 from potluck_ops.processes import start_logged, wait_or_kill, wait_until
 from potluck_ops.redis import redis_ping, redis_url
 
-from ._util import HarnessError
+from ._util import HarnessError, ManagedServer
 
 REDIS_SERVER = os.environ.get("POTLUCK_TEST_REDIS_SERVER", "redis-server")
 
 
-class RedisServer:
+class RedisServer(ManagedServer):
     """``redis-server --save "" --appendonly no`` on a free port, in a temp dir removed by stop()."""
 
     def __init__(
@@ -101,14 +100,6 @@ class RedisServer:
         if self.dir is not None:
             shutil.rmtree(self.dir, ignore_errors=True)
             self.dir = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         return f"<RedisServer {self.url} pid={self.pid}>"
