@@ -20,6 +20,7 @@ import pytest
 from potluck.config import CacheSettings, DatabaseSettings, RedisSettings, Settings
 from potluck.db.engine import Database, create_engine
 from potluck.db.migrate import upgrade
+from potluck_ops.postgres import PG
 from tests.harness import PatroniCluster
 from tests.integration.conftest import Api, _fast_auth, running_app
 from tests.support.app import AppClient, app_of, container_of
@@ -52,14 +53,8 @@ def test_bring_up_one_leader_two_replicas_and_a_sync_standby(patroni_cluster: Pa
     assert summary["sync_standby"] != summary["leader"]
     assert isinstance(summary["timeline"], int)
     leader_port = next(m["port"] for m in summary["members"] if m["role"] == "leader")
-    setting = patroni_cluster_psql(patroni_cluster, leader_port, "SHOW synchronous_standby_names")
+    setting = PG.psql(leader_port, "SHOW synchronous_standby_names", db="potluck")
     assert summary["sync_standby"] in setting
-
-
-def patroni_cluster_psql(cluster: PatroniCluster, port: int, sql: str) -> str:
-    from potluck_ops.postgres import PG
-
-    return PG.psql(port, sql, db="potluck").strip()
 
 
 @pytest.fixture
@@ -134,6 +129,31 @@ def _assert_only_503_problems(responses: list[httpx.Response]) -> None:
         assert int(response.headers["retry-after"]) >= 1
 
 
+async def _old_token_and_retried_if_match(
+    app: AppClient, author: dict[str, Any], recipe: dict[str, Any], old_token: str, timeline: int
+) -> None:
+    """After the promotion: a token from the old timeline reads its write at once; an If-Match retry is safe."""
+    # A token from the old timeline: answered at once, and with the write.
+    started = time.monotonic()
+    read = await app.get(
+        "/api/v1/recipes", params={"author": author["id"]}, headers={"X-Potluck-Consistency": old_token}
+    )
+    assert time.monotonic() - started < TOKEN_READ_WITHIN
+    assert read.status_code == 200, read.text
+    assert recipe["id"] in [r["id"] for r in read.json()["items"]]
+    new = await app.post("/api/v1/recipes", json={"title": "After"}, headers=author["headers"])
+    assert new.headers["x-potluck-consistency"].startswith(f"{timeline}:")
+    app.cookies.clear()
+
+    # A retried If-Match write is applied once: the retry is refused (412), whatever happened to the first.
+    etag = (await app.get(f"/api/v1/recipes/{recipe['id']}")).headers["etag"]
+    url = f"/api/v1/recipes/{recipe['id']}"
+    first = await app.patch(url, json={"title": "Edited"}, headers={**author["headers"], "If-Match": etag})
+    assert first.status_code == 200, first.text
+    retry = await app.patch(url, json={"title": "Edited"}, headers={**author["headers"], "If-Match": etag})
+    assert retry.status_code == 412, retry.text
+
+
 async def test_leader_crash_writes_resume_reads_continue_old_leader_rejoins(
     patroni_app: AppClient, patroni_cluster: PatroniCluster
 ) -> None:
@@ -187,25 +207,7 @@ async def test_leader_crash_writes_resume_reads_continue_old_leader_rejoins(
             lambda: _address(patroni_cluster, new_leader) not in {r.name for r in database.replica_states}, 10
         )
 
-        # A token from the old timeline: answered at once, and with the write.
-        started = time.monotonic()
-        read = await app.get(
-            "/api/v1/recipes", params={"author": author["id"]}, headers={"X-Potluck-Consistency": old_token}
-        )
-        assert time.monotonic() - started < TOKEN_READ_WITHIN
-        assert read.status_code == 200, read.text
-        assert recipe["id"] in [r["id"] for r in read.json()["items"]]
-        new = await app.post("/api/v1/recipes", json={"title": "After"}, headers=author["headers"])
-        assert new.headers["x-potluck-consistency"].startswith(f"{after['timeline']}:")
-        app.cookies.clear()
-
-        # A retried If-Match write is applied once: the retry is refused (412), whatever happened to the first.
-        etag = (await app.get(f"/api/v1/recipes/{recipe['id']}")).headers["etag"]
-        url = f"/api/v1/recipes/{recipe['id']}"
-        first = await app.patch(url, json={"title": "Edited"}, headers={**author["headers"], "If-Match": etag})
-        assert first.status_code == 200, first.text
-        retry = await app.patch(url, json={"title": "Edited"}, headers={**author["headers"], "If-Match": etag})
-        assert retry.status_code == 412, retry.text
+        await _old_token_and_retried_if_match(app, author, recipe, old_token, after["timeline"])
     finally:
         with contextlib.suppress(Exception):
             await traffic.stop()
@@ -215,3 +217,9 @@ async def test_leader_crash_writes_resume_reads_continue_old_leader_rejoins(
     await asyncio.to_thread(patroni_cluster.wait_ready, 2, 60)
     rejoined = _address(patroni_cluster, old_leader)
     await eventually(lambda: rejoined in _rotation(app), 20, message=lambda: f"rotation {_rotation(app)}")
+    # The lag monitor measures the new replica set: the rejoined node is reported, the promoted one is not.
+    metrics = (await app.get("/metrics")).text
+    assert f'potluck_db_replica_healthy{{replica="{rejoined}"}} 1.0' in metrics
+    assert f'potluck_db_replication_lag_seconds{{replica="{rejoined}"}}' in metrics
+    promoted = _address(patroni_cluster, patroni_cluster.leader())
+    assert f'potluck_db_replication_lag_seconds{{replica="{promoted}"}}' not in metrics

@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from potluck.db.consistency import ConsistencyToken, read_token
+from potluck.db.consistency import ConsistencyToken, has_write, read_token
 from potluck.db.lag import PrimaryHistory, format_lsn, parse_lsn
 
 
@@ -66,3 +66,15 @@ def test_consistency_token_from_header_or_cookie() -> None:
     for bad in ("", "x/y", "1/2/3", "12345678901/0", "0/16B3748 drop", "x:0/10", "1:2:0/10"):
         assert read_token(bad, f"potluck_lsn={bad}") is None
     assert read_token("0/16B3748; drop", None) is None
+
+
+def test_a_token_is_served_by_a_replica_only_on_its_own_timeline() -> None:
+    token = ConsistencyToken(2, 0x100)
+    assert has_write(token, primary_timeline=2, replica_timeline=2, replayed_lsn=0x100)
+    assert not has_write(token, primary_timeline=2, replica_timeline=2, replayed_lsn=0xFF)
+    # From before a promotion: the old primary may have written past the fork, so no replica will do.
+    assert not has_write(token, primary_timeline=3, replica_timeline=3, replayed_lsn=0x1000)
+    # A replica still on the old timeline (not yet following the new leader).
+    assert not has_write(ConsistencyToken(3, 0x10), primary_timeline=3, replica_timeline=2, replayed_lsn=0x1000)
+    # A token without a timeline (issued before tokens carried one).
+    assert not has_write(ConsistencyToken(None, 0x10), primary_timeline=1, replica_timeline=1, replayed_lsn=0x1000)

@@ -36,6 +36,13 @@ class ConsistencyToken:
     lsn: int
 
 
+def has_write(token: ConsistencyToken, *, primary_timeline: int, replica_timeline: int, replayed_lsn: int) -> bool:
+    """Whether a replica is known to hold the write behind `token`: the token, the primary and the replica are on
+    one timeline (positions of two timelines are not comparable) and the replica has replayed that far."""
+    same = token.timeline is not None and token.timeline == primary_timeline == replica_timeline
+    return same and replayed_lsn >= token.lsn
+
+
 def format_token(timeline: int, lsn_text: str) -> str:
     return f"{timeline}:{lsn_text}"
 

@@ -27,7 +27,7 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from potluck.config import DatabaseSettings
-from potluck.db.consistency import ConsistencyToken, format_token
+from potluck.db.consistency import ConsistencyToken, format_token, has_write
 from potluck.db.lag import format_lsn, parse_lsn
 from potluck.db.replicas import PRIMARY_POSITION, ReplicaMonitor, ReplicaState
 from potluck.db.session import ReadSession, WriteSession
@@ -206,8 +206,9 @@ class Database:
         if token is None:
             return True
         timeline = self.monitor.timeline if self.monitor is not None else 0
-        same = token.timeline is not None and token.timeline == timeline == replica.timeline
-        return same and replica.replayed_lsn >= token.lsn
+        return has_write(
+            token, primary_timeline=timeline, replica_timeline=replica.timeline, replayed_lsn=replica.replayed_lsn
+        )
 
     def _candidates(self, min_lsn: ConsistencyToken | None) -> list[ReplicaState]:
         healthy = [r for r in self.replica_states if r.healthy and self._has(r, min_lsn)]
