@@ -26,6 +26,7 @@ from potluck_ops.failures import OpsError, failure
 from potluck_ops.layout import MARKER, Layout, load_cluster_json, shared_secret, write_cluster_json
 from potluck_ops.nginx import start_nginx
 from potluck_ops.patroni import (
+    SHARED_HOST_PARAMETERS,
     TEMPLATE,
     PatroniNode,
     check_patroni,
@@ -202,7 +203,10 @@ def note_extra_nodes(state: BringUp) -> None:
 def start_patroni_node(state: BringUp, name: str) -> None:
     """Render the node's patroni.yml from deploy/ and start it; Patroni decides its role."""
     node = state.node(name)
-    write_config(state.layout.deploy / TEMPLATE, node, etcd_hosts=[state.etcd.endpoint])
+    deploy = state.layout.deploy
+    base = deploy / "postgres" / "postgresql.conf"
+    hosts = [state.etcd.endpoint]
+    write_config(deploy / TEMPLATE, node, base_conf=base, etcd_hosts=hosts, node_parameters=SHARED_HOST_PARAMETERS)
     log = state.layout.pg_log(name)
     proc = start_patroni(node, log=log, pid_file=state.layout.patroni_pid(name), env=os.environ)
     state.pg_pids[name] = proc.pid

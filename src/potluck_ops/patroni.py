@@ -21,7 +21,15 @@ from typing import Any
 
 from potluck_ops.failures import OpsError
 from potluck_ops.ports import HOST
-from potluck_ops.postgres import DB_NAME, PG_BIN, PG_USER, chown_to_postgres, postgres_account, postgres_env
+from potluck_ops.postgres import (
+    DB_NAME,
+    MAX_SOCKET_PATH,
+    PG_BIN,
+    PG_USER,
+    chown_to_postgres,
+    postgres_account,
+    postgres_env,
+)
 from potluck_ops.processes import (
     http_json,
     is_ours,
@@ -48,6 +56,19 @@ DCS_PARAMETERS: dict[str, str | int] = {
     "max_connections": 200,
     "timezone": "UTC",
 }
+# Every node of `potluck cluster` shares one machine (with Redis and the API): the base file sizes memory and WAL
+# for a dedicated host (shared_buffers = 25% of RAM, ...), which three nodes would each take.
+SHARED_HOST_PARAMETERS: dict[str, str | int] = {
+    "shared_buffers": "128MB",
+    "effective_cache_size": "1GB",
+    "maintenance_work_mem": "64MB",
+    "huge_pages": "off",
+    "max_wal_size": "512MB",
+    "min_wal_size": "32MB",
+    "wal_keep_size": 0,
+    "max_slot_wal_keep_size": "2GB",
+}
+BASE_CONF = "potluck.base.conf"
 # Roles in GET /cluster: a replica that is the synchronous standby says so.
 REPLICA_ROLES = ("replica", "sync_standby")
 RUNNING_STATES = ("running", "streaming")
@@ -88,9 +109,11 @@ def render_config(
     etcd_hosts: Sequence[str],
     dcs_parameters: Mapping[str, str | int] = DCS_PARAMETERS,
     node_parameters: Mapping[str, str | int] | None = None,
+    custom_conf: Path | None = None,
 ) -> str:
-    """The node's patroni.yml. Mappings are written as JSON, which YAML reads as flow mappings."""
-    socket = node.root if len(str(node.root / ".s.PGSQL.65535")) <= 100 else ""
+    """The node's patroni.yml. Mappings are written as JSON, which YAML reads as flow mappings. `custom_conf`: a
+    postgresql.conf to use as the base of the node's (readable by postgres)."""
+    socket = node.root if len(str(node.root / ".s.PGSQL.65535")) <= MAX_SOCKET_PATH else ""
     own = {"unix_socket_directories": str(socket), **(node_parameters or {})}
     return Template(template).substitute(
         scope=SCOPE,
@@ -104,12 +127,19 @@ def render_config(
         data_dir=node.data_dir,
         bin_dir=PG_BIN,
         pgpass=node.root / "pgpass",
+        custom_conf=f"custom_conf: {json.dumps(str(custom_conf))}" if custom_conf else "# no custom_conf",
     )
 
 
-def write_config(template_file: Path, node: PatroniNode, **kwargs: Any) -> None:
+def write_config(template_file: Path, node: PatroniNode, *, base_conf: Path | None = None, **kwargs: Any) -> None:
+    """Render the node's patroni.yml into its dir; `base_conf` is copied beside it and used as custom_conf."""
     node.root.mkdir(parents=True, exist_ok=True, mode=0o700)
     chown_to_postgres(node.root)
+    if base_conf is not None:
+        copy = node.root / BASE_CONF
+        copy.write_text(f"# Copied from {base_conf} at every start: edit that file.\n{base_conf.read_text()}")
+        chown_to_postgres(copy)
+        kwargs["custom_conf"] = copy
     node.config.write_text(render_config(template_file.read_text(), node, **kwargs))
     chown_to_postgres(node.config)
 

@@ -86,7 +86,8 @@ def summary(info: Mapping[str, Any]) -> Table:
     if "etcd" in info:
         row("etcd", info["etcd"], info["etcd"]["url"])
     for node in pg.get("nodes") or [pg["primary"], *pg["replicas"]]:
-        row(f"postgres {node['name']} ({node.get('role') or 'down'})", node, node["dsn"])
+        role = f" ({node.get('role') or 'no role'})" if "role" in node else ""  # roles come from `status`
+        row(f"postgres {node['name']}{role}", node, node["dsn"])
     for role in REDIS_ROLES:
         row(f"redis {role}", info["redis"][role], info["redis"][role]["url"])
     return table
