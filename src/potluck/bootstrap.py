@@ -288,7 +288,7 @@ def bootstrap(settings: Settings) -> Container:
         recommendations=RecommendationService(database, cache, recipes),
         media=media,
         redis_info=redis_info,
-        db_pools=DbPoolCollector(database_pools(database), registry),
+        db_pools=DbPoolCollector(lambda: database_pools(database), registry),
         search_analytics=search_analytics,
         outbox=outbox,
         notifications=notifications,

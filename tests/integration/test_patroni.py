@@ -223,3 +223,6 @@ async def test_leader_crash_writes_resume_reads_continue_old_leader_rejoins(
     assert f'potluck_db_replication_lag_seconds{{replica="{rejoined}"}}' in metrics
     promoted = _address(patroni_cluster, patroni_cluster.leader())
     assert f'potluck_db_replication_lag_seconds{{replica="{promoted}"}}' not in metrics
+    pools = [line for line in metrics.splitlines() if line.startswith("potluck_db_pool_size{")]
+    assert any(f'node="{rejoined}"' in line for line in pools), pools
+    assert not any(f'node="{promoted}"' in line and 'role="replica"' in line for line in pools), pools
