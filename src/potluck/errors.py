@@ -163,6 +163,7 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     sa_exc.OperationalError,
     sa_exc.InterfaceError,
     ConnectionError,
+    TimeoutError,  # the driver's own command timeout: the server stopped answering
 )
 RETRY_AFTER_SECONDS = 1
 # What an OperationalError says when the database is busy or away, as opposed to a mistake (a missing table, a

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,6 +30,8 @@ from tests.support.eventually import eventually
 
 WRITES_BACK_WITHIN = 30
 TOKEN_READ_WITHIN = 5
+# statement_timeout 3 s + the client's 1 s margin, and slack for a loaded machine
+FROZEN_WITHIN = 8
 
 
 def _database(client: httpx.AsyncClient) -> Database:
@@ -79,6 +83,41 @@ async def patroni_app(patroni_cluster: PatroniCluster, tmp_path: Path) -> AsyncI
     )
     async with running_app(settings) as http:
         yield http
+
+
+def _postgres_processes(postmaster: int) -> list[int]:
+    """The postmaster and its children (backends, walsenders, ...)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
+                children.append(int(stat.parent.name))
+    return [postmaster, *children]
+
+
+async def test_a_frozen_primary_is_a_bounded_503(patroni_app: AppClient, patroni_cluster: PatroniCluster) -> None:
+    """A primary that stops answering (no reset, no refusal) must not hold a request: the client-side command
+    timeout ends it, as a 503 problem with Retry-After."""
+    api = Api(patroni_app)
+    author = await api.register()
+    postmaster = patroni_cluster.nodes[patroni_cluster.leader()].postmaster_pid()
+    assert postmaster is not None
+    frozen = _postgres_processes(postmaster)
+    for pid in frozen:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        response = await patroni_app.post("/api/v1/recipes", json={"title": "Frozen"}, headers=author["headers"])
+        took = time.monotonic() - started
+    finally:
+        for pid in frozen:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+    assert response.status_code == 503, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.headers["retry-after"] == "1"
+    assert took < FROZEN_WITHIN, took
+    await asyncio.to_thread(patroni_cluster.wait_ready, 2, 60)
 
 
 class Traffic:

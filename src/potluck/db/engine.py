@@ -23,7 +23,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from potluck.config import DatabaseSettings
@@ -80,12 +80,16 @@ def create_engine(url: str, settings: DatabaseSettings, *, sqlite_writer: bool =
         "server_settings": {"statement_timeout": str(settings.statement_timeout_ms)},
         "timeout": settings.connect_timeout_seconds,
     }
+    if settings.statement_timeout_ms:
+        # statement_timeout is enforced by the server: a server that stops answering (frozen, or its host gone
+        # without a reset) would hold the request until TCP gives up. The client gives up a second later.
+        connect_args["command_timeout"] = settings.statement_timeout_ms / 1000 + 1
     if settings.pgbouncer_transaction_pooling:
         # PgBouncer in transaction mode hands each transaction to any server connection: named prepared
         # statements would not be there next time (see deploy/pgbouncer/README.md).
         connect_args["statement_cache_size"] = 0
         connect_args["prepared_statement_name_func"] = lambda: f"__asyncpg_{uuid.uuid4()}__"
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         echo=settings.echo,
         pool_size=settings.pool_size,
@@ -94,6 +98,15 @@ def create_engine(url: str, settings: DatabaseSettings, *, sqlite_writer: bool =
         pool_pre_ping=True,
         connect_args=connect_args,
     )
+    event.listen(engine.sync_engine, "handle_error", _timeout_is_disconnect)
+    return engine
+
+
+def _timeout_is_disconnect(context: Any) -> None:
+    """The driver's command timeout fired: the server stopped answering mid-statement, so the connection's state
+    is unknown. Close it (never return it to the pool); the pool's older connections are checked on checkout."""
+    if isinstance(context.original_exception, TimeoutError):
+        context.is_disconnect = True
 
 
 def _replica_name(url: str) -> str:
@@ -126,6 +139,10 @@ class Database:
         self.replica_states = [ReplicaState(name, engine) for name, engine in replicas]
         self.replicas = [state.engine for state in self.replica_states]
         self._round_robin = itertools.count()
+        self._generation = 0  # bumped by leader_changed
+        if self.primary.dialect.name == "postgresql":
+            for engine in {self.primary, self.primary_reader}:
+                self._follow_leader(engine)
         self.queries = Counter(
             "potluck_db_queries_total",
             "SQL statements sent, by database role.",
@@ -310,11 +327,25 @@ class Database:
                 await state.engine.dispose()
 
     async def leader_changed(self) -> None:
-        """A new leader: no pooled connection to the old one (now demoted or gone) may be handed out again.
-        Connections in use are closed when they are returned."""
+        """A new leader: no connection opened before now (to the old leader, demoted or gone) is handed out again.
+        Each is closed and replaced at its next checkout, including those in use right now (a pool dispose
+        would leave those to the garbage collector)."""
         logger.warning("db.leader_changed")
-        for engine in {self.primary, self.primary_reader}:
-            await engine.dispose()
+        self._generation += 1
+
+    def _follow_leader(self, engine: AsyncEngine) -> None:
+        """Stamp each new connection with the leader generation; refuse older ones at checkout (SQLAlchemy then
+        closes the connection and opens a new one, which the multi-host URL sends to the current leader)."""
+
+        def stamp(_dbapi: Any, record: Any) -> None:
+            record.info["leader_generation"] = self._generation
+
+        def refuse_stale(_dbapi: Any, record: Any, _proxy: Any) -> None:
+            if record.info.get("leader_generation", self._generation) != self._generation:
+                raise DisconnectionError("opened before the leader changed")
+
+        event.listen(engine.sync_engine, "connect", stamp)
+        event.listen(engine.sync_engine, "checkout", refuse_stale)
 
     async def dispose(self) -> None:
         if self.topology is not None:
