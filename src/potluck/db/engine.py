@@ -4,7 +4,7 @@ Where a replica is chosen: `Database.read_session`. Writes, and reads inside a w
 primary; other reads go round-robin over the replicas the monitor considers healthy; a read that carries a
 consistency token goes only to a replica on the token's timeline known to have replayed past it, else to the
 primary. Under Patroni the replica set changes at run time (`set_replicas`, from db/topology.py) and a new
-leader empties the primary's pool (`leader_changed`).
+leader retires the primary's older connections (`leader_changed`).
 """
 
 from __future__ import annotations

@@ -3,8 +3,9 @@ any member answers for all) about once a second.
 
 * The replica set is the members Patroni calls replicas that are running: a promoted replica leaves the read
   rotation, a rejoined old primary (rewound, streaming) enters it.
-* When the leader changes, the primary's pool is emptied, so no connection to the demoted (or dead) node is used
-  again; new connections find the new leader through the multi-host URL (target_session_attrs=read-write).
+* When the leader changes, every primary connection opened before is retired, so no connection to the demoted
+  (or dead) node is used again; new ones find the new leader through the multi-host URL
+  (target_session_attrs=read-write).
 
 Writes never wait for this poll: the multi-host URL finds the leader by itself. The poll only makes sure pooled
 connections do not outlive the leader they were opened to, and keeps the replica set current.
