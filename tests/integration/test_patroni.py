@@ -30,8 +30,8 @@ from tests.support.eventually import eventually
 
 WRITES_BACK_WITHIN = 30
 TOKEN_READ_WITHIN = 5
-# statement_timeout 3 s + the client's 1 s margin, and slack for a loaded machine
-FROZEN_WITHIN = 8
+# statement_timeout 1.2 s + the client's 1 s margin, and slack for a loaded machine
+FROZEN_WITHIN = 5
 
 
 def _database(client: httpx.AsyncClient) -> Database:
@@ -75,7 +75,8 @@ async def patroni_app(patroni_cluster: PatroniCluster, tmp_path: Path) -> AsyncI
             pool_size=5,
             max_overflow=5,
             connect_timeout_seconds=1.0,
-            statement_timeout_ms=3000,
+            # Short, so the frozen-primary test freezes the leader for less than Patroni's retry_timeout (3 s).
+            statement_timeout_ms=1200,
         ),
         redis=RedisSettings(url=None),
         cache=CacheSettings(test_hooks=True),
@@ -100,7 +101,8 @@ async def test_a_frozen_primary_is_a_bounded_503(patroni_app: AppClient, patroni
     timeout ends it, as a 503 problem with Retry-After."""
     api = Api(patroni_app)
     author = await api.register()
-    postmaster = patroni_cluster.nodes[patroni_cluster.leader()].postmaster_pid()
+    leader = patroni_cluster.leader()
+    postmaster = patroni_cluster.nodes[leader].postmaster_pid()
     assert postmaster is not None
     frozen = _postgres_processes(postmaster)
     for pid in frozen:
@@ -118,6 +120,7 @@ async def test_a_frozen_primary_is_a_bounded_503(patroni_app: AppClient, patroni
     assert response.headers["retry-after"] == "1"
     assert took < FROZEN_WITHIN, took
     await asyncio.to_thread(patroni_cluster.wait_ready, 2, 60)
+    assert patroni_cluster.leader() == leader, "the freeze made Patroni fail over: freeze for less time"
 
 
 class Traffic:
@@ -230,8 +233,9 @@ async def test_leader_crash_writes_resume_reads_continue_old_leader_rejoins(
         _assert_only_503_problems(traffic.all())
         failed = [r for _, r in traffic.writes if r.status_code == 503]
         assert failed, "the crash went unnoticed: no write failed (was the leader killed?)"
-        reads_during = [r for at, r in traffic.reads if killed_at < at < killed_at + back_after]
-        assert any(r.status_code == 200 for r in reads_during), "no read succeeded while there was no leader"
+        window = max(back_after, 2.0)  # the leader's absence, or at least the first seconds after the crash
+        reads_during = [r.status_code for at, r in traffic.reads if killed_at < at < killed_at + window]
+        assert 200 in reads_during, f"no read served in the {window:.1f}s after the crash: {reads_during}"
         print(f"writes back {back_after:.1f}s after the crash; {len(failed)} writes answered 503")
 
         # The promoted replica left the read rotation; the other one stays.
