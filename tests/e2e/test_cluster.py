@@ -35,7 +35,7 @@ REPLICA_READ_TIMEOUT = 15
 
 def _missing_tools() -> list[str]:
     missing = [str(path) for path in PG.missing(CLUSTER_TOOLS)]
-    return missing + [tool for tool in ("redis-server", "nginx") if shutil.which(tool) is None]
+    return missing + [tool for tool in ("redis-server", "nginx", "patroni", "etcd") if shutil.which(tool) is None]
 
 
 pytestmark = pytest.mark.skipif(

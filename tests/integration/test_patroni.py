@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -27,6 +28,11 @@ from tests.harness import PatroniCluster
 from tests.integration.conftest import Api, _fast_auth, running_app
 from tests.support.app import AppClient, app_of, container_of
 from tests.support.eventually import eventually
+
+pytestmark = pytest.mark.skipif(
+    shutil.which("patroni") is None or shutil.which("etcd") is None,
+    reason="needs patroni and etcd (apt-get install patroni etcd-server; scripts/install-deps.sh)",
+)
 
 WRITES_BACK_WITHIN = 30
 TOKEN_READ_WITHIN = 5
