@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+import time
 import urllib.request
 from pathlib import Path
 from typing import Any, Self
@@ -38,11 +39,33 @@ from potluck_ops.patroni import (
 )
 from potluck_ops.ports import HOST, pick_free_ports
 from potluck_ops.postgres import DB_NAME, PG_USER, chown_to_postgres, create_database
-from potluck_ops.processes import pid_alive, wait_until
+from potluck_ops.processes import is_ours, pid_alive, read_pid, wait_until
 
 from ._util import HarnessError, ManagedServer, default_parent_dir
 
 NODE_NAMES = ("pg1", "pg2", "pg3")
+_DIR_PREFIX = "potluck-patroni-"
+_OWNER_FILE = "harness.pid"
+
+
+def _reap_stale_clusters(parent: Path | None, min_age: float = 60) -> None:
+    """Stop and delete clusters whose test process died without stop() (SIGKILL): their Patroni nodes, their
+    postmasters and etcd would otherwise run on."""
+    for path in Path(parent or tempfile.gettempdir()).glob(f"{_DIR_PREFIX}*"):
+        try:
+            if time.time() - path.stat().st_mtime < min_age or pid_alive(int((path / _OWNER_FILE).read_text())):
+                continue
+        except (OSError, ValueError):
+            continue  # not ours to judge
+        pids = [read_pid(f) for f in [*path.glob("pg*/patroni.pid"), *path.glob("pg*/data/postmaster.pid")]]
+        pids.append(read_pid(path / "etcd.pid"))
+        for pid in pids:
+            if pid is not None and pid_alive(pid) and is_ours(pid, os.fsencode(path)):
+                with contextlib.suppress(OSError):
+                    os.kill(pid, signal.SIGKILL)
+        shutil.rmtree(path, ignore_errors=True)
+
+
 _TEST_PARAMETERS = {"fsync": "off", "wal_writer_delay": "10ms", "wal_init_zero": "off"}
 
 
@@ -61,7 +84,10 @@ class PatroniCluster(ManagedServer):
     def start(self) -> Self:
         if shutil.which("patroni") is None or shutil.which("etcd") is None:
             raise HarnessError("patroni and etcd not found: apt-get install patroni etcd-server")
-        self.dir = Path(tempfile.mkdtemp(prefix="potluck-patroni-", dir=default_parent_dir()))
+        parent = default_parent_dir()
+        _reap_stale_clusters(parent)
+        self.dir = Path(tempfile.mkdtemp(prefix=_DIR_PREFIX, dir=parent))
+        (self.dir / _OWNER_FILE).write_text(f"{os.getpid()}\n")
         chown_to_postgres(self.dir)
         atexit.register(self.stop)
         try:
