@@ -140,6 +140,7 @@ class Database:
         self.replicas = [state.engine for state in self.replica_states]
         self._round_robin = itertools.count()
         self._generation = 0  # bumped by leader_changed
+        self._retired: list[AsyncEngine] = []  # departed replicas' engines, disposed once idle
         if self.primary.dialect.name == "postgresql":
             for engine in {self.primary, self.primary_reader}:
                 self._follow_leader(engine)
@@ -324,7 +325,16 @@ class Database:
                 if self.monitor is not None:
                     self.monitor.forget(state)
                 logger.info("db.replica_removed", extra={"replica": name})
-                await state.engine.dispose()
+                self._retired.append(state.engine)
+        await self._dispose_retired()
+
+    async def _dispose_retired(self, *, all_of_them: bool = False) -> None:
+        """Dispose the engines of departed replicas once no request holds one of their connections (a pool
+        disposed under a request would leave that connection to the garbage collector, unclosed)."""
+        for engine in list(self._retired):
+            if all_of_them or engine.sync_engine.pool.checkedout() == 0:  # type: ignore[attr-defined]
+                self._retired.remove(engine)
+                await engine.dispose()
 
     async def leader_changed(self) -> None:
         """A new leader: no connection opened before now (to the old leader, demoted or gone) is handed out again.
@@ -352,6 +362,7 @@ class Database:
             await self.topology.stop()
         if self.monitor is not None:
             await self.monitor.stop()
+        await self._dispose_retired(all_of_them=True)
         for engine in {self.primary, self.primary_reader, *self.replicas}:
             await engine.dispose()
 
