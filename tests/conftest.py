@@ -5,6 +5,8 @@
 * ``redis_server``: Redis 7 without persistence (tests.harness.RedisServer), ``redis_server.url``.
 * ``sentinel_set``: per role (cache, coord) a Redis master and replica under three Sentinels
   (tests.harness.SentinelSet), ``sentinel_set.addresses``.
+* ``patroni_cluster``: etcd + three Patroni-managed PostgreSQL 15 nodes (tests.harness.PatroniCluster), database
+  ``potluck``; ``primary_url()`` is the multi-host URL that finds the leader. Only tests that need Patroni use it.
 
 Tests that pause, stop or kill a server must restore it (try/finally): the servers are shared.
 """
@@ -15,7 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.harness import PgCluster, RedisServer, SentinelSet
+from tests.harness import PatroniCluster, PgCluster, RedisServer, SentinelSet
 
 
 @pytest.fixture(scope="session")
@@ -34,3 +36,9 @@ def redis_server() -> Iterator[RedisServer]:
 def sentinel_set() -> Iterator[SentinelSet]:
     with SentinelSet() as sentinels:
         yield sentinels
+
+
+@pytest.fixture(scope="session")
+def patroni_cluster() -> Iterator[PatroniCluster]:
+    with PatroniCluster() as cluster:
+        yield cluster

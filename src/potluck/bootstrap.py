@@ -153,7 +153,9 @@ def build_cache(settings: Settings, registry: CollectorRegistry, faults: FaultIn
 
 
 def build_background(settings: Settings, cache: Cache, analytics: SearchAnalytics) -> Background:
-    db_settings = settings.database.model_copy(update={"replica_urls": [], "pool_size": 2, "max_overflow": 8})
+    db_settings = settings.database.model_copy(
+        update={"replica_urls": [], "patroni_urls": [], "pool_size": 2, "max_overflow": 8}
+    )
     database = Database.from_settings(settings.database_url, db_settings)
     own_cache = Cache(cache.store, cache.metrics, cache.settings, faults=cache.faults, report_breaker=False)
     recipes = RecipeService(database, own_cache, settings.media.public_base_url)
@@ -288,7 +290,7 @@ def bootstrap(settings: Settings) -> Container:
         recommendations=RecommendationService(database, cache, recipes),
         media=media,
         redis_info=redis_info,
-        db_pools=DbPoolCollector(database_pools(database), registry),
+        db_pools=DbPoolCollector(lambda: database_pools(database), registry),
         search_analytics=search_analytics,
         outbox=outbox,
         notifications=notifications,

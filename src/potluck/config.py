@@ -15,6 +15,11 @@ class DatabaseSettings(BaseModel):
     # SQLite under the data directory is the embedded default; a postgresql+asyncpg URL selects the full topology.
     url: str | None = None
     replica_urls: list[str] = Field(default_factory=list)
+    # Under Patroni: its REST endpoints (any member answers for the cluster). The replica set then comes from the
+    # cluster's /cluster, polled every topology_interval_seconds, and `url` should name every node
+    # (postgresql+asyncpg://u@/db?host=h1:p1&host=h2:p2&host=h3:p3&target_session_attrs=read-write).
+    patroni_urls: list[str] = Field(default_factory=list)
+    topology_interval_seconds: float = Field(default=1.0, gt=0)
     pool_size: int = Field(default=10, ge=1, le=200)
     max_overflow: int = Field(default=10, ge=0, le=200)
     pool_timeout_seconds: float = Field(default=5.0, gt=0)

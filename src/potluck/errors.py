@@ -163,6 +163,7 @@ DATABASE_UNAVAILABLE: tuple[type[Exception], ...] = (
     sa_exc.OperationalError,
     sa_exc.InterfaceError,
     ConnectionError,
+    TimeoutError,  # the driver's own command timeout: the server stopped answering
 )
 RETRY_AFTER_SECONDS = 1
 # What an OperationalError says when the database is busy or away, as opposed to a mistake (a missing table, a
@@ -179,13 +180,27 @@ _UNAVAILABLE_MARKERS = (
 )
 
 
+# What the driver says when the primary died under a transaction or is no longer (or not yet) the primary: the
+# connection was left mid-operation, a demoted node refused a write, no node of a multi-host URL accepts writes
+# (between a leader's death and a promotion). A failover in progress: worth a retry, never a 500.
+LOST_PRIMARY_MARKERS = (
+    "another operation",  # asyncpg: the connection broke in the middle of a statement
+    "connection was closed",
+    "connection is closed",
+    "read-only transaction",  # SQLSTATE 25006: this node is a replica now
+    "none of the hosts match",  # asyncpg: target_session_attrs=read-write found no primary
+)
+
+
 def database_unavailable(exc: BaseException) -> bool:
     """The database is overloaded or away (503 + Retry-After), not the request or the code at fault (500)."""
-    if isinstance(exc, sa_exc.OperationalError):
+    if isinstance(exc, sa_exc.DBAPIError) and not isinstance(exc, sa_exc.InterfaceError):
         if exc.connection_invalidated:
             return True
         message = str(exc.orig if exc.orig is not None else exc).lower()
-        return any(marker in message for marker in _UNAVAILABLE_MARKERS)
+        if isinstance(exc, sa_exc.OperationalError) and any(m in message for m in _UNAVAILABLE_MARKERS):
+            return True
+        return any(marker in message for marker in LOST_PRIMARY_MARKERS)
     return isinstance(exc, DATABASE_UNAVAILABLE)
 
 
@@ -238,7 +253,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(PotluckError, _potluck_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
-    for kind in DATABASE_UNAVAILABLE:
+    for kind in (*DATABASE_UNAVAILABLE, sa_exc.DBAPIError):
         app.add_exception_handler(kind, _database_unavailable)
     app.add_exception_handler(ExceptionGroup, _exception_group)
     app.add_exception_handler(Exception, _unexpected_error)

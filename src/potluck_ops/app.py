@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from potluck_ops.ports import HOST
-from potluck_ops.postgres import pg_url
 from potluck_ops.sentinel import MASTER_NAMES
 
 # Celery, started after the API processes and stopped before them.
@@ -31,16 +30,17 @@ def potluck_command() -> list[str]:
 
 def api_env(
     *,
-    primary_port: int,
-    replica_ports: Sequence[int],
+    database_url: str,
+    patroni_urls: Sequence[str],
     sentinel_ports: Sequence[int],
     data_dir: Path,
     secret: str | None,
 ) -> dict[str, str]:
     """The POTLUCK_* settings of an API process (and of migrate/seed); `secret=None` leaves the key out."""
     env = {
-        "POTLUCK_DATABASE__URL": pg_url(primary_port),
-        "POTLUCK_DATABASE__REPLICA_URLS": json.dumps([pg_url(p) for p in replica_ports]),
+        # Every node, the leader found by target_session_attrs; replicas come from Patroni's /cluster at run time.
+        "POTLUCK_DATABASE__URL": database_url,
+        "POTLUCK_DATABASE__PATRONI_URLS": json.dumps(list(patroni_urls)),
         # Every Redis client (cache, its invalidation bus, Celery's broker, analytics, views) finds its master
         # through the sentinels, so it follows a failover; no fixed Redis URL is handed out.
         "POTLUCK_REDIS__SENTINELS": json.dumps([f"{HOST}:{p}" for p in sentinel_ports]),

@@ -1,8 +1,9 @@
 """`potluck cluster up` as an ordered list of steps, each a small function of what the earlier ones made.
 
 Every server is started in its own session with output in a log file, so it outlives `potluck cluster up`;
-`down` finds them again from the pid files (and PostgreSQL from its data dirs). As root, PostgreSQL binaries
-run as the postgres user; Redis, nginx and the API run as the caller.
+`down` finds them again from the pid files. PostgreSQL runs under Patroni (etcd keeps the leader key): nodes
+pg1..pgN, one leader and N-1 replicas, one of them the synchronous standby. As root, Patroni (and the PostgreSQL
+it starts) runs as the postgres user; etcd, Redis, nginx and the API run as the caller.
 """
 
 from __future__ import annotations
@@ -20,23 +21,23 @@ from pathlib import Path
 from typing import Any
 
 from potluck_ops.app import BACKGROUND_ROLES, api_env, potluck_command
+from potluck_ops.etcd import EtcdMember, check_etcd, start_etcd
 from potluck_ops.failures import OpsError, failure
 from potluck_ops.layout import MARKER, Layout, load_cluster_json, shared_secret, write_cluster_json
 from potluck_ops.nginx import start_nginx
-from potluck_ops.ports import HOST, assign_ports, port_is_free
-from potluck_ops.postgres import (
-    CLUSTER_TOOLS,
-    PG,
-    chown_to_postgres,
-    create_database,
-    create_replica,
-    follow_primary,
-    init_primary,
-    pg_dsn,
-    pg_url,
-    start_node,
-    wait_streaming,
+from potluck_ops.patroni import (
+    SHARED_HOST_PARAMETERS,
+    TEMPLATE,
+    PatroniNode,
+    check_patroni,
+    leader_port,
+    multi_host_url,
+    start_patroni,
+    wait_cluster,
+    write_config,
 )
+from potluck_ops.ports import HOST, assign_ports, port_is_free
+from potluck_ops.postgres import CLUSTER_TOOLS, PG, chown_to_postgres, create_database, pg_dsn, pg_url
 from potluck_ops.processes import http_status, run, start_logged, wait_until
 from potluck_ops.progress import note, step
 from potluck_ops.redis import REDIS_NODES, REDIS_ROLES, master_first, redis_url, start_redis
@@ -57,7 +58,9 @@ class BringUp:
     ports: dict[str, int] = field(default_factory=dict)
     secret: str = ""
     started: float = 0.0
-    pg_pids: dict[str, int] = field(default_factory=dict)
+    pg_pids: dict[str, int] = field(default_factory=dict)  # Patroni's pid per node
+    etcd_pid: int = 0
+    pg_summary: dict[str, Any] = field(default_factory=dict)
     redis_pids: dict[str, int] = field(default_factory=dict)
     # Per role, the instance started as its master (the other is its replica; Sentinel may swap them later).
     redis_masters: dict[str, str] = field(default_factory=dict)
@@ -71,8 +74,20 @@ class BringUp:
     nginx_pid: int = 0
 
     @property
-    def replica_names(self) -> list[str]:
-        return [f"r{i}" for i in range(1, self.replica_count + 1)]
+    def node_names(self) -> list[str]:
+        """The Patroni nodes: one leader and replica_count replicas, whichever is which."""
+        return [f"pg{i}" for i in range(1, self.replica_count + 2)]
+
+    def node(self, name: str) -> PatroniNode:
+        return PatroniNode(name, self.layout.patroni_root(name), self.ports[name], self.ports[f"{name}-api"])
+
+    @property
+    def etcd(self) -> EtcdMember:
+        return EtcdMember("e1", self.layout.etcd, self.ports["etcd"], self.ports["etcd-peer"])
+
+    @property
+    def patroni_urls(self) -> list[str]:
+        return [self.node(n).api_url for n in self.node_names]
 
     @property
     def api_names(self) -> list[str]:
@@ -85,8 +100,8 @@ class BringUp:
 
     def settings(self, secret: str | None) -> dict[str, str]:
         return api_env(
-            primary_port=self.ports["primary"],
-            replica_ports=[self.ports[n] for n in self.replica_names],
+            database_url=multi_host_url([self.ports[n] for n in self.node_names]),
+            patroni_urls=self.patroni_urls,
             sentinel_ports=[self.ports[n] for n in SENTINEL_NAMES],
             data_dir=self.layout.data,
             secret=secret,
@@ -123,10 +138,11 @@ def previous_ports(info: Mapping[str, Any] | None) -> dict[str, int]:
         return {}
     ports: dict[str, int] = {}
     with contextlib.suppress(KeyError, TypeError):
-        pg = info["postgres"]
-        ports["primary"] = pg["primary"]["port"]
-        for node in pg["replicas"]:
+        ports["etcd"] = info["etcd"]["port"]
+        ports["etcd-peer"] = info["etcd"]["peer_port"]
+        for node in info["postgres"]["nodes"]:
             ports[node["name"]] = node["port"]
+            ports[f"{node['name']}-api"] = node["api_port"]
     with contextlib.suppress(KeyError, TypeError, AttributeError):
         for name, node in info["redis"].items():
             ports[f"redis-{name}"] = node["port"]
@@ -143,6 +159,8 @@ def check_tools(state: BringUp) -> None:
     missing = PG.missing(CLUSTER_TOOLS)
     if missing:
         raise OpsError(f"{missing[0]} not found: install postgresql-15 (or set POTLUCK_PG_BIN)")
+    check_patroni()
+    check_etcd()
     for tool, package in (("redis-server", "redis-server"), ("redis-sentinel", "redis-sentinel"), ("nginx", "nginx")):
         if shutil.which(tool) is None:
             raise OpsError(f"{tool} not found on PATH: install it (apt-get install {package})")
@@ -152,45 +170,57 @@ def stop_leftovers(state: BringUp) -> None:
     stop_all(state.layout, quiet=True)
 
 
+def refuse_plain_state(state: BringUp) -> None:
+    """A state dir from before Patroni holds plain data dirs (primary/, r1/ ...), which Patroni cannot adopt."""
+    layout = state.layout
+    plain = [n for n in ("primary", *layout.replica_names()) if (layout.pg_data(n) / "PG_VERSION").exists()]
+    if plain:
+        raise OpsError(
+            f"{layout.pg} holds PostgreSQL data dirs ({', '.join(plain)}) made by an older `potluck cluster` "
+            "(pg_basebackup replicas, no Patroni); Patroni cannot adopt them. Run `potluck cluster down --purge` "
+            "(deletes that data) and `potluck cluster up` again, or set POTLUCK_CLUSTER_DIR to another directory."
+        )
+
+
 def choose_ports(state: BringUp) -> None:
     """After stop_leftovers: the last run's servers held its ports."""
     if not port_is_free(state.lb_port):
         raise OpsError(f"port {state.lb_port} on {HOST} is in use: stop what holds it, or pass --lb-port")
-    names = ["primary", *state.replica_names, *(f"redis-{n}" for n in REDIS_NODES), *SENTINEL_NAMES, *state.api_names]
+    pg = [name for node in state.node_names for name in (node, f"{node}-api")]
+    names = ["etcd", "etcd-peer", *pg, *(f"redis-{n}" for n in REDIS_NODES), *SENTINEL_NAMES, *state.api_names]
     state.ports = assign_ports(names, previous_ports(state.previous), avoid=[state.lb_port])
     state.secret = shared_secret(state.layout)
     state.started = time.monotonic()
 
 
-def _is_new(state: BringUp, name: str) -> bool:
-    return not (state.layout.pg_data(name) / "PG_VERSION").exists()
+def start_etcd_member(state: BringUp) -> None:
+    layout = state.layout
+    proc = start_etcd(state.etcd, log=layout.etcd_log, pid_file=layout.etcd_pid, env=os.environ)
+    state.etcd_pid = proc.pid
 
 
-def start_primary(state: BringUp) -> None:
-    if _is_new(state, "primary"):
-        init_primary(state.layout)
-    state.pg_pids["primary"] = start_node(state.layout, "primary", state.ports["primary"])
-    create_database(state.ports["primary"])
-
-
-def note_extra_replicas(state: BringUp) -> None:
-    extra = [n for n in state.layout.replica_names() if n not in state.replica_names]
+def note_extra_nodes(state: BringUp) -> None:
+    extra = [n for n in state.layout.patroni_names() if n not in state.node_names]
     if extra:
-        note(
-            f"replica data dirs {', '.join(extra)} exist but --replicas {state.replica_count}: "
-            "left stopped; their slots keep WAL on the primary (down --purge, or up with more replicas)"
-        )
+        note(f"Patroni nodes {', '.join(extra)} exist but --replicas {state.replica_count}: left stopped")
 
 
-def start_replica(state: BringUp, name: str) -> None:
-    if _is_new(state, name):
-        create_replica(state.layout, name, state.ports["primary"])
-    state.pg_pids[name] = start_node(state.layout, name, state.ports[name])
-    follow_primary(name, state.ports[name], state.ports["primary"])
+def start_patroni_node(state: BringUp, name: str) -> None:
+    """Render the node's patroni.yml from deploy/ and start it; Patroni decides its role."""
+    node = state.node(name)
+    deploy = state.layout.deploy
+    base = deploy / "postgres" / "postgresql.conf"
+    hosts = [state.etcd.endpoint]
+    write_config(deploy / TEMPLATE, node, base_conf=base, etcd_hosts=hosts, node_parameters=SHARED_HOST_PARAMETERS)
+    log = state.layout.pg_log(name)
+    proc = start_patroni(node, log=log, pid_file=state.layout.patroni_pid(name), env=os.environ)
+    state.pg_pids[name] = proc.pid
 
 
-def wait_replication(state: BringUp) -> None:
-    wait_streaming(state.layout, state.ports["primary"], state.replica_names)
+def wait_patroni(state: BringUp) -> None:
+    logs = [state.layout.pg_log(n) for n in state.node_names]
+    state.pg_summary = wait_cluster(state.patroni_urls, replicas=state.replica_count, timeout=120, logs=logs)
+    create_database(leader_port(state.pg_summary))
 
 
 def start_redis_role(state: BringUp, role: str) -> None:
@@ -312,14 +342,13 @@ def _title(text: str) -> Callable[[BringUp], str]:
     return lambda state: text
 
 
-def _primary_title(state: BringUp) -> str:
-    how = "initdb" if _is_new(state, "primary") else "existing data"
-    return f"PostgreSQL primary ({how}) on port {state.ports['primary']}"
+def _patroni_title(state: BringUp, name: str) -> str:
+    how = "existing data" if (state.layout.patroni_root(name) / "data" / "PG_VERSION").exists() else "new"
+    return f"Patroni {name} ({how}): PostgreSQL on port {state.ports[name]}, REST on {state.ports[name + '-api']}"
 
 
-def _replica_title(state: BringUp, name: str) -> str:
-    how = "pg_basebackup" if _is_new(state, name) else "existing data"
-    return f"PostgreSQL replica {name} ({how}) on port {state.ports[name]}"
+def _wait_title(state: BringUp) -> str:
+    return f"Patroni: a leader, {state.replica_count} replica(s), a synchronous standby"
 
 
 def _redis_title(state: BringUp, role: str) -> str:
@@ -335,12 +364,13 @@ def steps(state: BringUp) -> list[Step]:
     """The bring-up, in order."""
     return [
         Step(check_tools),
+        Step(refuse_plain_state),
         Step(stop_leftovers, _title("stop leftovers of an earlier run")),
         Step(choose_ports),
-        Step(start_primary, _primary_title),
-        Step(note_extra_replicas),
-        *(Step(partial(start_replica, name=n), partial(_replica_title, name=n)) for n in state.replica_names),
-        Step(wait_replication, _title("replication streaming")),
+        Step(start_etcd_member, lambda st: f"etcd on port {st.ports['etcd']}"),
+        Step(note_extra_nodes),
+        *(Step(partial(start_patroni_node, name=n), partial(_patroni_title, name=n)) for n in state.node_names),
+        Step(wait_patroni, _wait_title),
         *(Step(partial(start_redis_role, role=r), partial(_redis_title, role=r)) for r in REDIS_ROLES),
         Step(start_sentinels, _sentinel_title),
         Step(wait_sentinels, _title("Sentinels see both masters, their replicas and each other")),
@@ -374,13 +404,17 @@ def bring_up(
 
 def _pg_node(state: BringUp, name: str) -> dict[str, Any]:
     port = state.ports[name]
+    node = state.node(name)
     return {
         "name": name,
         "port": port,
+        "api_port": node.api_port,
+        "api_url": node.api_url,
         "url": pg_url(port),
         "dsn": pg_dsn(port),
-        "pid": state.pg_pids[name],
-        "data_dir": str(state.layout.pg_data(name)),
+        "pid": state.pg_pids[name],  # Patroni's; its PostgreSQL is its child
+        "data_dir": str(node.data_dir),
+        "config": str(node.config),
         "log": str(state.layout.pg_log(name)),
     }
 
@@ -418,9 +452,18 @@ def cluster_info(state: BringUp) -> dict[str, Any]:
         "nginx_pid": state.nginx_pid,
         **state.background,
         "api": state.api_nodes,
+        "etcd": {
+            "port": state.ports["etcd"],
+            "peer_port": state.ports["etcd-peer"],
+            "url": state.etcd.client_url,
+            "pid": state.etcd_pid,
+            "log": str(layout.etcd_log),
+        },
+        # Which node leads changes at run time: `status` reads it from Patroni (leader, timeline, sync_standby).
         "postgres": {
-            "primary": _pg_node(state, "primary"),
-            "replicas": [_pg_node(state, n) for n in state.replica_names],
+            "nodes": [_pg_node(state, n) for n in state.node_names],
+            "patroni_urls": state.patroni_urls,
+            "url": multi_host_url([state.ports[n] for n in state.node_names]),
         },
         # Who is master now is Sentinel's to say (`potluck cluster status` asks it); these are the instances.
         "redis": {name: _redis_node(state, name) for name in REDIS_NODES},

@@ -1,9 +1,10 @@
 """`potluck cluster up|down|status`: the full topology on one machine.
 
-PostgreSQL 15 primary + streaming replicas, the Redis cache instance (deploy/redis/cache.conf, evicting) and the
-non-evicting Redis coordination instance (deploy/redis/coord.conf), N API processes and nginx round-robin in
-front of them, a Celery worker and beat (broker: the coordination instance), all on 127.0.0.1. All state lives
-under one directory (see potluck_ops.layout).
+etcd and PostgreSQL 15 under Patroni (one leader, the rest replicas, one synchronous standby), the Redis cache
+instance (deploy/redis/cache.conf, evicting) and the non-evicting Redis coordination instance
+(deploy/redis/coord.conf), N API processes and nginx round-robin in front of them, a Celery worker and beat
+(broker: the coordination instance), all on 127.0.0.1. All state lives under one directory (see
+potluck_ops.layout).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ from potluck_ops.status import cluster_status, summary
 from potluck_ops.teardown import stop_all
 
 cluster_app = typer.Typer(
-    help="Run the full topology on this machine: PostgreSQL primary + replicas, Redis, N API processes, nginx, "
+    help="Run the full topology on this machine: etcd and PostgreSQL under Patroni (a leader + replicas), Redis, "
+    "N API processes, nginx, "
     "a Celery worker and beat.",
     no_args_is_help=True,
 )
@@ -38,7 +40,7 @@ def _fail(exc: OpsError) -> typer.Exit:
 @cluster_app.command()
 def up(
     api: int = typer.Option(2, "--api", min=1, help="API processes behind nginx."),
-    replicas: int = typer.Option(2, "--replicas", min=0, help="PostgreSQL streaming replicas."),
+    replicas: int = typer.Option(2, "--replicas", min=0, help="PostgreSQL replicas (Patroni nodes: replicas + 1)."),
     lb_port: int = typer.Option(8080, "--lb-port", min=1, max=65535, help="Port of the nginx load balancer."),
     users: int = typer.Option(500, "--users", min=1, help="Demo users to seed."),
     recipes: int = typer.Option(5000, "--recipes", min=0, help="Demo recipes to seed."),

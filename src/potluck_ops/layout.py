@@ -4,7 +4,10 @@
 
     cluster.json        endpoints and pids (written by `up`, read by `status`)
     secret.key          the JWT signing key shared by every API process (generated once)
-    pg/                 owned by postgres: data dirs primary/, r1/, r2/ ..., their logs, the unix socket
+    etcd/               etcd's data dir; etcd.log, etcd.pid (Patroni's store: leader key, members)
+    pg/                 owned by postgres: one dir per Patroni node pg1/, pg2/ ... (patroni.yml, data/), their logs
+                        (pgN.log) and pid files (pgN.patroni.pid). Older versions kept plain data dirs primary/, r1/
+                        here; `up` refuses those (see bringup.refuse_plain_state)
     redis/cache/ coord/ data dirs; redis/<role>.log, redis/<role>.pid
     api/                api-<i>.log, api-<i>.pid
     worker/             worker.log, worker.pid, beat.log, beat.pid (Celery: the outbox relay, view flushes)
@@ -78,6 +81,29 @@ class Layout:
 
     def pg_log(self, name: str) -> Path:
         return self.pg / f"{name}.log"
+
+    def patroni_root(self, name: str) -> Path:
+        return self.pg / name
+
+    def patroni_pid(self, name: str) -> Path:
+        return self.pg / f"{name}.patroni.pid"
+
+    def patroni_names(self) -> list[str]:
+        """Patroni node dirs that exist, in order (pg1, pg2, ...)."""
+        found = [p.name for p in self.pg.glob("pg*") if re.fullmatch(r"pg\d+", p.name) and p.is_dir()]
+        return sorted(found, key=lambda n: int(n[2:]))
+
+    @property
+    def etcd(self) -> Path:
+        return self.root / "etcd"
+
+    @property
+    def etcd_log(self) -> Path:
+        return self.root / "etcd.log"
+
+    @property
+    def etcd_pid(self) -> Path:
+        return self.root / "etcd.pid"
 
     @property
     def redis(self) -> Path:

@@ -1,25 +1,23 @@
 """PostgreSQL 15: its binaries (as the postgres user when we are root: they refuse root), a primary made by
-initdb, streaming replicas made by pg_basebackup; then the nodes of `potluck cluster` under the state dir.
-
-The test harness shares the first part (PgTools, postmaster_ready) and runs its nodes its own way.
+initdb, streaming replicas made by pg_basebackup (the test harness's plain clusters); for `potluck cluster`,
+whose nodes Patroni runs (potluck_ops.patroni): the application's database, probes, and stopping the plain
+nodes of a state dir from before Patroni.
 """
 
 from __future__ import annotations
 
 import os
 import pwd
-import re
-import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from subprocess import CompletedProcess
 from typing import Unpack
 
-from potluck_ops.failures import OpsError, failure
+from potluck_ops.failures import OpsError
 from potluck_ops.layout import Layout
 from potluck_ops.ports import HOST
-from potluck_ops.processes import RunOptions, pid_alive, read_pid, run, wait_until
+from potluck_ops.processes import RunOptions, pid_alive, read_pid, run
 
 PG_BIN = Path(os.environ.get("POTLUCK_PG_BIN", "/usr/lib/postgresql/15/bin"))
 PG_USER = "postgres"
@@ -27,11 +25,8 @@ DB_NAME = "potluck"
 # trust on loopback: clusters bound to 127.0.0.1 only. --no-sync: nothing here is precious, and syncing every
 # file initdb writes costs seconds (checkpoints still flush the data pages later).
 INITDB_ARGS = ("-U", PG_USER, "-A", "trust", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync")
-# The per-node conf files, inside each data dir (so pg_basebackup copies the includes along).
-PG_BASE_CONF = "potluck.base.conf"
-PG_INSTANCE_CONF = "potluck.instance.conf"
 # Unix socket paths are limited to 107 bytes (sun_path); longer state dirs get TCP only.
-_MAX_SOCKET_PATH = 100
+MAX_SOCKET_PATH = 100
 
 
 def postgres_account() -> pwd.struct_passwd | None:
@@ -138,66 +133,6 @@ class PgTools:
 PG = PgTools()
 CLUSTER_TOOLS = ("initdb", "pg_ctl", "pg_basebackup", "psql", "pg_isready")
 
-PG_CONF_INCLUDES = f"""
-# --- potluck cluster: the deployment's shared settings, then this node's own lines (later lines win) ---
-include '{PG_BASE_CONF}'
-include '{PG_INSTANCE_CONF}'
-"""
-
-
-def pg_instance_conf(*, name: str, port: int, socket_dir: Path | None) -> str:
-    """This node's own settings; included after potluck.base.conf (deploy/postgres/postgresql.conf), so they win."""
-    socket_line = f"unix_socket_directories = '{socket_dir}'" if socket_dir else "unix_socket_directories = ''"
-    return "\n".join(
-        [
-            "# Written by `potluck cluster up` at every start: this node's own settings. Edits here are lost;",
-            "# change deploy/postgres/postgresql.conf (copied to potluck.base.conf) or potluck_ops/postgres.py.",
-            f"port = {port}",
-            f"listen_addresses = '{HOST}'",
-            socket_line,
-            f"cluster_name = '{name}'",
-            "",
-            "# Every node of this cluster shares one machine (with Redis and the API). The base file sizes memory",
-            "# for a dedicated host (shared_buffers = 25% of RAM, effective_cache_size = 75%); three nodes each",
-            "# taking that would overcommit RAM and mostly cache the same pages three times. This is the same as",
-            "# starting each postmaster with -c shared_buffers=128MB, kept in a file so `pg_ctl start` by hand",
-            "# gets it too.",
-            "shared_buffers = 128MB",
-            "effective_cache_size = 1GB",
-            "maintenance_work_mem = 64MB",
-            "huge_pages = off",
-            "# WAL sized for a laptop's disk: every node keeps min_wal_size, and the slots already hold what a",
-            "# replica still needs, so no extra wal_keep_size margin.",
-            "max_wal_size = 512MB",
-            "min_wal_size = 32MB",
-            "wal_keep_size = 0",
-            "max_slot_wal_keep_size = 2GB",
-            "",
-        ]
-    )
-
-
-def _psql(port: int, sql: str, *, what: str = "psql") -> str:
-    return PG.psql(port, sql, what=what).strip()
-
-
-def _socket_dir(layout: Layout) -> Path | None:
-    return layout.pg if len(str(layout.pg / ".s.PGSQL.65535")) <= _MAX_SOCKET_PATH else None
-
-
-def _write_confs(layout: Layout, data_dir: Path, name: str, port: int) -> None:
-    """Refresh the shared settings from deploy/ and write this node's own lines (port, name, memory)."""
-    base = (layout.deploy / "postgres" / "postgresql.conf").read_text()
-    header = "# Copied by `potluck cluster up` from deploy/postgres/postgresql.conf at every start: edit that file.\n"
-    files = {
-        PG_BASE_CONF: header + base,
-        PG_INSTANCE_CONF: pg_instance_conf(name=name, port=port, socket_dir=_socket_dir(layout)),
-    }
-    for filename, text in files.items():
-        path = data_dir / filename
-        path.write_text(text)
-        chown_to_postgres(path)
-
 
 def node_running(data_dir: Path) -> bool:
     if not (data_dir / "PG_VERSION").exists():
@@ -221,71 +156,14 @@ def accepting_connections(port: int) -> bool:
     return probe.returncode == 0
 
 
-def init_primary(layout: Layout) -> None:
-    target = layout.pg_data("primary")
-    partial = layout.pg / "primary.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    PG.initdb(partial)
-    with (partial / "postgresql.conf").open("a") as fh:
-        fh.write(PG_CONF_INCLUDES)
-    # Renamed only once complete: a half-built data dir is never mistaken for a usable one by the next `up`.
-    partial.rename(target)
+def _psql(port: int, sql: str, *, what: str = "psql") -> str:
+    return PG.psql(port, sql, what=what).strip()
 
 
 def create_database(port: int, name: str = DB_NAME) -> None:
     """CREATE DATABASE unless it exists."""
     if not _psql(port, f"SELECT 1 FROM pg_database WHERE datname = '{name}'"):
         _psql(port, f"CREATE DATABASE {name}", what=f"create database {name}")
-
-
-def start_node(layout: Layout, name: str, port: int) -> int:
-    """pg_ctl start (detached, waits until it accepts connections); the postmaster's pid."""
-    data_dir = layout.pg_data(name)
-    _write_confs(layout, data_dir, name, port)
-    log = layout.pg_log(name)
-    pg_ctl: list[str | Path] = ["-D", data_dir, "-l", log, "-w", "-t", "90", "start"]
-    what = f"start PostgreSQL {name} on port {port}"
-    PG.run("pg_ctl", *pg_ctl, what=what, timeout=120, logs=[log], new_session=True)
-    pid = read_pid(data_dir / "postmaster.pid")
-    if pid is None:
-        raise failure(f"PostgreSQL {name} started but wrote no postmaster.pid", logs=[log])
-    return pid
-
-
-def create_replica(layout: Layout, name: str, primary_port: int) -> None:
-    partial = layout.pg / f"{name}.partial"
-    shutil.rmtree(partial, ignore_errors=True)
-    # A slot left by an earlier, interrupted attempt would make pg_basebackup -C fail.
-    _psql(
-        primary_port,
-        f"SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = '{name}'",
-        what=f"drop a stale slot {name}",
-    )
-    PG.basebackup(partial, name=name, primary_port=primary_port, logs=[layout.pg_log("primary")])
-    partial.rename(layout.pg_data(name))
-
-
-def follow_primary(name: str, port: int, primary_port: int) -> None:
-    """Point a replica at the primary's current port (ports may change between runs); reloadable, no restart."""
-    current = _psql(port, "SHOW primary_conninfo", what=f"read primary_conninfo of {name}")
-    match = re.search(r"\bport=(\d+)", current)
-    if match and int(match.group(1)) == primary_port:
-        return
-    conninfo = replica_conninfo(name, primary_port)
-    _psql(port, f"ALTER SYSTEM SET primary_conninfo = '{conninfo}'", what=f"re-point {name}")
-    _psql(port, "SELECT pg_reload_conf()", what=f"reload {name}")
-
-
-def wait_streaming(layout: Layout, primary_port: int, names: Sequence[str], timeout: float = 60) -> None:
-    if not names:
-        return
-    sql = "SELECT application_name FROM pg_stat_replication WHERE state = 'streaming'"
-
-    def streaming() -> bool:
-        return set(names) <= set(_psql(primary_port, sql, what="read pg_stat_replication").split())
-
-    logs = [layout.pg_log("primary"), *(layout.pg_log(n) for n in names)]
-    wait_until(streaming, what=f"replicas {', '.join(names)} streaming", timeout=timeout, logs=logs)
 
 
 def stop_node(layout: Layout, name: str) -> bool:

@@ -8,6 +8,7 @@ server started attached stays a child and is stopped through its Popen.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import signal
@@ -249,4 +250,19 @@ def http_status(url: str, timeout: float = 2.0) -> int | None:
     except urllib.error.HTTPError as exc:
         return exc.code
     except (OSError, ValueError):
+        return None
+
+
+def http_json(url: str, timeout: float = 2.0) -> Any:
+    """The JSON body of GET `url` (whatever its status: Patroni answers 503 with a body), or None."""
+    try:
+        with _DIRECT.open(url, timeout=timeout) as response:
+            body: bytes = response.read()
+    except urllib.error.HTTPError as exc:
+        body = exc.read()
+    except (OSError, ValueError):
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
         return None

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from rich.table import Table
 
 from potluck_ops.app import BACKGROUND_ROLES
+from potluck_ops.etcd import etcd_healthy_url
 from potluck_ops.layout import Layout, load_cluster_json
+from potluck_ops.patroni import RUNNING_STATES, fetch_cluster, summarize
 from potluck_ops.ports import HOST
 from potluck_ops.postgres import accepting_connections
 from potluck_ops.processes import http_status, pid_alive
@@ -29,8 +31,13 @@ def cluster_status(layout: Layout) -> dict[str, Any]:
         checks.append(node["healthy"])
 
     pg = info.get("postgres", {})
-    for node in [pg.get("primary", {}), *pg.get("replicas", [])]:
-        mark(node, accepting_connections(node.get("port", 0)))
+    if "nodes" in pg:
+        _patroni_status(pg, mark)
+        etcd = info.get("etcd", {})
+        mark(etcd, etcd_healthy_url(str(etcd.get("url"))))
+    else:  # a cluster.json from before Patroni
+        for node in [pg.get("primary", {}), *pg.get("replicas", [])]:
+            mark(node, accepting_connections(node.get("port", 0)))
     for node in info.get("redis", {}).values():
         mark(node, redis_ping(node.get("port", 0)))
     sentinel = info.get("sentinel", {})
@@ -52,6 +59,22 @@ def cluster_status(layout: Layout) -> dict[str, Any]:
     return info
 
 
+def _patroni_status(pg: dict[str, Any], mark: Callable[[dict[str, Any], bool], None]) -> None:
+    """Who leads now, from Patroni's /cluster: leader, timeline, sync_standby, members; `primary` and `replicas`
+    are the nodes of cluster.json in their current roles."""
+    live = summarize(fetch_cluster(pg.get("patroni_urls", [])))
+    pg.update(live)
+    roles = {m["name"]: m for m in live["members"]}
+    for node in pg["nodes"]:
+        member = roles.get(node["name"], {})
+        node["role"] = member.get("role")
+        mark(node, member.get("state") in RUNNING_STATES and accepting_connections(node.get("port", 0)))
+    pg["primary"] = next((n for n in pg["nodes"] if n["name"] == live["leader"]), {"name": None, "healthy": False})
+    pg["replicas"] = [n for n in pg["nodes"] if n["name"] != live["leader"]]
+    if live["leader"] is None:
+        mark(pg["primary"], False)
+
+
 def summary(info: Mapping[str, Any]) -> Table:
     """One row per component: endpoint, pid, up or down."""
     table = Table(title=f"potluck cluster: {info.get('lb', {}).get('url')}", title_justify="left")
@@ -69,8 +92,11 @@ def summary(info: Mapping[str, Any]) -> Table:
         if role in info:
             row(f"celery {role}", info[role], info[role]["log"])
     pg = info["postgres"]
-    for node in [pg["primary"], *pg["replicas"]]:
-        row(f"postgres {node['name']}", node, node["dsn"])
+    if "etcd" in info:
+        row("etcd", info["etcd"], info["etcd"]["url"])
+    for node in pg.get("nodes") or [pg["primary"], *pg["replicas"]]:
+        role = f" ({node.get('role') or 'no role'})" if "role" in node else ""  # roles come from `status`
+        row(f"postgres {node['name']}{role}", node, node["dsn"])
     for name, node in info["redis"].items():
         row(f"redis {name}", node, node["url"])
     sentinel = info.get("sentinel", {})

@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 
 from potluck_ops.app import BACKGROUND_ROLES
+from potluck_ops.etcd import stop_etcd
 from potluck_ops.layout import Layout, load_cluster_json
 from potluck_ops.nginx import stop_nginx
+from potluck_ops.patroni import stop_patroni_nodes
 from potluck_ops.postgres import stop_node
 from potluck_ops.processes import stop_pidfile
 from potluck_ops.progress import console
@@ -37,7 +39,14 @@ def stop_all(layout: Layout, *, quiet: bool = False) -> list[str]:
         if stop_pidfile(layout.redis_pid(name), [b"redis-server"], timeout=15):
             stopped.append(f"redis-{name}")
     if layout.pg.exists():
-        # Replicas first, so they do not spend the primary's shutdown reconnecting to it.
+        # Patroni nodes all at once (each stops its PostgreSQL), then etcd, which they report to until they exit.
+        for pid_file in stop_patroni_nodes([layout.patroni_pid(n) for n in layout.patroni_names()]):
+            stopped.append(f"patroni-{pid_file.name.split('.')[0]}")
+    if stop_etcd(layout.etcd_pid):
+        stopped.append("etcd")
+    if layout.pg.exists():
+        # A state dir from before Patroni: plain nodes, replicas first, so they do not spend the primary's
+        # shutdown reconnecting to it.
         for name in [*reversed(layout.replica_names()), "primary"]:
             if stop_node(layout, name):
                 stopped.append(f"postgres-{name}")

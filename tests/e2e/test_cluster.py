@@ -1,8 +1,8 @@
 """End to end: `potluck cluster up` on this machine, then HTTP through nginx and straight to each API process.
 
-Real processes throughout: PostgreSQL primary + 1 streaming replica, both Redis instances, 2 API processes,
-nginx. The cluster lives in a temp dir (POTLUCK_CLUSTER_DIR) and `potluck cluster down --purge` removes it,
-whatever happened before.
+Real processes throughout: etcd and two Patroni-managed PostgreSQL nodes (a leader and its synchronous standby),
+both Redis instances, 2 API processes, nginx. The cluster lives in a temp dir (POTLUCK_CLUSTER_DIR) and
+`potluck cluster down --purge` removes it, whatever happened before.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ REPLICA_READ_TIMEOUT = 15
 
 def _missing_tools() -> list[str]:
     missing = [str(path) for path in PG.missing(CLUSTER_TOOLS)]
-    return missing + [tool for tool in ("redis-server", "nginx") if shutil.which(tool) is None]
+    return missing + [tool for tool in ("redis-server", "nginx", "patroni", "etcd") if shutil.which(tool) is None]
 
 
 pytestmark = pytest.mark.skipif(
@@ -125,8 +125,15 @@ def test_cluster_up_serves_through_nginx_and_every_api_process(state_dir: Path) 
         assert info["lb_url"] == f"http://127.0.0.1:{lb_port}"
         assert len(info["api"]) == 2
         assert len(info["postgres"]["replicas"]) == 1
+        # Under Patroni: who leads, on which timeline, and the synchronous standby (the one replica).
+        pg = info["postgres"]
+        assert pg["leader"] == pg["primary"]["name"]
+        assert isinstance(pg["timeline"], int)
+        assert pg["sync_standby"] == pg["replicas"][0]["name"]
+        assert sorted(m["role"] for m in pg["members"]) == ["leader", "sync_standby"]
+        assert info["etcd"]["healthy"]
         nodes = [info["lb"], *info["api"], info["postgres"]["primary"], *info["postgres"]["replicas"]]
-        nodes += [*info["redis"].values(), *info["sentinel"]["nodes"]]
+        nodes += [*info["redis"].values(), *info["sentinel"]["nodes"], info["etcd"]]
         for node in nodes:
             assert node["alive"], f"not alive: {node}"
             assert node["healthy"], f"not healthy: {node}"

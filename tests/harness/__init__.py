@@ -8,8 +8,9 @@ servers with potluck_ops, the package behind `potluck cluster`::
 """
 
 from ._util import HarnessError
+from .patroni import PatroniCluster
 from .postgres import PgCluster
 from .redis import RedisServer
 from .sentinel import SentinelSet
 
-__all__ = ["HarnessError", "PgCluster", "RedisServer", "SentinelSet"]
+__all__ = ["HarnessError", "PatroniCluster", "PgCluster", "RedisServer", "SentinelSet"]

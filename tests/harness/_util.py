@@ -33,8 +33,8 @@ def default_parent_dir(min_free: int = 4 << 30) -> Path | None:
     return None
 
 
-class Managed:
-    """A process manager usable as a context manager: `start()` on entering the block, `stop()` on leaving it."""
+class ManagedServer:
+    """A harness server as a context manager: `start()` on entering the block, `stop()` on leaving it."""
 
     def start(self) -> Self:
         raise NotImplementedError

@@ -50,7 +50,7 @@ from potluck_ops.postgres import (
 )
 from potluck_ops.processes import is_ours, pid_alive, read_pid, start_logged, wait_or_kill, wait_until
 
-from ._util import HarnessError, Managed, default_parent_dir
+from ._util import HarnessError, ManagedServer, default_parent_dir
 
 PG_MAJOR = 15
 PG_BIN = Path(os.environ.get("POTLUCK_TEST_PG_BIN", f"/usr/lib/postgresql/{PG_MAJOR}/bin"))
@@ -115,7 +115,7 @@ def _reap_stale_clusters(parent: Path, min_age: float = 60) -> None:
         shutil.rmtree(path, ignore_errors=True)
 
 
-class PgCluster(Managed):
+class PgCluster(ManagedServer):
     """A PostgreSQL primary plus ``replicas`` hot standbys streaming from it, all on 127.0.0.1.
 
     Replica ``i`` (0-based) is named ``r{i+1}``: that is its ``cluster_name``, its

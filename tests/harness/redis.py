@@ -31,12 +31,12 @@ from potluck_ops.ports import HOST, free_port
 from potluck_ops.processes import start_logged, wait_or_kill, wait_until
 from potluck_ops.redis import redis_ping, redis_url
 
-from ._util import HarnessError, Managed
+from ._util import HarnessError, ManagedServer
 
 REDIS_SERVER = os.environ.get("POTLUCK_TEST_REDIS_SERVER", "redis-server")
 
 
-class RedisServer(Managed):
+class RedisServer(ManagedServer):
     """``redis-server --save "" --appendonly no`` on a free port, in a temp dir removed by stop()."""
 
     def __init__(

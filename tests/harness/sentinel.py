@@ -36,7 +36,7 @@ from potluck_ops.sentinel import (
     wait_sentinels_ready,
 )
 
-from ._util import HarnessError, Managed
+from ._util import HarnessError, ManagedServer
 from .redis import RedisServer
 
 # The coordination instance persists as deploy/redis/coord.conf says; the cache instance does not.
@@ -45,7 +45,7 @@ _PERSISTENCE = {"coord": ["--appendonly", "yes", "--appendfsync", "everysec", "-
 _REPLICATION = ["--repl-diskless-sync-delay", "0"]
 
 
-class SentinelSet(Managed):
+class SentinelSet(ManagedServer):
     def __init__(self, base_dir: Path | None = None) -> None:
         self.parent_dir = base_dir
         self.dir: Path | None = None

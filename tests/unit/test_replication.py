@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from potluck.db.consistency import read_token
+from potluck.db.consistency import ConsistencyToken, has_write, read_token
 from potluck.db.lag import PrimaryHistory, format_lsn, parse_lsn
 
 
@@ -57,10 +57,24 @@ def test_history_is_bounded() -> None:
 
 def test_consistency_token_from_header_or_cookie() -> None:
     assert read_token(None, None) is None
-    assert read_token("0/16B3748", None) == parse_lsn("0/16B3748")
-    assert read_token(None, "a=b; potluck_lsn=1/0; c=d") == 2**32
-    # The later of the two positions wins.
-    assert read_token("0/10", "potluck_lsn=0/20") == 0x20
-    for bad in ("", "x/y", "1/2/3", "12345678901/0", "0/16B3748 drop"):
+    assert read_token("0/16B3748", None) == ConsistencyToken(None, parse_lsn("0/16B3748"))
+    assert read_token("3:0/16B3748", None) == ConsistencyToken(3, parse_lsn("0/16B3748"))
+    assert read_token(None, "a=b; potluck_lsn=2:1/0; c=d") == ConsistencyToken(2, 2**32)
+    # The later of the two positions wins; a later timeline wins over a later position.
+    assert read_token("1:0/10", "potluck_lsn=1:0/20") == ConsistencyToken(1, 0x20)
+    assert read_token("2:0/10", "potluck_lsn=1:0/20") == ConsistencyToken(2, 0x10)
+    for bad in ("", "x/y", "1/2/3", "12345678901/0", "0/16B3748 drop", "x:0/10", "1:2:0/10"):
         assert read_token(bad, f"potluck_lsn={bad}") is None
     assert read_token("0/16B3748; drop", None) is None
+
+
+def test_a_token_is_served_by_a_replica_only_on_its_own_timeline() -> None:
+    token = ConsistencyToken(2, 0x100)
+    assert has_write(token, primary_timeline=2, replica_timeline=2, replayed_lsn=0x100)
+    assert not has_write(token, primary_timeline=2, replica_timeline=2, replayed_lsn=0xFF)
+    # From before a promotion: the old primary may have written past the fork, so no replica will do.
+    assert not has_write(token, primary_timeline=3, replica_timeline=3, replayed_lsn=0x1000)
+    # A replica still on the old timeline (not yet following the new leader).
+    assert not has_write(ConsistencyToken(3, 0x10), primary_timeline=3, replica_timeline=2, replayed_lsn=0x1000)
+    # A token without a timeline (issued before tokens carried one).
+    assert not has_write(ConsistencyToken(None, 0x10), primary_timeline=1, replica_timeline=1, replayed_lsn=0x1000)

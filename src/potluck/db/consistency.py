@@ -1,11 +1,17 @@
-"""Read-your-writes: a write's response carries the primary's WAL position as a consistency token
-(header and cookie); a read that presents it is served only by a replica that has replayed past it, or by the
-primary. A user who edits a recipe and reloads always sees the edit.
+"""Read-your-writes: a write's response carries the primary's timeline and WAL position as a consistency token
+(`2:0/3000060`, header and cookie); a read that presents it is served only by a replica on that same timeline
+that has replayed past the position, or by the primary. A user who edits a recipe and reloads sees the edit.
+
+Across a failover: a token whose timeline is not the current primary's (issued before a promotion) is served by
+the primary, at once. Positions of two timelines are not comparable (the old primary may have written past the
+point where the new one forked), and with synchronous replication every acknowledged commit is on the promoted
+node, so the primary always has the write. A token without a timeline (older clients) is treated the same way.
 """
 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -19,19 +25,44 @@ ISSUED_KEY = "potluck_issued_lsn"
 # Long enough to cover any sane replication lag; after that every replica has the write anyway.
 COOKIE_MAX_AGE = 60
 
-_LSN = re.compile(r"^[0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8}$")
+_TOKEN = re.compile(r"^(?:([0-9]{1,10}):)?([0-9A-Fa-f]{1,8}/[0-9A-Fa-f]{1,8})$")
 
 
-def read_token(header: str | None, cookie_header: str | None) -> int | None:
-    """The WAL position a client asks to see, from the header or the cookie; None when absent or malformed."""
+@dataclass(frozen=True, order=True)
+class ConsistencyToken:
+    """What a client asks to read back: a WAL position on a timeline (None: a token from before timelines)."""
+
+    timeline: int | None
+    lsn: int
+
+
+def has_write(token: ConsistencyToken, *, primary_timeline: int, replica_timeline: int, replayed_lsn: int) -> bool:
+    """Whether a replica is known to hold the write behind `token`: the token, the primary and the replica are on
+    one timeline (positions of two timelines are not comparable) and the replica has replayed that far."""
+    same = token.timeline is not None and token.timeline == primary_timeline == replica_timeline
+    return same and replayed_lsn >= token.lsn
+
+
+def format_token(timeline: int, lsn_text: str) -> str:
+    return f"{timeline}:{lsn_text}"
+
+
+def read_token(header: str | None, cookie_header: str | None) -> ConsistencyToken | None:
+    """The position a client asks to see, from the header or the cookie; None when absent or malformed. Of two,
+    the later timeline wins, then the later position."""
     candidates = [header] if header else []
     if cookie_header:
         for part in cookie_header.split(";"):
             name, _, value = part.strip().partition("=")
             if name == TOKEN_COOKIE:
                 candidates.append(value)
-    positions = [parse_lsn(c) for c in candidates if _LSN.match(c)]
-    return max(positions) if positions else None
+    tokens = []
+    for candidate in candidates:
+        match = _TOKEN.match(candidate)
+        if match:
+            timeline = int(match.group(1)) if match.group(1) else None
+            tokens.append(ConsistencyToken(timeline, parse_lsn(match.group(2))))
+    return max(tokens, key=lambda t: (t.timeline or 0, t.lsn)) if tokens else None
 
 
 class ConsistencyTokenMiddleware:

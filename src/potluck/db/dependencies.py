@@ -8,7 +8,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from potluck.db.consistency import ISSUED_KEY, MIN_LSN_KEY
+from potluck.db.consistency import ISSUED_KEY, MIN_LSN_KEY, ConsistencyToken
 from potluck.db.engine import Database
 from potluck.db.session import ReadSession, WriteSession
 from potluck.kit.wiring import provided
@@ -16,13 +16,13 @@ from potluck.kit.wiring import provided
 DatabaseDep = Annotated[Database, Depends(provided(Database))]
 
 
-def min_lsn(request: Request) -> int | None:
-    """The WAL position the caller asked to read back (X-Potluck-Consistency), if any."""
-    position: int | None = getattr(request.state, MIN_LSN_KEY, None)
+def min_lsn(request: Request) -> ConsistencyToken | None:
+    """The timeline and WAL position the caller asked to read back (X-Potluck-Consistency), if any."""
+    position: ConsistencyToken | None = getattr(request.state, MIN_LSN_KEY, None)
     return position
 
 
-MinLsn = Annotated[int | None, Depends(min_lsn)]
+MinLsn = Annotated[ConsistencyToken | None, Depends(min_lsn)]
 
 
 async def _write_session(database: DatabaseDep, request: Request) -> AsyncIterator[WriteSession]:

@@ -2,7 +2,9 @@
 
 Where a replica is chosen: `Database.read_session`. Writes, and reads inside a write transaction, go to the
 primary; other reads go round-robin over the replicas the monitor considers healthy; a read that carries a
-consistency token goes only to a replica known to have replayed past it, else to the primary.
+consistency token goes only to a replica on the token's timeline known to have replayed past it, else to the
+primary. Under Patroni the replica set changes at run time (`set_replicas`, from db/topology.py) and a new
+leader retires the primary's older connections (`leader_changed`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import itertools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -21,13 +23,15 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from potluck.config import DatabaseSettings
+from potluck.db.consistency import ConsistencyToken, format_token, has_write
 from potluck.db.lag import format_lsn, parse_lsn
-from potluck.db.replicas import ReplicaMonitor, ReplicaState
+from potluck.db.replicas import PRIMARY_POSITION, ReplicaMonitor, ReplicaState
 from potluck.db.session import ReadSession, WriteSession
+from potluck.db.topology import TopologyWatcher
 
 # Statement times: a primary-key lookup is well under a millisecond, a search or a fan-out tens of milliseconds.
 QUERY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -76,12 +80,16 @@ def create_engine(url: str, settings: DatabaseSettings, *, sqlite_writer: bool =
         "server_settings": {"statement_timeout": str(settings.statement_timeout_ms)},
         "timeout": settings.connect_timeout_seconds,
     }
+    if settings.statement_timeout_ms:
+        # statement_timeout is enforced by the server: a server that stops answering (frozen, or its host gone
+        # without a reset) would hold the request until TCP gives up. The client gives up a second later.
+        connect_args["command_timeout"] = settings.statement_timeout_ms / 1000 + 1
     if settings.pgbouncer_transaction_pooling:
         # PgBouncer in transaction mode hands each transaction to any server connection: named prepared
         # statements would not be there next time (see deploy/pgbouncer/README.md).
         connect_args["statement_cache_size"] = 0
         connect_args["prepared_statement_name_func"] = lambda: f"__asyncpg_{uuid.uuid4()}__"
-    return create_async_engine(
+    engine = create_async_engine(
         url,
         echo=settings.echo,
         pool_size=settings.pool_size,
@@ -90,6 +98,15 @@ def create_engine(url: str, settings: DatabaseSettings, *, sqlite_writer: bool =
         pool_pre_ping=True,
         connect_args=connect_args,
     )
+    event.listen(engine.sync_engine, "handle_error", _timeout_is_disconnect)
+    return engine
+
+
+def _timeout_is_disconnect(context: Any) -> None:
+    """The driver's command timeout fired: the server stopped answering mid-statement, so the connection's state
+    is unknown. Close it (never return it to the pool); the pool's older connections are checked on checkout."""
+    if isinstance(context.original_exception, TimeoutError):
+        context.is_disconnect = True
 
 
 def _replica_name(url: str) -> str:
@@ -108,14 +125,25 @@ class Database:
         *,
         registry: CollectorRegistry | None = None,
         settings: DatabaseSettings | None = None,
+        dynamic_replicas: bool = False,
     ) -> None:
+        """`dynamic_replicas`: the replica set comes from the cluster at run time (set_replicas), so the monitor
+        runs even while it is empty."""
         settings = settings or DatabaseSettings()
+        self.settings = settings
+        self._exported = registry is not None
+        self.topology: TopologyWatcher | None = None
         self.primary = primary
         # Reads on the primary use their own engine where the dialect needs one (SQLite: no write lock for reads).
         self.primary_reader = primary_reader or primary
         self.replica_states = [ReplicaState(name, engine) for name, engine in replicas]
         self.replicas = [state.engine for state in self.replica_states]
         self._round_robin = itertools.count()
+        self._generation = 0  # bumped by leader_changed
+        self._retired: list[AsyncEngine] = []  # departed replicas' engines, disposed once idle
+        if self.primary.dialect.name == "postgresql":
+            for engine in {self.primary, self.primary_reader}:
+                self._follow_leader(engine)
         self.queries = Counter(
             "potluck_db_queries_total",
             "SQL statements sent, by database role.",
@@ -146,7 +174,7 @@ class Database:
                 interval=settings.lag_check_interval_seconds,
                 max_lag_seconds=settings.replica_max_lag_seconds,
             )
-            if self.replica_states
+            if self.replica_states or dynamic_replicas
             else None
         )
 
@@ -155,7 +183,12 @@ class Database:
         primary = create_engine(url, settings)
         reader = create_engine(url, settings, sqlite_writer=False) if primary.dialect.name == "sqlite" else None
         replicas = [(_replica_name(u), create_engine(u, settings)) for u in settings.replica_urls]
-        return cls(primary, replicas, reader, registry=registry, settings=settings)
+        dynamic = bool(settings.patroni_urls)
+        database = cls(primary, replicas, reader, registry=registry, settings=settings, dynamic_replicas=dynamic)
+        if dynamic:
+            interval = settings.topology_interval_seconds
+            database.topology = TopologyWatcher(database, settings.patroni_urls, interval=interval)
+        return database
 
     def _count_queries(self, engine: AsyncEngine, role: str, node: str) -> None:
         counter = self.queries.labels(role, node)
@@ -178,12 +211,25 @@ class Database:
         return self.primary.dialect.name
 
     async def start(self) -> None:
+        if self.topology is not None:
+            await self.topology.poll()  # know the cluster's replicas before measuring them
+            self.topology.start()
         if self.monitor is not None:
             await self.monitor.check()  # know the replicas before the first request
             self.monitor.start()
 
-    def _candidates(self, min_lsn: int | None) -> list[ReplicaState]:
-        healthy = [r for r in self.replica_states if r.healthy and (min_lsn is None or r.replayed_lsn >= min_lsn)]
+    def _has(self, replica: ReplicaState, token: ConsistencyToken | None) -> bool:
+        """Whether `replica` is known to have the write behind `token`: same timeline as the token and as the
+        primary (positions of different timelines are not comparable), replayed at least that far."""
+        if token is None:
+            return True
+        timeline = self.monitor.timeline if self.monitor is not None else 0
+        return has_write(
+            token, primary_timeline=timeline, replica_timeline=replica.timeline, replayed_lsn=replica.replayed_lsn
+        )
+
+    def _candidates(self, min_lsn: ConsistencyToken | None) -> list[ReplicaState]:
+        healthy = [r for r in self.replica_states if r.healthy and self._has(r, min_lsn)]
         if not healthy:
             return []
         start = next(self._round_robin) % len(healthy)
@@ -194,7 +240,7 @@ class Database:
         if self.monitor is not None:
             self.monitor.mark_down(replica)
 
-    async def _connect_reader(self, min_lsn: int | None) -> tuple[AsyncConnection, ReplicaState | None]:
+    async def _connect_reader(self, min_lsn: ConsistencyToken | None) -> tuple[AsyncConnection, ReplicaState | None]:
         for replica in self._candidates(min_lsn):
             try:
                 return await replica.engine.connect(), replica
@@ -203,7 +249,9 @@ class Database:
         return await self.primary_reader.connect(), None
 
     @asynccontextmanager
-    async def read_session(self, *, primary: bool = False, min_lsn: int | None = None) -> AsyncIterator[ReadSession]:
+    async def read_session(
+        self, *, primary: bool = False, min_lsn: ConsistencyToken | None = None
+    ) -> AsyncIterator[ReadSession]:
         """A session for reads. `primary=True` when the caller must see the latest writes; `min_lsn` (a client's
         consistency token) limits it to replicas that have replayed at least that far, else the primary.
 
@@ -231,9 +279,12 @@ class Database:
         async with WriteSession(bind=self.primary, expire_on_commit=False) as session:
             try:
                 yield session
-            except BaseException:
-                await session.rollback()
+            except BaseException as exc:
+                with contextlib.suppress(Exception):  # the connection may have died with the primary
+                    await session.rollback()
                 session.pop_after_commit()
+                if isinstance(exc, DBAPIError) and "read-only transaction" in str(exc.orig):
+                    await self.leader_changed()  # the pool holds connections to a node that was demoted
                 raise
             await session.commit()
             for callback in session.pop_after_commit():
@@ -242,16 +293,76 @@ class Database:
                     await result
 
     async def wal_position(self) -> str | None:
-        """The primary's current WAL position (a consistency token), when there are replicas to compare it with."""
-        if not self.replica_states or self.dialect != "postgresql":
+        """The primary's timeline and current WAL position (a consistency token), when there are replicas to
+        compare it with."""
+        if self.monitor is None or self.dialect != "postgresql":
             return None
         async with self.primary.connect() as conn:
-            lsn: str = (await conn.execute(text("SELECT pg_current_wal_lsn()::text"))).scalar_one()
-        return lsn
+            lsn, timeline = (await conn.execute(text(PRIMARY_POSITION))).one()
+        return format_token(timeline, lsn)
+
+    def replica_url(self, host: str, port: int) -> str:
+        """The primary's URL (user, password, database) pointed at one node, without the multi-host query."""
+        url = self.primary.url.set(host=host, port=port, query={})
+        return url.render_as_string(hide_password=False)
+
+    async def set_replicas(self, urls: Mapping[str, str]) -> None:
+        """Make the replica set `urls` (name -> URL): engines for new members, the departed ones disposed. A new
+        replica serves reads once the monitor has measured it."""
+        current = {state.name: state for state in self.replica_states}
+        for name, url in urls.items():
+            if name not in current:
+                state = ReplicaState(name, create_engine(url, self.settings))
+                if self._exported:
+                    self._count_queries(state.engine, "replica", name)
+                self.replica_states.append(state)
+                self.replicas.append(state.engine)
+                logger.info("db.replica_added", extra={"replica": name})
+        for name, state in current.items():
+            if name not in urls:
+                self.replica_states.remove(state)
+                self.replicas.remove(state.engine)
+                if self.monitor is not None:
+                    self.monitor.forget(state)
+                logger.info("db.replica_removed", extra={"replica": name})
+                self._retired.append(state.engine)
+        await self._dispose_retired()
+
+    async def _dispose_retired(self, *, all_of_them: bool = False) -> None:
+        """Dispose the engines of departed replicas once no request holds one of their connections (a pool
+        disposed under a request would leave that connection to the garbage collector, unclosed)."""
+        for engine in list(self._retired):
+            if all_of_them or engine.sync_engine.pool.checkedout() == 0:  # type: ignore[attr-defined]
+                self._retired.remove(engine)
+                await engine.dispose()
+
+    async def leader_changed(self) -> None:
+        """A new leader: no connection opened before now (to the old leader, demoted or gone) is handed out again.
+        Each is closed and replaced at its next checkout, including those in use right now (a pool dispose
+        would leave those to the garbage collector)."""
+        logger.warning("db.leader_changed")
+        self._generation += 1
+
+    def _follow_leader(self, engine: AsyncEngine) -> None:
+        """Stamp each new connection with the leader generation; refuse older ones at checkout (SQLAlchemy then
+        closes the connection and opens a new one, which the multi-host URL sends to the current leader)."""
+
+        def stamp(_dbapi: Any, record: Any) -> None:
+            record.info["leader_generation"] = self._generation
+
+        def refuse_stale(_dbapi: Any, record: Any, _proxy: Any) -> None:
+            if record.info.get("leader_generation", self._generation) != self._generation:
+                raise DisconnectionError("opened before the leader changed")
+
+        event.listen(engine.sync_engine, "connect", stamp)
+        event.listen(engine.sync_engine, "checkout", refuse_stale)
 
     async def dispose(self) -> None:
+        if self.topology is not None:
+            await self.topology.stop()
         if self.monitor is not None:
             await self.monitor.stop()
+        await self._dispose_retired(all_of_them=True)
         for engine in {self.primary, self.primary_reader, *self.replicas}:
             await engine.dispose()
 

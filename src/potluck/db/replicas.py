@@ -21,6 +21,14 @@ from potluck.db.lag import PrimaryHistory, parse_lsn
 
 logger = logging.getLogger("potluck.db.replicas")
 
+# The primary's insert position and its timeline (the first 8 hex digits of the current WAL segment's name).
+PRIMARY_POSITION = (
+    "SELECT pg_current_wal_lsn()::text, ('x' || substr(pg_walfile_name(pg_current_wal_lsn()), 1, 8))::bit(32)::int"
+)
+REPLICA_POSITION = (
+    "SELECT pg_last_wal_replay_lsn()::text, pg_is_wal_replay_paused(), (SELECT received_tli FROM pg_stat_wal_receiver)"
+)
+
 
 @dataclass
 class ReplicaState:
@@ -31,6 +39,7 @@ class ReplicaState:
     lag_seconds: float = float("inf")
     lag_bytes: int = 0
     paused: bool = False
+    timeline: int = 0  # the timeline its WAL receiver streams (0: not streaming)
 
 
 class ReplicaMonitor:
@@ -50,6 +59,7 @@ class ReplicaMonitor:
         self.max_lag_seconds = max_lag_seconds
         self.timeout = timeout
         self.history = PrimaryHistory()
+        self.timeline = 0  # the primary's, from its current WAL segment's name (0: not known yet)
         self._task: asyncio.Task[None] | None = None
         # Each process measures for itself; where a server's processes share one /metrics, the worst live view
         # is reported: the largest lag, a replica healthy (or the primary up) only if every process says so.
@@ -97,7 +107,11 @@ class ReplicaMonitor:
         try:
             async with asyncio.timeout(self.timeout):
                 async with self.primary.connect() as conn:
-                    lsn = (await conn.execute(text("SELECT pg_current_wal_lsn()::text"))).scalar_one()
+                    lsn, timeline = (await conn.execute(text(PRIMARY_POSITION))).one()
+            if timeline != self.timeline:
+                # A promotion: positions sampled on the old primary say nothing about the new one's.
+                self.history = PrimaryHistory()
+                self.timeline = timeline
             self.history.record(time.monotonic(), parse_lsn(lsn))
             self.primary_up.set(1)
         except Exception as exc:  # the primary is down: replicas can still serve reads
@@ -109,9 +123,7 @@ class ReplicaMonitor:
         try:
             async with asyncio.timeout(self.timeout):
                 async with replica.engine.connect() as conn:
-                    row = (
-                        await conn.execute(text("SELECT pg_last_wal_replay_lsn()::text, pg_is_wal_replay_paused()"))
-                    ).one()
+                    row = (await conn.execute(text(REPLICA_POSITION))).one()
         except Exception as exc:
             self._set(replica, healthy=False)
             replica.lag_seconds = float("inf")
@@ -120,6 +132,7 @@ class ReplicaMonitor:
         replayed = parse_lsn(row[0]) if row[0] else 0
         replica.replayed_lsn = replayed
         replica.paused = bool(row[1])
+        replica.timeline = row[2] or 0
         replica.lag_seconds = self.history.lag_seconds(replayed, time.monotonic())
         replica.lag_bytes = max(0, self.history.latest - replayed)
         self.lag_gauge.labels(replica.name).set(replica.lag_seconds)
@@ -131,6 +144,12 @@ class ReplicaMonitor:
             logger.info("db.replica_rotation", extra={"replica": replica.name, "healthy": healthy})
         replica.healthy = healthy
         self.healthy_gauge.labels(replica.name).set(1 if healthy else 0)
+
+    def forget(self, replica: ReplicaState) -> None:
+        """It left the cluster's replica set: drop its series, so no alert fires on a node that is not a replica."""
+        for gauge in (self.lag_gauge, self.lag_bytes_gauge, self.healthy_gauge):
+            with contextlib.suppress(KeyError):
+                gauge.remove(replica.name)
 
     def mark_down(self, replica: ReplicaState) -> None:
         """A request could not reach it: out of rotation until the monitor sees it again."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import weakref
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Gauge
@@ -53,12 +53,15 @@ class DbPoolCollector(Collector):
 
     def __init__(
         self,
-        targets: Iterable[PoolTarget],
+        targets: Iterable[PoolTarget] | Callable[[], Iterable[PoolTarget]],
         registry: CollectorRegistry | None = None,
         *,
         interval: float = SAMPLE_INTERVAL_SECONDS,
     ) -> None:
-        self.targets: Sequence[PoolTarget] = list(targets)
+        """`targets`: the engines, or a function giving them at each reading (a replica set that changes at run
+        time, under Patroni)."""
+        fixed: Sequence[PoolTarget] = [] if callable(targets) else list(targets)
+        self._targets: Callable[[], Iterable[PoolTarget]] = targets if callable(targets) else (lambda: fixed)
         self.gauges: tuple[Gauge, Gauge] | None = None
         self._stop = threading.Event()
         if multiprocess.directory() is None:
@@ -91,7 +94,7 @@ class DbPoolCollector(Collector):
     def totals(self) -> dict[tuple[str, str], tuple[int, int]]:
         """(checked out, size) by (role, node), summed over the node's engines, now."""
         totals: dict[tuple[str, str], tuple[int, int]] = {}
-        for role, node, engine in self.targets:
+        for role, node, engine in self._targets():
             pool = getattr(getattr(engine, "sync_engine", engine), "pool", None)
             # Only queue pools count connections (SQLite :memory: and NullPool have nothing to report).
             if pool is None or not hasattr(pool, "checkedout") or not hasattr(pool, "size"):

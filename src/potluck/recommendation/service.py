@@ -28,6 +28,7 @@ import orjson
 from potluck.cache.cache import Cache, Loaded
 from potluck.cache.families import RECOMMENDATIONS
 from potluck.cache.keys import recommend_key
+from potluck.db.consistency import ConsistencyToken
 from potluck.db.engine import Database
 from potluck.recipe.service import RecipeService
 from potluck.recommendation.repository import RecommendationRepository
@@ -47,7 +48,9 @@ class RecommendationService:
         self.cache = cache
         self.recipes = recipes
 
-    async def for_user(self, user_id: uuid.UUID, limit: int, *, min_lsn: int | None = None) -> list[dict[str, Any]]:
+    async def for_user(
+        self, user_id: uuid.UUID, limit: int, *, min_lsn: ConsistencyToken | None = None
+    ) -> list[dict[str, Any]]:
         """The `limit` best recommendations for `user_id`, best first, as full (public) recipe documents."""
         loaded = await self.cache.get_or_fill(
             RECOMMENDATIONS, recommend_key(user_id), lambda: self._load(user_id, min_lsn)
@@ -55,7 +58,7 @@ class RecommendationService:
         ids = [uuid.UUID(hex=i) for i in orjson.loads(loaded.payload or b"[]")]
         return await hydrate(self.recipes, ids, None, limit=limit)
 
-    async def compute(self, user_id: uuid.UUID, *, min_lsn: int | None = None) -> list[uuid.UUID]:
+    async def compute(self, user_id: uuid.UUID, *, min_lsn: ConsistencyToken | None = None) -> list[uuid.UUID]:
         """The top TOP_N recommendation ids for `user_id`, ranked now."""
         async with self.database.read_session(min_lsn=min_lsn) as session:
             repository = RecommendationRepository(session)
@@ -65,5 +68,5 @@ class RecommendationService:
             )
         return rank(candidates, profile, user_id, TOP_N)
 
-    async def _load(self, user_id: uuid.UUID, min_lsn: int | None) -> Loaded:
+    async def _load(self, user_id: uuid.UUID, min_lsn: ConsistencyToken | None) -> Loaded:
         return Loaded(orjson.dumps([i.hex for i in await self.compute(user_id, min_lsn=min_lsn)]))

@@ -31,6 +31,7 @@ import orjson
 from potluck.cache.cache import Cache, Loaded
 from potluck.cache.families import SEARCH_RESULTS
 from potluck.cache.keys import SEARCH_GENERATION_KEY, search_key
+from potluck.db.consistency import ConsistencyToken
 from potluck.db.engine import Database
 from potluck.errors import NotFoundError
 from potluck.recipe.service import RecipeService
@@ -111,7 +112,7 @@ class SearchService:
         self.analytics = analytics
 
     async def search(
-        self, query: SearchQuery, viewer_id: uuid.UUID | None, *, min_lsn: int | None = None
+        self, query: SearchQuery, viewer_id: uuid.UUID | None, *, min_lsn: ConsistencyToken | None = None
     ) -> SearchResult:
         """One page of results for `query` as `viewer_id` sees them (`min_lsn`: for an uncached read's replica)."""
         if query.cursor is None and not query.prefix:
@@ -121,7 +122,9 @@ class SearchService:
         items = await hydrate(self.recipes, page.ids, viewer_id)
         return SearchResult(items, page.next_cursor, page.fuzzy)
 
-    async def page(self, query: SearchQuery, viewer_id: uuid.UUID | None, *, min_lsn: int | None = None) -> SearchPage:
+    async def page(
+        self, query: SearchQuery, viewer_id: uuid.UUID | None, *, min_lsn: ConsistencyToken | None = None
+    ) -> SearchPage:
         """The page's recipe ids: from the shared cache when the viewer's results are the public ones."""
         generation = await self.cache.generation(SEARCH_GENERATION_KEY)
         if generation is None or (viewer_id is not None and await self._has_private(viewer_id, generation)):

@@ -21,6 +21,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from potluck_ops.failures import OpsError
 from potluck_ops.layout import Layout, load_cluster_json, write_cluster_json
+from potluck_ops.patroni import fetch_cluster, summarize
 
 # The worker's queue and a task that is cheap and idempotent to run any number of times (potluck's defaults).
 CELERY_QUEUE = "potluck"
@@ -55,8 +56,13 @@ class Target:
 
     @property
     def primary_dsn(self) -> str:
-        """libpq URL of the primary cluster.json names (the PostgreSQL drills ask Patroni for the leader)."""
-        return str(self.info["postgres"]["primary"]["dsn"])
+        """libpq URL of the node Patroni calls leader now (it moves with every failover)."""
+        postgres = self.info["postgres"]
+        leader = summarize(fetch_cluster(postgres["patroni_urls"]))["leader"]
+        node = next((n for n in postgres["nodes"] if n["name"] == leader), None)
+        if node is None:
+            raise OpsError(f"Patroni names no leader among {[n['name'] for n in postgres['nodes']]}")
+        return str(node["dsn"])
 
     @property
     def sentinel_ports(self) -> list[int]:
