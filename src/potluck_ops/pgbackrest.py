@@ -81,9 +81,7 @@ def render_conf(template: str, *, backup_dir: Path, repo: Repo, stanza: str, nod
     return render_template(template, values)
 
 
-def write_conf(
-    deploy: Path, backup_dir: Path, repo: Repo, nodes: Sequence[PgNode], *, stanza: str = STANZA
-) -> Path:
+def write_conf(deploy: Path, backup_dir: Path, repo: Repo, nodes: Sequence[PgNode], *, stanza: str = STANZA) -> Path:
     """Render the config into backup_dir/pgbackrest.conf, with its log, lock and spool dirs (postgres owns them)."""
     template = (deploy / "pgbackrest" / "pgbackrest.conf.template").read_text()
     backup_dir.mkdir(parents=True, exist_ok=True)
@@ -126,7 +124,9 @@ class PgBackRest:
         if shutil.which("pgbackrest") is None:
             raise OpsError("pgbackrest not found on PATH: apt-get install pgbackrest")
         if not self.conf.is_file():
-            raise OpsError(f"no pgBackRest config at {self.conf}: start the cluster (`potluck cluster up`) or pass --config")
+            raise OpsError(
+                f"no pgBackRest config at {self.conf}: start the cluster (`potluck cluster up`) or pass --config"
+            )
         command = ["pgbackrest", f"--config={self.conf}", f"--stanza={self.stanza}", *args]
         env = postgres_env()
         return run(command, what=what, account=postgres_account(), env=env, timeout=timeout, check=check)

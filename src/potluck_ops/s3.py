@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from botocore.config import Config
 from potluck_ops.failures import OpsError
 from potluck_ops.nginx import render_template
 from potluck_ops.ports import HOST, port_is_free
-from potluck_ops.processes import http_status, run, start_logged, stop_pidfile, wait_until
+from potluck_ops.processes import http_status, run, start_logged, stop_pidfile, wait_or_kill, wait_until
 
 LOCAL_KEY = "test"  # moto accepts any credentials
 DEFAULT_REGION = "us-east-1"
@@ -107,8 +108,20 @@ def _make_certificate(tls_dir: Path) -> None:
     run(args, what="openssl: a self-signed certificate for the local S3 server")
 
 
-def start_local_s3(s3_dir: Path, deploy: Path, *, http_port: int, tls_port: int) -> S3Endpoint:
-    """Start moto on HOST:http_port and nginx TLS on HOST:tls_port (both detached); the TLS endpoint."""
+@dataclass(frozen=True)
+class LocalS3:
+    """The local server as started: its TLS endpoint, and the processes (a caller that outlives them reaps them)."""
+
+    endpoint: S3Endpoint
+    processes: tuple[subprocess.Popen[bytes], ...]
+
+    def reap(self, timeout: float = 15) -> None:
+        for proc in self.processes:
+            wait_or_kill(proc, timeout)
+
+
+def start_local_s3(s3_dir: Path, deploy: Path, *, http_port: int, tls_port: int) -> LocalS3:
+    """Start moto on HOST:http_port and nginx TLS on HOST:tls_port (both detached, with pid files)."""
     if shutil.which("nginx") is None:
         raise OpsError("nginx not found on PATH: it terminates TLS for the local S3 server (apt-get install nginx)")
     for port in (http_port, tls_port):
@@ -131,7 +144,8 @@ def start_local_s3(s3_dir: Path, deploy: Path, *, http_port: int, tls_port: int)
     run([*nginx_args, "-t", "-q"], what="nginx -t (S3 TLS proxy)", logs=[nginx_log])
     proxy = start_logged(nginx_args, log=s3_dir / "nginx.out", pid_file=s3_dir / "proxy.pid", env=os.environ)
     wait_until(lambda: not port_is_free(tls_port), what=f"S3 TLS on {tls_port}", timeout=20, proc=proxy)
-    return S3Endpoint(HOST, tls_port, ca_file=s3_dir / "tls" / "cert.pem")
+    endpoint = S3Endpoint(HOST, tls_port, ca_file=s3_dir / "tls" / "cert.pem")
+    return LocalS3(endpoint, (moto, proxy))
 
 
 def stop_local_s3(s3_dir: Path) -> list[str]:

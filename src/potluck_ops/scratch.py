@@ -16,7 +16,7 @@ from potluck_ops.pgbackrest import ARCHIVE_TIMEOUT_SECONDS, PgBackRest, PgNode, 
 from potluck_ops.ports import HOST, pick_free_ports
 from potluck_ops.postgres import DB_NAME, PG, chown_to_postgres, create_database, node_running
 from potluck_ops.processes import read_pid
-from potluck_ops.s3 import S3Endpoint, ensure_bucket, start_local_s3, stop_local_s3
+from potluck_ops.s3 import LocalS3, S3Endpoint, ensure_bucket, start_local_s3, stop_local_s3
 
 
 class BackupLab:
@@ -29,6 +29,7 @@ class BackupLab:
         self.archive_timeout = archive_timeout
         self.use_s3 = s3
         self.endpoint: S3Endpoint | None = None
+        self.local_s3: LocalS3 | None = None
         self.port = 0
         self.backrest = PgBackRest(self.root / "pgbackrest" / "pgbackrest.conf")
 
@@ -54,7 +55,8 @@ class BackupLab:
     def _start(self) -> None:
         http_port, tls_port, self.port = pick_free_ports(3)
         if self.use_s3:
-            self.endpoint = start_local_s3(self.root / "s3", self.deploy, http_port=http_port, tls_port=tls_port)
+            self.local_s3 = start_local_s3(self.root / "s3", self.deploy, http_port=http_port, tls_port=tls_port)
+            self.endpoint = self.local_s3.endpoint
             ensure_bucket(self.endpoint, "potluck-backups")
             repo = Repo("/lab", s3=self.endpoint)
         else:
@@ -96,6 +98,8 @@ class BackupLab:
                 stop: list[str | Path] = ["-D", data_dir, "-m", "immediate", "-w", "stop"]
                 PG.run("pg_ctl", *stop, what=f"stop {data_dir.name}", timeout=60, check=False)
         stop_local_s3(self.root / "s3")
+        if self.local_s3 is not None:
+            self.local_s3.reap()
         shutil.rmtree(self.root, ignore_errors=True)
 
     def __enter__(self) -> Self:
