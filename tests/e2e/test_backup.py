@@ -76,7 +76,8 @@ def test_restore_refuses_a_running_clusters_directory(lab: BackupLab) -> None:
     command += ["--config", str(lab.backrest.conf), "--data-dir", str(lab.data_dir)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 1
-    assert "refusing to restore into" in result.stderr and "--force" in result.stderr
+    assert "refusing to restore into" in result.stderr
+    assert "--force" in result.stderr
     assert lab.psql("SELECT count(*) FROM note WHERE id = 5000") == "1"  # untouched
 
 
