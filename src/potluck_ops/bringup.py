@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from potluck_ops.app import BACKGROUND_ROLES, api_env, potluck_command
+from potluck_ops.backup_steps import S3_PORTS, archiving, backup_env, configure_archiving, start_s3
 from potluck_ops.failures import OpsError, failure
 from potluck_ops.layout import MARKER, Layout, load_cluster_json, shared_secret, write_cluster_json
 from potluck_ops.nginx import start_nginx
@@ -65,6 +66,7 @@ class BringUp:
     background: dict[str, dict[str, Any]] = field(default_factory=dict)
     background_procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     nginx_pid: int = 0
+    backup: dict[str, Any] = field(default_factory=dict)  # the S3 endpoint and pgbackrest.conf (backup_steps.py)
 
     @property
     def replica_names(self) -> list[str]:
@@ -87,7 +89,7 @@ class BringUp:
             coord_port=self.ports["redis-coord"],
             data_dir=self.layout.data,
             secret=secret,
-        )
+        ) | backup_env(self.backup)
 
 
 @dataclass(frozen=True)
@@ -151,7 +153,7 @@ def choose_ports(state: BringUp) -> None:
     """After stop_leftovers: the last run's servers held its ports."""
     if not port_is_free(state.lb_port):
         raise OpsError(f"port {state.lb_port} on {HOST} is in use: stop what holds it, or pass --lb-port")
-    names = ["primary", *state.replica_names, *(f"redis-{r}" for r in REDIS_ROLES), *state.api_names]
+    names = ["primary", *state.replica_names, *(f"redis-{r}" for r in REDIS_ROLES), *state.api_names, *S3_PORTS]
     state.ports = assign_ports(names, previous_ports(state.previous), avoid=[state.lb_port])
     state.secret = shared_secret(state.layout)
     state.started = time.monotonic()
@@ -164,7 +166,7 @@ def _is_new(state: BringUp, name: str) -> bool:
 def start_primary(state: BringUp) -> None:
     if _is_new(state, "primary"):
         init_primary(state.layout)
-    state.pg_pids["primary"] = start_node(state.layout, "primary", state.ports["primary"])
+    state.pg_pids["primary"] = start_node(state.layout, "primary", state.ports["primary"], archiving(state))
     create_database(state.ports["primary"])
 
 
@@ -180,7 +182,7 @@ def note_extra_replicas(state: BringUp) -> None:
 def start_replica(state: BringUp, name: str) -> None:
     if _is_new(state, name):
         create_replica(state.layout, name, state.ports["primary"])
-    state.pg_pids[name] = start_node(state.layout, name, state.ports[name])
+    state.pg_pids[name] = start_node(state.layout, name, state.ports[name], archiving(state))
     follow_primary(name, state.ports[name], state.ports["primary"])
 
 
@@ -293,10 +295,12 @@ def steps(state: BringUp) -> list[Step]:
         Step(check_tools),
         Step(stop_leftovers, _title("stop leftovers of an earlier run")),
         Step(choose_ports),
+        Step(start_s3, _title(f"local S3 (moto + TLS) on port {state.ports.get('s3-tls')}")),
         Step(start_primary, _primary_title),
         Step(note_extra_replicas),
         *(Step(partial(start_replica, name=n), partial(_replica_title, name=n)) for n in state.replica_names),
         Step(wait_replication, _title("replication streaming")),
+        Step(configure_archiving, _title("pgBackRest stanza, WAL archiving checked")),
         *(Step(partial(start_redis_role, role=r), partial(_redis_title, role=r)) for r in REDIS_ROLES),
         Step(settle_environment),
         Step(migrate, _title("migrate the database")),
@@ -368,6 +372,7 @@ def cluster_info(state: BringUp) -> dict[str, Any]:
             "replicas": [_pg_node(state, n) for n in state.replica_names],
         },
         "redis": {role: _redis_node(state, role) for role in REDIS_ROLES},
+        "backup": state.backup,
         # What a process needs to join the cluster (a worker, a benchmark); the key is in secret_file.
         "env": state.settings(secret=None),
         "secret_file": str(layout.secret_file),

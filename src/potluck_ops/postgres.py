@@ -181,17 +181,17 @@ def _psql(port: int, sql: str, *, what: str = "psql") -> str:
     return PG.psql(port, sql, what=what).strip()
 
 
-def _socket_dir(layout: Layout) -> Path | None:
+def socket_dir(layout: Layout) -> Path | None:
     return layout.pg if len(str(layout.pg / ".s.PGSQL.65535")) <= _MAX_SOCKET_PATH else None
 
 
-def _write_confs(layout: Layout, data_dir: Path, name: str, port: int) -> None:
+def _write_confs(layout: Layout, data_dir: Path, name: str, port: int, extra: str = "") -> None:
     """Refresh the shared settings from deploy/ and write this node's own lines (port, name, memory)."""
     base = (layout.deploy / "postgres" / "postgresql.conf").read_text()
     header = "# Copied by `potluck cluster up` from deploy/postgres/postgresql.conf at every start: edit that file.\n"
     files = {
         PG_BASE_CONF: header + base,
-        PG_INSTANCE_CONF: pg_instance_conf(name=name, port=port, socket_dir=_socket_dir(layout)),
+        PG_INSTANCE_CONF: pg_instance_conf(name=name, port=port, socket_dir=socket_dir(layout)) + extra,
     }
     for filename, text in files.items():
         path = data_dir / filename
@@ -238,10 +238,11 @@ def create_database(port: int, name: str = DB_NAME) -> None:
         _psql(port, f"CREATE DATABASE {name}", what=f"create database {name}")
 
 
-def start_node(layout: Layout, name: str, port: int) -> int:
-    """pg_ctl start (detached, waits until it accepts connections); the postmaster's pid."""
+def start_node(layout: Layout, name: str, port: int, extra_conf: str = "") -> int:
+    """pg_ctl start (detached, waits until it accepts connections); the postmaster's pid. `extra_conf`: lines
+    appended to the node's own settings (WAL archiving)."""
     data_dir = layout.pg_data(name)
-    _write_confs(layout, data_dir, name, port)
+    _write_confs(layout, data_dir, name, port, extra_conf)
     log = layout.pg_log(name)
     pg_ctl: list[str | Path] = ["-D", data_dir, "-l", log, "-w", "-t", "90", "start"]
     what = f"start PostgreSQL {name} on port {port}"

@@ -9,6 +9,7 @@ from potluck_ops.postgres import stop_node
 from potluck_ops.processes import stop_pidfile
 from potluck_ops.progress import console
 from potluck_ops.redis import REDIS_ROLES
+from potluck_ops.s3 import stop_local_s3
 
 
 def stop_all(layout: Layout, *, quiet: bool = False) -> list[str]:
@@ -33,6 +34,8 @@ def stop_all(layout: Layout, *, quiet: bool = False) -> list[str]:
         for name in [*reversed(layout.replica_names()), "primary"]:
             if stop_node(layout, name):
                 stopped.append(f"postgres-{name}")
+    # After PostgreSQL: its last WAL segments are archived to the local S3 server as it shuts down.
+    stopped += stop_local_s3(layout.s3)
     if not quiet:
         console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
     return stopped

@@ -1,0 +1,62 @@
+"""The backup steps of `potluck cluster up`: the local S3 server with the backup bucket and pgbackrest.conf
+(before the primary starts: its archive_command names that config), then the stanza and an end-to-end check of
+WAL archiving (after replication, so the standby pgBackRest backs up from is there)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from potluck_ops.failures import OpsError
+from potluck_ops.pgbackrest import BUCKET, STANZA, PgBackRest, PgNode, Repo, archive_settings, write_conf
+from potluck_ops.postgres import socket_dir
+from potluck_ops.s3 import ensure_bucket, start_local_s3
+
+if TYPE_CHECKING:
+    from potluck_ops.bringup import BringUp
+
+# The local S3 server's two ports: moto's plain HTTP, and nginx's TLS in front of it (what clients use).
+S3_PORTS = ("s3", "s3-tls")
+
+
+def start_s3(state: BringUp) -> None:
+    layout = state.layout
+    sockets = socket_dir(layout)
+    if sockets is None:
+        raise OpsError(f"the state dir {layout.root} is too long for a unix socket, which pgBackRest needs")
+    local = start_local_s3(layout.s3, layout.deploy, http_port=state.ports["s3"], tls_port=state.ports["s3-tls"])
+    ensure_bucket(local.endpoint, BUCKET)
+    nodes = [PgNode(layout.pg_data("primary"), state.ports["primary"], sockets)]
+    if state.replica_names:  # backups copy their files from the first replica
+        first = state.replica_names[0]
+        nodes.append(PgNode(layout.pg_data(first), state.ports[first], sockets))
+    conf = write_conf(layout.deploy, layout.backup_dir, Repo("/potluck", s3=local.endpoint), nodes)
+    state.backup = {
+        "s3": local.endpoint.as_json(),
+        "repository": f"s3://{BUCKET}/potluck",
+        "pgbackrest_conf": str(conf),
+        "stanza": STANZA,
+        "pids": [p.pid for p in local.processes],
+    }
+
+
+def archiving(state: BringUp) -> str:
+    """The archive settings every node gets (only a primary archives; a promoted replica starts to)."""
+    return archive_settings(Path(state.backup["pgbackrest_conf"])) if state.backup else ""
+
+
+def configure_archiving(state: BringUp) -> None:
+    backrest = PgBackRest(Path(state.backup["pgbackrest_conf"]))
+    backrest.stanza_create()
+    backrest.check()
+
+
+def backup_env(backup: dict[str, Any]) -> dict[str, str]:
+    """The settings that let the worker's scheduled backup jobs run pgBackRest on this stanza."""
+    if not backup:
+        return {}
+    return {
+        "POTLUCK_BACKUP__ENABLED": "true",
+        "POTLUCK_BACKUP__PGBACKREST_CONFIG": backup["pgbackrest_conf"],
+        "POTLUCK_BACKUP__STANZA": backup["stanza"],
+    }
