@@ -5,6 +5,7 @@ corrupted file, and restore refusing a running cluster's directory (the library 
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
 import sys
@@ -13,9 +14,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from potluck.backup.runner import PgBackRestRunner
+from potluck.config import BackupSettings
 from potluck_ops.backup import backup_rows, verify
 from potluck_ops.failures import OpsError
+from potluck_ops.layout import find_repo_root
 from potluck_ops.restore import discard, restore_into
+from potluck_ops.s3 import apply_bucket_config, ensure_bucket
 from potluck_ops.scratch import BackupLab
 from tests.support.eventually import eventually_sync
 
@@ -104,3 +109,32 @@ def endpoint_holds(lab: BackupLab) -> bool:
     assert lab.endpoint is not None
     listing = lab.endpoint.client().list_objects_v2(Bucket="potluck-backups", Prefix="lab/archive/main/")
     return listing.get("KeyCount", 0) > 0
+
+
+def test_the_scheduled_job_runs_pgbackrest_through_the_apps_runner(lab: BackupLab) -> None:
+    before = len(backup_rows(lab.backrest.info()))
+    settings = BackupSettings(enabled=True, pgbackrest_config=lab.backrest.conf)
+    assert asyncio.run(PgBackRestRunner(settings).backup("incr")) == 1
+    assert len(backup_rows(lab.backrest.info())) == before + 1
+    assert asyncio.run(PgBackRestRunner(BackupSettings()).backup("incr")) == 0  # off by default
+
+
+def test_media_bucket_versioning_and_replication_restore_a_deleted_image(lab: BackupLab) -> None:
+    """deploy/s3/'s documents apply to the local server; a deleted image comes back by removing its delete marker."""
+    assert lab.endpoint is not None
+    ensure_bucket(lab.endpoint, "potluck-media")
+    assert apply_bucket_config(lab.endpoint, "potluck-media", find_repo_root() / "deploy" / "s3") == [
+        "versioning",
+        "replication",
+    ]
+    s3 = lab.endpoint.client()
+    assert (
+        s3.get_bucket_replication(Bucket="potluck-media")["ReplicationConfiguration"]["Rules"][0]["Status"] == "Enabled"
+    )
+    key = "recipes/ab/abcdef-medium.webp"
+    s3.put_object(Bucket="potluck-media", Key=key, Body=b"RIFF-image")
+    s3.delete_object(Bucket="potluck-media", Key=key)
+    versions = s3.list_object_versions(Bucket="potluck-media", Prefix=key)
+    marker = next(m for m in versions["DeleteMarkers"] if m["IsLatest"])
+    s3.delete_object(Bucket="potluck-media", Key=key, VersionId=marker["VersionId"])
+    assert s3.get_object(Bucket="potluck-media", Key=key)["Body"].read() == b"RIFF-image"
