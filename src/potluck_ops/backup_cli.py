@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -16,10 +17,12 @@ from rich.table import Table
 from potluck_ops.backup import archive_range, backup_rows, verify
 from potluck_ops.failures import OpsError
 from potluck_ops.layout import Layout, load_cluster_json
-from potluck_ops.pgbackrest import BACKUP_TYPES, STANZA, PgBackRest
+from potluck_ops.pgbackrest import BACKUP_TYPES, BUCKET, STANZA, PgBackRest
 from potluck_ops.postgres import node_running
 from potluck_ops.progress import console, step
+from potluck_ops.redis_backup import backup_redis, restore_redis
 from potluck_ops.restore import restore_into
+from potluck_ops.s3 import S3Endpoint
 from potluck_ops.takeover import promote_restored
 
 backup_app = typer.Typer(help="PostgreSQL backups with pgBackRest (and the coordination Redis).", no_args_is_help=True)
@@ -130,3 +133,41 @@ def restore_command(
 
 def _cluster_pg_running(layout: Layout) -> bool:
     return any(node_running(layout.pg_data(n)) for n in ["primary", *layout.replica_names()])
+
+
+def _cluster_s3(layout: Layout) -> tuple[S3Endpoint, dict[str, Any]]:
+    info = load_cluster_json(layout) or {}
+    s3 = info.get("backup", {}).get("s3")
+    if not s3:
+        raise OpsError(f"no backup endpoint in {layout.cluster_json}: start the cluster (`potluck cluster up`)")
+    return S3Endpoint(s3["host"], s3["port"], ca_file=layout.s3 / "tls" / "cert.pem"), info
+
+
+@backup_app.command("redis")
+def redis_backup_command() -> None:
+    """Copy the coordination Redis's RDB (after a BGSAVE) and AOF files to the backup bucket."""
+    try:
+        layout = Layout.discover()
+        endpoint, info = _cluster_s3(layout)
+        port = info["redis"]["coord"]["port"]
+        with step("Redis coord: BGSAVE, upload RDB + AOF"):
+            manifest = backup_redis(endpoint, BUCKET, data_dir=layout.redis / "coord", port=port)
+    except OpsError as exc:
+        raise _fail(exc) from None
+    sys.stdout.write(json.dumps(manifest, indent=2) + "\n")
+
+
+@backup_app.command("redis-restore")
+def redis_restore_command(
+    into: Path = typer.Option(..., "--into", help="The data dir of a stopped Redis (empty of RDB/AOF files)."),
+    taken_at: str | None = typer.Option(None, "--taken-at", help="Which copy (default: the latest)."),
+) -> None:
+    """Download a copy of the coordination Redis's files into a data dir; then start Redis on it."""
+    try:
+        layout = Layout.discover()
+        endpoint, info = _cluster_s3(layout)
+        port = info.get("redis", {}).get("coord", {}).get("port")
+        manifest = restore_redis(endpoint, BUCKET, target=into, port=port, stamp=taken_at)
+    except OpsError as exc:
+        raise _fail(exc) from None
+    console.print(f"restored the copy of {manifest['taken_at']} into {into}: start Redis with --dir {into}")

@@ -6,19 +6,26 @@ corrupted file, and restore refusing a running cluster's directory (the library 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+import redis
 
 from potluck.backup.runner import PgBackRestRunner
 from potluck.config import BackupSettings
 from potluck_ops.backup import backup_rows, verify
 from potluck_ops.failures import OpsError
 from potluck_ops.layout import find_repo_root
+from potluck_ops.ports import pick_free_ports
+from potluck_ops.processes import start_logged
+from potluck_ops.redis import redis_ping
+from potluck_ops.redis_backup import backup_redis, restore_redis
 from potluck_ops.restore import discard, restore_into
 from potluck_ops.s3 import apply_bucket_config, ensure_bucket
 from potluck_ops.scratch import BackupLab
@@ -138,3 +145,39 @@ def test_media_bucket_versioning_and_replication_restore_a_deleted_image(lab: Ba
     marker = next(m for m in versions["DeleteMarkers"] if m["IsLatest"])
     s3.delete_object(Bucket="potluck-media", Key=key, VersionId=marker["VersionId"])
     assert s3.get_object(Bucket="potluck-media", Key=key)["Body"].read() == b"RIFF-image"
+
+
+def _redis(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
+    data_dir.mkdir(parents=True, exist_ok=True)
+    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir), "--save", ""]
+    args += ["--appendonly", "yes", "--appenddirname", "appendonlydir"]
+    proc = start_logged(args, log=data_dir.parent / f"redis-{port}.log", env=os.environ, detach=False)
+    eventually_sync(lambda: redis_ping(port), 20, message=f"redis on {port}")
+    return proc
+
+
+@pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
+def test_coordination_redis_files_go_to_the_bucket_and_come_back(lab: BackupLab) -> None:
+    assert lab.endpoint is not None
+    port, restored_port = pick_free_ports(2)
+    proc = _redis(lab.root / "redis-coord", port)
+    try:
+        client = redis.Redis(port=port)
+        client.set("celery-queue-item", "1")
+        client.hset("views", mapping={"r1": 3})
+        manifest = backup_redis(lab.endpoint, "potluck-backups", data_dir=lab.root / "redis-coord", port=port)
+        assert "dump.rdb" in manifest["files"]
+        with pytest.raises(OpsError, match="a Redis answers on port"):
+            restore_redis(lab.endpoint, "potluck-backups", target=lab.root / "redis-new", port=port)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+    restore_redis(lab.endpoint, "potluck-backups", target=lab.root / "redis-new", port=port)
+    proc = _redis(lab.root / "redis-new", restored_port)
+    try:
+        client = redis.Redis(port=restored_port)
+        assert client.get("celery-queue-item") == b"1"
+        assert client.hget("views", "r1") == b"3"
+    finally:
+        proc.terminate()
+        proc.wait(10)
