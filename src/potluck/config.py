@@ -157,6 +157,9 @@ class BackupSettings(BaseModel):
     run_as: str = "postgres"
     full_interval_seconds: float = Field(default=86_400.0, gt=0)  # the design: a full backup daily
     incr_interval_seconds: float = Field(default=3_600.0, gt=0)  # and an incremental hourly
+    # The coordination Redis's RDB + AOF to the bucket (`potluck backup redis` in the local cluster); empty: no job.
+    redis_command: list[str] = Field(default_factory=list)
+    redis_interval_seconds: float = Field(default=3_600.0, gt=0)
     timeout_seconds: float = Field(default=6 * 3600.0, gt=0)
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
-from potluck.backup.runner import PgBackRestRunner
+from potluck.backup.runner import BackupRunner
 from potluck.cache.cache import Cache
 from potluck.config import Settings
 from potluck.db.base import utcnow
@@ -35,6 +35,7 @@ TRENDING_TASK = "trending.refresh"
 SEARCH_ROLLUP_TASK = "search.rollup"
 BACKUP_FULL_TASK = "backup.full"
 BACKUP_INCR_TASK = "backup.incr"
+BACKUP_REDIS_TASK = "backup.redis"
 
 
 @dataclass(frozen=True)
@@ -115,12 +116,17 @@ async def rollup_searches(ctx: JobContext) -> int:
 
 async def backup_full(ctx: JobContext) -> int:
     """A full pgBackRest backup (the design: daily). pgBackRest's lock makes an overlapping run fail, not double."""
-    return await PgBackRestRunner(ctx.settings.backup).backup("full")
+    return await BackupRunner(ctx.settings.backup).postgres("full")
 
 
 async def backup_incr(ctx: JobContext) -> int:
     """An incremental pgBackRest backup (hourly); the first one without a full is taken as a full."""
-    return await PgBackRestRunner(ctx.settings.backup).backup("incr")
+    return await BackupRunner(ctx.settings.backup).postgres("incr")
+
+
+async def backup_redis(ctx: JobContext) -> int:
+    """The coordination Redis's persistence files to the backup bucket (the cache instance refills: never)."""
+    return await BackupRunner(ctx.settings.backup).redis()
 
 
 SCHEDULE: tuple[PeriodicJob, ...] = (
@@ -142,6 +148,7 @@ SCHEDULE: tuple[PeriodicJob, ...] = (
     # default's (it has no PostgreSQL). A send that waited a whole interval is dropped: the next one is due.
     PeriodicJob(BACKUP_FULL_TASK, lambda s: s.backup.full_interval_seconds, backup_full, in_process=False),
     PeriodicJob(BACKUP_INCR_TASK, lambda s: s.backup.incr_interval_seconds, backup_incr, in_process=False),
+    PeriodicJob(BACKUP_REDIS_TASK, lambda s: s.backup.redis_interval_seconds, backup_redis, in_process=False),
 )
 
 

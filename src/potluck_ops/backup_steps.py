@@ -4,9 +4,11 @@ WAL archiving (after replication, so the standby pgBackRest backs up from is the
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from potluck_ops.app import potluck_command
 from potluck_ops.failures import OpsError
 from potluck_ops.pgbackrest import BUCKET, STANZA, PgBackRest, PgNode, Repo, archive_settings, write_conf
 from potluck_ops.postgres import socket_dir
@@ -59,4 +61,5 @@ def backup_env(backup: dict[str, Any]) -> dict[str, str]:
         "POTLUCK_BACKUP__ENABLED": "true",
         "POTLUCK_BACKUP__PGBACKREST_CONFIG": backup["pgbackrest_conf"],
         "POTLUCK_BACKUP__STANZA": backup["stanza"],
+        "POTLUCK_BACKUP__REDIS_COMMAND": json.dumps([*potluck_command(), "backup", "redis"]),
     }

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from potluck.backup.runner import PgBackRestRunner
+from potluck.backup.runner import BackupRunner
 from potluck.config import BackupSettings
 from potluck_ops.backup import backup_rows, verify
 from potluck_ops.failures import OpsError
@@ -121,9 +121,9 @@ def endpoint_holds(lab: BackupLab) -> bool:
 def test_the_scheduled_job_runs_pgbackrest_through_the_apps_runner(lab: BackupLab) -> None:
     before = len(backup_rows(lab.backrest.info()))
     settings = BackupSettings(enabled=True, pgbackrest_config=lab.backrest.conf)
-    assert asyncio.run(PgBackRestRunner(settings).backup("incr")) == 1
+    assert asyncio.run(BackupRunner(settings).postgres("incr")) == 1
     assert len(backup_rows(lab.backrest.info())) == before + 1
-    assert asyncio.run(PgBackRestRunner(BackupSettings()).backup("incr")) == 0  # off by default
+    assert asyncio.run(BackupRunner(BackupSettings()).postgres("incr")) == 0  # off by default
 
 
 def test_media_bucket_versioning_and_replication_restore_a_deleted_image(lab: BackupLab) -> None:
