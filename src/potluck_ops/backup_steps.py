@@ -12,7 +12,7 @@ from potluck_ops.app import potluck_command
 from potluck_ops.failures import OpsError
 from potluck_ops.pgbackrest import BUCKET, STANZA, PgBackRest, PgNode, Repo, archive_settings, write_conf
 from potluck_ops.postgres import socket_dir
-from potluck_ops.s3 import ensure_bucket, start_local_s3
+from potluck_ops.s3 import ensure_bucket, running_local_s3, start_local_s3, stop_local_s3
 
 if TYPE_CHECKING:
     from potluck_ops.bringup import BringUp
@@ -26,20 +26,28 @@ def start_s3(state: BringUp) -> None:
     sockets = socket_dir(layout)
     if sockets is None:
         raise OpsError(f"the state dir {layout.root} is too long for a unix socket, which pgBackRest needs")
-    local = start_local_s3(layout.s3, layout.deploy, http_port=state.ports["s3"], tls_port=state.ports["s3-tls"])
-    ensure_bucket(local.endpoint, BUCKET)
+    # Kept across `down`/`up` (moto's objects live in memory): reuse a running one, so the backups survive.
+    endpoint = running_local_s3(layout.s3)
+    if endpoint is None:
+        stop_local_s3(layout.s3)  # half of one (moto without its proxy, or the other way round)
+        ports = {"http_port": state.ports["s3"], "tls_port": state.ports["s3-tls"]}
+        endpoint = start_local_s3(layout.s3, layout.deploy, **ports).endpoint
+    ensure_bucket(endpoint, BUCKET)
     nodes = [PgNode(layout.pg_data("primary"), state.ports["primary"], sockets)]
     if state.replica_names:  # backups copy their files from the first replica
         first = state.replica_names[0]
         nodes.append(PgNode(layout.pg_data(first), state.ports[first], sockets))
-    conf = write_conf(layout.deploy, layout.backup_dir, Repo("/potluck", s3=local.endpoint), nodes)
+    conf = write_conf(layout.deploy, layout.backup_dir, Repo("/potluck", s3=endpoint), nodes)
     state.backup = {
-        "s3": local.endpoint.as_json(),
+        "s3": endpoint.as_json(),
         "repository": f"s3://{BUCKET}/potluck",
         "pgbackrest_conf": str(conf),
         "stanza": STANZA,
-        "pids": [p.pid for p in local.processes],
     }
+
+
+def s3_title(state: BringUp) -> str:
+    return "local S3 for backups (moto behind nginx TLS; a running one is reused)"
 
 
 def archiving(state: BringUp) -> str:

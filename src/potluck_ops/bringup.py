@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from potluck_ops.app import BACKGROUND_ROLES, api_env, potluck_command
-from potluck_ops.backup_steps import S3_PORTS, archiving, backup_env, configure_archiving, start_s3
+from potluck_ops.backup_steps import S3_PORTS, archiving, backup_env, configure_archiving, s3_title, start_s3
 from potluck_ops.failures import OpsError, failure
 from potluck_ops.layout import MARKER, Layout, load_cluster_json, shared_secret, write_cluster_json
 from potluck_ops.nginx import start_nginx
@@ -295,7 +295,7 @@ def steps(state: BringUp) -> list[Step]:
         Step(check_tools),
         Step(stop_leftovers, _title("stop leftovers of an earlier run")),
         Step(choose_ports),
-        Step(start_s3, _title(f"local S3 (moto + TLS) on port {state.ports.get('s3-tls')}")),
+        Step(start_s3, s3_title),
         Step(start_primary, _primary_title),
         Step(note_extra_replicas),
         *(Step(partial(start_replica, name=n), partial(_replica_title, name=n)) for n in state.replica_names),

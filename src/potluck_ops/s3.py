@@ -22,7 +22,16 @@ from botocore.config import Config
 from potluck_ops.failures import OpsError
 from potluck_ops.nginx import render_template
 from potluck_ops.ports import HOST, port_is_free
-from potluck_ops.processes import http_status, run, start_logged, stop_pidfile, wait_or_kill, wait_until
+from potluck_ops.processes import (
+    http_status,
+    pid_alive,
+    read_pid,
+    run,
+    start_logged,
+    stop_pidfile,
+    wait_or_kill,
+    wait_until,
+)
 
 LOCAL_KEY = "test"  # moto accepts any credentials
 DEFAULT_REGION = "us-east-1"
@@ -145,7 +154,20 @@ def start_local_s3(s3_dir: Path, deploy: Path, *, http_port: int, tls_port: int)
     proxy = start_logged(nginx_args, log=s3_dir / "nginx.out", pid_file=s3_dir / "proxy.pid", env=os.environ)
     wait_until(lambda: not port_is_free(tls_port), what=f"S3 TLS on {tls_port}", timeout=20, proc=proxy)
     endpoint = S3Endpoint(HOST, tls_port, ca_file=s3_dir / "tls" / "cert.pem")
+    (s3_dir / "endpoint.json").write_text(json.dumps({"port": tls_port, "http_port": http_port}))
     return LocalS3(endpoint, (moto, proxy))
+
+
+def running_local_s3(s3_dir: Path) -> S3Endpoint | None:
+    """The endpoint of a local server started from `s3_dir` that still runs (moto and its TLS proxy), or None."""
+    try:
+        saved = json.loads((s3_dir / "endpoint.json").read_text())
+    except (OSError, ValueError):
+        return None
+    moto, proxy = read_pid(s3_dir / "moto.pid"), read_pid(s3_dir / "proxy.pid")
+    if not (pid_alive(moto) and pid_alive(proxy)) or http_status(f"http://{HOST}:{saved['http_port']}/") != 200:
+        return None
+    return S3Endpoint(HOST, saved["port"], ca_file=s3_dir / "tls" / "cert.pem")
 
 
 def stop_local_s3(s3_dir: Path) -> list[str]:

@@ -9,7 +9,6 @@ from potluck_ops.postgres import stop_node
 from potluck_ops.processes import stop_pidfile
 from potluck_ops.progress import console
 from potluck_ops.redis import REDIS_ROLES
-from potluck_ops.s3 import stop_local_s3
 
 
 def stop_all(layout: Layout, *, quiet: bool = False) -> list[str]:
@@ -31,11 +30,11 @@ def stop_all(layout: Layout, *, quiet: bool = False) -> list[str]:
             stopped.append(f"redis-{role}")
     if layout.pg.exists():
         # Replicas first, so they do not spend the primary's shutdown reconnecting to it.
-        for name in [*reversed(layout.replica_names()), "primary"]:
+        # Restored copies (`potluck restore` leaves them running) first, then replicas, then the primary.
+        restored = sorted(p.name for p in layout.pg.glob("restored") if p.is_dir())
+        for name in [*restored, *reversed(layout.replica_names()), "primary"]:
             if stop_node(layout, name):
                 stopped.append(f"postgres-{name}")
-    # After PostgreSQL: its last WAL segments are archived to the local S3 server as it shuts down.
-    stopped += stop_local_s3(layout.s3)
     if not quiet:
         console.print(f"stopped: {', '.join(stopped)}" if stopped else "nothing was running")
     return stopped
