@@ -21,6 +21,9 @@ JSON_OUT = typer.Option(None, "--json-out", help="Where to write the result (def
 def restore_drill(
     recipes: int = typer.Option(100_000, "--recipes", min=100, help="Recipes to seed (users: a tenth)."),
     write_seconds: float = typer.Option(20.0, "--write-seconds", min=1, help="Seconds of writes per phase."),
+    tail_seconds: float = typer.Option(
+        30.0, "--tail-seconds", min=0, help="Writes after the last archived segment, before the crash (what is lost)."
+    ),
     rate: float = typer.Option(50.0, "--rate", min=1, help="Acknowledged writes per second (one connection)."),
     archive_timeout: int = typer.Option(60, "--archive-timeout", min=1, help="archive_timeout: the RPO bound (s)."),
     json_out: Path | None = JSON_OUT,
@@ -29,7 +32,11 @@ def restore_drill(
     try:
         with step(f"restore drill at {recipes:,} recipes"):
             result = run_restore_drill(
-                recipes=recipes, write_seconds=write_seconds, rate=rate, archive_timeout=archive_timeout
+                recipes=recipes,
+                write_seconds=write_seconds,
+                tail_seconds=tail_seconds,
+                rate=rate,
+                archive_timeout=archive_timeout,
             )
     except OpsError as exc:
         console.print(f"[red]error:[/red] {exc}", markup=False, highlight=False, soft_wrap=True)

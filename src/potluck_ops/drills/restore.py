@@ -6,7 +6,8 @@ was lost.
 2. A full backup; writes for `write_seconds` (each one a row in drill_write plus a recipe's view_count, its
    acknowledgement time recorded after COMMIT returned); an incremental backup; more writes.
 3. The snapshot: checksums of recipe and of drill_write up to the last write, at the target point. Writes go on
-   (drill_write only, so the snapshot's tables stay comparable) until the archive holds the snapshot's WAL.
+   (drill_write only, so the snapshot's tables stay comparable) until the archive holds the snapshot's WAL, then
+   `tail_seconds` more: the crash comes that far into a WAL segment that will never be archived.
 4. The disaster: the postmaster is killed (immediate: the last WAL segment is never archived) and its data dir
    deleted. Then a restore to the latest point in a fresh dir, started, promoted, checked.
 5. The checks: every acknowledged write up to the newest one recovered is there (no holes), every write
@@ -85,7 +86,9 @@ def _checksums(query: Any, max_id: int) -> dict[str, str]:
     return {table: query(sql.format(max_id=max_id)) for table, sql in CHECKSUMS.items()}
 
 
-async def _write_phases(lab: BackupLab, result: dict[str, Any], *, write_seconds: float, rate: float) -> Writes:
+async def _write_phases(
+    lab: BackupLab, result: dict[str, Any], *, write_seconds: float, rate: float, tail_seconds: float
+) -> Writes:
     conn = await asyncpg.connect(host="127.0.0.1", port=lab.port, user="postgres", database="potluck")
     writes = Writes()
     try:
@@ -106,13 +109,21 @@ async def _write_phases(lab: BackupLab, result: dict[str, Any], *, write_seconds
             if time.monotonic() > deadline:
                 raise OpsError(f"WAL segment {wal} not archived within archive_timeout + 60 s")
             await _write(conn, writes, seconds=0.5, rate=rate, recipe_ids=None)
+        # The crash comes `tail_seconds` into a WAL segment: what is written since its start is what a crash loses.
+        await _write(conn, writes, seconds=tail_seconds, rate=rate, recipe_ids=None)
     finally:
         await conn.close()
     return writes
 
 
 def run_restore_drill(
-    *, recipes: int, write_seconds: float = 20, rate: float = 50, archive_timeout: int = 60, root: Path | None = None
+    *,
+    recipes: int,
+    write_seconds: float = 20,
+    tail_seconds: float = 30,
+    rate: float = 50,
+    archive_timeout: int = 60,
+    root: Path | None = None,
 ) -> dict[str, Any]:
     """Run the whole drill on a scratch primary; the figures, flat (see the module's docstring)."""
     require_tools()
@@ -124,7 +135,8 @@ def run_restore_drill(
             "DEFAULT clock_timestamp(), payload text NOT NULL)"
         )
         result["full_seconds"] = lab.backrest.backup("full")
-        writes = asyncio.run(_write_phases(lab, result, write_seconds=write_seconds, rate=rate))
+        phases = {"write_seconds": write_seconds, "rate": rate, "tail_seconds": tail_seconds}
+        writes = asyncio.run(_write_phases(lab, result, **phases))
         crashed_at = time.time()
         lab.destroy_primary()
         began = time.monotonic()
