@@ -185,6 +185,26 @@ class WorkerSettings(BaseModel):
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
 
 
+class BackupSettings(BaseModel):
+    """Scheduled PostgreSQL backups (schedule.py: backup.full, backup.incr), run by the worker through pgBackRest.
+
+    Off by default: the embedded default has nothing to back up this way, and its in-process loop never runs
+    these jobs (`in_process=False`). `potluck cluster up` turns them on for its stanza (potluck_ops/backup_steps.py).
+    """
+
+    enabled: bool = False
+    pgbackrest_config: Path = Path("/etc/pgbackrest/pgbackrest.conf")
+    stanza: str = "main"
+    # pgBackRest reads the data dirs: as root, run it as this account (ignored when not root).
+    run_as: str = "postgres"
+    full_interval_seconds: float = Field(default=86_400.0, gt=0)  # the design: a full backup daily
+    incr_interval_seconds: float = Field(default=3_600.0, gt=0)  # and an incremental hourly
+    # The coordination Redis's RDB + AOF to the bucket (`potluck backup redis` in the local cluster); empty: no job.
+    redis_command: list[str] = Field(default_factory=list)
+    redis_interval_seconds: float = Field(default=3_600.0, gt=0)
+    timeout_seconds: float = Field(default=6 * 3600.0, gt=0)
+
+
 class ObservabilitySettings(BaseModel):
     log_level: str = "INFO"
     log_json: bool = True
@@ -215,6 +235,7 @@ class Settings(BaseSettings):
     media: MediaSettings = Field(default_factory=MediaSettings)
     events: EventsSettings = Field(default_factory=EventsSettings)
     worker: WorkerSettings = Field(default_factory=WorkerSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
 
     @property
     def database_url(self) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
+from potluck.backup.runner import BackupRunner
 from potluck.cache.cache import Cache
 from potluck.config import Settings
 from potluck.db.base import utcnow
@@ -32,6 +33,9 @@ PURGE_TASK = "events.purge"
 WARM_TASK = "cache.warm"
 TRENDING_TASK = "trending.refresh"
 SEARCH_ROLLUP_TASK = "search.rollup"
+BACKUP_FULL_TASK = "backup.full"
+BACKUP_INCR_TASK = "backup.incr"
+BACKUP_REDIS_TASK = "backup.redis"
 
 
 @dataclass(frozen=True)
@@ -110,6 +114,21 @@ async def rollup_searches(ctx: JobContext) -> int:
     return await ctx.search_analytics.rollup(hours=TRENDING_QUERIES_WINDOW_HOURS)
 
 
+async def backup_full(ctx: JobContext) -> int:
+    """A full pgBackRest backup (the design: daily). pgBackRest's lock makes an overlapping run fail, not double."""
+    return await BackupRunner(ctx.settings.backup).postgres("full")
+
+
+async def backup_incr(ctx: JobContext) -> int:
+    """An incremental pgBackRest backup (hourly); the first one without a full is taken as a full."""
+    return await BackupRunner(ctx.settings.backup).postgres("incr")
+
+
+async def backup_redis(ctx: JobContext) -> int:
+    """The coordination Redis's persistence files to the backup bucket (the cache instance refills: never)."""
+    return await BackupRunner(ctx.settings.backup).redis()
+
+
 SCHEDULE: tuple[PeriodicJob, ...] = (
     PeriodicJob(
         RELAY_TASK,
@@ -125,6 +144,11 @@ SCHEDULE: tuple[PeriodicJob, ...] = (
     PeriodicJob(WARM_TASK, lambda s: s.worker.warm_interval_seconds, warm_cache),
     PeriodicJob(TRENDING_TASK, lambda s: s.worker.trending_interval_seconds, refresh_trending),
     PeriodicJob(SEARCH_ROLLUP_TASK, lambda s: s.worker.search_rollup_interval_seconds, rollup_searches),
+    # Shell out to pgBackRest on the database's host: the worker's job in the full topology, never the embedded
+    # default's (it has no PostgreSQL). A send that waited a whole interval is dropped: the next one is due.
+    PeriodicJob(BACKUP_FULL_TASK, lambda s: s.backup.full_interval_seconds, backup_full, in_process=False),
+    PeriodicJob(BACKUP_INCR_TASK, lambda s: s.backup.incr_interval_seconds, backup_incr, in_process=False),
+    PeriodicJob(BACKUP_REDIS_TASK, lambda s: s.backup.redis_interval_seconds, backup_redis, in_process=False),
 )
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from potluck_ops.app import BACKGROUND_ROLES, api_env, potluck_command
+from potluck_ops.backup_steps import S3_PORTS, archiving, backup_env, configure_archiving, s3_title, start_s3
 from potluck_ops.etcd import EtcdMember, check_etcd, start_etcd
 from potluck_ops.failures import OpsError, failure
 from potluck_ops.layout import MARKER, Layout, load_cluster_json, shared_secret, write_cluster_json
@@ -72,6 +73,7 @@ class BringUp:
     background: dict[str, dict[str, Any]] = field(default_factory=dict)
     background_procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     nginx_pid: int = 0
+    backup: dict[str, Any] = field(default_factory=dict)  # the S3 endpoint and pgbackrest.conf (backup_steps.py)
 
     @property
     def node_names(self) -> list[str]:
@@ -105,7 +107,7 @@ class BringUp:
             sentinel_ports=[self.ports[n] for n in SENTINEL_NAMES],
             data_dir=self.layout.data,
             secret=secret,
-        )
+        ) | backup_env(self.backup)
 
 
 @dataclass(frozen=True)
@@ -188,6 +190,7 @@ def choose_ports(state: BringUp) -> None:
         raise OpsError(f"port {state.lb_port} on {HOST} is in use: stop what holds it, or pass --lb-port")
     pg = [name for node in state.node_names for name in (node, f"{node}-api")]
     names = ["etcd", "etcd-peer", *pg, *(f"redis-{n}" for n in REDIS_NODES), *SENTINEL_NAMES, *state.api_names]
+    names += S3_PORTS
     state.ports = assign_ports(names, previous_ports(state.previous), avoid=[state.lb_port])
     state.secret = shared_secret(state.layout)
     state.started = time.monotonic()
@@ -206,12 +209,14 @@ def note_extra_nodes(state: BringUp) -> None:
 
 
 def start_patroni_node(state: BringUp, name: str) -> None:
-    """Render the node's patroni.yml from deploy/ and start it; Patroni decides its role."""
+    """Render the node's patroni.yml from deploy/ and start it; Patroni decides its role. Every node archives
+    its WAL to pgBackRest once it leads (a replica's archive_command runs only after its promotion)."""
     node = state.node(name)
     deploy = state.layout.deploy
     base = deploy / "postgres" / "postgresql.conf"
     hosts = [state.etcd.endpoint]
-    write_config(deploy / TEMPLATE, node, base_conf=base, etcd_hosts=hosts, node_parameters=SHARED_HOST_PARAMETERS)
+    parameters = {**SHARED_HOST_PARAMETERS, **archiving(state)}
+    write_config(deploy / TEMPLATE, node, base_conf=base, etcd_hosts=hosts, node_parameters=parameters)
     log = state.layout.pg_log(name)
     proc = start_patroni(node, log=log, pid_file=state.layout.patroni_pid(name), env=os.environ)
     state.pg_pids[name] = proc.pid
@@ -368,9 +373,11 @@ def steps(state: BringUp) -> list[Step]:
         Step(stop_leftovers, _title("stop leftovers of an earlier run")),
         Step(choose_ports),
         Step(start_etcd_member, lambda st: f"etcd on port {st.ports['etcd']}"),
+        Step(start_s3, s3_title),
         Step(note_extra_nodes),
         *(Step(partial(start_patroni_node, name=n), partial(_patroni_title, name=n)) for n in state.node_names),
         Step(wait_patroni, _wait_title),
+        Step(configure_archiving, _title("pgBackRest stanza, WAL archiving checked")),
         *(Step(partial(start_redis_role, role=r), partial(_redis_title, role=r)) for r in REDIS_ROLES),
         Step(start_sentinels, _sentinel_title),
         Step(wait_sentinels, _title("Sentinels see both masters, their replicas and each other")),
@@ -468,6 +475,7 @@ def cluster_info(state: BringUp) -> dict[str, Any]:
         # Who is master now is Sentinel's to say (`potluck cluster status` asks it); these are the instances.
         "redis": {name: _redis_node(state, name) for name in REDIS_NODES},
         "sentinel": {"nodes": [_sentinel_node(state, n) for n in SENTINEL_NAMES], "masters": MASTER_NAMES},
+        "backup": state.backup,
         # What a process needs to join the cluster (a worker, a benchmark); the key is in secret_file.
         "env": state.settings(secret=None),
         "secret_file": str(layout.secret_file),

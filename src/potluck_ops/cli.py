@@ -20,6 +20,7 @@ from potluck_ops.bringup import bring_up, prepare_state_dir
 from potluck_ops.failures import OpsError
 from potluck_ops.layout import MARKER, Layout, locked
 from potluck_ops.progress import console, note, step
+from potluck_ops.s3 import stop_local_s3
 from potluck_ops.status import cluster_status, summary
 from potluck_ops.teardown import stop_all
 
@@ -83,7 +84,9 @@ def up(
 def down(
     purge: bool = typer.Option(False, "--purge", help="Also delete the state dir (databases, logs, secret)."),
 ) -> None:
-    """Stop everything: nginx, Celery, the API processes, Redis, PostgreSQL. Data is kept unless --purge."""
+    """Stop everything: nginx, Celery, the API processes, Redis, PostgreSQL. Data is kept unless --purge.
+
+    The local S3 server holding the backups keeps running (its objects live in memory) unless --purge."""
     try:
         layout = Layout.discover()
         if not layout.root.exists():
@@ -94,6 +97,7 @@ def down(
         with locked(layout), step("stop the cluster"):
             stop_all(layout)
         if purge:
+            stop_local_s3(layout.s3)  # the backups' stand-in bucket outlives a plain `down` (backup_steps.py)
             shutil.rmtree(layout.root)
             console.print(f"deleted {layout.root}")
         else:

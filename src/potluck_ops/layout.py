@@ -13,6 +13,8 @@
     worker/             worker.log, worker.pid, beat.log, beat.pid (Celery: the outbox relay, view flushes)
     nginx/              nginx.conf (rendered from deploy/nginx/nginx.conf.template), pid, logs, temp files
     data/               POTLUCK_DATA_DIR of the API processes
+    pgbackrest/         pgbackrest.conf (rendered from deploy/pgbackrest/), its log, lock and spool dirs
+    s3/                 the local S3 server (moto behind nginx TLS): pid files, logs, certificate
 """
 
 from __future__ import annotations
@@ -139,6 +141,16 @@ class Layout:
     @property
     def nginx(self) -> Path:
         return self.root / "nginx"
+
+    @property
+    def backup_dir(self) -> Path:
+        """pgbackrest.conf, its log, lock and spool dirs (owned by postgres)."""
+        return self.root / "pgbackrest"
+
+    @property
+    def s3(self) -> Path:
+        """The local S3 server: pid files, logs, its TLS certificate."""
+        return self.root / "s3"
 
     @property
     def data(self) -> Path:

@@ -45,9 +45,10 @@ def stop_all(layout: Layout, *, quiet: bool = False) -> list[str]:
     if stop_etcd(layout.etcd_pid):
         stopped.append("etcd")
     if layout.pg.exists():
-        # A state dir from before Patroni: plain nodes, replicas first, so they do not spend the primary's
-        # shutdown reconnecting to it.
-        for name in [*reversed(layout.replica_names()), "primary"]:
+        # Restored copies (`potluck restore` leaves them running), then, in a state dir from before Patroni, plain
+        # nodes, replicas first, so they do not spend the primary's shutdown reconnecting to it.
+        restored = sorted(p.name for p in layout.pg.glob("restored") if p.is_dir())
+        for name in [*restored, *reversed(layout.replica_names()), "primary"]:
             if stop_node(layout, name):
                 stopped.append(f"postgres-{name}")
     if not quiet:

@@ -14,6 +14,9 @@ from potluck.events.repository import Event
 from potluck.notification.fanout import keyset_ranges
 from potluck.recipe.views import ViewCounter
 from potluck.schedule import (
+    BACKUP_FULL_TASK,
+    BACKUP_INCR_TASK,
+    BACKUP_REDIS_TASK,
     FLUSH_VIEWS_TASK,
     PURGE_TASK,
     RELAY_TASK,
@@ -107,7 +110,11 @@ def test_beat_schedule_names_every_task_once_with_expiring_sends() -> None:
         events=EventsSettings(views_flush_seconds=10), worker=WorkerSettings(relay_interval_seconds=0.5)
     )
     schedule = beat_schedule(settings)
-    assert set(schedule) == {RELAY_TASK, FLUSH_VIEWS_TASK, PURGE_TASK, WARM_TASK, TRENDING_TASK, SEARCH_ROLLUP_TASK}
+    jobs = {RELAY_TASK, FLUSH_VIEWS_TASK, PURGE_TASK, WARM_TASK, TRENDING_TASK, SEARCH_ROLLUP_TASK}
+    assert set(schedule) == jobs | {BACKUP_FULL_TASK, BACKUP_INCR_TASK, BACKUP_REDIS_TASK}
+    # The design's backup policy: a full backup daily, an incremental hourly.
+    assert schedule[BACKUP_FULL_TASK]["schedule"] == 86_400
+    assert schedule[BACKUP_INCR_TASK]["schedule"] == 3_600
     assert schedule[RELAY_TASK]["schedule"] == 0.5
     # The trending lists live 600 s: recomputed well within that; the warm job and the rollup at their defaults.
     assert schedule[TRENDING_TASK]["schedule"] < 600

@@ -13,7 +13,9 @@ from potluck.cli.seed import seed_command
 from potluck.cli.warm import warm_command
 from potluck.cli.worker import beat_command, worker_command
 from potluck.config import get_settings
+from potluck_ops.backup_cli import backup_app, restore_command
 from potluck_ops.cli import cluster_app
+from potluck_ops.drills.cli import drill_app
 
 app = typer.Typer(help="Potluck, the backend of a recipe-sharing platform.", no_args_is_help=True)
 console = Console(stderr=True)
@@ -91,6 +93,9 @@ def _redacted(url: str) -> str:
 
 app.command("seed", help="Load realistic, deterministic demo data.")(seed_command)
 app.add_typer(cluster_app, name="cluster", help="The full topology on one machine: up, down, status.")
+app.add_typer(backup_app, name="backup", help="PostgreSQL backups (pgBackRest): now, list, verify; Redis.")
+app.command("restore", help="Restore PostgreSQL: --latest or --to TIME, into a fresh dir; --promote.")(restore_command)
+app.add_typer(drill_app, name="drill", help="Disaster-recovery drills, timed: restore.")
 app.add_typer(events_app, name="events", help="The outbox: list events, dead letters, replay.")
 app.command("worker")(worker_command)
 app.command("beat")(beat_command)

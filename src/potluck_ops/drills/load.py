@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 import httpx
 
 API = "/api/v1"

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 import httpx
 from celery import Celery  # type: ignore[import-untyped]
 from prometheus_client.parser import text_string_to_metric_families
