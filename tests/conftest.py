@@ -16,8 +16,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from tests.harness import PatroniCluster, PgCluster, RedisServer, SentinelSet
+
+# Hypothesis's per-example deadline times a test on a shared, loaded machine: what these tests check is behaviour;
+# speed is measured in bench/ (house rule), so no example fails for being slow.
+hypothesis_settings.register_profile("potluck", deadline=None)
+hypothesis_settings.load_profile("potluck")
 
 
 @pytest.fixture(scope="session")
