@@ -121,3 +121,4 @@ class TopologyWatcher:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         await self._client.aclose()
+        await self._client.aclose()
