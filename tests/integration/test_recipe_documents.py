@@ -105,3 +105,30 @@ async def test_an_uncached_read_is_one_round_trip(
     assert resp.content == orjson.dumps(recipe)  # the create response came from the ORM path
     reads = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
     assert len(reads) == (1 if settings.database.url.startswith("postgresql") else 2), reads
+
+
+async def test_get_cached_multi_gets_both_tiers_and_rechecks_visibility(
+    client: httpx.AsyncClient, api: Api, statements: list[str]
+) -> None:
+    """Search hydration's multi-get: hits from either tier, visibility decided per viewer, misses left out."""
+    author, other = await api.register(), await api.register()
+    public = await api.create_recipe(author, title="Public")
+    private = await api.create_recipe(author, title="Private", is_public=False)
+    cold = await api.create_recipe(other, title="Cold")
+    assert (await client.get(f"/api/v1/recipes/{public['id']}")).status_code == 200
+    assert (await client.get(f"/api/v1/recipes/{private['id']}", headers=author["headers"])).status_code == 200
+    recipes = container_of(client).recipes
+    ids = [uuid.UUID(r["id"]) for r in (public, private, cold)]
+    statements.clear()
+    anonymous = await recipes.get_cached(ids, None)
+    as_author = await recipes.get_cached(ids, uuid.UUID(author["id"]))
+    # No recipe read for any of it (the embedded default's own jobs may run other statements meanwhile).
+    assert [s for s in statements if "FROM recipe" in s] == []
+    assert set(anonymous) == set(as_author) == set(ids[:2])  # the cold one is for `get` to load and fill
+    public_hit = anonymous[ids[0]]
+    assert public_hit is not None
+    assert public_hit.document()["title"] == "Public"
+    assert anonymous[ids[1]] is None  # private: invisible to others through the cache too
+    private_hit = as_author[ids[1]]
+    assert private_hit is not None
+    assert private_hit.document()["title"] == "Private"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Set
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,6 +132,18 @@ class RecipeService:
         if not cached.meta.visible_to(viewer_id):
             raise NotFoundError("no such recipe")
         return cached
+
+    async def get_cached(
+        self, recipe_ids: Sequence[uuid.UUID], viewer_id: uuid.UUID | None
+    ) -> dict[uuid.UUID, CachedRecipe | None]:
+        """What the cache holds for `recipe_ids` (one multi-get over both tiers): a CachedRecipe when visible to
+        `viewer_id`, None when missing or invisible; ids the cache does not hold are left out (ask `get`)."""
+        keys = {recipe_key(recipe_id): recipe_id for recipe_id in recipe_ids}
+        found: dict[uuid.UUID, CachedRecipe | None] = {}
+        for key, loaded in (await self.cache.get_many(RECIPE_DETAIL, list(keys))).items():
+            cached = None if loaded.payload is None else CachedRecipe(loaded.payload, RecipeMeta.unpack(loaded.meta))
+            found[keys[key]] = cached if cached is not None and cached.meta.visible_to(viewer_id) else None
+        return found
 
     def peek_public(self, recipe_id: uuid.UUID) -> CachedRecipe | None:
         """The recipe from this process's first tier if it is there and public; never waits, never loads."""
