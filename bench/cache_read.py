@@ -474,32 +474,26 @@ class Bench:
             wait_ready(server, need_local_tier=cache_enabled)
         return started
 
-    def start_ceiling(self) -> list[Server]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("POTLUCK_")}
-        env["POTLUCK_CEILING_DOCS"] = str(self.docs_file)
+    def _start_bare(self, name: str, module: str, extra_env: Mapping[str, str]) -> list[Server]:
+        """`self.args.processes` uvicorn processes of a bare app in bench/ (the ceiling, the asyncpg baseline)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("POTLUCK_")} | dict(extra_env)
         started = []
         for i in range(self.args.processes):
             port = free_port()
             # The same uvicorn options `potluck serve` passes.
-            argv = [sys.executable, "-m", "uvicorn", "bench.ceiling_app:app", "--host", HOST, "--port", str(port)]
+            argv = [sys.executable, "-m", "uvicorn", f"{module}:app", "--host", HOST, "--port", str(port)]
             argv += ["--no-access-log", "--no-server-header", "--proxy-headers"]
-            started.append(self.servers.start(f"ceiling-{i}", argv, env, port))
+            started.append(self.servers.start(f"{name}-{i}", argv, env, port))
         for server in started:
             wait_ready(server)
         return started
 
+    def start_ceiling(self) -> list[Server]:
+        return self._start_bare("ceiling", "bench.ceiling_app", {"POTLUCK_CEILING_DOCS": str(self.docs_file)})
+
     def start_asyncpg(self) -> list[Server]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("POTLUCK_")}
-        env["POTLUCK_ASYNCPG_DSN"] = self.pg.dsn("primary").replace("postgresql+asyncpg://", "postgresql://")
-        started = []
-        for i in range(self.args.processes):
-            port = free_port()
-            argv = [sys.executable, "-m", "uvicorn", "bench.asyncpg_app:app", "--host", HOST, "--port", str(port)]
-            argv += ["--no-access-log", "--no-server-header", "--proxy-headers"]
-            started.append(self.servers.start(f"asyncpg-{i}", argv, env, port))
-        for server in started:
-            wait_ready(server)
-        return started
+        dsn = self.pg.dsn("primary").replace("postgresql+asyncpg://", "postgresql://")
+        return self._start_bare("asyncpg", "bench.asyncpg_app", {"POTLUCK_ASYNCPG_DSN": dsn})
 
     def wrk(self, ports: Sequence[int], duration: int, seed: int, label: str) -> WrkResult:
         return run_wrk(
