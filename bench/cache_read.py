@@ -4,7 +4,9 @@ One run, one machine, three scenarios measured the same way (a warm-up, then a t
 
 * warm:     two API processes (one per core) with the cache on: in-process first tier + Redis second tier;
 * uncached: the same two processes with ``POTLUCK_CACHE__ENABLED=false``;
-* ceiling:  ``bench/ceiling_app.py``, bare FastAPI returning the same bytes from a dict, two processes.
+* ceiling:  ``bench/ceiling_app.py``, bare FastAPI returning the same bytes from a dict, two processes;
+* asyncpg:  ``bench/asyncpg_app.py``, bare FastAPI + raw asyncpg, PostgreSQL builds the same document in one
+            query per request (what an uncached read could cost at best), two processes.
 
 Each API process gets its own wrk instance (``-t1``) and the results are added; latency percentiles come from
 the instances' latency distributions, merged (bench/wrk/zipf_get.lua writes them). PostgreSQL, Redis, the
@@ -62,6 +64,9 @@ FAMILY = "recipe_detail"
 GOAL_WARM_VS_UNCACHED = 10.0
 GOAL_WARM_VS_CEILING = 0.70
 GOAL_HIT_RATE = 0.97
+GOAL_UNCACHED_API_CPU_US = 1_000.0
+GOAL_UNCACHED_VS_ASYNCPG = 0.5  # uncached req/s at least half the raw asyncpg baseline's ("within 2x")
+SCENARIOS = ("warm", "uncached", "asyncpg", "ceiling")
 
 err = Console(stderr=True)
 out = Console()
@@ -469,19 +474,26 @@ class Bench:
             wait_ready(server, need_local_tier=cache_enabled)
         return started
 
-    def start_ceiling(self) -> list[Server]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("POTLUCK_")}
-        env["POTLUCK_CEILING_DOCS"] = str(self.docs_file)
+    def _start_bare(self, name: str, module: str, extra_env: Mapping[str, str]) -> list[Server]:
+        """`self.args.processes` uvicorn processes of a bare app in bench/ (the ceiling, the asyncpg baseline)."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("POTLUCK_")} | dict(extra_env)
         started = []
         for i in range(self.args.processes):
             port = free_port()
             # The same uvicorn options `potluck serve` passes.
-            argv = [sys.executable, "-m", "uvicorn", "bench.ceiling_app:app", "--host", HOST, "--port", str(port)]
+            argv = [sys.executable, "-m", "uvicorn", f"{module}:app", "--host", HOST, "--port", str(port)]
             argv += ["--no-access-log", "--no-server-header", "--proxy-headers"]
-            started.append(self.servers.start(f"ceiling-{i}", argv, env, port))
+            started.append(self.servers.start(f"{name}-{i}", argv, env, port))
         for server in started:
             wait_ready(server)
         return started
+
+    def start_ceiling(self) -> list[Server]:
+        return self._start_bare("ceiling", "bench.ceiling_app", {"POTLUCK_CEILING_DOCS": str(self.docs_file)})
+
+    def start_asyncpg(self) -> list[Server]:
+        dsn = self.pg.dsn("primary").replace("postgresql+asyncpg://", "postgresql://")
+        return self._start_bare("asyncpg", "bench.asyncpg_app", {"POTLUCK_ASYNCPG_DSN": dsn})
 
     def wrk(self, ports: Sequence[int], duration: int, seed: int, label: str) -> WrkResult:
         return run_wrk(
@@ -752,7 +764,7 @@ def code_version() -> dict[str, Any]:
 
 
 def report(bench: Bench, results: dict[str, ScenarioResult], command: str, setup: dict[str, Any]) -> dict[str, Any]:
-    warm, uncached, ceiling = results["warm"], results["uncached"], results["ceiling"]
+    warm, uncached, ceiling, raw = results["warm"], results["uncached"], results["ceiling"], results["asyncpg"]
     cache = warm.cache or {}
     goals = {
         "warm_vs_uncached": {
@@ -765,6 +777,16 @@ def report(bench: Bench, results: dict[str, ScenarioResult], command: str, setup
             "value": round(_ratio(warm.wrk.rps, ceiling.wrk.rps), 3),
             "held": _ratio(warm.wrk.rps, ceiling.wrk.rps) >= GOAL_WARM_VS_CEILING,
         },
+        "uncached_api_cpu_us": {
+            "goal": f"<= {GOAL_UNCACHED_API_CPU_US:,.0f}",
+            "value": uncached.cpu_us_per_request["api"],
+            "held": uncached.cpu_us_per_request["api"] <= GOAL_UNCACHED_API_CPU_US,
+        },
+        "uncached_vs_asyncpg": {
+            "goal": f">= {GOAL_UNCACHED_VS_ASYNCPG:g} (within 2x)",
+            "value": round(_ratio(uncached.wrk.rps, raw.wrk.rps), 3),
+            "held": _ratio(uncached.wrk.rps, raw.wrk.rps) >= GOAL_UNCACHED_VS_ASYNCPG,
+        },
         "hit_rate": {
             "goal": f">= {GOAL_HIT_RATE:.0%}",
             "value": round(cache.get("hit_rate", 0.0), 4),
@@ -773,12 +795,13 @@ def report(bench: Bench, results: dict[str, ScenarioResult], command: str, setup
     }
 
     table = Table(title=f"GET /api/v1/recipes/{{id}}, Zipf s={bench.args.zipf_s:g} over {len(bench.ids):,} ids")
-    headers = ["scenario", "req/s", "p50 ms", "p99 ms", "vs uncached", "vs ceiling", "API CPU µs/req", "other CPU s"]
+    headers = ["scenario", "req/s", "p50 ms", "p99 ms", "vs uncached", "vs ceiling", "vs asyncpg", "API CPU µs/req"]
+    headers += ["PG CPU µs/req", "other CPU s"]
     headers.append("errors")
     for column in headers:
         table.add_column(column, justify="left" if column == "scenario" else "right")
     rows = []
-    for key in ("warm", "uncached", "ceiling"):
+    for key in SCENARIOS:
         r = results[key]
         row = [
             key,
@@ -787,7 +810,9 @@ def report(bench: Bench, results: dict[str, ScenarioResult], command: str, setup
             f"{r.wrk.p99_ms:.2f}",
             f"{_ratio(r.wrk.rps, uncached.wrk.rps):.2f}x",
             f"{_ratio(r.wrk.rps, ceiling.wrk.rps):.2f}",
+            f"{_ratio(r.wrk.rps, raw.wrk.rps):.2f}",
             f"{r.cpu_us_per_request['api']:.0f}",
+            f"{r.cpu_us_per_request['postgres']:.0f}",
             f"{r.cpu_seconds['other']:.1f}",
             str(r.wrk.errors),
         ]
@@ -810,7 +835,7 @@ def report(bench: Bench, results: dict[str, ScenarioResult], command: str, setup
     args = bench.args
     markdown += [
         "",
-        "; ".join(f"{key}: {results[key].description}" for key in ("warm", "uncached", "ceiling")) + ". "
+        "; ".join(f"{key}: {results[key].description}" for key in SCENARIOS) + ". "
         f"Zipf s={args.zipf_s:g} over {len(bench.ids):,} public recipe ids; {args.processes} server processes, "
         f"one `wrk -t1 -c{args.connections}` each; {args.warmup} s warm-up"
         + (" (warm: after one request per id)" if args.sweep else "")
@@ -993,7 +1018,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             "ceiling", "bench/ceiling_app.py, bare FastAPI, same bytes from a dict", bench.start_ceiling
         )
 
-        data = report(bench, {k: results[k] for k in ("warm", "uncached", "ceiling")}, command, setup)
+        results["asyncpg"] = bench.scenario(
+            "asyncpg",
+            "bench/asyncpg_app.py, bare FastAPI + raw asyncpg, one query builds the document",
+            bench.start_asyncpg,
+        )
+        data = report(bench, {k: results[k] for k in SCENARIOS}, command, setup)
         profile = results["warm"].extra.get("profile")
         if profile:
             err.rule("profile of one warm API process (share of busy samples)")

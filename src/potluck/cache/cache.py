@@ -185,6 +185,45 @@ class Cache:
         self.metrics.time_saved.labels(family.name).inc(entry.delta_ms / 1000)
         return Loaded(entry.payload, entry.meta)
 
+    async def get_many(self, family: Family, keys: Sequence[str]) -> dict[str, Loaded]:
+        """The entries of `keys` that either tier holds, by key: the first tier under its rules (only while the
+        subscription is up; what the store returns is remembered only if no invalidation arrived meanwhile), then
+        one MGET for the rest. Leases and misses are left out and not counted: the caller asks `get_or_fill` for
+        them (lease, single flight, fill), which counts them. A store error returns the first tier's hits."""
+        if not self.settings.enabled or not keys:
+            return {}
+        found: dict[str, Loaded] = {}
+        local = self.local
+        epoch = local.epoch if local is not None else 0
+        rest = list(keys)
+        if local is not None and local.enabled:
+            rest = []
+            for key in keys:
+                entry = local.get(key)
+                if entry is None:
+                    rest.append(key)
+                else:
+                    found[key] = self._hit(family, "l1", entry)
+        if not rest or not await self._store_usable():
+            return found
+        try:
+            raws = await self.store.get_many(rest)
+            self.breaker.record_success()
+        except CacheStoreError:
+            self._record_failure(family, "get")
+            return found
+        for key, raw in zip(rest, raws, strict=True):
+            entry = decode(raw) if raw is not None else None
+            if entry is not None:
+                found[key] = self._hit(family, "l2", entry)
+                self._remember(key, entry, epoch)
+        return found
+
+    def _hit(self, family: Family, tier: str, entry: Entry) -> Loaded:
+        self.metrics.hits.labels(family.name, tier).inc()
+        self.metrics.time_saved.labels(family.name).inc(entry.delta_ms / 1000)
+        return Loaded(entry.payload, entry.meta)
+
     async def _second_tier(
         self, family: Family, key: str, loader: Loader, epoch: int, *, refresh: bool = False
     ) -> Loaded:

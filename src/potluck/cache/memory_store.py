@@ -44,6 +44,9 @@ class MemoryStore:
     async def get(self, key: str) -> bytes | None:
         return self._live(key)
 
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        return [self._live(key) for key in keys]
+
     async def acquire_lease(self, key: str, token: bytes, lease_ms: int) -> bytes | None:
         current = self._live(key)
         now = self._now_ms()

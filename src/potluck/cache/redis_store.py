@@ -120,6 +120,10 @@ class RedisStore:
         value: bytes | None = await self._call(self.client.get(key))
         return value
 
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        values: list[bytes | None] = await self._call(self.client.mget(keys))
+        return values
+
     async def acquire_lease(self, key: str, token: bytes, lease_ms: int) -> bytes | None:
         current: bytes | None = await self._call(self._acquire(keys=[key], args=[token, lease_ms]))
         return current

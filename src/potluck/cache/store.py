@@ -13,6 +13,10 @@ class CacheStoreError(Exception):
 class CacheStore(Protocol):
     async def get(self, key: str) -> bytes | None: ...
 
+    async def get_many(self, keys: Sequence[str]) -> list[bytes | None]:
+        """What each of `keys` holds, in order, in one round trip (MGET)."""
+        ...
+
     async def acquire_lease(self, key: str, token: bytes, lease_ms: int) -> bytes | None:
         """Take the fill lease when the key is empty or holds an expired lease (None), else return what it holds."""
         ...

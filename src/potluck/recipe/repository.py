@@ -7,15 +7,18 @@ from collections.abc import Iterable, Sequence, Set
 from datetime import datetime
 from typing import Any, Generic
 
-from sqlalchemy import Select, delete, exists, func, insert, or_, select, tuple_, update
+from sqlalchemy import Select, delete, exists, func, insert, literal, null, or_, select, tuple_, union_all, update
+from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.interfaces import LoaderOption
+from sqlalchemy.types import NullType
 
 from potluck.db.base import utcnow
 from potluck.db.dialect import dialect_insert, rowcount
 from potluck.db.session import AnySession, WriteSession
 from potluck.kit.cursor import Cursor
 from potluck.kit.ids import new_id
+from potluck.recipe.document import NUTRITION_FIELDS, RecipeRecord
 from potluck.recipe.models import (
     Favorite,
     Ingredient,
@@ -28,6 +31,7 @@ from potluck.recipe.models import (
     Tag,
 )
 from potluck.recipe.schemas import IngredientLine, NutritionData, RecipeFilters
+from potluck.user.models import User
 
 
 def _part_loaders(parts: Set[str]) -> list[LoaderOption]:
@@ -51,6 +55,105 @@ def visible_to(viewer_id: uuid.UUID | None) -> Any:
     return or_(Recipe.is_public.is_(True), Recipe.author_id == viewer_id)
 
 
+# --- documents: one query per page on PostgreSQL, two on SQLite, whatever the parts ---------------------------
+
+
+def _document_columns(parts: Set[str]) -> list[Any]:
+    columns: list[Any] = [
+        Recipe.id,
+        Recipe.title,
+        Recipe.description,
+        Recipe.cuisine,
+        Recipe.prep_minutes,
+        Recipe.cook_minutes,
+        Recipe.servings,
+        Recipe.difficulty,
+        Recipe.is_public,
+        Recipe.image_key,
+        Recipe.rating_avg,
+        Recipe.rating_count,
+        Recipe.view_count,
+        Recipe.favorite_count,
+        Recipe.created_at,
+        Recipe.updated_at,
+        Recipe.version,
+        Recipe.author_id,
+        User.username.label("author_username"),
+        User.display_name.label("author_display_name"),
+    ]
+    if "nutrition" in parts:
+        columns.append(Nutrition.recipe_id.label("nutrition_recipe_id"))
+        columns += [getattr(Nutrition, name).label(f"nutrition_{name}") for name in NUTRITION_FIELDS]
+    return columns
+
+
+def _aggregated_parts(parts: Set[str]) -> list[Any]:
+    """PostgreSQL: each requested part as one ordered array per recipe row (correlated, index-driven)."""
+    columns: list[Any] = []
+    if "ingredients" in parts:
+        line = tuple_(Ingredient.name, RecipeIngredient.quantity, RecipeIngredient.unit, RecipeIngredient.note)
+        columns.append(
+            select(func.array_agg(aggregate_order_by(line, RecipeIngredient.position), type_=NullType()))
+            .select_from(RecipeIngredient)
+            .join(Ingredient, Ingredient.id == RecipeIngredient.ingredient_id)
+            .where(RecipeIngredient.recipe_id == Recipe.id)
+            .scalar_subquery()
+            .label("part_ingredients")
+        )
+    if "steps" in parts:
+        columns.append(
+            select(func.array_agg(aggregate_order_by(Step.text, Step.position), type_=NullType()))
+            .where(Step.recipe_id == Recipe.id)
+            .scalar_subquery()
+            .label("part_steps")
+        )
+    if "tags" in parts:
+        columns.append(
+            select(func.array_agg(aggregate_order_by(Tag.name, Tag.name), type_=NullType()))
+            .select_from(RecipeTag)
+            .join(Tag, Tag.id == RecipeTag.tag_id)
+            .where(RecipeTag.recipe_id == Recipe.id)
+            .scalar_subquery()
+            .label("part_tags")
+        )
+    return columns
+
+
+_FLAT = ("recipe_id", "kind", "pos", "text", "quantity", "unit", "note")
+
+
+def _flat(*columns: Any) -> Select[Any]:
+    return select(*(column.label(name) for column, name in zip(columns, _FLAT, strict=True)))
+
+
+def _flat_parts(ids: Sequence[uuid.UUID], parts: Set[str]) -> Select[Any] | None:
+    """SQLite: every requested part of every recipe in `ids` as tagged rows of one UNION ALL, in document order."""
+    selects: list[Any] = []
+    if "ingredients" in parts:
+        ri = RecipeIngredient
+        selects.append(
+            _flat(ri.recipe_id, literal(0), ri.position, Ingredient.name, ri.quantity, ri.unit, ri.note)
+            .join(Ingredient, Ingredient.id == ri.ingredient_id)
+            .where(ri.recipe_id.in_(ids))
+        )
+    if "steps" in parts:
+        selects.append(
+            _flat(Step.recipe_id, literal(1), Step.position, Step.text, null(), null(), null()).where(
+                Step.recipe_id.in_(ids)
+            )
+        )
+    if "tags" in parts:
+        selects.append(
+            _flat(RecipeTag.recipe_id, literal(2), literal(0), Tag.name, null(), null(), null())
+            .join(Tag, Tag.id == RecipeTag.tag_id)
+            .where(RecipeTag.recipe_id.in_(ids))
+        )
+    if not selects:
+        return None
+    flat = union_all(*selects).subquery()
+    return select(flat).order_by(flat.c.recipe_id, flat.c.kind, flat.c.pos, flat.c.text)
+
+
 class RecipeRepository(Generic[AnySession]):
     def __init__(self, session: AnySession) -> None:
         self.session = session
@@ -66,8 +169,56 @@ class RecipeRepository(Generic[AnySession]):
         stmt = select(Recipe).where(Recipe.id == recipe_id).with_for_update()
         return (await self.session.execute(stmt)).scalars().first()
 
-    def _list_query(self, filters: RecipeFilters, viewer_id: uuid.UUID | None) -> Select[Recipe]:
-        stmt = select(Recipe).where(visible_to(viewer_id))
+    def _documents_query(self, parts: Set[str]) -> Select[Any]:
+        columns = _document_columns(parts)
+        if self._aggregates:
+            columns += _aggregated_parts(parts)
+        stmt = select(*columns).select_from(Recipe).join(User, User.id == Recipe.author_id)
+        if "nutrition" in parts:
+            stmt = stmt.outerjoin(Nutrition, Nutrition.recipe_id == Recipe.id)
+        return stmt
+
+    @property
+    def _aggregates(self) -> bool:
+        return self.session.get_bind().dialect.name == "postgresql"
+
+    async def _records(self, stmt: Select[Any], parts: Set[str]) -> list[RecipeRecord]:
+        rows = (await self.session.execute(stmt)).all()
+        if self._aggregates:
+            return [
+                RecipeRecord(
+                    row,
+                    [tuple(line) for line in row.part_ingredients or ()] if "ingredients" in parts else [],
+                    list(row.part_steps or ()) if "steps" in parts else [],
+                    list(row.part_tags or ()) if "tags" in parts else [],
+                )
+                for row in rows
+            ]
+        records = [RecipeRecord(row) for row in rows]
+        flat = _flat_parts([r.id for r in records], parts) if records else None
+        if flat is not None:
+            by_id = {record.id: record for record in records}
+            for part in (await self.session.execute(flat)).all():
+                record = by_id[part.recipe_id]
+                if part.kind == 0:
+                    record.ingredients.append((part.text, part.quantity, part.unit, part.note))
+                elif part.kind == 1:
+                    record.steps.append(part.text)
+                else:
+                    record.tags.append(part.text)
+        return records
+
+    async def documents(self, ids: Sequence[uuid.UUID], parts: Set[str]) -> list[RecipeRecord]:
+        """The records of the recipes in `ids` that exist, in no particular order (visibility is the caller's)."""
+        if not ids:
+            return []
+        which = Recipe.id == ids[0] if len(ids) == 1 else Recipe.id.in_(ids)
+        return await self._records(self._documents_query(parts).where(which), parts)
+
+    def _list_query(
+        self, filters: RecipeFilters, viewer_id: uuid.UUID | None, base: Select[Any] | None = None
+    ) -> Select[Any]:
+        stmt = (select(Recipe) if base is None else base).where(visible_to(viewer_id))
         if filters.author is not None:
             stmt = stmt.where(Recipe.author_id == filters.author)
         if filters.cuisine is not None:
@@ -90,13 +241,13 @@ class RecipeRepository(Generic[AnySession]):
         cursor: Cursor | None,
         limit: int,
         parts: Set[str],
-    ) -> Sequence[Recipe]:
-        """Newest first, keyset-paginated over (created_at, id)."""
-        stmt = self._list_query(filters, viewer_id)
+    ) -> list[RecipeRecord]:
+        """Newest first, keyset-paginated over (created_at, id): one statement on PostgreSQL, two on SQLite."""
+        stmt = self._list_query(filters, viewer_id, self._documents_query(parts))
         if cursor is not None:
             stmt = stmt.where(tuple_(Recipe.created_at, Recipe.id) < tuple_(cursor.created_at, cursor.id))
-        stmt = stmt.order_by(Recipe.created_at.desc(), Recipe.id.desc()).limit(limit).options(*_part_loaders(parts))
-        return (await self.session.execute(stmt)).unique().scalars().all()
+        stmt = stmt.order_by(Recipe.created_at.desc(), Recipe.id.desc()).limit(limit)
+        return await self._records(stmt, parts)
 
     async def list_offset(
         self, filters: RecipeFilters, viewer_id: uuid.UUID | None, offset: int, limit: int
@@ -104,7 +255,8 @@ class RecipeRepository(Generic[AnySession]):
         """OFFSET pagination: kept only as the baseline the pagination benchmark compares against."""
         stmt = self._list_query(filters, viewer_id).order_by(Recipe.created_at.desc(), Recipe.id.desc())
         stmt = stmt.offset(offset).limit(limit).options(*_part_loaders(set()))
-        return (await self.session.execute(stmt)).unique().scalars().all()
+        rows: Sequence[Recipe] = (await self.session.execute(stmt)).unique().scalars().all()
+        return rows
 
     # --- writes -------------------------------------------------------------------------------------------
 
@@ -239,16 +391,16 @@ class RecipeRepository(Generic[AnySession]):
 
     async def list_favorites(
         self, user_id: uuid.UUID, cursor: Cursor | None, limit: int, parts: Set[str]
-    ) -> list[tuple[Recipe, datetime]]:
+    ) -> list[tuple[RecipeRecord, datetime]]:
         """The user's favorites they can still see, most recently favorited first."""
         stmt = (
-            select(Recipe, Favorite.created_at)
+            self._documents_query(parts)
+            .add_columns(Favorite.created_at.label("favorited_at"))
             .join(Favorite, Favorite.recipe_id == Recipe.id)
             .where(Favorite.user_id == user_id, visible_to(user_id))
             .order_by(Favorite.created_at.desc(), Favorite.recipe_id.desc())
             .limit(limit)
-            .options(*_part_loaders(parts))
         )
         if cursor is not None:
             stmt = stmt.where(tuple_(Favorite.created_at, Favorite.recipe_id) < tuple_(cursor.created_at, cursor.id))
-        return [(row[0], row[1]) for row in (await self.session.execute(stmt)).unique().all()]
+        return [(record, record.row.favorited_at) for record in await self._records(stmt, parts)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Set
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +26,7 @@ from potluck.events.topics import (
 from potluck.kit.cursor import Cursor, encode_cursor
 from potluck.kit.etag import if_match_satisfied
 from potluck.kit.media_keys import image_urls, media_url
+from potluck.recipe.document import build_document
 from potluck.recipe.meta import RecipeMeta
 from potluck.recipe.models import Recipe
 from potluck.recipe.relevance import update_affects_search
@@ -132,6 +133,18 @@ class RecipeService:
             raise NotFoundError("no such recipe")
         return cached
 
+    async def get_cached(
+        self, recipe_ids: Sequence[uuid.UUID], viewer_id: uuid.UUID | None
+    ) -> dict[uuid.UUID, CachedRecipe | None]:
+        """What the cache holds for `recipe_ids` (one multi-get over both tiers): a CachedRecipe when visible to
+        `viewer_id`, None when missing or invisible; ids the cache does not hold are left out (ask `get`)."""
+        keys = {recipe_key(recipe_id): recipe_id for recipe_id in recipe_ids}
+        found: dict[uuid.UUID, CachedRecipe | None] = {}
+        for key, loaded in (await self.cache.get_many(RECIPE_DETAIL, list(keys))).items():
+            cached = None if loaded.payload is None else CachedRecipe(loaded.payload, RecipeMeta.unpack(loaded.meta))
+            found[keys[key]] = cached if cached is not None and cached.meta.visible_to(viewer_id) else None
+        return found
+
     def peek_public(self, recipe_id: uuid.UUID) -> CachedRecipe | None:
         """The recipe from this process's first tier if it is there and public; never waits, never loads."""
         loaded = self.cache.peek(RECIPE_DETAIL, recipe_key(recipe_id))
@@ -143,12 +156,12 @@ class RecipeService:
     async def _load(self, recipe_id: uuid.UUID) -> Loaded:
         # Fills read the primary: a lagging replica could hand a fill the version a writer just replaced.
         async with self.database.read_session(primary=True) as session:
-            recipe = await RecipeRepository(session).get(recipe_id, HEAVY_PARTS)
-            if recipe is None:
-                return Loaded(None)
-            doc = self.document(recipe, HEAVY_PARTS)
-            meta = RecipeMeta(recipe.is_public, recipe.author_id, recipe.version)
-        return Loaded(orjson.dumps(doc), meta.pack())
+            records = await RecipeRepository(session).documents([recipe_id], HEAVY_PARTS)
+        if not records:
+            return Loaded(None)
+        row = records[0].row
+        doc = build_document(records[0], HEAVY_PARTS, self.media_base_url)
+        return Loaded(orjson.dumps(doc), RecipeMeta(row.is_public, row.author_id, row.version).pack())
 
     def _invalidate(
         self,
@@ -183,7 +196,7 @@ class RecipeService:
         rows = await RecipeRepository(session).list_page(filters, viewer_id, cursor, limit + 1, parts)
         page = rows[:limit]
         next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit and page else None
-        return [self.document(r, parts) for r in page], next_cursor
+        return [build_document(r, parts, self.media_base_url) for r in page], next_cursor
 
     async def create(self, session: WriteSession, author_id: uuid.UUID, data: RecipeCreate) -> dict[str, Any]:
         repo = RecipeRepository(session)
@@ -315,4 +328,4 @@ class RecipeService:
         rows = await RecipeRepository(session).list_favorites(user_id, cursor, limit + 1, parts)
         page = rows[:limit]
         next_cursor = encode_cursor(page[-1][1], page[-1][0].id) if len(rows) > limit and page else None
-        return [(self.document(r, parts), at) for r, at in page], next_cursor
+        return [(build_document(r, parts, self.media_base_url), at) for r, at in page], next_cursor

@@ -85,8 +85,13 @@ async def hydrate(
     """
     wanted = len(ids) if limit is None else min(limit, len(ids))
     semaphore = asyncio.Semaphore(concurrency)
+    # Whatever either cache tier holds, in one multi-get; only the rest is read (and filled) one by one.
+    cached = await recipes.get_cached(ids, viewer_id)
 
     async def one(recipe_id: uuid.UUID) -> dict[str, Any] | None:
+        if recipe_id in cached:
+            hit = cached[recipe_id]
+            return None if hit is None else hit.document()
         async with semaphore:
             try:
                 return (await recipes.get(recipe_id, viewer_id)).document()
