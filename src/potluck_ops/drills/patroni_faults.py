@@ -145,10 +145,10 @@ def restart_node(target: Target, name: str) -> int:
     node = patroni_node(target, name)
     log = target.layout.pg_log(name)
     pid_file = target.layout.patroni_pid(name)
-    proc = detached(lambda: start_patroni(node, log=log, pid_file=pid_file, env=os.environ))
-    node_info(target, name)["pid"] = proc.pid
+    pid = detached(lambda: start_patroni(node, log=log, pid_file=pid_file, env=os.environ).pid)
+    node_info(target, name)["pid"] = pid
     target.save()
-    return proc.pid
+    return pid
 
 
 def freeze(pids: Sequence[int], sig: signal.Signals) -> None:

@@ -15,9 +15,11 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 from potluck_ops.drills.failover import DrillOptions, load_figures, under_load
+from potluck_ops.drills.load import Load
 from potluck_ops.drills.patroni_faults import (
     address,
     crash_node,
@@ -55,6 +57,12 @@ def _leader(target: Target) -> tuple[str, int]:
     if state["leader"] is None:
         raise OpsError("Patroni names no leader: is the cluster up (`potluck cluster status`)?")
     return str(state["leader"]), int(state["timeline"])
+
+
+def failure_kinds(load: Load, since: float) -> dict[str, int]:
+    """Failed requests from `since` on, by kind, operation and answer (status or exception): what clients saw."""
+    kinds = Counter(f"{s.kind} {s.op} {s.status or s.error}" for s in load.samples if s.started >= since and not s.ok)
+    return dict(kinds.most_common())
 
 
 async def _whole(target: Target) -> float | None:
@@ -103,6 +111,7 @@ async def primary_crash(target: Target, options: DrillOptions) -> DrillResult:
     result.goals |= {"rejoined_s": REJOIN_TIMEOUT, "in_rotation_s": REJOIN_TIMEOUT + ROTATION_TIMEOUT}
     after = summary(target)
     result.details = {"old_leader": leader, "new_leader": after["leader"], "timeline": [timeline, after["timeline"]]}
+    result.details["failures"] = failure_kinds(run.load, fault)
     result.details |= {"killed": killed, "restarted_after_fault_s": round(restarted - fault, 2)}
     result.notes.append("rejoined_s and in_rotation_s count from the restart of the old leader's Patroni")
     if await _whole(target) is None:
@@ -134,6 +143,7 @@ async def planned_switchover(target: Target, options: DrillOptions) -> DrillResu
     }
     result.goals = {"failed_reads": 0, "failed_writes": 0, "acked_writes_missing": 0}
     result.details = {"old_leader": leader, "new_leader": summary(target)["leader"], "patronictl": output[-500:]}
+    result.details["failures"] = failure_kinds(run.load, fault)
     result.duration_seconds = round(time.monotonic() - began, 2)
     return result
 
@@ -175,6 +185,7 @@ async def network_partition(target: Target, options: DrillOptions, partition: Pa
     result.goals = {"failed_reads": 0, "acked_writes_missing": 0, "left_rotation_s": partition.hold}
     result.goals |= {"back_in_rotation_s": ROTATION_TIMEOUT}
     result.details = {"replica": victim, "address": node, "hold_s": partition.hold, "stopped_pids": pids}
+    result.details["failures"] = failure_kinds(run.load, fault)
     result.notes.append("back_in_rotation_s counts from the SIGCONT")
     if await _whole(target) is None:
         result.notes.append(f"the cluster was not whole again within {WHOLE_TIMEOUT:.0f} s")
