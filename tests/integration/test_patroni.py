@@ -23,6 +23,7 @@ import pytest
 from potluck.config import CacheSettings, DatabaseSettings, RedisSettings, Settings
 from potluck.db.engine import Database, create_engine
 from potluck.db.migrate import upgrade
+from potluck_ops.drills.patroni_faults import postgres_processes
 from potluck_ops.postgres import PG
 from tests.harness import PatroniCluster
 from tests.integration.conftest import Api, _fast_auth, running_app
@@ -92,16 +93,6 @@ async def patroni_app(patroni_cluster: PatroniCluster, tmp_path: Path) -> AsyncI
         yield http
 
 
-def _postgres_processes(postmaster: int) -> list[int]:
-    """The postmaster and its children (backends, walsenders, ...)."""
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == postmaster:
-                children.append(int(stat.parent.name))
-    return [postmaster, *children]
-
-
 async def test_a_frozen_primary_is_a_bounded_503(patroni_app: AppClient, patroni_cluster: PatroniCluster) -> None:
     """A primary that stops answering (no reset, no refusal) must not hold a request: the client-side command
     timeout ends it, as a 503 problem with Retry-After."""
@@ -110,7 +101,7 @@ async def test_a_frozen_primary_is_a_bounded_503(patroni_app: AppClient, patroni
     leader = patroni_cluster.leader()
     postmaster = patroni_cluster.nodes[leader].postmaster_pid()
     assert postmaster is not None
-    frozen = _postgres_processes(postmaster)
+    frozen = postgres_processes(postmaster)
     for pid in frozen:
         os.kill(pid, signal.SIGSTOP)
     try:
