@@ -188,6 +188,9 @@ LOST_PRIMARY_MARKERS = (
     "connection was closed",
     "connection is closed",
     "read-only transaction",  # SQLSTATE 25006: this node is a replica now
+    "the database system is shutting down",  # SQLSTATE 57P03: a switchover stops the old leader
+    "the database system is starting up",  # 57P03 as well: a node coming back
+    "terminating connection due to administrator command",  # 57P01: a fast shutdown ends our session
     "none of the hosts match",  # asyncpg: target_session_attrs=read-write found no primary
 )
 

@@ -72,5 +72,9 @@ def test_only_an_unavailable_database_is_worth_a_retry() -> None:
     assert database_unavailable(operational("canceling statement due to statement timeout"))
     assert database_unavailable(operational("connection was closed in the middle of operation"))
     assert database_unavailable(sa_exc.TimeoutError("QueuePool limit reached"))
+    # A switchover: the old leader refuses new work while it shuts down (asyncpg's CannotConnectNowError, 57P03,
+    # which SQLAlchemy wraps as a plain DBAPIError, not an OperationalError).
+    shutting_down = sa_exc.DBAPIError("INSERT ...", {}, Exception("the database system is shutting down"))
+    assert database_unavailable(shutting_down)
     assert not database_unavailable(operational("no such table: recipe"))  # a deploy mistake: a 500, loudly
     assert not database_unavailable(KeyError("oops"))

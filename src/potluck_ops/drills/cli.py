@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from potluck_ops.drills import failover_cli
+from potluck_ops.drills import failover_cli, postgres_cli
 from potluck_ops.drills.report import report
 from potluck_ops.drills.restore import run_restore_drill
 from potluck_ops.failures import OpsError
@@ -48,5 +48,7 @@ def restore_drill(
         raise typer.Exit(1)
 
 
-# The failover drills (primary-crash, switchover, redis-*-crash, worker-crash, ...): drills/failover_cli.py.
+# The failover drills: PostgreSQL (primary-crash, switchover, network-partition: drills/postgres_cli.py), Redis and
+# the worker (redis-cache-crash, redis-coord-crash, worker-crash: drills/failover_cli.py).
+postgres_cli.register(drill_app)
 failover_cli.register(drill_app)
