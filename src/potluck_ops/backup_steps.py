@@ -48,9 +48,11 @@ def s3_title(state: BringUp) -> str:
     return "local S3 for backups (moto behind nginx TLS; a running one is reused)"
 
 
-def archiving(state: BringUp) -> dict[str, str]:
-    """The archive settings every node gets (only a primary archives; a promoted replica starts to)."""
-    return archive_parameters(Path(state.backup["pgbackrest_conf"])) if state.backup else {}
+def archiving(state: BringUp, data_dir: Path) -> dict[str, str]:
+    """The archive settings of the node at `data_dir` (only a primary archives; a promoted replica starts to)."""
+    if not state.backup:
+        return {}
+    return archive_parameters(Path(state.backup["pgbackrest_conf"]), data_dir=data_dir)
 
 
 def configure_archiving(state: BringUp) -> None:

@@ -215,7 +215,7 @@ def start_patroni_node(state: BringUp, name: str) -> None:
     deploy = state.layout.deploy
     base = deploy / "postgres" / "postgresql.conf"
     hosts = [state.etcd.endpoint]
-    parameters = {**SHARED_HOST_PARAMETERS, **archiving(state)}
+    parameters = {**SHARED_HOST_PARAMETERS, **archiving(state, node.data_dir)}
     write_config(deploy / TEMPLATE, node, base_conf=base, etcd_hosts=hosts, node_parameters=parameters)
     log = state.layout.pg_log(name)
     proc = start_patroni(node, log=log, pid_file=state.layout.patroni_pid(name), env=os.environ)

@@ -101,13 +101,20 @@ def write_conf(deploy: Path, backup_dir: Path, repo: Repo, nodes: Sequence[PgNod
     return conf
 
 
-def archive_parameters(conf: Path, *, stanza: str = STANZA, timeout: int = ARCHIVE_TIMEOUT_SECONDS) -> dict[str, str]:
+def archive_parameters(
+    conf: Path, *, stanza: str = STANZA, timeout: int = ARCHIVE_TIMEOUT_SECONDS, data_dir: Path | None = None
+) -> dict[str, str]:
     """The settings that archive every WAL segment to the repository (standbys archive nothing); archive_timeout
-    bounds the RPO when writes are rare."""
+    bounds the RPO when writes are rare.
+
+    `data_dir`: this node's own. archive-push refuses to run unless the server's data dir is the config's pg1-path,
+    and the config lists every node (pg1..pgN); where several nodes share a host (the local topology), each names
+    its own data dir as pg1 on its command line, so whichever node leads can archive."""
+    own = f" --pg1-path={data_dir}" if data_dir is not None else ""
     return {
         "archive_mode": "on",
         "archive_timeout": str(timeout),
-        "archive_command": f"pgbackrest --config={conf} --stanza={stanza} archive-push %p",
+        "archive_command": f"pgbackrest --config={conf} --stanza={stanza}{own} archive-push %p",
     }
 
 

@@ -22,6 +22,7 @@ from potluck_ops.drills.postgres import primary_crash
 from potluck_ops.drills.probes import Target
 from potluck_ops.failures import tail
 from potluck_ops.layout import Layout, find_repo_root
+from potluck_ops.pgbackrest import PgBackRest
 from potluck_ops.ports import pick_free_ports
 from potluck_ops.postgres import CLUSTER_TOOLS, PG
 from tests.harness._util import default_parent_dir
@@ -100,3 +101,6 @@ async def test_primary_crash_loses_no_acknowledged_write_and_the_old_leader_rejo
     assert figures["in_rotation_s"] is not None, result.to_json()
     assert is_running_replica(summary(target), result.details["old_leader"]), summary(target)
     assert result.passed, result.to_json()
+    # The new leader archives its WAL to the same stanza (each node names its own data dir as pg1 in its
+    # archive_command): pgbackrest check switches a segment on the leader and waits until it is in the repository.
+    PgBackRest(Path(target.info["backup"]["pgbackrest_conf"])).check()

@@ -60,3 +60,12 @@ def test_a_state_dir_from_before_patroni_is_refused_with_what_to_do(tmp_path: Pa
     state = BringUp(layout, api_count=1, replica_count=2, lb_port=8080, seed_args=None)
     with pytest.raises(OpsError, match=r"down --purge"):
         refuse_plain_state(state)
+
+
+def test_each_node_archives_as_pg1_so_any_leader_can_push() -> None:
+    from pathlib import Path
+
+    from potluck_ops.pgbackrest import archive_parameters
+
+    command = archive_parameters(Path("/b/pgbackrest.conf"), data_dir=Path("/pg/pg2/data"))["archive_command"]
+    assert command == "pgbackrest --config=/b/pgbackrest.conf --stanza=main --pg1-path=/pg/pg2/data archive-push %p"
