@@ -16,7 +16,6 @@ import json
 import os
 import re
 import shlex
-import socket
 import subprocess
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from tests.harness import PgCluster
 from potluck.config import DatabaseSettings
 from potluck.db.engine import create_engine
 from potluck.db.migrate import upgrade
+from potluck_ops.ports import free_port
 
 console = Console()
 RESULTS = Path(__file__).parent / "results"
@@ -44,13 +44,6 @@ class Result:
     p50_ms: float
     p99_ms: float
     errors: int
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def start_api(env: dict[str, str], log_dir: Path) -> tuple[subprocess.Popen[bytes], int]:

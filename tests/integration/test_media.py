@@ -12,7 +12,6 @@ import asyncio
 import io
 import logging
 import os
-import socket
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -29,6 +28,7 @@ from potluck.config import MediaSettings, Settings
 from potluck.events.models import OutboxEvent
 from potluck.kit.media_keys import VARIANTS, recipe_prefix
 from potluck.media.storage import ImageStorage, LocalDiskStorage, S3Storage
+from potluck_ops.ports import free_port
 from tests.integration.conftest import Api
 from tests.support.app import container_of
 from tests.support.eventually import eventually
@@ -48,9 +48,7 @@ def s3_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)  # no access log line per request
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:
@@ -519,9 +517,7 @@ async def test_an_unreachable_image_store_is_503_and_changes_nothing(settings: S
     """S3 refuses connections: the upload is answered 503 + Retry-After, the recipe keeps its state."""
     from tests.integration.conftest import running_app
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens once the socket closes
+    dead = f"http://127.0.0.1:{free_port()}"  # nothing listens there
     media = settings.media.model_copy(update={"s3_endpoint_url": dead, "s3_timeout_seconds": 1.0})
     async with running_app(settings.model_copy(update={"media": media})) as client:
         api = Api(client)

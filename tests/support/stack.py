@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import uuid
@@ -19,15 +18,9 @@ from sqlalchemy.engine import make_url
 from potluck.config import DatabaseSettings
 from potluck.db.engine import create_engine
 from potluck.db.migrate import upgrade
+from potluck_ops.ports import free_port
 from tests.harness import PgCluster, RedisServer
 from tests.support.eventually import eventually_sync
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 class ApiProcess:

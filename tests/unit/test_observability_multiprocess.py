@@ -7,7 +7,6 @@ Several processes are simulated in this one with prometheus_client's own hook: a
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -31,6 +30,7 @@ from potluck.events.metrics import EventsMetrics
 from potluck.observability import multiprocess
 from potluck.observability.db_pool import DbPoolCollector
 from potluck.observability.http_metrics import HttpMetrics
+from potluck_ops.ports import free_port
 from tests.support.eventually import eventually
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -323,9 +323,7 @@ WORKER_SCRIPT = textwrap.dedent(
 
 
 def test_the_worker_serves_every_pool_process_on_one_port(tmp_path: Path) -> None:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if k != multiprocess.ENV}
     result = subprocess.run(
         [sys.executable, "-c", WORKER_SCRIPT, str(port), str(tmp_path / "m")],

@@ -24,7 +24,7 @@ READERS = typer.Option(4, "--readers", min=1, help="Concurrent readers.")
 OUT = typer.Option(None, "--out", help="Directory for the JSON result (default: <state dir>/drills).")
 
 
-def _options(warmup: float, observe: float, readers: int) -> DrillOptions:
+def drill_options(warmup: float, observe: float, readers: int) -> DrillOptions:
     return DrillOptions(warmup=warmup, observe=observe, load=LoadConfig(readers=readers))
 
 
@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
         def command(
             warmup: float = WARMUP, observe: float = OBSERVE, readers: int = READERS, out: Path | None = OUT
         ) -> None:
-            options = _options(warmup, observe, readers)
+            options = drill_options(warmup, observe, readers)
             run_drill(lambda target: redis_crash(target, role, options), out)
 
         command.__doc__ = (
@@ -70,5 +70,5 @@ def register(app: typer.Typer) -> None:
         warmup: float = WARMUP, observe: float = OBSERVE, readers: int = READERS, out: Path | None = OUT
     ) -> None:
         """SIGKILL the Celery worker mid-delivery under load, restart it: events lost, duplicate notifications."""
-        options = _options(warmup, observe, readers)
+        options = drill_options(warmup, observe, readers)
         run_drill(lambda target: worker_crash(target, options), out)

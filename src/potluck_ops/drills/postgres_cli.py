@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from potluck_ops.drills.failover_cli import OBSERVE, OUT, READERS, WARMUP, _options, run_drill
+from potluck_ops.drills.failover_cli import OBSERVE, OUT, READERS, WARMUP, drill_options, run_drill
 from potluck_ops.drills.postgres import PartitionOptions, network_partition, planned_switchover, primary_crash
 
 HOLD = typer.Option(15.0, "--hold", min=1, help="Seconds the replica stays stopped (ttl is 10 s).")
@@ -23,7 +23,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """SIGKILL the Patroni leader's Patroni and postmaster under load: write outage, acknowledged writes lost;
         then restart it and check it rejoins as a replica and serves reads again."""
-        options = _options(warmup, observe, readers)
+        options = drill_options(warmup, observe, readers)
         run_drill(lambda target: primary_crash(target, options), out)
 
     @app.command("switchover")
@@ -31,7 +31,7 @@ def register(app: typer.Typer) -> None:
         warmup: float = WARMUP, observe: float = OBSERVE, readers: int = READERS, out: Path | None = OUT
     ) -> None:
         """`patronictl switchover --force` to the synchronous standby under load: failed requests (goal 0)."""
-        options = _options(warmup, observe, readers)
+        options = drill_options(warmup, observe, readers)
         run_drill(lambda target: planned_switchover(target, options), out)
 
     @app.command("network-partition")
@@ -45,6 +45,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """SIGSTOP a replica's Patroni and PostgreSQL for --hold seconds, then SIGCONT, under load: failed reads
         (goal 0), and the replica leaves and re-enters the read rotation."""
-        options = _options(warmup, observe, readers)
+        options = drill_options(warmup, observe, readers)
         partition = PartitionOptions(hold=hold, sync=sync)
         run_drill(lambda target: network_partition(target, options, partition), out)
