@@ -16,6 +16,7 @@ from jsonschema import Draft202012Validator
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from potluck.cache.keys import recipe_key
 from potluck.kit.media_keys import variant_key
 from potluck.recipe.document import build_document, ordered
 from potluck.recipe.models import Recipe
@@ -24,6 +25,7 @@ from potluck.recipe.schemas import HEAVY_PARTS
 from potluck.seed.loader import load
 from tests.integration.conftest import Api
 from tests.support.app import container_of
+from tests.support.outbox import drain_until_settled
 
 PART_SETS = [HEAVY_PARTS, frozenset(), frozenset({"tags", "nutrition"}), frozenset({"ingredients", "steps"})]
 
@@ -115,10 +117,13 @@ async def test_get_cached_multi_gets_both_tiers_and_rechecks_visibility(
     public = await api.create_recipe(author, title="Public")
     private = await api.create_recipe(author, title="Private", is_public=False)
     cold = await api.create_recipe(other, title="Cold")
+    # recipe.created invalidates and warms each new recipe; let that finish so it cannot race the reads below.
+    await drain_until_settled(container_of(client).relay)
     assert (await client.get(f"/api/v1/recipes/{public['id']}")).status_code == 200
     assert (await client.get(f"/api/v1/recipes/{private['id']}", headers=author["headers"])).status_code == 200
     recipes = container_of(client).recipes
     ids = [uuid.UUID(r["id"]) for r in (public, private, cold)]
+    await recipes.cache.invalidate_strict([recipe_key(ids[2])])  # its recipe.created warmed it: make it cold
     statements.clear()
     anonymous = await recipes.get_cached(ids, None)
     as_author = await recipes.get_cached(ids, uuid.UUID(author["id"]))
