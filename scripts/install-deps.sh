@@ -4,6 +4,9 @@
 # apt, uv from PyPI, then the project's locked Python environment (uv sync --frozen).
 #
 # With --python-only (make run), only uv and the Python environment: the embedded default needs no servers.
+# With --image (the Dockerfile's build stage, and tests/infra/test_image.py in CI), only uv and the runtime
+# environment: `uv sync --frozen --no-dev --no-editable` into $UV_PROJECT_ENVIRONMENT (no test tools, the
+# project installed as a wheel so the image needs no source tree).
 #
 # Idempotent and non-interactive (no TTY needed). apt is skipped entirely when the binaries are
 # already present, so repeated runs only cost the uv sync. Needs root (or sudo) only if apt must run.
@@ -24,8 +27,14 @@ for bin in redis-server redis-sentinel nginx promtool patroni etcd pgbackrest; d
     have "$bin" || missing+=("$bin")
 done
 
-if [[ "${1:-}" == "--python-only" ]]; then
-    log "python environment only (the embedded default needs no system packages)"
+mode="${1:-}"
+sync_args=(--frozen)
+if [[ "$mode" == "--image" ]]; then
+    sync_args+=(--no-dev --no-editable)
+fi
+
+if [[ "$mode" == "--python-only" || "$mode" == "--image" ]]; then
+    log "python environment only (the embedded default and the image need no system packages)"
 elif ((${#missing[@]} == 0)); then
     log "system packages present (postgresql-15, redis-server, redis-sentinel, nginx, promtool, patroni, etcd, pgbackrest): skipping apt"
 else
@@ -59,7 +68,7 @@ if ! command -v uv >/dev/null 2>&1; then
 fi
 log "using $("${uv[@]}" --version)"
 
-log "uv sync --frozen in $repo_root"
+log "uv sync ${sync_args[*]} in $repo_root"
 cd "$repo_root"
-"${uv[@]}" sync --frozen </dev/null
+"${uv[@]}" sync "${sync_args[@]}" </dev/null
 log "done"
