@@ -32,8 +32,8 @@ RUN bash scripts/image-check.sh /opt/potluck
 FROM ${PYTHON_IMAGE} AS runtime
 RUN groupadd --system --gid 10001 potluck \
     && useradd --system --uid 10001 --gid potluck --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin potluck \
-    && mkdir -p /var/lib/potluck /var/run/potluck/metrics \
-    && chown potluck:potluck /var/lib/potluck /var/run/potluck/metrics
+    && mkdir -p /var/lib/potluck/media /var/run/potluck/metrics \
+    && chown -R potluck:potluck /var/lib/potluck /var/run/potluck
 COPY --from=build /opt/potluck /opt/potluck
 ENV PATH=/opt/potluck/bin:$PATH \
     PYTHONUNBUFFERED=1 \

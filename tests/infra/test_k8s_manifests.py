@@ -22,10 +22,10 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from pydantic import BaseModel
 
 from potluck.config import Settings
 from potluck_ops import k8s
+from tests.support.settings_names import setting_names
 
 ROOT = Path(__file__).resolve().parents[2]
 K8S = ROOT / "deploy" / "k8s"
@@ -321,19 +321,8 @@ def test_postgres_has_three_read_replicas_and_backs_up_to_s3() -> None:
 # --- settings wiring ----------------------------------------------------------------------------------------
 
 
-def _setting_names(model: type[BaseModel], prefix: str = "POTLUCK_") -> set[str]:
-    names = set()
-    for name, field in model.model_fields.items():
-        annotation = field.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            names |= _setting_names(annotation, f"{prefix}{name.upper()}__")
-        else:
-            names.add(f"{prefix}{name.upper()}")
-    return names
-
-
 def test_every_potluck_setting_is_wired() -> None:
-    settings = _setting_names(Settings)
+    settings = setting_names()
     config = find("base", "ConfigMap", "potluck-config")
     in_configmap = set(config["data"])
     unset = set(config["metadata"]["annotations"]["potluck.dev/unset"].split())
