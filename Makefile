@@ -76,3 +76,9 @@ LOADTEST_ARGS ?=
 loadtest: ## Locust load test + report in bench/results/ (SCENARIO=constant_load|spike_test RATE= DURATION= SCALE=; default a 90 s run at 100/s or spike x0.04; FULL=1: the design's 1000/s for 30 min, or spike x1 over 20 min)
 	uv sync --group loadtest
 	uv run --group loadtest python -m bench.loadtest --scenario $(SCENARIO) $(if $(filter 1 yes true,$(FULL)),--full) $(if $(RATE),--rate $(RATE)) $(if $(DURATION),--duration $(DURATION)) $(if $(SCALE),--scale $(SCALE)) $(LOADTEST_ARGS)
+
+.PHONY: manifests
+
+manifests: ## Regenerate deploy/k8s's generated files, then validate compose, the image scripts' contract and every k8s manifest (no kubectl needed)
+	uv run python -m potluck_ops.k8s generate
+	uv run pytest tests/infra/test_k8s_manifests.py tests/infra/test_compose.py -q

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +13,7 @@ import jsonschema
 import pytest
 import yaml
 
+from tests.support.commands import run
 from tests.support.settings_names import setting_names
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -88,12 +88,5 @@ def test_the_app_environment_names_real_settings() -> None:
 def test_the_compose_prometheus_config_loads(tmp_path: Path) -> None:
     shutil.copy(COMPOSE_DIR / "prometheus.yml", tmp_path / "prometheus.yml")
     shutil.copy(ROOT / "deploy" / "prometheus" / "alerts.yml", tmp_path / "alerts.yml")
-    done = subprocess.run(
-        ["promtool", "check", "config", "prometheus.yml"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run(["promtool", "check", "config", "prometheus.yml"], cwd=tmp_path, timeout=60)
     assert done.returncode == 0, done.stdout + done.stderr

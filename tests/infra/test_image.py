@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 from pathlib import Path
+
+from tests.support.commands import run
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = (ROOT / "Dockerfile").read_text()
@@ -40,25 +41,10 @@ def test_the_image_environment_builds_and_passes_its_smoke_check(tmp_path: Path)
     venv = tmp_path / "image-env"
     env = {**os.environ, "UV_PROJECT_ENVIRONMENT": str(venv)}
     env.pop("VIRTUAL_ENV", None)
-    install = subprocess.run(
-        ["bash", "scripts/install-deps.sh", "--image"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-        check=False,
-    )
+    install = run(["bash", "scripts/install-deps.sh", "--image"], cwd=ROOT, env=env, timeout=600)
     assert install.returncode == 0, install.stdout + install.stderr
     assert "--no-dev --no-editable" in install.stdout
-    check = subprocess.run(
-        ["bash", "scripts/image-check.sh", str(venv)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    check = run(["bash", "scripts/image-check.sh", str(venv)], cwd=ROOT)
     assert check.returncode == 0, check.stdout + check.stderr
     assert "migrations run" in check.stdout
     # the project is installed as a wheel, not as a link to this checkout (the image has no source tree)
