@@ -30,6 +30,7 @@ from potluck.warming.service import CacheWarmer
 RELAY_TASK = "events.relay"
 FLUSH_VIEWS_TASK = "stats.flush_views"
 PURGE_TASK = "events.purge"
+PARTITIONS_TASK = "events.partitions"
 WARM_TASK = "cache.warm"
 TRENDING_TASK = "trending.refresh"
 SEARCH_ROLLUP_TASK = "search.rollup"
@@ -99,6 +100,14 @@ async def purge_events(ctx: JobContext) -> int:
         return await OutboxRepository(session).purge_delivered(utcnow() - retention)
 
 
+async def maintain_outbox_partitions(ctx: JobContext) -> int:
+    """Create the outbox's coming days and drop the days past retention (PostgreSQL; nothing to do on SQLite)."""
+    retention = timedelta(days=ctx.settings.events.delivered_retention_days)
+    async with ctx.background.database.write_session() as session:
+        changes = await OutboxRepository(session).maintain_partitions(utcnow(), retention)
+    return len(changes.created) + len(changes.dropped)
+
+
 async def warm_cache(ctx: JobContext) -> int:
     """The design's warm_cache: popular recipes, trending searches and trending lists, through guarded fills."""
     return (await ctx.background.warmer.run()).recipes
@@ -140,6 +149,9 @@ SCHEDULE: tuple[PeriodicJob, ...] = (
     PeriodicJob(
         FLUSH_VIEWS_TASK, lambda s: s.events.views_flush_seconds, flush_views, expires=lambda i: max(i * 3, 5.0)
     ),
+    # On PostgreSQL the partitions job drops whole days first; the purge then deletes only what is left past
+    # retention (delivered rows in the default partition). On SQLite the purge does it all.
+    PeriodicJob(PARTITIONS_TASK, lambda s: s.worker.purge_interval_seconds, maintain_outbox_partitions),
     PeriodicJob(PURGE_TASK, lambda s: s.worker.purge_interval_seconds, purge_events),
     PeriodicJob(WARM_TASK, lambda s: s.worker.warm_interval_seconds, warm_cache),
     PeriodicJob(TRENDING_TASK, lambda s: s.worker.trending_interval_seconds, refresh_trending),

@@ -18,6 +18,7 @@ from potluck.schedule import (
     BACKUP_INCR_TASK,
     BACKUP_REDIS_TASK,
     FLUSH_VIEWS_TASK,
+    PARTITIONS_TASK,
     PURGE_TASK,
     RELAY_TASK,
     SEARCH_ROLLUP_TASK,
@@ -110,7 +111,7 @@ def test_beat_schedule_names_every_task_once_with_expiring_sends() -> None:
         events=EventsSettings(views_flush_seconds=10), worker=WorkerSettings(relay_interval_seconds=0.5)
     )
     schedule = beat_schedule(settings)
-    jobs = {RELAY_TASK, FLUSH_VIEWS_TASK, PURGE_TASK, WARM_TASK, TRENDING_TASK, SEARCH_ROLLUP_TASK}
+    jobs = {RELAY_TASK, FLUSH_VIEWS_TASK, PARTITIONS_TASK, PURGE_TASK, WARM_TASK, TRENDING_TASK, SEARCH_ROLLUP_TASK}
     assert set(schedule) == jobs | {BACKUP_FULL_TASK, BACKUP_INCR_TASK, BACKUP_REDIS_TASK}
     # The design's backup policy: a full backup daily, an incremental hourly.
     assert schedule[BACKUP_FULL_TASK]["schedule"] == 86_400

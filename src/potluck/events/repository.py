@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic
 
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, update
+from sqlalchemy import and_, delete, exists, func, insert, or_, select, text, update
 from sqlalchemy.orm import aliased
 
 from potluck.db.dialect import dialect_insert, rowcount
 from potluck.db.session import AnySession, WriteSession
+from potluck.events import partitions
 from potluck.events.models import EventStatus, HandledEvent, OutboxEvent
 
 PENDING = EventStatus.pending.value
@@ -30,6 +31,18 @@ class Event:
     payload: Mapping[str, Any]
     attempts: int
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionChanges:
+    """What one partition maintenance run did (all empty where the outbox is not partitioned: SQLite)."""
+
+    created: tuple[str, ...] = ()
+    dropped: tuple[str, ...] = ()
+    # Rows of dropped days that were not delivered (pending or dead): moved to the default partition, not lost.
+    kept: int = 0
+    # Rows found in the default partition for a day being created, moved into it.
+    moved: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,3 +203,75 @@ class OutboxRepository(Generic[AnySession]):
             delete(OutboxEvent).where(OutboxEvent.status == DELIVERED, OutboxEvent.created_at < before)
         )
         return rowcount(result)
+
+    async def partitioned(self) -> bool:
+        """The outbox is a partitioned table (PostgreSQL after migration 0004; never on SQLite)."""
+        if self.session.get_bind().dialect.name != "postgresql":
+            return False
+        kind = await self.session.scalar(
+            text("SELECT relkind::text FROM pg_class WHERE oid = to_regclass('outbox_event')")
+        )
+        return bool(kind == "p")
+
+    async def partition_names(self) -> list[str]:
+        rows = await self.session.execute(
+            text(
+                "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
+                "WHERE i.inhparent = 'outbox_event'::regclass ORDER BY c.relname"
+            )
+        )
+        return [str(name) for name in rows.scalars()]
+
+    async def maintain_partitions(
+        self: OutboxRepository[WriteSession], now: datetime, retention: timedelta
+    ) -> PartitionChanges:
+        """Create the coming days' partitions and drop the days past `retention` (docs/scaling.md).
+
+        A dropped day's handler records go with it; its rows that are not delivered (pending, or dead and waiting
+        for a replay) are first moved to the default partition, so nothing undelivered is lost. One run at a time
+        (an advisory lock): two workers running it together wait for each other and the second finds nothing to
+        do. The detach takes a brief exclusive lock on the outbox at the end of the transaction.
+        """
+        if not await self.partitioned():
+            return PartitionChanges()
+        await self.session.execute(text("SET LOCAL statement_timeout = 0"))
+        await self.session.execute(text("SELECT pg_advisory_xact_lock(hashtext('potluck.outbox_partitions'))"))
+        table = partitions.OUTBOX_TABLE
+        existing = await self.partition_names()
+        created, moved = [], 0
+        for part in partitions.missing(table, existing, now):
+            moved += await self._create_partition(part)
+            created.append(part.name)
+        dropped, kept = [], 0
+        for part in partitions.expired(table, existing, now - retention):
+            kept += await self._drop_partition(part)
+            dropped.append(part.name)
+        return PartitionChanges(tuple(created), tuple(dropped), kept, moved)
+
+    async def _create_partition(self: OutboxRepository[WriteSession], part: partitions.DayPartition) -> int:
+        # Rows of this day that reached the default partition (the job did not run for days) move into the new
+        # partition first: ATTACH refuses a range the default partition still holds rows of.
+        bounds = f"FROM ('{part.start.isoformat()}') TO ('{part.end.isoformat()}')"
+        await self.session.execute(text(f"CREATE TABLE {part.name} (LIKE outbox_event INCLUDING DEFAULTS)"))
+        result = await self.session.execute(
+            text(
+                f"WITH moved AS (DELETE FROM outbox_event_default WHERE created_at >= :start AND created_at < :end "
+                f"RETURNING *) INSERT INTO {part.name} SELECT * FROM moved"
+            ),
+            {"start": part.start, "end": part.end},
+        )
+        await self.session.execute(text(f"ALTER TABLE outbox_event ATTACH PARTITION {part.name} FOR VALUES {bounds}"))
+        return rowcount(result)
+
+    async def _drop_partition(self: OutboxRepository[WriteSession], part: partitions.DayPartition) -> int:
+        await self.session.execute(
+            text(f"DELETE FROM handled_event h USING {part.name} p WHERE h.event_id = p.id AND p.status = :delivered"),
+            {"delivered": DELIVERED},
+        )
+        await self.session.execute(text(f"ALTER TABLE outbox_event DETACH PARTITION {part.name}"))
+        kept = await self.session.execute(
+            text(f"INSERT INTO outbox_event SELECT * FROM {part.name} WHERE status <> :delivered"),
+            {"delivered": DELIVERED},
+        )
+        await self.session.execute(text(f"DROP TABLE {part.name}"))
+        return rowcount(kept)

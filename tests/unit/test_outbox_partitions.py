@@ -1,0 +1,54 @@
+"""The outbox's partition calendar (events/partitions.py): which days should exist, which have expired."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from potluck.events import partitions
+
+T = "outbox_event"
+
+
+def test_names_and_bounds_are_utc_days() -> None:
+    part = partitions.day_partition(T, date(2026, 12, 5))
+    assert part.name == "outbox_event_p20261205"
+    assert part.start == datetime(2026, 12, 5, tzinfo=UTC)
+    assert part.end - part.start == timedelta(days=1)
+    assert partitions.parse(T, part.name) == part
+    assert partitions.parse(T, "outbox_event_default") is None
+    assert partitions.parse(T, "recipe_p20261205") is None
+
+
+def test_today_in_utc_and_the_days_ahead() -> None:
+    # 23:30 at UTC-5 is already the next day in UTC
+    late = datetime(2026, 12, 5, 23, 30, tzinfo=UTC) + timedelta(hours=5)
+    days = [p.day for p in partitions.wanted(T, late, days_ahead=2)]
+    assert days == [date(2026, 12, 6), date(2026, 12, 7), date(2026, 12, 8)]
+
+
+def test_a_day_expires_only_when_all_of_it_is_past_the_cutoff() -> None:
+    names = [partitions.day_partition(T, date(2026, 12, d)).name for d in (1, 2, 3)] + ["outbox_event_default"]
+    cutoff = datetime(2026, 12, 3, 0, 0, tzinfo=UTC)
+    assert [p.day.day for p in partitions.expired(T, names, cutoff)] == [1, 2]
+    assert [p.day.day for p in partitions.expired(T, names, cutoff - timedelta(seconds=1))] == [1]
+
+
+@given(
+    now=st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)),
+    have=st.sets(st.integers(min_value=-10, max_value=10), max_size=15),
+    retention_days=st.integers(min_value=1, max_value=30),
+)
+def test_missing_and_expired_never_overlap_and_cover_what_is_wanted(
+    now: datetime, have: set[int], retention_days: int
+) -> None:
+    existing = [partitions.day_partition(T, now.date() + timedelta(days=d)).name for d in have]
+    missing = partitions.missing(T, existing, now)
+    assert {p.name for p in missing} | set(existing) >= {p.name for p in partitions.wanted(T, now)}
+    assert not {p.name for p in missing} & set(existing)
+    expired = partitions.expired(T, existing, now - timedelta(days=retention_days))
+    assert all(p.end <= now - timedelta(days=retention_days) for p in expired)
+    # today and the days ahead never expire
+    assert not {p.name for p in expired} & {p.name for p in partitions.wanted(T, now)}
