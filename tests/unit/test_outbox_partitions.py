@@ -52,3 +52,13 @@ def test_missing_and_expired_never_overlap_and_cover_what_is_wanted(
     assert all(p.end <= now - timedelta(days=retention_days) for p in expired)
     # today and the days ahead never expire
     assert not {p.name for p in expired} & {p.name for p in partitions.wanted(T, now)}
+
+
+def test_handled_blocks_follow_the_sequence_and_expire_below_the_oldest_live_event() -> None:
+    h = partitions.HANDLED_TABLE
+    missing = partitions.blocks_missing(h, ["handled_event_b0"], last_id=1_500_000, size=1_000_000, ahead=2)
+    assert [b.name for b in missing] == ["handled_event_b1000000", "handled_event_b2000000", "handled_event_b3000000"]
+    names = ["handled_event_b0", "handled_event_b1000000", "handled_event_default"]
+    assert [b.start for b in partitions.blocks_expired(h, names, oldest_live_id=1_000_000)] == [0]
+    assert partitions.blocks_expired(h, names, oldest_live_id=999_999) == []
+    assert partitions.parse_block(h, "handled_event_default") is None

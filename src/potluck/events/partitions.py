@@ -62,3 +62,49 @@ def expired(table: str, existing: Iterable[str], cutoff: datetime) -> list[DayPa
     """Day partitions whose every row is older than `cutoff` (their whole day ends at or before it), oldest first."""
     days = (parse(table, name) for name in existing)
     return sorted(p for p in days if p is not None and p.end <= cutoff)
+
+
+# --- handled_event: by blocks of event ids ------------------------------------------------------------------
+#
+# A handler record is keyed by (event_id, handler), and its uniqueness is what makes a second delivery skip the
+# handler, so its partition key must be in that key: handled_event is range-partitioned by event_id, in blocks of
+# HANDLED_BLOCK ids. Ids grow with time, so a block is dropped once every event in it is gone from the day
+# partitions (the records of undelivered events that were kept go to handled_event's default partition first).
+
+HANDLED_TABLE = "handled_event"
+HANDLED_BLOCK = 1_000_000
+BLOCKS_AHEAD = 2
+
+
+@dataclass(frozen=True, order=True)
+class IdBlock:
+    start: int
+    end: int
+    name: str
+
+
+def id_block(table: str, start: int, size: int = HANDLED_BLOCK) -> IdBlock:
+    return IdBlock(start, start + size, f"{table}_b{start}")
+
+
+def parse_block(table: str, name: str, size: int = HANDLED_BLOCK) -> IdBlock | None:
+    match = re.fullmatch(re.escape(table) + r"_b(\d+)", name)
+    return id_block(table, int(match.group(1)), size) if match else None
+
+
+def blocks_missing(
+    table: str, existing: Iterable[str], last_id: int, size: int = HANDLED_BLOCK, ahead: int = BLOCKS_AHEAD
+) -> list[IdBlock]:
+    """The blocks from the one holding `last_id` to `ahead` blocks past it that do not exist yet."""
+    have = set(existing)
+    first = max(last_id, 0) // size * size
+    wanted = [id_block(table, first + n * size, size) for n in range(ahead + 1)]
+    return [b for b in wanted if b.name not in have]
+
+
+def blocks_expired(
+    table: str, existing: Iterable[str], oldest_live_id: int, size: int = HANDLED_BLOCK
+) -> list[IdBlock]:
+    """Blocks whose every id is below the oldest event still in a day partition, oldest first."""
+    blocks = (parse_block(table, name, size) for name in existing)
+    return sorted(b for b in blocks if b is not None and b.end <= oldest_live_id)

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic
 
-from sqlalchemy import and_, delete, exists, func, insert, or_, select, text, update
+from sqlalchemy import and_, column, delete, exists, func, insert, or_, select, table, text, update
 from sqlalchemy.orm import aliased
 
 from potluck.db.dialect import dialect_insert, rowcount
@@ -43,6 +43,9 @@ class PartitionChanges:
     kept: int = 0
     # Rows found in the default partition for a day being created, moved into it.
     moved: int = 0
+    # handled_event blocks created and dropped.
+    blocks_created: tuple[str, ...] = ()
+    blocks_dropped: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,11 +199,18 @@ class OutboxRepository(Generic[AnySession]):
         return rowcount(result)
 
     async def purge_delivered(self: OutboxRepository[WriteSession], before: datetime) -> int:
-        """Forget delivered events older than `before` (and their handler records)."""
-        old = select(OutboxEvent.id).where(and_(OutboxEvent.status == DELIVERED, OutboxEvent.created_at < before))
+        """Forget delivered events older than `before` (and their handler records).
+
+        On a partitioned outbox whole days go with their partitions (maintain_partitions: a delivered event then
+        lives 7 to 8 days), so this deletes only from the default partition, never a day's rows one by one.
+        """
+        outbox: Any = OutboxEvent.__table__
+        if await self.partitioned():
+            outbox = table("outbox_event_default", column("id"), column("status"), column("created_at"))
+        old = select(outbox.c.id).where(and_(outbox.c.status == DELIVERED, outbox.c.created_at < before))
         await self.session.execute(delete(HandledEvent).where(HandledEvent.event_id.in_(old)))
         result = await self.session.execute(
-            delete(OutboxEvent).where(OutboxEvent.status == DELIVERED, OutboxEvent.created_at < before)
+            delete(outbox).where(outbox.c.status == DELIVERED, outbox.c.created_at < before)
         )
         return rowcount(result)
 
@@ -213,22 +223,28 @@ class OutboxRepository(Generic[AnySession]):
         )
         return bool(kind == "p")
 
-    async def partition_names(self) -> list[str]:
+    async def partition_names(self, table: str = partitions.OUTBOX_TABLE) -> list[str]:
         rows = await self.session.execute(
             text(
                 "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid "
-                "WHERE i.inhparent = 'outbox_event'::regclass ORDER BY c.relname"
-            )
+                "WHERE i.inhparent = to_regclass(:table) ORDER BY c.relname"
+            ),
+            {"table": table},
         )
         return [str(name) for name in rows.scalars()]
 
     async def maintain_partitions(
-        self: OutboxRepository[WriteSession], now: datetime, retention: timedelta
+        self: OutboxRepository[WriteSession],
+        now: datetime,
+        retention: timedelta,
+        block: int = partitions.HANDLED_BLOCK,
     ) -> PartitionChanges:
         """Create the coming days' partitions and drop the days past `retention` (docs/scaling.md).
 
-        A dropped day's handler records go with it; its rows that are not delivered (pending, or dead and waiting
-        for a replay) are first moved to the default partition, so nothing undelivered is lost. One run at a time
+        A dropped day's rows that are not delivered (pending, or dead and waiting for a replay) are first moved to
+        the default partition, so nothing undelivered is lost. handled_event's blocks of ids are created ahead of
+        the sequence and dropped once no day partition holds their events (the kept events' records move to its
+        default partition), so no purge deletes rows one by one. One run at a time
         (an advisory lock): two workers running it together wait for each other and the second finds nothing to
         do. The detach takes a brief exclusive lock on the outbox at the end of the transaction.
         """
@@ -246,7 +262,45 @@ class OutboxRepository(Generic[AnySession]):
         for part in partitions.expired(table, existing, now - retention):
             kept += await self._drop_partition(part)
             dropped.append(part.name)
-        return PartitionChanges(tuple(created), tuple(dropped), kept, moved)
+        blocks_created, blocks_dropped = await self._maintain_handled_blocks(block)
+        return PartitionChanges(tuple(created), tuple(dropped), kept, moved, blocks_created, blocks_dropped)
+
+    async def _maintain_handled_blocks(
+        self: OutboxRepository[WriteSession], size: int
+    ) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        table = partitions.HANDLED_TABLE
+        existing = await self.partition_names(table)
+        last_id = int(await self.session.scalar(text("SELECT last_value FROM outbox_event_id_seq")) or 0)
+        created = []
+        for block in partitions.blocks_missing(table, existing, last_id, size):
+            bounds = f"FROM ({block.start}) TO ({block.end})"
+            await self.session.execute(text(f"CREATE TABLE {block.name} (LIKE {table})"))
+            await self.session.execute(
+                text(
+                    f"WITH moved AS (DELETE FROM {table}_default WHERE event_id >= :start AND event_id < :end "
+                    f"RETURNING *) INSERT INTO {block.name} SELECT * FROM moved"
+                ),
+                {"start": block.start, "end": block.end},
+            )
+            await self.session.execute(text(f"ALTER TABLE {table} ATTACH PARTITION {block.name} FOR VALUES {bounds}"))
+            created.append(block.name)
+        # The oldest event still in a day partition (the default partition's kept events have their records moved).
+        oldest = await self.session.scalar(
+            text("SELECT min(id) FROM outbox_event WHERE tableoid <> 'outbox_event_default'::regclass")
+        )
+        oldest_live = int(oldest) if oldest is not None else last_id + 1
+        dropped = []
+        for block in partitions.blocks_expired(table, existing, oldest_live, size):
+            await self.session.execute(text(f"ALTER TABLE {table} DETACH PARTITION {block.name}"))
+            await self.session.execute(
+                text(
+                    f"INSERT INTO {table} SELECT h.* FROM {block.name} h "
+                    "WHERE h.event_id IN (SELECT id FROM outbox_event_default)"
+                )
+            )
+            await self.session.execute(text(f"DROP TABLE {block.name}"))
+            dropped.append(block.name)
+        return tuple(created), tuple(dropped)
 
     async def _create_partition(self: OutboxRepository[WriteSession], part: partitions.DayPartition) -> int:
         # Rows of this day that reached the default partition (the job did not run for days) move into the new
@@ -264,10 +318,6 @@ class OutboxRepository(Generic[AnySession]):
         return rowcount(result)
 
     async def _drop_partition(self: OutboxRepository[WriteSession], part: partitions.DayPartition) -> int:
-        await self.session.execute(
-            text(f"DELETE FROM handled_event h USING {part.name} p WHERE h.event_id = p.id AND p.status = :delivered"),
-            {"delivered": DELIVERED},
-        )
         await self.session.execute(text(f"ALTER TABLE outbox_event DETACH PARTITION {part.name}"))
         kept = await self.session.execute(
             text(f"INSERT INTO outbox_event SELECT * FROM {part.name} WHERE status <> :delivered"),

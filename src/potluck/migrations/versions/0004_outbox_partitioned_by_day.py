@@ -4,6 +4,9 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-05 16:30:00.000000
 
+handled_event (a handler's record of an event) is range-partitioned by event_id in blocks of 1,000,000 ids,
+since its key (event_id, handler) must hold the partition key: a block is dropped once its events are gone.
+
 The 7-day purge then drops whole days (events/repository.py: OutboxRepository.maintain_partitions, the
 `events.partitions` job) instead of deleting millions of rows and leaving the table and its indexes to vacuum.
 PostgreSQL requires the partition key in every unique constraint, so the primary key becomes (id, created_at);
@@ -29,6 +32,8 @@ COLUMNS = (
 # Older rows than this go to the default partition (the first purge drops nothing of them; the DELETE purge does).
 BACKFILL_DAYS = 14
 DAYS_AHEAD = 3
+HANDLED_BLOCK = 1_000_000
+HANDLED_BLOCKS_AHEAD = 2
 
 
 def _indexes(table: str) -> None:
@@ -83,11 +88,50 @@ def upgrade() -> None:
     _indexes("outbox_event")
     op.execute(f"INSERT INTO outbox_event ({COLUMNS}) SELECT {COLUMNS} FROM outbox_event_unpartitioned")
     op.execute("DROP TABLE outbox_event_unpartitioned")
+    _partition_handled_events()
+
+
+def _partition_handled_events() -> None:
+    op.execute("ALTER TABLE handled_event RENAME TO handled_event_unpartitioned")
+    op.execute("ALTER TABLE handled_event_unpartitioned RENAME CONSTRAINT pk_handled_event TO pk_handled_event_old")
+    op.execute(
+        """
+        CREATE TABLE handled_event (
+            event_id bigint NOT NULL,
+            handler varchar(100) NOT NULL,
+            handled_at timestamptz NOT NULL,
+            CONSTRAINT pk_handled_event PRIMARY KEY (event_id, handler)
+        ) PARTITION BY RANGE (event_id)
+        """
+    )
+    op.execute("CREATE TABLE handled_event_default PARTITION OF handled_event DEFAULT")
+    last = op.get_bind().exec_driver_sql("SELECT last_value FROM outbox_event_id_seq").scalar() or 0
+    first = int(last) // HANDLED_BLOCK * HANDLED_BLOCK
+    for n in range(HANDLED_BLOCKS_AHEAD + 1):
+        start = first + n * HANDLED_BLOCK
+        op.execute(
+            f"CREATE TABLE handled_event_b{start} PARTITION OF handled_event "
+            f"FOR VALUES FROM ({start}) TO ({start + HANDLED_BLOCK})"
+        )
+    # Records of older ids (before the first block) land in the default partition.
+    op.execute(
+        "INSERT INTO handled_event (event_id, handler, handled_at) "
+        "SELECT event_id, handler, handled_at FROM handled_event_unpartitioned"
+    )
+    op.execute("DROP TABLE handled_event_unpartitioned")
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name != "postgresql":
         return
+    op.execute("ALTER TABLE handled_event RENAME TO handled_event_partitioned")
+    op.execute("ALTER TABLE handled_event_partitioned RENAME CONSTRAINT pk_handled_event TO pk_handled_event_old")
+    op.execute(
+        "CREATE TABLE handled_event (LIKE handled_event_partitioned, CONSTRAINT pk_handled_event "
+        "PRIMARY KEY (event_id, handler))"
+    )
+    op.execute("INSERT INTO handled_event SELECT * FROM handled_event_partitioned")
+    op.execute("DROP TABLE handled_event_partitioned")
     _set_aside("outbox_event_partitioned")
     op.execute(
         "CREATE TABLE outbox_event (LIKE outbox_event_partitioned INCLUDING DEFAULTS, "
