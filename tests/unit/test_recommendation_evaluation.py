@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy import sparse
 
-from potluck.recommendation.dataset import Events, Follows, SnapshotBuilder, like_strength
+from potluck.recommendation.dataset import Events, Follows, SnapshotBuilder, cuisine_onehot, like_strength
 from potluck.recommendation.evaluation import (
     Context,
     Method,
@@ -25,7 +25,7 @@ from potluck.recommendation.evaluation import (
     time_split,
     top_candidates,
 )
-from potluck.recommendation.methods import cuisine_onehot, formula_scores, popularity_method, shrunk_quality
+from potluck.recommendation.methods import formula_scores, popularity_method, shrunk_quality
 from potluck.recommendation.scoring import Candidate, Interaction, popularity, quality, score, taste_profile
 
 # -- metrics ---------------------------------------------------------------------------------------------------

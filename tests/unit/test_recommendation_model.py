@@ -12,6 +12,7 @@ from scipy import sparse
 from potluck.recommendation.model import (
     DEFAULT_PARAMS,
     Artefact,
+    build_artefact,
     capped,
     content_matrix,
     dumps,
@@ -133,3 +134,26 @@ def test_the_artefact_round_trips_without_pickle() -> None:
     assert back.model.popularity == pytest.approx(model.popularity)
     viewer = _likes([[0, 3]], 6)
     assert score(back.model, viewer) == pytest.approx(score(model, viewer), rel=1e-5)
+
+
+def test_the_artefact_holds_public_recipes_only() -> None:
+    from datetime import UTC, datetime
+
+    from potluck.recommendation.dataset import SnapshotBuilder
+
+    builder = SnapshotBuilder()
+    author = uuid.UUID(int=9)
+    ids = [uuid.UUID(int=100 + i) for i in range(3)]
+    for i, recipe in enumerate(ids):
+        builder.add_recipe(recipe, author, "thai", public=i != 1)
+    for u in range(3):
+        for recipe in ids:
+            builder.add_favorite(uuid.UUID(int=u + 1), recipe, datetime(2026, 1, 1, tzinfo=UTC))
+    artefact = build_artefact(builder.build(), "v1")
+    assert list(artefact.recipe_ids) == [ids[0], ids[2]]
+    assert artefact.model.similar.shape == (2, 2)
+    assert artefact.model.content.shape[0] == 2
+    assert len(artefact.model.popularity) == 2
+    stored = loads(dumps(artefact))
+    assert ids[1] not in stored.recipe_ids  # not even the private recipe's id is stored
+    assert len(stored.author_ids) == 2

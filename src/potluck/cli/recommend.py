@@ -26,7 +26,7 @@ from potluck.recommendation.methods import formula_method, model_method, popular
 from potluck.recommendation.model import DEFAULT_PARAMS, Params
 from potluck.recommendation.repository import TrainingRepository
 
-recommend_app = typer.Typer(help="Recommendations: offline evaluation.", no_args_is_help=True)
+recommend_app = typer.Typer(help="Recommendations: offline evaluation and training.", no_args_is_help=True)
 _err = Console(stderr=True)
 _out = Console()
 
@@ -79,6 +79,30 @@ def evaluate_command(
             methods.append(model_method(ctx, replace(model, params=variant), label))
     reports = _run(methods, ctx, k)
     _print(reports, k)
+
+
+@recommend_app.command("train")
+def train_command() -> None:
+    """Train the model on the whole database now and publish it (the nightly job does the same)."""
+    from potluck.bootstrap import bootstrap
+    from potluck.recommendation.service import TrainingReport
+    from potluck.worker.runtime import worker_settings
+
+    settings = get_settings()
+
+    async def run() -> TrainingReport:
+        container = bootstrap(worker_settings(settings))
+        try:
+            return await container.model_trainer.train()
+        finally:
+            await container.aclose()
+
+    with _err.status("training…"):
+        report = asyncio.run(run())
+    _out.print(
+        f"model {report.version}: {report.recipes:,} public recipes, {report.users:,} users, {report.likes:,} likes; "
+        f"{report.bytes / 1e6:.1f} MB, {report.seconds:.1f} s (reading the database included)"
+    )
 
 
 def _run(methods: list[Method], ctx: Context, k: int) -> list[Report]:

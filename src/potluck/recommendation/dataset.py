@@ -96,6 +96,15 @@ class Snapshot:
         return len(self.user_ids)
 
 
+def cuisine_onehot(cuisine: IntArray, n_cuisines: int) -> sparse.csr_matrix:
+    """items x cuisines: 1 at the recipe's cuisine (a row of zeros for none)."""
+    has = cuisine >= 0
+    rows = np.flatnonzero(has)
+    return sparse.csr_matrix(
+        (np.ones(len(rows)), (rows, cuisine[has])), shape=(len(cuisine), n_cuisines), dtype=np.float64
+    )
+
+
 def to_ms(ts: datetime) -> int:
     return int(ts.timestamp() * 1000)
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import sparse
 
-from potluck.recommendation.dataset import FloatArray, IntArray
+from potluck.recommendation.dataset import FloatArray, IntArray, cuisine_onehot
 from potluck.recommendation.evaluation import Context, Method
 from potluck.recommendation.model import DEFAULT_PARAMS, Model, Params, capped, score, train
 from potluck.recommendation.scoring import (
@@ -38,15 +38,6 @@ def popularity_method(ctx: Context) -> Method:
         return np.broadcast_to(scores, (len(users), n))
 
     return Method("popularity", scorer)
-
-
-def cuisine_onehot(cuisine: IntArray, n_cuisines: int) -> sparse.csr_matrix:
-    """items x cuisines: 1 at the recipe's cuisine (a row of zeros for none)."""
-    has = cuisine >= 0
-    rows = np.flatnonzero(has)
-    return sparse.csr_matrix(
-        (np.ones(len(rows)), (rows, cuisine[has])), shape=(len(cuisine), n_cuisines), dtype=np.float64
-    )
 
 
 def shrunk_quality(items: IntArray, stars: IntArray, n_items: int) -> FloatArray:

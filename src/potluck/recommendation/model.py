@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from potluck.recommendation.dataset import BoolArray, FloatArray, IntArray
+from potluck.recommendation.dataset import BoolArray, FloatArray, IntArray, Snapshot, cuisine_onehot
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,3 +266,26 @@ def loads(data: bytes) -> Artefact:
             cuisine=arrays["cuisine"].astype(np.int64),
             public=arrays["public"].astype(np.bool_),
         )
+
+
+def build_artefact(snapshot: Snapshot, version: str, params: Params = DEFAULT_PARAMS) -> Artefact:
+    """Train on every like in `snapshot`, then keep public recipes only: what may be recommended, and nothing
+    private ends up in the stored file (not even a private recipe's id)."""
+    likes = snapshot.events.matrix(snapshot.n_users, snapshot.n_items, likes_only=True)
+    cuisines = cuisine_onehot(snapshot.cuisine, len(snapshot.cuisines))
+    full = train(likes, cuisines, snapshot.tags, snapshot.ingredients, params)
+    public = np.flatnonzero(snapshot.public)
+    model = Model(
+        params,
+        sparse.csr_matrix(full.similar[public][:, public]),
+        sparse.csr_matrix(full.content[public]),
+        full.popularity[public],
+    )
+    return Artefact(
+        version=version,
+        model=model,
+        recipe_ids=[snapshot.recipe_ids[int(i)] for i in public],
+        author_ids=[snapshot.user_ids[int(snapshot.author[i])] for i in public],
+        cuisine=snapshot.cuisine[public],
+        public=np.ones(len(public), dtype=np.bool_),
+    )
