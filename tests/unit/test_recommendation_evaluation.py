@@ -22,6 +22,7 @@ from potluck.recommendation.evaluation import (
     novelty,
     precision_at_k,
     recall_at_k,
+    sample_users,
     time_split,
     top_candidates,
 )
@@ -264,3 +265,15 @@ def test_evaluate_never_ranks_private_own_or_already_seen_recipes() -> None:
     assert 1 not in viewer_list
     assert 2 in viewer_list  # the held-out like is rankable
     assert report.users == len(split.users)
+
+
+def test_sampling_users_keeps_the_training_half_and_measures_fewer_users() -> None:
+    rows = [(u, item, 1.0, 10 * item) for u in range(6) for item in range(5)]
+    split = time_split(_events(rows), NO_FOLLOWS)
+    fewer = sample_users(split, 2, seed=1)
+    assert len(fewer.users) == 2
+    assert set(fewer.test) == set(fewer.users.tolist()) == set(fewer.cutoff_ms)
+    assert set(fewer.users.tolist()) <= set(split.users.tolist())
+    assert fewer.train is split.train
+    assert sample_users(split, None) is split
+    assert sample_users(split, 2, seed=1).users.tolist() == fewer.users.tolist()  # deterministic

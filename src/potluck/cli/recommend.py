@@ -21,7 +21,17 @@ from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 from potluck.config import get_settings
 from potluck.db.session import ReadSession
 from potluck.recommendation.dataset import Snapshot
-from potluck.recommendation.evaluation import HOLDOUT, MIN_LIKES, Context, K, Method, Report, evaluate, time_split
+from potluck.recommendation.evaluation import (
+    HOLDOUT,
+    MIN_LIKES,
+    Context,
+    K,
+    Method,
+    Report,
+    evaluate,
+    sample_users,
+    time_split,
+)
 from potluck.recommendation.methods import formula_method, model_method, popularity_method, train_on
 from potluck.recommendation.model import DEFAULT_PARAMS, Params
 from potluck.recommendation.repository import TrainingRepository
@@ -48,6 +58,10 @@ def evaluate_command(
     k: int = typer.Option(K, min=1, max=100, help="List length measured."),
     social: float = typer.Option(DEFAULT_PARAMS.social, help="The model's weight of followed people's likes."),
     ablations: bool = typer.Option(False, help="Also measure the model without each of its parts."),
+    users: int | None = typer.Option(
+        None, "--users", min=1, help="Evaluate this many users drawn at random (default: every one with enough likes)."
+    ),
+    seed: int = typer.Option(0, "--seed", help="Which random users --users draws."),
 ) -> None:
     """Evaluate popularity, today's formula and the trained model on the database's data (seed it first)."""
     settings = get_settings()
@@ -55,7 +69,7 @@ def evaluate_command(
     with _err.status("reading the database…"):
         snapshot = asyncio.run(read_snapshot(settings.database_url))
     read_s = time.perf_counter() - started
-    split = time_split(snapshot.events, snapshot.follows, holdout, min_likes)
+    split = sample_users(time_split(snapshot.events, snapshot.follows, holdout, min_likes), users, seed)
     ctx = Context.of(snapshot, split)
     _err.print(
         f"{snapshot.n_items:,} recipes, {snapshot.n_users:,} users, {len(snapshot.events):,} favorited/rated pairs "

@@ -85,6 +85,23 @@ class Split:
     cutoff_ms: dict[int, int]  # evaluated user -> time of their first held-out like
 
 
+def sample_users(split: Split, n: int | None, seed: int = 0) -> Split:
+    """The same split, evaluated on `n` of its users drawn at random (all of them when n is None or larger).
+
+    Training is unchanged: only fewer users are ranked and measured, which is most of an evaluation's time."""
+    if n is None or n >= len(split.users):
+        return split
+    chosen = np.sort(np.random.default_rng(seed).choice(split.users, size=n, replace=False))
+    kept = {int(u) for u in chosen}
+    return Split(
+        split.train,
+        split.follows,
+        chosen.astype(np.int64),
+        {u: t for u, t in split.test.items() if u in kept},
+        {u: c for u, c in split.cutoff_ms.items() if u in kept},
+    )
+
+
 def time_split(events: Events, follows: Follows, holdout: float = HOLDOUT, min_likes: int = MIN_LIKES) -> Split:
     """Hold out each user's last `holdout` share of likes (and everything from then on); see the module doc."""
     order = np.lexsort((events.item, events.time_ms, events.user))
