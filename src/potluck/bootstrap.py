@@ -40,7 +40,8 @@ from potluck.observability.exposition import MetricsExposition
 from potluck.recipe.handlers import install_recipe_handlers
 from potluck.recipe.service import RecipeService
 from potluck.recipe.views import ViewCounter
-from potluck.recommendation.service import RecommendationService
+from potluck.recommendation.artefact import ArtefactStore, LocalArtefacts, ModelHolder, S3Artefacts
+from potluck.recommendation.service import ModelTrainer, RecommendationService
 from potluck.schedule import SCHEDULE, Background
 from potluck.search.analytics import InMemorySearchAnalytics, RedisSearchAnalytics, SearchAnalytics
 from potluck.search.handlers import install_search_handlers
@@ -72,6 +73,7 @@ class Container:
     search: SearchService
     trending: TrendingService
     recommendations: RecommendationService
+    model_trainer: ModelTrainer
     media: MediaService
     redis_info: RedisInfoPoller | None
     # Kept here: in multiprocess mode its sampling thread holds it only weakly, and nothing else refers to it.
@@ -180,6 +182,15 @@ def build_media_storage(settings: Settings) -> ImageStorage:
     return LocalDiskStorage(media.local_dir or settings.data_dir / "media")
 
 
+def build_artefact_store(storage: ImageStorage) -> ArtefactStore:
+    """Trained models live beside the images: the same bucket or directory (recommendation/artefact.py)."""
+    if isinstance(storage, S3Storage):
+        return S3Artefacts(storage)
+    if isinstance(storage, LocalDiskStorage):
+        return LocalArtefacts(storage)
+    raise TypeError(f"no model store for {type(storage).__name__}")
+
+
 def build_search_analytics(settings: Settings) -> SearchAnalytics:
     # Search counts are data, not cache: on the non-evicting instance, so neither eviction nor a cold restart of
     # the cache instance loses them (the warm job after such a restart needs them most).
@@ -271,6 +282,7 @@ def bootstrap(settings: Settings) -> Container:
     background = build_background(settings, cache, search_analytics)
     storage = build_media_storage(settings)
     local_files = storage if isinstance(storage, LocalDiskStorage) else None
+    artefacts = build_artefact_store(storage)
     media = MediaService(storage, recipes, settings.media, local_files=local_files)
     coord_target = settings.coord_redis
     coord = redis_client(coord_target, 1.0) if coord_target is not None else None
@@ -287,7 +299,8 @@ def bootstrap(settings: Settings) -> Container:
         recipes=recipes,
         search=SearchService(database, cache, recipes, search_analytics),
         trending=TrendingService(database, cache, recipes),
-        recommendations=RecommendationService(database, cache, recipes),
+        recommendations=RecommendationService(database, cache, recipes, ModelHolder(artefacts)),
+        model_trainer=ModelTrainer(background.database, artefacts),
         media=media,
         redis_info=redis_info,
         db_pools=DbPoolCollector(lambda: database_pools(database), registry),

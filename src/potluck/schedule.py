@@ -21,6 +21,7 @@ from potluck.db.engine import Database
 from potluck.events.relay import Relay
 from potluck.events.repository import OutboxRepository
 from potluck.recipe.service import RecipeService
+from potluck.recommendation.service import ModelTrainer
 from potluck.search.analytics import SearchAnalytics
 from potluck.search.service import TRENDING_QUERIES_WINDOW_HOURS
 from potluck.stats.service import ViewStats
@@ -37,6 +38,9 @@ SEARCH_ROLLUP_TASK = "search.rollup"
 BACKUP_FULL_TASK = "backup.full"
 BACKUP_INCR_TASK = "backup.incr"
 BACKUP_REDIS_TASK = "backup.redis"
+RECOMMEND_TRAIN_TASK = "recommendation.train"
+# Nightly: a day's likes move the model little, and training reads every like in the database.
+RECOMMEND_TRAIN_SECONDS = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -69,6 +73,8 @@ class JobContext(Protocol):
     def search_analytics(self) -> SearchAnalytics: ...
     @property
     def background(self) -> Background: ...
+    @property
+    def model_trainer(self) -> ModelTrainer: ...
 
 
 @dataclass(frozen=True)
@@ -123,6 +129,11 @@ async def rollup_searches(ctx: JobContext) -> int:
     return await ctx.search_analytics.rollup(hours=TRENDING_QUERIES_WINDOW_HOURS)
 
 
+async def train_recommendations(ctx: JobContext) -> int:
+    """Train the recommendation model on all likes and publish a new version (each process loads it itself)."""
+    return (await ctx.model_trainer.train()).recipes
+
+
 async def backup_full(ctx: JobContext) -> int:
     """A full pgBackRest backup (the design: daily). pgBackRest's lock makes an overlapping run fail, not double."""
     return await BackupRunner(ctx.settings.backup).postgres("full")
@@ -156,6 +167,7 @@ SCHEDULE: tuple[PeriodicJob, ...] = (
     PeriodicJob(WARM_TASK, lambda s: s.worker.warm_interval_seconds, warm_cache),
     PeriodicJob(TRENDING_TASK, lambda s: s.worker.trending_interval_seconds, refresh_trending),
     PeriodicJob(SEARCH_ROLLUP_TASK, lambda s: s.worker.search_rollup_interval_seconds, rollup_searches),
+    PeriodicJob(RECOMMEND_TRAIN_TASK, lambda s: RECOMMEND_TRAIN_SECONDS, train_recommendations),
     # Shell out to pgBackRest on the database's host: the worker's job in the full topology, never the embedded
     # default's (it has no PostgreSQL). A send that waited a whole interval is dropped: the next one is due.
     PeriodicJob(BACKUP_FULL_TASK, lambda s: s.backup.full_interval_seconds, backup_full, in_process=False),

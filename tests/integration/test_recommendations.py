@@ -176,3 +176,70 @@ async def test_bad_parameters(client: httpx.AsyncClient, api: Api, params: dict[
     resp = await client.get(RECOMMENDATIONS, params=params, headers=user["headers"])
     assert resp.status_code in (400, 422)
     assert resp.headers["content-type"] == "application/problem+json"
+
+
+async def _cached_version(client: httpx.AsyncClient, user_id: str) -> str | None:
+    """The model version the viewer's cached list was ranked with (the loader fails if nothing is cached)."""
+    from potluck.cache.families import RECOMMENDATIONS as FAMILY
+    from potluck.recommendation.service import _decode
+
+    async def missing() -> Any:
+        raise AssertionError("the list was not cached")
+
+    loaded = await container_of(client).cache.get_or_fill(FAMILY, recommend_key(user_id), missing)
+    return _decode(loaded.payload)[0]
+
+
+async def test_a_trained_model_takes_over_at_once_and_never_shows_private_own_or_seen_recipes(
+    client: httpx.AsyncClient, scene: dict[str, Any]
+) -> None:
+    container = container_of(client)
+    viewer = scene["viewer"]
+    assert await _titles(client, viewer)  # ranked by the formula and cached
+    assert await _cached_version(client, viewer["id"]) is None
+
+    report = await container.model_trainer.train()
+    assert report.recipes == 7  # the public ones: the private ragu is not even in the artefact
+    models = container.recommendations.models
+    assert models is not None
+    assert await models.refresh(force=True)
+    assert models.version == report.version
+
+    titles = await _titles(client, viewer)
+    assert titles
+    for excluded in ("Own pizza", "Carbonara", "Lasagne", "Secret ragu"):
+        assert excluded not in titles
+    # The cached list was ranked again with the new model although its TTL had not run out: the generation moved.
+    assert await _cached_version(client, viewer["id"]) == report.version
+    # Italian, like what the viewer liked, comes first.
+    assert titles[0] in ("Gnocchi", "Risotto")
+
+
+async def test_similar_recipes_are_public_cacheable_and_404_for_a_private_recipe(
+    client: httpx.AsyncClient, scene: dict[str, Any]
+) -> None:
+    recipes = scene["recipes"]
+    carbonara = f"/api/v1/recipes/{recipes['Carbonara']['id']}/similar"
+    before = await client.get(carbonara)
+    assert before.status_code == 200
+    assert before.json()["items"] == []  # no model yet
+
+    container = container_of(client)
+    await container.model_trainer.train()
+    assert container.recommendations.models is not None
+    await container.recommendations.models.refresh(force=True)
+
+    resp = await client.get(carbonara, params={"limit": 3})
+    assert resp.status_code == 200, resp.text
+    assert resp.headers["cache-control"].startswith("public")
+    titles = [item["title"] for item in resp.json()["items"]]
+    assert len(titles) == 3
+    assert "Carbonara" not in titles
+    assert "Secret ragu" not in titles
+    assert set(titles) <= {"Lasagne", "Gnocchi", "Risotto", "Own pizza"}  # Italian pasta and rice first
+
+    private = await client.get(f"/api/v1/recipes/{recipes['Secret ragu']['id']}/similar")
+    assert private.status_code == 404
+    assert private.headers["content-type"].startswith("application/problem+json")
+    bad = await client.get("/api/v1/recipes/not-a-uuid/similar")
+    assert bad.status_code == 422

@@ -9,6 +9,7 @@ import typer
 from rich.console import Console
 
 from potluck.cli.events import events_app
+from potluck.cli.recommend import recommend_app
 from potluck.cli.seed import seed_command
 from potluck.cli.warm import warm_command
 from potluck.cli.worker import beat_command, worker_command
@@ -97,6 +98,7 @@ app.add_typer(backup_app, name="backup", help="PostgreSQL backups (pgBackRest): 
 app.command("restore", help="Restore PostgreSQL: --latest or --to TIME, into a fresh dir; --promote.")(restore_command)
 app.add_typer(drill_app, name="drill", help="Disaster-recovery drills, timed: restore.")
 app.add_typer(events_app, name="events", help="The outbox: list events, dead letters, replay.")
+app.add_typer(recommend_app, name="recommend", help="Recommendations: offline evaluation and training.")
 app.command("worker")(worker_command)
 app.command("beat")(beat_command)
 app.command("warm-cache")(warm_command)

@@ -16,10 +16,11 @@ from sqlalchemy import CTE, ColumnElement, Subquery, and_, exists, func, literal
 from sqlalchemy.orm import InstrumentedAttribute
 
 from potluck.db.session import ReadSession
-from potluck.recipe.models import Favorite, Rating, Recipe, RecipeTag, Tag
+from potluck.recipe.models import Favorite, Rating, Recipe, RecipeIngredient, RecipeTag, Tag
 from potluck.recipe.repository import visible_to
+from potluck.recommendation.dataset import Snapshot, SnapshotBuilder
 from potluck.recommendation.scoring import LIKED_STARS, PRIOR_RATINGS, PRIOR_STARS, Candidate, Interaction
-from potluck.user.models import Follow
+from potluck.user.models import Follow, User
 
 
 @dataclass(frozen=True, slots=True)
@@ -234,3 +235,50 @@ class RecommendationRepository:
         for recipe_id, name in (await self.session.execute(stmt)).all():
             found[recipe_id].append(name)
         return {recipe_id: tuple(names) for recipe_id, names in found.items()}
+
+
+# Rows per round trip when the whole catalogue is read for training.
+_TRAINING_CHUNK = 20_000
+
+
+class TrainingRepository:
+    """Everything the model learns from, read in one snapshot: recipes, their tags and ingredients, every
+    favorite, rating and follow. For the nightly training job and `potluck recommend`, never for a request."""
+
+    def __init__(self, session: ReadSession) -> None:
+        self.session = session
+
+    async def _rows(self, stmt: Any) -> Any:
+        result = await self.session.stream(stmt.execution_options(yield_per=_TRAINING_CHUNK))
+        async for chunk in result.partitions(_TRAINING_CHUNK):
+            for row in chunk:
+                yield row
+
+    async def snapshot(self) -> Snapshot:
+        """The whole catalogue and all activity, indexed (dataset.Snapshot)."""
+        builder = SnapshotBuilder()
+        async for (user_id,) in self._rows(select(User.id).order_by(User.id)):
+            builder.user(user_id)
+        recipes = select(Recipe.id, Recipe.author_id, Recipe.cuisine, Recipe.is_public).order_by(Recipe.id)
+        async for recipe_id, author_id, cuisine, public in self._rows(recipes):
+            builder.add_recipe(recipe_id, author_id, cuisine, bool(public))
+        tags = select(RecipeTag.recipe_id, Tag.name).join(Tag, Tag.id == RecipeTag.tag_id)
+        async for recipe_id, name in self._rows(tags):
+            builder.add_feature("tag", recipe_id, name)
+        async for recipe_id, ingredient_id in self._rows(
+            select(RecipeIngredient.recipe_id, RecipeIngredient.ingredient_id)
+        ):
+            builder.add_feature("ingredient", recipe_id, ingredient_id.hex)
+        async for user_id, recipe_id, at in self._rows(
+            select(Favorite.user_id, Favorite.recipe_id, Favorite.created_at)
+        ):
+            builder.add_favorite(user_id, recipe_id, at)
+        async for user_id, recipe_id, stars, at in self._rows(
+            select(Rating.user_id, Rating.recipe_id, Rating.stars, Rating.updated_at)
+        ):
+            builder.add_rating(user_id, recipe_id, int(stars), at)
+        async for follower, followee, at in self._rows(
+            select(Follow.follower_id, Follow.followee_id, Follow.created_at)
+        ):
+            builder.add_follow(follower, followee, at)
+        return builder.build()

@@ -16,8 +16,12 @@ from __future__ import annotations
 import math
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
+
+Item = TypeVar("Item")
+Group = TypeVar("Group", bound=Hashable)
 
 # Ratings of this many stars or more are liking a recipe.
 LIKED_STARS = 4
@@ -186,21 +190,21 @@ def cuisine_cap(position: int, share: float = MAX_CUISINE_SHARE, minimum: int = 
 
 
 def diversify(
-    ranked: Sequence[tuple[uuid.UUID, str | None]],
+    ranked: Sequence[tuple[Item, Group]],
     share: float = MAX_CUISINE_SHARE,
     minimum: int = MIN_PER_CUISINE,
-) -> list[uuid.UUID]:
+) -> list[Item]:
     """Reorder best-first `(id, cuisine)` pairs so that no cuisine exceeds cuisine_cap(i) of the first i places.
 
     Greedy: each place goes to the best remaining recipe whose cuisine is under its cap there. The cap never
     shrinks as i grows, so every prefix (every page size) keeps the rule. When only capped cuisines are left the
     rest follow in score order: more of one cuisine beats fewer recommendations. Recipes without a cuisine
     form one group of their own."""
-    queues: dict[str | None, deque[tuple[int, uuid.UUID]]] = {}
+    queues: dict[Group, deque[tuple[int, Item]]] = {}
     for order, (recipe_id, cuisine) in enumerate(ranked):
         queues.setdefault(cuisine, deque()).append((order, recipe_id))
-    counts: dict[str | None, int] = dict.fromkeys(queues, 0)
-    out: list[uuid.UUID] = []
+    counts: dict[Group, int] = dict.fromkeys(queues, 0)
+    out: list[Item] = []
     while queues:
         cap = cuisine_cap(len(out) + 1, share, minimum)
         allowed = [c for c in queues if counts[c] < cap] or list(queues)
