@@ -10,6 +10,7 @@ from fastapi import Depends, Query
 from potluck.db.dependencies import WriteSessionDep
 from potluck.errors import BadRequestError
 from potluck.kit.fields import FieldSelectionError, Selection, parse_selection
+from potluck.kit.text import SafeStr
 from potluck.kit.wiring import provided
 from potluck.recipe.models import Recipe
 from potluck.recipe.schemas import HEAVY_PARTS, RECIPE_SHAPE
@@ -37,14 +38,14 @@ RecipeForEdit = Annotated[Recipe, Depends(_recipe_for_edit, scope="function")]
 VisibleRecipeForWrite = Annotated[Recipe, Depends(_recipe_visible_for_write, scope="function")]
 
 FieldsParam = Annotated[
-    str | None,
+    SafeStr | None,
     Query(
         max_length=1000,
         description="Comma-separated fields to return, e.g. `id,title,image_url,rating,author.username`.",
     ),
 ]
 IncludeParam = Annotated[
-    str | None,
+    SafeStr | None,
     Query(max_length=200, description="Heavy parts to add: `ingredients,nutrition,tags,steps`."),
 ]
 

@@ -4,9 +4,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, field_validator
 
 from potluck.kit.fields import Shape
+from potluck.kit.text import SafeStr
 from potluck.recipe.models import Difficulty
 
 MAX_INGREDIENTS = 100
@@ -14,11 +15,11 @@ MAX_STEPS = 100
 MAX_TAGS = 20
 MAX_MINUTES = 7 * 24 * 60
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Description = Annotated[str, StringConstraints(max_length=10_000)]
-Cuisine = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=50)]
+Title = Annotated[SafeStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Description = Annotated[SafeStr, StringConstraints(max_length=10_000)]
+Cuisine = Annotated[SafeStr, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=50)]
 TagName = Annotated[
-    str,
+    SafeStr,
     StringConstraints(
         strip_whitespace=True,
         to_lower=True,
@@ -27,9 +28,14 @@ TagName = Annotated[
         pattern=r"^[A-Za-z0-9][A-Za-z0-9 _-]*$",
     ),
 ]
-StepText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5_000)]
-Minutes = Annotated[int, Field(ge=0, le=MAX_MINUTES)]
-Amount = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
+StepText = Annotated[SafeStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=5_000)]
+# Writes are strict about types (a JSON `true` is not 1, `"false"` is not false, `false` is not 0.0); a JSON
+# integer is still a valid float. Enums and UUIDs keep their string forms.
+StrictInt = Annotated[int, Strict()]
+StrictBool = Annotated[bool, Strict()]
+Minutes = Annotated[StrictInt, Field(ge=0, le=MAX_MINUTES)]
+Servings = Annotated[StrictInt, Field(ge=1, le=1000)]
+Amount = Annotated[float, Strict(), Field(ge=0, le=1_000_000, allow_inf_nan=False)]
 
 
 class RecipeImages(BaseModel):
@@ -43,10 +49,10 @@ class RecipeImages(BaseModel):
 class IngredientLine(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=100)]
+    name: Annotated[SafeStr, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=100)]
     quantity: Amount | None = None
-    unit: Annotated[str, StringConstraints(strip_whitespace=True, max_length=30)] | None = None
-    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    unit: Annotated[SafeStr, StringConstraints(strip_whitespace=True, max_length=30)] | None = None
+    note: Annotated[SafeStr, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
 
 
 class NutritionData(BaseModel):
@@ -73,9 +79,9 @@ class RecipeCreate(BaseModel):
     cuisine: Cuisine | None = None
     prep_minutes: Minutes = 0
     cook_minutes: Minutes = 0
-    servings: Annotated[int, Field(ge=1, le=1000)] = 1
+    servings: Servings = 1
     difficulty: Difficulty = Difficulty.medium
-    is_public: bool = True
+    is_public: StrictBool = True
     ingredients: Annotated[list[IngredientLine], Field(max_length=MAX_INGREDIENTS)] = []
     steps: Annotated[list[StepText], Field(max_length=MAX_STEPS)] = []
     tags: Annotated[list[TagName], Field(max_length=MAX_TAGS)] = []
@@ -94,9 +100,9 @@ class RecipeUpdate(BaseModel):
     cuisine: Cuisine | None = None
     prep_minutes: Minutes | None = None
     cook_minutes: Minutes | None = None
-    servings: Annotated[int, Field(ge=1, le=1000)] | None = None
+    servings: Servings | None = None
     difficulty: Difficulty | None = None
-    is_public: bool | None = None
+    is_public: StrictBool | None = None
     ingredients: Annotated[list[IngredientLine], Field(max_length=MAX_INGREDIENTS)] | None = None
     steps: Annotated[list[StepText], Field(max_length=MAX_STEPS)] | None = None
     tags: Annotated[list[TagName], Field(max_length=MAX_TAGS)] | None = None
@@ -163,8 +169,8 @@ RECIPE_SHAPE = Shape(
 class RatingWrite(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    stars: Annotated[int, Field(ge=1, le=5)]
-    review: Annotated[str, StringConstraints(strip_whitespace=True, max_length=5_000)] | None = None
+    stars: Annotated[StrictInt, Field(ge=1, le=5)]
+    review: Annotated[SafeStr, StringConstraints(strip_whitespace=True, max_length=5_000)] | None = None
 
 
 class RatingRead(BaseModel):

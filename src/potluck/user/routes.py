@@ -4,7 +4,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
-from fastapi.security import OAuth2PasswordRequestForm
 
 from potluck.db.dependencies import PrimaryReadSessionDep, ReadSessionDep, WriteSessionDep
 from potluck.kit.links import next_link
@@ -12,6 +11,7 @@ from potluck.kit.pagination import Page
 from potluck.user.dependencies import CurrentUserId, OptionalUserId, UserServiceDep
 from potluck.user.schemas import (
     FollowPage,
+    PasswordForm,
     RefreshRequest,
     TokenPair,
     UserCreate,
@@ -33,7 +33,7 @@ async def register(body: UserCreate, session: WriteSessionDep, users: UserServic
 
 @auth_router.post("/token", response_model=TokenPair)
 async def token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[PasswordForm, Depends()],
     session: PrimaryReadSessionDep,
     users: UserServiceDep,
     response: Response,
@@ -102,7 +102,7 @@ async def followers(
     response: Response,
 ) -> FollowPage:
     result = await users.list_follows(session, user_id, "followers", page.cursor, page.limit)
-    response.headers.update(next_link(request.url, result.next_cursor))
+    response.headers.update(next_link(request, result.next_cursor))
     return result
 
 
@@ -116,5 +116,5 @@ async def following(
     response: Response,
 ) -> FollowPage:
     result = await users.list_follows(session, user_id, "following", page.cursor, page.limit)
-    response.headers.update(next_link(request.url, result.next_cursor))
+    response.headers.update(next_link(request, result.next_cursor))
     return result
