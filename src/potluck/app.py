@@ -26,6 +26,7 @@ from potluck.observability import HttpMetricsMiddleware, RequestIdMiddleware, co
 from potluck.observability.exposition import MetricsExposition
 from potluck.observability.multiprocess import mark_dead
 from potluck.observability.tracing import untraced
+from potluck.openapi import install_contract
 from potluck.recipe.fast_path import RecipeFastPath
 
 
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry=tracing.telemetry(exclude=untraced),
     )
     app.state.tracing = tracing
+    install_contract(app)
     set_public_base_url(app, settings.api.public_base_url)
     install_error_handlers(app)
     app.add_middleware(RecipeFastPath)

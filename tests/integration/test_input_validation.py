@@ -109,7 +109,7 @@ async def test_control_characters_in_a_recipe_are_422_naming_the_field(
     resp = await client.post("/api/v1/recipes", json={"title": "Ok", field: filled}, headers=author["headers"])
     problem = _problem(resp, 422)
     assert problem["errors"][0]["loc"][:2] == ["body", field]
-    assert problem["errors"][0]["type"] in ("control_character", "string_pattern_mismatch")
+    assert problem["errors"][0]["type"] == "control_character"
 
 
 async def test_tab_and_newlines_are_still_text(client: httpx.AsyncClient, api: Api) -> None:
@@ -163,7 +163,7 @@ async def test_control_characters_in_credentials_and_profile_are_422(client: htt
         {"servings": True},
         {"prep_minutes": False},
         {"servings": "4"},
-        {"servings": 2.0},
+        {"servings": 2.5},
         {"is_public": "false"},
         {"is_public": 0},
         {"nutrition": {"sodium_mg": False}},
@@ -184,8 +184,9 @@ async def test_a_rating_must_be_an_integer_not_a_bool(client: httpx.AsyncClient,
     url = f"/api/v1/recipes/{recipe['id']}/rating"
     _problem(await client.put(url, json={"stars": True}, headers=fan["headers"]), 422)
     _problem(await client.put(url, json={"stars": "4"}, headers=fan["headers"]), 422)
-    # A whole-number float is still refused; a JSON integer is what a star count is.
-    _problem(await client.put(url, json={"stars": 4.0}, headers=fan["headers"]), 422)
+    _problem(await client.put(url, json={"stars": 4.5}, headers=fan["headers"]), 422)
+    # JSON does not tell 4.0 from 4, and neither does JSON Schema's "integer": both are four stars.
+    assert (await client.put(url, json={"stars": 4.0}, headers=fan["headers"])).status_code == 200
     assert (await client.put(url, json={"stars": 4}, headers=fan["headers"])).status_code == 200
 
 

@@ -9,7 +9,7 @@ from fastapi import Depends, Query
 
 from potluck.errors import BadRequestError
 from potluck.kit.cursor import Cursor, InvalidCursorError, decode_cursor
-from potluck.kit.text import SafeStr
+from potluck.kit.inputs import SafeStr
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20

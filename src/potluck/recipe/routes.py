@@ -8,10 +8,10 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from potluck.db.dependencies import ReadSessionDep, WriteSessionDep
 from potluck.kit.etag import if_none_match_hit, make_etag
 from potluck.kit.fields import project
+from potluck.kit.inputs import SafeStr
 from potluck.kit.links import next_link, public_url
 from potluck.kit.pagination import Page
 from potluck.kit.responses import json_response
-from potluck.kit.text import SafeStr
 from potluck.recipe.dependencies import (
     DetailSelection,
     ListSelection,
@@ -101,7 +101,11 @@ async def get_recipe(
     return json_response(project(cached.document(), selection, RECIPE_SHAPE), headers=headers)
 
 
-@router.patch("/{recipe_id}", response_model=RecipeRead, responses={412: {"description": "ETag mismatch"}})
+@router.patch(
+    "/{recipe_id}",
+    response_model=RecipeRead,
+    responses={403: {"description": "Not the author"}, 412: {"description": "ETag mismatch"}},
+)
 async def update_recipe(
     body: RecipeUpdate,
     recipe: RecipeForEdit,
@@ -116,13 +120,15 @@ async def update_recipe(
     )
 
 
-@router.delete("/{recipe_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{recipe_id}", status_code=status.HTTP_204_NO_CONTENT, responses={403: {"description": "Not the author"}}
+)
 async def delete_recipe(recipe: RecipeForEdit, session: WriteSessionDep, recipes: RecipeServiceDep) -> None:
     """Delete a recipe (author only)."""
     await recipes.delete(session, recipe)
 
 
-@router.put("/{recipe_id}/rating", response_model=RatingRead)
+@router.put("/{recipe_id}/rating", response_model=RatingRead, responses={403: {"description": "Your own recipe"}})
 async def rate_recipe(
     body: RatingWrite,
     recipe: VisibleRecipeForWrite,

@@ -4,10 +4,10 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, Strict, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from potluck.kit.fields import Shape
-from potluck.kit.text import SafeStr
+from potluck.kit.inputs import NO_CONTROLS, NUMBER_ONLY, StrictBool
 from potluck.recipe.models import Difficulty
 
 MAX_INGREDIENTS = 100
@@ -15,11 +15,13 @@ MAX_STEPS = 100
 MAX_TAGS = 20
 MAX_MINUTES = 7 * 24 * 60
 
-Title = Annotated[SafeStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Description = Annotated[SafeStr, StringConstraints(max_length=10_000)]
-Cuisine = Annotated[SafeStr, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=50)]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NO_CONTROLS]
+Description = Annotated[str, StringConstraints(max_length=10_000), NO_CONTROLS]
+Cuisine = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=50), NO_CONTROLS
+]
 TagName = Annotated[
-    SafeStr,
+    str,
     StringConstraints(
         strip_whitespace=True,
         to_lower=True,
@@ -27,15 +29,12 @@ TagName = Annotated[
         max_length=40,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9 _-]*$",
     ),
+    NO_CONTROLS,
 ]
-StepText = Annotated[SafeStr, StringConstraints(strip_whitespace=True, min_length=1, max_length=5_000)]
-# Writes are strict about types (a JSON `true` is not 1, `"false"` is not false, `false` is not 0.0); a JSON
-# integer is still a valid float. Enums and UUIDs keep their string forms.
-StrictInt = Annotated[int, Strict()]
-StrictBool = Annotated[bool, Strict()]
-Minutes = Annotated[StrictInt, Field(ge=0, le=MAX_MINUTES)]
-Servings = Annotated[StrictInt, Field(ge=1, le=1000)]
-Amount = Annotated[float, Strict(), Field(ge=0, le=1_000_000, allow_inf_nan=False)]
+StepText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5_000), NO_CONTROLS]
+Minutes = Annotated[int, Field(ge=0, le=MAX_MINUTES), NUMBER_ONLY]
+Servings = Annotated[int, Field(ge=1, le=1000), NUMBER_ONLY]
+Amount = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False), NUMBER_ONLY]
 
 
 class RecipeImages(BaseModel):
@@ -49,10 +48,12 @@ class RecipeImages(BaseModel):
 class IngredientLine(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[SafeStr, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=100)]
+    name: Annotated[
+        str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=100), NO_CONTROLS
+    ]
     quantity: Amount | None = None
-    unit: Annotated[SafeStr, StringConstraints(strip_whitespace=True, max_length=30)] | None = None
-    note: Annotated[SafeStr, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    unit: Annotated[str, StringConstraints(strip_whitespace=True, max_length=30), NO_CONTROLS] | None = None
+    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), NO_CONTROLS] | None = None
 
 
 class NutritionData(BaseModel):
@@ -169,8 +170,8 @@ RECIPE_SHAPE = Shape(
 class RatingWrite(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    stars: Annotated[StrictInt, Field(ge=1, le=5)]
-    review: Annotated[SafeStr, StringConstraints(strip_whitespace=True, max_length=5_000)] | None = None
+    stars: Annotated[int, Field(ge=1, le=5), NUMBER_ONLY]
+    review: Annotated[str, StringConstraints(strip_whitespace=True, max_length=5_000), NO_CONTROLS] | None = None
 
 
 class RatingRead(BaseModel):

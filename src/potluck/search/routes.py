@@ -9,9 +9,9 @@ from fastapi import APIRouter, Query, Request, Response
 from potluck.db.dependencies import MinLsn
 from potluck.errors import BadRequestError
 from potluck.kit.fields import project
+from potluck.kit.inputs import SafeStr
 from potluck.kit.links import next_link
 from potluck.kit.responses import json_response
-from potluck.kit.text import SafeStr
 from potluck.recipe.dependencies import ListSelection
 from potluck.recipe.schemas import RECIPE_SHAPE
 from potluck.search.dependencies import SearchServiceDep

@@ -24,14 +24,19 @@ auth_router = APIRouter(prefix="/auth", tags=["auth"])
 router = APIRouter(prefix="/users", tags=["users"])
 
 
-@auth_router.post("/register", status_code=status.HTTP_201_CREATED, response_model=UserMe)
+@auth_router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserMe,
+    responses={409: {"description": "The email or username is taken"}},
+)
 async def register(body: UserCreate, session: WriteSessionDep, users: UserServiceDep) -> UserMe:
     """Create an account. 409 when the email or username is taken."""
     user = await users.register(session, body)
     return await users.get_me(session, user.id)
 
 
-@auth_router.post("/token", response_model=TokenPair)
+@auth_router.post("/token", response_model=TokenPair, responses={401: {"description": "Wrong credentials"}})
 async def token(
     form: Annotated[PasswordForm, Depends()],
     session: PrimaryReadSessionDep,
@@ -44,7 +49,7 @@ async def token(
     return users.issue_tokens(user.id)
 
 
-@auth_router.post("/refresh", response_model=TokenPair)
+@auth_router.post("/refresh", response_model=TokenPair, responses={401: {"description": "Invalid refresh token"}})
 async def refresh(
     body: RefreshRequest, session: PrimaryReadSessionDep, users: UserServiceDep, response: Response
 ) -> TokenPair:

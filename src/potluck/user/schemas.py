@@ -8,14 +8,16 @@ from fastapi import Form
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
 
-from potluck.kit.text import SafeStr
+from potluck.kit.inputs import NO_CONTROLS, SafeStr
 
 Username = Annotated[
-    SafeStr, StringConstraints(strip_whitespace=True, min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
+    str,
+    StringConstraints(strip_whitespace=True, min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$"),
+    NO_CONTROLS,
 ]
-Password = Annotated[SafeStr, StringConstraints(min_length=8, max_length=256)]
-DisplayName = Annotated[SafeStr, StringConstraints(strip_whitespace=True, max_length=100)]
-Bio = Annotated[SafeStr, StringConstraints(max_length=2000)]
+Password = Annotated[str, StringConstraints(min_length=8, max_length=256), NO_CONTROLS]
+DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100), NO_CONTROLS]
+Bio = Annotated[str, StringConstraints(max_length=2000), NO_CONTROLS]
 
 
 class UserCreate(BaseModel):
