@@ -17,7 +17,7 @@ import pytest
 import uvicorn
 
 from potluck.app import create_app
-from potluck.cli.serving import DEFAULT_PROTOCOL, server_options
+from potluck.cli.serving import DEFAULT_PROTOCOL, DeadlineH11Protocol, server_options
 from potluck.config import ApiSettings, DatabaseSettings, Settings
 from tests.integration.conftest import _fast_auth
 from tests.support.eventually import eventually
@@ -31,8 +31,13 @@ class ShortDeadlines(DEFAULT_PROTOCOL):  # type: ignore[misc,valid-type]
     max_header_bytes = 4096
 
 
-@pytest.fixture
-async def port(sqlite_template: Path, tmp_path: Path) -> AsyncIterator[int]:
+class ShortDeadlinesH11(DeadlineH11Protocol):
+    header_timeout_seconds = HEADER_TIMEOUT
+    max_header_bytes = 4096
+
+
+@pytest.fixture(params=[ShortDeadlines, ShortDeadlinesH11], ids=["httptools", "h11"])
+async def port(request: pytest.FixtureRequest, sqlite_template: Path, tmp_path: Path) -> AsyncIterator[int]:
     database = tmp_path / "potluck.db"
     shutil.copyfile(sqlite_template, database)
     api = ApiSettings(body_timeout_seconds=BODY_TIMEOUT, max_header_bytes=4096)
@@ -45,7 +50,7 @@ async def port(sqlite_template: Path, tmp_path: Path) -> AsyncIterator[int]:
     app = create_app(settings)
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
-    options = {**server_options(api, keep_alive=5), "http": ShortDeadlines}
+    options = {**server_options(api, keep_alive=5), "http": request.param}
     config = uvicorn.Config(app, lifespan="on", log_config=None, log_level="warning", **options)
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve(sockets=[sock]))
