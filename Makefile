@@ -7,7 +7,7 @@ PORT ?= 8000
 DATA_DIR ?= .potluck
 export POTLUCK_DATA_DIR ?= $(DATA_DIR)
 
-.PHONY: help deps test run check lint typecheck imports fmt
+.PHONY: help deps test run check lint typecheck imports fmt contract
 
 help: ## List the targets
 	@awk 'BEGIN { FS = ":.*## " } /^[a-zA-Z0-9_.-]+:.*## / { printf "  %-12s %s\n", $$1, $$2 }' $(MAKEFILE_LIST)
@@ -48,6 +48,9 @@ typecheck: ## mypy, strict
 
 imports: ## import-linter: the layers contract in pyproject.toml (an import only points down the layers)
 	uv run lint-imports
+
+contract: ## schemathesis against `potluck serve` (all checks and phases, seed 1; allow-list in schemathesis.toml; also part of `make test`)
+	uv run pytest tests/e2e/test_api_contract.py -q
 
 fmt: ## Format and autofix
 	uv run ruff format src tests bench

@@ -16,15 +16,17 @@ from potluck.db.consistency import ConsistencyTokenMiddleware
 from potluck.db.failover import ReplicaFailoverMiddleware
 from potluck.errors import install_error_handlers
 from potluck.health import router as health_router
+from potluck.kit.links import set_public_base_url
 from potluck.kit.wiring import STATE_KEY as PROVIDER_KEY
 from potluck.kit.wiring import provider_of, required_by
 from potluck.media.routes import files_router as media_files_router
 from potluck.media.routes import upload_body_limits
-from potluck.middleware import BodySizeLimitMiddleware
+from potluck.middleware import AllowedHostsMiddleware, BodyReadTimeoutMiddleware, BodySizeLimitMiddleware
 from potluck.observability import HttpMetricsMiddleware, RequestIdMiddleware, configure_logging, setup_tracing
 from potluck.observability.exposition import MetricsExposition
 from potluck.observability.multiprocess import mark_dead
 from potluck.observability.tracing import untraced
+from potluck.openapi import install_contract
 from potluck.recipe.fast_path import RecipeFastPath
 
 
@@ -59,6 +61,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry=tracing.telemetry(exclude=untraced),
     )
     app.state.tracing = tracing
+    install_contract(app)
+    set_public_base_url(app, settings.api.public_base_url)
     install_error_handlers(app)
     app.add_middleware(RecipeFastPath)
     app.add_middleware(GZipMiddleware, minimum_size=settings.api.gzip_minimum_bytes)
@@ -67,6 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.api.max_body_bytes, path_limits=upload_body_limits(settings)
     )
+    app.add_middleware(BodyReadTimeoutMiddleware, timeout_seconds=settings.api.body_timeout_seconds)
+    app.add_middleware(AllowedHostsMiddleware, allowed=settings.api.allowed_hosts, exempt=("/healthz", "/readyz"))
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(HttpMetricsMiddleware, registry=lambda: provider_of(app).get(MetricsExposition).registry)
     app.include_router(health_router)

@@ -114,6 +114,18 @@ class ApiSettings(BaseModel):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     gzip_minimum_bytes: int = Field(default=1024, ge=0)
     cors_origins: list[str] = Field(default_factory=list)
+    # The scheme and authority clients reach the API at (https://api.example.com): Location and Link headers are
+    # built on it. None: they are relative (/api/v1/...). Never taken from the request's Host header.
+    public_base_url: str | None = Field(default=None, pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$")
+    # Host header values served (`*.example.com` for subdomains); anything else is a 400. The default `*`
+    # suits a laptop; production lists its names (docs/security.md). The probes are exempt.
+    allowed_hosts: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    # Slow clients (docs/security.md): the whole header block within header_timeout_seconds of the connection
+    # (or of the previous response), the body within body_timeout_seconds of the headers; headers over
+    # max_header_bytes are refused.
+    header_timeout_seconds: float = Field(default=10.0, gt=0)
+    body_timeout_seconds: float = Field(default=60.0, gt=0)
+    max_header_bytes: int = Field(default=16_384, ge=1024)
 
 
 class MediaSettings(BaseModel):

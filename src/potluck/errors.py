@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from sqlalchemy import exc as sa_exc
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import JSONResponse, Response
+from starlette.routing import Match
 
 logger = logging.getLogger("potluck.errors")
 
@@ -128,11 +129,27 @@ async def _potluck_error(request: Request, exc: Exception) -> Response:
     )
 
 
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at this request's path (Starlette's 405 names only the first route's)."""
+    routes = request.app.router.routes
+    return [
+        method
+        for method in _METHODS
+        if any(route.matches({**request.scope, "method": method})[0] is Match.FULL for route in routes)
+    ]
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     title, slug = _STATUS_TITLES.get(exc.status_code, ("Error", None))
     detail = exc.detail if isinstance(exc.detail, str) else None
-    return problem(exc.status_code, title, detail, slug=slug, instance=request.url.path, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request))
+    return problem(exc.status_code, title, detail, slug=slug, instance=request.url.path, headers=headers)
 
 
 def _clean_validation_error(err: Mapping[str, Any]) -> dict[str, Any]:
@@ -226,6 +243,32 @@ async def _database_unavailable(request: Request, exc: Exception) -> Response:
     )
 
 
+# A statement the driver refused for its data: a number out of the column's range, a NUL in a text value,
+# a malformed literal (SQLSTATE class 22; asyncpg's own DataError when it encodes a parameter; SQLite's
+# OverflowError for an integer past 64 bits). Input validation should stop all of these first; when one slips
+# through it is still the request's fault, so a 400, never a 500.
+def is_data_error(exc: BaseException) -> bool:
+    if isinstance(exc, sa_exc.DataError | OverflowError):
+        return True
+    if isinstance(exc, sa_exc.StatementError):
+        orig = exc.orig
+        return isinstance(orig, OverflowError) or type(orig).__name__ == "DataError"
+    return False
+
+
+async def _data_error(request: Request, exc: Exception) -> Response:
+    if not is_data_error(exc):
+        return await _database_unavailable(request, exc)
+    logger.warning("request.data_error", extra={"path": request.url.path, "error": type(exc).__name__})
+    return problem(
+        400,
+        "Bad Request",
+        "a value in the request is out of range or not storable",
+        slug="bad-request",
+        instance=request.url.path,
+    )
+
+
 def _first_leaf(exc: BaseException) -> BaseException:
     """The first exception inside (nested) exception groups: what a TaskGroup's failure really was."""
     while isinstance(exc, BaseExceptionGroup) and exc.exceptions:
@@ -244,6 +287,8 @@ async def _exception_group(request: Request, exc: Exception) -> Response:
     Registered for ExceptionGroup itself, so it is handled like any error (and not re-raised to the server as a
     crash, as the catch-all is)."""
     leaf = _first_leaf(exc)
+    if isinstance(leaf, Exception) and is_data_error(leaf):
+        return await _data_error(request, leaf)
     if isinstance(leaf, Exception) and database_unavailable(leaf):
         return await _database_unavailable(request, leaf)
     if isinstance(leaf, PotluckError):
@@ -258,5 +303,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation_error)
     for kind in (*DATABASE_UNAVAILABLE, sa_exc.DBAPIError):
         app.add_exception_handler(kind, _database_unavailable)
+    for kind in (sa_exc.DataError, sa_exc.StatementError, OverflowError):
+        app.add_exception_handler(kind, _data_error)
     app.add_exception_handler(ExceptionGroup, _exception_group)
     app.add_exception_handler(Exception, _unexpected_error)

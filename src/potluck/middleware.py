@@ -1,8 +1,10 @@
-"""ASGI middleware: the request body limit (before anything reads the body)."""
+"""ASGI middleware: the request body limit and read deadline, the allowed hosts (before anything else runs)."""
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from collections.abc import Sequence
 
 import orjson
@@ -65,7 +67,101 @@ class BodySizeLimitMiddleware:
         await _problem(send, 413, "payload-too-large", "Content Too Large", detail)
 
 
-async def _problem(send: Send, status: int, kind: str, title: str, detail: str) -> None:
+class BodyReadTimeoutMiddleware:
+    """408 problem+json when a request body is not complete `timeout_seconds` after the request began.
+
+    The server's header deadline (potluck.cli.serving) bounds a request whose headers never finish; this bounds
+    one whose body never does (a client dribbling a byte at a time holds a connection and a task otherwise).
+    The connection is closed after the answer: what is left of the body is never read.
+    """
+
+    def __init__(self, app: ASGIApp, timeout_seconds: float) -> None:
+        self.app = app
+        self.timeout_seconds = timeout_seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        deadline = time.monotonic() + self.timeout_seconds
+        body_done = False
+        started = False
+        timed_out = False
+
+        async def timed_receive() -> Message:
+            nonlocal body_done, timed_out
+            if body_done:  # after the body: only the disconnect remains, which may come whenever
+                return await receive()
+            try:
+                async with asyncio.timeout(max(deadline - time.monotonic(), 0)):
+                    message = await receive()
+            except TimeoutError:
+                timed_out = True
+                if not started:
+                    await _problem(
+                        send,
+                        408,
+                        "request-timeout",
+                        "Request Timeout",
+                        f"the request body did not arrive within {self.timeout_seconds:g} s",
+                        close=True,
+                    )
+                raise _BodyTimeoutError from None
+            if message["type"] != "http.request" or not message.get("more_body", False):
+                body_done = True
+            return message
+
+        async def tracked_send(message: Message) -> None:
+            nonlocal started
+            if timed_out:
+                return
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, timed_receive, tracked_send)
+        except _BodyTimeoutError:
+            pass
+
+
+class AllowedHostsMiddleware:
+    """400 problem+json unless the Host header names one of `allowed` (`*` any; `*.example.com` subdomains).
+
+    URLs the API writes (Location, Link) never come from Host (kit/links.py), so this is defence in depth: a
+    request for a name this deployment does not serve is refused before it reaches a cache or a route.
+    `exempt` paths (the probes, which orchestrators call by address) skip the check.
+    """
+
+    def __init__(self, app: ASGIApp, allowed: Sequence[str], exempt: Sequence[str] = ()) -> None:
+        self.app = app
+        self.any = "*" in allowed
+        self.exact = frozenset(h.lower() for h in allowed if not h.startswith("*"))
+        self.suffixes = tuple(h[1:].lower() for h in allowed if h.startswith("*."))
+        self.exempt = frozenset(exempt)
+
+    def allows(self, host: str) -> bool:
+        if self.any:
+            return True
+        name = host.lower()
+        if name.startswith("["):  # [v6]:port
+            name = name.partition("]")[0] + "]"
+        else:
+            name = name.rpartition(":")[0] if name.count(":") == 1 else name
+        return name in self.exact or name.endswith(self.suffixes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.any or scope.get("path", "") in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        host = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"host"), "")
+        if not self.allows(host):
+            await _problem(send, 400, "invalid-host", "Bad Request", "this server does not serve that host name")
+            return
+        await self.app(scope, receive, send)
+
+
+async def _problem(send: Send, status: int, kind: str, title: str, detail: str, *, close: bool = False) -> None:
     """Answer with RFC 9457 problem+json straight from the middleware (nothing below has run)."""
     body = orjson.dumps({"type": PROBLEM_BASE + kind, "title": title, "status": status, "detail": detail})
     await send(
@@ -75,6 +171,7 @@ async def _problem(send: Send, status: int, kind: str, title: str, detail: str) 
             "headers": [
                 (b"content-type", PROBLEM_JSON.encode()),
                 (b"content-length", str(len(body)).encode()),
+                *([(b"connection", b"close")] if close else []),
             ],
         }
     )
@@ -82,4 +179,8 @@ async def _problem(send: Send, status: int, kind: str, title: str, detail: str) 
 
 
 class _BodyTooLargeError(Exception):
+    pass
+
+
+class _BodyTimeoutError(Exception):
     pass

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import base64
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -54,3 +56,19 @@ def test_order_of_cursors_follows_time() -> None:
         decode_cursor(encode_cursor(base + timedelta(microseconds=1), uuid.uuid4())),
     )
     assert a.created_at < b.created_at
+
+
+def _token(body: object) -> str:
+    return base64.urlsafe_b64encode(json.dumps(body).encode()).rstrip(b"=").decode("ascii")
+
+
+@pytest.mark.parametrize("micros", [-1, 2**63, 2**62, 10**30, 1.5, True, "0"])
+def test_out_of_range_or_mistyped_timestamps_are_rejected(micros: object) -> None:
+    with pytest.raises(InvalidCursorError):
+        decode_cursor(_token([micros, uuid.uuid4().hex]))
+
+
+@pytest.mark.parametrize("hex_id", ["{" + "0" * 30 + "}", "0" * 31, "g" * 32, 7])
+def test_ids_must_be_32_hex_digits(hex_id: object) -> None:
+    with pytest.raises(InvalidCursorError):
+        decode_cursor(_token([0, hex_id]))

@@ -74,3 +74,10 @@ def test_key_is_canonical() -> None:
     c = parse_selection("id,title", "steps", SHAPE)
     assert a.key == b.key
     assert a.key != c.key
+
+
+@pytest.mark.parametrize("fields", ["", ",", " , ,"])
+def test_empty_fields_is_an_error(fields: str) -> None:
+    with pytest.raises(FieldSelectionError) as caught:
+        parse_selection(fields, None, SHAPE)
+    assert caught.value.name == "fields"

@@ -45,9 +45,11 @@ def serve(
     """
     import uvicorn
 
+    from potluck.cli.serving import server_options
     from potluck.observability.multiprocess import server_directory
 
-    configured = get_settings().observability.multiprocess_dir
+    settings = get_settings()
+    configured = settings.observability.multiprocess_dir
     # Before the workers start: they inherit the environment and make their metrics file-backed.
     with server_directory(configured, processes=workers) as metrics_dir:
         if metrics_dir is not None:
@@ -61,7 +63,8 @@ def serve(
             access_log=access_log,
             proxy_headers=True,
             server_header=False,
-            timeout_keep_alive=keep_alive,
+            # Slow clients: a deadline and a size limit on each request's header block (docs/security.md).
+            **server_options(settings.api, keep_alive=keep_alive),
             # uvicorn's default (5 s) kills workers still importing the app on a busy machine, over and over.
             timeout_worker_healthcheck=worker_timeout,
         )

@@ -2,6 +2,10 @@
 
 A cursor names the last row of a page; the next page is the rows strictly after it in the
 (created_at DESC, id DESC) order, so pages stay stable while new rows arrive and page N costs what page 1 costs.
+
+A cursor comes back from the client, so every decoded field is bounded before it goes near a statement: a
+timestamp between the epoch and the year 9999, integers within the column's range. An out-of-range value is an
+InvalidCursorError (a 400), never a driver's overflow (once a 500).
 """
 
 from __future__ import annotations
@@ -16,6 +20,10 @@ import orjson
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MICROSECOND = timedelta(microseconds=1)
+# Timestamps a cursor may carry: every row was created after the epoch and before the year 9999.
+MAX_MICROS = (datetime(9999, 1, 1, tzinfo=UTC) - _EPOCH) // _MICROSECOND
+# An INTEGER column (PostgreSQL int4): what a count in a cursor may hold.
+MAX_INT32 = 2**31 - 1
 
 
 class InvalidCursorError(ValueError):
@@ -36,6 +44,32 @@ def encode_cursor(created_at: datetime, row_id: uuid.UUID) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
 
 
+def is_int(value: object) -> bool:
+    """A JSON integer (a bool is not one)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def bounded_int(value: object, low: int, high: int) -> int:
+    """`value` if it is an integer in [low, high], else InvalidCursorError."""
+    if not is_int(value) or not low <= value <= high:  # type: ignore[operator]
+        raise InvalidCursorError("cursor has a value out of range")
+    return value  # type: ignore[return-value]
+
+
+def timestamp_from_micros(value: object) -> datetime:
+    """Microseconds since the epoch (bounded) as an aware datetime."""
+    return _EPOCH + bounded_int(value, 0, MAX_MICROS) * _MICROSECOND
+
+
+def uuid_from_hex(value: object) -> uuid.UUID:
+    if not isinstance(value, str) or len(value) != 32:
+        raise InvalidCursorError("cursor has the wrong shape")
+    try:
+        return uuid.UUID(hex=value)
+    except ValueError as exc:
+        raise InvalidCursorError("cursor is not valid") from exc
+
+
 def decode_cursor(token: str) -> Cursor:
     if not token or len(token) > 200:
         raise InvalidCursorError("cursor is empty or too long")
@@ -46,9 +80,4 @@ def decode_cursor(token: str) -> Cursor:
     if not (isinstance(parsed, list) and len(parsed) == 2):
         raise InvalidCursorError("cursor has the wrong shape")
     micros, hex_id = parsed
-    if not isinstance(micros, int) or isinstance(micros, bool) or not isinstance(hex_id, str):
-        raise InvalidCursorError("cursor has the wrong shape")
-    try:
-        return Cursor(created_at=_EPOCH + micros * _MICROSECOND, id=uuid.UUID(hex=hex_id))
-    except (ValueError, OverflowError) as exc:
-        raise InvalidCursorError("cursor is not valid") from exc
+    return Cursor(created_at=timestamp_from_micros(micros), id=uuid_from_hex(hex_id))

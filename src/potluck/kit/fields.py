@@ -70,7 +70,11 @@ def parse_selection(
 
     top: set[str] = set()
     nested: dict[str, set[str]] = {}
-    for name in _tokens(fields, "fields"):
+    names = _tokens(fields, "fields")
+    if not names:
+        # `fields=` naming nothing would answer `{}` for every item: a client's mistake, said so.
+        raise FieldSelectionError("`fields` names no field; leave it out to get every field", "fields")
+    for name in names:
         head, dot, sub = name.partition(".")
         if dot:
             if head not in shape.nested or sub not in shape.nested[head]:

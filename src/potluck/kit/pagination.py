@@ -9,6 +9,7 @@ from fastapi import Depends, Query
 
 from potluck.errors import BadRequestError
 from potluck.kit.cursor import Cursor, InvalidCursorError, decode_cursor
+from potluck.kit.inputs import SafeStr
 
 MAX_PAGE_SIZE = 100
 DEFAULT_PAGE_SIZE = 20
@@ -22,7 +23,7 @@ class PageParams:
 
 async def _page_params(
     cursor: Annotated[
-        str | None, Query(max_length=200, description="Opaque cursor from a previous page's `next_cursor`.")
+        SafeStr | None, Query(max_length=200, description="Opaque cursor from a previous page's `next_cursor`.")
     ] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE, description="Page size.")] = DEFAULT_PAGE_SIZE,
 ) -> PageParams:

@@ -23,7 +23,7 @@ async def list_notifications(
 ) -> Response:
     """The caller's notifications, newest first, cursor-paginated."""
     result = await notifications.list_page(session, user_id, page.cursor, page.limit)
-    headers = {"Cache-Control": PRIVATE, **next_link(request.url, result.next_cursor)}
+    headers = {"Cache-Control": PRIVATE, **next_link(request, result.next_cursor)}
     return json_response(result.model_dump(mode="json"), headers=headers)
 
 

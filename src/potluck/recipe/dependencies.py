@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import uuid
+from collections.abc import Iterable
 from typing import Annotated
 
 from fastapi import Depends, Query
@@ -10,6 +12,7 @@ from fastapi import Depends, Query
 from potluck.db.dependencies import WriteSessionDep
 from potluck.errors import BadRequestError
 from potluck.kit.fields import FieldSelectionError, Selection, parse_selection
+from potluck.kit.inputs import SafeStr
 from potluck.kit.wiring import provided
 from potluck.recipe.models import Recipe
 from potluck.recipe.schemas import HEAVY_PARTS, RECIPE_SHAPE
@@ -36,16 +39,36 @@ async def _recipe_visible_for_write(
 RecipeForEdit = Annotated[Recipe, Depends(_recipe_for_edit, scope="function")]
 VisibleRecipeForWrite = Annotated[Recipe, Depends(_recipe_visible_for_write, scope="function")]
 
+
+def _names_pattern(names: Iterable[str], *, at_least_one: bool) -> str:
+    """What parse_selection accepts, as a JSON Schema pattern: names between commas, blanks and empty slots."""
+    name = "(" + "|".join(re.escape(n) for n in sorted(names, key=lambda n: (-len(n), n))) + ")"
+    listed = rf"{name}\s*(,\s*({name}\s*)?)*"
+    return rf"^(\s*,)*\s*{listed if at_least_one else f'({listed})?'}$"
+
+
+_FIELD_NAMES = [
+    *RECIPE_SHAPE.light,
+    *RECIPE_SHAPE.heavy,
+    *(f"{head}.{sub}" for head, subs in RECIPE_SHAPE.nested.items() for sub in subs),
+]
 FieldsParam = Annotated[
-    str | None,
+    SafeStr | None,
     Query(
         max_length=1000,
-        description="Comma-separated fields to return, e.g. `id,title,image_url,rating,author.username`.",
+        # Documented, not enforced here: parse_selection answers a 400 naming the unknown field.
+        json_schema_extra={"pattern": _names_pattern(_FIELD_NAMES, at_least_one=True)},
+        description="Comma-separated fields to return, e.g. `id,title,image_url,rating,author.username`; "
+        "the items then hold only those (at least one name; unknown names are a 400).",
     ),
 ]
 IncludeParam = Annotated[
-    str | None,
-    Query(max_length=200, description="Heavy parts to add: `ingredients,nutrition,tags,steps`."),
+    SafeStr | None,
+    Query(
+        max_length=200,
+        json_schema_extra={"pattern": _names_pattern(RECIPE_SHAPE.heavy, at_least_one=False)},
+        description="Heavy parts to add: `ingredients,nutrition,tags,steps`.",
+    ),
 ]
 
 

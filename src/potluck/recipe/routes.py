@@ -8,7 +8,8 @@ from fastapi import APIRouter, Header, Query, Request, Response, status
 from potluck.db.dependencies import ReadSessionDep, WriteSessionDep
 from potluck.kit.etag import if_none_match_hit, make_etag
 from potluck.kit.fields import project
-from potluck.kit.links import next_link
+from potluck.kit.inputs import SafeStr
+from potluck.kit.links import next_link, public_url
 from potluck.kit.pagination import Page
 from potluck.kit.responses import json_response
 from potluck.recipe.dependencies import (
@@ -49,7 +50,7 @@ async def create_recipe(
     """Create a recipe owned by the caller."""
     doc = await recipes.create(session, user_id, body)
     headers = {
-        "Location": str(request.url_for("get_recipe", recipe_id=doc["id"])),
+        "Location": public_url(request, request.app.url_path_for("get_recipe", recipe_id=doc["id"])),
         "ETag": make_etag(doc["id"], doc["version"], FULL_DOCUMENT),
         "Cache-Control": "no-store",
     }
@@ -65,8 +66,8 @@ async def list_recipes(
     page: Page,
     request: Request,
     author: uuid.UUID | None = None,
-    cuisine: Annotated[str | None, Query(max_length=50)] = None,
-    tag: Annotated[str | None, Query(max_length=40)] = None,
+    cuisine: Annotated[SafeStr | None, Query(max_length=50)] = None,
+    tag: Annotated[SafeStr | None, Query(max_length=40)] = None,
     max_total_minutes: Annotated[int | None, Query(ge=0, le=100_000)] = None,
 ) -> Response:
     """Recipes newest first, filtered, cursor-paginated. Private recipes appear only to their author."""
@@ -74,7 +75,7 @@ async def list_recipes(
     docs, next_cursor = await recipes.list_page(session, filters, viewer, page.cursor, page.limit, selection.include)
     items = [project(d, selection, RECIPE_SHAPE) for d in docs]
     headers = {"Cache-Control": cache_control(viewer, True, PUBLIC_LIST_CACHE), "Vary": "Authorization"}
-    headers.update(next_link(request.url, next_cursor))
+    headers.update(next_link(request, next_cursor))
     return json_response({"items": items, "next_cursor": next_cursor}, headers=headers)
 
 
@@ -85,7 +86,7 @@ async def get_recipe(
     recipes: RecipeServiceDep,
     views: ViewCounterDep,
     selection: DetailSelection,
-    if_none_match: Annotated[str | None, Header(max_length=2000)] = None,
+    if_none_match: Annotated[SafeStr | None, Header(max_length=2000)] = None,
 ) -> Response:
     """One recipe. `fields` and `include` trim it; `If-None-Match` with a current ETag answers 304."""
     cached = await recipes.get(recipe_id, viewer)
@@ -100,13 +101,17 @@ async def get_recipe(
     return json_response(project(cached.document(), selection, RECIPE_SHAPE), headers=headers)
 
 
-@router.patch("/{recipe_id}", response_model=RecipeRead, responses={412: {"description": "ETag mismatch"}})
+@router.patch(
+    "/{recipe_id}",
+    response_model=RecipeRead,
+    responses={403: {"description": "Not the author"}, 412: {"description": "ETag mismatch"}},
+)
 async def update_recipe(
     body: RecipeUpdate,
     recipe: RecipeForEdit,
     session: WriteSessionDep,
     recipes: RecipeServiceDep,
-    if_match: Annotated[str | None, Header(max_length=2000)] = None,
+    if_match: Annotated[SafeStr | None, Header(max_length=2000)] = None,
 ) -> Response:
     """Partial update by the author. Send `If-Match` with the ETag you read to get 412 instead of a lost update."""
     doc = await recipes.update(session, recipe, body, if_match)
@@ -115,13 +120,15 @@ async def update_recipe(
     )
 
 
-@router.delete("/{recipe_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/{recipe_id}", status_code=status.HTTP_204_NO_CONTENT, responses={403: {"description": "Not the author"}}
+)
 async def delete_recipe(recipe: RecipeForEdit, session: WriteSessionDep, recipes: RecipeServiceDep) -> None:
     """Delete a recipe (author only)."""
     await recipes.delete(session, recipe)
 
 
-@router.put("/{recipe_id}/rating", response_model=RatingRead)
+@router.put("/{recipe_id}/rating", response_model=RatingRead, responses={403: {"description": "Your own recipe"}})
 async def rate_recipe(
     body: RatingWrite,
     recipe: VisibleRecipeForWrite,
@@ -129,7 +136,7 @@ async def rate_recipe(
     session: WriteSessionDep,
     recipes: RecipeServiceDep,
 ) -> RatingRead:
-    """Put the caller's rating (1 to 5 stars, optional review); one per user and recipe."""
+    """Put the caller's rating (1 to 5 stars, optional review); one per user and recipe. 403 on your own recipe."""
     return await recipes.rate(session, recipe, user_id, body)
 
 
@@ -168,5 +175,5 @@ async def my_favorites(
     rows, next_cursor = await recipes.list_favorites(session, user_id, page.cursor, page.limit, selection.include)
     items = [{"recipe": project(doc, selection, RECIPE_SHAPE), "favorited_at": at.isoformat()} for doc, at in rows]
     headers = {"Cache-Control": PRIVATE_CACHE}
-    headers.update(next_link(request.url, next_cursor))
+    headers.update(next_link(request, next_cursor))
     return json_response({"items": items, "next_cursor": next_cursor}, headers=headers)

@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from potluck.kit.fields import Shape
+from potluck.kit.inputs import NO_CONTROLS, NUMBER_ONLY, StrictBool
 from potluck.recipe.models import Difficulty
 
 MAX_INGREDIENTS = 100
@@ -14,9 +15,11 @@ MAX_STEPS = 100
 MAX_TAGS = 20
 MAX_MINUTES = 7 * 24 * 60
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Description = Annotated[str, StringConstraints(max_length=10_000)]
-Cuisine = Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=50)]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NO_CONTROLS]
+Description = Annotated[str, StringConstraints(max_length=10_000), NO_CONTROLS]
+Cuisine = Annotated[
+    str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=50), NO_CONTROLS
+]
 TagName = Annotated[
     str,
     StringConstraints(
@@ -26,10 +29,12 @@ TagName = Annotated[
         max_length=40,
         pattern=r"^[A-Za-z0-9][A-Za-z0-9 _-]*$",
     ),
+    NO_CONTROLS,
 ]
-StepText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5_000)]
-Minutes = Annotated[int, Field(ge=0, le=MAX_MINUTES)]
-Amount = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False)]
+StepText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5_000), NO_CONTROLS]
+Minutes = Annotated[int, Field(ge=0, le=MAX_MINUTES), NUMBER_ONLY]
+Servings = Annotated[int, Field(ge=1, le=1000), NUMBER_ONLY]
+Amount = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False), NUMBER_ONLY]
 
 
 class RecipeImages(BaseModel):
@@ -43,10 +48,12 @@ class RecipeImages(BaseModel):
 class IngredientLine(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=100)]
+    name: Annotated[
+        str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=100), NO_CONTROLS
+    ]
     quantity: Amount | None = None
-    unit: Annotated[str, StringConstraints(strip_whitespace=True, max_length=30)] | None = None
-    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] | None = None
+    unit: Annotated[str, StringConstraints(strip_whitespace=True, max_length=30), NO_CONTROLS] | None = None
+    note: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), NO_CONTROLS] | None = None
 
 
 class NutritionData(BaseModel):
@@ -73,9 +80,9 @@ class RecipeCreate(BaseModel):
     cuisine: Cuisine | None = None
     prep_minutes: Minutes = 0
     cook_minutes: Minutes = 0
-    servings: Annotated[int, Field(ge=1, le=1000)] = 1
+    servings: Servings = 1
     difficulty: Difficulty = Difficulty.medium
-    is_public: bool = True
+    is_public: StrictBool = True
     ingredients: Annotated[list[IngredientLine], Field(max_length=MAX_INGREDIENTS)] = []
     steps: Annotated[list[StepText], Field(max_length=MAX_STEPS)] = []
     tags: Annotated[list[TagName], Field(max_length=MAX_TAGS)] = []
@@ -94,9 +101,9 @@ class RecipeUpdate(BaseModel):
     cuisine: Cuisine | None = None
     prep_minutes: Minutes | None = None
     cook_minutes: Minutes | None = None
-    servings: Annotated[int, Field(ge=1, le=1000)] | None = None
+    servings: Servings | None = None
     difficulty: Difficulty | None = None
-    is_public: bool | None = None
+    is_public: StrictBool | None = None
     ingredients: Annotated[list[IngredientLine], Field(max_length=MAX_INGREDIENTS)] | None = None
     steps: Annotated[list[StepText], Field(max_length=MAX_STEPS)] | None = None
     tags: Annotated[list[TagName], Field(max_length=MAX_TAGS)] | None = None
@@ -163,8 +170,8 @@ RECIPE_SHAPE = Shape(
 class RatingWrite(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    stars: Annotated[int, Field(ge=1, le=5)]
-    review: Annotated[str, StringConstraints(strip_whitespace=True, max_length=5_000)] | None = None
+    stars: Annotated[int, Field(ge=1, le=5), NUMBER_ONLY]
+    review: Annotated[str, StringConstraints(strip_whitespace=True, max_length=5_000), NO_CONTROLS] | None = None
 
 
 class RatingRead(BaseModel):

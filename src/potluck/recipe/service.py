@@ -287,7 +287,12 @@ class RecipeService:
         await self.outbox.record(session, RECIPE_DELETED, recipe.id, {"author_id": str(recipe.author_id)})
 
     async def rate(self, session: WriteSession, recipe: Recipe, user_id: uuid.UUID, data: RatingWrite) -> RatingRead:
-        """Put the caller's rating; the recipe's average and count are recomputed under its row lock."""
+        """Put the caller's rating; the recipe's average and count are recomputed under its row lock.
+
+        An author may not rate their own recipe (403): a self-rating would feed trending, `min_rating` and
+        recommendations with the one opinion that is never impartial."""
+        if recipe.author_id == user_id:
+            raise ForbiddenError("authors cannot rate their own recipes", extra={"reason": "own-recipe"})
         repo = RecipeRepository(session)
         rating = await repo.upsert_rating(recipe.id, user_id, data.stars, data.review)
         average, count = await repo.recompute_rating(recipe.id)

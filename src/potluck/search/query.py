@@ -24,6 +24,7 @@ from typing import Literal
 
 import orjson
 
+from potluck.kit.cursor import MAX_INT32, InvalidCursorError, bounded_int, timestamp_from_micros, uuid_from_hex
 from potluck.kit.digest import stable_digest
 
 MAX_QUERY_LENGTH = 200
@@ -270,8 +271,9 @@ def encode_cursor(cursor: SearchCursor, sort: Sort, fingerprint: str) -> str:
     return base64.urlsafe_b64encode(orjson.dumps(body)).rstrip(b"=").decode("ascii")
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def _is_rating(value: object) -> bool:
+    """An average of 1 to 5 stars (0 stands for "no rating yet" in the keyset order)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 5
 
 
 def decode_cursor(token: str, sort: Sort, fingerprint: str) -> SearchCursor:
@@ -290,21 +292,20 @@ def decode_cursor(token: str, sort: Sort, fingerprint: str) -> SearchCursor:
     if body[2] not in ("e", "f"):
         raise invalid
     fuzzy, rest = body[2] == "f", body[4:]
+    # Every field is bounded before it reaches a statement (kit/cursor.py says why).
     try:
-        if sort == "relevance" and len(rest) == 1 and _is_int(rest[0]) and 0 <= rest[0] <= MAX_OFFSET:
-            return SearchCursor(fuzzy, offset=rest[0])
-        if sort == "newest" and len(rest) == 2 and _is_int(rest[0]) and isinstance(rest[1], str):
-            return SearchCursor(fuzzy, created_at=_EPOCH + rest[0] * _MICROSECOND, id=uuid.UUID(hex=rest[1]))
-        if (
-            sort == "rating"
-            and len(rest) == 3
-            and isinstance(rest[0], int | float)
-            and not isinstance(rest[0], bool)
-            and _is_int(rest[1])
-            and isinstance(rest[2], str)
-        ):
-            return SearchCursor(fuzzy, rating=float(rest[0]), rating_count=rest[1], id=uuid.UUID(hex=rest[2]))
-    except (ValueError, OverflowError) as exc:
+        if sort == "relevance" and len(rest) == 1:
+            return SearchCursor(fuzzy, offset=bounded_int(rest[0], 0, MAX_OFFSET))
+        if sort == "newest" and len(rest) == 2:
+            return SearchCursor(fuzzy, created_at=timestamp_from_micros(rest[0]), id=uuid_from_hex(rest[1]))
+        if sort == "rating" and len(rest) == 3 and _is_rating(rest[0]):
+            return SearchCursor(
+                fuzzy,
+                rating=float(rest[0]),
+                rating_count=bounded_int(rest[1], 0, MAX_INT32),
+                id=uuid_from_hex(rest[2]),
+            )
+    except InvalidCursorError as exc:
         raise invalid from exc
     raise invalid
 

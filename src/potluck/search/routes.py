@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 from potluck.db.dependencies import MinLsn
 from potluck.errors import BadRequestError
 from potluck.kit.fields import project
+from potluck.kit.inputs import SafeStr
 from potluck.kit.links import next_link
 from potluck.kit.responses import json_response
 from potluck.recipe.dependencies import ListSelection
@@ -34,22 +35,22 @@ async def search_recipes(
     request: Request,
     min_lsn: MinLsn,
     q: Annotated[
-        str,
+        SafeStr,
         Query(
             min_length=1,
             max_length=MAX_QUERY_LENGTH,
             description='Web-search syntax: words, "a phrase", -excluded, `or` between alternatives.',
         ),
     ],
-    cuisine: Annotated[str | None, Query(max_length=50)] = None,
-    tag: Annotated[list[str] | None, Query(description="Tags every result must have (repeatable).")] = None,
-    ingredient: Annotated[list[str] | None, Query(description="Ingredients every result must contain.")] = None,
-    exclude_ingredient: Annotated[list[str] | None, Query(description="Ingredients no result may contain.")] = None,
+    cuisine: Annotated[SafeStr | None, Query(max_length=50)] = None,
+    tag: Annotated[list[SafeStr] | None, Query(description="Tags every result must have (repeatable).")] = None,
+    ingredient: Annotated[list[SafeStr] | None, Query(description="Ingredients every result must contain.")] = None,
+    exclude_ingredient: Annotated[list[SafeStr] | None, Query(description="Ingredients no result may contain.")] = None,
     max_total_minutes: Annotated[int | None, Query(ge=0, le=100_000)] = None,
     min_rating: Annotated[float | None, Query(ge=0, le=5)] = None,
     sort: Literal["relevance", "rating", "newest"] = "relevance",
     prefix: Annotated[bool, Query(description="Type-ahead: the last word also matches as a prefix.")] = False,
-    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_LENGTH)] = None,
+    cursor: Annotated[SafeStr | None, Query(max_length=MAX_CURSOR_LENGTH)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 20,
 ) -> Response:
     """Full-text search over titles, descriptions and ingredient names, ranked and filtered.
@@ -79,7 +80,7 @@ async def search_recipes(
         "mode": "fuzzy" if result.fuzzy else "exact",
     }
     headers = {"Cache-Control": PUBLIC_SEARCH_CACHE if viewer is None else PRIVATE_CACHE, "Vary": "Authorization"}
-    headers.update(next_link(request.url, result.next_cursor))
+    headers.update(next_link(request, result.next_cursor))
     return json_response(body, headers=headers)
 
 

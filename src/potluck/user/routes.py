@@ -4,7 +4,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Request, Response, status
-from fastapi.security import OAuth2PasswordRequestForm
 
 from potluck.db.dependencies import PrimaryReadSessionDep, ReadSessionDep, WriteSessionDep
 from potluck.kit.links import next_link
@@ -12,6 +11,7 @@ from potluck.kit.pagination import Page
 from potluck.user.dependencies import CurrentUserId, OptionalUserId, UserServiceDep
 from potluck.user.schemas import (
     FollowPage,
+    PasswordForm,
     RefreshRequest,
     TokenPair,
     UserCreate,
@@ -24,16 +24,21 @@ auth_router = APIRouter(prefix="/auth", tags=["auth"])
 router = APIRouter(prefix="/users", tags=["users"])
 
 
-@auth_router.post("/register", status_code=status.HTTP_201_CREATED, response_model=UserMe)
+@auth_router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=UserMe,
+    responses={409: {"description": "The email or username is taken"}},
+)
 async def register(body: UserCreate, session: WriteSessionDep, users: UserServiceDep) -> UserMe:
     """Create an account. 409 when the email or username is taken."""
     user = await users.register(session, body)
     return await users.get_me(session, user.id)
 
 
-@auth_router.post("/token", response_model=TokenPair)
+@auth_router.post("/token", response_model=TokenPair, responses={401: {"description": "Wrong credentials"}})
 async def token(
-    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    form: Annotated[PasswordForm, Depends()],
     session: PrimaryReadSessionDep,
     users: UserServiceDep,
     response: Response,
@@ -44,7 +49,7 @@ async def token(
     return users.issue_tokens(user.id)
 
 
-@auth_router.post("/refresh", response_model=TokenPair)
+@auth_router.post("/refresh", response_model=TokenPair, responses={401: {"description": "Invalid refresh token"}})
 async def refresh(
     body: RefreshRequest, session: PrimaryReadSessionDep, users: UserServiceDep, response: Response
 ) -> TokenPair:
@@ -102,7 +107,7 @@ async def followers(
     response: Response,
 ) -> FollowPage:
     result = await users.list_follows(session, user_id, "followers", page.cursor, page.limit)
-    response.headers.update(next_link(request.url, result.next_cursor))
+    response.headers.update(next_link(request, result.next_cursor))
     return result
 
 
@@ -116,5 +121,5 @@ async def following(
     response: Response,
 ) -> FollowPage:
     result = await users.list_follows(session, user_id, "following", page.cursor, page.limit)
-    response.headers.update(next_link(request.url, result.next_cursor))
+    response.headers.update(next_link(request, result.next_cursor))
     return result
