@@ -113,7 +113,14 @@ class AuthSettings(BaseModel):
 class ApiSettings(BaseModel):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     gzip_minimum_bytes: int = Field(default=1024, ge=0)
+    # Origins a browser may call the API from (Starlette's CORSMiddleware); empty: no CORS headers at all.
     cors_origins: list[str] = Field(default_factory=list)
+    cors_max_age_seconds: int = Field(default=600, ge=0)
+    # Strict-Transport-Security on responses to requests that came over TLS (0: none). Where nginx terminates TLS
+    # it sends the header itself (deploy/nginx), so the app's is off by default.
+    hsts_seconds: int = Field(default=0, ge=0)
+    # The interactive docs at /docs (Swagger UI served by the app from the pinned swagger-ui-bundle package).
+    docs_enabled: bool = True
 
 
 class MediaSettings(BaseModel):
