@@ -19,12 +19,18 @@ from potluck.config import Settings, get_settings
 from potluck.db.consistency import TOKEN_HEADER, ConsistencyTokenMiddleware
 from potluck.db.failover import ReplicaFailoverMiddleware
 from potluck.errors import install_error_handlers
+from potluck.health import INTERNAL_PATHS
 from potluck.health import router as health_router
 from potluck.kit.wiring import STATE_KEY as PROVIDER_KEY
 from potluck.kit.wiring import provider_of, required_by
 from potluck.media.routes import files_router as media_files_router
 from potluck.media.routes import upload_body_limits
-from potluck.middleware import DOCS_PREFIX, BodySizeLimitMiddleware, SecurityHeadersMiddleware
+from potluck.middleware import (
+    DOCS_PREFIX,
+    BodySizeLimitMiddleware,
+    InternalListenerGate,
+    SecurityHeadersMiddleware,
+)
 from potluck.observability import HttpMetricsMiddleware, RequestIdMiddleware, configure_logging, setup_tracing
 from potluck.observability.exposition import MetricsExposition
 from potluck.observability.logging import REQUEST_ID_HEADER
@@ -86,6 +92,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             expose_headers=["ETag", "Link", "Location", "Retry-After", REQUEST_ID_HEADER, TOKEN_HEADER],
             max_age=settings.api.cors_max_age_seconds,
         )
+    app.add_middleware(InternalListenerGate, internal_port=observability.metrics_port, internal_paths=INTERNAL_PATHS)
     # Outermost: every response gets them, the recipe fast path's and the middlewares' own problems included.
     app.add_middleware(SecurityHeadersMiddleware, hsts_seconds=settings.api.hsts_seconds)
     if settings.api.docs_enabled:

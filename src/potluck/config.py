@@ -226,6 +226,10 @@ class ObservabilitySettings(BaseModel):
     # (prometheus_client's multiprocess mode). None: PROMETHEUS_MULTIPROC_DIR, else a temporary directory when
     # there are several processes. Emptied at startup: one directory per server, never shared by two.
     multiprocess_dir: Path | None = None
+    # The internal listener: `potluck serve` binds this port on `metrics_host` next to the API's, and /metrics is
+    # answered only there (404 on the public port; nginx denies it too). None: /metrics is served nowhere.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
 
 
 class Settings(BaseSettings):

@@ -86,6 +86,29 @@ class _BodyTooLargeError(Exception):
     pass
 
 
+class InternalListenerGate:
+    """Internal paths (/metrics) only on the internal listener, and nothing else there.
+
+    `potluck serve` binds the API's socket and the internal one (observability.metrics_port) in the same
+    processes; which one a request came in on is `scope["server"]`'s port. With no internal port configured the
+    internal paths are served nowhere.
+    """
+
+    def __init__(self, app: ASGIApp, *, internal_port: int | None, internal_paths: frozenset[str]) -> None:
+        self.app = app
+        self.internal_port = internal_port
+        self.internal_paths = internal_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            server = scope.get("server")
+            internal = self.internal_port is not None and server is not None and server[1] == self.internal_port
+            if internal != (scope.get("path", "") in self.internal_paths):
+                await _problem(send, 404, "not-found", "Not Found", "no such resource on this listener")
+                return
+        await self.app(scope, receive, send)
+
+
 # JSON and images only: nothing on the API may run script, load anything, or be framed.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 # The interactive docs (Swagger UI from the app's own /docs/assets, swagger-ui-bundle pinned in uv.lock): its
