@@ -145,8 +145,15 @@ class MediaSettings(BaseModel):
     medium_width: int = Field(default=960, ge=16, le=8192)
     large_width: int = Field(default=1920, ge=16, le=8192)
     webp_quality: int = Field(default=80, ge=1, le=100)
-    # Uploads decoded at once per process (a 40 MP image takes ~160 MB while it is processed).
+    # Uploads decoded at once per API process (a 40 MP image takes ~160 MB while it is processed): the size of
+    # its pool of image processes, so decoding never runs on the API's own CPU time (event loop or GIL).
     processing_concurrency: int = Field(default=2, ge=1, le=64)
+    # One image's budget in its process (from the moment it starts there): past it the process is killed and
+    # replaced, and the upload is a 422 problem. A 40 MP JPEG takes 2-4 s on one core.
+    processing_timeout_seconds: float = Field(default=15.0, gt=0)
+    # A private recipe's images are served through signed URLs (S3: presigned GET; local disk: an HMAC-signed
+    # /media path) that work this long after the API handed them out.
+    signed_url_seconds: int = Field(default=300, ge=10, le=7 * 24 * 3600)
 
 
 class EventsSettings(BaseModel):

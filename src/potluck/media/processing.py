@@ -49,6 +49,12 @@ class CorruptImageError(ImageRejectedError):
     status_code, title, slug = 422, "Unprocessable Content", "corrupt-image"
 
 
+class ImageTooSlowError(ImageRejectedError):
+    """Processing took longer than its budget (media.processing_timeout_seconds): the image is too costly."""
+
+    status_code, title, slug = 422, "Unprocessable Content", "image-too-costly"
+
+
 @dataclass(frozen=True, slots=True)
 class ImageLimits:
     max_bytes: int
