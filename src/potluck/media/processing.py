@@ -84,6 +84,13 @@ class ProcessedImage:
     variants: tuple[EncodedVariant, ...]
 
 
+def warm_up() -> None:
+    """Load Pillow's decoders and the WebP encoder (a media pool process runs this before its first image, so an
+    image's time budget is spent on the image, not on imports)."""
+    Image.init()
+    Image.new("RGB", (1, 1)).save(io.BytesIO(), "WEBP")
+
+
 def check_size(size: int, limits: ImageLimits) -> None:
     """413 for more bytes than allowed (the caller counts while reading, so it never holds much more)."""
     if size > limits.max_bytes:

@@ -45,6 +45,7 @@ from potluck.media.processing import (
     VariantSpec,
     check_size,
     process_image,
+    warm_up,
 )
 from potluck.media.schemas import RecipeImageRead, VariantRead
 from potluck.media.storage import ImageStorage, LocalDiskStorage
@@ -229,7 +230,9 @@ class MediaService:
             # imported once in the server, so a process replaced after a timeout is ready at once.
             context = multiprocessing.get_context("forkserver")
             context.set_forkserver_preload([process_image.__module__])
-            self._pool = ProcessPool(max_workers=self.settings.processing_concurrency, context=context)
+            self._pool = ProcessPool(
+                max_workers=self.settings.processing_concurrency, initializer=warm_up, context=context
+            )
         budget = self.settings.processing_timeout_seconds
         future = self._pool.schedule(
             process_image, args=(upload, self.limits, self.variants, self.settings.webp_quality), timeout=budget
