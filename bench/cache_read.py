@@ -83,6 +83,15 @@ class Server:
     log: Path
 
 
+# API port -> the port of its internal listener, where /metrics is answered (potluck serve --metrics-port).
+METRICS_PORTS: dict[int, int] = {}
+
+
+def metrics_url(port: int) -> str:
+    """/metrics of the API process on `port`."""
+    return f"http://{HOST}:{METRICS_PORTS[port]}/metrics"
+
+
 class Servers:
     """Child processes of this script, each in its own session; stopped by pid, never by name."""
 
@@ -129,7 +138,8 @@ def wait_ready(server: Server, *, timeout: float = 60, need_local_tier: bool = F
                 raise RuntimeError(f"{server.name} exited (rc={server.proc.returncode}):\n{tail(server.log)}")
             try:
                 if client.get(f"{base}/readyz").status_code == 200 and (
-                    not need_local_tier or _gauge(client.get(f"{base}/metrics").text, "potluck_cache_local_enabled")
+                    not need_local_tier
+                    or _gauge(client.get(metrics_url(server.port)).text, "potluck_cache_local_enabled")
                 ):
                     return
             except httpx.HTTPError:
@@ -385,7 +395,7 @@ def cache_counters(ports: Sequence[int]) -> dict[str, float]:
     totals: dict[str, float] = defaultdict(float)
     with httpx.Client(timeout=5) as client:
         for port in ports:
-            text = client.get(f"http://{HOST}:{port}/metrics").text
+            text = client.get(metrics_url(port)).text
             for family in text_string_to_metric_families(text):
                 for sample in family.samples:
                     if sample.labels.get("family") != FAMILY:
@@ -468,7 +478,9 @@ class Bench:
         started = []
         for i in range(self.args.processes):
             port = free_port()
+            METRICS_PORTS[port] = free_port()
             argv = [str(BIN_DIR / "potluck"), "serve", "--host", HOST, "--port", str(port)]
+            argv += ["--metrics-port", str(METRICS_PORTS[port])]
             started.append(self.servers.start(f"api-{tag}-{i}", argv, self.api_env(cache_enabled=cache_enabled), port))
         for server in started:
             wait_ready(server, need_local_tier=cache_enabled)

@@ -66,6 +66,7 @@ from bench.cache_read import (
     code_version,
     cpu_snapshot,
     hit_rate,
+    metrics_url,
     seeded_bench,
     signals_as_interrupt,
     wait_for_quiet,
@@ -93,7 +94,7 @@ out = Console(width=None if sys.stdout.isatty() else 200)
 def _gauges(client: httpx.Client, port: int) -> dict[str, float]:
     wanted = ("potluck_cache_local_enabled", "potluck_cache_breaker_open")
     values: dict[str, float] = {}
-    for family in text_string_to_metric_families(client.get(f"http://{HOST}:{port}/metrics").text):
+    for family in text_string_to_metric_families(client.get(metrics_url(port)).text):
         for sample in family.samples:
             if sample.name in wanted:
                 values[sample.name] = float(sample.value)
@@ -105,7 +106,7 @@ def store_errors(ports: Sequence[int]) -> dict[str, float]:
     totals: dict[str, float] = {}
     with httpx.Client(timeout=5) as client:
         for port in ports:
-            for family in text_string_to_metric_families(client.get(f"http://{HOST}:{port}/metrics").text):
+            for family in text_string_to_metric_families(client.get(metrics_url(port)).text):
                 for sample in family.samples:
                     if sample.name == "potluck_cache_errors_total" and sample.labels.get("family") == FAMILY:
                         operation = sample.labels["operation"]

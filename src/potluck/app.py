@@ -6,24 +6,37 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import HTMLResponse, Response
+from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
+from starlette.staticfiles import StaticFiles
+from swagger_ui_bundle import swagger_ui_path
 
 from potluck import __version__
 from potluck.api import api_router
 from potluck.bootstrap import bootstrap
 from potluck.config import Settings, get_settings
-from potluck.db.consistency import ConsistencyTokenMiddleware
+from potluck.db.consistency import TOKEN_HEADER, ConsistencyTokenMiddleware
 from potluck.db.failover import ReplicaFailoverMiddleware
 from potluck.errors import install_error_handlers
+from potluck.health import INTERNAL_PATHS
 from potluck.health import router as health_router
 from potluck.kit.links import set_public_base_url
 from potluck.kit.wiring import STATE_KEY as PROVIDER_KEY
 from potluck.kit.wiring import provider_of, required_by
 from potluck.media.routes import files_router as media_files_router
 from potluck.media.routes import upload_body_limits
-from potluck.middleware import AllowedHostsMiddleware, BodyReadTimeoutMiddleware, BodySizeLimitMiddleware
+from potluck.middleware import (
+    DOCS_PREFIX,
+    AllowedHostsMiddleware,
+    BodyReadTimeoutMiddleware,
+    BodySizeLimitMiddleware,
+    InternalListenerGate,
+    SecurityHeadersMiddleware,
+)
 from potluck.observability import HttpMetricsMiddleware, RequestIdMiddleware, configure_logging, setup_tracing
 from potluck.observability.exposition import MetricsExposition
+from potluck.observability.logging import REQUEST_ID_HEADER
 from potluck.observability.multiprocess import mark_dead
 from potluck.observability.tracing import untraced
 from potluck.openapi import install_contract
@@ -58,6 +71,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="The backend of a recipe-sharing platform. Errors are RFC 9457 problem+json.",
         lifespan=lifespan,
+        # FastAPI's own pages load an unpinned script from a CDN: ours are served from this app (_install_docs).
+        docs_url=None,
+        redoc_url=None,
         telemetry=tracing.telemetry(exclude=untraced),
     )
     app.state.tracing = tracing
@@ -75,6 +91,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(AllowedHostsMiddleware, allowed=settings.api.allowed_hosts, exempt=("/healthz", "/readyz"))
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(HttpMetricsMiddleware, registry=lambda: provider_of(app).get(MetricsExposition).registry)
+    if settings.api.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.api.cors_origins,
+            allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Match", TOKEN_HEADER],
+            expose_headers=["ETag", "Link", "Location", "Retry-After", REQUEST_ID_HEADER, TOKEN_HEADER],
+            max_age=settings.api.cors_max_age_seconds,
+        )
+    app.add_middleware(InternalListenerGate, internal_port=observability.metrics_port, internal_paths=INTERNAL_PATHS)
+    # Outermost: every response gets them, the recipe fast path's and the middlewares' own problems included.
+    app.add_middleware(SecurityHeadersMiddleware, hsts_seconds=settings.api.hsts_seconds)
+    if settings.api.docs_enabled:
+        _install_docs(app)
     app.include_router(health_router)
     app.include_router(api_router)
     app.include_router(media_files_router)  # /media/{key}: image files, when they are on this app's disk
@@ -83,3 +113,44 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         app.include_router(testing_router)
     return app
+
+
+_DOCS_PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>Potluck API</title>
+<link rel="stylesheet" href="{prefix}/assets/swagger-ui.css">
+</head>
+<body>
+<div id="swagger-ui"></div>
+<script src="{prefix}/assets/swagger-ui-bundle.js"></script>
+<script src="{prefix}/init.js"></script>
+</body>
+</html>
+"""
+
+_DOCS_INIT = """window.ui = SwaggerUIBundle({{
+  url: "{openapi_url}",
+  dom_id: "#swagger-ui",
+  layout: "BaseLayout",
+  deepLinking: true,
+  presets: [SwaggerUIBundle.presets.apis, SwaggerUIBundle.SwaggerUIStandalonePreset],
+}});
+"""
+
+
+def _install_docs(app: FastAPI) -> None:
+    """Swagger UI at /docs from the app itself: the pinned swagger-ui-bundle's files, no CDN, no inline script (so
+    the docs' CSP can say `script-src 'self'`)."""
+    page = _DOCS_PAGE.format(prefix=DOCS_PREFIX)
+    init = _DOCS_INIT.format(openapi_url=app.openapi_url)
+    app.mount(f"{DOCS_PREFIX}/assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get(DOCS_PREFIX, include_in_schema=False)
+    async def docs_page() -> HTMLResponse:
+        return HTMLResponse(page)
+
+    @app.get(f"{DOCS_PREFIX}/init.js", include_in_schema=False)
+    async def docs_init() -> Response:
+        return Response(init, media_type="text/javascript")

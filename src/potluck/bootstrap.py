@@ -32,6 +32,7 @@ from potluck.events.runtime import EventsRuntime
 from potluck.kit.wiring import Services
 from potluck.media.handlers import install_media_handlers
 from potluck.media.service import MediaService
+from potluck.media.signing import UrlSigner
 from potluck.media.storage import ImageStorage, LocalDiskStorage, S3Storage
 from potluck.notification.handlers import install_notification_handlers
 from potluck.notification.service import NotificationService
@@ -166,8 +167,9 @@ def build_background(settings: Settings, cache: Cache, analytics: SearchAnalytic
     return Background(database, own_cache, recipes, trending, CacheWarmer(database, recipes, search, trending))
 
 
-def build_media_storage(settings: Settings) -> ImageStorage:
-    """An S3 bucket (behind a CDN) or, the embedded default, files under data_dir/media that the app serves."""
+def build_media_storage(settings: Settings, signing_key: bytes) -> ImageStorage:
+    """An S3 bucket (behind a CDN) or, the embedded default, files under data_dir/media that the app serves (a
+    private image's with an HMAC signature made with `signing_key`)."""
     media = settings.media
     if media.storage == "s3":
         key_id, secret = media.s3_access_key_id, media.s3_secret_access_key
@@ -179,7 +181,8 @@ def build_media_storage(settings: Settings) -> ImageStorage:
             secret_access_key=secret.get_secret_value() if secret else None,
             timeout_seconds=media.s3_timeout_seconds,
         )
-    return LocalDiskStorage(media.local_dir or settings.data_dir / "media")
+    signer = UrlSigner(signing_key, media.public_base_url)
+    return LocalDiskStorage(media.local_dir or settings.data_dir / "media", signer)
 
 
 def build_artefact_store(storage: ImageStorage) -> ArtefactStore:
@@ -280,14 +283,14 @@ def bootstrap(settings: Settings) -> Container:
     views = ViewCounter()
     search_analytics = build_search_analytics(settings)
     background = build_background(settings, cache, search_analytics)
-    storage = build_media_storage(settings)
+    tokens = TokenService.from_settings(settings.auth, settings.data_dir)
+    storage = build_media_storage(settings, tokens.derived_key("potluck media url"))
     local_files = storage if isinstance(storage, LocalDiskStorage) else None
     artefacts = build_artefact_store(storage)
     media = MediaService(storage, recipes, settings.media, local_files=local_files)
     coord_target = settings.coord_redis
     coord = redis_client(coord_target, 1.0) if coord_target is not None else None
     handlers = build_handlers(cache, background, notifications, media)
-    tokens = TokenService.from_settings(settings.auth, settings.data_dir)
     container = Container(
         settings=settings,
         registry=registry,

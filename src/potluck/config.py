@@ -113,6 +113,7 @@ class AuthSettings(BaseModel):
 class ApiSettings(BaseModel):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     gzip_minimum_bytes: int = Field(default=1024, ge=0)
+    # Origins a browser may call the API from (Starlette's CORSMiddleware); empty: no CORS headers at all.
     cors_origins: list[str] = Field(default_factory=list)
     # The scheme and authority clients reach the API at (https://api.example.com): Location and Link headers are
     # built on it. None: they are relative (/api/v1/...). Never taken from the request's Host header.
@@ -126,6 +127,12 @@ class ApiSettings(BaseModel):
     header_timeout_seconds: float = Field(default=10.0, gt=0)
     body_timeout_seconds: float = Field(default=60.0, gt=0)
     max_header_bytes: int = Field(default=16_384, ge=1024)
+    cors_max_age_seconds: int = Field(default=600, ge=0)
+    # Strict-Transport-Security on responses to requests that came over TLS (0: none). Where nginx terminates TLS
+    # it sends the header itself (deploy/nginx), so the app's is off by default.
+    hsts_seconds: int = Field(default=0, ge=0)
+    # The interactive docs at /docs (Swagger UI served by the app from the pinned swagger-ui-bundle package).
+    docs_enabled: bool = True
 
 
 class MediaSettings(BaseModel):
@@ -150,8 +157,15 @@ class MediaSettings(BaseModel):
     medium_width: int = Field(default=960, ge=16, le=8192)
     large_width: int = Field(default=1920, ge=16, le=8192)
     webp_quality: int = Field(default=80, ge=1, le=100)
-    # Uploads decoded at once per process (a 40 MP image takes ~160 MB while it is processed).
+    # Uploads decoded at once per API process (a 40 MP image takes ~160 MB while it is processed): the size of
+    # its pool of image processes, so decoding never runs on the API's own CPU time (event loop or GIL).
     processing_concurrency: int = Field(default=2, ge=1, le=64)
+    # One image's budget in its process (from the moment it starts there): past it the process is killed and
+    # replaced, and the upload is a 422 problem. A 40 MP JPEG takes 2-4 s on one core.
+    processing_timeout_seconds: float = Field(default=15.0, gt=0)
+    # A private recipe's images are served through signed URLs (S3: presigned GET; local disk: an HMAC-signed
+    # /media path) that work this long after the API handed them out.
+    signed_url_seconds: int = Field(default=300, ge=10, le=7 * 24 * 3600)
 
 
 class EventsSettings(BaseModel):
@@ -231,6 +245,10 @@ class ObservabilitySettings(BaseModel):
     # (prometheus_client's multiprocess mode). None: PROMETHEUS_MULTIPROC_DIR, else a temporary directory when
     # there are several processes. Emptied at startup: one directory per server, never shared by two.
     multiprocess_dir: Path | None = None
+    # The internal listener: `potluck serve` binds this port on `metrics_host` next to the API's, and /metrics is
+    # answered only there (404 on the public port; nginx denies it too). None: /metrics is served nowhere.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
 
 
 class Settings(BaseSettings):

@@ -22,6 +22,8 @@ SettingsDep = Annotated[Settings, Depends(provided(Settings))]
 ExpositionDep = Annotated[MetricsExposition, Depends(provided(MetricsExposition))]
 
 router = APIRouter(tags=["health"])
+# Served only on the internal listener (observability.metrics_port; middleware.InternalListenerGate).
+INTERNAL_PATHS = frozenset({"/metrics"})
 
 
 @router.get("/healthz")
@@ -55,5 +57,7 @@ async def readyz(database: DatabaseDep, settings: SettingsDep, cache: CacheDep) 
 
 @router.get("/metrics", include_in_schema=False)
 async def metrics(exposition: ExpositionDep) -> Response:
-    """Prometheus exposition: this process's metrics, or every worker process's when they share the port."""
+    """Prometheus exposition: this process's metrics, or every worker process's when they share the port.
+
+    Only on the internal listener: 371 KB of internals (routes, pools, replicas, Redis) are nobody's business."""
     return Response(await exposition.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,4 +1,5 @@
-"""ASGI middleware: the request body limit and read deadline, the allowed hosts (before anything else runs)."""
+"""ASGI middleware: the request body limit and read deadline, the allowed hosts (before anything else runs), the
+internal listener's gate and the security headers."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import time
 from collections.abc import Sequence
 
 import orjson
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from potluck.errors import PROBLEM_BASE, PROBLEM_JSON
@@ -184,3 +186,75 @@ class _BodyTooLargeError(Exception):
 
 class _BodyTimeoutError(Exception):
     pass
+
+
+class InternalListenerGate:
+    """Internal paths (/metrics) only on the internal listener, and nothing else there.
+
+    `potluck serve` binds the API's socket and the internal one (observability.metrics_port) in the same
+    processes; which one a request came in on is `scope["server"]`'s port. With no internal port configured the
+    internal paths are served nowhere.
+    """
+
+    def __init__(self, app: ASGIApp, *, internal_port: int | None, internal_paths: frozenset[str]) -> None:
+        self.app = app
+        self.internal_port = internal_port
+        self.internal_paths = internal_paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            server = scope.get("server")
+            internal = self.internal_port is not None and server is not None and server[1] == self.internal_port
+            if internal != (scope.get("path", "") in self.internal_paths):
+                await _problem(send, 404, "not-found", "Not Found", "no such resource on this listener")
+                return
+        await self.app(scope, receive, send)
+
+
+# JSON and images only: nothing on the API may run script, load anything, or be framed.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+# The interactive docs (Swagger UI from the app's own /docs/assets, swagger-ui-bundle pinned in uv.lock): its
+# scripts and styles from this origin only, no inline script, the OpenAPI document fetched from this origin.
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
+)
+DOCS_PREFIX = "/docs"
+
+
+class SecurityHeadersMiddleware:
+    """The security headers on every response, whoever answered it (a route, an error handler, the recipe fast
+    path, another middleware): nosniff, a CSP (stricter under /docs), no referrer, no framing, and HSTS when the
+    request came over TLS (`scope["scheme"]`, which uvicorn's proxy headers set from the trusted proxy's
+    X-Forwarded-Proto). A header a route set itself is kept.
+    """
+
+    def __init__(self, app: ASGIApp, *, hsts_seconds: int = 0) -> None:
+        self.app = app
+        self.hsts = f"max-age={hsts_seconds}; includeSubDomains" if hsts_seconds > 0 else None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope.get("path", "")
+        docs = path == DOCS_PREFIX or path.startswith(DOCS_PREFIX + "/")
+        defaults = [
+            ("X-Content-Type-Options", "nosniff"),
+            ("Content-Security-Policy", DOCS_CSP if docs else API_CSP),
+            ("Referrer-Policy", "no-referrer"),
+            ("X-Frame-Options", "DENY"),
+        ]
+        if self.hsts is not None and scope.get("scheme") == "https":
+            defaults.append(("Strict-Transport-Security", self.hsts))
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                headers = MutableHeaders(scope=message)
+                for name, value in defaults:
+                    if name not in headers:
+                        headers[name] = value
+            await send(message)
+
+        await self.app(scope, receive, with_headers)

@@ -151,6 +151,8 @@ def previous_ports(info: Mapping[str, Any] | None) -> dict[str, int]:
     with contextlib.suppress(KeyError, TypeError):
         for node in [*info["api"], *info["sentinel"]["nodes"]]:
             ports[node["name"]] = node["port"]
+        for node in info["api"]:
+            ports[f"{node['name']}-metrics"] = node["metrics_port"]
     return ports
 
 
@@ -190,6 +192,7 @@ def choose_ports(state: BringUp) -> None:
         raise OpsError(f"port {state.lb_port} on {HOST} is in use: stop what holds it, or pass --lb-port")
     pg = [name for node in state.node_names for name in (node, f"{node}-api")]
     names = ["etcd", "etcd-peer", *pg, *(f"redis-{n}" for n in REDIS_NODES), *SENTINEL_NAMES, *state.api_names]
+    names += [f"{name}-metrics" for name in state.api_names]  # each API process's internal listener (/metrics)
     names += S3_PORTS
     state.ports = assign_ports(names, previous_ports(state.previous), avoid=[state.lb_port])
     state.secret = shared_secret(state.layout)
@@ -268,9 +271,11 @@ def start_api(state: BringUp) -> None:
     for index, name in enumerate(state.api_names, start=1):
         port = state.ports[name]
         log = state.layout.api_log(index)
-        args = [*state.potluck, "serve", "--host", HOST, "--port", str(port)]
+        metrics_port = state.ports[f"{name}-metrics"]
+        args = [*state.potluck, "serve", "--host", HOST, "--port", str(port), "--metrics-port", str(metrics_port)]
         proc = start_logged(args, log=log, pid_file=state.layout.api_pid(index), env=state.env)
         node: dict[str, Any] = {"name": name, "url": f"http://{HOST}:{port}", "port": port, "pid": proc.pid}
+        node.update(metrics_port=metrics_port, metrics_url=f"http://{HOST}:{metrics_port}/metrics")
         node["log"] = str(log)
         state.api_procs.append((node, proc))
 

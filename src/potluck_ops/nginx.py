@@ -51,6 +51,7 @@ def _nginx_args(layout: Layout) -> list[str | Path]:
 def start_nginx(layout: Layout, lb_port: int, api_ports: Sequence[int]) -> int:
     """Render the config, check it, start nginx (it daemonizes) and wait for /healthz through it; its pid."""
     (layout.nginx / "tmp").mkdir(parents=True, exist_ok=True)
+    (layout.nginx / "conf.d").mkdir(exist_ok=True)  # more servers (tls-server.conf.template), included
     template = (layout.deploy / "nginx" / "nginx.conf.template").read_text()
     conf = render_nginx_conf(template, nginx_dir=layout.nginx, lb_port=lb_port, api_ports=api_ports)
     (layout.nginx / "nginx.conf").write_text(conf)

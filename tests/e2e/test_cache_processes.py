@@ -83,8 +83,8 @@ async def _author_and_recipe(client: httpx.AsyncClient) -> tuple[dict[str, str],
     return headers, recipe
 
 
-async def _metric(client: httpx.AsyncClient, line_prefix: str) -> float:
-    text = (await client.get("/metrics")).text
+async def _metric(client: httpx.AsyncClient, api: ApiProcess, line_prefix: str) -> float:
+    text = (await client.get(api.metrics_url)).text  # the process's internal listener
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_prefix))
 
 
@@ -102,16 +102,19 @@ async def test_no_process_serves_an_old_value_after_a_write(clients: list[httpx.
         assert (await writer.get(url)).json()["title"] == f"v{round_}"
 
 
-async def test_concurrent_cold_reads_on_two_processes_load_once(clients: list[httpx.AsyncClient]) -> None:
+async def test_concurrent_cold_reads_on_two_processes_load_once(
+    clients: list[httpx.AsyncClient], topology: dict[str, Any]
+) -> None:
     a, b = clients
+    api_a, api_b = topology["apis"]
     _, recipe = await _author_and_recipe(a)
     prefix = 'potluck_cache_load_seconds_count{family="recipe_detail"}'
-    loads_before = await _metric(a, prefix) + await _metric(b, prefix)
+    loads_before = await _metric(a, api_a, prefix) + await _metric(b, api_b, prefix)
     url = f"/api/v1/recipes/{recipe['id']}"
     responses = await asyncio.gather(*((a if i % 2 else b).get(url) for i in range(40)))
     assert {r.status_code for r in responses} == {200}
     assert len({r.content for r in responses}) == 1
-    loads_after = await _metric(a, prefix) + await _metric(b, prefix)
+    loads_after = await _metric(a, api_a, prefix) + await _metric(b, api_b, prefix)
     assert loads_after - loads_before == 1
 
 

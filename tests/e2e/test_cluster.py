@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -62,12 +63,22 @@ def _explain(what: str, state_dir: Path, *, result: subprocess.CompletedProcess[
     return "\n".join(parts)
 
 
+def _upstreams(state_dir: Path, targets: Sequence[str]) -> list[str]:
+    """The API process (`upstream=` in nginx's access log) that answered each request target, in order."""
+    found: dict[str, str] = {}
+    for line in (state_dir / "nginx" / "access.log").read_text().splitlines():
+        match = re.search(r'"GET (\S+) HTTP/[0-9.]+" .* upstream=(\S+)', line)
+        if match and match.group(1) in targets:
+            found[match.group(1)] = match.group(2)
+    return [found.get(target, "?") for target in targets]
+
+
 def _expect(response: httpx.Response, status: int, state_dir: Path) -> httpx.Response:
     if response.status_code != status:
         pytest.fail(
             _explain(
                 f"{response.request.method} {response.request.url}: expected {status}, got {response.status_code} "
-                f"(X-Upstream {response.headers.get('x-upstream')}): {response.text[:2000]}",
+                f": {response.text[:2000]}",
                 state_dir,
             )
         )
@@ -167,18 +178,26 @@ def test_cluster_up_serves_through_nginx_and_every_api_process(state_dir: Path) 
             created = client.post("/api/v1/recipes", json=recipe, headers={"Authorization": f"Bearer {token}"})
             recipe_id = _expect(created, 201, state_dir).json()["id"]
 
-            # One keep-alive connection, sequential requests: round robin must alternate between the two.
-            upstreams = [_expect(client.get("/healthz"), 200, state_dir).headers["x-upstream"] for _ in range(6)]
+            # One keep-alive connection, sequential requests: round robin must alternate between the two. Which
+            # process answered is in nginx's access log (`upstream=`), never in a response header.
+            probe = uuid.uuid4().hex[:8]
+            for i in range(6):
+                assert "x-upstream" not in _expect(client.get(f"/healthz?rr={probe}{i}"), 200, state_dir).headers
+            upstreams = _upstreams(state_dir, [f"/healthz?rr={probe}{i}" for i in range(6)])
+            # /metrics: refused by the gateway, served on each API process's internal listener.
+            assert client.get("/metrics").status_code == 404
 
             # JSON over 1 KB leaves the load balancer compressed.
             spec = _expect(client.get("/openapi.json", headers={"Accept-Encoding": "gzip"}), 200, state_dir)
             assert spec.headers.get("content-encoding") == "gzip"
 
         expected = {f"127.0.0.1:{node['port']}" for node in info["api"]}
-        assert set(upstreams) == expected, f"X-Upstream {upstreams}, API processes {expected}"
+        assert set(upstreams) == expected, f"upstreams {upstreams}, API processes {expected}"
         assert all(a != b for a, b in itertools.pairwise(upstreams)), f"no alternation: {upstreams}"
 
         for node in info["api"]:
+            assert httpx.get(f"{node['url']}/metrics", timeout=10, trust_env=False).status_code == 404
+            assert "potluck_http" in httpx.get(node["metrics_url"], timeout=10, trust_env=False).text
             doc = _read_back(node["url"], recipe_id, state_dir)
             assert doc["id"] == recipe_id
             assert doc["title"] == "Cluster soup"

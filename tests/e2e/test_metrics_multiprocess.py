@@ -1,4 +1,5 @@
-"""/metrics of `potluck serve --workers 3`: whichever worker answers the scrape, it reports all of them.
+"""/metrics of `potluck serve --workers 3`: whichever worker answers the scrape, it reports all of them; and only
+on the internal listener (--metrics-port), never on the API's port.
 
 Real processes on one port (uvicorn's workers), the embedded default (SQLite, no Redis). Requests go over fresh
 connections so the kernel spreads them over the workers; each worker's own count is read from its file in the
@@ -40,6 +41,8 @@ class Server:
     def __init__(self, env: dict[str, str], log: Path, workers: int) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.metrics_port = free_port()
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}"
         self.log = log
         with log.open("ab") as out:
             self.proc = subprocess.Popen(
@@ -52,6 +55,11 @@ class Server:
                     str(workers),
                     "--port",
                     str(self.port),
+                    "--metrics-port",
+                    str(self.metrics_port),
+                    # On a loaded box importing the app takes longer than the default 30 s.
+                    "--worker-timeout",
+                    "120",
                 ],
                 env=env,
                 stdout=out,
@@ -165,7 +173,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]
 async def test_request_counts_add_up_across_workers(server: dict[str, Any]) -> None:
     api, metrics_dir = server["api"], server["dir"]
     assert not (metrics_dir / "counter_1.db").exists()  # emptied at startup
-    before = await scrape(api.url)
+    before = await scrape(api.metrics_url)
     requests = key("potluck_http_requests_total", **HEALTHZ, status="200")
     count = key("potluck_http_request_duration_seconds_count", **HEALTHZ)
     inf_bucket = key("potluck_http_request_duration_seconds_bucket", **HEALTHZ, le="+Inf")
@@ -175,7 +183,7 @@ async def test_request_counts_add_up_across_workers(server: dict[str, Any]) -> N
     k = 120
     await hit(f"{api.url}/healthz", k)
     for _ in range(5):  # several scrapes, reaching different workers: the same totals each time
-        after = await scrape(api.url)
+        after = await scrape(api.metrics_url)
         assert after[requests] == base + k
         assert after[count] == base + k
         assert after[inf_bucket] == base + k
@@ -188,6 +196,23 @@ async def test_request_counts_add_up_across_workers(server: dict[str, Any]) -> N
     print(f"per-worker /healthz counts: {answered}; scraped total {after[requests]:.0f}")
 
 
+async def test_metrics_only_on_the_internal_listener(server: dict[str, Any]) -> None:
+    """Issue 18, finding 7: the API's port never answers /metrics, whichever worker takes the connection; the
+    internal listener answers nothing but it."""
+    api = server["api"]
+    limits = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(limits=limits, timeout=10) as client:
+        for _ in range(6):
+            public = await client.get(f"{api.url}/metrics")
+            assert public.status_code == 404
+            assert public.headers["content-type"] == "application/problem+json"
+            assert "potluck_" not in public.text
+        assert (await client.get(f"{api.url}/healthz")).status_code == 200
+        assert (await client.get(f"{api.metrics_url}/metrics")).status_code == 200
+        for path in ("/healthz", "/api/v1/recipes", "/docs"):
+            assert (await client.get(f"{api.metrics_url}{path}")).status_code == 404, path
+
+
 async def test_pool_gauges_sum_live_workers_and_a_killed_worker_keeps_its_counts(server: dict[str, Any]) -> None:
     api, metrics_dir = server["api"], server["dir"]
     size = key("potluck_db_pool_size", role="primary", node="primary")
@@ -195,10 +220,10 @@ async def test_pool_gauges_sum_live_workers_and_a_killed_worker_keeps_its_counts
     own = per_process(metrics_dir, "gauge_livesum", "potluck_db_pool_size", {"role": "primary", "node": "primary"})
     assert len(own) == WORKERS, own  # every worker's own pools, the same size each
     assert len(set(own.values())) == 1, own
-    assert (await scrape(api.url))[size] == WORKERS * next(iter(own.values()))
+    assert (await scrape(api.metrics_url))[size] == WORKERS * next(iter(own.values()))
 
     await hit(f"{api.url}/healthz", 30)
-    total = (await scrape(api.url))[requests]
+    total = (await scrape(api.metrics_url))[requests]
     counts = per_process(metrics_dir, "counter", "potluck_http_requests_total", {**HEALTHZ, "status": "200"})
     victim = max(live_pids(metrics_dir), key=lambda pid: counts.get(pid, 0.0))
     assert counts[victim] > 0
@@ -206,7 +231,7 @@ async def test_pool_gauges_sum_live_workers_and_a_killed_worker_keeps_its_counts
 
     # uvicorn replaces the worker; meanwhile and after, the victim's counts stay in the totals.
     async def replaced() -> bool:
-        scraped = await scrape(api.url)
+        scraped = await scrape(api.metrics_url)
         assert scraped[requests] == total
         pids = live_pids(metrics_dir)
         # Its live gauges reaped by a scrape (it could not shut down), a replacement's in their place.
@@ -237,7 +262,7 @@ def test_several_workers_without_configuration_use_a_temporary_directory(
 
         async def run() -> Samples:
             await hit(f"{api.url}/healthz", k)
-            return await scrape(api.url)
+            return await scrape(api.metrics_url)
 
         scraped = asyncio.run(run())
         assert scraped[key("potluck_http_requests_total", **HEALTHZ, status="200")] == k

@@ -121,7 +121,7 @@ async def test_views_reach_the_database_once_through_the_worker(stack: dict[str,
         await asyncio.sleep(2.5)  # more pushes and flushes run: nothing is applied twice
         assert await views() == 60
 
-        metrics = (await client.get("/metrics")).text
+        metrics = (await client.get(stack["api"].metrics_url)).text
         assert "potluck_outbox_backlog" in metrics
         assert 'potluck_queue_depth{queue="potluck"}' in metrics
 

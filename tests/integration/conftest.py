@@ -23,10 +23,17 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from potluck.app import create_app
-from potluck.config import AuthSettings, CacheSettings, DatabaseSettings, RedisSettings, Settings
+from potluck.config import (
+    AuthSettings,
+    CacheSettings,
+    DatabaseSettings,
+    ObservabilitySettings,
+    RedisSettings,
+    Settings,
+)
 from potluck.db.engine import create_engine
 from potluck.db.migrate import upgrade
-from tests.support.app import AppClient, container_of
+from tests.support.app import METRICS_PORT, AppClient, container_of
 
 # The embedded default (SQLite, in-process cache) and the full topology (PostgreSQL, Redis cache).
 BACKENDS = ["sqlite", "postgres"]
@@ -125,6 +132,7 @@ def settings(database_url: str, redis_url: str | None, tmp_path: Path) -> Settin
         redis=RedisSettings(url=redis_url),
         cache=CacheSettings(test_hooks=True),
         auth=_fast_auth(),
+        observability=ObservabilitySettings(metrics_port=METRICS_PORT),
     )
 
 

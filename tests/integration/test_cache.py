@@ -22,7 +22,7 @@ from potluck.cache.families import Family
 from potluck.cache.keys import recipe_key
 from potluck.config import Settings
 from tests.integration.conftest import Api, running_app
-from tests.support.app import container_of
+from tests.support.app import METRICS_URL, container_of
 from tests.support.eventually import eventually
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
@@ -383,7 +383,7 @@ async def test_per_family_counters_are_exact(settings: Settings) -> None:
         got = {k: _sample(a, k[0], family=k[1], tier=k[2]) for k in expected}
         assert got == expected
         assert _sample(a, "potluck_cache_fills_total", family="recipe_detail", outcome="stored") == 1
-        metrics_text = (await a.get("/metrics")).text
+        metrics_text = (await a.get(METRICS_URL)).text
         assert 'potluck_cache_hits_total{family="recipe_detail",tier="l1"} 2.0' in metrics_text
 
 

@@ -12,11 +12,14 @@ import asyncio
 import io
 import logging
 import os
+import re
+import time
 import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import boto3
 import httpx
@@ -27,9 +30,10 @@ from sqlalchemy import func, select
 from potluck.config import MediaSettings, Settings
 from potluck.events.models import OutboxEvent
 from potluck.kit.media_keys import VARIANTS, recipe_prefix
+from potluck.media.processing import process_image
 from potluck.media.storage import ImageStorage, LocalDiskStorage, S3Storage
 from potluck_ops.ports import free_port
-from tests.integration.conftest import Api
+from tests.integration.conftest import Api, running_app
 from tests.support.app import container_of
 from tests.support.eventually import eventually
 
@@ -529,3 +533,178 @@ async def test_an_unreachable_image_store_is_503_and_changes_nothing(settings: S
         doc = (await client.get(f"/api/v1/recipes/{recipe['id']}", headers=author["headers"])).json()
         assert doc["version"] == recipe["version"]
         assert doc["image_url"] is None
+
+
+def gradient_png(size: tuple[int, int]) -> bytes:
+    """A large image that compresses well (a small upload) but costs seconds to decode, resize and encode."""
+    out = io.BytesIO()
+    Image.radial_gradient("L").resize(size).convert("RGB").save(out, "PNG", compress_level=1)
+    return out.getvalue()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_images_are_processed_off_the_api_process_s_cpu(client: httpx.AsyncClient, api: Api) -> None:
+    """Issue 18, finding 5: decoding and encoding run in the media pool's processes, not in the API process."""
+    author = await api.register()
+    recipe = await api.create_recipe(author)
+    assert (await upload(client, recipe["id"], author, jpeg(size=(64, 48)))).status_code == 200  # the pool is up
+    media = container_of(client).media
+    heavy = gradient_png((4000, 3000))
+    began = time.process_time()
+    process_image(heavy, media.limits, media.variants, media.settings.webp_quality)
+    cost = time.process_time() - began  # what processing it here costs this process's CPU
+    began = time.process_time()
+    resp = await upload(client, recipe["id"], author, heavy, filename="big.png", content_type="image/png")
+    spent = time.process_time() - began
+    assert resp.status_code == 200, resp.text
+    assert spent < cost / 2, (spent, cost)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_an_image_over_its_time_budget_is_a_422_and_the_pool_recovers(settings: Settings) -> None:
+    media = settings.media.model_copy(update={"processing_timeout_seconds": 2.0, "processing_concurrency": 1})
+    async with running_app(settings.model_copy(update={"media": media})) as client:
+        api = Api(client)
+        author = await api.register()
+        recipe = await api.create_recipe(author)
+        assert (await upload(client, recipe["id"], author, jpeg(size=(64, 48)))).status_code == 200  # pool up
+        costly = gradient_png((6000, 6000))  # 36 MP: under max_pixels, seconds of work
+        began = time.monotonic()
+        resp = await upload(client, recipe["id"], author, costly, filename="big.png", content_type="image/png")
+        took = time.monotonic() - began
+        body = assert_problem(resp, 422, "image-too-costly")
+        assert body["budget_seconds"] == 2.0
+        keys = await stored_keys(client, recipe["id"])
+        media_service = container_of(client).media
+        began = time.monotonic()
+        process_image(costly, media_service.limits, media_service.variants, media.webp_quality)
+        full = time.monotonic() - began
+        assert took < full / 2, (took, full)  # the budget bounded the request, not the image's full cost
+        # The killed process was replaced: the next (cheap) image goes through the same one-process pool.
+        resp = await upload(client, recipe["id"], author, jpeg(size=(64, 40)))
+        assert resp.status_code == 200, resp.text
+        assert await stored_keys(client, recipe["id"]) != keys
+
+
+# --- private images (issue 18, finding 12) ---------------------------------------------------------------------
+
+
+def raw_object_url(client: httpx.AsyncClient, key: str) -> str:
+    """Where the object itself is, unsigned: the app's /media (local disk) or the bucket's URL (S3)."""
+    settings = container_of(client).settings.media
+    return f"/media/{key}" if settings.storage == "local" else f"{settings.s3_endpoint_url}/{BUCKET}/{key}"
+
+
+async def every_key(client: httpx.AsyncClient, recipe_id: str) -> list[str]:
+    rid = uuid.UUID(recipe_id)
+    storage = storage_of(client)
+    return sorted(
+        [*await storage.list_keys(recipe_prefix(rid)), *await storage.list_keys(recipe_prefix(rid, private=True))]
+    )
+
+
+async def signed(
+    client: httpx.AsyncClient, recipe_id: str, variant: str, user: dict[str, Any] | None
+) -> httpx.Response:
+    headers = user["headers"] if user else {}
+    return await client.get(f"/api/v1/recipes/{recipe_id}/image/{variant}", headers=headers)
+
+
+def assert_never_public(resp: httpx.Response) -> None:
+    cache_control = resp.headers.get("cache-control", "")
+    assert "public" not in cache_control, cache_control
+    assert "immutable" not in cache_control, cache_control
+
+
+async def test_a_private_recipe_s_image_is_served_only_through_short_lived_signed_urls(
+    client: httpx.AsyncClient, api: Api, public_http: httpx.AsyncClient
+) -> None:
+    author, stranger = await api.register(), await api.register()
+    recipe = await api.create_recipe(author, is_public=False)
+    rid = recipe["id"]
+    put = await upload(client, rid, author, jpeg())
+    assert put.status_code == 200, put.text
+    links = put.json()["images"]
+    assert links == {v: f"/api/v1/recipes/{rid}/image/{v}" for v in VARIANTS}  # no storage URL in the document
+    assert (await client.get(f"/api/v1/recipes/{rid}", headers=author["headers"])).json()["images"] == links
+    keys = await every_key(client, rid)
+    assert keys
+    assert all(k.startswith(f"private/recipes/{rid}/") for k in keys)
+    for key in keys:  # the objects themselves: nobody gets them without a signature
+        assert (await fetch(client, public_http, raw_object_url(client, key))).status_code in (403, 404)
+    assert (await signed(client, rid, "medium", None)).status_code == 404
+    assert (await signed(client, rid, "medium", stranger)).status_code == 404
+    assert (await signed(client, rid, "huge", author)).status_code == 422
+    redirect = await signed(client, rid, "medium", author)
+    assert redirect.status_code == 307
+    assert redirect.headers["cache-control"] == "private, no-store"
+    location = redirect.headers["location"]
+    image = await fetch(client, public_http, location)
+    assert image.status_code == 200
+    assert image.content[:4] == b"RIFF"
+    assert_never_public(image)
+    if location.startswith("/"):  # the app checks its own signatures
+        tampered = re.sub(r"(signature=)([0-9a-f]{6})", r"\g<1>000000", location)
+        assert tampered != location
+        assert (await client.get(tampered)).status_code == 403
+    else:  # a presigned GET; S3 checks it (moto does not check signatures, so only its form is tested here)
+        query = parse_qs(urlsplit(location).query)
+        assert query["X-Amz-Expires"] == [str(container_of(client).settings.media.signed_url_seconds)]
+        assert query["X-Amz-Signature"]
+        assert query["response-cache-control"] == ["private, max-age=300"]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+async def test_a_local_signed_url_stops_working_at_its_expiry(client: httpx.AsyncClient, api: Api) -> None:
+    author = await api.register()
+    recipe = await api.create_recipe(author, is_public=False)
+    assert (await upload(client, recipe["id"], author, jpeg())).status_code == 200
+    key = next(k for k in await every_key(client, recipe["id"]) if k.endswith("/thumb.webp"))
+    signer = container_of(client).media.local_files.signer
+    assert (await client.get(signer.url(key, int(time.time()) + 60))).status_code == 200
+    assert (await client.get(signer.url(key, int(time.time()) - 1))).status_code == 403
+    other = key.replace("thumb", "large")
+    forged = signer.url(key, int(time.time()) + 60).replace(key, other)  # a signature is for one key
+    assert (await client.get(forged)).status_code == 403
+
+
+async def test_a_visibility_change_rekeys_the_image_and_the_old_urls_die(
+    client: httpx.AsyncClient, api: Api, public_http: httpx.AsyncClient
+) -> None:
+    author = await api.register()
+    recipe = await api.create_recipe(author)
+    rid, url = recipe["id"], f"/api/v1/recipes/{recipe['id']}"
+    public_links = (await upload(client, rid, author, jpeg())).json()["images"]
+    await deliver(client)
+    public = await fetch(client, public_http, public_links["medium"])
+    assert public.status_code == 200
+    assert "immutable" in public.headers["cache-control"]
+
+    resp = await client.patch(url, json={"is_public": False}, headers=author["headers"])
+    assert resp.status_code == 200, resp.text
+    await deliver(client)  # media.rekey, then the sweep its image_replaced brings
+    assert (await fetch(client, public_http, public_links["medium"])).status_code in (403, 404)
+    assert all(k.startswith("private/") for k in await every_key(client, rid))
+    doc = (await client.get(url, headers=author["headers"])).json()
+    assert doc["images"]["medium"] == f"/api/v1/recipes/{rid}/image/medium"
+    private_location = (await signed(client, rid, "medium", author)).headers["location"]
+    private = await fetch(client, public_http, private_location)
+    assert private.status_code == 200
+    assert private.content == public.content  # the same bytes, under a key nobody outside has seen
+    assert_never_public(private)
+
+    resp = await client.patch(url, json={"is_public": True}, headers=author["headers"])
+    assert resp.status_code == 200, resp.text
+    await deliver(client)
+    assert (await fetch(client, public_http, private_location)).status_code in (403, 404)  # purged
+    keys = await every_key(client, rid)
+    assert keys
+    assert not any(k.startswith("private/") for k in keys)
+    links = (await client.get(url)).json()["images"]
+    assert links["medium"] != public_links["medium"]  # a new public key too
+    again = await fetch(client, public_http, links["medium"])
+    assert again.status_code == 200
+    assert again.content == public.content
+    redirect = await signed(client, rid, "thumb", None)
+    assert redirect.status_code == 307
+    assert redirect.headers["location"] == links["thumb"]

@@ -32,6 +32,7 @@ from potluck.observability import (
     configure_logging,
 )
 from tests.harness import RedisServer
+from tests.support.app import METRICS_URL
 from tests.support.eventually import eventually
 
 
@@ -208,7 +209,7 @@ async def test_query_time_by_role_counts_every_statement(client: httpx.AsyncClie
     api = Api(client)
     recipe = await api.create_recipe(await api.register())
     assert (await client.get(f"/api/v1/recipes/{recipe['id']}")).status_code == 200
-    families = {f.name: f for f in text_string_to_metric_families((await client.get("/metrics")).text)}
+    families = {f.name: f for f in text_string_to_metric_families((await client.get(METRICS_URL)).text)}
     counted = sum(s.value for s in families["potluck_db_queries"].samples if s.name.endswith("_total"))
     timed = [s for s in families["potluck_db_query_duration_seconds"].samples if s.name.endswith("_count")]
     assert counted > 0

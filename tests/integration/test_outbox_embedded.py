@@ -9,7 +9,7 @@ import pytest
 
 from potluck.schedule import BACKUP_FULL_TASK, BACKUP_INCR_TASK, BACKUP_REDIS_TASK, RELAY_TASK, SCHEDULE
 from tests.integration.conftest import Api
-from tests.support.app import container_of
+from tests.support.app import METRICS_URL, container_of
 from tests.support.eventually import eventually
 from tests.support.outbox import outbox_rows, view_count
 
@@ -41,7 +41,7 @@ async def test_the_in_process_relay_delivers_without_being_asked(client: httpx.A
         await client.get(f"/api/v1/recipes/{recipe['id']}")
     await container.stats.flush()
     assert await view_count(client, recipe["id"]) == 3
-    metrics = (await client.get("/metrics")).text
+    metrics = (await client.get(METRICS_URL)).text
     assert 'potluck_outbox_deliveries_total{outcome="delivered",topic="recipe.created"} 1.0' in metrics
     assert "potluck_outbox_backlog" in metrics
     assert 'potluck_task_duration_seconds_count{task="events.relay"}' in metrics

@@ -20,14 +20,14 @@ from typing import Any
 import httpx
 import pytest
 
-from potluck.config import CacheSettings, DatabaseSettings, RedisSettings, Settings
+from potluck.config import CacheSettings, DatabaseSettings, ObservabilitySettings, RedisSettings, Settings
 from potluck.db.engine import Database, create_engine
 from potluck.db.migrate import upgrade
 from potluck_ops.drills.patroni_faults import postgres_processes
 from potluck_ops.postgres import PG
 from tests.harness import PatroniCluster
 from tests.integration.conftest import Api, _fast_auth, running_app
-from tests.support.app import AppClient, app_of, container_of
+from tests.support.app import METRICS_PORT, METRICS_URL, AppClient, app_of, container_of
 from tests.support.eventually import eventually
 
 pytestmark = pytest.mark.skipif(
@@ -87,6 +87,7 @@ async def patroni_app(patroni_cluster: PatroniCluster, tmp_path: Path) -> AsyncI
         ),
         redis=RedisSettings(url=None),
         cache=CacheSettings(test_hooks=True),
+        observability=ObservabilitySettings(metrics_port=METRICS_PORT),
         auth=_fast_auth(),
     )
     async with running_app(settings) as http:
@@ -258,7 +259,7 @@ async def test_leader_crash_writes_resume_reads_continue_old_leader_rejoins(
     rejoined = _address(patroni_cluster, old_leader)
     await eventually(lambda: rejoined in _rotation(app), 20, message=lambda: f"rotation {_rotation(app)}")
     # The lag monitor measures the new replica set: the rejoined node is reported, the promoted one is not.
-    metrics = (await app.get("/metrics")).text
+    metrics = (await app.get(METRICS_URL)).text
     assert f'potluck_db_replica_healthy{{replica="{rejoined}"}} 1.0' in metrics
     assert f'potluck_db_replication_lag_seconds{{replica="{rejoined}"}}' in metrics
     promoted = _address(patroni_cluster, patroni_cluster.leader())

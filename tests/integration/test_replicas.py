@@ -14,7 +14,7 @@ from sqlalchemy.engine import make_url
 from potluck.config import DatabaseSettings, Settings
 from tests.harness import PgCluster
 from tests.integration.conftest import Api, running_app
-from tests.support.app import AppClient, app_of, container_of
+from tests.support.app import METRICS_URL, AppClient, app_of, container_of
 from tests.support.eventually import eventually
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
@@ -108,7 +108,7 @@ async def test_paused_replica_leaves_the_rotation_and_returns(
         await eventually(lambda: not _healthy(app_client, name), 10)
         took = loop.time() - started
         assert took < 5  # "within a few seconds", with room for a loaded 2-core machine
-        metrics = (await app_client.get("/metrics")).text
+        metrics = (await app_client.get(METRICS_URL)).text
         assert f'potluck_db_replica_healthy{{replica="{name}"}} 0.0' in metrics
         assert "potluck_db_replication_lag_seconds" in metrics
         app_client.cookies.clear()

@@ -12,6 +12,10 @@ import httpx
 from fastapi import FastAPI
 
 BASE_URL = "http://potluck.test"
+# The internal listener (observability.metrics_port): the only place /metrics is answered. In process, the port of
+# a request's URL is the listener it came in on (scope["server"]).
+METRICS_PORT = 9464
+METRICS_URL = f"http://potluck.test:{METRICS_PORT}/metrics"
 
 
 class AppClient(httpx.AsyncClient):

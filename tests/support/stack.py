@@ -24,21 +24,32 @@ from tests.support.eventually import eventually_sync
 
 
 class ApiProcess:
-    """`potluck serve` on a free port, its output in `log`."""
+    """`potluck serve` on a free port (and its internal listener, /metrics, on another), its output in `log`."""
 
     def __init__(self, env: dict[str, str], log: Path) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.metrics_port = free_port()
+        self.metrics_url = f"http://127.0.0.1:{self.metrics_port}/metrics"
         self.log = log
         self._log_file = log.open("wb")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "potluck.cli.main", "serve", "--port", str(self.port)],
+            [
+                sys.executable,
+                "-m",
+                "potluck.cli.main",
+                "serve",
+                "--port",
+                str(self.port),
+                "--metrics-port",
+                str(self.metrics_port),
+            ],
             env=env,
             stdout=self._log_file,
             stderr=subprocess.STDOUT,
         )
 
-    def wait_ready(self, timeout: float = 30) -> None:
+    def wait_ready(self, timeout: float = 90) -> None:  # importing the app takes 45 s on a loaded box
         def ready() -> bool:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"API process exited: {self.log.read_text()[-2000:]}")

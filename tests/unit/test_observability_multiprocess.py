@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from potluck.app import create_app
 from potluck.cache.metrics import CacheMetrics
-from potluck.config import AuthSettings, DatabaseSettings, Settings
+from potluck.config import AuthSettings, DatabaseSettings, ObservabilitySettings, Settings
 from potluck.db.engine import create_engine
 from potluck.db.migrate import upgrade
 from potluck.db.replicas import ReplicaMonitor
@@ -31,6 +31,7 @@ from potluck.observability import multiprocess
 from potluck.observability.db_pool import DbPoolCollector
 from potluck.observability.http_metrics import HttpMetrics
 from potluck_ops.ports import free_port
+from tests.support.app import METRICS_PORT, METRICS_URL
 from tests.support.eventually import eventually
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
@@ -91,6 +92,7 @@ async def test_single_process_metrics_is_this_process_s_registry(tmp_path: Path)
         data_dir=tmp_path / "data",
         database=DatabaseSettings(url=f"sqlite+aiosqlite:///{database}"),
         auth=AuthSettings(secret_key="test-secret-key-that-is-long-enough-for-hs256"),
+        observability=ObservabilitySettings(metrics_port=METRICS_PORT),
     )
     app = create_app(settings)
     async with app.router.lifespan_context(app):
@@ -98,7 +100,7 @@ async def test_single_process_metrics_is_this_process_s_registry(tmp_path: Path)
         async with httpx.AsyncClient(transport=transport, base_url="http://potluck.test") as client:
             for _ in range(3):
                 assert (await client.get("/healthz")).status_code == 200
-            text = (await client.get("/metrics")).text
+            text = (await client.get(METRICS_URL)).text
             expected = generate_latest(app.state.container.registry).decode()
     scraped = {s.name: s for f in text_string_to_metric_families(text) for s in f.samples if "healthz" in str(s)}
     assert scraped["potluck_http_requests_total"].value == 3

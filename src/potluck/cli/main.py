@@ -31,6 +31,14 @@ def serve(
     keep_alive: int = typer.Option(
         65, min=1, help="Seconds an idle connection is kept (longer than the load balancer's, which closes first)."
     ),
+    metrics_port: int | None = typer.Option(
+        None,
+        help="The internal listener's port: /metrics is served there only (default observability.metrics_port; "
+        "none: /metrics is served nowhere).",
+    ),
+    metrics_host: str | None = typer.Option(
+        None, help="The internal listener's interface (default observability.metrics_host, 127.0.0.1)."
+    ),
     worker_timeout: int = typer.Option(
         30,
         min=1,
@@ -42,19 +50,29 @@ def serve(
 
     With several workers (or observability.multiprocess_dir / PROMETHEUS_MULTIPROC_DIR set) the workers keep their
     metrics in one directory, so /metrics answers for all of them whichever one it reaches.
+
+    /metrics is answered only on the internal listener (--metrics-port on --metrics-host): the same processes
+    listen on both sockets, and the app tells them apart by the port a request came in on.
     """
     import uvicorn
+    from uvicorn.supervisors import Multiprocess
 
     from potluck.cli.serving import server_options
     from potluck.observability.multiprocess import server_directory
 
+    # The app (here, or in each worker process) reads the internal port from its settings: hand it over.
+    if metrics_port is not None:
+        os.environ["POTLUCK_OBSERVABILITY__METRICS_PORT"] = str(metrics_port)
+    if metrics_host is not None:
+        os.environ["POTLUCK_OBSERVABILITY__METRICS_HOST"] = metrics_host
+    get_settings.cache_clear()
     settings = get_settings()
-    configured = settings.observability.multiprocess_dir
+    observability = settings.observability
     # Before the workers start: they inherit the environment and make their metrics file-backed.
-    with server_directory(configured, processes=workers) as metrics_dir:
+    with server_directory(observability.multiprocess_dir, processes=workers) as metrics_dir:
         if metrics_dir is not None:
             console.print(f"metrics of {workers} worker process(es) merged from {metrics_dir}", soft_wrap=True)
-        uvicorn.run(
+        config = uvicorn.Config(
             "potluck.app:create_app",
             factory=True,
             host=host,
@@ -68,6 +86,17 @@ def serve(
             # uvicorn's default (5 s) kills workers still importing the app on a busy machine, over and over.
             timeout_worker_healthcheck=worker_timeout,
         )
+        sockets = [config.bind_socket()]
+        if observability.metrics_port is not None:
+            internal = uvicorn.Config(config.app, host=observability.metrics_host, port=observability.metrics_port)
+            sockets.append(internal.bind_socket())
+        if workers > 1:
+            Multiprocess(config, sockets=sockets).run()
+        else:
+            server = uvicorn.Server(config)
+            server.run(sockets=sockets)
+            if not server.started:
+                raise typer.Exit(3)
 
 
 @app.command()

@@ -2,6 +2,8 @@
 
 recipe.image_replaced   cache.invalidate (strict), media.sweep
 recipe.deleted          media.sweep
+recipe.updated          media.rekey, when `is_public` was sent: a recipe that changed visibility gets its image
+                        under a new key (private or public root), and the old key's objects are swept
 
 The sweep deletes everything under `recipes/{id}/` except the current image's prefix. It runs under the recipe's
 row lock, which every upload also holds while it writes objects, so a sweep never deletes what a concurrent
@@ -16,10 +18,11 @@ from potluck.cache.keys import recipe_key
 from potluck.db.engine import Database
 from potluck.events.registry import HandlerRegistry
 from potluck.events.repository import Event
-from potluck.events.topics import RECIPE_DELETED, RECIPE_IMAGE_REPLACED
+from potluck.events.topics import RECIPE_DELETED, RECIPE_IMAGE_REPLACED, RECIPE_UPDATED
 from potluck.media.service import MediaService
 
 MEDIA_SWEEP = "media.sweep"
+MEDIA_REKEY = "media.rekey"
 
 
 def install_media_handlers(
@@ -33,6 +36,15 @@ def install_media_handlers(
         async with database.write_session() as session:
             await media.sweep(session, event.aggregate_id)
 
+    async def rekey(event: Event) -> None:
+        if "is_public" not in (event.payload or {}).get("fields", ()):
+            return
+        # Naturally idempotent: it compares the stored key with the recipe's visibility now, under its row lock.
+        # Its set_image records recipe.image_replaced, whose handlers invalidate the document and sweep the old key.
+        async with database.write_session() as session:
+            await media.rekey(session, event.aggregate_id)
+
+    registry.register(RECIPE_UPDATED, MEDIA_REKEY, rekey)
     registry.register(RECIPE_IMAGE_REPLACED, "cache.invalidate", invalidate_recipe)
     registry.register(RECIPE_IMAGE_REPLACED, MEDIA_SWEEP, sweep)
     registry.register(RECIPE_DELETED, MEDIA_SWEEP, sweep)

@@ -49,6 +49,12 @@ class CorruptImageError(ImageRejectedError):
     status_code, title, slug = 422, "Unprocessable Content", "corrupt-image"
 
 
+class ImageTooSlowError(ImageRejectedError):
+    """Processing took longer than its budget (media.processing_timeout_seconds): the image is too costly."""
+
+    status_code, title, slug = 422, "Unprocessable Content", "image-too-costly"
+
+
 @dataclass(frozen=True, slots=True)
 class ImageLimits:
     max_bytes: int
@@ -76,6 +82,13 @@ class ProcessedImage:
     source_height: int
     digest: str  # hex SHA-256 of the variants (names and bytes): the same output, the same keys
     variants: tuple[EncodedVariant, ...]
+
+
+def warm_up() -> None:
+    """Load Pillow's decoders and the WebP encoder (a media pool process runs this before its first image, so an
+    image's time budget is spent on the image, not on imports)."""
+    Image.init()
+    Image.new("RGB", (1, 1)).save(io.BytesIO(), "WEBP")
 
 
 def check_size(size: int, limits: ImageLimits) -> None:

@@ -3,22 +3,24 @@
 from __future__ import annotations
 
 import re
+import time
 import uuid
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Header, Response, UploadFile, status
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, File, Header, Query, Response, UploadFile, status
+from fastapi import Path as Path_
+from fastapi.responses import FileResponse, RedirectResponse
 
 from potluck.config import Settings
-from potluck.db.dependencies import WriteSessionDep
-from potluck.errors import NotFoundError
-from potluck.kit.media_keys import CACHE_CONTROL
+from potluck.db.dependencies import PrimaryReadSessionDep, WriteSessionDep
+from potluck.errors import ForbiddenError, NotFoundError
+from potluck.kit.media_keys import CACHE_CONTROL, PRIVATE_CACHE_CONTROL, VARIANTS, is_private_key
 from potluck.media.dependencies import MediaServiceDep
 from potluck.media.processing import ACCEPTED_MEDIA_TYPES
 from potluck.media.schemas import RecipeImageRead
 from potluck.media.service import MediaService
 from potluck.recipe.http import full_document_etag
-from potluck.user.dependencies import CurrentUserId
+from potluck.user.dependencies import CurrentUserId, OptionalUserId
 
 router = APIRouter(prefix="/recipes", tags=["media"])
 files_router = APIRouter(tags=["media"])
@@ -96,15 +98,51 @@ async def delete_recipe_image(
     await media.remove_image(session, recipe_id, user_id, if_match)
 
 
+@router.get(
+    "/{recipe_id}/image/{variant}",
+    status_code=status.HTTP_307_TEMPORARY_REDIRECT,
+    response_class=RedirectResponse,
+    responses={
+        status.HTTP_307_TEMPORARY_REDIRECT: {"description": "To the variant: a short-lived signed URL if private"},
+        status.HTTP_404_NOT_FOUND: {"description": "No such recipe or image (or the recipe is private to another)"},
+    },
+)
+async def get_recipe_image(
+    recipe_id: uuid.UUID,
+    variant: Annotated[str, Path_(pattern=f"^({'|'.join(VARIANTS)})$")],
+    user_id: OptionalUserId,
+    session: PrimaryReadSessionDep,
+    media: MediaServiceDep,
+) -> RedirectResponse:
+    """Where a variant of the recipe's image is: a private recipe's document links here, and its author is sent
+    on to a signed URL that works for media.signed_url_seconds (the image has no public URL while private)."""
+    url = await media.variant_url(session, recipe_id, user_id, variant)
+    # The primary: a replica may still name a key that a visibility change just moved.
+    return RedirectResponse(url, status_code=307, headers={"Cache-Control": "private, no-store"})
+
+
 @files_router.api_route("/media/{key:path}", methods=["GET", "HEAD"], include_in_schema=False)
-async def media_file(key: str, media: MediaServiceDep) -> FileResponse:
-    """A stored variant, when the app stores images on its own disk (the embedded default; S3 has a CDN)."""
+async def media_file(
+    key: str,
+    media: MediaServiceDep,
+    expires: Annotated[str | None, Query(max_length=20)] = None,
+    signature: Annotated[str | None, Query(max_length=128)] = None,
+) -> FileResponse:
+    """A stored variant, when the app stores images on its own disk (the embedded default; S3 has a CDN).
+
+    A private recipe's image only with a valid, unexpired signature (media/signing.py), and never `public`."""
     local = media.local_files
     path = local.path_for(key) if local is not None else None
-    if path is None:
+    if path is None or local is None:
         raise NotFoundError("no such file")
-    # Keys are content-addressed: the bytes behind a URL never change, so every cache may keep them for a year.
-    headers = {"Cache-Control": CACHE_CONTROL, "X-Content-Type-Options": "nosniff"}
+    if is_private_key(key):
+        if local.signer is None or not local.signer.verify(key, expires, signature, time.time()):
+            raise ForbiddenError("a private image needs a valid, unexpired signed URL")
+        cache_control = PRIVATE_CACHE_CONTROL
+    else:
+        # Keys are content-addressed: the bytes behind a URL never change, so every cache may keep them a year.
+        cache_control = CACHE_CONTROL
+    headers = {"Cache-Control": cache_control, "X-Content-Type-Options": "nosniff"}
     return FileResponse(path, media_type=_media_type(key), headers=headers)
 
 

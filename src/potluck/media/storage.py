@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 import uuid
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -16,7 +17,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
-from potluck.kit.media_keys import is_image_key
+from potluck.kit.media_keys import PRIVATE_CACHE_CONTROL, is_image_key
+from potluck.media.signing import UrlSigner
 
 T = TypeVar("T")
 
@@ -42,14 +44,21 @@ class ImageStorage(Protocol):
     async def delete(self, keys: Sequence[str]) -> None:
         """Remove `keys`; keys that are already gone are not an error."""
 
+    async def copy(self, source: str, target: str, *, content_type: str, cache_control: str) -> None:
+        """Store the bytes of `source` at `target` too (re-keying an image when its recipe changes visibility)."""
+
+    def signed_url(self, key: str, expires_in: int) -> str:
+        """A URL that GETs `key` for `expires_in` seconds, whatever the key's public access."""
+
     async def aclose(self) -> None: ...
 
 
 class LocalDiskStorage:
     """Files under `root`, one per key. Writes go to a temporary file renamed into place (never half a file)."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, signer: UrlSigner | None = None) -> None:
         self.root = root.absolute()
+        self.signer = signer
 
     def path_for(self, key: str) -> Path | None:
         """The file holding `key`, if it is an image key and the file exists (what the /media route serves).
@@ -81,11 +90,20 @@ class LocalDiskStorage:
         finally:
             tmp.unlink(missing_ok=True)
 
+    async def copy(self, source: str, target: str, *, content_type: str, cache_control: str) -> None:
+        data = await asyncio.to_thread((self.root / check_key(source)).read_bytes)
+        await self.put(target, data, content_type=content_type, cache_control=cache_control)
+
+    def signed_url(self, key: str, expires_in: int) -> str:
+        if self.signer is None:
+            raise RuntimeError("LocalDiskStorage has no signer: signed URLs need one")
+        return self.signer.url(check_key(key), int(time.time()) + expires_in)
+
     async def list_keys(self, prefix: str) -> list[str]:
         return await asyncio.to_thread(self._list, prefix)
 
     def _list(self, prefix: str) -> list[str]:
-        # Prefixes end at a directory boundary here ("recipes/{id}/"); walk just that directory.
+        # Prefixes end at a directory boundary here ("[private/]recipes/{id}/"); walk just that directory.
         directory = self.root / prefix.rstrip("/") if prefix.endswith("/") else self.root
         if not directory.is_dir():
             return []
@@ -106,7 +124,12 @@ class LocalDiskStorage:
             path = self.root / key
             path.unlink(missing_ok=True)
             # Empty directories below the top level go too ("recipes/" stays: uploads of other recipes use it).
-            parents.update(p for p in path.parents if p.is_relative_to(self.root) and _depth(p, self.root) >= 2)
+            # ("private/recipes/" stays for the same reason).
+            parents.update(
+                p
+                for p in path.parents
+                if p.is_relative_to(self.root) and _depth(p, self.root) >= 2 and p != self.root / "private" / "recipes"
+            )
         for directory in sorted(parents, key=lambda p: len(p.parts), reverse=True):
             try:
                 directory.rmdir()  # only when empty
@@ -151,6 +174,8 @@ class S3Storage:
             max_pool_connections=max_workers,
             # Endpoints other than AWS's (MinIO, moto, Ceph) rarely have a DNS name per bucket.
             s3={"addressing_style": "path" if endpoint_url else "auto"},
+            # SigV4 for presigned GETs too (private images): an expiry of up to 7 days, no SigV2.
+            signature_version="s3v4",
         )
         session = boto3.session.Session()
         client = session.client(
@@ -188,6 +213,26 @@ class S3Storage:
             if not page.get("IsTruncated"):
                 return keys
             token = page["NextContinuationToken"]
+
+    async def copy(self, source: str, target: str, *, content_type: str, cache_control: str) -> None:
+        await self._call(
+            self.client.copy_object,
+            Bucket=self.bucket,
+            Key=check_key(target),
+            CopySource={"Bucket": self.bucket, "Key": check_key(source)},
+            MetadataDirective="REPLACE",
+            ContentType=content_type,
+            CacheControl=cache_control,
+        )
+
+    def signed_url(self, key: str, expires_in: int) -> str:
+        # Signing is local (no request): a presigned GET, whose response is never kept by a shared cache.
+        url: str = self.client.generate_presigned_url(
+            "get_object",
+            Params={"Bucket": self.bucket, "Key": check_key(key), "ResponseCacheControl": PRIVATE_CACHE_CONTROL},
+            ExpiresIn=expires_in,
+        )
+        return url
 
     async def delete(self, keys: Sequence[str]) -> None:
         for start in range(0, len(keys), 1000):  # DeleteObjects takes at most 1000 keys

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from potluck.kit.media_keys import image_urls, media_url
+from potluck.kit.media_keys import default_image_url, image_urls
 
 # The recipe row's columns a document reads (the repository selects them under these labels).
 NUTRITION_FIELDS = ("calories", "protein_g", "fat_g", "carbohydrates_g", "fiber_g", "sugar_g", "sodium_mg")
@@ -68,7 +68,7 @@ def build_document(record: RecipeRecord, parts: Set[str], media_base_url: str) -
         "servings": r.servings,
         "difficulty": r.difficulty.value,
         "is_public": r.is_public,
-        "image_url": media_url(media_base_url, r.image_key),
+        "image_url": default_image_url(media_base_url, r.image_key),
         "images": image_urls(media_base_url, r.image_key),
         "rating": _float(r.rating_avg),
         "rating_count": r.rating_count,

@@ -25,7 +25,7 @@ from potluck.events.topics import (
 )
 from potluck.kit.cursor import Cursor, encode_cursor
 from potluck.kit.etag import if_match_satisfied
-from potluck.kit.media_keys import image_urls, media_url
+from potluck.kit.media_keys import default_image_url, image_urls
 from potluck.recipe.document import build_document
 from potluck.recipe.meta import RecipeMeta
 from potluck.recipe.models import Recipe
@@ -88,7 +88,7 @@ class RecipeService:
             servings=recipe.servings,
             difficulty=recipe.difficulty,
             is_public=recipe.is_public,
-            image_url=media_url(self.media_base_url, recipe.image_key),
+            image_url=default_image_url(self.media_base_url, recipe.image_key),
             images=image_urls(self.media_base_url, recipe.image_key),
             rating=recipe.rating_avg,
             rating_count=recipe.rating_count,

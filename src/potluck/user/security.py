@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
 import uuid
@@ -72,6 +74,10 @@ class TokenService:
             timedelta(minutes=settings.access_token_minutes),
             timedelta(days=settings.refresh_token_days),
         )
+
+    def derived_key(self, purpose: str) -> bytes:
+        """A key for another signature (signed media URLs) from the same secret, distinct per purpose."""
+        return hmac.new(self._secret.encode(), purpose.encode(), hashlib.sha256).digest()
 
     def issue(self, user_id: uuid.UUID, token_type: TokenType, now: datetime | None = None) -> IssuedToken:
         now = now or datetime.now(UTC)

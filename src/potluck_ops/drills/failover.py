@@ -67,7 +67,7 @@ async def under_load(target: Target, options: DrillOptions, *, probe_tasks: bool
     load = Load(target.lb_url, options.load)
     await load.start()
     stop = asyncio.Event()
-    running = Running(load, HitRateWatch(target.api_urls), TaskProbe(target) if probe_tasks else None)
+    running = Running(load, HitRateWatch(target.metrics_urls), TaskProbe(target) if probe_tasks else None)
     tasks = [asyncio.create_task(running.watch.run(stop))]
     if running.probe is not None:
         tasks.append(asyncio.create_task(running.probe.run(stop)))

@@ -193,13 +193,13 @@ class NodeView:
         return all(h != 1 for h in self.healthy)
 
 
-async def node_view(client: httpx.AsyncClient, api_urls: Sequence[str], node: str) -> NodeView | None:
-    """Read every API process's /metrics; None if one does not answer."""
+async def node_view(client: httpx.AsyncClient, metrics_urls: Sequence[str], node: str) -> NodeView | None:
+    """Read every API process's /metrics (its internal listener); None if one does not answer."""
     healthy: list[float | None] = []
     queries = 0.0
-    for url in api_urls:
+    for url in metrics_urls:
         try:
-            text = (await client.get(f"{url}/metrics", timeout=2)).text
+            text = (await client.get(url, timeout=2)).text
         except httpx.HTTPError:
             return None
         seen: float | None = None
@@ -220,7 +220,7 @@ async def wait_rotation(target: Target, node: str, *, inside: bool, timeout: flo
     last = NodeView([], 0.0)
     async with httpx.AsyncClient(trust_env=False) as client:
         while time.monotonic() - began < timeout:
-            view = await node_view(client, target.api_urls, node)
+            view = await node_view(client, target.metrics_urls, node)
             if view is not None:
                 last = view
                 if view.in_rotation if inside else view.out_of_rotation:
@@ -232,5 +232,5 @@ async def wait_rotation(target: Target, node: str, *, inside: bool, timeout: flo
 async def replica_queries(target: Target, node: str) -> float:
     """Statements `node` has served as a replica, every API process summed (0 when unknown)."""
     async with httpx.AsyncClient(trust_env=False) as client:
-        view = await node_view(client, target.api_urls, node)
+        view = await node_view(client, target.metrics_urls, node)
     return 0.0 if view is None else view.queries

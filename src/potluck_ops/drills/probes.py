@@ -55,6 +55,11 @@ class Target:
         return [str(node["url"]) for node in self.info["api"]]
 
     @property
+    def metrics_urls(self) -> list[str]:
+        """Each API process's /metrics, on its internal listener (not on its API port)."""
+        return [str(node["metrics_url"]) for node in self.info["api"]]
+
+    @property
     def primary_dsn(self) -> str:
         """libpq URL of the node Patroni calls leader now (it moves with every failover)."""
         postgres = self.info["postgres"]
@@ -89,13 +94,13 @@ class CacheReading:
     loads: float  # lookups the database answered (see DATABASE_READS)
 
 
-async def cache_reading(client: httpx.AsyncClient, api_urls: Sequence[str]) -> CacheReading | None:
+async def cache_reading(client: httpx.AsyncClient, metrics_urls: Sequence[str]) -> CacheReading | None:
     """Sum the cache counters of every API process now; None if one does not answer."""
     hits = loads = 0.0
     at = time.monotonic()
-    for url in api_urls:
+    for url in metrics_urls:
         try:
-            text = (await client.get(f"{url}/metrics", timeout=2)).text
+            text = (await client.get(url, timeout=2)).text
         except httpx.HTTPError:
             return None
         for family in text_string_to_metric_families(text):
@@ -113,14 +118,14 @@ async def cache_reading(client: httpx.AsyncClient, api_urls: Sequence[str]) -> C
 class HitRateWatch:
     """Reads the counters every `interval` seconds; the hit rate of each interval is hits / (hits + loads)."""
 
-    api_urls: Sequence[str]
+    metrics_urls: Sequence[str]
     interval: float = 0.5
     readings: list[CacheReading] = field(default_factory=list)
 
     async def run(self, stop: asyncio.Event) -> None:
         async with httpx.AsyncClient(trust_env=False) as client:
             while not stop.is_set():
-                reading = await cache_reading(client, self.api_urls)
+                reading = await cache_reading(client, self.metrics_urls)
                 if reading is not None:
                     self.readings.append(reading)
                 with contextlib.suppress(TimeoutError):
