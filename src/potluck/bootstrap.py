@@ -99,6 +99,7 @@ class Container:
 
     async def start(self) -> None:
         await self.database.start()
+        await self.background.database.start()
         self.cache.start()
         if self.redis_info is not None:
             self.redis_info.start()
@@ -156,10 +157,9 @@ def build_cache(settings: Settings, registry: CollectorRegistry, faults: FaultIn
 
 
 def build_background(settings: Settings, cache: Cache, analytics: SearchAnalytics) -> Background:
-    db_settings = settings.database.model_copy(
-        update={"replica_urls": [], "patroni_urls": [], "pool_size": 2, "max_overflow": 8}
-    )
-    database = Database.from_settings(settings.database_url, db_settings)
+    db_settings = settings.database.model_copy(update={"pool_size": 2, "max_overflow": 8})
+    # The primary only, following the leader under Patroni like the requests' pool (db/topology.py).
+    database = Database.from_settings(settings.database_url, db_settings, primary_only=True)
     own_cache = Cache(cache.store, cache.metrics, cache.settings, faults=cache.faults, report_breaker=False)
     recipes = RecipeService(database, own_cache, settings.media.public_base_url)
     trending = TrendingService(database, own_cache, recipes)

@@ -25,6 +25,13 @@ class DatabaseSettings(BaseModel):
     pool_timeout_seconds: float = Field(default=5.0, gt=0)
     statement_timeout_ms: int = Field(default=5000, ge=0)
     connect_timeout_seconds: float = Field(default=2.0, gt=0)
+    # Between a leader's departure and the next promotion (a planned switchover: about 2 s) no node accepts
+    # writes: a connection to the primary is retried for this long before the request gives up (503). Only the
+    # connect is retried, never a statement: nothing has been sent yet, so it is safe for every request.
+    leader_wait_seconds: float = Field(default=4.0, ge=0)
+    # A replica read (connect included) that takes longer is abandoned and run again on another replica or the
+    # primary: a frozen replica (no reset, no refusal) would otherwise hold it until statement_timeout.
+    replica_read_timeout_seconds: float = Field(default=1.0, gt=0)
     # A replica more than this far behind (or paused, or unreachable) leaves the read rotation.
     replica_max_lag_seconds: float = Field(default=1.0, gt=0)
     lag_check_interval_seconds: float = Field(default=0.5, gt=0)

@@ -12,6 +12,7 @@ import contextlib
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -39,7 +40,7 @@ from potluck_ops.patroni import (
 )
 from potluck_ops.ports import HOST, assign_ports, port_is_free
 from potluck_ops.postgres import CLUSTER_TOOLS, PG, chown_to_postgres, create_database, pg_dsn, pg_url
-from potluck_ops.processes import http_status, run, start_logged, wait_until
+from potluck_ops.processes import http_status, read_pid, run, start_logged, wait_until
 from potluck_ops.progress import note, step
 from potluck_ops.redis import REDIS_NODES, REDIS_ROLES, master_first, redis_url, start_redis
 from potluck_ops.sentinel import MASTER_NAMES, SENTINEL_NAMES, start_sentinel, wait_sentinels_ready
@@ -283,15 +284,26 @@ def start_api(state: BringUp) -> None:
 def start_background_role(
     layout: Layout, role: str, command: Sequence[str], env: Mapping[str, str]
 ) -> subprocess.Popen[bytes]:
-    """Start `potluck worker` or `potluck beat` detached, its pid in the state dir (also a drill's restart)."""
+    """Start `potluck worker` or `potluck beat` detached under a supervisor that restarts it when it exits
+    (potluck_ops/supervise.py): the supervisor's pid in `<role>.supervisor.pid`, the child's in `<role>.pid`.
+    Returns the supervisor's process."""
     log = layout.background_log(role)
-    return start_logged([*command, role], log=log, pid_file=layout.background_pid(role), env=env)
+    child_pid = layout.background_pid(role)
+    child_pid.unlink(missing_ok=True)  # written again by the supervisor once its child runs
+    supervised = [sys.executable, "-m", "potluck_ops.supervise", "--pid-file", str(child_pid), "--name", role]
+    proc = start_logged([*supervised, "--", *command, role], log=log, pid_file=layout.supervisor_pid(role), env=env)
+    wait_until(child_pid.exists, what=f"{role} started by its supervisor", timeout=10, proc=proc)
+    return proc
 
 
 def start_background(state: BringUp) -> None:
     for role in BACKGROUND_ROLES:
         proc = start_background_role(state.layout, role, state.potluck, state.env)
-        state.background[role] = {"pid": proc.pid, "log": str(state.layout.background_log(role))}
+        state.background[role] = {
+            "pid": read_pid(state.layout.background_pid(role)),
+            "supervisor_pid": proc.pid,
+            "log": str(state.layout.background_log(role)),
+        }
         state.background_procs[role] = proc
 
 
@@ -317,7 +329,9 @@ def wait_api(state: BringUp) -> None:
         state.api_nodes.append(node)
 
 
-def wait_worker_ready(layout: Layout, proc: subprocess.Popen[bytes], *, since: int = 0, timeout: float = 90) -> None:
+def wait_worker_ready(
+    layout: Layout, proc: subprocess.Popen[bytes] | None, *, since: int = 0, timeout: float = 90
+) -> None:
     """Until the worker's log, from byte `since` on, says it is ready (also a drill's restart)."""
     worker_log = layout.background_log("worker")
 

@@ -138,6 +138,10 @@ class Layout:
     def background_pid(self, role: str) -> Path:
         return self.worker / f"{role}.pid"
 
+    def supervisor_pid(self, role: str) -> Path:
+        """The supervisor that restarts `role` (potluck_ops/supervise.py); background_pid is its child's."""
+        return self.worker / f"{role}.supervisor.pid"
+
     @property
     def nginx(self) -> Path:
         return self.root / "nginx"

@@ -13,7 +13,7 @@ from potluck_ops.layout import Layout, load_cluster_json
 from potluck_ops.patroni import RUNNING_STATES, fetch_cluster, summarize
 from potluck_ops.ports import HOST
 from potluck_ops.postgres import accepting_connections
-from potluck_ops.processes import http_status, pid_alive
+from potluck_ops.processes import http_status, pid_alive, read_pid
 from potluck_ops.redis import redis_ping
 from potluck_ops.sentinel import sentinel_view
 
@@ -52,6 +52,8 @@ def cluster_status(layout: Layout) -> dict[str, Any]:
         mark(node, http_status(f"{node.get('url')}/healthz") == 200)
     for role in BACKGROUND_ROLES:
         if role in info:
+            # Its supervisor may have restarted it since cluster.json was written: the pid file is current.
+            info[role]["pid"] = read_pid(layout.background_pid(role)) or info[role].get("pid")
             mark(info[role], True)  # no endpoint: alive is healthy
     lb = info.get("lb", {})
     mark(lb, http_status(f"{lb.get('url')}/healthz") == 200)

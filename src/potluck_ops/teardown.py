@@ -14,6 +14,7 @@ from potluck_ops.processes import stop_pidfile
 from potluck_ops.progress import console
 from potluck_ops.redis import REDIS_NODES, record_masters
 from potluck_ops.sentinel import SENTINEL_NAMES, current_master_ports
+from potluck_ops.supervise import SUPERVISOR_MARK
 
 
 def stop_all(layout: Layout, *, quiet: bool = False) -> list[str]:
@@ -22,6 +23,8 @@ def stop_all(layout: Layout, *, quiet: bool = False) -> list[str]:
     if stop_nginx(layout):
         stopped.append("nginx")
     for role in reversed(BACKGROUND_ROLES):
+        # The supervisor first, or it would restart what is stopped; it passes SIGTERM on to its child.
+        stop_pidfile(layout.supervisor_pid(role), [SUPERVISOR_MARK], timeout=40)
         # SIGTERM: the worker finishes its tasks in flight (warm shutdown); the group takes its pool along.
         if stop_pidfile(layout.background_pid(role), [b"potluck", role.encode()], timeout=20, group=True):
             stopped.append(role)

@@ -4,7 +4,9 @@ sending and the worker keeps consuming: outbox events written after the failover
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,11 +33,12 @@ def stack(
     del env["POTLUCK_REDIS__URL"], env["POTLUCK_REDIS__COORD_URL"]  # nothing but the sentinels
     env["POTLUCK_REDIS__SENTINELS"] = json.dumps(sentinel_set.addresses)
     api = ApiProcess(env, logs / "api.log")
-    worker = Process(["worker", "--concurrency", "1"], env, logs / "worker.log")
+    # Under its supervisor, as `potluck cluster up` runs it: kombu can exit on a broker failover under load.
+    worker = Process(["worker", "--concurrency", "1"], env, logs / "worker.log", supervised=logs / "worker.pid")
     beat = Process(["beat"], env, logs / "beat.log")
     try:
-        api.wait_ready()
-        yield {"api": api, "db": url, "logs": logs, "sentinels": sentinel_set}
+        api.wait_ready(90)  # a loaded machine imports slowly
+        yield {"api": api, "db": url, "logs": logs, "sentinels": sentinel_set, "worker": worker}
     finally:
         for p in (beat, worker):
             p.stop()
@@ -81,3 +84,41 @@ async def test_the_worker_keeps_consuming_after_a_broker_failover(stack: dict[st
         print(
             f"\ncoord failover: new master after {promoted:.2f} s, delivered after {time.monotonic() - started:.2f} s"
         )
+
+
+async def test_the_worker_keeps_processing_through_a_broker_failover_under_load(stack: dict[str, Any]) -> None:
+    """Recipes published without pause while the coordination master is SIGKILLed: every event is delivered, and
+    a worker runs at the end (its supervisor restarts it if kombu gave up on the lost broker connection)."""
+    sentinels: SentinelSet = stack["sentinels"]
+    sentinels.restore("coord")  # the previous test left the role without a replica
+    worker: Process = stack["worker"]
+    logs = lambda: stack_logs(stack["logs"])  # noqa: E731
+    async with httpx.AsyncClient(base_url=stack["api"].url, timeout=10) as client:
+        author = await register_user(client)
+        fan = await register_user(client)
+        assert (await client.put(f"/api/v1/users/{author['id']}/follow", headers=fan["headers"])).status_code == 204
+        published = 0
+
+        async def publish_for(seconds: float) -> None:
+            nonlocal published
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                resp = await client.post("/api/v1/recipes", json={"title": "load"}, headers=author["headers"])
+                if resp.status_code == 201:
+                    published += 1
+                await asyncio.sleep(0.02)
+
+        await publish_for(2.0)
+        old = sentinels.kill_master("coord")
+        await asyncio.gather(publish_for(6.0), asyncio.to_thread(sentinels.wait_failover, "coord", old))
+
+        async def all_delivered() -> bool:
+            return await _notifications(stack, author["id"]) == published
+
+        await eventually(all_delivered, 120, interval=0.5, message=logs)
+    assert worker.proc is not None
+    assert worker.proc.poll() is None, "the supervisor exited"
+    child = int((stack["logs"] / "worker.pid").read_text())
+    os.kill(child, 0)  # a worker runs (raises if not)
+    restarts = (stack["logs"] / "worker.log").read_text().count("supervisor of worker: pid")
+    print(f"\n{published} recipes published through the failover, all delivered; worker restarts: {restarts}")

@@ -25,9 +25,11 @@ import urllib.request
 from pathlib import Path
 from typing import Any, Self
 
+from potluck_ops.drills.patroni_faults import postgres_processes
 from potluck_ops.etcd import EtcdMember, start_etcd, stop_etcd
 from potluck_ops.layout import find_repo_root
 from potluck_ops.patroni import (
+    SCOPE,
     TEMPLATE,
     PatroniNode,
     fetch_cluster,
@@ -206,6 +208,21 @@ class PatroniCluster(ManagedServer):
             wait_until(lambda: not pid_alive(postmaster), what=f"postmaster {postmaster} gone", timeout=10)
         # An orphan that nobody reaps stays a zombie, which Patroni would take for a running postmaster.
         (node.data_dir / "postmaster.pid").unlink(missing_ok=True)
+
+    def switchover(self, candidate: str) -> None:
+        """A planned switchover to `candidate`, as an operator runs it (`patronictl switchover --force`)."""
+        leader = self.leader()
+        args = ["patronictl", "-c", str(self.nodes[leader].config), "switchover", "--force"]
+        args += ["--leader", leader, "--candidate", candidate, SCOPE]
+        subprocess.run(args, check=True, capture_output=True, timeout=90)
+
+    def processes(self, name: str) -> list[int]:
+        """Patroni and every process of its PostgreSQL: what a network partition silences."""
+        node = self.nodes[name]
+        postmaster, patroni = node.postmaster_pid(), read_pid(node.root / "patroni.pid")
+        if postmaster is None or patroni is None:
+            raise HarnessError(f"{name} is not running")
+        return [patroni, *postgres_processes(postmaster)]
 
     def restart(self, name: str) -> None:
         """Start a killed node's Patroni again: it rejoins as a replica (pg_rewind if it had diverged)."""

@@ -267,3 +267,98 @@ async def test_leader_crash_writes_resume_reads_continue_old_leader_rejoins(
     pools = [line for line in metrics.splitlines() if line.startswith("potluck_db_pool_size{")]
     assert any(f'node="{rejoined}"' in line for line in pools), pools
     assert not any(f'node="{promoted}"' in line and 'role="replica"' in line for line in pools), pools
+
+
+class FreshReads(Traffic):
+    """Traffic whose readers also fetch the recipes just created: each a cache miss, loaded from the primary."""
+
+    async def _read(self) -> None:
+        async with AppClient(app_of(self.app)) as client:
+            seen: set[str] = set()
+            while not self._stop.is_set():
+                fresh = [r.json()["id"] for _, r in self.writes[-3:] if r.status_code == 201]
+                unseen = [i for i in fresh if i not in seen]
+                if unseen:
+                    seen.add(unseen[0])
+                    response = await client.get(f"/api/v1/recipes/{unseen[0]}")
+                else:
+                    response = await client.get("/api/v1/recipes", params={"author": self.author["id"]})
+                self.reads.append((time.monotonic(), response))
+                await asyncio.sleep(0.02)
+
+
+async def test_a_switchover_fails_no_read_and_no_write_that_had_not_begun(
+    patroni_app: AppClient, patroni_cluster: PatroniCluster
+) -> None:
+    """A planned switchover leaves about 2 s without a leader. Reads (replica and primary ones) and writes wait for
+    the new leader instead of failing; only a write whose transaction the old leader's shutdown ended may fail."""
+    app = patroni_app
+    before = await asyncio.to_thread(patroni_cluster.wait_ready, 2, 60)
+    candidate = before["sync_standby"]
+    author = await Api(app).register()
+    traffic = FreshReads(app, author)
+    traffic.start()
+    await asyncio.sleep(1.0)
+    began = time.monotonic()
+    try:
+        await asyncio.to_thread(patroni_cluster.switchover, candidate)
+        await eventually(lambda: patroni_cluster.summary()["leader"] == candidate, 30, message="no new leader")
+        await asyncio.sleep(2.0)
+    finally:
+        await traffic.stop()
+    _assert_only_503_problems(traffic.all())
+    during = [(at, r) for at, r in traffic.reads + traffic.writes if at >= began]
+    failed_reads = [r.text for at, r in traffic.reads if at >= began and r.status_code != 200]
+    failed_writes = [r.text for at, r in traffic.writes if at >= began and r.status_code != 201]
+    details = [r for at, r in traffic.reads if at >= began and r.request.url.path.count("/") == 4]
+    print(f"{len(during)} requests during the switchover, {len(details)} primary reads; failed writes {failed_writes}")
+    assert failed_reads == []
+    assert len(failed_writes) <= 1, failed_writes  # at most the one in flight at the shutdown
+    assert details, "no read of a fresh recipe (primary) during the switchover"
+    assert any(at > began and r.status_code == 201 for at, r in traffic.writes)
+    await asyncio.to_thread(patroni_cluster.wait_ready, 2, 60)  # the old leader streams again
+
+
+REPLICA_READ_WITHIN = 2.0  # the drill's read timeout
+
+
+async def test_a_frozen_replica_delays_no_read_past_its_bound(
+    patroni_app: AppClient, patroni_cluster: PatroniCluster
+) -> None:
+    """A replica that stops answering (SIGSTOP: a partition) must not hold reads: each is abandoned after the
+    replica read bound and run again elsewhere, and the node stays out of rotation until it answers again."""
+    app = patroni_app
+    summary = await asyncio.to_thread(patroni_cluster.wait_ready, 2, 60)
+    victim = next(m["name"] for m in summary["members"] if m["role"] == "replica")
+    address = _address(patroni_cluster, victim)
+    await eventually(lambda: address in _rotation(app), 20, message=lambda: f"rotation {_rotation(app)}")
+    author = await Api(app).register()
+    created = await app.post("/api/v1/recipes", json={"title": "Partition"}, headers=author["headers"])
+    assert created.status_code == 201, created.text
+    app.cookies.clear()
+    traffic = Traffic(app, author)
+    traffic._tasks = [asyncio.create_task(traffic._read()) for _ in range(4)]  # readers only: replicas
+    await asyncio.sleep(1.0)
+    pids = patroni_cluster.processes(victim)
+    frozen_at = time.monotonic()
+    for pid in pids:
+        os.kill(pid, signal.SIGSTOP)
+    try:
+        await asyncio.sleep(4.0)
+        assert address not in _rotation(app)
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGCONT)
+        await traffic.stop()
+    reads = [r for at, r in traffic.reads if at >= frozen_at]
+    # (seconds after the freeze the read began, seconds it took)
+    slow = [
+        (round(at - r.elapsed.total_seconds() - frozen_at, 2), r.elapsed.total_seconds())
+        for at, r in traffic.reads
+        if at >= frozen_at and r.elapsed.total_seconds() > REPLICA_READ_WITHIN
+    ]
+    assert reads
+    assert [r.status_code for r in reads if r.status_code != 200] == []
+    assert slow == [], f"reads held past {REPLICA_READ_WITHIN}s by the frozen replica: {slow}"
+    await eventually(lambda: address in _rotation(app), 30, message=lambda: f"rotation {_rotation(app)}")

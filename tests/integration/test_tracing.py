@@ -275,3 +275,37 @@ async def test_a_read_answered_before_routing_is_named_by_its_route(settings: Se
     [server] = [s for s in memory.get_finished_spans() if s.kind is SpanKind.SERVER]
     assert server.name == "GET /api/v1/recipes/{recipe_id}"
     assert (server.attributes or {})["http.route"] == "/api/v1/recipes/{recipe_id}"
+
+
+async def test_a_replica_added_at_run_time_is_traced(pg_cluster: Any) -> None:
+    """Under Patroni the replica set comes from the cluster after tracing was set up (Database.set_replicas): the
+    new replica's statements are traced too, and stop being once tracing shuts down."""
+    from sqlalchemy import text
+
+    from potluck.config import DatabaseSettings
+    from potluck.db.engine import Database, create_engine
+    from potluck.observability.tracing import setup_tracing
+
+    exporter = InMemorySpanExporter()
+    tracing = setup_tracing(Settings(observability=ObservabilitySettings(tracing_enabled=True)), exporter=exporter)
+    settings = DatabaseSettings()
+    database = Database(create_engine(pg_cluster.dsn("primary"), settings), settings=settings, dynamic_replicas=True)
+    try:
+        tracing.trace_databases(database)
+        replica_port = pg_cluster.port(1)
+        await database.set_replicas({f"127.0.0.1:{replica_port}": pg_cluster.dsn(1)})
+        assert tracing.provider is not None
+        tracer = tracing.provider.get_tracer("test")
+        with tracer.start_as_current_span("request", kind=SpanKind.SERVER):  # SQL alone starts no trace
+            async with database.replicas[0].connect() as conn:
+                await conn.execute(text("SELECT 41 + 1"))
+        tracing.provider.force_flush()
+        spans = [s for s in exporter.get_finished_spans() if "SELECT 41 + 1" in str(s.attributes)]
+        assert spans, [s.attributes for s in exporter.get_finished_spans()]
+        assert spans[0].attributes is not None
+        assert spans[0].attributes.get("net.peer.port") == replica_port, spans[0].attributes
+        tracing.shutdown()
+        assert database.engine_listeners == []
+    finally:
+        tracing.shutdown()
+        await database.dispose()

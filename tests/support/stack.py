@@ -75,15 +75,21 @@ class ApiProcess:
 class Process:
     """A CLI command in its own process group (the worker's pool children die with it)."""
 
-    def __init__(self, args: list[str], env: dict[str, str], log: Path) -> None:
-        self.args, self.env, self.log = args, env, log
+    def __init__(self, args: list[str], env: dict[str, str], log: Path, *, supervised: Path | None = None) -> None:
+        """`supervised`: run it under potluck_ops.supervise (restarted when it exits), the child's pid in that file;
+        `proc` is then the supervisor, and stopping it stops the child."""
+        self.args, self.env, self.log, self.supervised = args, env, log, supervised
         self.proc: subprocess.Popen[bytes] | None = None
         self.start()
 
     def start(self) -> None:
+        command = [sys.executable, "-m", "potluck.cli.main", *self.args]
+        if self.supervised is not None:
+            wrapper = [sys.executable, "-m", "potluck_ops.supervise", "--pid-file", str(self.supervised)]
+            command = [*wrapper, "--name", self.args[0], "--", *command]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "potluck.cli.main", *self.args],
+                command,
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -104,7 +110,7 @@ class Process:
             return
         os.killpg(self.proc.pid, signal.SIGTERM)
         try:
-            self.proc.wait(15)
+            self.proc.wait(45 if self.supervised else 15)
         except subprocess.TimeoutExpired:
             self.kill()
 

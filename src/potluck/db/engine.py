@@ -9,13 +9,14 @@ leader retires the primary's older connections (`leader_changed`).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import itertools
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -30,8 +31,10 @@ from potluck.config import DatabaseSettings
 from potluck.db.consistency import ConsistencyToken, format_token, has_write
 from potluck.db.lag import format_lsn, parse_lsn
 from potluck.db.replicas import PRIMARY_POSITION, ReplicaMonitor, ReplicaState
+from potluck.db.retry import note_retryable
 from potluck.db.session import ReadSession, WriteSession
 from potluck.db.topology import TopologyWatcher
+from potluck.errors import LOST_PRIMARY_MARKERS
 
 # Statement times: a primary-key lookup is well under a millisecond, a search or a fan-out tens of milliseconds.
 QUERY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
@@ -44,10 +47,15 @@ class ReplicaUnavailableError(Exception):
 
 
 def _lost_connection(exc: BaseException) -> bool:
-    """The server went away (or refused to go on), as opposed to an error in the statement itself."""
+    """The server went away (or refused to go on), as opposed to an error in the statement itself: among them a
+    fast shutdown ending the session (57P01) and asyncpg's "another operation is in progress" on a connection
+    broken mid-statement, which the dialect does not count as disconnects."""
     if isinstance(exc, OSError | OperationalError | InterfaceError):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if not isinstance(exc, DBAPIError):
+        return False
+    message = str(exc.orig if exc.orig is not None else exc).lower()
+    return exc.connection_invalidated or any(marker in message for marker in LOST_PRIMARY_MARKERS)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -61,8 +69,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
-def create_engine(url: str, settings: DatabaseSettings, *, sqlite_writer: bool = True) -> AsyncEngine:
+def create_engine(
+    url: str, settings: DatabaseSettings, *, sqlite_writer: bool = True, read_timeout: float | None = None
+) -> AsyncEngine:
     """An engine configured for its dialect: pool sizes and statement timeout on PostgreSQL, pragmas on SQLite.
+
+    `read_timeout` (replicas): the client's bound on a connect and on each statement, shorter than the primary's,
+    because a read given up on one replica can run again on another one.
 
     On SQLite a writer engine opens every transaction with BEGIN IMMEDIATE, taking the write lock before its
     first read: SQLite's stand-in for PostgreSQL's SELECT ... FOR UPDATE.
@@ -84,6 +97,9 @@ def create_engine(url: str, settings: DatabaseSettings, *, sqlite_writer: bool =
         # statement_timeout is enforced by the server: a server that stops answering (frozen, or its host gone
         # without a reset) would hold the request until TCP gives up. The client gives up a second later.
         connect_args["command_timeout"] = settings.statement_timeout_ms / 1000 + 1
+    if read_timeout is not None:
+        connect_args["timeout"] = min(settings.connect_timeout_seconds, read_timeout)
+        connect_args["command_timeout"] = read_timeout
     if settings.pgbouncer_transaction_pooling:
         # PgBouncer in transaction mode hands each transaction to any server connection: named prepared
         # statements would not be there next time (see deploy/pgbouncer/README.md).
@@ -107,6 +123,21 @@ def _timeout_is_disconnect(context: Any) -> None:
     is unknown. Close it (never return it to the pool); the pool's older connections are checked on checkout."""
     if isinstance(context.original_exception, TimeoutError):
         context.is_disconnect = True
+
+
+async def _open(engine: AsyncEngine) -> AsyncConnection:
+    return await engine.connect()
+
+
+async def _close_session(session: ReadSession, connection: AsyncConnection) -> None:
+    with contextlib.suppress(Exception):
+        await session.close()
+    await _close_quietly(connection)
+
+
+async def _close_quietly(connection: AsyncConnection) -> None:
+    with contextlib.suppress(Exception):  # the connection may have died with its server
+        await connection.close()
 
 
 def _replica_name(url: str) -> str:
@@ -141,6 +172,10 @@ class Database:
         self._round_robin = itertools.count()
         self._generation = 0  # bumped by leader_changed
         self._retired: list[AsyncEngine] = []  # departed replicas' engines, disposed once idle
+        # Connects and closes abandoned on a replica that stopped answering: they end on their own time.
+        self._abandoned: set[asyncio.Task[Any]] = set()
+        # Called with each replica engine created at run time (set_replicas): tracing listens to it too.
+        self.engine_listeners: list[Callable[[AsyncEngine], None]] = []
         if self.primary.dialect.name == "postgresql":
             for engine in {self.primary, self.primary_reader}:
                 self._follow_leader(engine)
@@ -179,15 +214,30 @@ class Database:
         )
 
     @classmethod
-    def from_settings(cls, url: str, settings: DatabaseSettings, registry: CollectorRegistry | None = None) -> Database:
+    def from_settings(
+        cls,
+        url: str,
+        settings: DatabaseSettings,
+        registry: CollectorRegistry | None = None,
+        *,
+        primary_only: bool = False,
+    ) -> Database:
+        """`primary_only`: no replicas (the background pool); under Patroni it still follows the leader."""
+        if primary_only:
+            settings = settings.model_copy(update={"replica_urls": []})
         primary = create_engine(url, settings)
         reader = create_engine(url, settings, sqlite_writer=False) if primary.dialect.name == "sqlite" else None
-        replicas = [(_replica_name(u), create_engine(u, settings)) for u in settings.replica_urls]
-        dynamic = bool(settings.patroni_urls)
+        bound = settings.replica_read_timeout_seconds
+        replicas = [(_replica_name(u), create_engine(u, settings, read_timeout=bound)) for u in settings.replica_urls]
+        dynamic = bool(settings.patroni_urls) and not primary_only
         database = cls(primary, replicas, reader, registry=registry, settings=settings, dynamic_replicas=dynamic)
-        if dynamic:
-            interval = settings.topology_interval_seconds
-            database.topology = TopologyWatcher(database, settings.patroni_urls, interval=interval)
+        if settings.patroni_urls:
+            database.topology = TopologyWatcher(
+                database,
+                settings.patroni_urls,
+                interval=settings.topology_interval_seconds,
+                follow_replicas=not primary_only,
+            )
         return database
 
     def _count_queries(self, engine: AsyncEngine, role: str, node: str) -> None:
@@ -243,10 +293,48 @@ class Database:
     async def _connect_reader(self, min_lsn: ConsistencyToken | None) -> tuple[AsyncConnection, ReplicaState | None]:
         for replica in self._candidates(min_lsn):
             try:
-                return await replica.engine.connect(), replica
+                return await self._connect_replica(replica), replica
             except (DBAPIError, OSError, TimeoutError) as exc:
                 self._mark_down(replica, exc)  # down since the monitor last looked: try the next one
-        return await self.primary_reader.connect(), None
+        return await self._connect_primary(self.primary_reader), None
+
+    async def _connect_replica(self, replica: ReplicaState) -> AsyncConnection:
+        """A connection to `replica` within the replica read bound. The checkout of a pooled connection to a frozen
+        replica would wait for its pre-ping, then for a reconnect, then for a rollback while cleaning up: each
+        bounded by the driver's timeout, together several times it. Past the bound the attempt is left to finish
+        in the background (a connection it opens late is closed) and the read goes elsewhere."""
+        attempt = asyncio.ensure_future(_open(replica.engine))
+        done, _ = await asyncio.wait({attempt}, timeout=self.settings.replica_read_timeout_seconds)
+        if attempt in done:
+            return attempt.result()
+        self._abandon(attempt)
+        attempt.add_done_callback(self._close_if_opened)
+        raise TimeoutError(f"no connection from {replica.name} within the replica read bound")
+
+    def _abandon(self, task: asyncio.Task[Any]) -> None:
+        self._abandoned.add(task)
+        task.add_done_callback(self._abandoned.discard)
+
+    def _close_if_opened(self, attempt: asyncio.Task[AsyncConnection]) -> None:
+        if not attempt.cancelled() and attempt.exception() is None:
+            self._abandon(asyncio.ensure_future(_close_quietly(attempt.result())))
+
+    async def _connect_primary(self, engine: AsyncEngine) -> AsyncConnection:
+        """A connection to the leader. Between a leader's departure and the next promotion no node accepts one
+        (a planned switchover: about 2 s); wait for it, up to leader_wait_seconds, rather than fail the request.
+        Nothing was sent yet, so waiting is safe for reads and writes alike."""
+        wait = self.settings.leader_wait_seconds if self.dialect == "postgresql" else 0.0
+        deadline = time.monotonic() + wait
+        delay = 0.05
+        while True:
+            try:
+                return await engine.connect()
+            except (DBAPIError, OSError) as exc:
+                if time.monotonic() + delay > deadline:
+                    raise
+                logger.info("db.waiting_for_leader", extra={"error": repr(exc)})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 0.25)
 
     @asynccontextmanager
     async def read_session(
@@ -258,39 +346,55 @@ class Database:
         If a replica fails mid-read, it leaves the rotation and ReplicaUnavailableError tells the caller that the
         read may simply be run again (see ReplicaFailoverMiddleware)."""
         if primary:
-            connection, replica = await self.primary_reader.connect(), None
+            connection, replica = await self._connect_primary(self.primary_reader), None
         else:
             connection, replica = await self._connect_reader(min_lsn)
+        session = ReadSession(bind=connection, expire_on_commit=False)
+        lost_replica = False
         try:
-            async with ReadSession(bind=connection, expire_on_commit=False) as session:
-                yield session
+            yield session
         except (DBAPIError, OSError) as exc:
-            if replica is None or not _lost_connection(exc):
+            if not _lost_connection(exc):
+                raise
+            note_retryable()  # nothing was written: the request may run again (db/failover.py)
+            if replica is None:
                 raise
             self._mark_down(replica, exc)
+            lost_replica = True
             raise ReplicaUnavailableError(replica.name) from exc
         finally:
-            with contextlib.suppress(Exception):
-                await connection.close()
+            if lost_replica:
+                # Its rollback and close would wait on the silent server again: not in the request's time.
+                self._abandon(asyncio.ensure_future(_close_session(session, connection)))
+            else:
+                await _close_session(session, connection)
 
     @asynccontextmanager
     async def write_session(self) -> AsyncIterator[WriteSession]:
-        """A session on the primary that commits when the block ends cleanly, then runs after-commit hooks."""
-        async with WriteSession(bind=self.primary, expire_on_commit=False) as session:
-            try:
-                yield session
-            except BaseException as exc:
-                with contextlib.suppress(Exception):  # the connection may have died with the primary
-                    await session.rollback()
-                session.pop_after_commit()
-                if isinstance(exc, DBAPIError) and "read-only transaction" in str(exc.orig):
-                    await self.leader_changed()  # the pool holds connections to a node that was demoted
-                raise
-            await session.commit()
-            for callback in session.pop_after_commit():
-                result = callback()
-                if inspect.isawaitable(result):
-                    await result
+        """A session on the primary that commits when the block ends cleanly, then runs after-commit hooks.
+
+        The connection is taken first (waiting for a leader if there is none this instant), so a write whose
+        transaction never started is not failed by a switchover."""
+        connection = await self._connect_primary(self.primary)
+        try:
+            async with WriteSession(bind=connection, expire_on_commit=False) as session:
+                try:
+                    yield session
+                except BaseException as exc:
+                    with contextlib.suppress(Exception):  # the connection may have died with the primary
+                        await session.rollback()
+                    session.pop_after_commit()
+                    if isinstance(exc, DBAPIError) and "read-only transaction" in str(exc.orig):
+                        await self.leader_changed()  # the pool holds connections to a node that was demoted
+                    raise
+                await session.commit()
+                callbacks = session.pop_after_commit()
+        finally:
+            await _close_quietly(connection)  # before the hooks, which may want a connection of their own
+        for callback in callbacks:
+            result = callback()
+            if inspect.isawaitable(result):
+                await result
 
     async def wal_position(self) -> str | None:
         """The primary's timeline and current WAL position (a consistency token), when there are replicas to
@@ -312,9 +416,12 @@ class Database:
         current = {state.name: state for state in self.replica_states}
         for name, url in urls.items():
             if name not in current:
-                state = ReplicaState(name, create_engine(url, self.settings))
+                engine = create_engine(url, self.settings, read_timeout=self.settings.replica_read_timeout_seconds)
+                state = ReplicaState(name, engine)
                 if self._exported:
                     self._count_queries(state.engine, "replica", name)
+                for listener in self.engine_listeners:
+                    listener(engine)
                 self.replica_states.append(state)
                 self.replicas.append(state.engine)
                 logger.info("db.replica_added", extra={"replica": name})
@@ -362,6 +469,8 @@ class Database:
             await self.topology.stop()
         if self.monitor is not None:
             await self.monitor.stop()
+        if self._abandoned:
+            await asyncio.wait(set(self._abandoned), timeout=5)
         await self._dispose_retired(all_of_them=True)
         for engine in {self.primary, self.primary_reader, *self.replicas}:
             await engine.dispose()

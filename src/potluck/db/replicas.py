@@ -40,6 +40,7 @@ class ReplicaState:
     lag_bytes: int = 0
     paused: bool = False
     timeline: int = 0  # the timeline its WAL receiver streams (0: not streaming)
+    down_since: float = 0.0  # when a request last found it failing (time.monotonic()); see mark_down
 
 
 class ReplicaMonitor:
@@ -120,6 +121,7 @@ class ReplicaMonitor:
         await asyncio.gather(*(self._check_replica(r) for r in self.replicas))
 
     async def _check_replica(self, replica: ReplicaState) -> None:
+        started = time.monotonic()
         try:
             async with asyncio.timeout(self.timeout):
                 async with replica.engine.connect() as conn:
@@ -137,7 +139,9 @@ class ReplicaMonitor:
         replica.lag_bytes = max(0, self.history.latest - replayed)
         self.lag_gauge.labels(replica.name).set(replica.lag_seconds)
         self.lag_bytes_gauge.labels(replica.name).set(replica.lag_bytes)
-        self._set(replica, healthy=not replica.paused and replica.lag_seconds <= self.max_lag_seconds)
+        caught_up = not replica.paused and replica.lag_seconds <= self.max_lag_seconds
+        # Quarantine: a probe that began before a request found the replica failing says nothing about it now.
+        self._set(replica, healthy=caught_up and started > replica.down_since)
 
     def _set(self, replica: ReplicaState, *, healthy: bool) -> None:
         if healthy != replica.healthy:
@@ -152,5 +156,6 @@ class ReplicaMonitor:
                 gauge.remove(replica.name)
 
     def mark_down(self, replica: ReplicaState) -> None:
-        """A request could not reach it: out of rotation until the monitor sees it again."""
+        """A request could not reach it: out of rotation until a probe that begins after now measures it."""
+        replica.down_since = time.monotonic()
         self._set(replica, healthy=False)

@@ -7,6 +7,9 @@ any member answers for all) about once a second.
   (or dead) node is used again; new ones find the new leader through the multi-host URL
   (target_session_attrs=read-write).
 
+A pool that only writes and reads the primary (the background pool of the relay and the scheduled jobs) runs the
+same watcher with `follow_replicas=False`: it only retires connections when the leader moves.
+
 Writes never wait for this poll: the multi-host URL finds the leader by itself. The poll only makes sure pooled
 connections do not outlive the leader they were opened to, and keeps the replica set current.
 """
@@ -66,9 +69,16 @@ def members_of(cluster: Mapping[str, Any]) -> Members:
 
 class TopologyWatcher:
     def __init__(
-        self, database: LeaderFollower, urls: Sequence[str], *, interval: float = 1.0, timeout: float = 0.5
+        self,
+        database: LeaderFollower,
+        urls: Sequence[str],
+        *,
+        interval: float = 1.0,
+        timeout: float = 0.5,
+        follow_replicas: bool = True,
     ) -> None:
         self.database = database
+        self.follow_replicas = follow_replicas
         self.urls = list(urls)
         self.interval = interval
         self.timeout = timeout
@@ -96,8 +106,9 @@ class TopologyWatcher:
             return
         previous = self.members
         self.members = members
-        urls = {name: self.database.replica_url(host, port) for name, (host, port) in members.replicas.items()}
-        await self.database.set_replicas(urls)
+        if self.follow_replicas:
+            urls = {name: self.database.replica_url(host, port) for name, (host, port) in members.replicas.items()}
+            await self.database.set_replicas(urls)
         if previous is not None and members.leader is not None and members.leader != previous.leader:
             logger.warning(
                 "db.leader_moved", extra={"from": previous.leader, "to": members.leader, "timeline": members.timeline}
@@ -120,5 +131,4 @@ class TopologyWatcher:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        await self._client.aclose()
         await self._client.aclose()

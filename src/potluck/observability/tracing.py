@@ -21,6 +21,7 @@ import logging
 import threading
 from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
@@ -137,9 +138,18 @@ class Tracing:
             self.trace_redis()
 
     def trace_databases(self, *databases: Database) -> None:
-        """Spans for each statement on the engines of these Databases: primary, primary reader, replicas."""
+        """Spans for each statement on the engines of these Databases: primary, primary reader, replicas, and the
+        replicas a Database adds later (under Patroni the replica set comes from the cluster at run time)."""
         engines = [e for db in databases for e in (db.primary, db.primary_reader, *db.replicas)]
         self.trace_engines(engines)
+        for database in databases:
+            listeners = database.engine_listeners
+
+            def trace_new(engine: AsyncEngine) -> None:
+                self.trace_engines([engine])
+
+            listeners.append(trace_new)
+            self._undo.append(partial(_discard, listeners, trace_new))
 
     def trace_engines(self, engines: Iterable[AsyncEngine | Engine]) -> None:
         """Spans for each statement on these engines (async engines are traced through their sync_engine).
@@ -246,6 +256,11 @@ def setup_tracing(settings: Settings, *, exporter: SpanExporter | None = None) -
         },
     )
     return Tracing(provider=provider)
+
+
+def _discard(listeners: list[Callable[[AsyncEngine], None]], listener: Callable[[AsyncEngine], None]) -> None:
+    if listener in listeners:
+        listeners.remove(listener)
 
 
 def instrument_celery(

@@ -36,7 +36,7 @@ from potluck_ops.drills.probes import (
 )
 from potluck_ops.drills.result import DrillResult
 from potluck_ops.failures import OpsError
-from potluck_ops.processes import pid_alive, read_pid
+from potluck_ops.processes import pid_alive, read_pid, wait_until
 from potluck_ops.redis import redis_nodes, start_redis
 from potluck_ops.sentinel import current_master_ports, wait_sentinels_ready
 
@@ -141,6 +141,8 @@ async def redis_crash(target: Target, role: str, options: DrillOptions) -> Drill
     result = DrillResult(f"redis-{role}-crash")
     began = time.monotonic()
     high_water = await outbox_high_water(target.primary_dsn)
+    worker_pid = read_pid(target.layout.background_pid("worker"))
+    since = worker_log_size(target)
     async with under_load(target, options) as run:
         await run.load.run_for(options.warmup)
         name, port = redis_master(target, role)
@@ -153,12 +155,15 @@ async def redis_crash(target: Target, role: str, options: DrillOptions) -> Drill
         await run.load.run_for(max(0.0, options.observe - (time.monotonic() - fault)))
     result.details["killed"] = {"instance": name, "port": port, "pid": pid}
     await asyncio.to_thread(rejoin_as_replica, target, role, name)
-    worker_died = not pid_alive(read_pid(target.layout.background_pid("worker")))
+    worker_now = read_pid(target.layout.background_pid("worker"))
+    worker_died = worker_now != worker_pid or not pid_alive(worker_now)
     if worker_died:
-        # Seen with the coordination master under load: kombu's worker exits on the lost broker connection.
-        # Restart it (as a supervisor would) so the rest of the drill, and the next one, have a worker.
-        result.notes.append("the Celery worker exited during the failover; restarted by the drill")
-        await asyncio.to_thread(restart_worker, target)
+        # Seen with the coordination master under load: kombu's worker exits on the lost broker connection
+        # (docs/operations.md). Its supervisor restarts it (else the drill does), so the rest of the drill, and the
+        # next one, have a worker; tasks_lost and events_lost say whether anything was lost meanwhile.
+        by = "its supervisor" if supervised(target) else "the drill"
+        result.notes.append(f"the Celery worker exited during the failover; restarted by {by}")
+        await asyncio.to_thread(restart_worker, target, worker_pid, since)
     delivered = await wait_delivered(target.primary_dsn, high_water, options.settle_timeout)
     assert run.probe is not None
     lost_tasks = await _wait_tasks_run(run.probe, options.settle_timeout)
@@ -209,15 +214,36 @@ def kill_worker(target: Target) -> int:
     return pid
 
 
-def restart_worker(target: Target) -> int:
-    """Start the worker as `potluck cluster up` does and wait until it is ready; its pid (saved in cluster.json)."""
+def worker_log_size(target: Target) -> int:
     log = target.layout.background_log("worker")
-    since = log.stat().st_size if log.exists() else 0
+    return log.stat().st_size if log.exists() else 0
+
+
+def supervised(target: Target) -> bool:
+    """Whether a supervisor (potluck_ops/supervise.py) keeps the worker running."""
+    return pid_alive(read_pid(target.layout.supervisor_pid("worker")))
+
+
+def restart_worker(target: Target, old_pid: int | None, since: int) -> int:
+    """The worker back and ready (its log from byte `since` says so); its pid, saved in cluster.json. Its
+    supervisor restarts it; a cluster without one (started before supervision) gets it started as `cluster up`
+    does."""
+    layout = target.layout
+
+    def restarted() -> bool:
+        pid = read_pid(layout.background_pid("worker"))
+        return pid is not None and pid != old_pid and pid_alive(pid)
 
     def start() -> int:
-        proc = start_background_role(target.layout, "worker", potluck_command(), {**os.environ, **target.env})
-        wait_worker_ready(target.layout, proc, since=since)
-        return proc.pid
+        if supervised(target):
+            wait_until(restarted, what="the worker restarted by its supervisor", timeout=90)
+            wait_worker_ready(layout, None, since=since)
+        else:
+            proc = start_background_role(layout, "worker", potluck_command(), {**os.environ, **target.env})
+            wait_worker_ready(layout, proc, since=since)
+        pid = read_pid(layout.background_pid("worker"))
+        assert pid is not None
+        return pid
 
     pid = detached(start)
     target.info["worker"]["pid"] = pid
@@ -234,10 +260,11 @@ async def worker_crash(target: Target, options: DrillOptions) -> DrillResult:
     async with under_load(target, options, probe_tasks=False) as run:
         await run.load.run_for(options.warmup)
         mid_delivery = await wait_in_delivery(dsn, timeout=10)
+        since = worker_log_size(target)
         fault = time.monotonic()
         old_pid = kill_worker(target)
         await run.load.run_for(options.worker_down)
-        new_pid = await asyncio.to_thread(restart_worker, target)
+        new_pid = await asyncio.to_thread(restart_worker, target, old_pid, since)
         ready = time.monotonic()
         await run.load.run_for(max(0.0, options.observe - (time.monotonic() - fault)))
     delivered = await wait_delivered(dsn, high_water, options.settle_timeout)
