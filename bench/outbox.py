@@ -100,9 +100,9 @@ class Background:
 
 async def author_with_followers(client: httpx.AsyncClient, db: str, followers: int) -> dict[str, str]:
     name = f"a{uuid.uuid4().hex[:10]}"
-    body = {"email": f"{name}@example.com", "username": name, "password": "long enough"}
+    body = {"email": f"{name}@example.com", "username": name, "password": "long enough pw"}
     author = (await client.post("/api/v1/auth/register", json=body)).json()
-    token = (await client.post("/api/v1/auth/token", data={"username": name, "password": "long enough"})).json()
+    token = (await client.post("/api/v1/auth/token", data={"username": name, "password": "long enough pw"})).json()
     conn = await asyncpg.connect(db)
     try:
         ids = [uuid.uuid4() for _ in range(followers)]

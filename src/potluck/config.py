@@ -108,6 +108,25 @@ class AuthSettings(BaseModel):
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)
     argon2_parallelism: int = Field(default=4, ge=1)
+    # How long an API process trusts "this session is not revoked" before asking the revocation set again.
+    revocation_recheck_seconds: float = Field(default=1.0, ge=0)
+
+
+class ThrottleSettings(BaseModel):
+    """Limits per window (docs/security.md, "Throttles"). Failed logins back off exponentially past the limit."""
+
+    enabled: bool = True
+    login_account_limit: int = Field(default=5, ge=1)
+    login_address_limit: int = Field(default=30, ge=1)
+    login_window_seconds: float = Field(default=900.0, gt=0)
+    login_backoff_base_seconds: float = Field(default=1.0, gt=0)
+    login_backoff_max_seconds: float = Field(default=900.0, gt=0)
+    register_per_address: int = Field(default=10, ge=1)
+    register_window_seconds: float = Field(default=3600.0, gt=0)
+    password_reset_per_address: int = Field(default=5, ge=1)
+    password_reset_window_seconds: float = Field(default=3600.0, gt=0)
+    uploads_per_user: int = Field(default=60, ge=1)
+    uploads_window_seconds: float = Field(default=3600.0, gt=0)
 
 
 class ApiSettings(BaseModel):
@@ -229,6 +248,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    throttle: ThrottleSettings = Field(default_factory=ThrottleSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     api: ApiSettings = Field(default_factory=ApiSettings)

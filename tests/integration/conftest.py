@@ -23,7 +23,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from potluck.app import create_app
-from potluck.config import AuthSettings, CacheSettings, DatabaseSettings, RedisSettings, Settings
+from potluck.config import AuthSettings, CacheSettings, DatabaseSettings, RedisSettings, Settings, ThrottleSettings
 from potluck.db.engine import create_engine
 from potluck.db.migrate import upgrade
 from tests.support.app import AppClient, container_of
@@ -41,6 +41,11 @@ def _fast_auth() -> AuthSettings:
         argon2_memory_kib=1024,
         argon2_parallelism=1,
     )
+
+
+def relaxed_throttles() -> ThrottleSettings:
+    # The suite registers hundreds of accounts from one address; tests of the throttles set their own limits.
+    return ThrottleSettings(register_per_address=1_000_000)
 
 
 @pytest.fixture(scope="session")
@@ -125,6 +130,7 @@ def settings(database_url: str, redis_url: str | None, tmp_path: Path) -> Settin
         redis=RedisSettings(url=redis_url),
         cache=CacheSettings(test_hooks=True),
         auth=_fast_auth(),
+        throttle=relaxed_throttles(),
     )
 
 

@@ -33,11 +33,11 @@ async def test_email_and_username_are_unique_case_insensitively(
 ) -> None:
     first = await client.post(
         "/api/v1/auth/register",
-        json={"email": "ann@example.com", "username": "ann", "password": "long enough"},
+        json={"email": "ann@example.com", "username": "ann", "password": "long enough pw"},
     )
     assert first.status_code == 201
     again = await client.post(
-        "/api/v1/auth/register", json={"email": email, "username": username, "password": "long enough"}
+        "/api/v1/auth/register", json={"email": email, "username": username, "password": "long enough pw"}
     )
     assert again.status_code == 409
     assert again.headers["content-type"] == PROBLEM
@@ -48,7 +48,7 @@ async def test_concurrent_registrations_of_one_name_yield_one_account(client: ht
     async def attempt(i: int) -> int:
         resp = await client.post(
             "/api/v1/auth/register",
-            json={"email": f"race{i}@example.com", "username": "racer", "password": "long enough"},
+            json={"email": f"race{i}@example.com", "username": "racer", "password": "long enough pw"},
         )
         return resp.status_code
 
@@ -131,7 +131,12 @@ async def test_update_me_and_change_password(client: httpx.AsyncClient, api: Api
     user = await api.register("dave", password="first password")
     resp = await client.patch(
         "/api/v1/users/me",
-        json={"display_name": "Dave D.", "bio": "cooks", "password": "second password"},
+        json={
+            "display_name": "Dave D.",
+            "bio": "cooks",
+            "password": "second password",
+            "current_password": "first password",
+        },
         headers=user["headers"],
     )
     assert resp.status_code == 200

@@ -127,6 +127,7 @@ def stack_env(url: str, cache: RedisServer, coord: RedisServer, logs: Path) -> d
         "POTLUCK_AUTH__ARGON2_TIME_COST": "1",
         "POTLUCK_AUTH__ARGON2_MEMORY_KIB": "1024",
         "POTLUCK_AUTH__ARGON2_PARALLELISM": "1",
+        "POTLUCK_THROTTLE__REGISTER_PER_ADDRESS": "1000000",
         "POTLUCK_DATA_DIR": str(logs / "data"),
         "POTLUCK_WORKER__RELAY_INTERVAL_SECONDS": "0.3",
     }
@@ -140,8 +141,8 @@ def stack_logs(logs: Path) -> str:
 async def register_user(client: httpx.AsyncClient) -> dict[str, Any]:
     """A new user over HTTP, with `headers` that authenticate as them."""
     name = f"u{uuid.uuid4().hex[:10]}"
-    body = {"email": f"{name}@example.com", "username": name, "password": "long enough"}
+    body = {"email": f"{name}@example.com", "username": name, "password": "long enough pw"}
     user: dict[str, Any] = (await client.post("/api/v1/auth/register", json=body)).json()
-    token = (await client.post("/api/v1/auth/token", data={"username": name, "password": "long enough"})).json()
+    token = (await client.post("/api/v1/auth/token", data={"username": name, "password": "long enough pw"})).json()
     user["headers"] = {"Authorization": f"Bearer {token['access_token']}"}
     return user

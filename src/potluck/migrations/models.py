@@ -15,9 +15,10 @@ from potluck.recipe.models import (
     Tag,
 )
 from potluck.stats.models import StatsFlush
-from potluck.user.models import Follow, User
+from potluck.user.models import AuthSession, Follow, User
 
 __all__ = [
+    "AuthSession",
     "Base",
     "Favorite",
     "Follow",

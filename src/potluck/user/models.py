@@ -38,3 +38,22 @@ class Follow(Base):
     follower_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), primary_key=True)
     followee_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"), primary_key=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuthSession(IdMixin, CreatedAtMixin, Base):
+    """One sign-in: a family of refresh tokens, of which only the newest (`generation`) may be used.
+
+    The id is the session id carried by every access token of the family (`sid`), and the family id of its refresh
+    tokens; presenting an older generation is reuse, and revokes the family.
+    """
+
+    __tablename__ = "auth_session"
+    __table_args__ = (Index("idx_auth_session_user", "user_id", "revoked_at"),)
+
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("user_account.id", ondelete="CASCADE"))
+    generation: Mapped[int] = mapped_column(default=0)
+    user_agent: Mapped[str] = mapped_column(String(255), default="")
+    last_used_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+    revoked_reason: Mapped[str | None] = mapped_column(String(32))

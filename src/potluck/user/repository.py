@@ -6,13 +6,13 @@ import uuid
 from datetime import datetime
 from typing import Generic
 
-from sqlalchemy import Boolean, Uuid, column, delete, func, or_, select, table, tuple_
+from sqlalchemy import Boolean, Uuid, column, delete, func, or_, select, table, tuple_, update
 
 from potluck.db.base import utcnow
 from potluck.db.dialect import dialect_insert, rowcount
 from potluck.db.session import AnySession, WriteSession
 from potluck.kit.cursor import Cursor
-from potluck.user.models import Follow, User
+from potluck.user.models import AuthSession, Follow, User
 
 # The recipe table as far as a profile needs it: who wrote what. The recipe domain sits a layer above this one, so its
 # model is not imported here; these columns are part of the schema (migration 0001), not of the ORM mapping.
@@ -99,3 +99,66 @@ class UserRepository(Generic[AnySession]):
         if cursor is not None:
             stmt = stmt.where(tuple_(Follow.created_at, theirs) < tuple_(cursor.created_at, cursor.id))
         return [(row[0], row[1]) for row in (await self.session.execute(stmt)).all()]
+
+
+class SessionRepository(Generic[AnySession]):
+    """Sign-in sessions (refresh-token families)."""
+
+    def __init__(self, session: AnySession) -> None:
+        self.session = session
+
+    async def get(self, session_id: uuid.UUID) -> AuthSession | None:
+        return await self.session.get(AuthSession, session_id)
+
+    async def is_revoked(self, session_id: uuid.UUID) -> bool:
+        """Revoked, or gone (its user was deleted)."""
+        stmt = select(AuthSession.revoked_at).where(AuthSession.id == session_id)
+        row = (await self.session.execute(stmt)).first()
+        return row is None or row[0] is not None
+
+    async def add(self: SessionRepository[WriteSession], auth_session: AuthSession) -> AuthSession:
+        self.session.add(auth_session)
+        await self.session.flush()
+        return auth_session
+
+    async def rotate(
+        self: SessionRepository[WriteSession],
+        session_id: uuid.UUID,
+        generation: int,
+        *,
+        now: datetime,
+        expires_at: datetime,
+        user_agent: str,
+    ) -> bool:
+        """Move a live session from `generation` to the next one; False when it is not at that generation (or is
+        revoked or expired). One conditional UPDATE: of two concurrent rotations of one token, one wins."""
+        stmt = (
+            update(AuthSession)
+            .where(
+                AuthSession.id == session_id,
+                AuthSession.generation == generation,
+                AuthSession.revoked_at.is_(None),
+                AuthSession.expires_at > now,
+            )
+            .values(generation=generation + 1, last_used_at=now, expires_at=expires_at, user_agent=user_agent)
+            .execution_options(synchronize_session=False)
+        )
+        return rowcount(await self.session.execute(stmt)) == 1
+
+    async def revoke(
+        self: SessionRepository[WriteSession],
+        user_id: uuid.UUID,
+        *,
+        reason: str,
+        only: uuid.UUID | None = None,
+        keep: uuid.UUID | None = None,
+    ) -> list[uuid.UUID]:
+        """Revoke the user's live sessions (`only` one, or all but `keep`); the ids revoked."""
+        stmt = update(AuthSession).where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+        if only is not None:
+            stmt = stmt.where(AuthSession.id == only)
+        if keep is not None:
+            stmt = stmt.where(AuthSession.id != keep)
+        stmt = stmt.values(revoked_at=utcnow(), revoked_reason=reason).returning(AuthSession.id)
+        result = await self.session.execute(stmt.execution_options(synchronize_session=False))
+        return list(result.scalars().all())

@@ -4,12 +4,14 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, ValidationInfo, field_validator
+
+from potluck.user.passwords import MAX_LENGTH, MIN_LENGTH, password_problem
 
 Username = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$")
 ]
-Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
+Password = Annotated[str, StringConstraints(min_length=MIN_LENGTH, max_length=MAX_LENGTH)]
 DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100)]
 Bio = Annotated[str, StringConstraints(max_length=2000)]
 
@@ -22,6 +24,14 @@ class UserCreate(BaseModel):
     password: Password
     display_name: DisplayName = ""
 
+    @field_validator("password")
+    @classmethod
+    def _strong(cls, value: str, info: ValidationInfo) -> str:
+        inputs = tuple(str(info.data[f]) for f in ("username", "email") if f in info.data)
+        if (problem := password_problem(value, user_inputs=inputs)) is not None:
+            raise ValueError(problem)
+        return value
+
 
 class UserUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -29,6 +39,15 @@ class UserUpdate(BaseModel):
     display_name: DisplayName | None = None
     bio: Bio | None = None
     password: Password | None = None
+    # Required with `password`: a stolen access token alone cannot take the account over.
+    current_password: str | None = Field(default=None, max_length=MAX_LENGTH)
+
+    @field_validator("password")
+    @classmethod
+    def _strong(cls, value: str | None) -> str | None:
+        if value is not None and (problem := password_problem(value)) is not None:
+            raise ValueError(problem)
+        return value
 
 
 class UserSummary(BaseModel):
