@@ -81,7 +81,8 @@ def decide(policy: Policy, window: Window, now: float) -> Decision:
     if policy.backoff_base is None:
         wait = window.oldest + policy.window - now
     else:
-        delay = min(policy.backoff_max, policy.backoff_base * 2 ** (window.count - policy.limit))
+        # The exponent is capped: past 2**62 every delay is the cap anyway, and a float would overflow.
+        delay = min(policy.backoff_max, policy.backoff_base * 2 ** min(62, window.count - policy.limit))
         wait = window.newest + delay - now
     if wait <= 0:
         return Decision(True, 0, 0.0, reset)
