@@ -66,6 +66,7 @@ def test_the_design_alerts_and_the_others_are_all_there() -> None:
             "outbox_backlog_old",
             "redis_down",
             "database_down",
+            "failed_login_burst",
         ]
     )
     rules = {r["alert"]: r for g in load(PROMETHEUS / "alerts.yml")["groups"] for r in g["rules"] if "alert" in r}
