@@ -30,6 +30,7 @@ from potluck.events.outbox import Outbox
 from potluck.events.registry import HandlerRegistry
 from potluck.events.relay import Relay
 from potluck.events.runtime import EventsRuntime
+from potluck.kit.mail import DirectoryMailer, Mailer, SmtpMailer
 from potluck.kit.throttle import Limiter, MemoryWindowStore, RedisWindowStore, Throttles, WindowStore
 from potluck.kit.wiring import Services
 from potluck.media.handlers import install_media_handlers
@@ -49,6 +50,7 @@ from potluck.search.handlers import install_search_handlers
 from potluck.search.service import SearchService
 from potluck.stats.service import ViewStats
 from potluck.trending.service import TrendingService
+from potluck.user.account_mail import AccountMail
 from potluck.user.audit import SecurityEvents
 from potluck.user.handlers import install_user_handlers
 from potluck.user.revocation import (
@@ -250,8 +252,19 @@ def build_users(
     return users
 
 
+def build_mailer(settings: Settings) -> Mailer:
+    """SMTP when a server is configured; otherwise .eml files under data_dir/mail (the embedded default)."""
+    if settings.mail.smtp_host:
+        return SmtpMailer(settings.mail)
+    return DirectoryMailer(settings.data_dir / "mail")
+
+
 def build_handlers(
-    cache: Cache, background: Background, notifications: NotificationService, media: MediaService
+    cache: Cache,
+    background: Background,
+    notifications: NotificationService,
+    media: MediaService,
+    account_mail: AccountMail | None = None,
 ) -> HandlerRegistry:
     """Every domain's reactions to events, from its own handlers.py, run on the background pool and cache."""
     registry = HandlerRegistry()
@@ -259,7 +272,7 @@ def build_handlers(
     install_search_handlers(registry, cache)  # a strict, once-per-event search generation bump
     install_notification_handlers(registry, database=database, notifications=notifications)
     install_recipe_handlers(registry, cache=cache, recipes=background.recipes)
-    install_user_handlers(registry, cache=cache)
+    install_user_handlers(registry, cache=cache, account_mail=account_mail)
     install_media_handlers(registry, database=database, cache=cache, media=media)  # deletes replaced images
     return registry
 
@@ -337,7 +350,8 @@ def bootstrap(settings: Settings) -> Container:
     media = MediaService(storage, recipes, settings.media, local_files=local_files)
     coord_target = settings.coord_redis
     coord = redis_client(coord_target, 1.0) if coord_target is not None else None
-    handlers = build_handlers(cache, background, notifications, media)
+    account_mail = AccountMail(build_mailer(settings), settings.mail)
+    handlers = build_handlers(cache, background, notifications, media, account_mail)
     tokens = TokenService.from_settings(settings.auth, settings.data_dir)
     users = build_users(settings, database, cache, tokens, outbox, coord, registry)
     container = Container(

@@ -112,6 +112,24 @@ class AuthSettings(BaseModel):
     revocation_recheck_seconds: float = Field(default=1.0, ge=0)
 
 
+class MailSettings(BaseModel):
+    """Account email (verification, password reset). Without smtp_host, messages are written as .eml files under
+    data_dir/mail (the embedded default: read them there)."""
+
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    from_address: str = "Potluck <no-reply@potluck.local>"
+    # Where the links in the messages point (the web client's pages that call the API with the token).
+    app_base_url: str = "http://localhost:8000"
+    verify_token_hours: float = Field(default=48.0, gt=0)
+    reset_token_minutes: float = Field(default=30.0, gt=0)
+
+
 class ThrottleSettings(BaseModel):
     """Limits per window (docs/security.md, "Throttles"). Failed logins back off exponentially past the limit."""
 
@@ -249,6 +267,7 @@ class Settings(BaseSettings):
     redis: RedisSettings = Field(default_factory=RedisSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     throttle: ThrottleSettings = Field(default_factory=ThrottleSettings)
+    mail: MailSettings = Field(default_factory=MailSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     api: ApiSettings = Field(default_factory=ApiSettings)

@@ -164,11 +164,14 @@ class Api:
             "/api/v1/auth/register",
             json={"email": f"{username}@example.com", "username": username, "password": password},
         )
-        assert resp.status_code == 201, resp.text
-        user: dict[str, Any] = resp.json()
+        assert resp.status_code == 202, resp.text
         token = await self.http.post("/api/v1/auth/token", data={"username": username, "password": password})
         assert token.status_code == 200, token.text
-        user["headers"] = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        me = await self.http.get("/api/v1/users/me", headers=headers)
+        assert me.status_code == 200, me.text
+        user: dict[str, Any] = me.json()
+        user["headers"] = headers
         user["tokens"] = token.json()
         return user
 

@@ -142,7 +142,9 @@ async def register_user(client: httpx.AsyncClient) -> dict[str, Any]:
     """A new user over HTTP, with `headers` that authenticate as them."""
     name = f"u{uuid.uuid4().hex[:10]}"
     body = {"email": f"{name}@example.com", "username": name, "password": "long enough pw"}
-    user: dict[str, Any] = (await client.post("/api/v1/auth/register", json=body)).json()
+    assert (await client.post("/api/v1/auth/register", json=body)).status_code == 202
     token = (await client.post("/api/v1/auth/token", data={"username": name, "password": "long enough pw"})).json()
-    user["headers"] = {"Authorization": f"Bearer {token['access_token']}"}
+    headers = {"Authorization": f"Bearer {token['access_token']}"}
+    user: dict[str, Any] = (await client.get("/api/v1/users/me", headers=headers)).json()
+    user["headers"] = headers
     return user

@@ -12,7 +12,7 @@ from potluck.db.base import utcnow
 from potluck.db.dialect import dialect_insert, rowcount
 from potluck.db.session import AnySession, WriteSession
 from potluck.kit.cursor import Cursor
-from potluck.user.models import AuthSession, Follow, User
+from potluck.user.models import AccountToken, AuthSession, Follow, User
 
 # The recipe table as far as a profile needs it: who wrote what. The recipe domain sits a layer above this one, so its
 # model is not imported here; these columns are part of the schema (migration 0001), not of the ORM mapping.
@@ -30,6 +30,10 @@ class UserRepository(Generic[AnySession]):
         """By username or email, case-insensitively."""
         key = login.strip().lower()
         stmt = select(User).where(or_(func.lower(User.username) == key, func.lower(User.email) == key))
+        return (await self.session.execute(stmt)).scalars().first()
+
+    async def get_by_email(self, email: str) -> User | None:
+        stmt = select(User).where(func.lower(User.email) == email.strip().lower())
         return (await self.session.execute(stmt)).scalars().first()
 
     async def taken(self, email: str, username: str) -> tuple[bool, bool]:
@@ -162,3 +166,43 @@ class SessionRepository(Generic[AnySession]):
         stmt = stmt.values(revoked_at=utcnow(), revoked_reason=reason).returning(AuthSession.id)
         result = await self.session.execute(stmt.execution_options(synchronize_session=False))
         return list(result.scalars().all())
+
+
+class AccountTokenRepository(Generic[AnySession]):
+    """Emailed single-use tokens, by the SHA-256 of their secret."""
+
+    def __init__(self, session: AnySession) -> None:
+        self.session = session
+
+    async def add(self: AccountTokenRepository[WriteSession], token: AccountToken) -> AccountToken:
+        self.session.add(token)
+        await self.session.flush()
+        return token
+
+    async def consume(
+        self: AccountTokenRepository[WriteSession], token_hash: str, purpose: str, now: datetime
+    ) -> uuid.UUID | None:
+        """Mark an unused, unexpired token used; its user, or None. One conditional UPDATE: used once, even when
+        presented twice at the same moment."""
+        stmt = (
+            update(AccountToken)
+            .where(
+                AccountToken.token_hash == token_hash,
+                AccountToken.purpose == purpose,
+                AccountToken.used_at.is_(None),
+                AccountToken.expires_at > now,
+            )
+            .values(used_at=now)
+            .returning(AccountToken.user_id)
+            .execution_options(synchronize_session=False)
+        )
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def void(self: AccountTokenRepository[WriteSession], user_id: uuid.UUID, purpose: str, now: datetime) -> None:
+        """Use up every outstanding token of this purpose (a reset done voids the other reset links)."""
+        await self.session.execute(
+            update(AccountToken)
+            .where(AccountToken.user_id == user_id, AccountToken.purpose == purpose, AccountToken.used_at.is_(None))
+            .values(used_at=now)
+            .execution_options(synchronize_session=False)
+        )

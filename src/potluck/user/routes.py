@@ -12,13 +12,17 @@ from potluck.kit.links import next_link
 from potluck.kit.pagination import Page
 from potluck.user.dependencies import ClientAddress, CurrentClaims, CurrentUserId, OptionalUserId, UserServiceDep
 from potluck.user.schemas import (
+    Accepted,
     FollowPage,
+    PasswordResetConfirm,
+    PasswordResetRequest,
     RefreshRequest,
     TokenPair,
     UserCreate,
     UserMe,
     UserRead,
     UserUpdate,
+    VerifyEmailRequest,
 )
 
 auth_router = APIRouter(prefix="/auth", tags=["auth"])
@@ -28,12 +32,44 @@ router = APIRouter(prefix="/users", tags=["users"])
 UserAgent = Annotated[str, Header()]
 
 
-@auth_router.post("/register", status_code=status.HTTP_201_CREATED, response_model=UserMe)
-async def register(body: UserCreate, session: WriteSessionDep, users: UserServiceDep, client: ClientAddress) -> UserMe:
-    """Create an account. 409 when the email or username is taken; 429 past the per-address limit."""
+REGISTERED = (
+    "Check your email: a link to confirm the address is on its way (or, if the address already has an account, "
+    "a note to its owner). You can sign in now."
+)
+RESET_REQUESTED = "If the address has an account, a link to reset its password is on its way."
+
+
+@auth_router.post("/register", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+async def register(
+    body: UserCreate, session: WriteSessionDep, users: UserServiceDep, client: ClientAddress
+) -> Accepted:
+    """Create an account; a verification link is emailed. The same 202 whether or not the email already has an
+    account (its owner is emailed instead). 409 when the username is taken; 429 past the per-address limit."""
     await users.check_registration(client)
-    user = await users.register(session, body)
-    return await users.get_me(session, user.id)
+    await users.register(session, body)
+    return Accepted(detail=REGISTERED)
+
+
+@auth_router.post("/verify-email", status_code=status.HTTP_204_NO_CONTENT)
+async def verify_email(body: VerifyEmailRequest, session: WriteSessionDep, users: UserServiceDep) -> None:
+    """Confirm the account's email with the emailed token (single use). 400 for a bad, used or expired token."""
+    await users.verify_email(session, body.token)
+
+
+@auth_router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+async def request_password_reset(
+    body: PasswordResetRequest, session: WriteSessionDep, users: UserServiceDep, client: ClientAddress
+) -> Accepted:
+    """Email a password-reset link if the address has an account; the same 202 either way. 429 past the
+    per-address limit."""
+    await users.request_password_reset(session, body.email, client)
+    return Accepted(detail=RESET_REQUESTED)
+
+
+@auth_router.post("/password-reset/confirm", status_code=status.HTTP_204_NO_CONTENT)
+async def confirm_password_reset(body: PasswordResetConfirm, session: WriteSessionDep, users: UserServiceDep) -> None:
+    """Set a new password with the emailed token (single use); every session of the account ends."""
+    await users.reset_password(session, body.token, body.password)
 
 
 @auth_router.post("/token", response_model=TokenPair)

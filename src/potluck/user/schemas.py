@@ -71,6 +71,39 @@ class UserMe(UserRead):
     """The caller's own profile: adds what only they may see."""
 
     email: str
+    email_verified: bool = False
+
+
+class Accepted(BaseModel):
+    """The same answer whatever the outcome (registration, password reset): it reveals no account."""
+
+    detail: str
+
+
+class VerifyEmailRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=1, max_length=200)
+
+
+class PasswordResetRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr = Field(max_length=254)
+
+
+class PasswordResetConfirm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: str = Field(min_length=1, max_length=200)
+    password: Password
+
+    @field_validator("password")
+    @classmethod
+    def _strong(cls, value: str) -> str:
+        if (problem := password_problem(value)) is not None:
+            raise ValueError(problem)
+        return value
 
 
 class FollowRead(BaseModel):

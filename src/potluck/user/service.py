@@ -23,14 +23,20 @@ from potluck.errors import (
     UnprocessableContentError,
 )
 from potluck.events.outbox import Outbox
-from potluck.events.topics import USER_FOLLOWED
+from potluck.events.topics import (
+    USER_FOLLOWED,
+    USER_PASSWORD_RESET_REQUESTED,
+    USER_REGISTERED,
+    USER_REGISTRATION_REPEATED,
+)
 from potluck.kit.cursor import Cursor, encode_cursor
 from potluck.kit.media_keys import media_url
 from potluck.kit.throttle import Policy, Throttles
+from potluck.user.account_mail import RESET_PASSWORD, VERIFY_EMAIL, token_digest
 from potluck.user.audit import SecurityEvents, login_digest
 from potluck.user.models import AuthSession, User
 from potluck.user.passwords import password_problem
-from potluck.user.repository import SessionRepository, UserRepository
+from potluck.user.repository import AccountTokenRepository, SessionRepository, UserRepository
 from potluck.user.revocation import SessionRevocations
 from potluck.user.schemas import (
     FollowPage,
@@ -71,10 +77,20 @@ class UserService:
         self.audit = audit
         self.outbox = outbox or Outbox(enabled=False)
 
-    async def register(self, session: WriteSession, data: UserCreate) -> User:
-        """Create an account; 409 names the field that is taken."""
+    async def register(self, session: WriteSession, data: UserCreate) -> User | None:
+        """Create an account and have a verification link sent; None when the email already has an account (its
+        owner is sent a note instead, so the caller learns nothing). 409 when the username is taken: usernames are
+        public anyway."""
         repo = UserRepository(session)
-        self._raise_if_taken(*await repo.taken(data.email, data.username))
+        email_taken, username_taken = await repo.taken(data.email, data.username)
+        self._raise_if_taken(False, username_taken)
+        if email_taken:
+            existing = await repo.get_by_email(data.email)
+            if existing is not None:
+                await self.outbox.record(session, USER_REGISTRATION_REPEATED, existing.id, {})
+            # The same work as a registration: the answer's timing tells no more than its body.
+            await anyio.to_thread.run_sync(self.hasher.hash, data.password)
+            return None
         password_hash = await anyio.to_thread.run_sync(self.hasher.hash, data.password)
         user = User(
             email=data.email.lower(),
@@ -89,6 +105,7 @@ class UserService:
             # Lost a race with a concurrent registration: the unique index names the field.
             email_taken = "email_lower" in str(exc.orig)
             self._raise_if_taken(email_taken, not email_taken)
+        await self.outbox.record(session, USER_REGISTERED, user.id, {})
         return user
 
     @staticmethod
@@ -96,6 +113,46 @@ class UserService:
         if email_taken or username_taken:
             field = "email" if email_taken else "username"
             raise ConflictError(f"this {field} is already registered", extra={"field": field})
+
+    async def verify_email(self, session: WriteSession, token: str) -> None:
+        """Mark the address of the token's account verified; 400 for an unknown, used or expired token."""
+        user_id = await AccountTokenRepository(session).consume(token_digest(token), VERIFY_EMAIL, utcnow())
+        user = await UserRepository(session).get(user_id) if user_id is not None else None
+        if user is None:
+            raise BadRequestError("the token is invalid, expired or already used", extra={"field": "token"})
+        if user.email_verified_at is None:
+            user.email_verified_at = utcnow()
+            await session.flush()
+
+    async def request_password_reset(self, session: WriteSession, email: str, client: str) -> None:
+        """Have a reset link sent if the address has an account; the same answer either way (429 past the
+        per-address limit)."""
+        await self.throttles.enforce(
+            self.throttles.password_reset, client, "too many password-reset requests; try again later"
+        )
+        user = await UserRepository(session).get_by_email(email)
+        if user is not None:
+            await self.outbox.record(session, USER_PASSWORD_RESET_REQUESTED, user.id, {})
+
+    async def reset_password(self, session: WriteSession, token: str, password: str) -> None:
+        """Set a new password with an emailed token (once); every session of the account ends."""
+        now = utcnow()
+        tokens = AccountTokenRepository(session)
+        user_id = await tokens.consume(token_digest(token), RESET_PASSWORD, now)
+        user = await UserRepository(session).get(user_id) if user_id is not None else None
+        if user is None:
+            raise BadRequestError("the token is invalid, expired or already used", extra={"field": "token"})
+        if (problem := password_problem(password, user_inputs=(user.username, user.email))) is not None:
+            raise UnprocessableContentError(problem, extra={"field": "password"})
+        await tokens.void(user.id, RESET_PASSWORD, now)
+        user.password_hash = await anyio.to_thread.run_sync(self.hasher.hash, password)
+        # The link reached the mailbox: the address is the owner's.
+        user.email_verified_at = user.email_verified_at or now
+        user.version += 1
+        revoked = await SessionRepository(session).revoke(user.id, reason="password_reset")
+        self._revoke_after_commit(session, revoked)
+        await self.throttles.reset(self.throttles.login_account, str(user.id))
+        self.audit.record("password_reset", user_id=str(user.id), sessions_revoked=len(revoked))
 
     async def check_registration(self, client: str) -> None:
         """429 when this address registered too often."""
@@ -242,7 +299,7 @@ class UserService:
         if user is None:
             raise UnauthorizedError("the account no longer exists")
         profile = await self._profile(repo, user, me=True)
-        return UserMe(**profile.model_dump(), email=user.email)
+        return UserMe(**profile.model_dump(), email=user.email, email_verified=user.email_verified_at is not None)
 
     async def _profile(self, repo: UserRepository[ReadSession], user: User, *, me: bool) -> UserRead:
         followers, following, recipes = await repo.counts(user.id, public_recipes_only=not me)
