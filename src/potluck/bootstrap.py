@@ -354,6 +354,7 @@ def bootstrap(settings: Settings) -> Container:
     handlers = build_handlers(cache, background, notifications, media, account_mail)
     tokens = TokenService.from_settings(settings.auth, settings.data_dir)
     users = build_users(settings, database, cache, tokens, outbox, coord, registry)
+    users.deletion_hooks.append(recipes.forget_user)
     container = Container(
         settings=settings,
         registry=registry,

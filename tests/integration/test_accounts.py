@@ -162,3 +162,41 @@ async def test_password_reset_requests_are_limited_per_address(client: httpx.Asy
         codes.append(resp.status_code)
     assert codes == [202, 202, 202, 429]
     assert int(resp.headers["retry-after"]) > 0
+
+
+async def test_deleting_an_account_removes_what_it_wrote_and_withdraws_its_ratings(
+    client: httpx.AsyncClient, api: Api
+) -> None:
+    leaver, stayer, rater = await api.register("leaver"), await api.register("stayer"), await api.register("rater")
+    public = await api.create_recipe(leaver, is_public=True)
+    private = await api.create_recipe(leaver, is_public=False)
+    theirs = await api.create_recipe(stayer)
+    follow = await client.put(f"/api/v1/users/{stayer['id']}/follow", headers=leaver["headers"])
+    assert follow.status_code == 204
+    for stars, user in ((1, leaver), (5, rater)):
+        rated = await client.put(
+            f"/api/v1/recipes/{theirs['id']}/rating", json={"stars": stars}, headers=user["headers"]
+        )
+        assert rated.status_code in (200, 201), rated.text
+    assert (await client.get(f"/api/v1/recipes/{theirs['id']}")).json()["rating"] == 3.0
+    assert (await client.get(f"/api/v1/users/{stayer['id']}")).json()["follower_count"] == 1
+
+    wrong = await client.request(
+        "DELETE", "/api/v1/users/me", json={"current_password": "not the password"}, headers=leaver["headers"]
+    )
+    assert wrong.status_code == 403
+    gone = await client.request(
+        "DELETE", "/api/v1/users/me", json={"current_password": PASSWORD}, headers=leaver["headers"]
+    )
+    assert gone.status_code == 204
+
+    for recipe in (public, private):
+        assert (await client.get(f"/api/v1/recipes/{recipe['id']}")).status_code == 404
+    assert (await client.get(f"/api/v1/users/{leaver['id']}")).status_code == 404
+    assert (await client.get("/api/v1/users/me", headers=leaver["headers"])).status_code == 401
+    refresh = await client.post("/api/v1/auth/refresh", json={"refresh_token": leaver["tokens"]["refresh_token"]})
+    assert refresh.status_code == 401
+    assert (await _sign_in(client, "leaver")).status_code == 401
+    after = (await client.get(f"/api/v1/recipes/{theirs['id']}")).json()
+    assert (after["rating"], after["rating_count"]) == (5.0, 1)
+    assert (await client.get(f"/api/v1/users/{stayer['id']}")).json()["follower_count"] == 0

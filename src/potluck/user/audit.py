@@ -2,7 +2,7 @@
 
 Events: failed_login, lockout (an attempt refused by a login throttle, or the failure that starts one),
 password_changed, password_reset (by an emailed token), token_reuse (a rotated refresh token presented again: its
-family is revoked), logout, logout_all.
+family is revoked), logout, logout_all, account_deleted.
 Every 429 also counts in `potluck_throttle_refusals_total{policy}`. Log lines never carry a password or a token;
 the login a client typed is logged only as a digest, so a password typed into the username field stays out of them.
 """
@@ -19,7 +19,16 @@ from potluck.kit.throttle import Policy
 
 logger = logging.getLogger("potluck.security")
 
-EVENTS = ("failed_login", "lockout", "password_changed", "password_reset", "token_reuse", "logout", "logout_all")
+EVENTS = (
+    "failed_login",
+    "lockout",
+    "password_changed",
+    "password_reset",
+    "token_reuse",
+    "logout",
+    "logout_all",
+    "account_deleted",
+)
 
 
 def login_digest(login: str) -> str:

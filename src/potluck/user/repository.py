@@ -64,6 +64,16 @@ class UserRepository(Generic[AnySession]):
         rows = await self.session.execute(select(_recipe.c.id).where(_recipe.c.author_id == user_id))
         return list(rows.scalars().all())
 
+    async def follow_partners(self, user_id: uuid.UUID) -> list[uuid.UUID]:
+        """Everyone who follows the user or whom the user follows."""
+        followers = select(Follow.follower_id).where(Follow.followee_id == user_id)
+        followees = select(Follow.followee_id).where(Follow.follower_id == user_id)
+        return list((await self.session.execute(followers.union(followees))).scalars().all())
+
+    async def delete(self: UserRepository[WriteSession], user_id: uuid.UUID) -> None:
+        """The account row; its follows, sessions, tokens and notifications go with it (ON DELETE CASCADE)."""
+        await self.session.execute(delete(User).where(User.id == user_id))
+
     async def add(self: UserRepository[WriteSession], user: User) -> User:
         self.session.add(user)
         await self.session.flush()

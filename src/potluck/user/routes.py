@@ -13,6 +13,7 @@ from potluck.kit.pagination import Page
 from potluck.user.dependencies import ClientAddress, CurrentClaims, CurrentUserId, OptionalUserId, UserServiceDep
 from potluck.user.schemas import (
     Accepted,
+    AccountDelete,
     FollowPage,
     PasswordResetConfirm,
     PasswordResetRequest,
@@ -138,6 +139,15 @@ async def update_me(
 ) -> UserMe:
     """Change the profile. A new `password` needs `current_password` and ends every other session."""
     return await users.update_me(session, claims, body, client)
+
+
+@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_me(
+    body: AccountDelete, claims: CurrentClaims, session: WriteSessionDep, users: UserServiceDep, client: ClientAddress
+) -> None:
+    """Delete your account (`current_password` in the body): every recipe you wrote, public ones included, your
+    ratings, favorites, follows and sessions. Cannot be undone."""
+    await users.delete_account(session, claims, body.current_password, client)
 
 
 @router.get("/{user_id}", response_model=UserRead)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 import anyio.to_thread
@@ -52,6 +53,10 @@ from potluck.user.security import InvalidTokenError, PasswordHasher, TokenClaims
 
 LOCKED_OUT = "too many failed sign-ins; try again later"
 
+# What a higher layer must do before an account row goes (the recipe domain deletes the account's recipes and
+# withdraws its ratings): registered in bootstrap, so this layer needs no import of theirs.
+AccountDeletionHook = Callable[[WriteSession, uuid.UUID], Awaitable[object]]
+
 
 class UserService:
     def __init__(
@@ -76,6 +81,7 @@ class UserService:
         self.throttles = throttles
         self.audit = audit
         self.outbox = outbox or Outbox(enabled=False)
+        self.deletion_hooks: list[AccountDeletionHook] = []
 
     async def register(self, session: WriteSession, data: UserCreate) -> User | None:
         """Create an account and have a verification link sent; None when the email already has an account (its
@@ -345,15 +351,40 @@ class UserService:
             raise BadRequestError("changing the password needs current_password", extra={"field": "current_password"})
         if (problem := password_problem(data.password, user_inputs=(user.username, user.email))) is not None:
             raise UnprocessableContentError(problem, extra={"field": "password"})
-        account = str(user.id)
-        await self._refuse_if_locked(account, client, user.username)
-        if not await anyio.to_thread.run_sync(self.hasher.verify, user.password_hash, data.current_password):
-            await self._failed(account, client, user.username, user.id)
-            raise ForbiddenError("current_password is wrong", extra={"field": "current_password"})
+        await self._check_current_password(user, data.current_password, client)
         user.password_hash = await anyio.to_thread.run_sync(self.hasher.hash, data.password)
         revoked = await SessionRepository(session).revoke(user.id, reason="password_changed", keep=caller.session_id)
         self._revoke_after_commit(session, revoked)
         self.audit.record("password_changed", user_id=str(user.id), sessions_revoked=len(revoked))
+
+    async def delete_account(
+        self, session: WriteSession, caller: TokenClaims, current_password: str, client: str
+    ) -> None:
+        """Delete the account and everything it wrote (public recipes included); its sessions end at once."""
+        user = await UserRepository(session).get(caller.user_id)
+        if user is None:
+            raise UnauthorizedError("the account no longer exists")
+        await self._check_current_password(user, current_password, client)
+        revoked = await SessionRepository(session).revoke(user.id, reason="account_deleted")
+        self._revoke_after_commit(session, revoked)
+        for hook in self.deletion_hooks:
+            await hook(session, user.id)
+        repo = UserRepository(session)
+        partners = await repo.follow_partners(user.id)
+        await repo.delete(user.id)
+        # Profiles that counted this account as a follower or followee, and their recommendations.
+        keys = [user_key(user.id), recommend_key(user.id)]
+        keys += [k for partner in partners for k in (user_key(partner), recommend_key(partner))]
+        self.cache.invalidate_after_commit(session, *keys)
+        self.audit.record("account_deleted", user_id=str(user.id), sessions_revoked=len(revoked))
+
+    async def _check_current_password(self, user: User, current_password: str, client: str) -> None:
+        """403 for a wrong current password, throttled like a sign-in (a stolen access token cannot guess it)."""
+        account = str(user.id)
+        await self._refuse_if_locked(account, client, user.username)
+        if not await anyio.to_thread.run_sync(self.hasher.verify, user.password_hash, current_password):
+            await self._failed(account, client, user.username, user.id)
+            raise ForbiddenError("current_password is wrong", extra={"field": "current_password"})
 
     async def follow(self, session: WriteSession, follower_id: uuid.UUID, followee_id: uuid.UUID) -> bool:
         """Follow a user; idempotent. True when the follow is new."""
