@@ -9,8 +9,10 @@ import httpx
 import jwt
 import pytest
 
-from tests.integration.conftest import Api
+from potluck.config import Settings
+from tests.integration.conftest import Api, running_app
 from tests.support.app import container_of
+from tests.support.eventually import eventually
 
 PROBLEM = "application/problem+json"
 
@@ -148,3 +150,21 @@ async def test_a_token_without_a_session_is_refused(client: httpx.AsyncClient, a
     forged = jwt.encode(claims, "test-secret-key-that-is-long-enough-for-hs256", algorithm="HS256")
     resp = await client.get("/api/v1/users/me", headers={"Authorization": f"Bearer {forged}"})
     assert resp.status_code == 401
+
+
+async def test_a_logout_reaches_another_api_process_within_the_recheck_interval(
+    client: httpx.AsyncClient, api: Api, settings: Settings
+) -> None:
+    if settings.coord_redis is None:
+        pytest.skip("the embedded default is one process: its revocation set is in memory")
+    user = await api.register()
+    async with running_app(settings) as other_process:
+        assert (await other_process.get("/api/v1/users/me", headers=user["headers"])).status_code == 200
+        assert (await client.post("/api/v1/auth/logout", headers=user["headers"])).status_code == 204
+
+        async def refused() -> bool:
+            resp = await other_process.get("/api/v1/users/me", headers=user["headers"])
+            return resp.status_code == 401
+
+        recheck = settings.auth.revocation_recheck_seconds
+        await eventually(refused, recheck + 1.0, interval=0.1)
