@@ -15,6 +15,7 @@ servers and wrk all share the machine's cores. The warm scenario's hit rate is r
 
     uv run python -m bench.cache_read --recipes 10000 --duration 20
     uv run --with py-spy python -m bench.cache_read --profile 8     # also sample one warm API process
+    uv run python -m bench.cache_read --signed-in                   # also signed-in warm reads (issue 18)
 
 Prints a Rich table and a Markdown table (headed with the command line) and writes bench/results/cache-read.json.
 """
@@ -219,6 +220,7 @@ def run_wrk(
     seed: int,
     work_dir: Path,
     label: str,
+    authorization: str | None = None,
 ) -> WrkResult:
     """One wrk instance per port, all at once (-t1 -cN each); the results are added up."""
     procs: list[tuple[int, Path, subprocess.Popen[str]]] = []
@@ -233,6 +235,7 @@ def run_wrk(
                 "ZIPF_S": repr(zipf_s),
                 "ZIPF_SEED": str(seed * 100 + i),
                 "WRK_RESULT_FILE": str(result_file),
+                "WRK_AUTHORIZATION": authorization or "",
             }
             argv = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
             argv += ["-s", str(LUA_SCRIPT), f"http://{HOST}:{port}"]
@@ -461,6 +464,9 @@ class Bench:
     ids_file: Path
     docs_file: Path
     ids: list[str]
+    # Signed-in scenarios: the Authorization header wrk sends, and the API processes' extra environment.
+    authorization: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     def api_env(self, *, cache_enabled: bool) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if not k.startswith("POTLUCK_")}
@@ -471,6 +477,7 @@ class Bench:
             POTLUCK_CACHE__ENABLED="true" if cache_enabled else "false",
             POTLUCK_DATA_DIR=str(self.work_dir / "data"),
         )
+        env.update(self.extra_env)
         return env
 
     def start_api(self, *, cache_enabled: bool) -> list[Server]:
@@ -517,6 +524,7 @@ class Bench:
             seed=seed,
             work_dir=self.work_dir,
             label=label,
+            authorization=self.authorization,
         )
 
     def scenario(
@@ -922,11 +930,76 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--profile-out", type=Path, default=None, help="also keep py-spy's collapsed stacks in this file"
     )
+    parser.add_argument(
+        "--signed-in",
+        action=argparse.BooleanOptionalAction,
+        default=False,
+        help="also run the warm scenario signed in (a bearer token on every read), with the session check's "
+        "answer remembered (default) and asked every request",
+    )
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where to write the JSON results")
     parser.add_argument(
         "--wait-idle", type=int, default=300, help="wait up to this many seconds for other load to stop first"
     )
     return parser.parse_args(argv)
+
+
+async def _sign_in(port: int) -> str:
+    """A fresh account on the running API and a bearer token of one session."""
+    async with httpx.AsyncClient(base_url=f"http://{HOST}:{port}", timeout=30) as client:
+        name = f"bench{os.getpid()}{time.monotonic_ns() % 1_000_000}"
+        password = "bench reader password"
+        body = {"email": f"{name}@example.com", "username": name, "password": password}
+        (await client.post("/api/v1/auth/register", json=body)).raise_for_status()
+        resp = await client.post("/api/v1/auth/token", data={"username": name, "password": password})
+        resp.raise_for_status()
+        return f"Bearer {resp.json()['access_token']}"
+
+
+def signed_in_scenarios(
+    bench: Bench, warm: ScenarioResult, sweep: Callable[[list[Server]], dict[str, Any]]
+) -> dict[str, Any]:
+    """Warm reads with a bearer token (the ordinary route: token check, session-revocation check), as ratios to
+    the anonymous warm run of the same process: the session check's cost on the read path (issue 18)."""
+    variants = {
+        "signed-in": ("bearer token; revocation answer remembered 1 s per process (default)", {}),
+        "signed-in-recheck-0": (
+            "bearer token; revocation set asked (Redis EXISTS) on every request",
+            {"POTLUCK_AUTH__REVOCATION_RECHECK_SECONDS": "0"},
+        ),
+    }
+    found: dict[str, Any] = {}
+    lines = [
+        "| scenario | req/s | p50 ms | p99 ms | vs anonymous warm | API CPU µs/req | vs anonymous API CPU |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+        f"| warm (anonymous) | {warm.wrk.rps:,.0f} | {warm.wrk.p50_ms:.2f} | {warm.wrk.p99_ms:.2f} | 1.00 "
+        f"| {warm.cpu_us_per_request['api']:.0f} | 1.00 |",
+    ]
+    for name, (description, env) in variants.items():
+        bench.extra_env = dict(env)
+
+        def prepare(running: list[Server]) -> dict[str, Any]:
+            prepared = sweep(running)
+            bench.authorization = asyncio.run(_sign_in(running[0].port))
+            return prepared
+
+        try:
+            result = bench.scenario(
+                name, description, lambda: bench.start_api(cache_enabled=True), cache_metrics=True, prepare=prepare
+            )
+        finally:
+            bench.authorization, bench.extra_env = None, {}
+        rps_ratio = _ratio(result.wrk.rps, warm.wrk.rps)
+        cpu_ratio = _ratio(result.cpu_us_per_request["api"], warm.cpu_us_per_request["api"])
+        found[name] = {**asdict(result), "rps_vs_anonymous": round(rps_ratio, 3), "api_cpu_vs_anonymous": cpu_ratio}
+        lines.append(
+            f"| {name} | {result.wrk.rps:,.0f} | {result.wrk.p50_ms:.2f} | {result.wrk.p99_ms:.2f} "
+            f"| {rps_ratio:.2f} | {result.cpu_us_per_request['api']:.0f} | {cpu_ratio:.2f} |"
+        )
+    print()
+    print("\n".join(lines))
+    found["markdown"] = "\n".join(lines)
+    return found
 
 
 @contextlib.contextmanager
@@ -1036,6 +1109,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             bench.start_asyncpg,
         )
         data = report(bench, {k: results[k] for k in SCENARIOS}, command, setup)
+        if args.signed_in:
+            data["signed_in"] = signed_in_scenarios(bench, results["warm"], sweep)
         profile = results["warm"].extra.get("profile")
         if profile:
             err.rule("profile of one warm API process (share of busy samples)")

@@ -100,9 +100,11 @@ class Background:
 
 async def author_with_followers(client: httpx.AsyncClient, db: str, followers: int) -> dict[str, str]:
     name = f"a{uuid.uuid4().hex[:10]}"
-    body = {"email": f"{name}@example.com", "username": name, "password": "long enough"}
-    author = (await client.post("/api/v1/auth/register", json=body)).json()
-    token = (await client.post("/api/v1/auth/token", data={"username": name, "password": "long enough"})).json()
+    body = {"email": f"{name}@example.com", "username": name, "password": "long enough pw"}
+    (await client.post("/api/v1/auth/register", json=body)).raise_for_status()
+    token = (await client.post("/api/v1/auth/token", data={"username": name, "password": "long enough pw"})).json()
+    headers = {"Authorization": f"Bearer {token['access_token']}"}
+    author = (await client.get("/api/v1/users/me", headers=headers)).json()
     conn = await asyncpg.connect(db)
     try:
         ids = [uuid.uuid4() for _ in range(followers)]

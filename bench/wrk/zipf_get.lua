@@ -6,6 +6,7 @@
 --   ZIPF_SEED        base seed (default 1); each wrk thread seeds with its own derivative of it
 --   WRK_RESULT_FILE  optional: done() writes the summary and the latency quantiles on a fine grid there,
 --                    so the results of several wrk instances can be merged
+--   WRK_AUTHORIZATION optional: sent as the Authorization header of every request (signed-in reads)
 --
 -- The CDF and every request string are built once per thread in init(); request() is a binary search.
 
@@ -29,6 +30,11 @@ function init(args)
     local base = tonumber(os.getenv("ZIPF_SEED") or "1")
     -- thread_index is a global set by setup(); distinct instances pass distinct ZIPF_SEEDs.
     math.randomseed(base * 7919 + (thread_index or 1))
+
+    local authorization = os.getenv("WRK_AUTHORIZATION")
+    if authorization ~= nil and authorization ~= "" then
+        wrk.headers["Authorization"] = authorization
+    end
 
     local file = assert(io.open(path, "r"))
     for line in file:lines() do

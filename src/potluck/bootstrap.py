@@ -9,6 +9,7 @@ nowhere else. Routes receive the services as typed dependencies (`kit/wiring.py`
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TypeVar
@@ -29,6 +30,8 @@ from potluck.events.outbox import Outbox
 from potluck.events.registry import HandlerRegistry
 from potluck.events.relay import Relay
 from potluck.events.runtime import EventsRuntime
+from potluck.kit.mail import DirectoryMailer, Mailer, SmtpMailer
+from potluck.kit.throttle import Limiter, MemoryWindowStore, RedisWindowStore, Throttles, WindowStore
 from potluck.kit.wiring import Services
 from potluck.media.handlers import install_media_handlers
 from potluck.media.service import MediaService
@@ -49,7 +52,15 @@ from potluck.search.handlers import install_search_handlers
 from potluck.search.service import SearchService
 from potluck.stats.service import ViewStats
 from potluck.trending.service import TrendingService
+from potluck.user.account_mail import AccountMail
+from potluck.user.audit import SecurityEvents
 from potluck.user.handlers import install_user_handlers
+from potluck.user.revocation import (
+    MemoryRevocationStore,
+    RedisRevocationStore,
+    RevocationStore,
+    SessionRevocations,
+)
 from potluck.user.security import PasswordHasher, TokenService
 from potluck.user.service import UserService
 from potluck.warming.service import CacheWarmer
@@ -70,6 +81,8 @@ class Container:
     faults: FaultInjection | None
     tokens: TokenService
     users: UserService
+    revocations: SessionRevocations
+    throttles: Throttles
     recipes: RecipeService
     search: SearchService
     trending: TrendingService
@@ -203,8 +216,69 @@ def build_search_analytics(settings: Settings) -> SearchAnalytics:
     return RedisSearchAnalytics(redis_client(target, settings.cache.timeout_ms / 1000))
 
 
+def build_security(
+    settings: Settings, coord: aioredis.Redis | None, audit: SecurityEvents
+) -> tuple[Throttles, RevocationStore]:
+    """Throttle windows and the revoked-session set: on the non-evicting coordination Redis (an evicted window or
+    revocation would be a hole), or in memory for the one-process embedded default."""
+    store: WindowStore = MemoryWindowStore() if coord is None else RedisWindowStore(coord)
+    revoked: RevocationStore = MemoryRevocationStore() if coord is None else RedisRevocationStore(coord)
+    throttles = Throttles(Limiter(store), settings.throttle, on_refused=audit.refused, on_store_error=audit.store_error)
+    return throttles, revoked
+
+
+def build_users(
+    settings: Settings,
+    database: Database,
+    cache: Cache,
+    tokens: TokenService,
+    outbox: Outbox,
+    coord: aioredis.Redis | None,
+    registry: CollectorRegistry,
+) -> UserService:
+    audit = SecurityEvents(registry)
+    throttles, revoked = build_security(settings, coord, audit)
+    users: UserService | None = None
+
+    async def ask_database(session_id: uuid.UUID) -> bool:
+        assert users is not None
+        return await users.is_session_revoked(session_id)
+
+    revocations = SessionRevocations(
+        revoked,
+        # An access token outlives its session's revocation by at most this (and the clock skew it allows).
+        ttl=tokens.access_ttl.total_seconds() + 60,
+        fallback=ask_database,
+        recheck_seconds=settings.auth.revocation_recheck_seconds,
+        on_store_error=audit.store_error,
+    )
+    users = UserService(
+        database,
+        cache,
+        PasswordHasher.from_settings(settings.auth),
+        tokens,
+        settings.media.public_base_url,
+        revocations=revocations,
+        throttles=throttles,
+        audit=audit,
+        outbox=outbox,
+    )
+    return users
+
+
+def build_mailer(settings: Settings) -> Mailer:
+    """SMTP when a server is configured; otherwise .eml files under data_dir/mail (the embedded default)."""
+    if settings.mail.smtp_host:
+        return SmtpMailer(settings.mail)
+    return DirectoryMailer(settings.data_dir / "mail")
+
+
 def build_handlers(
-    cache: Cache, background: Background, notifications: NotificationService, media: MediaService
+    cache: Cache,
+    background: Background,
+    notifications: NotificationService,
+    media: MediaService,
+    account_mail: AccountMail | None = None,
 ) -> HandlerRegistry:
     """Every domain's reactions to events, from its own handlers.py, run on the background pool and cache."""
     registry = HandlerRegistry()
@@ -212,7 +286,7 @@ def build_handlers(
     install_search_handlers(registry, cache)  # a strict, once-per-event search generation bump
     install_notification_handlers(registry, database=database, notifications=notifications)
     install_recipe_handlers(registry, cache=cache, recipes=background.recipes)
-    install_user_handlers(registry, cache=cache)
+    install_user_handlers(registry, cache=cache, account_mail=account_mail)
     install_media_handlers(registry, database=database, cache=cache, media=media)  # deletes replaced images
     return registry
 
@@ -249,6 +323,8 @@ def _provide(container: Container) -> None:
     services.add(Cache, container.cache)
     services.add(TokenService, container.tokens)
     services.add(UserService, container.users)
+    services.add(SessionRevocations, container.revocations)
+    services.add(Throttles, container.throttles)
     services.add(RecipeService, container.recipes)
     services.add(ViewCounter, container.views)
     services.add(SearchService, container.search)
@@ -290,7 +366,11 @@ def bootstrap(settings: Settings) -> Container:
     media = MediaService(storage, recipes, settings.media, local_files=local_files)
     coord_target = settings.coord_redis
     coord = redis_client(coord_target, 1.0) if coord_target is not None else None
-    handlers = build_handlers(cache, background, notifications, media)
+    account_mail = AccountMail(build_mailer(settings), settings.mail)
+    handlers = build_handlers(cache, background, notifications, media, account_mail)
+    tokens = TokenService.from_settings(settings.auth, settings.data_dir)
+    users = build_users(settings, database, cache, tokens, outbox, coord, registry)
+    users.deletion_hooks.append(recipes.forget_user)
     container = Container(
         settings=settings,
         registry=registry,
@@ -298,7 +378,9 @@ def bootstrap(settings: Settings) -> Container:
         cache=cache,
         faults=faults,
         tokens=tokens,
-        users=UserService(database, cache, PasswordHasher.from_settings(settings.auth), tokens, media_base, outbox),
+        users=users,
+        revocations=users.revocations,
+        throttles=users.throttles,
         recipes=recipes,
         search=SearchService(database, cache, recipes, search_analytics),
         trending=TrendingService(database, cache, recipes),

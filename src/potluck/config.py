@@ -115,6 +115,43 @@ class AuthSettings(BaseModel):
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)
     argon2_parallelism: int = Field(default=4, ge=1)
+    # How long an API process trusts "this session is not revoked" before asking the revocation set again.
+    revocation_recheck_seconds: float = Field(default=1.0, ge=0)
+
+
+class MailSettings(BaseModel):
+    """Account email (verification, password reset). Without smtp_host, messages are written as .eml files under
+    data_dir/mail (the embedded default: read them there)."""
+
+    smtp_host: str | None = None
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_ssl: bool = False
+    timeout_seconds: float = Field(default=10.0, gt=0)
+    from_address: str = "Potluck <no-reply@potluck.local>"
+    # Where the links in the messages point (the web client's pages that call the API with the token).
+    app_base_url: str = "http://localhost:8000"
+    verify_token_hours: float = Field(default=48.0, gt=0)
+    reset_token_minutes: float = Field(default=30.0, gt=0)
+
+
+class ThrottleSettings(BaseModel):
+    """Limits per window (docs/security.md, "Throttles"). Failed logins back off exponentially past the limit."""
+
+    enabled: bool = True
+    login_account_limit: int = Field(default=5, ge=1)
+    login_address_limit: int = Field(default=30, ge=1)
+    login_window_seconds: float = Field(default=900.0, gt=0)
+    login_backoff_base_seconds: float = Field(default=1.0, gt=0)
+    login_backoff_max_seconds: float = Field(default=900.0, gt=0)
+    register_per_address: int = Field(default=10, ge=1)
+    register_window_seconds: float = Field(default=3600.0, gt=0)
+    password_reset_per_address: int = Field(default=5, ge=1)
+    password_reset_window_seconds: float = Field(default=3600.0, gt=0)
+    uploads_per_user: int = Field(default=60, ge=1)
+    uploads_window_seconds: float = Field(default=3600.0, gt=0)
 
 
 class ApiSettings(BaseModel):
@@ -266,6 +303,8 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    throttle: ThrottleSettings = Field(default_factory=ThrottleSettings)
+    mail: MailSettings = Field(default_factory=MailSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     api: ApiSettings = Field(default_factory=ApiSettings)

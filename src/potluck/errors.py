@@ -72,6 +72,14 @@ class PayloadTooLargeError(PotluckError):
     status_code, title, slug = 413, "Content Too Large", "payload-too-large"
 
 
+class UnprocessableContentError(PotluckError):
+    status_code, title, slug = 422, "Unprocessable Content", "validation"
+
+
+class TooManyRequestsError(PotluckError):
+    status_code, title, slug = 429, "Too Many Requests", "rate-limited"
+
+
 class ServiceUnavailableError(PotluckError):
     status_code, title, slug = 503, "Service Unavailable", "unavailable"
 

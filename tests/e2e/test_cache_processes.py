@@ -48,6 +48,7 @@ def topology(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) ->
             "POTLUCK_AUTH__ARGON2_TIME_COST": "1",
             "POTLUCK_AUTH__ARGON2_MEMORY_KIB": "1024",
             "POTLUCK_AUTH__ARGON2_PARALLELISM": "1",
+            "POTLUCK_THROTTLE__REGISTER_PER_ADDRESS": "1000000",
             "POTLUCK_CACHE__TEST_HOOKS": "true",
             # Waiters read through after this long; a loaded machine can make a fill slower than the default.
             "POTLUCK_CACHE__LEASE_WAIT_MS": "10000",
@@ -75,9 +76,9 @@ async def clients(topology: dict[str, Any]) -> AsyncIterator[list[httpx.AsyncCli
 async def _author_and_recipe(client: httpx.AsyncClient) -> tuple[dict[str, str], dict[str, Any]]:
     name = f"u{uuid.uuid4().hex[:10]}"
     await client.post(
-        "/api/v1/auth/register", json={"email": f"{name}@example.com", "username": name, "password": "long enough"}
+        "/api/v1/auth/register", json={"email": f"{name}@example.com", "username": name, "password": "long enough pw"}
     )
-    token = (await client.post("/api/v1/auth/token", data={"username": name, "password": "long enough"})).json()
+    token = (await client.post("/api/v1/auth/token", data={"username": name, "password": "long enough pw"})).json()
     headers = {"Authorization": f"Bearer {token['access_token']}"}
     recipe = (await client.post("/api/v1/recipes", json={"title": "v0"}, headers=headers)).json()
     return headers, recipe

@@ -165,7 +165,7 @@ def test_cluster_up_serves_through_nginx_and_every_api_process(state_dir: Path) 
         password = "correct horse battery staple"
         with httpx.Client(base_url=info["lb_url"], timeout=30, trust_env=False) as client:
             body = {"email": f"{name}@example.com", "username": name, "password": password}
-            _expect(client.post("/api/v1/auth/register", json=body), 201, state_dir)
+            _expect(client.post("/api/v1/auth/register", json=body), 202, state_dir)
             login = client.post("/api/v1/auth/token", data={"username": name, "password": password})
             token = _expect(login, 200, state_dir).json()["access_token"]
             recipe = {

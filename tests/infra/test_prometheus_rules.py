@@ -67,6 +67,7 @@ def test_the_design_alerts_and_the_others_are_all_there() -> None:
             "redis_down",
             "database_down",
             "patroni_no_synchronous_standby",
+            "failed_login_burst",
         ]
     )
     rules = {r["alert"]: r for g in load(PROMETHEUS / "alerts.yml")["groups"] for r in g["rules"] if "alert" in r}

@@ -30,6 +30,7 @@ from potluck.config import (
     ObservabilitySettings,
     RedisSettings,
     Settings,
+    ThrottleSettings,
 )
 from potluck.db.engine import create_engine
 from potluck.db.migrate import upgrade
@@ -48,6 +49,11 @@ def _fast_auth() -> AuthSettings:
         argon2_memory_kib=1024,
         argon2_parallelism=1,
     )
+
+
+def relaxed_throttles() -> ThrottleSettings:
+    # The suite registers hundreds of accounts from one address; tests of the throttles set their own limits.
+    return ThrottleSettings(register_per_address=1_000_000)
 
 
 @pytest.fixture(scope="session")
@@ -133,6 +139,7 @@ def settings(database_url: str, redis_url: str | None, tmp_path: Path) -> Settin
         cache=CacheSettings(test_hooks=True),
         auth=_fast_auth(),
         observability=ObservabilitySettings(metrics_port=METRICS_PORT),
+        throttle=relaxed_throttles(),
     )
 
 
@@ -166,11 +173,14 @@ class Api:
             "/api/v1/auth/register",
             json={"email": f"{username}@example.com", "username": username, "password": password},
         )
-        assert resp.status_code == 201, resp.text
-        user: dict[str, Any] = resp.json()
+        assert resp.status_code == 202, resp.text
         token = await self.http.post("/api/v1/auth/token", data={"username": username, "password": password})
         assert token.status_code == 200, token.text
-        user["headers"] = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+        me = await self.http.get("/api/v1/users/me", headers=headers)
+        assert me.status_code == 200, me.text
+        user: dict[str, Any] = me.json()
+        user["headers"] = headers
         user["tokens"] = token.json()
         return user
 

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from potluck.cache.keys import recipe_key
 from potluck.config import CacheSettings, DatabaseSettings, RedisSettings, Settings
 from tests.harness import SentinelSet
-from tests.integration.conftest import Api, _fast_auth, running_app
+from tests.integration.conftest import Api, _fast_auth, relaxed_throttles, running_app
 from tests.support.app import container_of
 from tests.support.eventually import eventually
 from tests.support.outbox import FAST_RETRIES, drain_until_settled
@@ -46,6 +46,7 @@ def sentinel_settings(database_url: str, sentinels: SentinelSet, tmp_path: Path)
         # A long first-tier TTL: only a flush, never expiry, can explain a fresh value after the failover.
         cache=CacheSettings(test_hooks=True, local_ttl_seconds=60),
         auth=_fast_auth(),
+        throttle=relaxed_throttles(),
         events=FAST_RETRIES,
     )
 

@@ -26,7 +26,7 @@ from potluck.db.migrate import upgrade
 from potluck_ops.drills.patroni_faults import postgres_processes
 from potluck_ops.postgres import PG
 from tests.harness import PatroniCluster
-from tests.integration.conftest import Api, _fast_auth, running_app
+from tests.integration.conftest import Api, _fast_auth, relaxed_throttles, running_app
 from tests.support.app import METRICS_PORT, METRICS_URL, AppClient, app_of, container_of
 from tests.support.eventually import eventually
 
@@ -89,6 +89,7 @@ async def patroni_app(patroni_cluster: PatroniCluster, tmp_path: Path) -> AsyncI
         cache=CacheSettings(test_hooks=True),
         observability=ObservabilitySettings(metrics_port=METRICS_PORT),
         auth=_fast_auth(),
+        throttle=relaxed_throttles(),
     )
     async with running_app(settings) as http:
         yield http

@@ -144,6 +144,7 @@ def stack_env(url: str, cache: RedisServer, coord: RedisServer, logs: Path) -> d
         "POTLUCK_AUTH__ARGON2_TIME_COST": "1",
         "POTLUCK_AUTH__ARGON2_MEMORY_KIB": "1024",
         "POTLUCK_AUTH__ARGON2_PARALLELISM": "1",
+        "POTLUCK_THROTTLE__REGISTER_PER_ADDRESS": "1000000",
         "POTLUCK_DATA_DIR": str(logs / "data"),
         "POTLUCK_WORKER__RELAY_INTERVAL_SECONDS": "0.3",
     }
@@ -157,8 +158,10 @@ def stack_logs(logs: Path) -> str:
 async def register_user(client: httpx.AsyncClient) -> dict[str, Any]:
     """A new user over HTTP, with `headers` that authenticate as them."""
     name = f"u{uuid.uuid4().hex[:10]}"
-    body = {"email": f"{name}@example.com", "username": name, "password": "long enough"}
-    user: dict[str, Any] = (await client.post("/api/v1/auth/register", json=body)).json()
-    token = (await client.post("/api/v1/auth/token", data={"username": name, "password": "long enough"})).json()
-    user["headers"] = {"Authorization": f"Bearer {token['access_token']}"}
+    body = {"email": f"{name}@example.com", "username": name, "password": "long enough pw"}
+    assert (await client.post("/api/v1/auth/register", json=body)).status_code == 202
+    token = (await client.post("/api/v1/auth/token", data={"username": name, "password": "long enough pw"})).json()
+    headers = {"Authorization": f"Bearer {token['access_token']}"}
+    user: dict[str, Any] = (await client.get("/api/v1/users/me", headers=headers)).json()
+    user["headers"] = headers
     return user

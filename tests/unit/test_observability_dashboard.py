@@ -24,6 +24,7 @@ from potluck.events.metrics import EventsMetrics
 from potluck.observability.db_pool import DbPoolCollector, database_pools
 from potluck.observability.http_metrics import HttpMetrics
 from potluck.observability.redis_info import RedisInfoPoller, RedisInfoSnapshot
+from potluck.user.audit import SecurityEvents
 
 ROOT = Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "potluck-dashboard.json"
@@ -74,6 +75,10 @@ KNOWN_METRICS = frozenset(
         "potluck_task_duration_seconds_sum",
         "potluck_task_duration_seconds_count",
         "potluck_queue_depth",
+        # potluck.user.audit
+        "potluck_security_events_total",
+        "potluck_security_store_errors_total",
+        "potluck_throttle_refusals_total",
         # potluck.observability.redis_info
         "potluck_redis_up",
         "potluck_redis_used_memory_bytes",
@@ -221,6 +226,7 @@ async def test_every_known_metric_is_exposed_by_the_code(tmp_path: Path) -> None
     HttpMetrics(registry)
     CacheMetrics(registry)
     EventsMetrics(registry)
+    SecurityEvents(registry)
     settings = DatabaseSettings()
     database = Database(
         create_engine(f"sqlite+aiosqlite:///{tmp_path / 'p.db'}", settings),

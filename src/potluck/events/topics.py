@@ -8,6 +8,9 @@ RECIPE_DELETED = "recipe.deleted"
 RATING_CREATED = "rating.created"
 RECIPE_IMAGE_REPLACED = "recipe.image_replaced"  # also when removed (replaced by nothing)
 USER_FOLLOWED = "user.followed"
+USER_REGISTERED = "user.registered"  # the new account's owner is sent a verification link
+USER_REGISTRATION_REPEATED = "user.registration_repeated"  # someone registered an email that has an account
+USER_PASSWORD_RESET_REQUESTED = "user.password_reset_requested"
 
 # Events of one aggregate are delivered in the order they were recorded; a rating belongs to its recipe.
 AGGREGATE_OF_TOPIC = {
@@ -17,6 +20,9 @@ AGGREGATE_OF_TOPIC = {
     RATING_CREATED: "recipe",
     RECIPE_IMAGE_REPLACED: "recipe",
     USER_FOLLOWED: "user",
+    USER_REGISTERED: "user",
+    USER_REGISTRATION_REPEATED: "user",
+    USER_PASSWORD_RESET_REQUESTED: "user",
 }
 
 TOPICS = tuple(AGGREGATE_OF_TOPIC)

@@ -15,7 +15,7 @@ from potluck.config import Settings
 from potluck.db.dependencies import PrimaryReadSessionDep, WriteSessionDep
 from potluck.errors import ForbiddenError, NotFoundError
 from potluck.kit.media_keys import CACHE_CONTROL, PRIVATE_CACHE_CONTROL, VARIANTS, is_private_key
-from potluck.media.dependencies import MediaServiceDep
+from potluck.media.dependencies import MediaServiceDep, Uploader
 from potluck.media.processing import ACCEPTED_MEDIA_TYPES
 from potluck.media.schemas import RecipeImageRead
 from potluck.media.service import MediaService
@@ -62,6 +62,7 @@ async def _read_limited(file: UploadFile, media: MediaService) -> bytes:
         status.HTTP_413_CONTENT_TOO_LARGE: {"description": "More bytes or pixels than allowed"},
         status.HTTP_415_UNSUPPORTED_MEDIA_TYPE: {"description": "Not a JPEG, PNG or WebP image"},
         status.HTTP_422_UNPROCESSABLE_CONTENT: {"description": "Truncated or corrupt image, or no `image` part"},
+        status.HTTP_429_TOO_MANY_REQUESTS: {"description": "Past the per-user upload limit (`Retry-After`)"},
     },
 )
 async def put_recipe_image(
@@ -70,7 +71,7 @@ async def put_recipe_image(
         UploadFile,
         File(description=f"The image ({', '.join(ACCEPTED_MEDIA_TYPES)}; recognised by its bytes, not its name)."),
     ],
-    user_id: CurrentUserId,
+    user_id: Uploader,
     session: WriteSessionDep,
     media: MediaServiceDep,
     if_match: Annotated[str | None, Header(max_length=2000)] = None,

@@ -15,9 +15,11 @@ from potluck.recipe.models import (
     Tag,
 )
 from potluck.stats.models import StatsFlush
-from potluck.user.models import Follow, User
+from potluck.user.models import AccountToken, AuthSession, Follow, User
 
 __all__ = [
+    "AccountToken",
+    "AuthSession",
     "Base",
     "Favorite",
     "Follow",

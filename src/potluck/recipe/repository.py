@@ -322,6 +322,21 @@ class RecipeRepository(Generic[AnySession]):
         if nutrition is not None:
             await self.session.execute(insert(Nutrition).values(recipe_id=recipe_id, **nutrition.model_dump()))
 
+    async def ids_touched_by(self, user_id: uuid.UUID) -> tuple[list[uuid.UUID], list[uuid.UUID]]:
+        """(recipes the user wrote, other authors' recipes the user rated or favorited), in id order."""
+        authored = select(Recipe.id).where(Recipe.author_id == user_id).order_by(Recipe.id)
+        rated = select(Rating.recipe_id).where(Rating.user_id == user_id)
+        favorited = select(Favorite.recipe_id).where(Favorite.user_id == user_id)
+        others = (
+            select(Recipe.id)
+            .where(Recipe.id.in_(rated.union(favorited).scalar_subquery()), Recipe.author_id != user_id)
+            .order_by(Recipe.id)
+        )
+        return (
+            list((await self.session.execute(authored)).scalars().all()),
+            list((await self.session.execute(others)).scalars().all()),
+        )
+
     async def delete(self: RecipeRepository[WriteSession], recipe_id: uuid.UUID) -> None:
         await self.session.execute(delete(Recipe).where(Recipe.id == recipe_id))
 

@@ -286,6 +286,23 @@ class RecipeService:
         self._invalidate(session, recipe.id, author_id=recipe.author_id)
         await self.outbox.record(session, RECIPE_DELETED, recipe.id, {"author_id": str(recipe.author_id)})
 
+    async def forget_user(self, session: WriteSession, user_id: uuid.UUID) -> int:
+        """Before an account is deleted: delete every recipe it wrote (public ones too, through the ordinary delete:
+        events, images, caches) and withdraw its ratings and favorites from other recipes (their averages and
+        counts recomputed). How many recipes were deleted."""
+        repo = RecipeRepository(session)
+        authored, others = await repo.ids_touched_by(user_id)
+        for recipe_id in authored:
+            recipe = await repo.get_for_update(recipe_id)
+            if recipe is not None:
+                await self.delete(session, recipe)
+        for recipe_id in others:
+            recipe = await repo.get_for_update(recipe_id)
+            if recipe is not None:
+                await self.unrate(session, recipe, user_id)
+                await self.unfavorite(session, recipe, user_id)
+        return len(authored)
+
     async def rate(self, session: WriteSession, recipe: Recipe, user_id: uuid.UUID, data: RatingWrite) -> RatingRead:
         """Put the caller's rating; the recipe's average and count are recomputed under its row lock.
 

@@ -1,40 +1,61 @@
-"""The caller (from the bearer token) and the user domain's services, as FastAPI dependencies."""
+"""The caller (from the bearer token, its session not revoked) and the user domain's services, as dependencies."""
 
 from __future__ import annotations
 
 import uuid
 from typing import Annotated
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
 from potluck.errors import UnauthorizedError
 from potluck.kit.wiring import provided
-from potluck.user.security import InvalidTokenError, TokenService
+from potluck.user.revocation import SessionRevocations
+from potluck.user.security import InvalidTokenError, TokenClaims, TokenService
 from potluck.user.service import UserService
 
 UserServiceDep = Annotated[UserService, Depends(provided(UserService))]
 TokenServiceDep = Annotated[TokenService, Depends(provided(TokenService))]
+SessionRevocationsDep = Annotated[SessionRevocations, Depends(provided(SessionRevocations))]
 
 _bearer = OAuth2PasswordBearer(tokenUrl="/api/v1/auth/token", auto_error=False)
 
 
-async def _optional_user_id(
-    tokens: TokenServiceDep, token: Annotated[str | None, Depends(_bearer)]
-) -> uuid.UUID | None:
+async def _optional_claims(
+    tokens: TokenServiceDep, revocations: SessionRevocationsDep, token: Annotated[str | None, Depends(_bearer)]
+) -> TokenClaims | None:
     if token is None:
         return None
     try:
-        return tokens.verify(token, "access")
+        claims = tokens.verify(token, "access")
     except InvalidTokenError as exc:
         raise UnauthorizedError("the access token is invalid or expired") from exc
+    if await revocations.is_revoked(claims.session_id):
+        raise UnauthorizedError("the session has ended; sign in again")
+    return claims
 
 
-async def _required_user_id(user_id: Annotated[uuid.UUID | None, Depends(_optional_user_id)]) -> uuid.UUID:
-    if user_id is None:
+async def _required_claims(claims: Annotated[TokenClaims | None, Depends(_optional_claims)]) -> TokenClaims:
+    if claims is None:
         raise UnauthorizedError("authentication required")
-    return user_id
+    return claims
+
+
+async def _optional_user_id(claims: Annotated[TokenClaims | None, Depends(_optional_claims)]) -> uuid.UUID | None:
+    return claims.user_id if claims is not None else None
+
+
+async def _required_user_id(claims: Annotated[TokenClaims, Depends(_required_claims)]) -> uuid.UUID:
+    return claims.user_id
+
+
+def _client_address(request: Request) -> str:
+    # The peer as the server sees it: behind nginx, uvicorn's --proxy-headers / --forwarded-allow-ips make it the
+    # client's (docs/security.md, "Throttles").
+    return request.client.host if request.client is not None else "unknown"
 
 
 OptionalUserId = Annotated[uuid.UUID | None, Depends(_optional_user_id)]
 CurrentUserId = Annotated[uuid.UUID, Depends(_required_user_id)]
+CurrentClaims = Annotated[TokenClaims, Depends(_required_claims)]
+ClientAddress = Annotated[str, Depends(_client_address)]

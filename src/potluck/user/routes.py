@@ -3,59 +3,126 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Request, Response, status
 
 from potluck.db.dependencies import PrimaryReadSessionDep, ReadSessionDep, WriteSessionDep
+from potluck.errors import problem
 from potluck.kit.links import next_link
 from potluck.kit.pagination import Page
-from potluck.user.dependencies import CurrentUserId, OptionalUserId, UserServiceDep
+from potluck.user.dependencies import ClientAddress, CurrentClaims, CurrentUserId, OptionalUserId, UserServiceDep
 from potluck.user.schemas import (
+    Accepted,
+    AccountDelete,
     FollowPage,
     PasswordForm,
+    PasswordResetConfirm,
+    PasswordResetRequest,
     RefreshRequest,
     TokenPair,
     UserCreate,
     UserMe,
     UserRead,
     UserUpdate,
+    VerifyEmailRequest,
 )
 
 auth_router = APIRouter(prefix="/auth", tags=["auth"])
 router = APIRouter(prefix="/users", tags=["users"])
 
 
-@auth_router.post(
-    "/register",
-    status_code=status.HTTP_201_CREATED,
-    response_model=UserMe,
-    responses={409: {"description": "The email or username is taken"}},
+UserAgent = Annotated[str, Header()]
+
+
+REGISTERED = (
+    "Check your email: a link to confirm the address is on its way (or, if the address already has an account, "
+    "a note to its owner). You can sign in now."
 )
-async def register(body: UserCreate, session: WriteSessionDep, users: UserServiceDep) -> UserMe:
-    """Create an account. 409 when the email or username is taken."""
-    user = await users.register(session, body)
-    return await users.get_me(session, user.id)
+RESET_REQUESTED = "If the address has an account, a link to reset its password is on its way."
+
+
+@auth_router.post("/register", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+async def register(
+    body: UserCreate, session: WriteSessionDep, users: UserServiceDep, client: ClientAddress
+) -> Accepted:
+    """Create an account; a verification link is emailed. The same 202 whether or not the email already has an
+    account (its owner is emailed instead). 409 when the username is taken; 429 past the per-address limit."""
+    await users.check_registration(client)
+    await users.register(session, body)
+    return Accepted(detail=REGISTERED)
+
+
+@auth_router.post("/verify-email", status_code=status.HTTP_204_NO_CONTENT)
+async def verify_email(body: VerifyEmailRequest, session: WriteSessionDep, users: UserServiceDep) -> None:
+    """Confirm the account's email with the emailed token (single use). 400 for a bad, used or expired token."""
+    await users.verify_email(session, body.token)
+
+
+@auth_router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+async def request_password_reset(
+    body: PasswordResetRequest, session: WriteSessionDep, users: UserServiceDep, client: ClientAddress
+) -> Accepted:
+    """Email a password-reset link if the address has an account; the same 202 either way. 429 past the
+    per-address limit."""
+    await users.request_password_reset(session, body.email, client)
+    return Accepted(detail=RESET_REQUESTED)
+
+
+@auth_router.post("/password-reset/confirm", status_code=status.HTTP_204_NO_CONTENT)
+async def confirm_password_reset(body: PasswordResetConfirm, session: WriteSessionDep, users: UserServiceDep) -> None:
+    """Set a new password with the emailed token (single use); every session of the account ends."""
+    await users.reset_password(session, body.token, body.password)
 
 
 @auth_router.post("/token", response_model=TokenPair, responses={401: {"description": "Wrong credentials"}})
 async def token(
     form: Annotated[PasswordForm, Depends()],
-    session: PrimaryReadSessionDep,
+    session: WriteSessionDep,
     users: UserServiceDep,
     response: Response,
+    client: ClientAddress,
+    user_agent: UserAgent = "",
 ) -> TokenPair:
-    """OAuth2 password flow: `username` (or email) and `password` as a form. 401 on any wrong credential."""
+    """OAuth2 password flow: `username` (or email) and `password` as a form. 401 on any wrong credential, 429
+    while the account or the address is throttled. Starts a session (one refresh-token family)."""
     response.headers["Cache-Control"] = "no-store"
-    user = await users.authenticate(session, form.username, form.password)
-    return users.issue_tokens(user.id)
+    user = await users.authenticate(session, form.username, form.password, client)
+    return await users.start_session(session, user.id, user_agent)
 
 
 @auth_router.post("/refresh", response_model=TokenPair, responses={401: {"description": "Invalid refresh token"}})
 async def refresh(
-    body: RefreshRequest, session: PrimaryReadSessionDep, users: UserServiceDep, response: Response
-) -> TokenPair:
-    """Trade a refresh token for a new token pair."""
+    body: RefreshRequest,
+    session: WriteSessionDep,
+    users: UserServiceDep,
+    response: Response,
+    user_agent: UserAgent = "",
+) -> Response | TokenPair:
+    """Trade the session's newest refresh token for a new pair; the old one stops working (rotation). Presenting
+    a refresh token that was already traded ends the whole session."""
+    pair = await users.refresh(session, body.refresh_token, user_agent)
+    if pair is None:
+        # Returned, not raised: a reuse's revocation must commit with this response.
+        return problem(
+            401,
+            "Unauthorized",
+            "the refresh token is invalid, expired or already used",
+            slug="unauthorized",
+            headers={"WWW-Authenticate": "Bearer", "Cache-Control": "no-store"},
+        )
     response.headers["Cache-Control"] = "no-store"
-    return await users.refresh(session, body.refresh_token)
+    return pair
+
+
+@auth_router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
+async def logout(claims: CurrentClaims, session: WriteSessionDep, users: UserServiceDep) -> None:
+    """End this session: its refresh token and its access tokens stop working."""
+    await users.logout(session, claims)
+
+
+@auth_router.post("/logout-all", status_code=status.HTTP_204_NO_CONTENT)
+async def logout_all(claims: CurrentClaims, session: WriteSessionDep, users: UserServiceDep) -> None:
+    """End every session of this account, this one included."""
+    await users.logout_all(session, claims.user_id)
 
 
 @router.get("/me", response_model=UserMe)
@@ -68,9 +135,19 @@ async def get_me(
 
 @router.patch("/me", response_model=UserMe)
 async def update_me(
-    body: UserUpdate, user_id: CurrentUserId, session: WriteSessionDep, users: UserServiceDep
+    body: UserUpdate, claims: CurrentClaims, session: WriteSessionDep, users: UserServiceDep, client: ClientAddress
 ) -> UserMe:
-    return await users.update_me(session, user_id, body)
+    """Change the profile. A new `password` needs `current_password` and ends every other session."""
+    return await users.update_me(session, claims, body, client)
+
+
+@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_me(
+    body: AccountDelete, claims: CurrentClaims, session: WriteSessionDep, users: UserServiceDep, client: ClientAddress
+) -> None:
+    """Delete your account (`current_password` in the body): every recipe you wrote, public ones included, your
+    ratings, favorites, follows and sessions. Cannot be undone."""
+    await users.delete_account(session, claims, body.current_password, client)
 
 
 @router.get("/{user_id}", response_model=UserRead)

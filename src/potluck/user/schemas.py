@@ -6,16 +6,17 @@ from typing import Annotated
 
 from fastapi import Form
 from fastapi.security import OAuth2PasswordRequestForm
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, ValidationInfo, field_validator
 
 from potluck.kit.inputs import NO_CONTROLS, SafeStr
+from potluck.user.passwords import MAX_LENGTH, MIN_LENGTH, password_problem
 
 Username = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=3, max_length=32, pattern=r"^[A-Za-z0-9_.-]+$"),
     NO_CONTROLS,
 ]
-Password = Annotated[str, StringConstraints(min_length=8, max_length=256), NO_CONTROLS]
+Password = Annotated[str, StringConstraints(min_length=MIN_LENGTH, max_length=MAX_LENGTH), NO_CONTROLS]
 DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100), NO_CONTROLS]
 Bio = Annotated[str, StringConstraints(max_length=2000), NO_CONTROLS]
 
@@ -28,6 +29,14 @@ class UserCreate(BaseModel):
     password: Password
     display_name: DisplayName = ""
 
+    @field_validator("password")
+    @classmethod
+    def _strong(cls, value: str, info: ValidationInfo) -> str:
+        inputs = tuple(str(info.data[f]) for f in ("username", "email") if f in info.data)
+        if (problem := password_problem(value, user_inputs=inputs)) is not None:
+            raise ValueError(problem)
+        return value
+
 
 class UserUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -35,6 +44,15 @@ class UserUpdate(BaseModel):
     display_name: DisplayName | None = None
     bio: Bio | None = None
     password: Password | None = None
+    # Required with `password`: a stolen access token alone cannot take the account over.
+    current_password: SafeStr | None = Field(default=None, max_length=MAX_LENGTH)
+
+    @field_validator("password")
+    @classmethod
+    def _strong(cls, value: str | None) -> str | None:
+        if value is not None and (problem := password_problem(value)) is not None:
+            raise ValueError(problem)
+        return value
 
 
 class UserSummary(BaseModel):
@@ -58,6 +76,39 @@ class UserMe(UserRead):
     """The caller's own profile: adds what only they may see."""
 
     email: str
+    email_verified: bool = False
+
+
+class Accepted(BaseModel):
+    """The same answer whatever the outcome (registration, password reset): it reveals no account."""
+
+    detail: str
+
+
+class VerifyEmailRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: SafeStr = Field(min_length=1, max_length=200)
+
+
+class PasswordResetRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr = Field(max_length=254)
+
+
+class PasswordResetConfirm(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: SafeStr = Field(min_length=1, max_length=200)
+    password: Password
+
+    @field_validator("password")
+    @classmethod
+    def _strong(cls, value: str) -> str:
+        if (problem := password_problem(value)) is not None:
+            raise ValueError(problem)
+        return value
 
 
 class FollowRead(BaseModel):
@@ -91,7 +142,7 @@ class PasswordForm(OAuth2PasswordRequestForm):
         self,
         *,
         username: Annotated[SafeStr, Form(min_length=1, max_length=254)],
-        password: Annotated[SafeStr, Form(min_length=1, max_length=256)],
+        password: Annotated[SafeStr, Form(min_length=1, max_length=MAX_LENGTH)],
         grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
         scope: Annotated[SafeStr, Form(max_length=1000)] = "",
         client_id: Annotated[SafeStr | None, Form(max_length=200)] = None,
@@ -105,3 +156,9 @@ class PasswordForm(OAuth2PasswordRequestForm):
             client_id=client_id,
             client_secret=client_secret,
         )
+
+
+class AccountDelete(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: SafeStr = Field(min_length=1, max_length=MAX_LENGTH)

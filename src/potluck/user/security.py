@@ -1,4 +1,4 @@
-"""Password hashing (argon2id) and access/refresh tokens (JWT with expiry)."""
+"""Password hashing (argon2id) and access/refresh tokens (JWT with expiry, bound to a server-side session)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,15 @@ class InvalidTokenError(Exception):
 
 
 @dataclass(frozen=True, slots=True)
+class TokenClaims:
+    """What a verified token says: whose it is, which session it belongs to, and (refresh) its generation."""
+
+    user_id: uuid.UUID
+    session_id: uuid.UUID
+    generation: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class IssuedToken:
     token: str
     expires_at: datetime
@@ -79,31 +88,54 @@ class TokenService:
         """A key for another signature (signed media URLs) from the same secret, distinct per purpose."""
         return hmac.new(self._secret.encode(), purpose.encode(), hashlib.sha256).digest()
 
-    def issue(self, user_id: uuid.UUID, token_type: TokenType, now: datetime | None = None) -> IssuedToken:
+    @property
+    def access_ttl(self) -> timedelta:
+        return self._ttl["access"]
+
+    @property
+    def refresh_ttl(self) -> timedelta:
+        return self._ttl["refresh"]
+
+    def issue(
+        self,
+        user_id: uuid.UUID,
+        token_type: TokenType,
+        now: datetime | None = None,
+        *,
+        session_id: uuid.UUID,
+        generation: int = 0,
+    ) -> IssuedToken:
+        """A signed token of `session_id`; a refresh token also carries its generation in the session's family."""
         now = now or datetime.now(UTC)
         expires_at = now + self._ttl[token_type]
-        claims = {
+        claims: dict[str, object] = {
             "sub": str(user_id),
             "typ": token_type,
+            "sid": str(session_id),
             "iat": int(now.timestamp()),
             "exp": int(expires_at.timestamp()),
             "jti": secrets.token_urlsafe(12),
         }
+        if token_type == "refresh":
+            claims["gen"] = generation
         return IssuedToken(jwt.encode(claims, self._secret, algorithm=self._algorithm), expires_at)
 
-    def verify(self, token: str, token_type: TokenType) -> uuid.UUID:
+    def verify(self, token: str, token_type: TokenType) -> TokenClaims:
         try:
             claims = jwt.decode(
-                token, self._secret, algorithms=[self._algorithm], options={"require": ["exp", "sub", "typ"]}
+                token, self._secret, algorithms=[self._algorithm], options={"require": ["exp", "sub", "typ", "sid"]}
             )
         except jwt.PyJWTError as exc:
             raise InvalidTokenError(str(exc)) from exc
         if claims.get("typ") != token_type:
             raise InvalidTokenError(f"expected a {token_type} token")
+        generation = claims.get("gen", 0)
+        if not isinstance(generation, int) or isinstance(generation, bool) or not 0 <= generation < 2**31:
+            raise InvalidTokenError("bad generation")
         try:
-            return uuid.UUID(str(claims["sub"]))
+            return TokenClaims(uuid.UUID(str(claims["sub"])), uuid.UUID(str(claims["sid"])), generation)
         except ValueError as exc:
-            raise InvalidTokenError("bad subject") from exc
+            raise InvalidTokenError("bad subject or session") from exc
 
 
 def _local_secret(data_dir: Path) -> str:
