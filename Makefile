@@ -82,6 +82,6 @@ loadtest: ## Locust load test + report in bench/results/ (SCENARIO=constant_load
 
 .PHONY: manifests
 
-manifests: ## Regenerate deploy/k8s's generated files, then validate compose, the image scripts' contract and every k8s manifest (no kubectl needed)
+manifests: ## Regenerate deploy/k8s's generated files, then validate the compose file and every k8s manifest (no kubectl or docker needed)
 	uv run python -m potluck_ops.k8s generate
 	uv run pytest tests/infra/test_k8s_manifests.py tests/infra/test_compose.py -q

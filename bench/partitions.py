@@ -13,7 +13,8 @@ app's default of 5 s would stop the plain DELETE at these sizes), and the figure
 - the ratio partitioned / plain for each.
 
     uv run python -m bench.partitions --rows 1000000          # ~3 min on the 2-core box
-    uv run python -m bench.partitions --rows 10000000         # the issue's scale
+    uv run python -m bench.partitions --rows 1000000 --days 20 --first-id 500000   # handler blocks dropped too
+    uv run python -m bench.partitions --rows 10000000         # the issue's scale (not run: see docs/scaling.md)
 """
 
 from __future__ import annotations
@@ -57,6 +58,9 @@ async def _load(
 ) -> float:
     started = time.perf_counter()
     await conn.execute("SET statement_timeout = 0")
+    if partitioned:
+        # The steady state: the job ran every day, so every loaded day has its partition (none in the default).
+        await _keep_up(engine, now, days)
     await conn.execute(
         """
         INSERT INTO outbox_event (topic, aggregate_type, aggregate_id, payload, status, attempts, available_at,
@@ -72,17 +76,22 @@ async def _load(
         days,
     )
     if partitioned:
-        # The steady state: the hourly job has kept handled_event's id blocks ahead of the sequence (a "now" a
-        # month back drops nothing here; the four empty days it creates are dropped by the purge below).
-        async with WriteSession(bind=engine) as session:
-            await OutboxRepository(session).maintain_partitions(now - timedelta(days=30), RETENTION)
-            await session.commit()
+        # The steady state: the hourly job has kept handled_event's id blocks ahead of the sequence (retention of a
+        # year here: nothing is dropped before the measured purge).
+        await _keep_up(engine, now, days=0)
     await conn.execute(
         "INSERT INTO handled_event (event_id, handler, handled_at) "
         "SELECT id, 'search.index', created_at FROM outbox_event WHERE status = 'delivered'"
     )
     await conn.execute("VACUUM ANALYZE")
     return time.perf_counter() - started
+
+
+async def _keep_up(engine: AsyncEngine, now: datetime, days: int) -> None:
+    for back in range(days + 1, -1, -1):
+        async with WriteSession(bind=engine) as session:
+            await OutboxRepository(session).maintain_partitions(now - timedelta(days=back), timedelta(days=365))
+            await session.commit()
 
 
 async def _purge(engine: AsyncEngine, now: datetime, partitioned: bool) -> dict[str, Any]:
@@ -97,7 +106,7 @@ async def _purge(engine: AsyncEngine, now: datetime, partitioned: bool) -> dict[
     return {"purge_seconds": time.perf_counter() - started, "deleted_rows": deleted, "dropped_partitions": len(dropped)}
 
 
-async def _one(pg: PgCluster, name: str, rows: int, days: int, now: datetime) -> dict[str, Any]:
+async def _one(pg: PgCluster, name: str, rows: int, days: int, first_id: int, now: datetime) -> dict[str, Any]:
     admin = await asyncpg.connect(host=pg.host, port=pg.port("primary"), user=pg.user, database="postgres")
     await admin.execute(f'CREATE DATABASE "{name}"')
     await admin.close()
@@ -111,6 +120,7 @@ async def _one(pg: PgCluster, name: str, rows: int, days: int, now: datetime) ->
         await upgrade(engine, "0002")
     conn = await asyncpg.connect(host=pg.host, port=pg.port("primary"), user=pg.user, database=name)
     try:
+        await conn.execute(f"ALTER SEQUENCE outbox_event_id_seq RESTART WITH {first_id}")
         result: dict[str, Any] = {"load_seconds": await _load(conn, engine, rows, days, now, partitioned)}
         result["before"] = await _sizes(conn)
         result.update(await _purge(engine, now, partitioned))
@@ -128,15 +138,16 @@ async def _one(pg: PgCluster, name: str, rows: int, days: int, now: datetime) ->
     return result
 
 
-async def main(rows: int, days: int) -> dict[str, Any]:
+async def main(rows: int, days: int, first_id: int = 1) -> dict[str, Any]:
     now = datetime.now(UTC)
     with PgCluster(replicas=0) as pg:
-        plain = await _one(pg, "plain", rows, days, now)
-        partitioned = await _one(pg, "partitioned", rows, days, now)
+        plain = await _one(pg, "plain", rows, days, first_id, now)
+        partitioned = await _one(pg, "partitioned", rows, days, first_id, now)
     mib = 1024 * 1024
     report = {
         "rows": rows,
         "days": days,
+        "first_id": first_id,
         "plain": plain,
         "partitioned": partitioned,
         "ratios_partitioned_to_plain": {
@@ -159,5 +170,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--days", type=int, default=10)
+    # Where the ids start: handled_event is dropped by blocks of 1,000,000 ids, so a block is only dropped once the
+    # oldest kept event is past its end (--first-id 500000 --days 20 puts the first block's end inside the purge).
+    parser.add_argument("--first-id", type=int, default=1)
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(main(args.rows, args.days)), indent=2))
+    print(json.dumps(asyncio.run(main(args.rows, args.days, args.first_id)), indent=2))
