@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from potluck.errors import PROBLEM_JSON
 from potluck.recipe.schemas import AuthorRead, RecipeImages, RecipeRead
-from potluck.user.dependencies import CurrentUserId, OptionalUserId
+from potluck.user.dependencies import CurrentClaims, OptionalUserId
 
 
 class Problem(BaseModel):
@@ -88,7 +88,7 @@ def _dependency_of(alias: Any) -> Any:
     return next(m.dependency for m in typing.get_args(alias)[1:] if hasattr(m, "dependency"))
 
 
-_REQUIRED_AUTH = _dependency_of(CurrentUserId)
+_REQUIRED_AUTH = _dependency_of(CurrentClaims)  # CurrentUserId depends on it too
 _OPTIONAL_AUTH = _dependency_of(OptionalUserId)
 
 

@@ -40,7 +40,12 @@ REGISTERED = (
 RESET_REQUESTED = "If the address has an account, a link to reset its password is on its way."
 
 
-@auth_router.post("/register", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+@auth_router.post(
+    "/register",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses={409: {"description": "The username is taken"}, 429: {"description": "Too many registrations"}},
+)
 async def register(
     body: UserCreate, session: WriteSessionDep, users: UserServiceDep, client: ClientAddress
 ) -> Accepted:
@@ -57,7 +62,12 @@ async def verify_email(body: VerifyEmailRequest, session: WriteSessionDep, users
     await users.verify_email(session, body.token)
 
 
-@auth_router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED, response_model=Accepted)
+@auth_router.post(
+    "/password-reset",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=Accepted,
+    responses={429: {"description": "Too many reset requests from this address"}},
+)
 async def request_password_reset(
     body: PasswordResetRequest, session: WriteSessionDep, users: UserServiceDep, client: ClientAddress
 ) -> Accepted:
@@ -73,7 +83,11 @@ async def confirm_password_reset(body: PasswordResetConfirm, session: WriteSessi
     await users.reset_password(session, body.token, body.password)
 
 
-@auth_router.post("/token", response_model=TokenPair, responses={401: {"description": "Wrong credentials"}})
+@auth_router.post(
+    "/token",
+    response_model=TokenPair,
+    responses={401: {"description": "Wrong credentials"}, 429: {"description": "Sign-ins throttled"}},
+)
 async def token(
     form: Annotated[PasswordForm, Depends()],
     session: WriteSessionDep,
