@@ -39,12 +39,12 @@ class Params:
     neighbours: int = 100
     shrink: float = 5.0
     activity_damping: float = 0.5
-    cuisine_block: float = 1.0
+    cuisine_block: float = 2.0
     tag_block: float = 0.7
     ingredient_block: float = 0.7
-    cf: float = 1.0
-    content: float = 0.5
-    popular: float = 0.3
+    cf: float = 0.3
+    content: float = 1.0
+    popular: float = 0.5
     social: float = 0.0
     # Diversity in a page of recommendations: at most this many from one author, and one cuisine.
     per_author: int = 2
