@@ -5,10 +5,11 @@ recipe.deleted          media.sweep
 recipe.updated          media.rekey, when `is_public` was sent: a recipe that changed visibility gets its image
                         under a new key (private or public root), and the old key's objects are swept
 
-The sweep deletes everything under `recipes/{id}/` except the current image's prefix. It runs under the recipe's
-row lock, which every upload also holds while it writes objects, so a sweep never deletes what a concurrent
-upload is about to commit, and an image that comes back (A → B → A) is never lost to the sweep owed for the first
-replacement. It also removes the leftovers of uploads whose transaction rolled back. Safe to run twice.
+The sweep deletes everything under `recipes/{id}/` and `private/recipes/{id}/` except the current image's prefix.
+It runs under the recipe's row lock, which every upload (and re-key) also holds while it writes objects, so a sweep
+never deletes what a concurrent upload is about to commit, and an image that comes back (A → B → A) is never lost
+to the sweep owed for the first replacement. It also removes the leftovers of uploads whose transaction rolled back.
+Safe to run twice.
 """
 
 from __future__ import annotations
