@@ -108,12 +108,18 @@ class AuthSettings(BaseModel):
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)
     argon2_parallelism: int = Field(default=4, ge=1)
+    # Verified tokens' claims kept per process (user/security.py ClaimsCache), each until its token expires.
+    claims_cache_entries: int = Field(default=10_000, ge=0)
 
 
 class ApiSettings(BaseModel):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     gzip_minimum_bytes: int = Field(default=1024, ge=0)
     cors_origins: list[str] = Field(default_factory=list)
+    # Requests one process works on at once; past it, 503 + Retry-After before any database or Redis work
+    # (middleware.LoadShedMiddleware, docs/capacity.md). 0: unbounded.
+    max_in_flight: int = Field(default=64, ge=0)
+    retry_after_seconds: int = Field(default=1, ge=1)
 
 
 class MediaSettings(BaseModel):

@@ -10,20 +10,24 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 import pytest
 import redis
 from sqlalchemy import event
+from starlette.requests import Request
 
 from potluck.cache.entry import decode
 from potluck.cache.families import Family
 from potluck.cache.keys import recipe_key
 from potluck.config import Settings
+from potluck.recipe.dependencies import RecipeServiceDep
+from potluck.recipe.service import RecipeService
 from tests.integration.conftest import Api, running_app
-from tests.support.app import container_of
+from tests.support.app import app_of, container_of
 from tests.support.eventually import eventually
+from tests.support.outbox import drain_until_settled
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
@@ -426,3 +430,78 @@ async def test_first_tier_fast_path_answers_like_the_route(pair: tuple[httpx.Asy
     not_modified = await a.get(url, headers={"If-None-Match": fast.headers["etag"]})
     assert not_modified.status_code == 304
     assert not_modified.content == b""
+
+
+class RoutedReads:
+    """Counts recipe reads that went through FastAPI's routing (the route's RecipeService dependency ran)."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        app = app_of(client)
+        dependency = get_args(RecipeServiceDep)[1].dependency
+        self.count = 0
+
+        async def counted(request: Request) -> RecipeService:
+            self.count += 1
+            service: RecipeService = await dependency(request)
+            return service
+
+        app.dependency_overrides[dependency] = counted
+
+
+async def test_fast_path_answers_second_tier_hits_like_the_route(client: httpx.AsyncClient, settings: Settings) -> None:
+    api = Api(client)
+    author = await api.register()
+    other = await api.register()
+    public = await api.create_recipe(author)
+    private = await api.create_recipe(author, is_public=False)
+    await drain_until_settled(container_of(client).relay)  # recipe.created's warming must not race the reads
+    routed = RoutedReads(client)
+    cache = container_of(client).cache
+
+    async def routed_then_fast(recipe: dict[str, Any], headers: dict[str, str]) -> None:
+        """A cold read (routed), then a second-tier hit and a first-tier hit (both before routing): the same answer."""
+        url = f"/api/v1/recipes/{recipe['id']}"
+        await cache.invalidate([recipe_key(recipe["id"])])
+        before = routed.count
+        reference = await client.get(url, headers=headers)
+        assert reference.status_code == 200
+        assert routed.count == before + 1
+        l2_hits = _sample(client, "potluck_cache_hits_total", family="recipe_detail", tier="l2")
+        cache.local.flush()
+        for tier in ("l2", "l1"):
+            fast = await client.get(url, headers=headers)
+            assert routed.count == before + 1, f"a {tier} hit was routed"
+            assert fast.status_code == 200
+            assert fast.content == reference.content
+            for header in ("etag", "cache-control", "vary", "content-type", "content-length"):
+                assert fast.headers[header] == reference.headers[header], header
+        assert _sample(client, "potluck_cache_hits_total", family="recipe_detail", tier="l2") == l2_hits + 1
+        not_modified = await client.get(url, headers={**headers, "If-None-Match": reference.headers["etag"]})
+        assert (not_modified.status_code, not_modified.content) == (304, b"")
+        assert routed.count == before + 1
+        assert not_modified.headers["cache-control"] == reference.headers["cache-control"]
+
+    await routed_then_fast(public, {})
+    await routed_then_fast(public, other["headers"])
+    await routed_then_fast(private, author["headers"])
+    assert (
+        (await client.get(f"/api/v1/recipes/{public['id']}", headers=other["headers"]))
+        .headers["cache-control"]
+        .startswith("private")
+    )
+
+    # Whatever the fast path may not answer, it leaves to the route, which answers it from scratch.
+    private_url = f"/api/v1/recipes/{private['id']}"
+    for headers, status in (
+        ({}, 404),
+        (other["headers"], 404),
+        ({"Authorization": "Bearer not-a-token"}, 401),
+        ({"Authorization": other["headers"]["Authorization"] + "x"}, 401),
+    ):
+        before = routed.count
+        resp = await client.get(private_url, headers=headers)
+        assert resp.status_code == status, headers
+        assert resp.headers["content-type"] == "application/problem+json"  # the error handlers wrote it
+        assert routed.count == before + (status == 404)  # a bad token is refused before the service is asked for
+    refresh = author["tokens"]["refresh_token"]
+    assert (await client.get(private_url, headers={"Authorization": f"Bearer {refresh}"})).status_code == 401

@@ -145,13 +145,14 @@ class RecipeService:
             found[keys[key]] = cached if cached is not None and cached.meta.visible_to(viewer_id) else None
         return found
 
-    def peek_public(self, recipe_id: uuid.UUID) -> CachedRecipe | None:
-        """The recipe from this process's first tier if it is there and public; never waits, never loads."""
-        loaded = self.cache.peek(RECIPE_DETAIL, recipe_key(recipe_id))
+    async def get_hit(self, recipe_id: uuid.UUID, viewer_id: uuid.UUID | None) -> CachedRecipe | None:
+        """The recipe if either cache tier holds it and `viewer_id` may see it; None otherwise (ask `get`, which
+        loads a miss and answers 404 for what this viewer may not see). At most one store GET, never a lease."""
+        loaded = await self.cache.get_hit(RECIPE_DETAIL, recipe_key(recipe_id), lambda: self._load(recipe_id))
         if loaded is None or loaded.payload is None:
             return None
         cached = CachedRecipe(loaded.payload, RecipeMeta.unpack(loaded.meta))
-        return cached if cached.meta.is_public else None
+        return cached if cached.meta.visible_to(viewer_id) else None
 
     async def _load(self, recipe_id: uuid.UUID) -> Loaded:
         # Fills read the primary: a lagging replica could hand a fill the version a writer just replaced.
