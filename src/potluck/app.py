@@ -20,7 +20,7 @@ from potluck.kit.wiring import STATE_KEY as PROVIDER_KEY
 from potluck.kit.wiring import provider_of, required_by
 from potluck.media.routes import files_router as media_files_router
 from potluck.media.routes import upload_body_limits
-from potluck.middleware import BodySizeLimitMiddleware
+from potluck.middleware import BodySizeLimitMiddleware, LoadShedMiddleware
 from potluck.observability import HttpMetricsMiddleware, RequestIdMiddleware, configure_logging, setup_tracing
 from potluck.observability.exposition import MetricsExposition
 from potluck.observability.multiprocess import mark_dead
@@ -66,6 +66,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(ConsistencyTokenMiddleware)
     app.add_middleware(
         BodySizeLimitMiddleware, max_bytes=settings.api.max_body_bytes, path_limits=upload_body_limits(settings)
+    )
+    # Outside everything that touches a database or Redis; inside the request id and the HTTP metrics, which
+    # count the 503s it answers (route label <unmatched>: routing never ran).
+    app.add_middleware(
+        LoadShedMiddleware,
+        max_in_flight=settings.api.max_in_flight,
+        retry_after_seconds=settings.api.retry_after_seconds,
     )
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(HttpMetricsMiddleware, registry=lambda: provider_of(app).get(MetricsExposition).registry)

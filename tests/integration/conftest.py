@@ -23,7 +23,7 @@ from sqlalchemy import event
 from sqlalchemy.engine import make_url
 
 from potluck.app import create_app
-from potluck.config import AuthSettings, CacheSettings, DatabaseSettings, RedisSettings, Settings
+from potluck.config import ApiSettings, AuthSettings, CacheSettings, DatabaseSettings, RedisSettings, Settings
 from potluck.db.engine import create_engine
 from potluck.db.migrate import upgrade
 from tests.support.app import AppClient, container_of
@@ -125,6 +125,9 @@ def settings(database_url: str, redis_url: str | None, tmp_path: Path) -> Settin
         redis=RedisSettings(url=redis_url),
         cache=CacheSettings(test_hooks=True),
         auth=_fast_auth(),
+        # Tests that fire hundreds of requests at one in-process app are not overload tests: no shedding here
+        # (tests/integration/test_load_shed.py sets its own bound).
+        api=ApiSettings(max_in_flight=0),
     )
 
 
