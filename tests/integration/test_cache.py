@@ -505,3 +505,43 @@ async def test_fast_path_answers_second_tier_hits_like_the_route(client: httpx.A
         assert routed.count == before + (status == 404)  # a bad token is refused before the service is asked for
     refresh = author["tokens"]["refresh_token"]
     assert (await client.get(private_url, headers={"Authorization": f"Bearer {refresh}"})).status_code == 401
+
+
+async def test_a_starved_listener_pauses_the_first_tier_without_losing_it_or_coherence(
+    pair: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    """CPU saturation starves a process's invalidation listener: its first tier must stop answering (a write's
+    message may sit unread) but not be flushed, and answer again once the listener has caught up."""
+    a, b = pair
+    api = Api(a)
+    author = await api.register()
+    recipe = await api.create_recipe(author, title="Before")
+    bystander = await api.create_recipe(author, title="Unrelated")
+    await drain_until_settled(container_of(a).relay)
+    url, bystander_url = f"/api/v1/recipes/{recipe['id']}", f"/api/v1/recipes/{bystander['id']}"
+    for c in (a, b, a, b):
+        await c.get(url)
+        await c.get(bystander_url)
+    cache_b = container_of(b).cache
+    assert cache_b.bus is not None
+    assert cache_b.local is not None
+    bystander_key = recipe_key(bystander["id"])
+    assert cache_b.local.get(bystander_key) is not None
+    timeouts = _sample(a, "potluck_cache_invalidation_ack_timeouts_total")
+
+    cache_b.bus.stall_seconds = 1.5  # well under dead_after: slow, not dead
+    await asyncio.sleep(cache_b.bus.freshness + 0.1)
+    assert cache_b.local.enabled, "a late listener turned the tier off"
+    assert cache_b.local.get(bystander_key) is None, "the tier answered without proof it is up to date"
+    resp = await a.patch(url, json={"title": "After"}, headers=author["headers"])
+    assert resp.status_code == 200
+    assert _sample(a, "potluck_cache_invalidation_ack_timeouts_total") == timeouts + 1  # b did not acknowledge
+    assert (await b.get(url)).json()["title"] == "After"  # ... and still served nothing old
+
+    # Caught up: the tier answers again, with what it held before (it was paused, not flushed).
+    await eventually(lambda: cache_b.local.get(bystander_key) is not None, 10, interval=0.02)
+    assert cache_b.local.enabled
+    hits = _sample(b, "potluck_cache_hits_total", family="recipe_detail", tier="l1")
+    assert (await b.get(url)).json()["title"] == "After"
+    assert (await b.get(bystander_url)).json()["title"] == "Unrelated"
+    assert _sample(b, "potluck_cache_hits_total", family="recipe_detail", tier="l1") >= hits + 1
