@@ -20,7 +20,7 @@ from starlette.requests import Request
 
 from potluck.cache.entry import decode
 from potluck.cache.families import Family
-from potluck.cache.keys import recipe_key
+from potluck.cache.keys import recipe_key, user_key
 from potluck.config import Settings
 from potluck.recipe.dependencies import RecipeServiceDep
 from potluck.recipe.service import RecipeService
@@ -545,3 +545,29 @@ async def test_a_starved_listener_pauses_the_first_tier_without_losing_it_or_coh
     assert (await b.get(url)).json()["title"] == "After"
     assert (await b.get(bystander_url)).json()["title"] == "Unrelated"
     assert _sample(b, "potluck_cache_hits_total", family="recipe_detail", tier="l1") >= hits + 1
+
+
+async def test_author_profiles_stay_cached_through_edits_that_keep_the_visibility(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """user:{id} counts public recipes: a title edit must not evict it (it did, on every edit), a visibility
+    change must, and the count the profile shows stays right either way."""
+    api = Api(client)
+    author = await api.register()
+    recipe = await api.create_recipe(author)
+    relay = container_of(client).relay
+    await drain_until_settled(relay)
+    profile, url = f"/api/v1/users/{author['id']}", f"/api/v1/recipes/{recipe['id']}"
+    assert (await client.get(profile)).json()["recipe_count"] == 1
+    key = user_key(author["id"])
+    filled = _raw(settings, key)
+    assert filled is not None
+
+    assert (await client.patch(url, json={"title": "Renamed"}, headers=author["headers"])).status_code == 200
+    await drain_until_settled(relay)  # the outbox's strict repeat of the invalidation too
+    assert _raw(settings, key) == filled
+
+    assert (await client.patch(url, json={"is_public": False}, headers=author["headers"])).status_code == 200
+    await drain_until_settled(relay)
+    assert _raw(settings, key) != filled
+    assert (await client.get(profile)).json()["recipe_count"] == 0

@@ -269,7 +269,12 @@ class RecipeService:
             session, RECIPE_UPDATED, recipe.id, {"author_id": str(recipe.author_id), "fields": sorted(sent)}
         )
         self._invalidate(
-            session, recipe.id, author_id=recipe.author_id, search=update_affects_search(sent), search_event=event_id
+            session,
+            recipe.id,
+            # The profile counts the author's public recipes: only a visibility change moves it.
+            author_id=recipe.author_id if "is_public" in sent else None,
+            search=update_affects_search(sent),
+            search_event=event_id,
         )
         return await self._reload(session, recipe.id)
 
