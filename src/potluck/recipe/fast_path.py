@@ -81,6 +81,8 @@ def _viewer(provider: Provider, authorization: str | None) -> uuid.UUID | None:
     if scheme.lower() != "bearer" or not token:
         raise _NotHere  # the routed path treats it as anonymous; rare enough not to copy that rule here
     try:
+        # The same check as user.dependencies._optional_user_id: whatever that learns to refuse (a revoked
+        # session) must be refused inside TokenService.claims, or this path would still accept it.
         return provider.get(TokenService).verify(token, "access")
     except InvalidTokenError:
         raise _NotHere from None

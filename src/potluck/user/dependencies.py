@@ -25,6 +25,8 @@ async def _optional_user_id(
     if token is None:
         return None
     try:
+        # recipe/fast_path.py makes the same call before routing: a new refusal (a revoked session) belongs in
+        # TokenService.claims so that both paths apply it.
         return tokens.verify(token, "access")
     except InvalidTokenError as exc:
         raise UnauthorizedError("the access token is invalid or expired") from exc
