@@ -32,6 +32,7 @@ from potluck.middleware import (
     BodyReadTimeoutMiddleware,
     BodySizeLimitMiddleware,
     InternalListenerGate,
+    LoadShedMiddleware,
     SecurityHeadersMiddleware,
 )
 from potluck.observability import HttpMetricsMiddleware, RequestIdMiddleware, configure_logging, setup_tracing
@@ -89,6 +90,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.add_middleware(BodyReadTimeoutMiddleware, timeout_seconds=settings.api.body_timeout_seconds)
     app.add_middleware(AllowedHostsMiddleware, allowed=settings.api.allowed_hosts, exempt=("/healthz", "/readyz"))
+    # Outside everything that touches a database or Redis; inside the request id and the HTTP metrics, which
+    # count the 503s it answers (route label <unmatched>: routing never ran).
+    app.add_middleware(
+        LoadShedMiddleware,
+        max_in_flight=settings.api.max_in_flight,
+        retry_after_seconds=settings.api.retry_after_seconds,
+    )
     app.add_middleware(RequestIdMiddleware)
     app.add_middleware(HttpMetricsMiddleware, registry=lambda: provider_of(app).get(MetricsExposition).registry)
     if settings.api.cors_origins:

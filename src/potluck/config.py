@@ -117,6 +117,8 @@ class AuthSettings(BaseModel):
     argon2_parallelism: int = Field(default=4, ge=1)
     # How long an API process trusts "this session is not revoked" before asking the revocation set again.
     revocation_recheck_seconds: float = Field(default=1.0, ge=0)
+    # Verified tokens' claims kept per process (user/security.py ClaimsCache), each until its token expires.
+    claims_cache_entries: int = Field(default=10_000, ge=0)
 
 
 class MailSettings(BaseModel):
@@ -177,6 +179,10 @@ class ApiSettings(BaseModel):
     hsts_seconds: int = Field(default=0, ge=0)
     # The interactive docs at /docs (Swagger UI served by the app from the pinned swagger-ui-bundle package).
     docs_enabled: bool = True
+    # Requests one process works on at once; past it, 503 + Retry-After before any database or Redis work
+    # (middleware.LoadShedMiddleware, docs/capacity.md). 0: unbounded.
+    max_in_flight: int = Field(default=64, ge=0)
+    retry_after_seconds: int = Field(default=1, ge=1)
 
 
 class MediaSettings(BaseModel):

@@ -1,5 +1,5 @@
-"""ASGI middleware: the request body limit and read deadline, the allowed hosts (before anything else runs), the
-internal listener's gate and the security headers."""
+"""ASGI middleware: the request body limit and read deadline, the allowed hosts (before anything else runs), load
+shedding, the internal listener's gate and the security headers."""
 
 from __future__ import annotations
 
@@ -163,7 +163,54 @@ class AllowedHostsMiddleware:
         await self.app(scope, receive, send)
 
 
-async def _problem(send: Send, status: int, kind: str, title: str, detail: str, *, close: bool = False) -> None:
+class LoadShedMiddleware:
+    """At most `max_in_flight` requests at once in this process; the rest get 503 + Retry-After at once.
+
+    Past the knee a process that takes every request serves all of them late: latency grows without bound and
+    timeouts turn into retries. Refusing the excess before any database or Redis work (this sits outside
+    everything that does any) keeps the admitted requests fast and the refusals cheap; the load balancer or the
+    client retries them elsewhere or later. `exempt` paths (probes, the scrape) are never refused: an overloaded
+    process is alive and must not be restarted for being busy.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_in_flight: int,
+        retry_after_seconds: int = 1,
+        exempt: Sequence[str] = ("/healthz", "/readyz", "/metrics"),
+    ) -> None:
+        self.app = app
+        self.max_in_flight = max_in_flight
+        self.retry_after = str(retry_after_seconds).encode()
+        self.exempt = frozenset(exempt)
+        self.in_flight = 0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or self.max_in_flight <= 0 or scope["path"] in self.exempt:
+            await self.app(scope, receive, send)
+            return
+        if self.in_flight >= self.max_in_flight:
+            detail = "the server is busy; retry after the time in Retry-After"
+            await _problem(send, 503, "overloaded", "Service Unavailable", detail, [(b"retry-after", self.retry_after)])
+            return
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+
+async def _problem(
+    send: Send,
+    status: int,
+    kind: str,
+    title: str,
+    detail: str,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+    *,
+    close: bool = False,
+) -> None:
     """Answer with RFC 9457 problem+json straight from the middleware (nothing below has run)."""
     body = orjson.dumps({"type": PROBLEM_BASE + kind, "title": title, "status": status, "detail": detail})
     await send(
@@ -174,6 +221,7 @@ async def _problem(send: Send, status: int, kind: str, title: str, detail: str, 
                 (b"content-type", PROBLEM_JSON.encode()),
                 (b"content-length", str(len(body)).encode()),
                 *([(b"connection", b"close")] if close else []),
+                *headers,
             ],
         }
     )

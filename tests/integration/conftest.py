@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 
 from potluck.app import create_app
 from potluck.config import (
+    ApiSettings,
     AuthSettings,
     CacheSettings,
     DatabaseSettings,
@@ -140,6 +141,9 @@ def settings(database_url: str, redis_url: str | None, tmp_path: Path) -> Settin
         auth=_fast_auth(),
         observability=ObservabilitySettings(metrics_port=METRICS_PORT),
         throttle=relaxed_throttles(),
+        # Tests that fire hundreds of requests at one in-process app are not overload tests: no shedding here
+        # (tests/integration/test_load_shed.py sets its own bound).
+        api=ApiSettings(max_in_flight=0),
     )
 
 

@@ -10,20 +10,24 @@ import asyncio
 import random
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, get_args
 
 import httpx
 import pytest
 import redis
 from sqlalchemy import event
+from starlette.requests import Request
 
 from potluck.cache.entry import decode
 from potluck.cache.families import Family
-from potluck.cache.keys import recipe_key
+from potluck.cache.keys import recipe_key, user_key
 from potluck.config import Settings
+from potluck.recipe.dependencies import RecipeServiceDep
+from potluck.recipe.service import RecipeService
 from tests.integration.conftest import Api, running_app
-from tests.support.app import METRICS_URL, container_of
+from tests.support.app import METRICS_URL, app_of, container_of
 from tests.support.eventually import eventually
+from tests.support.outbox import drain_until_settled
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
@@ -426,3 +430,144 @@ async def test_first_tier_fast_path_answers_like_the_route(pair: tuple[httpx.Asy
     not_modified = await a.get(url, headers={"If-None-Match": fast.headers["etag"]})
     assert not_modified.status_code == 304
     assert not_modified.content == b""
+
+
+class RoutedReads:
+    """Counts recipe reads that went through FastAPI's routing (the route's RecipeService dependency ran)."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        app = app_of(client)
+        dependency = get_args(RecipeServiceDep)[1].dependency
+        self.count = 0
+
+        async def counted(request: Request) -> RecipeService:
+            self.count += 1
+            service: RecipeService = await dependency(request)
+            return service
+
+        app.dependency_overrides[dependency] = counted
+
+
+async def test_fast_path_answers_second_tier_hits_like_the_route(client: httpx.AsyncClient, settings: Settings) -> None:
+    api = Api(client)
+    author = await api.register()
+    other = await api.register()
+    public = await api.create_recipe(author)
+    private = await api.create_recipe(author, is_public=False)
+    await drain_until_settled(container_of(client).relay)  # recipe.created's warming must not race the reads
+    routed = RoutedReads(client)
+    cache = container_of(client).cache
+
+    async def routed_then_fast(recipe: dict[str, Any], headers: dict[str, str]) -> None:
+        """A cold read (routed), then a second-tier hit and a first-tier hit (both before routing): the same answer."""
+        url = f"/api/v1/recipes/{recipe['id']}"
+        await cache.invalidate([recipe_key(recipe["id"])])
+        before = routed.count
+        reference = await client.get(url, headers=headers)
+        assert reference.status_code == 200
+        assert routed.count == before + 1
+        l2_hits = _sample(client, "potluck_cache_hits_total", family="recipe_detail", tier="l2")
+        cache.local.flush()
+        for tier in ("l2", "l1"):
+            fast = await client.get(url, headers=headers)
+            assert routed.count == before + 1, f"a {tier} hit was routed"
+            assert fast.status_code == 200
+            assert fast.content == reference.content
+            for header in ("etag", "cache-control", "vary", "content-type", "content-length"):
+                assert fast.headers[header] == reference.headers[header], header
+        assert _sample(client, "potluck_cache_hits_total", family="recipe_detail", tier="l2") == l2_hits + 1
+        not_modified = await client.get(url, headers={**headers, "If-None-Match": reference.headers["etag"]})
+        assert (not_modified.status_code, not_modified.content) == (304, b"")
+        assert routed.count == before + 1
+        assert not_modified.headers["cache-control"] == reference.headers["cache-control"]
+
+    await routed_then_fast(public, {})
+    await routed_then_fast(public, other["headers"])
+    await routed_then_fast(private, author["headers"])
+    assert (
+        (await client.get(f"/api/v1/recipes/{public['id']}", headers=other["headers"]))
+        .headers["cache-control"]
+        .startswith("private")
+    )
+
+    # Whatever the fast path may not answer, it leaves to the route, which answers it from scratch.
+    private_url = f"/api/v1/recipes/{private['id']}"
+    for headers, status in (
+        ({}, 404),
+        (other["headers"], 404),
+        ({"Authorization": "Bearer not-a-token"}, 401),
+        ({"Authorization": other["headers"]["Authorization"] + "x"}, 401),
+    ):
+        before = routed.count
+        resp = await client.get(private_url, headers=headers)
+        assert resp.status_code == status, headers
+        assert resp.headers["content-type"] == "application/problem+json"  # the error handlers wrote it
+        assert routed.count == before + (status == 404)  # a bad token is refused before the service is asked for
+    refresh = author["tokens"]["refresh_token"]
+    assert (await client.get(private_url, headers={"Authorization": f"Bearer {refresh}"})).status_code == 401
+
+
+async def test_a_starved_listener_pauses_the_first_tier_without_losing_it_or_coherence(
+    pair: tuple[httpx.AsyncClient, httpx.AsyncClient],
+) -> None:
+    """CPU saturation starves a process's invalidation listener: its first tier must stop answering (a write's
+    message may sit unread) but not be flushed, and answer again once the listener has caught up."""
+    a, b = pair
+    api = Api(a)
+    author = await api.register()
+    recipe = await api.create_recipe(author, title="Before")
+    bystander = await api.create_recipe(author, title="Unrelated")
+    await drain_until_settled(container_of(a).relay)
+    url, bystander_url = f"/api/v1/recipes/{recipe['id']}", f"/api/v1/recipes/{bystander['id']}"
+    for c in (a, b, a, b):
+        await c.get(url)
+        await c.get(bystander_url)
+    cache_b = container_of(b).cache
+    assert cache_b.bus is not None
+    assert cache_b.local is not None
+    bystander_key = recipe_key(bystander["id"])
+    assert cache_b.local.get(bystander_key) is not None
+    timeouts = _sample(a, "potluck_cache_invalidation_ack_timeouts_total")
+
+    cache_b.bus.stall_seconds = 1.5  # well under dead_after: slow, not dead
+    await asyncio.sleep(cache_b.bus.freshness + 0.1)
+    assert cache_b.local.enabled, "a late listener turned the tier off"
+    assert cache_b.local.get(bystander_key) is None, "the tier answered without proof it is up to date"
+    resp = await a.patch(url, json={"title": "After"}, headers=author["headers"])
+    assert resp.status_code == 200
+    assert _sample(a, "potluck_cache_invalidation_ack_timeouts_total") == timeouts + 1  # b did not acknowledge
+    assert (await b.get(url)).json()["title"] == "After"  # ... and still served nothing old
+
+    # Caught up: the tier answers again, with what it held before (it was paused, not flushed).
+    await eventually(lambda: cache_b.local.get(bystander_key) is not None, 10, interval=0.02)
+    assert cache_b.local.enabled
+    hits = _sample(b, "potluck_cache_hits_total", family="recipe_detail", tier="l1")
+    assert (await b.get(url)).json()["title"] == "After"
+    assert (await b.get(bystander_url)).json()["title"] == "Unrelated"
+    assert _sample(b, "potluck_cache_hits_total", family="recipe_detail", tier="l1") >= hits + 1
+
+
+async def test_author_profiles_stay_cached_through_edits_that_keep_the_visibility(
+    client: httpx.AsyncClient, settings: Settings
+) -> None:
+    """user:{id} counts public recipes: a title edit must not evict it (it did, on every edit), a visibility
+    change must, and the count the profile shows stays right either way."""
+    api = Api(client)
+    author = await api.register()
+    recipe = await api.create_recipe(author)
+    relay = container_of(client).relay
+    await drain_until_settled(relay)
+    profile, url = f"/api/v1/users/{author['id']}", f"/api/v1/recipes/{recipe['id']}"
+    assert (await client.get(profile)).json()["recipe_count"] == 1
+    key = user_key(author["id"])
+    filled = _raw(settings, key)
+    assert filled is not None
+
+    assert (await client.patch(url, json={"title": "Renamed"}, headers=author["headers"])).status_code == 200
+    await drain_until_settled(relay)  # the outbox's strict repeat of the invalidation too
+    assert _raw(settings, key) == filled
+
+    assert (await client.patch(url, json={"is_public": False}, headers=author["headers"])).status_code == 200
+    await drain_until_settled(relay)
+    assert _raw(settings, key) != filled
+    assert (await client.get(profile)).json()["recipe_count"] == 0

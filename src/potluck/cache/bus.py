@@ -1,9 +1,21 @@
 """Invalidation messages between API processes over Redis pub/sub, acknowledged.
 
 Pub/sub is at-most-once: a subscriber that loses its connection loses messages. So whenever the subscription is
-not known to be up (not yet connected, dropped, or silent past its ping deadline) the first tier is flushed and
-bypassed, and it is flushed again once the subscription is back. A writer waits (briefly) until every subscribed
-process has acknowledged its message, so once a write's response is sent no process still serves the old value.
+not known to be up (not yet connected, dropped, or silent past `dead_after`) the first tier is flushed and
+bypassed, and it is flushed again once the subscription is back. A writer waits up to `ack_timeout` until every
+subscribed process has acknowledged its message.
+
+A slow process is not a dead subscription. Under CPU saturation the listener runs late, acknowledgements come
+after the writer stopped waiting, and the old rule (no message for about a second: flush and turn the tier off)
+removed the cache exactly when it was needed. Now the listener pings every `ping_interval` with its own send time
+as the ping's payload. Redis answers a subscriber in order, so when the pong of a ping sent at `t` is read, every
+invalidation Redis published before it received that ping (in particular every one published before `t`) has
+been read and applied. The first tier answers only until `t + freshness` (`LocalCache.fresh_until`), with
+`freshness` below `ack_timeout`: a writer whose acknowledgement wait ran out answers at least `ack_timeout` after
+Redis published its message, and a process still serving at that moment has read a pong of a ping sent after
+the publish, hence the message. So a late listener pauses its first tier (entries kept) instead of flushing it,
+and the tier comes back by itself as soon as the listener catches up; only `dead_after` seconds without any pong,
+checked right after the socket was found empty, count as a dead subscription.
 """
 
 from __future__ import annotations
@@ -13,6 +25,7 @@ import contextlib
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Sequence
 
 import orjson
@@ -34,13 +47,20 @@ class InvalidationBus:
         metrics: CacheMetrics,
         *,
         ack_timeout: float = 0.2,
-        ping_interval: float = 0.5,
+        ping_interval: float = 0.05,
+        dead_after: float = 3.0,
     ) -> None:
         self.client = client
         self.local = local
         self.metrics = metrics
         self.ack_timeout = ack_timeout
         self.ping_interval = ping_interval
+        self.dead_after = dead_after
+        # Below ack_timeout (see the module docstring); the margin absorbs clock-rate differences between hosts.
+        self.freshness = 0.75 * ack_timeout
+        local.fresh_until = 0.0
+        # Test hook: the listener sleeps this long once (a listener starved by a saturated event loop).
+        self.stall_seconds = 0.0
         self.node = f"{os.getpid()}-{os.urandom(3).hex()}"
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -61,6 +81,7 @@ class InvalidationBus:
         if self.local.enabled or self.connected.is_set():
             logger.warning("cache.subscription_down")
         self.local.enabled = False
+        self.local.fresh_until = 0.0
         self.local.flush()
         self.connected.clear()
         self.metrics.local_enabled.set(0)
@@ -88,34 +109,54 @@ class InvalidationBus:
             backoff = min(backoff * 2, 0.5)
 
     async def _listen(self, pubsub: aioredis.client.PubSub) -> None:
-        last_seen = time.monotonic()
+        unanswered: deque[float] = deque()  # send times of pings whose pong has not been read, oldest first
         last_ping = 0.0
+        started = time.monotonic()
         up = False
         while not self._stopping:
+            if self.stall_seconds:
+                stall, self.stall_seconds = self.stall_seconds, 0.0
+                await asyncio.sleep(stall)
             now = time.monotonic()
-            if now - last_ping >= self.ping_interval:
-                await pubsub.ping()
+            if up and now - last_ping >= self.ping_interval:
+                await pubsub.ping(message=repr(now))
+                unanswered.append(now)
                 last_ping = now
-            if now - last_seen > 2 * self.ping_interval + 0.1:
-                raise TimeoutError("the invalidation subscription went silent")
-            message = await pubsub.get_message(timeout=self.ping_interval / 2)
+            message = await pubsub.get_message(timeout=self.ping_interval)
             if message is None:
+                # The socket was empty just now: a ping this old without its pong means Redis is not answering.
+                silent_since = unanswered[0] if unanswered else None if up else started
+                if silent_since is not None and time.monotonic() - silent_since > self.dead_after:
+                    raise TimeoutError("the invalidation subscription went silent")
                 continue
-            last_seen = time.monotonic()
             kind = message.get("type")
             if kind == "subscribe" and up:
                 # Subscribed again on this connection: it was re-made, and what was published meanwhile is lost.
                 raise ConnectionError("the invalidation subscription was re-made")
             if kind == "subscribe" and not up:
-                # Whatever was published while we were away is lost: start from an empty first tier.
+                # Whatever was published while we were away is lost: start from an empty first tier. Every message
+                # published from here on reaches this connection, so the tier is fresh as of now.
                 self.local.flush()
+                self.local.fresh_until = time.monotonic() + self.freshness
                 self.local.enabled = True
                 self.connected.set()
                 self.metrics.local_enabled.set(1)
                 up = True
                 logger.info("cache.subscription_up")
+            elif kind == "pong":
+                sent = self._ping_time(message.get("data"))
+                while unanswered and unanswered[0] <= sent:
+                    unanswered.popleft()
+                self.local.fresh_until = max(self.local.fresh_until, sent + self.freshness)
             elif kind == "message":
                 await self._handle(message["data"])
+
+    @staticmethod
+    def _ping_time(data: object) -> float:
+        try:
+            return float(data.decode() if isinstance(data, bytes) else str(data))
+        except ValueError:
+            return 0.0
 
     async def _handle(self, data: bytes) -> None:
         try:

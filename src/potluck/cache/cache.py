@@ -172,18 +172,37 @@ class Cache:
         epoch = self.local.epoch if self.local is not None else 0
         return await self._second_tier(family, key, loader, epoch, refresh=True)
 
-    def peek(self, family: Family, key: str) -> Loaded | None:
-        """The first tier's entry for `key`, or None; counts a hit, never a miss (the caller then asks
-        `get_or_fill`, which counts it)."""
-        local = self.local
-        if local is None or not local.enabled or not self.settings.enabled:
+    async def get_hit(self, family: Family, key: str, loader: Loader) -> Loaded | None:
+        """What either tier holds for `key` (one store GET at most), or None: a miss, a lease, a store error.
+
+        Counts what it serves (a first-tier miss only when the second tier then hits), never a miss it returns:
+        the caller then asks `get_or_fill` (lease, single flight, fill), which counts it. A hit XFetch picks for
+        early refresh is refreshed here as in `get_or_fill`, so readers answered this way still keep a hot key
+        from expiring. A key this process is loading right now is left to `get_or_fill` (single flight)."""
+        if not self.settings.enabled:
             return None
-        entry = local.get(key)
+        local = self.local
+        epoch = local.epoch if local is not None else 0
+        if local is not None:
+            entry = local.get(key)
+            if entry is not None:
+                return self._hit(family, "l1", entry)
+        if key in self._inflight or not await self._store_usable():
+            return None
+        try:
+            raw = await self.store.get(key)
+            self.breaker.record_success()
+        except CacheStoreError:
+            self._record_failure(family, "get")
+            return None
+        entry = decode(raw) if raw is not None else None
         if entry is None:
             return None
-        self.metrics.hits.labels(family.name, "l1").inc()
+        if local is not None and local.enabled:
+            self.metrics.misses.labels(family.name, "l1").inc()  # counted only now: a miss here is get_or_fill's
+        self.metrics.hits.labels(family.name, "l2").inc()
         self.metrics.time_saved.labels(family.name).inc(entry.delta_ms / 1000)
-        return Loaded(entry.payload, entry.meta)
+        return await self._serve(family, key, entry, loader, epoch)
 
     async def get_many(self, family: Family, keys: Sequence[str]) -> dict[str, Loaded]:
         """The entries of `keys` that either tier holds, by key: the first tier under its rules (only while the
@@ -242,17 +261,23 @@ class Cache:
             if not refresh:
                 self.metrics.hits.labels(family.name, "l2").inc()
                 self.metrics.time_saved.labels(family.name).inc(entry.delta_ms / 1000)
-            now = _now_ms()
-            if refresh or should_refresh_early(now, entry, self.settings.xfetch_beta, 1.0 - self._rng.random()):
-                refreshed = await self._refresh_early(family, key, entry, loader, epoch)
-                if refreshed is not None:
-                    return refreshed
-            self._remember(key, entry, epoch)
-            return Loaded(entry.payload, entry.meta)
+            return await self._serve(family, key, entry, loader, epoch, refresh=refresh)
         if not refresh:
             self.metrics.misses.labels(family.name, "l2").inc()
         # Empty, or a lease: try for the lease (it is taken over only if its holder is past its deadline).
         return await self._lease_and_fill(family, key, loader, epoch)
+
+    async def _serve(
+        self, family: Family, key: str, entry: Entry, loader: Loader, epoch: int, *, refresh: bool = False
+    ) -> Loaded:
+        """A second-tier entry read: refreshed now if XFetch (or `refresh`) says so, else remembered and returned."""
+        now = _now_ms()
+        if refresh or should_refresh_early(now, entry, self.settings.xfetch_beta, 1.0 - self._rng.random()):
+            refreshed = await self._refresh_early(family, key, entry, loader, epoch)
+            if refreshed is not None:
+                return refreshed
+        self._remember(key, entry, epoch)
+        return Loaded(entry.payload, entry.meta)
 
     async def _lease_and_fill(self, family: Family, key: str, loader: Loader, epoch: int) -> Loaded:
         token = new_token()

@@ -9,6 +9,7 @@ from potluck.kit.digest import stable_digest
 
 # Keys without a TTL must never be evicted (see deploy/redis/cache.conf): generations live here.
 SEARCH_GENERATION_KEY = "gen:search"
+LISTS_GENERATION_KEY = "gen:lists"
 # How long "this event's bump is done" is remembered: far longer than an outbox delivery takes.
 GENERATION_MARKER_TTL_MS = 3_600_000
 
@@ -40,6 +41,11 @@ def recommend_key(user_id: uuid.UUID | str) -> str:
 def search_key(generation: int, query: Mapping[str, object]) -> str:
     """`search:{hash}` in the design; the generation is part of the hash's namespace, so one INCR invalidates all."""
     return f"search:{generation}:{stable_digest(query)}"
+
+
+def list_key(generation: int, query: Mapping[str, object]) -> str:
+    """A cached first page of a recipe list; one INCR of `gen:lists` makes every such page unreachable."""
+    return f"list:{generation}:{stable_digest(query)}"
 
 
 def refresh_lock_key(key: str) -> str:

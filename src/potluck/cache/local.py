@@ -2,10 +2,15 @@
 
 Every invalidation or flush bumps `epoch`. A reader notes the epoch before it reads the second tier and may only
 store what it read if no invalidation arrived meanwhile, so a message that overtakes a slow read still wins.
+
+`fresh_until` (this process's monotonic clock) is set by the invalidation bus: the tier answers only while the
+bus has recently proved that it has applied every invalidation published up to a moment close enough to now
+(cache/bus.py). Past it the tier holds its entries but answers nothing until the bus catches up.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
@@ -22,6 +27,8 @@ class LocalCache:
         self.epoch = 0
         # Off until the invalidation subscription is up, and again whenever it drops.
         self.enabled = False
+        # Answers only before this instant (the bus moves it on); without a bus, always.
+        self.fresh_until = math.inf
 
     def get(self, key: str) -> Entry | None:
         if not self.enabled:
@@ -30,7 +37,10 @@ class LocalCache:
         if item is None:
             return None
         entry, expires = item
-        if self._clock() >= expires:
+        now = self._clock()
+        if now >= self.fresh_until:
+            return None  # the bus is behind: an invalidation may be waiting unread
+        if now >= expires:
             del self._data[key]
             return None
         self._data.move_to_end(key)

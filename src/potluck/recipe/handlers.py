@@ -27,8 +27,10 @@ def install_recipe_handlers(registry: HandlerRegistry, *, cache: Cache, recipes:
 
     async def invalidate_recipe(event: Event) -> None:
         keys = [recipe_key(event.aggregate_id)]
-        if "author_id" in event.payload:
-            keys.append(user_key(uuid.UUID(str(event.payload["author_id"]))))  # the profile counts recipes
+        # The profile counts the author's public recipes: an update moves it only when it changes the visibility.
+        fields = event.payload.get("fields", ["is_public"])  # an event recorded before "fields" existed: assume so
+        if "author_id" in event.payload and (event.topic != RECIPE_UPDATED or "is_public" in fields):
+            keys.append(user_key(uuid.UUID(str(event.payload["author_id"]))))
         await cache.invalidate_strict(keys)
 
     async def warm(event: Event) -> None:

@@ -25,3 +25,14 @@ SEARCH_FIELDS = frozenset({"title", "cuisine", "tags", "is_public"})
 def update_affects_search(fields: Iterable[str]) -> bool:
     """True when an update that sent `fields` must be reflected in cached searches at once."""
     return not SEARCH_FIELDS.isdisjoint(fields)
+
+
+# RecipeUpdate fields that decide which recipes a list page filter selects (cuisine, tag, total time, author's
+# visibility): an update that sends one moves the lists' generation. Ordering is by creation, which never changes;
+# everything a page shows comes from recipe:{id} at read time.
+LIST_FIELDS = frozenset({"cuisine", "tags", "prep_minutes", "cook_minutes", "is_public"})
+
+
+def update_affects_lists(fields: Iterable[str]) -> bool:
+    """True when an update that sent `fields` may move a recipe into or out of a cached list page."""
+    return not LIST_FIELDS.isdisjoint(fields)

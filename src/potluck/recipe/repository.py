@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Sequence, Set
 from datetime import datetime
-from typing import Any, Generic
+from typing import Any, Generic, cast
 
 from sqlalchemy import Select, delete, exists, func, insert, literal, null, or_, select, tuple_, union_all, update
 from sqlalchemy.dialects.postgresql import aggregate_order_by
@@ -248,6 +248,12 @@ class RecipeRepository(Generic[AnySession]):
             stmt = stmt.where(tuple_(Recipe.created_at, Recipe.id) < tuple_(cursor.created_at, cursor.id))
         stmt = stmt.order_by(Recipe.created_at.desc(), Recipe.id.desc()).limit(limit)
         return await self._records(stmt, parts)
+
+    async def list_ids(self, filters: RecipeFilters, limit: int) -> list[tuple[uuid.UUID, datetime]]:
+        """The ids and creation times of a list's first `limit` public recipes, newest first (a cached page)."""
+        stmt = self._list_query(filters, None, cast("Select[Any]", select(Recipe.id, Recipe.created_at)))
+        stmt = stmt.order_by(Recipe.created_at.desc(), Recipe.id.desc()).limit(limit)
+        return [(row.id, row.created_at) for row in (await self.session.execute(stmt)).all()]
 
     async def list_offset(
         self, filters: RecipeFilters, viewer_id: uuid.UUID | None, offset: int, limit: int

@@ -10,8 +10,15 @@ from typing import Any
 import orjson
 
 from potluck.cache.cache import Cache, Loaded
-from potluck.cache.families import RECIPE_DETAIL
-from potluck.cache.keys import SEARCH_GENERATION_KEY, recipe_key, recommend_key, user_key
+from potluck.cache.families import RECIPE_DETAIL, RECIPE_LIST
+from potluck.cache.keys import (
+    LISTS_GENERATION_KEY,
+    SEARCH_GENERATION_KEY,
+    list_key,
+    recipe_key,
+    recommend_key,
+    user_key,
+)
 from potluck.db.engine import Database
 from potluck.db.session import ReadSession, WriteSession
 from potluck.errors import ForbiddenError, NotFoundError, PreconditionFailedError
@@ -29,7 +36,7 @@ from potluck.kit.media_keys import default_image_url, image_urls
 from potluck.recipe.document import build_document
 from potluck.recipe.meta import RecipeMeta
 from potluck.recipe.models import Recipe
-from potluck.recipe.relevance import update_affects_search
+from potluck.recipe.relevance import update_affects_lists, update_affects_search
 from potluck.recipe.repository import RecipeRepository
 from potluck.recipe.schemas import (
     HEAVY_PARTS,
@@ -66,6 +73,13 @@ class CachedRecipe:
     def document(self) -> dict[str, Any]:
         doc: dict[str, Any] = orjson.loads(self.payload)
         return doc
+
+
+def _card(document: dict[str, Any]) -> dict[str, Any]:
+    """A list card from a full document: the same fields without the heavy parts."""
+    for part in HEAVY_PARTS:
+        document.pop(part, None)
+    return document
 
 
 class RecipeService:
@@ -145,13 +159,14 @@ class RecipeService:
             found[keys[key]] = cached if cached is not None and cached.meta.visible_to(viewer_id) else None
         return found
 
-    def peek_public(self, recipe_id: uuid.UUID) -> CachedRecipe | None:
-        """The recipe from this process's first tier if it is there and public; never waits, never loads."""
-        loaded = self.cache.peek(RECIPE_DETAIL, recipe_key(recipe_id))
+    async def get_hit(self, recipe_id: uuid.UUID, viewer_id: uuid.UUID | None) -> CachedRecipe | None:
+        """The recipe if either cache tier holds it and `viewer_id` may see it; None otherwise (ask `get`, which
+        loads a miss and answers 404 for what this viewer may not see). At most one store GET, never a lease."""
+        loaded = await self.cache.get_hit(RECIPE_DETAIL, recipe_key(recipe_id), lambda: self._load(recipe_id))
         if loaded is None or loaded.payload is None:
             return None
         cached = CachedRecipe(loaded.payload, RecipeMeta.unpack(loaded.meta))
-        return cached if cached.meta.is_public else None
+        return cached if cached.meta.visible_to(viewer_id) else None
 
     async def _load(self, recipe_id: uuid.UUID) -> Loaded:
         # Fills read the primary: a lagging replica could hand a fill the version a writer just replaced.
@@ -172,6 +187,7 @@ class RecipeService:
         search: bool = False,
         search_event: int | None = None,
         reader_id: uuid.UUID | None = None,
+        lists: bool = False,
     ) -> None:
         keys = [recipe_key(recipe_id)]
         if author_id is not None:
@@ -183,6 +199,9 @@ class RecipeService:
             # Cached searches hold ids; which ids match changes with a recipe's text, filters or visibility
             # (recipe/relevance.py, docs/search.md). Once per event: the outbox's repeat finds it done.
             session.after_commit(lambda: self.cache.bump_generation(SEARCH_GENERATION_KEY, event_id=search_event))
+        if lists:
+            # Cached first pages hold ids (recipe/relevance.py): a recipe entering or leaving a list moves them all.
+            session.after_commit(lambda: self.cache.bump_generation(LISTS_GENERATION_KEY))
 
     async def list_page(
         self,
@@ -193,10 +212,49 @@ class RecipeService:
         limit: int,
         parts: Set[str],
     ) -> tuple[list[dict[str, Any]], str | None]:
+        if cursor is None and viewer_id is None and not parts:
+            cached = await self._cached_first_page(session, filters, limit)
+            if cached is not None:
+                return cached
         rows = await RecipeRepository(session).list_page(filters, viewer_id, cursor, limit + 1, parts)
         page = rows[:limit]
         next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit and page else None
         return [build_document(r, parts, self.media_base_url) for r in page], next_cursor
+
+    async def _cached_first_page(
+        self, session: ReadSession, filters: RecipeFilters, limit: int
+    ) -> tuple[list[dict[str, Any]], str | None] | None:
+        """An anonymous first page of cards: its ids from the list cache (under `gen:lists`), each document from
+        recipe:{id} (one multi-get, visibility checked per item), the ones neither tier holds in one statement.
+        None when the generation cannot be read (Redis down): the caller queries the page itself."""
+        generation = await self.cache.generation(LISTS_GENERATION_KEY)
+        if generation is None:
+            return None
+        key = list_key(generation, {"filters": filters.model_dump(mode="json"), "limit": limit})
+        loaded = await self.cache.get_or_fill(RECIPE_LIST, key, lambda: self._fill_list(filters, limit))
+        if loaded.payload is None:
+            return None
+        data = orjson.loads(loaded.payload)
+        ids = [uuid.UUID(hex=i) for i in data["ids"]]
+        found: dict[uuid.UUID, dict[str, Any]] = {}
+        for recipe_id, hit in (await self.get_cached(ids, None)).items():
+            if hit is not None:
+                found[recipe_id] = _card(hit.document())
+        missing = [i for i in ids if i not in found]
+        if missing:
+            for record in await RecipeRepository(session).documents(missing, frozenset()):
+                if record.row.is_public:
+                    found[record.row.id] = build_document(record, frozenset(), self.media_base_url)
+        # Gone or private since the page was cached: skipped (the writes that do that also bump the generation).
+        return [found[i] for i in ids if i in found], data["next"]
+
+    async def _fill_list(self, filters: RecipeFilters, limit: int) -> Loaded:
+        # Fills read the primary: a lagging replica could store a pre-write page under the post-write generation.
+        async with self.database.read_session(primary=True) as session:
+            rows = await RecipeRepository(session).list_ids(filters, limit + 1)
+        page = rows[:limit]
+        next_cursor = encode_cursor(page[-1][1], page[-1][0]) if len(rows) > limit and page else None
+        return Loaded(orjson.dumps({"ids": [i.hex for i, _ in page], "next": next_cursor}))
 
     async def create(self, session: WriteSession, author_id: uuid.UUID, data: RecipeCreate) -> dict[str, Any]:
         repo = RecipeRepository(session)
@@ -209,7 +267,7 @@ class RecipeService:
         event_id = await self.outbox.record(
             session, RECIPE_CREATED, recipe.id, {"author_id": str(author_id), "is_public": recipe.is_public}
         )
-        self._invalidate(session, recipe.id, author_id=author_id, search=True, search_event=event_id)
+        self._invalidate(session, recipe.id, author_id=author_id, search=True, search_event=event_id, lists=True)
         return await self._reload(session, recipe.id)
 
     async def _reload(self, session: WriteSession, recipe_id: uuid.UUID) -> dict[str, Any]:
@@ -268,7 +326,13 @@ class RecipeService:
             session, RECIPE_UPDATED, recipe.id, {"author_id": str(recipe.author_id), "fields": sorted(sent)}
         )
         self._invalidate(
-            session, recipe.id, author_id=recipe.author_id, search=update_affects_search(sent), search_event=event_id
+            session,
+            recipe.id,
+            # The profile counts the author's public recipes: only a visibility change moves it.
+            author_id=recipe.author_id if "is_public" in sent else None,
+            search=update_affects_search(sent),
+            search_event=event_id,
+            lists=update_affects_lists(sent),
         )
         return await self._reload(session, recipe.id)
 
@@ -283,7 +347,7 @@ class RecipeService:
     async def delete(self, session: WriteSession, recipe: Recipe) -> None:
         await RecipeRepository(session).delete(recipe.id)
         # No search bump: cached pages skip the id when they are hydrated (recipe/relevance.py).
-        self._invalidate(session, recipe.id, author_id=recipe.author_id)
+        self._invalidate(session, recipe.id, author_id=recipe.author_id, lists=True)
         await self.outbox.record(session, RECIPE_DELETED, recipe.id, {"author_id": str(recipe.author_id)})
 
     async def forget_user(self, session: WriteSession, user_id: uuid.UUID) -> int:

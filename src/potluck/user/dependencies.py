@@ -30,6 +30,7 @@ async def _optional_claims(
         claims = tokens.verify(token, "access")
     except InvalidTokenError as exc:
         raise UnauthorizedError("the access token is invalid or expired") from exc
+    # recipe/fast_path.py makes the same two checks before routing: keep them the same.
     if await revocations.is_revoked(claims.session_id):
         raise UnauthorizedError("the session has ended; sign in again")
     return claims

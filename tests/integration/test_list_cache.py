@@ -1,0 +1,86 @@
+"""First pages of the recipe lists, cached as ids under `gen:lists` and hydrated through recipe:{id}: the same
+answer as the query, right after every write that changes a list, and a bounded number of statements."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+import pytest
+
+from potluck.cache.keys import recipe_key
+from tests.integration.conftest import Api
+from tests.support.app import container_of
+from tests.support.outbox import drain_until_settled
+
+pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+
+LISTS = [{}, {"cuisine": "thai"}, {"tag": "soup"}, {"limit": 5}]
+
+
+async def _items(client: httpx.AsyncClient, params: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
+    resp = await client.get("/api/v1/recipes", params=params, headers=headers or {})
+    assert resp.status_code == 200, resp.text
+    return resp.json()
+
+
+async def test_cached_first_pages_answer_like_the_query_and_follow_every_write(
+    client: httpx.AsyncClient, api: Api, statements: list[str]
+) -> None:
+    author = await api.register()
+    reader = await api.register()  # signed in, no private recipes: same items, always from the query
+    recipes = [
+        await api.create_recipe(author, title=f"Dish {i}", cuisine="thai" if i % 2 else "italian") for i in range(8)
+    ]
+    await api.create_recipe(author, title="Hidden", is_public=False)
+    await drain_until_settled(container_of(client).relay)
+
+    async def same_as_query() -> None:
+        for params in LISTS:
+            cached, queried = await _items(client, params), await _items(client, params, reader["headers"])
+            assert cached == queried, params
+
+    await same_as_query()
+    await same_as_query()  # now from the list cache
+    assert "Hidden" not in [r["title"] for r in (await _items(client, {}))["items"]]
+
+    # A warm first page costs no statement at all once its recipes are cached.
+    for r in recipes:
+        await client.get(f"/api/v1/recipes/{r['id']}")
+    await _items(client, {})
+    statements.clear()
+    assert len((await _items(client, {}))["items"]) == 9 - 1
+    assert statements == []
+
+    # Every write that changes a list shows on the next anonymous read.
+    url = f"/api/v1/recipes/{recipes[0]['id']}"
+    await client.patch(url, json={"title": "Renamed"}, headers=author["headers"])  # no bump: hydrated fresh
+    await client.patch(f"/api/v1/recipes/{recipes[1]['id']}", json={"cuisine": "italian"}, headers=author["headers"])
+    await client.patch(f"/api/v1/recipes/{recipes[2]['id']}", json={"is_public": False}, headers=author["headers"])
+    await client.delete(f"/api/v1/recipes/{recipes[3]['id']}", headers=author["headers"])
+    newest = await api.create_recipe(author, title="Newest", cuisine="thai", tags=["soup"])
+    await same_as_query()
+    titles = [r["title"] for r in (await _items(client, {}))["items"]]
+    assert titles[0] == "Newest"
+    assert "Renamed" in titles
+    assert recipes[2]["title"] not in titles
+    assert recipes[3]["title"] not in titles
+    thai = [r["id"] for r in (await _items(client, {"cuisine": "thai"}))["items"]]
+    assert recipes[1]["id"] not in thai
+    assert newest["id"] in thai
+
+
+async def test_hydration_misses_cost_one_statement_whatever_the_page_size(
+    client: httpx.AsyncClient, api: Api, statements: list[str]
+) -> None:
+    author = await api.register()
+    created = [await api.create_recipe(author, title=f"R{i}") for i in range(30)]
+    await drain_until_settled(container_of(client).relay)
+    cache = container_of(client).cache
+    counts = []
+    for limit in (3, 30):
+        await cache.invalidate_strict([recipe_key(r["id"]) for r in created])  # every card cold
+        statements.clear()
+        assert len((await _items(client, {"limit": limit}))["items"]) == limit
+        counts.append(len(statements))
+    assert counts == [2, 2]  # the page's ids (a fill), then the cold cards in one statement
