@@ -14,6 +14,7 @@ from potluck_ops.processes import stop_pidfile
 from potluck_ops.progress import console
 from potluck_ops.redis import REDIS_NODES, record_masters
 from potluck_ops.sentinel import SENTINEL_NAMES, current_master_ports
+from potluck_ops.varnish import stop_varnish
 
 
 def stop_all(layout: Layout, *, quiet: bool = False) -> list[str]:
@@ -21,6 +22,9 @@ def stop_all(layout: Layout, *, quiet: bool = False) -> list[str]:
     stopped: list[str] = []
     if stop_nginx(layout):
         stopped.append("nginx")
+    for pid_file in sorted(layout.edge.glob("edge-*.pid")) if layout.edge.exists() else []:
+        if stop_varnish(layout.edge, pid_file.stem):
+            stopped.append(pid_file.stem)
     for role in reversed(BACKGROUND_ROLES):
         # SIGTERM: the worker finishes its tasks in flight (warm shutdown); the group takes its pool along.
         if stop_pidfile(layout.background_pid(role), [b"potluck", role.encode()], timeout=20, group=True):

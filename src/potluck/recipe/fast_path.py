@@ -14,6 +14,7 @@ import uuid
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from potluck.cache.surrogate import SurrogateKeys
 from potluck.kit.etag import if_none_match_hit
 from potluck.kit.wiring import provider_of
 from potluck.observability.tracing import name_server_span
@@ -54,6 +55,7 @@ class RecipeFastPath:
         provider.get(ViewCounter).record(recipe_id)
         etag = full_document_etag(recipe_id, cached.meta.version)
         headers = read_headers(etag, viewer=None, is_public=True)
+        headers.update(provider.get(SurrogateKeys).recipe(recipe_id, cached.meta.author_id))
         if if_none_match_hit(if_none_match, etag):
             status, body = 304, b""
         else:

@@ -12,6 +12,7 @@ import orjson
 from potluck.cache.cache import Cache, Loaded
 from potluck.cache.families import RECIPE_DETAIL
 from potluck.cache.keys import SEARCH_GENERATION_KEY, recipe_key, recommend_key, user_key
+from potluck.cache.surrogate import RECIPE_LIST_KEY
 from potluck.db.engine import Database
 from potluck.db.session import ReadSession, WriteSession
 from potluck.errors import ForbiddenError, NotFoundError, PreconditionFailedError
@@ -173,7 +174,7 @@ class RecipeService:
         search_event: int | None = None,
         reader_id: uuid.UUID | None = None,
     ) -> None:
-        keys = [recipe_key(recipe_id)]
+        keys = [recipe_key(recipe_id), RECIPE_LIST_KEY]  # the list key: edge pages only (cache/surrogate.py)
         if author_id is not None:
             keys.append(user_key(author_id))  # the author's profile counts recipes
         if reader_id is not None:

@@ -1,0 +1,93 @@
+"""Varnish: the edge HTTP cache of `potluck cluster`, one varnishd per edge node, its VCL rendered from
+deploy/varnish/potluck.vcl.template (surrogate-key purges with xkey, leases, nothing personal stored)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from potluck_ops.failures import OpsError
+from potluck_ops.nginx import render_template
+from potluck_ops.ports import HOST
+from potluck_ops.processes import start_logged, stop_pidfile, wait_until
+
+# The response header that carries surrogate keys: the API's POTLUCK_EDGE__KEY_HEADER and the VCL's, the same.
+KEY_HEADER = "Surrogate-Key"
+TEMPLATE = Path("varnish") / "potluck.vcl.template"
+# Large enough for a page's surrogate keys (up to 100 recipes and their authors, ~45 bytes each).
+PARAMETERS = ("http_resp_hdr_len=32k", "http_resp_size=128k", "workspace_backend=256k", "thread_pool_min=50")
+STORAGE = "malloc,256m"
+
+
+def check_varnish() -> None:
+    if shutil.which("varnishd") is None and not Path("/usr/sbin/varnishd").exists():
+        raise OpsError("varnishd not found: install it (apt-get install varnish varnish-modules)")
+
+
+def render_vcl(template: str, *, node_name: str, api_ports: Sequence[int], key_header: str = KEY_HEADER) -> str:
+    """The VCL of edge node `node_name` over the API processes on `api_ports` (round robin, probed /healthz)."""
+    if not api_ports:
+        raise OpsError("an edge node needs at least one API port")
+    backends = "\n".join(
+        f'backend api_{port} {{\n    .host = "{HOST}";\n    .port = "{port}";\n'
+        "    .connect_timeout = 1s;\n    .first_byte_timeout = 30s;\n    .between_bytes_timeout = 30s;\n"
+        '    .probe = { .url = "/healthz"; .interval = 1s; .timeout = 1s; .window = 3; .threshold = 2; '
+        ".initial = 2; }\n}"
+        for port in api_ports
+    )
+    adds = "\n".join(f"    api.add_backend(api_{port});" for port in api_ports)
+    values: Mapping[str, str] = {
+        "backends": backends,
+        "director_adds": adds,
+        "key_header": key_header,
+        "node_name": node_name,
+    }
+    return render_template(template, values)
+
+
+def varnish_args(workdir: Path, port: int, vcl: Path) -> list[str | Path]:
+    # -F: stay in the foreground (the pid file is ours); -j none: no privilege separation (runs as the caller);
+    # -T none: no management port (nothing here needs varnishadm); -n: shared memory log for varnishncsa.
+    args: list[str | Path] = ["varnishd", "-F", "-j", "none", "-T", "none", "-n", workdir]
+    args += ["-a", f"{HOST}:{port}", "-f", vcl, "-s", STORAGE]
+    for parameter in PARAMETERS:
+        args += ["-p", parameter]
+    return args
+
+
+def purge_url(port: int) -> str:
+    return f"http://{HOST}:{port}/"
+
+
+def answers_purge(port: int) -> bool:
+    request = urllib.request.Request(purge_url(port), method="PURGE")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_varnish(
+    deploy: Path, root: Path, name: str, port: int, api_ports: Sequence[int], env: Mapping[str, str]
+) -> subprocess.Popen[bytes]:
+    """Render `root/<name>.vcl`, start varnishd on HOST:port and wait until it answers a PURGE."""
+    check_varnish()
+    root.mkdir(parents=True, exist_ok=True)
+    vcl = root / f"{name}.vcl"
+    vcl.write_text(render_vcl((deploy / TEMPLATE).read_text(), node_name=name, api_ports=api_ports))
+    log = root / f"{name}.log"
+    workdir = root / name
+    workdir.mkdir(exist_ok=True)
+    proc = start_logged(varnish_args(workdir, port, vcl), log=log, pid_file=root / f"{name}.pid", env=env)
+    wait_until(lambda: answers_purge(port), what=f"varnish {name} on port {port}", timeout=30, proc=proc, logs=[log])
+    return proc
+
+
+def stop_varnish(root: Path, name: str) -> bool:
+    return stop_pidfile(root / f"{name}.pid", [b"varnishd", str(root / name).encode()], timeout=10)
