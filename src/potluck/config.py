@@ -110,6 +110,9 @@ class EdgeSettings(BaseModel):
     # A node serves from its cache only until lease_ms after the purge debt it last received was read.
     lease_ms: int = Field(default=250, ge=1)
     heartbeat_ms: int = Field(default=80, ge=1)
+    # Each edge node's hit log (varnishncsa: one recipe path per line), shipped to the view counts by the worker.
+    view_logs: list[Path] = Field(default_factory=list)
+    views_interval_seconds: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")
     def _timeout_covers_lease(self) -> EdgeSettings:

@@ -36,6 +36,7 @@ SEARCH_ROLLUP_TASK = "search.rollup"
 BACKUP_FULL_TASK = "backup.full"
 BACKUP_INCR_TASK = "backup.incr"
 BACKUP_REDIS_TASK = "backup.redis"
+EDGE_VIEWS_TASK = "stats.ship_edge_views"
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,14 @@ async def flush_views(ctx: JobContext) -> int:
     return await ctx.stats.flush()
 
 
+async def ship_edge_views(ctx: JobContext) -> int:
+    """Count the views the edge answered (its nodes' hit logs) with the ones the API processes counted."""
+    total = 0
+    for path in ctx.settings.edge.view_logs:
+        total += await ctx.stats.ship_edge_log(path)
+    return total
+
+
 async def purge_events(ctx: JobContext) -> int:
     """Forget delivered events past their retention."""
     retention = timedelta(days=ctx.settings.events.delivered_retention_days)
@@ -141,6 +150,8 @@ SCHEDULE: tuple[PeriodicJob, ...] = (
         FLUSH_VIEWS_TASK, lambda s: s.events.views_flush_seconds, flush_views, expires=lambda i: max(i * 3, 5.0)
     ),
     PeriodicJob(PURGE_TASK, lambda s: s.worker.purge_interval_seconds, purge_events),
+    # Before the flush reads them: edge views reach the same Redis counts, then the database, within seconds.
+    PeriodicJob(EDGE_VIEWS_TASK, lambda s: s.edge.views_interval_seconds, ship_edge_views, in_process=False),
     PeriodicJob(WARM_TASK, lambda s: s.worker.warm_interval_seconds, warm_cache),
     PeriodicJob(TRENDING_TASK, lambda s: s.worker.trending_interval_seconds, refresh_trending),
     PeriodicJob(SEARCH_ROLLUP_TASK, lambda s: s.worker.search_rollup_interval_seconds, rollup_searches),

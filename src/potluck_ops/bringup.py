@@ -45,7 +45,7 @@ from potluck_ops.progress import note, step
 from potluck_ops.redis import REDIS_NODES, REDIS_ROLES, master_first, redis_url, start_redis
 from potluck_ops.sentinel import MASTER_NAMES, SENTINEL_NAMES, start_sentinel, wait_sentinels_ready
 from potluck_ops.teardown import stop_all
-from potluck_ops.varnish import KEY_HEADER, purge_url, start_varnish
+from potluck_ops.varnish import KEY_HEADER, hit_log, purge_url, start_hit_log, start_varnish
 
 
 @dataclass
@@ -126,7 +126,12 @@ class BringUp:
         if not self.edge_count:
             return {}
         urls = [purge_url(self.ports[name]) for name in self.edge_names]
-        return {"POTLUCK_EDGE__PURGE_URLS": json.dumps(urls), "POTLUCK_EDGE__KEY_HEADER": KEY_HEADER}
+        logs = [str(hit_log(self.layout.edge, name)) for name in self.edge_names]
+        return {
+            "POTLUCK_EDGE__PURGE_URLS": json.dumps(urls),
+            "POTLUCK_EDGE__KEY_HEADER": KEY_HEADER,
+            "POTLUCK_EDGE__VIEW_LOGS": json.dumps(logs),
+        }
 
 
 @dataclass(frozen=True)
@@ -303,6 +308,7 @@ def start_edges(state: BringUp) -> None:
     for name in state.edge_names:
         proc = start_varnish(state.layout.deploy, state.layout.edge, name, state.ports[name], api_ports, os.environ)
         state.edge_pids[name] = proc.pid
+        start_hit_log(state.layout.edge, name, os.environ)
 
 
 def start_background_role(

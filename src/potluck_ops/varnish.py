@@ -89,5 +89,22 @@ def start_varnish(
     return proc
 
 
+# The edge's answers the API never sees: cache hits of a recipe read (a 304 included), one path per line.
+HIT_QUERY = 'VCL_call eq "HIT" and ReqMethod eq "GET" and ReqURL ~ "^/api/v1/recipes/[0-9a-fA-F-]{36}$"'
+
+
+def hit_log(root: Path, name: str) -> Path:
+    return root / f"{name}.hits"
+
+
+def start_hit_log(root: Path, name: str, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """varnishncsa on node `name`'s shared memory log, writing its recipe hits to hit_log(root, name), which the
+    worker ships to the view counts (potluck.stats.edge_views)."""
+    args: list[str | Path] = ["varnishncsa", "-n", root / name, "-w", hit_log(root, name), "-q", HIT_QUERY, "-F", "%U"]
+    log = root / f"{name}-ncsa.log"
+    return start_logged(args, log=log, pid_file=root / f"{name}-ncsa.pid", env=env)
+
+
 def stop_varnish(root: Path, name: str) -> bool:
+    stop_pidfile(root / f"{name}-ncsa.pid", [b"varnishncsa", str(root / name).encode()], timeout=10)
     return stop_pidfile(root / f"{name}.pid", [b"varnishd", str(root / name).encode()], timeout=10)

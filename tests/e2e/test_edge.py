@@ -19,9 +19,12 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio
 
+from potluck.recipe.views import ViewCounter
+from potluck.stats.service import VIEWS_KEY, ViewStats
 from potluck_ops.ports import free_port
-from potluck_ops.varnish import KEY_HEADER, purge_url, start_varnish, stop_varnish
+from potluck_ops.varnish import KEY_HEADER, hit_log, purge_url, start_hit_log, start_varnish, stop_varnish
 from tests.harness import PgCluster, RedisServer
 from tests.support.eventually import eventually
 from tests.support.stack import ApiProcess, migrated_database, register_user, stack_env, stack_logs
@@ -119,6 +122,7 @@ def topology(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) ->
         }
         apis = [ApiProcess({**env, "PYTHONHASHSEED": seed}, logs / f"api{seed}.log") for seed in ("1", "2")]
         procs: dict[str, subprocess.Popen[bytes]] = {}
+        ncsa: list[subprocess.Popen[bytes]] = []
         root = logs / "varnish"
         try:
             for api in apis:
@@ -126,6 +130,7 @@ def topology(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) ->
             api_ports = [api.port for api in apis]
             for name, port in {**edge_ports, "edge-3": orphan_port}.items():
                 procs[name] = start_varnish(REPO / "deploy", root, name, port, api_ports, os.environ)
+            ncsa = [start_hit_log(root, name, os.environ) for name in EDGES]
             yield {
                 "apis": apis,
                 "edges": {name: f"http://127.0.0.1:{port}" for name, port in edge_ports.items()},
@@ -133,12 +138,16 @@ def topology(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) ->
                 "procs": procs,
                 "relay": relay,
                 "logs": logs,
+                "hit_logs": [hit_log(root, name) for name in EDGES],
+                "coord": coord.url,
             }
         finally:
             for name, proc in procs.items():
                 os.kill(proc.pid, signal.SIGCONT)
                 stop_varnish(root, name)
                 proc.wait(10)
+            for each in ncsa:
+                each.wait(10)
             for api in apis:
                 api.stop()
             relay.stop()
@@ -351,3 +360,32 @@ async def test_an_edge_node_cut_off_from_purges_stops_serving_from_cache_before_
             relay.cut.clear()
         # Reconnected: the debt is delivered with the next heartbeat and the node serves hits again.
         assert (await _hit(edge, url)).json()["title"] == f"c{round_}"
+
+
+async def test_views_answered_by_the_edge_are_counted(
+    clients: dict[str, httpx.AsyncClient], topology: dict[str, Any]
+) -> None:
+    """Hits never reach the API: their hit logs are shipped to the same counts (within 1% of requests served)."""
+    _, url = await _recipe(clients["api"])
+    recipe_id = url.rsplit("/", 1)[1]
+    served = 0
+    for i in range(150):
+        client = clients[EDGES[i % 2]] if i % 5 else clients["api"]
+        response = await client.get(url)
+        assert response.status_code == 200
+        served += 1
+    coord = redis.asyncio.Redis.from_url(topology["coord"])
+    stats = ViewStats(None, ViewCounter(), coord)  # type: ignore[arg-type]  # shipping never touches the database
+    counted = 0
+
+    async def all_counted() -> bool:
+        nonlocal counted
+        for path in topology["hit_logs"]:
+            await stats.ship_edge_log(path)
+        counted = int(await coord.hget(VIEWS_KEY, recipe_id) or 0)  # the API processes push theirs every second
+        return abs(counted - served) <= served // 100
+
+    try:
+        await eventually(all_counted, 20, interval=0.3, message=lambda: f"counted {counted} of {served}")
+    finally:
+        await coord.aclose()
