@@ -3,9 +3,12 @@
 Needs a running `potluck cluster up` (with --edges 1 or more): reads <state dir>/cluster.json, picks a public
 recipe, makes sure it is cached at the edge and in the API's first tier, then runs wrk for each target in turn:
 
-* edge:    one edge node directly (Varnish hit), `wrk -t1 -c32`;
-* gateway: nginx in front (rate limits raised for the run are the caller's business: POTLUCK_GATEWAY__*);
-* api:     every API process directly, one `wrk -t1 -c32` each, added (the first-tier fast path: the API's best case).
+* edge:    one edge node directly (a Varnish hit);
+* gateway: nginx in front, then the edge: one client address, so the gateway's per-address limit (200 r/s +
+           burst by default; POTLUCK_GATEWAY__* at `cluster up` to raise it) caps it, and 429s are not counted;
+* api:     every API process directly (the first-tier fast path: the API's best case).
+
+Each target gets as many `wrk -t1 -c32` instances as there are API processes, run at once and added.
 
 Prints requests/s per target and the edge/API ratio. Everything shares the machine's cores (wrk included).
 
@@ -24,20 +27,22 @@ from pathlib import Path
 
 import httpx
 
-_RPS = re.compile(r"Requests/sec:\s+([\d.]+)")
+_DONE = re.compile(r"(\d+) requests in ([\d.]+)s")
+_FAILED = re.compile(r"Non-2xx or 3xx responses: (\d+)")
 
 
 def wrk(url: str, duration: int, connections: int) -> float:
+    """Successful (2xx/3xx) responses per second: a 429 from the gateway's limits does not count."""
     out = subprocess.run(
         ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url],
         capture_output=True,
         text=True,
         check=True,
     ).stdout
-    match = _RPS.search(out)
-    if match is None:
+    done, failed = _DONE.search(out), _FAILED.search(out)
+    if done is None:
         raise RuntimeError(out)
-    return float(match.group(1))
+    return (int(done.group(1)) - (int(failed.group(1)) if failed else 0)) / float(done.group(2))
 
 
 def parallel(urls: list[str], duration: int, connections: int) -> float:
@@ -62,11 +67,11 @@ def main() -> None:
             httpx.get(api + path, timeout=10)
     assert last.headers.get("x-cache") == "HIT", last.headers
     results = {
-        "edge": wrk(edge + path, args.duration, args.connections),
-        "gateway": wrk(info["lb_url"] + path, args.duration, args.connections),
+        "edge": parallel([edge + path] * len(apis), args.duration, args.connections),
+        "gateway": parallel([info["lb_url"] + path] * len(apis), args.duration, args.connections),
         "api": parallel([api + path for api in apis], args.duration, args.connections),
     }
-    print(f"GET {path}, wrk -t1 -c{args.connections} -d{args.duration}s per target")
+    print(f"GET {path}, {len(apis)} x wrk -t1 -c{args.connections} -d{args.duration}s per target")
     for name, rps in results.items():
         print(f"  {name:8} {rps:10.0f} req/s")
     print(
