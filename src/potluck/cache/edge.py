@@ -80,6 +80,16 @@ class EdgeMetrics:
         )
 
 
+class _NoPurgeLines(logging.Filter):
+    """httpx logs every request at INFO: the heartbeats alone would write ~12 lines/s per node and process."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.args, tuple) and record.args and record.args[0] == "PURGE")
+
+
+_QUIET = _NoPurgeLines()
+
+
 def debt_key(node: str) -> str:
     return f"{DEBT_PREFIX}{node}"
 
@@ -102,6 +112,7 @@ class EdgePurger:
         self.lease = settings.lease_ms / 1000
         self.http = httpx.AsyncClient(timeout=self.timeout, limits=httpx.Limits(max_keepalive_connections=32))
         self._settle = coord.register_script(_SETTLE)
+        logging.getLogger("httpx").addFilter(_QUIET)  # the same object each time: added once
         self._heartbeat: asyncio.Task[None] | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------------
