@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install everything the test suite needs on Debian 12: PostgreSQL 15, Redis + Sentinel, nginx, promtool,
-# Patroni, etcd and pgBackRest from
+# Patroni, etcd, pgBackRest and Varnish (+ varnish-modules: xkey, var) from
 # apt, uv from PyPI, then the project's locked Python environment (uv sync --frozen).
 #
 # With --python-only (make run), only uv and the Python environment: the embedded default needs no servers.
@@ -14,7 +14,7 @@ set -euo pipefail
 
 export DEBIAN_FRONTEND=noninteractive
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-apt_packages=(postgresql-15 redis-server redis-sentinel nginx prometheus patroni etcd-server pgbackrest)
+apt_packages=(postgresql-15 redis-server redis-sentinel nginx prometheus patroni etcd-server pgbackrest varnish varnish-modules)
 
 log() { printf '[install-deps] %s\n' "$*"; }
 
@@ -23,9 +23,11 @@ have() { command -v "$1" >/dev/null 2>&1 || [[ -x "/usr/sbin/$1" || -x "/sbin/$1
 
 missing=()
 [[ -x /usr/lib/postgresql/15/bin/initdb ]] || missing+=("postgresql-15 (initdb)")
-for bin in redis-server redis-sentinel nginx promtool patroni etcd pgbackrest; do
+for bin in redis-server redis-sentinel nginx promtool patroni etcd pgbackrest varnishd; do
     have "$bin" || missing+=("$bin")
 done
+# The edge's xkey (surrogate-key purges) and var (leases) modules come with varnish-modules.
+[[ -e /usr/lib/x86_64-linux-gnu/varnish/vmods/libvmod_xkey.so || -n "$(find /usr/lib -name libvmod_xkey.so -print -quit 2>/dev/null)" ]] || missing+=("varnish-modules (xkey)")
 
 mode="${1:-}"
 sync_args=(--frozen)
@@ -36,7 +38,7 @@ fi
 if [[ "$mode" == "--python-only" || "$mode" == "--image" ]]; then
     log "python environment only (the embedded default and the image need no system packages)"
 elif ((${#missing[@]} == 0)); then
-    log "system packages present (postgresql-15, redis-server, redis-sentinel, nginx, promtool, patroni, etcd, pgbackrest): skipping apt"
+    log "system packages present (postgresql-15, redis-server, redis-sentinel, nginx, promtool, patroni, etcd, pgbackrest, varnish): skipping apt"
 else
     log "missing: ${missing[*]}; installing ${apt_packages[*]}"
     sudo=()

@@ -19,10 +19,12 @@ from prometheus_client import CollectorRegistry
 
 from potluck.cache.bus import InvalidationBus
 from potluck.cache.cache import Cache, FaultInjection
+from potluck.cache.edge import EdgePurger
 from potluck.cache.local import LocalCache
 from potluck.cache.memory_store import MemoryStore
 from potluck.cache.metrics import CacheMetrics
 from potluck.cache.redis_store import RedisStore, redis_client
+from potluck.cache.surrogate import SurrogateKeys
 from potluck.config import Settings
 from potluck.db.engine import Database
 from potluck.events.metrics import EventsMetrics
@@ -99,6 +101,7 @@ class Container:
     stats: ViewStats
     events: EventsRuntime
     background: Background
+    edge: EdgePurger | None = None
     services: Services = field(default_factory=Services)
 
     def get(self, kind: type[T]) -> T:
@@ -114,6 +117,8 @@ class Container:
         await self.database.start()
         await self.background.database.start()
         self.cache.start()
+        if self.edge is not None:
+            self.edge.start()
         if self.redis_info is not None:
             self.redis_info.start()
         await self.events.start()
@@ -138,6 +143,8 @@ class Container:
             await self.redis_info.aclose()
         await self.events.aclose()
         await self.media.aclose()
+        if self.edge is not None:
+            await self.edge.aclose()
         await self.cache.aclose()
         await self.database.dispose()
 
@@ -169,11 +176,23 @@ def build_cache(settings: Settings, registry: CollectorRegistry, faults: FaultIn
     return Cache(store, metrics, cfg, local=local, bus=bus, faults=faults)
 
 
+def build_edge(settings: Settings, registry: CollectorRegistry) -> EdgePurger | None:
+    """The edge purger when edge nodes are configured; its purge debt lives in the coordination Redis."""
+    if not settings.edge.purge_urls:
+        return None
+    target = settings.coord_redis
+    if target is None:
+        raise ValueError("edge.purge_urls needs a coordination Redis for the purge debt (redis.url or sentinels)")
+    return EdgePurger(settings.edge, redis_client(target, settings.edge.purge_timeout_ms / 1000), registry)
+
+
 def build_background(settings: Settings, cache: Cache, analytics: SearchAnalytics) -> Background:
     db_settings = settings.database.model_copy(update={"pool_size": 2, "max_overflow": 8})
     # The primary only, following the leader under Patroni like the requests' pool (db/topology.py).
     database = Database.from_settings(settings.database_url, db_settings, primary_only=True)
-    own_cache = Cache(cache.store, cache.metrics, cache.settings, faults=cache.faults, report_breaker=False)
+    own_cache = Cache(
+        cache.store, cache.metrics, cache.settings, faults=cache.faults, edge=cache.edge, report_breaker=False
+    )
     recipes = RecipeService(database, own_cache, settings.media.public_base_url)
     trending = TrendingService(database, own_cache, recipes)
     search = SearchService(database, own_cache, recipes, analytics)
@@ -321,6 +340,7 @@ def _provide(container: Container) -> None:
     services.add(Settings, container.settings)
     services.add(Database, container.database)
     services.add(Cache, container.cache)
+    services.add(SurrogateKeys, SurrogateKeys(container.settings.edge.key_header))
     services.add(TokenService, container.tokens)
     services.add(UserService, container.users)
     services.add(SessionRevocations, container.revocations)
@@ -343,6 +363,7 @@ def bootstrap(settings: Settings) -> Container:
     database = Database.from_settings(settings.database_url, settings.database, registry)
     faults = FaultInjection() if settings.cache.test_hooks else None
     cache = build_cache(settings, registry, faults)
+    cache.edge = build_edge(settings, registry)
     redis_info = None
     cache_target = settings.cache_redis
     if cache_target is not None:
@@ -396,6 +417,7 @@ def bootstrap(settings: Settings) -> Container:
         stats=ViewStats(background.database, views, coord),
         events=build_events(settings, registry, outbox, handlers, background, coord),
         background=background,
+        edge=cache.edge,
     )
     _provide(container)
     return container

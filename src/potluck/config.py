@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -103,6 +103,31 @@ class CacheSettings(BaseModel):
     memory_max_entries: int = Field(default=50_000, ge=1)
     # Test hooks (fault injection endpoints). Never on in production.
     test_hooks: bool = False
+
+
+class EdgeSettings(BaseModel):
+    """The HTTP cache in front of the API (deploy/varnish): where purges go and how long a node may serve."""
+
+    # Each edge node's purge endpoint (Varnish: http://host:port/); empty: no edge, nothing purged.
+    purge_urls: list[str] = Field(default_factory=list)
+    # The response header that carries surrogate keys (Surrogate-Key: Fastly, Varnish here; Cache-Tag: Cloudflare).
+    key_header: str = "Surrogate-Key"
+    # A write waits this long for every node's acknowledgement; never less than lease_ms (see cache/edge.py).
+    purge_timeout_ms: int = Field(default=300, ge=1)
+    # A node serves from its cache only until lease_ms after the purge debt it last received was read.
+    lease_ms: int = Field(default=250, ge=1)
+    heartbeat_ms: int = Field(default=80, ge=1)
+    # Each edge node's hit log (varnishncsa: one recipe path per line), shipped to the view counts by the worker.
+    view_logs: list[Path] = Field(default_factory=list)
+    views_interval_seconds: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _timeout_covers_lease(self) -> EdgeSettings:
+        if self.purge_urls and self.purge_timeout_ms < self.lease_ms:
+            raise ValueError("edge.purge_timeout_ms must be at least edge.lease_ms")
+        if self.purge_urls and self.heartbeat_ms >= self.lease_ms:
+            raise ValueError("edge.heartbeat_ms must be below edge.lease_ms")
+        return self
 
 
 class AuthSettings(BaseModel):
@@ -312,6 +337,7 @@ class Settings(BaseSettings):
     throttle: ThrottleSettings = Field(default_factory=ThrottleSettings)
     mail: MailSettings = Field(default_factory=MailSettings)
     cache: CacheSettings = Field(default_factory=CacheSettings)
+    edge: EdgeSettings = Field(default_factory=EdgeSettings)
     observability: ObservabilitySettings = Field(default_factory=ObservabilitySettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
     media: MediaSettings = Field(default_factory=MediaSettings)

@@ -41,6 +41,7 @@ BACKUP_REDIS_TASK = "backup.redis"
 RECOMMEND_TRAIN_TASK = "recommendation.train"
 # Nightly: a day's likes move the model little, and training reads every like in the database.
 RECOMMEND_TRAIN_SECONDS = 86_400.0
+EDGE_VIEWS_TASK = "stats.ship_edge_views"
 
 
 @dataclass(frozen=True)
@@ -97,6 +98,14 @@ async def relay_events(ctx: JobContext) -> int:
 async def flush_views(ctx: JobContext) -> int:
     """Move counted views to the database, exactly once."""
     return await ctx.stats.flush()
+
+
+async def ship_edge_views(ctx: JobContext) -> int:
+    """Count the views the edge answered (its nodes' hit logs) with the ones the API processes counted."""
+    total = 0
+    for path in ctx.settings.edge.view_logs:
+        total += await ctx.stats.ship_edge_log(path)
+    return total
 
 
 async def purge_events(ctx: JobContext) -> int:
@@ -164,6 +173,8 @@ SCHEDULE: tuple[PeriodicJob, ...] = (
     # retention (delivered rows in the default partition). On SQLite the purge does it all.
     PeriodicJob(PARTITIONS_TASK, lambda s: s.worker.purge_interval_seconds, maintain_outbox_partitions),
     PeriodicJob(PURGE_TASK, lambda s: s.worker.purge_interval_seconds, purge_events),
+    # Before the flush reads them: edge views reach the same Redis counts, then the database, within seconds.
+    PeriodicJob(EDGE_VIEWS_TASK, lambda s: s.edge.views_interval_seconds, ship_edge_views, in_process=False),
     PeriodicJob(WARM_TASK, lambda s: s.worker.warm_interval_seconds, warm_cache),
     PeriodicJob(TRENDING_TASK, lambda s: s.worker.trending_interval_seconds, refresh_trending),
     PeriodicJob(SEARCH_ROLLUP_TASK, lambda s: s.worker.search_rollup_interval_seconds, rollup_searches),

@@ -9,6 +9,7 @@ it starts) runs as the postgres user; etcd, Redis, nginx and the API run as the 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -26,7 +27,7 @@ from potluck_ops.backup_steps import S3_PORTS, archiving, backup_env, configure_
 from potluck_ops.etcd import EtcdMember, check_etcd, start_etcd
 from potluck_ops.failures import OpsError, failure
 from potluck_ops.layout import MARKER, Layout, load_cluster_json, shared_secret, write_cluster_json
-from potluck_ops.nginx import start_nginx
+from potluck_ops.nginx import GatewayLimits, start_nginx
 from potluck_ops.patroni import (
     SHARED_HOST_PARAMETERS,
     TEMPLATE,
@@ -45,6 +46,7 @@ from potluck_ops.progress import note, step
 from potluck_ops.redis import REDIS_NODES, REDIS_ROLES, master_first, redis_url, start_redis
 from potluck_ops.sentinel import MASTER_NAMES, SENTINEL_NAMES, start_sentinel, wait_sentinels_ready
 from potluck_ops.teardown import stop_all
+from potluck_ops.varnish import KEY_HEADER, hit_log, purge_url, start_hit_log, start_varnish
 
 
 @dataclass
@@ -74,6 +76,8 @@ class BringUp:
     background: dict[str, dict[str, Any]] = field(default_factory=dict)
     background_procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     nginx_pid: int = 0
+    edge_count: int = 1
+    edge_pids: dict[str, int] = field(default_factory=dict)
     backup: dict[str, Any] = field(default_factory=dict)  # the S3 endpoint and pgbackrest.conf (backup_steps.py)
 
     @property
@@ -97,18 +101,38 @@ class BringUp:
         return [f"api-{i}" for i in range(1, self.api_count + 1)]
 
     @property
+    def edge_names(self) -> list[str]:
+        return [f"edge-{i}" for i in range(1, self.edge_count + 1)]
+
+    @property
     def tool_env(self) -> dict[str, str]:
         """For migrate, seed, warm-cache: plain tracebacks, so a failure's last lines name the exception."""
         return {**self.env, "_TYPER_STANDARD_TRACEBACK": "1"}
 
     def settings(self, secret: str | None) -> dict[str, str]:
-        return api_env(
-            database_url=multi_host_url([self.ports[n] for n in self.node_names]),
-            patroni_urls=self.patroni_urls,
-            sentinel_ports=[self.ports[n] for n in SENTINEL_NAMES],
-            data_dir=self.layout.data,
-            secret=secret,
-        ) | backup_env(self.backup)
+        return (
+            api_env(
+                database_url=multi_host_url([self.ports[n] for n in self.node_names]),
+                patroni_urls=self.patroni_urls,
+                sentinel_ports=[self.ports[n] for n in SENTINEL_NAMES],
+                data_dir=self.layout.data,
+                secret=secret,
+            )
+            | backup_env(self.backup)
+            | self.edge_env()
+        )
+
+    def edge_env(self) -> dict[str, str]:
+        """Where the API purges (every edge node) and the header its surrogate keys travel in."""
+        if not self.edge_count:
+            return {}
+        urls = [purge_url(self.ports[name]) for name in self.edge_names]
+        logs = [str(hit_log(self.layout.edge, name)) for name in self.edge_names]
+        return {
+            "POTLUCK_EDGE__PURGE_URLS": json.dumps(urls),
+            "POTLUCK_EDGE__KEY_HEADER": KEY_HEADER,
+            "POTLUCK_EDGE__VIEW_LOGS": json.dumps(logs),
+        }
 
 
 @dataclass(frozen=True)
@@ -149,6 +173,9 @@ def previous_ports(info: Mapping[str, Any] | None) -> dict[str, int]:
     with contextlib.suppress(KeyError, TypeError, AttributeError):
         for name, node in info["redis"].items():
             ports[f"redis-{name}"] = node["port"]
+    with contextlib.suppress(KeyError, TypeError):
+        for node in info["edge"]["nodes"]:
+            ports[node["name"]] = node["port"]
     with contextlib.suppress(KeyError, TypeError):
         for node in [*info["api"], *info["sentinel"]["nodes"]]:
             ports[node["name"]] = node["port"]
@@ -194,7 +221,7 @@ def choose_ports(state: BringUp) -> None:
     pg = [name for node in state.node_names for name in (node, f"{node}-api")]
     names = ["etcd", "etcd-peer", *pg, *(f"redis-{n}" for n in REDIS_NODES), *SENTINEL_NAMES, *state.api_names]
     names += [f"{name}-metrics" for name in state.api_names]  # each API process's internal listener (/metrics)
-    names += S3_PORTS
+    names += [*S3_PORTS, *state.edge_names]
     state.ports = assign_ports(names, previous_ports(state.previous), avoid=[state.lb_port])
     state.secret = shared_secret(state.layout)
     state.started = time.monotonic()
@@ -281,6 +308,15 @@ def start_api(state: BringUp) -> None:
         state.api_procs.append((node, proc))
 
 
+def start_edges(state: BringUp) -> None:
+    """Before the API: its processes renew the edge nodes' leases from their first second (cache/edge.py)."""
+    api_ports = [state.ports[name] for name in state.api_names]
+    for name in state.edge_names:
+        proc = start_varnish(state.layout.deploy, state.layout.edge, name, state.ports[name], api_ports, os.environ)
+        state.edge_pids[name] = proc.pid
+        start_hit_log(state.layout.edge, name, os.environ)
+
+
 def start_background_role(
     layout: Layout, role: str, command: Sequence[str], env: Mapping[str, str]
 ) -> subprocess.Popen[bytes]:
@@ -359,7 +395,10 @@ def warm_cache(state: BringUp) -> None:
 def start_load_balancer(state: BringUp) -> None:
     """Last: nginx marks an upstream that refuses a connection as down for fail_timeout, so it must not see the
     API processes before they listen."""
-    state.nginx_pid = start_nginx(state.layout, state.lb_port, [n["port"] for n in state.api_nodes])
+    api_ports = [n["port"] for n in state.api_nodes]
+    edge_ports = [state.ports[name] for name in state.edge_names]
+    limits = GatewayLimits.from_env(os.environ)
+    state.nginx_pid = start_nginx(state.layout, state.lb_port, api_ports, edge_ports, limits)
 
 
 def _title(text: str) -> Callable[[BringUp], str]:
@@ -369,6 +408,11 @@ def _title(text: str) -> Callable[[BringUp], str]:
 def _patroni_title(state: BringUp, name: str) -> str:
     how = "existing data" if (state.layout.patroni_root(name) / "data" / "PG_VERSION").exists() else "new"
     return f"Patroni {name} ({how}): PostgreSQL on port {state.ports[name]}, REST on {state.ports[name + '-api']}"
+
+
+def _edge_title(state: BringUp) -> str:
+    ports = ", ".join(str(state.ports[name]) for name in state.edge_names)
+    return f"{state.edge_count} edge cache node(s) (Varnish + xkey) on port(s) {ports}"
 
 
 def _wait_title(state: BringUp) -> str:
@@ -402,6 +446,7 @@ def steps(state: BringUp) -> list[Step]:
         Step(wait_sentinels, _title("Sentinels see both masters, their replicas and each other")),
         Step(settle_environment),
         Step(migrate, _title("migrate the database")),
+        *([Step(start_edges, _edge_title)] if state.edge_count else []),
         Step(start_api, _title(f"start {state.api_count} API process(es)")),
         Step(start_background, _title("start the Celery worker and beat")),
         *([Step(seed, _title("seed demo data (if empty)"))] if state.seed_args is not None else []),
@@ -413,10 +458,17 @@ def steps(state: BringUp) -> list[Step]:
 
 
 def bring_up(
-    layout: Layout, *, api_count: int, replica_count: int, lb_port: int, seed_args: Sequence[str] | None
+    layout: Layout,
+    *,
+    api_count: int,
+    replica_count: int,
+    lb_port: int,
+    seed_args: Sequence[str] | None,
+    edge_count: int = 1,
 ) -> dict[str, Any]:
     """Run every step, then write cluster.json; returns what it holds."""
-    state = BringUp(layout, api_count, replica_count, lb_port, seed_args, previous=load_cluster_json(layout))
+    previous = load_cluster_json(layout)
+    state = BringUp(layout, api_count, replica_count, lb_port, seed_args, previous=previous, edge_count=edge_count)
     for each in steps(state):
         if each.title is None:
             each.action(state)
@@ -478,6 +530,19 @@ def cluster_info(state: BringUp) -> dict[str, Any]:
         "nginx_pid": state.nginx_pid,
         **state.background,
         "api": state.api_nodes,
+        "edge": {
+            "nodes": [
+                {
+                    "name": name,
+                    "port": state.ports[name],
+                    "url": f"http://{HOST}:{state.ports[name]}",
+                    "pid": state.edge_pids[name],
+                    "log": str(layout.edge / f"{name}.log"),
+                }
+                for name in state.edge_names
+            ],
+            "key_header": KEY_HEADER,
+        },
         "etcd": {
             "port": state.ports["etcd"],
             "peer_port": state.ports["etcd-peer"],

@@ -47,6 +47,7 @@ def up(
     recipes: int = typer.Option(5000, "--recipes", min=0, help="Demo recipes to seed."),
     seed: int = typer.Option(42, "--seed", help="Random seed of the demo data."),
     no_seed: bool = typer.Option(False, "--no-seed", help="Do not load demo data."),
+    edges: int = typer.Option(1, "--edges", min=0, help="Edge cache nodes (Varnish) between nginx and the API."),
 ) -> None:
     """Start everything (idempotent: a healthy cluster is left as it is). Existing data is reused."""
     try:
@@ -66,7 +67,14 @@ def up(
             seed_args = None if no_seed else ["--users", str(users), "--recipes", str(recipes), "--seed", str(seed)]
             began = time.monotonic()
             try:
-                info = bring_up(layout, api_count=api, replica_count=replicas, lb_port=lb_port, seed_args=seed_args)
+                info = bring_up(
+                    layout,
+                    api_count=api,
+                    replica_count=replicas,
+                    lb_port=lb_port,
+                    seed_args=seed_args,
+                    edge_count=edges,
+                )
             except BaseException:
                 console.print(f"[red]cluster up failed[/red]; stopping what started. Logs stay in {layout.root}")
                 try:

@@ -11,6 +11,7 @@
     redis/cache/ coord/ data dirs; redis/<role>.log, redis/<role>.pid
     api/                api-<i>.log, api-<i>.pid
     worker/             worker.log, worker.pid, beat.log, beat.pid (Celery: the outbox relay, view flushes)
+    edge/               edge-N.vcl (rendered from deploy/varnish/potluck.vcl.template), pid, log, work dir
     nginx/              nginx.conf (rendered from deploy/nginx/nginx.conf.template), pid, logs, temp files
     data/               POTLUCK_DATA_DIR of the API processes
     pgbackrest/         pgbackrest.conf (rendered from deploy/pgbackrest/), its log, lock and spool dirs
@@ -145,6 +146,11 @@ class Layout:
     @property
     def nginx(self) -> Path:
         return self.root / "nginx"
+
+    @property
+    def edge(self) -> Path:
+        """The edge nodes (Varnish): one VCL, log, pid file and work dir each."""
+        return self.root / "edge"
 
     @property
     def backup_dir(self) -> Path:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from potluck_ops.failures import OpsError
 from potluck_ops.layout import Layout
@@ -31,16 +33,81 @@ def render_template(template: str, values: Mapping[str, str]) -> str:
     return rendered
 
 
-def render_nginx_conf(template: str, *, nginx_dir: Path, lb_port: int, api_ports: Sequence[int]) -> str:
-    """nginx.conf for a load balancer on HOST:lb_port over the API processes on `api_ports`."""
-    if not api_ports:
-        raise OpsError("nginx needs at least one API port")
+@dataclass(frozen=True)
+class GatewayLimits:
+    """The gateway's rate limits (nginx limit_req / limit_conn), from POTLUCK_GATEWAY__* or these defaults.
+
+    Per address: what one client (an office behind one NAT at most) may send; per token: one signed-in user.
+    Bursts absorb a page's parallel requests; beyond rate + burst a client gets 429 at once (nodelay)."""
+
+    address_rate: int = 200
+    address_burst: int = 400
+    token_rate: int = 50
+    token_burst: int = 100
+    address_connections: int = 200
+    # Addresses whose X-Forwarded-For is believed (the load balancers in front); loopback locally.
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1",)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> GatewayLimits:
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(f"POTLUCK_GATEWAY__{f.name.upper()}")
+            if raw is None:
+                continue
+            if f.name == "trusted_proxies":
+                values[f.name] = tuple(x.strip() for x in raw.split(",") if x.strip())
+            else:
+                values[f.name] = int(raw)
+        return cls(**values)
+
+    def policy(self) -> str:
+        """The IETF httpapi RateLimit-Policy value: quota q per window w seconds, one item per limit."""
+        return f'"address";q={self.address_rate};w=1, "token";q={self.token_rate};w=1'
+
+    def template_values(self) -> dict[str, str]:
+        real_ip = "\n".join(f"    set_real_ip_from {address};" for address in self.trusted_proxies)
+        if real_ip:
+            real_ip += "\n    real_ip_header X-Forwarded-For;\n    real_ip_recursive on;"
+        return {
+            "real_ip": real_ip,
+            "address_rate": str(self.address_rate),
+            "address_burst": str(self.address_burst),
+            "token_rate": str(self.token_rate),
+            "token_burst": str(self.token_burst),
+            "address_connections": str(self.address_connections),
+            "rate_limit_policy": self.policy().replace('"', '\\"'),
+            "rate_limit_now": '\\"address\\";r=0;t=1',
+        }
+
+
+def _servers(ports: Sequence[int]) -> str:
     # fail_timeout is short on purpose: a process marked down is retried after 2 s, not nginx's default 10 s;
     # max_fails=3: one failed attempt (a timeout under load) does not take it out.
-    servers = "\n".join(f"        server {HOST}:{port} max_fails=3 fail_timeout=2s;" for port in api_ports)
-    return render_template(
-        template, {"nginx_dir": str(nginx_dir), "listen": f"{HOST}:{lb_port}", "upstream_servers": servers}
-    )
+    return "\n".join(f"        server {HOST}:{port} max_fails=3 fail_timeout=2s;" for port in ports)
+
+
+def render_nginx_conf(
+    template: str,
+    *,
+    nginx_dir: Path,
+    lb_port: int,
+    api_ports: Sequence[int],
+    edge_ports: Sequence[int] = (),
+    limits: GatewayLimits | None = None,
+) -> str:
+    """nginx.conf for a load balancer on HOST:lb_port over the edge nodes on `edge_ports` (anonymous reads) and
+    the API processes on `api_ports` (the rest; everything when there is no edge)."""
+    if not api_ports:
+        raise OpsError("nginx needs at least one API port")
+    values = {
+        "nginx_dir": str(nginx_dir),
+        "listen": f"{HOST}:{lb_port}",
+        "upstream_servers": _servers(api_ports),
+        "edge_servers": _servers(edge_ports or api_ports),
+        **(limits or GatewayLimits()).template_values(),
+    }
+    return render_template(template, values)
 
 
 def _nginx_args(layout: Layout) -> list[str | Path]:
@@ -48,12 +115,20 @@ def _nginx_args(layout: Layout) -> list[str | Path]:
     return ["nginx", "-p", f"{layout.nginx}/", "-e", layout.nginx / "error.log", "-c", layout.nginx / "nginx.conf"]
 
 
-def start_nginx(layout: Layout, lb_port: int, api_ports: Sequence[int]) -> int:
+def start_nginx(
+    layout: Layout,
+    lb_port: int,
+    api_ports: Sequence[int],
+    edge_ports: Sequence[int] = (),
+    limits: GatewayLimits | None = None,
+) -> int:
     """Render the config, check it, start nginx (it daemonizes) and wait for /healthz through it; its pid."""
     (layout.nginx / "tmp").mkdir(parents=True, exist_ok=True)
     (layout.nginx / "conf.d").mkdir(exist_ok=True)  # more servers (tls-server.conf.template), included
     template = (layout.deploy / "nginx" / "nginx.conf.template").read_text()
-    conf = render_nginx_conf(template, nginx_dir=layout.nginx, lb_port=lb_port, api_ports=api_ports)
+    conf = render_nginx_conf(
+        template, nginx_dir=layout.nginx, lb_port=lb_port, api_ports=api_ports, edge_ports=edge_ports, limits=limits
+    )
     (layout.nginx / "nginx.conf").write_text(conf)
     logs = [layout.nginx / "error.log"]
     run([*_nginx_args(layout), "-t", "-q"], what="nginx -t", logs=logs)

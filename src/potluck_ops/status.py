@@ -16,6 +16,7 @@ from potluck_ops.postgres import accepting_connections
 from potluck_ops.processes import http_status, pid_alive, read_pid
 from potluck_ops.redis import redis_ping
 from potluck_ops.sentinel import sentinel_view
+from potluck_ops.varnish import answers_purge
 
 
 def cluster_status(layout: Layout) -> dict[str, Any]:
@@ -55,6 +56,8 @@ def cluster_status(layout: Layout) -> dict[str, Any]:
             # Its supervisor may have restarted it since cluster.json was written: the pid file is current.
             info[role]["pid"] = read_pid(layout.background_pid(role)) or info[role].get("pid")
             mark(info[role], True)  # no endpoint: alive is healthy
+    for node in info.get("edge", {}).get("nodes", []):
+        mark(node, answers_purge(node.get("port", 0)))
     lb = info.get("lb", {})
     mark(lb, http_status(f"{lb.get('url')}/healthz") == 200)
     info["up"] = bool(checks) and all(checks)
@@ -88,6 +91,8 @@ def summary(info: Mapping[str, Any]) -> Table:
         table.add_row(name, endpoint, str(node.get("pid")), state)
 
     row("nginx (lb)", info["lb"], info["lb"]["url"])
+    for node in info.get("edge", {}).get("nodes", []):
+        row(f"varnish {node['name']} (edge)", node, node["url"])
     for node in info["api"]:
         row(node["name"], node, node["url"])
     for role in BACKGROUND_ROLES:

@@ -15,6 +15,7 @@ from potluck_ops.progress import console
 from potluck_ops.redis import REDIS_NODES, record_masters
 from potluck_ops.sentinel import SENTINEL_NAMES, current_master_ports
 from potluck_ops.supervise import SUPERVISOR_MARK
+from potluck_ops.varnish import stop_varnish
 
 
 def stop_all(layout: Layout, *, quiet: bool = False) -> list[str]:
@@ -22,6 +23,9 @@ def stop_all(layout: Layout, *, quiet: bool = False) -> list[str]:
     stopped: list[str] = []
     if stop_nginx(layout):
         stopped.append("nginx")
+    for pid_file in sorted(layout.edge.glob("edge-*.pid")) if layout.edge.exists() else []:
+        if stop_varnish(layout.edge, pid_file.stem):
+            stopped.append(pid_file.stem)
     for role in reversed(BACKGROUND_ROLES):
         # The supervisor first, or it would restart what is stopped; it passes SIGTERM on to its child.
         stop_pidfile(layout.supervisor_pid(role), [SUPERVISOR_MARK], timeout=40)

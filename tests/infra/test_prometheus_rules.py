@@ -64,6 +64,7 @@ def test_the_design_alerts_and_the_others_are_all_there() -> None:
             "cache_hit_rate_low",
             "replication_lag_high",
             "outbox_backlog_old",
+            "edge_purge_debt",
             "redis_down",
             "database_down",
             "patroni_no_synchronous_standby",

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 from potluck.cache.breaker import CircuitBreaker
 from potluck.cache.bus import InvalidationBus
+from potluck.cache.edge import EdgePurger
 from potluck.cache.entry import Entry, decode, encode, new_token, should_refresh_early
 from potluck.cache.families import Family
 from potluck.cache.keys import GENERATION_MARKER_TTL_MS, generation_marker, refresh_lock_key
@@ -81,6 +82,7 @@ class Cache:
         local: LocalCache | None = None,
         bus: InvalidationBus | None = None,
         faults: FaultInjection | None = None,
+        edge: EdgePurger | None = None,
         report_breaker: bool = True,
         rng: random.Random | None = None,
     ) -> None:
@@ -90,6 +92,8 @@ class Cache:
         self.local = local
         self.bus = bus
         self.faults = faults
+        # The HTTP cache in front of the API: purged by the same keys, after the tiers (cache/edge.py).
+        self.edge = edge
         self.breaker = CircuitBreaker(
             settings.breaker_failures,
             settings.breaker_reset_seconds,
@@ -431,7 +435,12 @@ class Cache:
     # --- the write path --------------------------------------------------------------------------------------
 
     async def invalidate(self, keys: Sequence[str]) -> None:
-        """Forget `keys` in every tier of every process. Never raises: the database write already happened."""
+        """Forget `keys` in every tier of every process, then at the edge. Never raises: the write happened."""
+        await self._invalidate_tiers(keys)
+        if self.edge is not None:
+            await self.edge.purge(keys)
+
+    async def _invalidate_tiers(self, keys: Sequence[str]) -> None:
         if not keys or not self.settings.enabled:
             return
         if self.local is not None:
@@ -455,6 +464,11 @@ class Cache:
 
     async def invalidate_strict(self, keys: Sequence[str]) -> None:
         """Forget `keys` everywhere, or raise CacheStoreError: the outbox retries it until the store is back."""
+        await self._invalidate_tiers_strict(keys)
+        if self.edge is not None:
+            await self.edge.purge(keys)
+
+    async def _invalidate_tiers_strict(self, keys: Sequence[str]) -> None:
         if not keys or not self.settings.enabled:
             return
         if self.local is not None:
@@ -504,3 +518,5 @@ class Cache:
             self.breaker.record_failure()
             self.pending_generations.add(key)
             logger.warning("cache.generation_bump_deferred", extra={"key": key})
+        if self.edge is not None:
+            await self.edge.purge([key])  # search pages carry the generation's key as their own

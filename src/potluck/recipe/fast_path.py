@@ -17,6 +17,7 @@ import uuid
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from potluck.cache.surrogate import SurrogateKeys
 from potluck.kit.etag import if_none_match_hit
 from potluck.kit.wiring import Provider, provider_of
 from potluck.observability.tracing import name_server_span
@@ -69,7 +70,7 @@ class RecipeFastPath:
         if cached is None:
             return False
         provider.get(ViewCounter).record(recipe_id)
-        await _respond(send, recipe_id, cached, viewer, if_none_match)
+        await _respond(send, recipe_id, cached, viewer, if_none_match, provider.get(SurrogateKeys))
         return True
 
 
@@ -93,11 +94,18 @@ async def _viewer(provider: Provider, authorization: str | None) -> uuid.UUID | 
 
 
 async def _respond(
-    send: Send, recipe_id: uuid.UUID, cached: CachedRecipe, viewer: uuid.UUID | None, if_none_match: str | None
+    send: Send,
+    recipe_id: uuid.UUID,
+    cached: CachedRecipe,
+    viewer: uuid.UUID | None,
+    if_none_match: str | None,
+    surrogate: SurrogateKeys,
 ) -> None:
     """The one place the fast path builds a response: what `routes.get_recipe` sends for the full document."""
     etag = full_document_etag(recipe_id, cached.meta.version)
     headers = read_headers(etag, viewer=viewer, is_public=cached.meta.is_public)
+    if viewer is None:  # an anonymous read (of a public recipe: nothing else gets here) is for the edge to keep
+        headers.update(surrogate.recipe(recipe_id, cached.meta.author_id))
     if if_none_match_hit(if_none_match, etag):
         status, body = 304, b""
     else:

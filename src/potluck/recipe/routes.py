@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
+from potluck.cache.dependencies import SurrogateKeysDep
 from potluck.db.dependencies import ReadSessionDep, WriteSessionDep
 from potluck.kit.etag import if_none_match_hit, make_etag
 from potluck.kit.fields import project
@@ -65,6 +66,7 @@ async def list_recipes(
     selection: ListSelection,
     page: Page,
     request: Request,
+    edge: SurrogateKeysDep,
     author: uuid.UUID | None = None,
     cuisine: Annotated[SafeStr | None, Query(max_length=50)] = None,
     tag: Annotated[SafeStr | None, Query(max_length=40)] = None,
@@ -75,6 +77,8 @@ async def list_recipes(
     docs, next_cursor = await recipes.list_page(session, filters, viewer, page.cursor, page.limit, selection.include)
     items = [project(d, selection, RECIPE_SHAPE) for d in docs]
     headers = {"Cache-Control": cache_control(viewer, True, PUBLIC_LIST_CACHE), "Vary": "Authorization"}
+    if viewer is None:
+        headers.update(edge.recipe_list(docs))
     headers.update(next_link(request, next_cursor))
     return json_response({"items": items, "next_cursor": next_cursor}, headers=headers)
 
@@ -86,6 +90,7 @@ async def get_recipe(
     recipes: RecipeServiceDep,
     views: ViewCounterDep,
     selection: DetailSelection,
+    edge: SurrogateKeysDep,
     if_none_match: Annotated[SafeStr | None, Header(max_length=2000)] = None,
 ) -> Response:
     """One recipe. `fields` and `include` trim it; `If-None-Match` with a current ETag answers 304."""
@@ -93,6 +98,8 @@ async def get_recipe(
     views.record(recipe_id)  # in memory only: no database write per view (potluck.stats)
     etag = make_etag(recipe_id, cached.meta.version, selection.key)
     headers = read_headers(etag, viewer=viewer, is_public=cached.meta.is_public)
+    if viewer is None:
+        headers.update(edge.recipe(recipe_id, cached.meta.author_id))
     if if_none_match_hit(if_none_match, etag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers=headers)
     if selection.is_everything and selection.include == HEAVY_PARTS:

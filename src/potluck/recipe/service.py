@@ -19,6 +19,7 @@ from potluck.cache.keys import (
     recommend_key,
     user_key,
 )
+from potluck.cache.surrogate import RECIPE_LIST_KEY
 from potluck.db.engine import Database
 from potluck.db.session import ReadSession, WriteSession
 from potluck.errors import ForbiddenError, NotFoundError, PreconditionFailedError
@@ -189,7 +190,7 @@ class RecipeService:
         reader_id: uuid.UUID | None = None,
         lists: bool = False,
     ) -> None:
-        keys = [recipe_key(recipe_id)]
+        keys = [recipe_key(recipe_id), RECIPE_LIST_KEY]  # the list key: edge pages only (cache/surrogate.py)
         if author_id is not None:
             keys.append(user_key(author_id))  # the author's profile counts recipes
         if reader_id is not None:

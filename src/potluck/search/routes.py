@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
+from potluck.cache.dependencies import SurrogateKeysDep
 from potluck.db.dependencies import MinLsn
 from potluck.errors import BadRequestError
 from potluck.kit.fields import project
@@ -34,6 +35,7 @@ async def search_recipes(
     selection: ListSelection,
     request: Request,
     min_lsn: MinLsn,
+    edge: SurrogateKeysDep,
     q: Annotated[
         SafeStr,
         Query(
@@ -80,6 +82,8 @@ async def search_recipes(
         "mode": "fuzzy" if result.fuzzy else "exact",
     }
     headers = {"Cache-Control": PUBLIC_SEARCH_CACHE if viewer is None else PRIVATE_CACHE, "Vary": "Authorization"}
+    if viewer is None:
+        headers.update(edge.search(result.items))
     headers.update(next_link(request, result.next_cursor))
     return json_response(body, headers=headers)
 

@@ -15,20 +15,24 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping
+from pathlib import Path
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
+from redis.exceptions import RedisError, WatchError
 
 from potluck.db.base import utcnow
 from potluck.db.engine import Database
 from potluck.kit.ids import new_id
 from potluck.recipe.views import ViewCounter
+from potluck.stats.edge_views import count_views
 from potluck.stats.repository import StatsRepository
 from potluck.stats.views import chunks, parse_redis_counts
 
 logger = logging.getLogger("potluck.stats")
 
 VIEWS_KEY = "potluck:views"
+# How far each edge hit log has been shipped (bytes), per log path.
+EDGE_OFFSET_PREFIX = "potluck:edge-views:offset:"
 INFLIGHT_KEY = "potluck:views:inflight"
 FLUSH_KEY_PREFIX = "potluck:views:flush:"
 CHUNK = 1000
@@ -81,6 +85,39 @@ class ViewStats:
             logger.warning("stats.push_failed", extra={"error": repr(exc), "recipes": len(counts)})
             return 0
         return len(counts)
+
+    async def ship_edge_log(self, path: Path, max_bytes: int = 4 << 20) -> int:
+        """Add the views in an edge node's hit log, from the offset shipped last, to the counts in Redis.
+
+        The counts and the new offset are written in one MULTI/EXEC under WATCH of the offset, so a view is
+        counted once even when two shippers run at once (one of them finds the offset moved and ships nothing)."""
+        if self.coord is None:
+            return 0
+        offset_key = EDGE_OFFSET_PREFIX + str(path)
+        async with self.coord.pipeline(transaction=True) as pipe:
+            await pipe.watch(offset_key)
+            offset = int(await pipe.get(offset_key) or 0)
+            try:
+                size = path.stat().st_size
+                if size < offset:
+                    offset = 0  # the log was truncated or replaced: start it again
+                with path.open("rb") as fh:
+                    fh.seek(offset)
+                    chunk = fh.read(max_bytes)
+            except FileNotFoundError:
+                return 0
+            counts, consumed = count_views(chunk)
+            if not consumed:
+                return 0
+            pipe.multi()  # type: ignore[no-untyped-call]
+            for recipe_id, n in counts.items():
+                pipe.hincrby(VIEWS_KEY, str(recipe_id), n)
+            pipe.set(offset_key, offset + consumed)
+            try:
+                await pipe.execute()
+            except WatchError:
+                return 0
+        return sum(counts.values())
 
     async def flush(self) -> int:
         """Add the counted views to `recipe.view_count` exactly once; returns the views applied."""

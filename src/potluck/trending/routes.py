@@ -7,6 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
+from potluck.cache.dependencies import SurrogateKeysDep
 from potluck.kit.fields import project
 from potluck.kit.responses import json_response
 from potluck.recipe.dependencies import ListSelection
@@ -30,10 +31,11 @@ class TrendingPage(BaseModel):
 async def trending_recipes(
     service: TrendingServiceDep,
     selection: ListSelection,
+    edge: SurrogateKeysDep,
     period: Period = Period.week,
     limit: Annotated[int, Query(ge=1, le=TOP_N)] = 20,
 ) -> Response:
     """Recipes scored by recent favorites and ratings and by views decayed with age (see docs/search.md)."""
     docs = await service.top(period, limit)
     body = {"period": period.value, "items": [project(d, selection, RECIPE_SHAPE) for d in docs]}
-    return json_response(body, headers={"Cache-Control": TRENDING_CACHE})
+    return json_response(body, headers={"Cache-Control": TRENDING_CACHE, **edge.trending(period.value, docs)})

@@ -5,6 +5,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, Request, Response, status
 
+from potluck.cache.dependencies import SurrogateKeysDep
 from potluck.db.dependencies import PrimaryReadSessionDep, ReadSessionDep, WriteSessionDep
 from potluck.errors import problem
 from potluck.kit.links import next_link
@@ -165,15 +166,18 @@ async def delete_me(
 
 
 @router.get("/{user_id}", response_model=UserRead)
-async def get_user(user_id: uuid.UUID, viewer: OptionalUserId, users: UserServiceDep) -> Response:
+async def get_user(
+    user_id: uuid.UUID, viewer: OptionalUserId, users: UserServiceDep, edge: SurrogateKeysDep
+) -> Response:
     """A user's public profile (your own, with private counts, when it is you)."""
     payload = await users.get_profile(user_id, viewer)
     cache_control = (
         "public, max-age=60, s-maxage=120, stale-while-revalidate=60" if viewer is None else "private, no-cache"
     )
-    return Response(
-        payload, media_type="application/json", headers={"Cache-Control": cache_control, "Vary": "Authorization"}
-    )
+    headers = {"Cache-Control": cache_control, "Vary": "Authorization"}
+    if viewer is None:
+        headers.update(edge.profile(user_id))
+    return Response(payload, media_type="application/json", headers=headers)
 
 
 @router.put("/{user_id}/follow", status_code=status.HTTP_204_NO_CONTENT)

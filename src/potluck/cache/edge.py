@@ -1,0 +1,206 @@
+"""Purging the edge (the HTTP cache in front of the API, deploy/varnish) by surrogate key, as strongly as the tiers.
+
+`Cache.invalidate` calls `purge(keys)` after the API's own tiers are invalidated, before the write's response: it
+sends one `PURGE` (keys in `xkey-purge`) to every edge node and waits up to `purge_timeout_ms` for all of them.
+
+A node that does not acknowledge must not serve those keys afterwards. The mechanism is a **lease**:
+
+- A node serves from its cache only while its lease runs (`deploy/varnish/potluck.vcl`: otherwise it passes
+  every request to the API). Leases are granted by `heartbeat()`, every `heartbeat_ms`, from every API process.
+- The purge debt lives in the coordination Redis (noeviction, AOF): one sorted set per node, member = key,
+  score = when it was owed. `purge` records the keys as owed by every node **before** sending, and clears a
+  node's entries once it acknowledges (only entries not re-owed since: the score is compared in Lua).
+- A heartbeat reads a node's debt at time `t`, then sends one request that purges that debt and sets the
+  node's lease to `t + lease_ms`. So every lease granted from a read made before a write's debt was recorded
+  (time `t0`) ends before `t0 + lease_ms`; every lease from a later read comes with the key purged first.
+- `purge` returns, when a node has not acknowledged, no earlier than `t0 + lease_ms` (the timeout is never
+  shorter than the lease: settings refuse it). When the response leaves, that node either purged the key or
+  passes every request until a heartbeat delivers the debt.
+
+A fill that began before a purge (a miss racing a write) is not stored: the VCL refuses to store a response
+whose fetch started before the node's last purge (the edge's version of the cache's lease on a fill).
+
+Limit, said plainly: if the coordination Redis loses the debt write (it is unreachable, or fails over before
+replicating) while a node also misses the purge, that node may serve the old object until its TTL. While Redis
+is unreachable no lease is granted, so the edge passes everything (it degrades to a proxy, never to stale).
+The lease compares the API's clock with the node's: one machine here; NTP-bounded skew in production belongs
+in the margin between `lease_ms` and `purge_timeout_ms`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import cast
+
+import httpx
+import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from potluck.config import EdgeSettings
+
+logger = logging.getLogger(__name__)
+
+DEBT_PREFIX = "edge:debt:"
+PURGE_HEADER = "xkey-purge"
+LEASE_HEADER = "X-Edge-Lease"
+# Remove members whose score (when they were owed) is not newer than the one read: a key owed again since stays.
+_SETTLE = """
+local n = 0
+for i = 2, #ARGV do
+  local s = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if s and tonumber(s) <= tonumber(ARGV[1]) then
+    n = n + redis.call('ZREM', KEYS[1], ARGV[i])
+  end
+end
+return n
+"""
+
+
+class EdgeMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.purges = Counter(
+            "potluck_edge_purges_total",
+            "Purge requests to edge nodes by outcome (sent, acked, failed: left as debt).",
+            ["outcome"],
+            registry=registry,
+        )
+        self.debt = Gauge(
+            "potluck_edge_purge_debt_keys",
+            "Keys owed to edge nodes (as the last heartbeat read them); those nodes pass every request meanwhile.",
+            ["node"],
+            registry=registry,
+            multiprocess_mode="livemax",
+        )
+        self.leases = Counter(
+            "potluck_edge_leases_total", "Heartbeats by outcome (granted, refused).", ["outcome"], registry=registry
+        )
+
+
+class _NoPurgeLines(logging.Filter):
+    """httpx logs every request at INFO: the heartbeats alone would write ~12 lines/s per node and process."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.args, tuple) and record.args and record.args[0] == "PURGE")
+
+
+_QUIET = _NoPurgeLines()
+
+
+def debt_key(node: str) -> str:
+    return f"{DEBT_PREFIX}{node}"
+
+
+class EdgePurger:
+    def __init__(
+        self,
+        settings: EdgeSettings,
+        coord: aioredis.Redis,
+        registry: CollectorRegistry,
+        *,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.nodes = list(settings.purge_urls)
+        self.coord = coord
+        self.metrics = EdgeMetrics(registry)
+        self.clock = clock
+        self.timeout = settings.purge_timeout_ms / 1000
+        self.lease = settings.lease_ms / 1000
+        self.http = httpx.AsyncClient(timeout=self.timeout, limits=httpx.Limits(max_keepalive_connections=32))
+        self._settle = coord.register_script(_SETTLE)
+        logging.getLogger("httpx").addFilter(_QUIET)  # the same object each time: added once
+        self._heartbeat: asyncio.Task[None] | None = None
+
+    # --- lifecycle -----------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._heartbeat = asyncio.create_task(self._heartbeat_loop(), name="potluck-edge-heartbeat")
+
+    async def aclose(self) -> None:
+        if self._heartbeat is not None:
+            self._heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._heartbeat
+        await self.http.aclose()
+
+    # --- the write path ------------------------------------------------------------------------------------
+
+    async def purge(self, keys: Sequence[str]) -> bool:
+        """Purge `keys` on every node; True when all acknowledged. Never raises: the write already happened."""
+        keys = list(dict.fromkeys(keys))
+        if not keys or not self.nodes:
+            return True
+        owed_at = self.clock()
+        try:
+            async with self.coord.pipeline(transaction=False) as pipe:
+                for node in self.nodes:
+                    pipe.zadd(debt_key(node), dict.fromkeys(keys, owed_at))
+                await pipe.execute()
+        except Exception as exc:
+            logger.warning("edge.debt_not_recorded", extra={"error": repr(exc), "keys": len(keys)})
+        self.metrics.purges.labels("sent").inc(len(self.nodes))
+        acked = await asyncio.gather(*(self._send(node, keys, None) for node in self.nodes))
+        settled = [node for node, ok in zip(self.nodes, acked, strict=True) if ok]
+        failed = len(self.nodes) - len(settled)
+        self.metrics.purges.labels("acked").inc(len(settled))
+        await self._settle_debt(settled, keys, owed_at)
+        if failed:
+            self.metrics.purges.labels("failed").inc(failed)
+            logger.warning("edge.purge_failed", extra={"nodes": failed, "keys": len(keys)})
+            # Every lease a node got from a debt read before owed_at ends by owed_at + lease (module docstring).
+            await asyncio.sleep(max(0.0, owed_at + self.lease - self.clock()))
+        return not failed
+
+    async def _send(self, node: str, keys: Sequence[str], lease_until: float | None) -> bool:
+        headers = {PURGE_HEADER: " ".join(keys)} if keys else {}
+        if lease_until is not None:
+            headers[LEASE_HEADER] = f"{lease_until:.3f}"
+        try:
+            response = await self.http.request("PURGE", node, headers=headers)
+        except (httpx.HTTPError, OSError):
+            return False
+        return response.status_code == 200
+
+    async def _settle_debt(self, nodes: Sequence[str], keys: Sequence[str], owed_at: float) -> None:
+        for node in nodes:
+            try:
+                await self._settle(keys=[debt_key(node)], args=[owed_at, *keys])
+            except Exception as exc:  # the debt stays; the next heartbeat delivers it again (idempotent)
+                logger.warning("edge.debt_not_settled", extra={"error": repr(exc)})
+
+    # --- leases --------------------------------------------------------------------------------------------
+
+    async def heartbeat(self) -> None:
+        """Deliver each node's debt and renew its lease, in one request per node."""
+        await asyncio.gather(*(self._renew(node) for node in self.nodes))
+
+    async def _renew(self, node: str) -> None:
+        read_at = self.clock()
+        try:
+            raw = cast(list[tuple[bytes, float]], await self.coord.zrange(debt_key(node), 0, -1, withscores=True))
+            owed = [(bytes(member), float(score)) for member, score in raw]
+        except Exception:
+            self.metrics.leases.labels("refused").inc()
+            return  # no debt read, no lease: the node passes requests once its current lease ends
+        keys = [member.decode() for member, _ in owed]
+        self.metrics.debt.labels(node).set(len(keys))
+        if not await self._send(node, keys, read_at + self.lease):
+            self.metrics.leases.labels("refused").inc()
+            return
+        self.metrics.leases.labels("granted").inc()
+        if keys:
+            await self._settle_debt([node], keys, max(score for _, score in owed))
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.settings.heartbeat_ms / 1000
+        while True:
+            started = time.monotonic()
+            try:
+                await self.heartbeat()
+            except Exception:
+                logger.exception("edge.heartbeat_failed")
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))

@@ -1,0 +1,57 @@
+"""Surrogate keys: which cached data a shared-cache (edge) response holds, so a write can purge exactly it.
+
+The keys are the cache's own keys (`cache/keys.py`): a write that invalidates `recipe:{id}` in the API's tiers
+purges the edge objects tagged `recipe:{id}` with the same call (`Cache.invalidate` → `EdgePurger`). A page of
+recipes carries every recipe and author on it plus its own key: the search generation for searches,
+`RECIPE_LIST_KEY` for the newest-first lists (every recipe write purges it: membership of a filtered list can
+change with any edit). The header's name is a setting: `Surrogate-Key` (Fastly, and what deploy/varnish reads),
+`Cache-Tag` (Cloudflare). The edge strips it before the client sees it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from potluck.cache.keys import SEARCH_GENERATION_KEY, recipe_key, trending_key, user_key
+
+DEFAULT_HEADER = "Surrogate-Key"
+# Purged by every recipe write: the list pages (GET /recipes, any filter) whose membership it may change.
+RECIPE_LIST_KEY = "list:recipes"
+
+
+def page_keys(own_key: str, docs: Iterable[Mapping[str, Any]]) -> list[str]:
+    """The list's own key, then each recipe on the page and its author (embedded), without repeats."""
+    keys = {own_key: None}
+    for doc in docs:
+        keys[recipe_key(doc["id"])] = None
+        author = doc.get("author")
+        if author is not None:
+            keys[user_key(author["id"])] = None
+    return list(keys)
+
+
+class SurrogateKeys:
+    """The surrogate-key header of each kind of cacheable response (only anonymous reads are cacheable)."""
+
+    def __init__(self, header: str = DEFAULT_HEADER) -> None:
+        self.header = header
+
+    def headers(self, keys: Iterable[str]) -> dict[str, str]:
+        return {self.header: " ".join(keys)}
+
+    def recipe(self, recipe_id: uuid.UUID | str, author_id: uuid.UUID | str) -> dict[str, str]:
+        return self.headers((recipe_key(recipe_id), user_key(author_id)))
+
+    def recipe_list(self, docs: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+        return self.headers(page_keys(RECIPE_LIST_KEY, docs))
+
+    def search(self, docs: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+        return self.headers(page_keys(SEARCH_GENERATION_KEY, docs))
+
+    def trending(self, period: str, docs: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+        return self.headers(page_keys(trending_key(period), docs))
+
+    def profile(self, user_id: uuid.UUID | str) -> dict[str, str]:
+        return self.headers((user_key(user_id),))

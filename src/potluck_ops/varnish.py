@@ -1,0 +1,111 @@
+"""Varnish: the edge HTTP cache of `potluck cluster`, one varnishd per edge node, its VCL rendered from
+deploy/varnish/potluck.vcl.template (surrogate-key purges with xkey, leases, nothing personal stored)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from potluck_ops.failures import OpsError
+from potluck_ops.nginx import render_template
+from potluck_ops.ports import HOST
+from potluck_ops.processes import start_logged, stop_pidfile, wait_until
+
+# The response header that carries surrogate keys: the API's POTLUCK_EDGE__KEY_HEADER and the VCL's, the same.
+KEY_HEADER = "Surrogate-Key"
+TEMPLATE = Path("varnish") / "potluck.vcl.template"
+# Large enough for a page's surrogate keys (up to 100 recipes and their authors, ~45 bytes each).
+PARAMETERS = ("http_resp_hdr_len=32k", "http_resp_size=128k", "workspace_backend=256k", "thread_pool_min=50")
+STORAGE = "malloc,256m"
+
+
+def check_varnish() -> None:
+    if shutil.which("varnishd") is None and not Path("/usr/sbin/varnishd").exists():
+        raise OpsError("varnishd not found: install it (apt-get install varnish varnish-modules)")
+
+
+def render_vcl(template: str, *, node_name: str, api_ports: Sequence[int], key_header: str = KEY_HEADER) -> str:
+    """The VCL of edge node `node_name` over the API processes on `api_ports` (round robin, reads retried)."""
+    if not api_ports:
+        raise OpsError("an edge node needs at least one API port")
+    # No health probe: under overload a probe's timeout marked every process sick at once and the edge answered
+    # 502 to everything (a 100/s load test on a loaded box). Like nginx's passive checks, a process that refuses
+    # the connection is skipped by the retry in vcl_backend_error instead.
+    backends = "\n".join(
+        f'backend api_{port} {{\n    .host = "{HOST}";\n    .port = "{port}";\n'
+        "    .connect_timeout = 1s;\n    .first_byte_timeout = 30s;\n    .between_bytes_timeout = 30s;\n}"
+        for port in api_ports
+    )
+    adds = "\n".join(f"    api.add_backend(api_{port});" for port in api_ports)
+    values: Mapping[str, str] = {
+        "backends": backends,
+        "director_adds": adds,
+        "key_header": key_header,
+        "node_name": node_name,
+    }
+    return render_template(template, values)
+
+
+def varnish_args(workdir: Path, port: int, vcl: Path) -> list[str | Path]:
+    # -F: stay in the foreground (the pid file is ours); -j none: no privilege separation (runs as the caller);
+    # -T none: no management port (nothing here needs varnishadm); -n: shared memory log for varnishncsa.
+    args: list[str | Path] = ["varnishd", "-F", "-j", "none", "-T", "none", "-n", workdir]
+    args += ["-a", f"{HOST}:{port}", "-f", vcl, "-s", STORAGE]
+    for parameter in PARAMETERS:
+        args += ["-p", parameter]
+    return args
+
+
+def purge_url(port: int) -> str:
+    return f"http://{HOST}:{port}/"
+
+
+def answers_purge(port: int) -> bool:
+    request = urllib.request.Request(purge_url(port), method="PURGE")
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_varnish(
+    deploy: Path, root: Path, name: str, port: int, api_ports: Sequence[int], env: Mapping[str, str]
+) -> subprocess.Popen[bytes]:
+    """Render `root/<name>.vcl`, start varnishd on HOST:port and wait until it answers a PURGE."""
+    check_varnish()
+    root.mkdir(parents=True, exist_ok=True)
+    vcl = root / f"{name}.vcl"
+    vcl.write_text(render_vcl((deploy / TEMPLATE).read_text(), node_name=name, api_ports=api_ports))
+    log = root / f"{name}.log"
+    workdir = root / name
+    workdir.mkdir(exist_ok=True)
+    proc = start_logged(varnish_args(workdir, port, vcl), log=log, pid_file=root / f"{name}.pid", env=env)
+    wait_until(lambda: answers_purge(port), what=f"varnish {name} on port {port}", timeout=30, proc=proc, logs=[log])
+    return proc
+
+
+# The edge's answers the API never sees: cache hits of a recipe read (a 304 included), one path per line.
+HIT_QUERY = 'VCL_call eq "HIT" and ReqMethod eq "GET" and ReqURL ~ "^/api/v1/recipes/[0-9a-fA-F-]{36}$"'
+
+
+def hit_log(root: Path, name: str) -> Path:
+    return root / f"{name}.hits"
+
+
+def start_hit_log(root: Path, name: str, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+    """varnishncsa on node `name`'s shared memory log, writing its recipe hits to hit_log(root, name), which the
+    worker ships to the view counts (potluck.stats.edge_views)."""
+    args: list[str | Path] = ["varnishncsa", "-n", root / name, "-w", hit_log(root, name), "-q", HIT_QUERY, "-F", "%U"]
+    log = root / f"{name}-ncsa.log"
+    return start_logged(args, log=log, pid_file=root / f"{name}-ncsa.pid", env=env)
+
+
+def stop_varnish(root: Path, name: str) -> bool:
+    stop_pidfile(root / f"{name}-ncsa.pid", [b"varnishncsa", str(root / name).encode()], timeout=10)
+    return stop_pidfile(root / f"{name}.pid", [b"varnishd", str(root / name).encode()], timeout=10)
