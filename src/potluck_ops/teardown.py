@@ -28,9 +28,9 @@ def stop_all(layout: Layout, *, quiet: bool = False) -> list[str]:
             stopped.append(pid_file.stem)
     for role in reversed(BACKGROUND_ROLES):
         # The supervisor first, or it would restart what is stopped; it passes SIGTERM on to its child.
-        stop_pidfile(layout.supervisor_pid(role), [SUPERVISOR_MARK], timeout=40)
+        supervised = stop_pidfile(layout.supervisor_pid(role), [SUPERVISOR_MARK], timeout=40)
         # SIGTERM: the worker finishes its tasks in flight (warm shutdown); the group takes its pool along.
-        if stop_pidfile(layout.background_pid(role), [b"potluck", role.encode()], timeout=20, group=True):
+        if stop_pidfile(layout.background_pid(role), [b"potluck", role.encode()], timeout=20, group=True) or supervised:
             stopped.append(role)
     for pid_file in sorted(layout.api.glob("api-*.pid")) if layout.api.exists() else []:
         # SIGTERM lets uvicorn finish requests in flight; the group takes any worker children along.

@@ -66,6 +66,10 @@ def test_bring_up_one_leader_two_replicas_and_a_sync_standby(patroni_cluster: Pa
     leader_port = next(m["port"] for m in summary["members"] if m["role"] == "leader")
     setting = PG.psql(leader_port, "SHOW synchronous_standby_names", db="potluck")
     assert summary["sync_standby"] in setting
+    # What the patroni_no_synchronous_standby alert reads (deploy/prometheus/alerts.yml): one leader, one standby.
+    exposed = [httpx.get(f"{url}/metrics", timeout=5).text for url in patroni_cluster.api_urls()]
+    assert sum('patroni_primary{scope="recipes"} 1' in text for text in exposed) == 1, exposed
+    assert sum('patroni_sync_standby{scope="recipes"} 1' in text for text in exposed) == 1, exposed
 
 
 @pytest.fixture

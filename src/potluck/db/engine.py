@@ -114,7 +114,11 @@ def create_engine(
         pool_pre_ping=True,
         connect_args=connect_args,
     )
-    event.listen(engine.sync_engine, "handle_error", _timeout_is_disconnect)
+    if read_timeout is None:
+        event.listen(engine.sync_engine, "handle_error", _timeout_is_disconnect)
+    # A replica's timed-out connection is not invalidated on the spot: SQLAlchemy would first try a graceful close
+    # (up to 2 s) on the silent server, inside the failing statement. read_session leaves its cleanup to the
+    # background instead (the pool drops it when its reset fails).
     return engine
 
 
