@@ -9,6 +9,7 @@ import pytest
 
 from potluck.app import create_app
 from potluck.config import Settings
+from potluck.kit.inputs import NOT_BLANK_PATTERN, SAFE_TEXT_PATTERN
 
 PROBLEM = "application/problem+json"
 
@@ -87,7 +88,8 @@ def test_projections_answer_partial_objects(document: dict[str, Any]) -> None:
 
 
 def test_text_fields_document_the_control_character_rule(document: dict[str, Any]) -> None:
-    title = document["components"]["schemas"]["RecipeCreate"]["properties"]["title"]
-    assert title["pattern"] == r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+    properties = document["components"]["schemas"]["RecipeCreate"]["properties"]
+    assert properties["description"]["pattern"] == SAFE_TEXT_PATTERN
+    assert properties["title"]["pattern"] == NOT_BLANK_PATTERN  # stripped, then at least one character
     tag = document["components"]["schemas"]["RecipeCreate"]["properties"]["tags"]["items"]
     assert tag["pattern"] == "^[A-Za-z0-9][A-Za-z0-9 _-]*$"  # a field's own pattern wins (it is stricter)

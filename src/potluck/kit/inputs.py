@@ -24,6 +24,9 @@ from pydantic_core import PydanticCustomError, core_schema
 _FORBIDDEN = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # The same rule as a JSON Schema (ECMA-262) pattern, for the OpenAPI document.
 SAFE_TEXT_PATTERN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+# For a field that is stripped and must not end up empty: at least one character that is not a blank.
+_CONTROL_CLASS = r"\x00-\x08\x0b\x0c\x0e-\x1f\x7f"
+NOT_BLANK_PATTERN = rf"^[^\S{_CONTROL_CLASS}]*[^\s{_CONTROL_CLASS}][^{_CONTROL_CLASS}]*$"
 
 
 def reject_control_characters(value: object) -> object:
@@ -45,6 +48,9 @@ def reject_control_characters(value: object) -> object:
 class _NoControlCharacters:
     """Validation and JSON Schema in one annotation; a pattern set by an outer StringConstraints wins."""
 
+    def __init__(self, pattern: str = SAFE_TEXT_PATTERN) -> None:
+        self.pattern = pattern
+
     def __get_pydantic_core_schema__(self, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
         return core_schema.no_info_before_validator_function(reject_control_characters, handler(source))
 
@@ -52,7 +58,7 @@ class _NoControlCharacters:
         self, schema: core_schema.CoreSchema, handler: GetJsonSchemaHandler
     ) -> JsonSchemaValue:
         json_schema = handler(schema)
-        json_schema.setdefault("pattern", SAFE_TEXT_PATTERN)
+        json_schema.setdefault("pattern", self.pattern)
         return json_schema
 
 
@@ -60,6 +66,8 @@ class _NoControlCharacters:
 # input and the pattern of a StringConstraints stays in the JSON Schema:
 # `Annotated[str, StringConstraints(max_length=50), NO_CONTROLS]`.
 NO_CONTROLS = _NoControlCharacters()
+# The same check, documented for a stripped field with min_length=1 (whitespace alone would be refused).
+NO_CONTROLS_NOT_BLANK = _NoControlCharacters(NOT_BLANK_PATTERN)
 SafeStr = Annotated[str, NO_CONTROLS]
 
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from potluck.kit.fields import Shape
-from potluck.kit.inputs import NO_CONTROLS, NUMBER_ONLY, StrictBool
+from potluck.kit.inputs import NO_CONTROLS, NO_CONTROLS_NOT_BLANK, NUMBER_ONLY, StrictBool
 from potluck.recipe.models import Difficulty
 
 MAX_INGREDIENTS = 100
@@ -15,10 +15,10 @@ MAX_STEPS = 100
 MAX_TAGS = 20
 MAX_MINUTES = 7 * 24 * 60
 
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NO_CONTROLS]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), NO_CONTROLS_NOT_BLANK]
 Description = Annotated[str, StringConstraints(max_length=10_000), NO_CONTROLS]
 Cuisine = Annotated[
-    str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=50), NO_CONTROLS
+    str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=50), NO_CONTROLS_NOT_BLANK
 ]
 TagName = Annotated[
     str,
@@ -31,7 +31,9 @@ TagName = Annotated[
     ),
     NO_CONTROLS,
 ]
-StepText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5_000), NO_CONTROLS]
+StepText = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=5_000), NO_CONTROLS_NOT_BLANK
+]
 Minutes = Annotated[int, Field(ge=0, le=MAX_MINUTES), NUMBER_ONLY]
 Servings = Annotated[int, Field(ge=1, le=1000), NUMBER_ONLY]
 Amount = Annotated[float, Field(ge=0, le=1_000_000, allow_inf_nan=False), NUMBER_ONLY]
@@ -49,7 +51,9 @@ class IngredientLine(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: Annotated[
-        str, StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=100), NO_CONTROLS
+        str,
+        StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=100),
+        NO_CONTROLS_NOT_BLANK,
     ]
     quantity: Amount | None = None
     unit: Annotated[str, StringConstraints(strip_whitespace=True, max_length=30), NO_CONTROLS] | None = None
