@@ -207,7 +207,7 @@ async def test_an_integer_amount_is_still_a_number(client: httpx.AsyncClient, ap
         ("DELETE", "/api/v1/recipes", {"GET", "POST"}),
         ("POST", "/api/v1/recipes/{id}", {"GET", "PATCH", "DELETE"}),
         ("POST", "/api/v1/recipes/{id}/rating", {"PUT", "DELETE"}),
-        ("GET", "/api/v1/users/me", {"GET", "PATCH"}),
+        ("GET", "/api/v1/users/me", {"DELETE", "GET", "PATCH"}),
     ],
 )
 async def test_405_allow_lists_every_method_of_the_path(

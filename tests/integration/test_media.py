@@ -562,7 +562,8 @@ async def test_images_are_processed_off_the_api_process_s_cpu(client: httpx.Asyn
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 async def test_an_image_over_its_time_budget_is_a_422_and_the_pool_recovers(settings: Settings) -> None:
-    media = settings.media.model_copy(update={"processing_timeout_seconds": 2.0, "processing_concurrency": 1})
+    # A budget well under the image's cost on any machine (seconds of work here), so the 422 is the budget's.
+    media = settings.media.model_copy(update={"processing_timeout_seconds": 0.5, "processing_concurrency": 1})
     async with running_app(settings.model_copy(update={"media": media})) as client:
         api = Api(client)
         author = await api.register()
@@ -573,13 +574,13 @@ async def test_an_image_over_its_time_budget_is_a_422_and_the_pool_recovers(sett
         resp = await upload(client, recipe["id"], author, costly, filename="big.png", content_type="image/png")
         took = time.monotonic() - began
         body = assert_problem(resp, 422, "image-too-costly")
-        assert body["budget_seconds"] == 2.0
+        assert body["budget_seconds"] == 0.5
         keys = await stored_keys(client, recipe["id"])
         media_service = container_of(client).media
         began = time.monotonic()
         process_image(costly, media_service.limits, media_service.variants, media.webp_quality)
         full = time.monotonic() - began
-        assert took < full / 2, (took, full)  # the budget bounded the request, not the image's full cost
+        assert took < full, (took, full)  # the budget bounded the request, not the image's full cost
         # The killed process was replaced: the next (cheap) image goes through the same one-process pool.
         resp = await upload(client, recipe["id"], author, jpeg(size=(64, 40)))
         assert resp.status_code == 200, resp.text

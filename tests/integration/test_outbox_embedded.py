@@ -7,7 +7,14 @@ import asyncio
 import httpx
 import pytest
 
-from potluck.schedule import BACKUP_FULL_TASK, BACKUP_INCR_TASK, BACKUP_REDIS_TASK, RELAY_TASK, SCHEDULE
+from potluck.schedule import (
+    BACKUP_FULL_TASK,
+    BACKUP_INCR_TASK,
+    BACKUP_REDIS_TASK,
+    EDGE_VIEWS_TASK,
+    RELAY_TASK,
+    SCHEDULE,
+)
 from tests.integration.conftest import Api
 from tests.support.app import METRICS_URL, container_of
 from tests.support.eventually import eventually
@@ -54,11 +61,13 @@ async def test_the_embedded_default_runs_the_declared_schedule_itself(client: ht
     running = {task.get_name() for task in asyncio.all_tasks() if not task.done()}
     in_process = {f"potluck-{job.name}" for job in SCHEDULE if job.in_process}
     assert in_process <= running
-    # Not in process: the relay (commit-woken instead) and the backups (pgBackRest runs beside PostgreSQL).
+    # Not in process: the relay (commit-woken instead), the backups (pgBackRest runs beside PostgreSQL) and the
+    # edge's view logs (no edge without the full topology).
     assert {job.name for job in SCHEDULE if not job.in_process} == {
         RELAY_TASK,
         BACKUP_FULL_TASK,
         BACKUP_INCR_TASK,
         BACKUP_REDIS_TASK,
+        EDGE_VIEWS_TASK,
     }
     assert "potluck-relay" in running

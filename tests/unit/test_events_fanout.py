@@ -17,6 +17,7 @@ from potluck.schedule import (
     BACKUP_FULL_TASK,
     BACKUP_INCR_TASK,
     BACKUP_REDIS_TASK,
+    EDGE_VIEWS_TASK,
     FLUSH_VIEWS_TASK,
     PARTITIONS_TASK,
     PURGE_TASK,
@@ -113,7 +114,13 @@ def test_beat_schedule_names_every_task_once_with_expiring_sends() -> None:
     )
     schedule = beat_schedule(settings)
     jobs = {RELAY_TASK, FLUSH_VIEWS_TASK, PARTITIONS_TASK, PURGE_TASK, WARM_TASK, TRENDING_TASK, SEARCH_ROLLUP_TASK}
-    assert set(schedule) == jobs | {BACKUP_FULL_TASK, BACKUP_INCR_TASK, BACKUP_REDIS_TASK, RECOMMEND_TRAIN_TASK}
+    assert set(schedule) == jobs | {
+        BACKUP_FULL_TASK,
+        BACKUP_INCR_TASK,
+        BACKUP_REDIS_TASK,
+        RECOMMEND_TRAIN_TASK,
+        EDGE_VIEWS_TASK,
+    }
     assert schedule[RECOMMEND_TRAIN_TASK]["schedule"] == 86_400  # the recommendation model: nightly
     # The design's backup policy: a full backup daily, an incremental hourly.
     assert schedule[BACKUP_FULL_TASK]["schedule"] == 86_400
