@@ -148,7 +148,14 @@ async def get_me(
     return await users.get_me(session, user_id)
 
 
-@router.patch("/me", response_model=UserMe)
+@router.patch(
+    "/me",
+    response_model=UserMe,
+    responses={
+        403: {"description": "`current_password` is wrong (a password change)"},
+        429: {"description": "Too many wrong current passwords"},
+    },
+)
 async def update_me(
     body: UserUpdate, claims: CurrentClaims, session: WriteSessionDep, users: UserServiceDep, client: ClientAddress
 ) -> UserMe:
@@ -156,7 +163,14 @@ async def update_me(
     return await users.update_me(session, claims, body, client)
 
 
-@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/me",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={
+        403: {"description": "`current_password` is wrong"},
+        429: {"description": "Too many wrong current passwords"},
+    },
+)
 async def delete_me(
     body: AccountDelete, claims: CurrentClaims, session: WriteSessionDep, users: UserServiceDep, client: ClientAddress
 ) -> None:
