@@ -185,11 +185,13 @@ class Load:
 async def _register(client: httpx.AsyncClient) -> tuple[str, dict[str, str]]:
     name = f"drill{uuid.uuid4().hex[:10]}"
     body = {"email": f"{name}@example.com", "username": name, "password": PASSWORD}
-    created = await client.post(f"{API}/auth/register", json=body)
-    created.raise_for_status()
+    (await client.post(f"{API}/auth/register", json=body)).raise_for_status()  # 202: no profile in the answer
     token = await client.post(f"{API}/auth/token", data={"username": name, "password": PASSWORD})
     token.raise_for_status()
-    return str(created.json()["id"]), {"Authorization": f"Bearer {token.json()['access_token']}"}
+    headers = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    me = await client.get(f"{API}/users/me", headers=headers)
+    me.raise_for_status()
+    return str(me.json()["id"]), headers
 
 
 async def _author(client: httpx.AsyncClient, followers: int) -> Author:
