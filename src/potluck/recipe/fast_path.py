@@ -24,7 +24,7 @@ from potluck.observability.tracing import name_server_span
 from potluck.recipe.http import full_document_etag, read_headers
 from potluck.recipe.service import CachedRecipe, RecipeService
 from potluck.recipe.views import ViewCounter
-from potluck.user.revocation import SessionRevocations
+from potluck.user.revocation import SessionRevocations, live_claims
 from potluck.user.security import InvalidTokenError, TokenService
 
 ROUTE = "/api/v1/recipes/{recipe_id}"  # the template the route has: spans and metrics name it so
@@ -82,14 +82,10 @@ async def _viewer(provider: Provider, authorization: str | None) -> uuid.UUID | 
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token:
         raise _NotHere  # the routed path treats it as anonymous; rare enough not to copy that rule here
-    try:
-        # The same checks as user.dependencies._optional_claims: a valid token (its claims cached per process)
-        # of a session that is not revoked (remembered for a second, then the revocation set).
-        claims = provider.get(TokenService).verify(token, "access")
+    try:  # the routed path's own check (user.dependencies._optional_claims); it answers the 401s
+        claims = await live_claims(provider.get(TokenService), provider.get(SessionRevocations), token)
     except InvalidTokenError:
         raise _NotHere from None
-    if await provider.get(SessionRevocations).is_revoked(claims.session_id):
-        raise _NotHere  # the routed path answers its 401
     return claims.user_id
 
 

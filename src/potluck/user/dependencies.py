@@ -10,7 +10,7 @@ from fastapi.security import OAuth2PasswordBearer
 
 from potluck.errors import UnauthorizedError
 from potluck.kit.wiring import provided
-from potluck.user.revocation import SessionRevocations
+from potluck.user.revocation import SessionEndedError, SessionRevocations, live_claims
 from potluck.user.security import InvalidTokenError, TokenClaims, TokenService
 from potluck.user.service import UserService
 
@@ -27,13 +27,11 @@ async def _optional_claims(
     if token is None:
         return None
     try:
-        claims = tokens.verify(token, "access")
+        return await live_claims(tokens, revocations, token)
+    except SessionEndedError as exc:
+        raise UnauthorizedError("the session has ended; sign in again") from exc
     except InvalidTokenError as exc:
         raise UnauthorizedError("the access token is invalid or expired") from exc
-    # recipe/fast_path.py makes the same two checks before routing: keep them the same.
-    if await revocations.is_revoked(claims.session_id):
-        raise UnauthorizedError("the session has ended; sign in again")
-    return claims
 
 
 async def _required_claims(claims: Annotated[TokenClaims | None, Depends(_optional_claims)]) -> TokenClaims:

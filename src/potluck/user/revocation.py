@@ -19,6 +19,8 @@ from typing import Protocol
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from potluck.user.security import InvalidTokenError, TokenClaims, TokenService
+
 
 class RevocationStoreError(Exception):
     pass
@@ -136,3 +138,17 @@ class SessionRevocations:
         self._known.move_to_end(session_id)
         while len(self._known) > self._max:
             self._known.popitem(last=False)
+
+
+class SessionEndedError(InvalidTokenError):
+    """The token verifies, but its session was revoked (logout, a password change, a refresh token reused)."""
+
+
+async def live_claims(tokens: TokenService, revocations: SessionRevocations, token: str) -> TokenClaims:
+    """The claims of a valid access token whose session is still live: the one check a signed-in request passes,
+    routed (user/dependencies.py) or answered before routing (recipe/fast_path.py). InvalidTokenError otherwise
+    (SessionEndedError when only the session is the problem)."""
+    claims = tokens.verify(token, "access")  # the signature check, cached per token (ClaimsCache)
+    if await revocations.is_revoked(claims.session_id):
+        raise SessionEndedError("the session has ended")
+    return claims
