@@ -18,15 +18,15 @@ import atexit
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Self
 
 import redis
 
+from potluck_ops.failures import OpsError
 from potluck_ops.layout import find_repo_root
 from potluck_ops.ports import HOST, pick_free_ports
-from potluck_ops.processes import wait_or_kill
+from potluck_ops.processes import wait_or_kill, wait_until
 from potluck_ops.redis import REDIS_ROLES
 from potluck_ops.sentinel import (
     MASTER_NAMES,
@@ -133,15 +133,23 @@ class SentinelSet(ManagedServer):
 
     def wait_failover(self, role: str, old: RedisServer, timeout: float = 20) -> RedisServer:
         """Until the sentinels name another master for `role` and it answers as one; that node."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        promoted: list[int] = []
+
+        def failed_over() -> bool:
             port = current_master_ports(self.ports).get(role)
-            if port is not None and port != old.port:
-                with redis.Redis(host=HOST, port=port, socket_timeout=1) as client:
-                    if client.role()[0] == b"master":
-                        return next(node for node in self.nodes[role] if node.port == port)
-            time.sleep(0.05)
-        raise HarnessError(f"no failover of {role} within {timeout:g} s")
+            if port is None or port == old.port:
+                return False
+            with redis.Redis(host=HOST, port=port, socket_timeout=1) as client:
+                if client.role()[0] != b"master":
+                    return False
+            promoted.append(port)
+            return True
+
+        try:
+            wait_until(failed_over, what=f"failover of {role}", timeout=timeout, max_delay=0.05)
+        except OpsError as exc:
+            raise HarnessError(f"no failover of {role} within {timeout:g} s") from exc
+        return next(node for node in self.nodes[role] if node.port == promoted[-1])
 
     def restore(self, role: str) -> None:
         """Start the role's dead nodes again, as replicas of its current master, and wait until Sentinel sees them."""

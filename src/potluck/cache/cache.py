@@ -16,8 +16,7 @@ import asyncio
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 from potluck.cache.breaker import CircuitBreaker
 from potluck.cache.bus import InvalidationBus
@@ -25,43 +24,18 @@ from potluck.cache.edge import EdgePurger
 from potluck.cache.entry import Entry, decode, encode, new_token, should_refresh_early
 from potluck.cache.families import Family
 from potluck.cache.keys import GENERATION_MARKER_TTL_MS, generation_marker, refresh_lock_key
+from potluck.cache.loaded import FaultInjection, Loaded, Loader
 from potluck.cache.local import LocalCache
 from potluck.cache.metrics import CacheMetrics
 from potluck.cache.store import CacheStore, CacheStoreError
 from potluck.config import CacheSettings
 from potluck.db.session import WriteSession
 
+__all__ = ["Cache", "FaultInjection", "Loaded", "Loader"]
+
 logger = logging.getLogger("potluck.cache")
 
 MAX_PENDING = 100_000
-
-
-@dataclass(frozen=True, slots=True)
-class Loaded:
-    """What a loader found: the serialized value (None: it does not exist) and small metadata for the caller."""
-
-    payload: bytes | None
-    meta: bytes = b""
-
-
-Loader = Callable[[], Awaitable[Loaded]]
-
-
-@dataclass
-class FaultInjection:
-    """Test hooks, off in production: pause a reader between its database read and its fill."""
-
-    pause_before_fill: dict[str, float] = field(default_factory=dict)
-    # Keys whose reader is paused right now (loaded, lease held, fill not yet sent): what a test waits for.
-    paused: set[str] = field(default_factory=set)
-
-    async def wait_paused(self, key: str, timeout: float = 10.0) -> None:
-        """Until a reader of `key` sits in its pause (no guessing with sleeps on a busy machine)."""
-        deadline = asyncio.get_running_loop().time() + timeout
-        while key not in self.paused:
-            if asyncio.get_running_loop().time() > deadline:
-                raise TimeoutError(f"no reader of {key} paused within {timeout} s")
-            await asyncio.sleep(0.005)
 
 
 class _FillAbandonedError(Exception):
