@@ -24,6 +24,7 @@ from potluck.cache.keys import recipe_key, user_key
 from potluck.config import Settings
 from potluck.recipe.dependencies import RecipeServiceDep
 from potluck.recipe.service import RecipeService
+from potluck.stats.service import VIEWS_KEY
 from tests.integration.conftest import Api, running_app
 from tests.support.app import METRICS_URL, app_of, container_of
 from tests.support.eventually import eventually
@@ -156,9 +157,11 @@ async def test_rolled_back_update_changes_no_cache_entry(
 
 # 5
 async def test_concurrent_cold_reads_across_processes_load_once(settings: Settings) -> None:
-    # A waiter reads through after lease_wait_ms; on a loaded 2-core machine a fill can take longer than the
-    # default 500 ms, so give it room: the property is about waiting for the one fill, not about its speed.
-    settings = settings.model_copy(update={"cache": settings.cache.model_copy(update={"lease_wait_ms": 10_000})})
+    # A waiter reads through after lease_wait_ms, and any reader whose Redis call takes over timeout_ms (50 ms)
+    # reads the database instead; both apps and all 24 readers share this test's one event loop, so on a loaded
+    # 2-core machine either can happen. Give both room: the property is about waiting for the one fill, not speed.
+    cache = settings.cache.model_copy(update={"lease_wait_ms": 10_000, "timeout_ms": 5_000})
+    settings = settings.model_copy(update={"cache": cache})
     async with running_app(settings) as a, running_app(settings) as b:
         await _cold_reads_load_once(a, b)
 
@@ -409,11 +412,14 @@ async def test_every_key_without_a_ttl_is_a_lease_or_a_counter(
         keys = list(r.scan_iter(count=1000))  # a test-side scan, never on a request path
         assert keys
         for key in keys:
-            if r.pttl(key) < 0:
-                value = r.get(key) or b""
-                assert key.startswith(b"gen:") or value.startswith(b"L|"), key
-            else:
-                assert r.pttl(key) > 0
+            if r.pttl(key) != -1:  # a TTL, or gone since the scan (-2)
+                continue
+            if r.type(key) != b"string":
+                # The coordination data that the tests keep on the same instance: pending view counts.
+                assert key == VIEWS_KEY.encode(), key
+                continue
+            value = r.get(key) or b""
+            assert key.startswith(b"gen:") or value.startswith(b"L|"), key
 
 
 async def test_first_tier_fast_path_answers_like_the_route(pair: tuple[httpx.AsyncClient, httpx.AsyncClient]) -> None:

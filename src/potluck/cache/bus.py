@@ -167,8 +167,11 @@ class InvalidationBus:
             return
         self.local.invalidate(keys)
         if body.get("id"):
-            await self.client.rpush(ack_key(str(body["id"])), self.node)
-            await self.client.pexpire(ack_key(str(body["id"])), 10_000)
+            # One MULTI/EXEC: an ack list never exists without its TTL (volatile-lru cannot evict a key without one).
+            async with self.client.pipeline(transaction=True) as pipe:
+                pipe.rpush(ack_key(str(body["id"])), self.node)
+                pipe.pexpire(ack_key(str(body["id"])), 10_000)
+                await pipe.execute()
 
     async def publish(self, keys: Sequence[str]) -> None:
         """Tell every process to drop `keys` from its first tier, and wait for them to say they did."""
