@@ -108,7 +108,9 @@ async def test_reader_paused_before_fill_cannot_store_the_old_value(
     key = recipe_key(recipe["id"])
     url = f"/api/v1/recipes/{recipe['id']}"
     assert _raw(settings, key) is None
-    container_of(a).faults.pause_before_fill[key] = 1.0
+    # The write below must commit inside this pause (on a loaded machine a PATCH can take over a second), and the
+    # pause stays under lease_ms (3 s): the fill is refused because the write deleted the lease, not by expiry.
+    container_of(a).faults.pause_before_fill[key] = 2.5
     slow_read = asyncio.create_task(a.get(url))
     await container_of(a).faults.wait_paused(key)  # A has read version 1 and holds the lease, paused before its fill
     raw = _raw(settings, key)
