@@ -238,8 +238,14 @@ async def test_the_migration_downgrades_and_upgrades_keeping_the_rows(http: http
                 )
             )
             assert set(relkinds.scalars()) == {kind}
+            if action == "down":  # a ledger row as the plain table wrote them: stamped when applied
+                await session.execute(text("UPDATE stats_flush SET flushed_at = now() + interval '1 hour'"))
+                await session.commit()
         assert len(await _where(http, "SELECT 1 FROM notification WHERE id = :i", i=kept)) == 1
         assert await _where(http, "SELECT flush_id FROM stats_flush") == [flush_id]
+    # the upgrade re-stamped it with its id's time: a retry of that flush after the upgrade is still refused
+    async with database.write_session() as session:
+        assert not await StatsRepository(session).record_flush(flush_id, 1, 5, flush_time(flush_id))
 
 
 def command_config(connection: object) -> Any:
