@@ -14,7 +14,7 @@ app's default of 5 s would stop the plain DELETE at these sizes), and the figure
 
     uv run python -m bench.partitions --rows 1000000          # ~3 min on the 2-core box
     uv run python -m bench.partitions --rows 1000000 --days 20 --first-id 500000   # handler blocks dropped too
-    uv run python -m bench.partitions --rows 10000000         # the issue's scale (not run: see docs/scaling.md)
+    uv run python -m bench.partitions --rows 10000000 --base-dir /var/tmp/pb   # the issue's scale, data on disk
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import asyncio
 import json
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -138,9 +139,9 @@ async def _one(pg: PgCluster, name: str, rows: int, days: int, first_id: int, no
     return result
 
 
-async def main(rows: int, days: int, first_id: int = 1) -> dict[str, Any]:
+async def main(rows: int, days: int, first_id: int = 1, base_dir: Path | None = None) -> dict[str, Any]:
     now = datetime.now(UTC)
-    with PgCluster(replicas=0) as pg:
+    with PgCluster(base_dir=base_dir, replicas=0) as pg:
         plain = await _one(pg, "plain", rows, days, first_id, now)
         partitioned = await _one(pg, "partitioned", rows, days, first_id, now)
     mib = 1024 * 1024
@@ -173,5 +174,7 @@ if __name__ == "__main__":
     # Where the ids start: handled_event is dropped by blocks of 1,000,000 ids, so a block is only dropped once the
     # oldest kept event is past its end (--first-id 500000 --days 20 puts the first block's end inside the purge).
     parser.add_argument("--first-id", type=int, default=1)
+    # Where the scratch cluster's data dirs go (default: /dev/shm when roomy); 10,000,000 rows take ~8 GB: disk.
+    parser.add_argument("--base-dir", type=Path, default=None)
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(main(args.rows, args.days, args.first_id)), indent=2))
+    print(json.dumps(asyncio.run(main(args.rows, args.days, args.first_id, args.base_dir)), indent=2))

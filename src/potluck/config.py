@@ -269,6 +269,11 @@ class EventsSettings(BaseModel):
     # The backlog gauges (potluck_outbox_*) are read from the database this often.
     monitor_interval_seconds: float = Field(default=15.0, gt=0)
     delivered_retention_days: float = Field(default=7.0, gt=0)
+    # Notifications and the view-flush ledger are kept this long: on PostgreSQL the `events.partitions` job drops
+    # their months once wholly past it (a month is dropped up to a month late). A flush's ledger row must outlive
+    # any retry of that flush (seconds to minutes), so days are plenty.
+    notification_retention_days: float = Field(default=90.0, gt=0)
+    stats_flush_retention_days: float = Field(default=30.0, gt=0)
 
 
 class WorkerSettings(BaseModel):

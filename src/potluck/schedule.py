@@ -20,10 +20,12 @@ from potluck.db.base import utcnow
 from potluck.db.engine import Database
 from potluck.events.relay import Relay
 from potluck.events.repository import OutboxRepository
+from potluck.notification.repository import NotificationRepository
 from potluck.recipe.service import RecipeService
 from potluck.recommendation.service import ModelTrainer
 from potluck.search.analytics import SearchAnalytics
 from potluck.search.service import TRENDING_QUERIES_WINDOW_HOURS
+from potluck.stats.repository import StatsRepository
 from potluck.stats.service import ViewStats
 from potluck.trending.service import TrendingService
 from potluck.warming.service import CacheWarmer
@@ -115,12 +117,24 @@ async def purge_events(ctx: JobContext) -> int:
         return await OutboxRepository(session).purge_delivered(utcnow() - retention)
 
 
-async def maintain_outbox_partitions(ctx: JobContext) -> int:
-    """Create the outbox's coming days and drop the days past retention (PostgreSQL; nothing to do on SQLite)."""
-    retention = timedelta(days=ctx.settings.events.delivered_retention_days)
-    async with ctx.background.database.write_session() as session:
-        changes = await OutboxRepository(session).maintain_partitions(utcnow(), retention)
-    return len(changes.created) + len(changes.dropped)
+async def maintain_partitions(ctx: JobContext) -> int:
+    """Create the coming partitions and drop the expired ones (PostgreSQL; nothing to do on SQLite): the outbox's
+    days, then the months of notifications and of the view-flush ledger. Each table in its own transaction.
+    Returns the partitions created and dropped."""
+    events, database, now = ctx.settings.events, ctx.background.database, utcnow()
+    async with database.write_session() as session:
+        outbox = await OutboxRepository(session).maintain_partitions(
+            now, timedelta(days=events.delivered_retention_days)
+        )
+    async with database.write_session() as session:
+        notifications = await NotificationRepository(session).maintain_partitions(
+            now, timedelta(days=events.notification_retention_days)
+        )
+    async with database.write_session() as session:
+        flushes = await StatsRepository(session).maintain_partitions(
+            now, timedelta(days=events.stats_flush_retention_days)
+        )
+    return sum(len(c.created) + len(c.dropped) for c in (outbox, notifications, flushes))
 
 
 async def warm_cache(ctx: JobContext) -> int:
@@ -171,7 +185,7 @@ SCHEDULE: tuple[PeriodicJob, ...] = (
     ),
     # On PostgreSQL the partitions job drops whole days first; the purge then deletes only what is left past
     # retention (delivered rows in the default partition). On SQLite the purge does it all.
-    PeriodicJob(PARTITIONS_TASK, lambda s: s.worker.purge_interval_seconds, maintain_outbox_partitions),
+    PeriodicJob(PARTITIONS_TASK, lambda s: s.worker.purge_interval_seconds, maintain_partitions),
     PeriodicJob(PURGE_TASK, lambda s: s.worker.purge_interval_seconds, purge_events),
     # Before the flush reads them: edge views reach the same Redis counts, then the database, within seconds.
     PeriodicJob(EDGE_VIEWS_TASK, lambda s: s.edge.views_interval_seconds, ship_edge_views, in_process=False),

@@ -84,16 +84,21 @@ def _strict(schema: Any, *, top: bool = False) -> Any:
 
 
 @cache
-def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+def raw_crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    """(apiVersion, kind) -> each served version's openAPIV3Schema as vendored (CEL rules and all)."""
     schemas = {}
     for path in CRDS.glob("*.yaml"):
         for crd in k8s.load_all(path):
             group, kind = crd["spec"]["group"], crd["spec"]["names"]["kind"]
             for version in crd["spec"]["versions"]:
                 if version.get("served"):
-                    schema = _strict(version["schema"]["openAPIV3Schema"], top=True)
-                    schemas[(f"{group}/{version['name']}", kind)] = schema
+                    schemas[(f"{group}/{version['name']}", kind)] = version["schema"]["openAPIV3Schema"]
     return schemas
+
+
+@cache
+def crd_schemas() -> dict[tuple[str, str], dict[str, Any]]:
+    return {key: _strict(schema, top=True) for key, schema in raw_crd_schemas().items()}
 
 
 def _custom(obj: dict[str, Any]) -> bool:

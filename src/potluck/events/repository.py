@@ -13,6 +13,7 @@ from sqlalchemy.orm import aliased
 
 from potluck.db.dialect import dialect_insert, rowcount
 from potluck.db.session import AnySession, WriteSession
+from potluck.db.time_partitions import create_range_partition
 from potluck.events import partitions
 from potluck.events.models import EventStatus, HandledEvent, OutboxEvent
 
@@ -303,19 +304,10 @@ class OutboxRepository(Generic[AnySession]):
         return tuple(created), tuple(dropped)
 
     async def _create_partition(self: OutboxRepository[WriteSession], part: partitions.DayPartition) -> int:
-        # Rows of this day that reached the default partition (the job did not run for days) move into the new
-        # partition first: ATTACH refuses a range the default partition still holds rows of.
-        bounds = f"FROM ('{part.start.isoformat()}') TO ('{part.end.isoformat()}')"
-        await self.session.execute(text(f"CREATE TABLE {part.name} (LIKE outbox_event INCLUDING DEFAULTS)"))
-        result = await self.session.execute(
-            text(
-                f"WITH moved AS (DELETE FROM outbox_event_default WHERE created_at >= :start AND created_at < :end "
-                f"RETURNING *) INSERT INTO {part.name} SELECT * FROM moved"
-            ),
-            {"start": part.start, "end": part.end},
+        # Rows of this day that reached the default partition (the job did not run for days) move in first.
+        return await create_range_partition(
+            self.session, partitions.OUTBOX_TABLE, "created_at", part.name, part.start, part.end
         )
-        await self.session.execute(text(f"ALTER TABLE outbox_event ATTACH PARTITION {part.name} FOR VALUES {bounds}"))
-        return rowcount(result)
 
     async def _drop_partition(self: OutboxRepository[WriteSession], part: partitions.DayPartition) -> int:
         await self.session.execute(text(f"ALTER TABLE outbox_event DETACH PARTITION {part.name}"))

@@ -18,7 +18,9 @@ class NotificationKind(enum.StrEnum):
 class Notification(IdMixin, CreatedAtMixin, Base):
     __tablename__ = "notification"
     __table_args__ = (
-        # Re-delivering a fan-out inserts nothing twice.
+        # Re-delivering a fan-out inserts nothing twice. On PostgreSQL the key also holds created_at (the table is
+        # partitioned by month of it, migration 0006); a recipe notification's created_at is the recipe's, so the
+        # key still means one notification per follower per recipe.
         UniqueConstraint("user_id", "kind", "recipe_id", name="uq_notification_user_kind_recipe"),
         Index("idx_notification_user_created", "user_id", text("created_at DESC"), text("id DESC")),
         Index("idx_notification_recipe", "recipe_id"),

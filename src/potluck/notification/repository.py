@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Generic
 
 from sqlalchemy import and_, func, literal, select, tuple_, update
@@ -11,11 +11,13 @@ from sqlalchemy.orm import aliased
 
 from potluck.db.dialect import dialect_insert, rowcount
 from potluck.db.session import AnySession, ReadSession, WriteSession
+from potluck.db.time_partitions import TimePartitionChanges, TimePartitions
 from potluck.kit.cursor import Cursor
 from potluck.notification.models import Notification, NotificationKind
 from potluck.recipe.models import Recipe
 from potluck.user.models import Follow, User
 
+NOTIFICATION_TABLE = "notification"
 # A follower's position in the fan-out: the order of idx_follow_followee_created.
 FollowerKey = tuple[datetime, uuid.UUID]
 
@@ -75,9 +77,18 @@ class NotificationRepository(Generic[AnySession]):
         stmt = (
             dialect_insert(self.session, Notification.__table__)
             .from_select(["id", "user_id", "kind", "actor_id", "recipe_id", "created_at"], source)
-            .on_conflict_do_nothing(index_elements=["user_id", "kind", "recipe_id"])
+            # No conflict target: the unique key is (user_id, kind, recipe_id) on SQLite and (user_id, kind,
+            # recipe_id, created_at) on PostgreSQL (partitioned by created_at, migration 0006). `now` is the
+            # recipe's created_at, the same on every re-delivery, so both keys refuse the same rows.
+            .on_conflict_do_nothing()
         )
         return rowcount(await self.session.execute(stmt))
+
+    async def maintain_partitions(
+        self: NotificationRepository[WriteSession], now: datetime, retention: timedelta
+    ) -> TimePartitionChanges:
+        """Create the coming months of `notification` and drop the months past `retention` (PostgreSQL)."""
+        return await TimePartitions(self.session, NOTIFICATION_TABLE, "created_at").maintain(now, retention)
 
     async def add(self: NotificationRepository[WriteSession], notification: Notification) -> None:
         self.session.add(notification)

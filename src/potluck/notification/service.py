@@ -39,12 +39,14 @@ class NotificationService:
         if recipe is None or not recipe.is_public:
             return None
         boundaries = await NotificationRepository(session).follower_boundaries(recipe.author_id, self.batch_size)
-        # Stamped with the recipe's time, not the relay's: the inbox lists recipes in the order they appeared.
+        # Stamped with the recipe's time, not the relay's: the inbox lists recipes in the order they appeared, and a
+        # re-delivery carries the same time, which the partitioned table's unique key holds (migration 0006).
         return FanOut(recipe_id, recipe.author_id, recipe.created_at, keyset_ranges(boundaries))
 
     async def notify_range(self, session: WriteSession, plan: FanOut, after: Key | None, upto: Key | None) -> int:
         """One notification per follower in (after, upto], one INSERT ... SELECT; safe to run again (the unique
-        (user_id, kind, recipe_id) skips those already notified). Returns the rows inserted."""
+        (user_id, kind, recipe_id), with created_at on PostgreSQL, skips those already notified: every run stamps
+        the recipe's created_at). Returns the rows inserted."""
         return await NotificationRepository(session).notify_followers(
             plan.author_id, plan.recipe_id, after, upto, plan.published_at
         )

@@ -20,13 +20,12 @@ from pathlib import Path
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, WatchError
 
-from potluck.db.base import utcnow
 from potluck.db.engine import Database
 from potluck.kit.ids import new_id
 from potluck.recipe.views import ViewCounter
 from potluck.stats.edge_views import count_views
 from potluck.stats.repository import StatsRepository
-from potluck.stats.views import chunks, parse_redis_counts
+from potluck.stats.views import chunks, flush_time, parse_redis_counts
 
 logger = logging.getLogger("potluck.stats")
 
@@ -151,7 +150,7 @@ class ViewStats:
     async def _apply(self, flush_id: str, counts: Mapping[uuid.UUID, int]) -> bool:
         async with self.database.write_session() as session:
             repo = StatsRepository(session)
-            if not await repo.record_flush(flush_id, len(counts), sum(counts.values()), utcnow()):
+            if not await repo.record_flush(flush_id, len(counts), sum(counts.values()), flush_time(flush_id)):
                 logger.info("stats.flush_already_applied", extra={"flush_id": flush_id})
                 return False
             for chunk in chunks(counts, CHUNK):
