@@ -87,6 +87,7 @@ def evaluate_command(
             ("model, no content", replace(params, content=0.0)),
             ("model, no CF", replace(params, cf=0.0)),
             ("model, no popularity", replace(params, popular=0.0)),
+            ("model, popularity undamped", replace(params, popular_damping=0.0)),
             ("model, social 0.3", replace(params, social=0.3)),
             ("model, no caps", replace(params, per_author=k, per_cuisine=k)),
         ):

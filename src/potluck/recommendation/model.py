@@ -12,11 +12,16 @@ into three things, all indexed by item position:
 
 Scoring a viewer (`score`) from their likes h (a row of the like matrix):
 
-    s = W_CF * cf / max(cf) + W_CONTENT * cos(profile, content) + W_POPULAR * popularity + W_SOCIAL * k / (k + 1)
+    s = W_CF * cf / max(cf) + W_CONTENT * cos(profile, content) + W_POPULAR * D / (D + n) * popularity
+        + W_SOCIAL * k / (k + 1)
 
 cf = h @ similar (the recipes like the ones they liked), profile = h @ content (what their likes are made of:
 this is what carries a recipe nobody has liked yet, and a viewer with one or two likes), k how many of the
-people they follow liked the recipe. The weights were chosen on the evaluation (docs/recommendations.md).
+people they follow liked the recipe, n how many likes the viewer has. Popularity is a prior that the viewer's own
+likes replace: with a constant weight it put the same few popular recipes in everyone's list (catalogue coverage
+a third of today's formula's); damped by D / (D + n) it still carries a viewer with no or one like, while a viewer
+with a history gets recipes picked for that history.
+The weights were chosen on the evaluation (docs/recommendations.md).
 """
 
 from __future__ import annotations
@@ -40,11 +45,13 @@ class Params:
     shrink: float = 5.0
     activity_damping: float = 0.5
     cuisine_block: float = 2.0
-    tag_block: float = 0.7
-    ingredient_block: float = 0.7
+    tag_block: float = 1.7
+    ingredient_block: float = 1.7
     cf: float = 0.3
     content: float = 1.0
-    popular: float = 0.5
+    popular: float = 0.6
+    # Popularity is a prior: its weight is popular * d / (d + likes) for a viewer with that many likes.
+    popular_damping: float = 4.0
     social: float = 0.0
     # Diversity in a page of recommendations: at most this many from one author, and one cuisine.
     per_author: int = 2
@@ -158,7 +165,9 @@ def score(model: Model, history: sparse.csr_matrix, followed_likes: sparse.csr_m
     norm = np.linalg.norm(profile, axis=1, keepdims=True)
     profile = profile / np.where(norm > 0, norm, 1)
     content = np.asarray(model.content @ profile.T.astype(np.float32), dtype=np.float64).T
-    scores: FloatArray = p.cf * cf + p.content * content + p.popular * model.popularity
+    n_likes = np.diff(history.indptr).astype(np.float64)[:, None]
+    popular = p.popular * p.popular_damping / (p.popular_damping + n_likes) if p.popular_damping else p.popular
+    scores: FloatArray = p.cf * cf + p.content * content + popular * model.popularity
     if followed_likes is not None and p.social:
         k = np.asarray(followed_likes.todense(), dtype=np.float64)
         scores = scores + p.social * k / (k + 1)
