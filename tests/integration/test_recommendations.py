@@ -318,3 +318,31 @@ async def test_declared_tastes_are_cleaned_and_kept(client: httpx.AsyncClient, a
     assert resp.json()["tastes"] == user["tastes"]  # a PATCH without tastes keeps them
     plain = await api.register()
     assert plain["tastes"] == {"cuisines": [], "tags": []}
+
+
+async def test_a_recipe_that_goes_private_after_training_leaves_similar_and_the_model_lists(
+    client: httpx.AsyncClient, api: Api, scene: dict[str, Any]
+) -> None:
+    """The artefact still holds it (public when trained): serving must drop it anyway, everywhere."""
+    await _train(client)
+    author, viewer, recipes = scene["author"], scene["viewer"], scene["recipes"]
+    carbonara = f"/api/v1/recipes/{recipes['Carbonara']['id']}/similar"
+    newcomer = await api.register(tastes={"cuisines": ["italian"]})
+
+    async def everywhere() -> list[set[str]]:
+        similar = await client.get(carbonara, params={"limit": 10})
+        assert similar.status_code == 200
+        return [
+            {item["title"] for item in similar.json()["items"]},
+            set(await _titles(client, viewer)),
+            set(await _titles(client, newcomer)),
+        ]
+
+    assert all("Gnocchi" in titles for titles in await everywhere())  # shown, and cached
+    resp = await client.patch(
+        f"/api/v1/recipes/{recipes['Gnocchi']['id']}", json={"is_public": False}, headers=author["headers"]
+    )
+    assert resp.status_code == 200
+    for titles in await everywhere():
+        assert "Gnocchi" not in titles
+        assert "Secret ragu" not in titles
