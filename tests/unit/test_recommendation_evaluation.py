@@ -18,11 +18,13 @@ from potluck.recommendation.evaluation import (
     Context,
     Method,
     coverage,
+    declared_from_snapshot,
     declared_from_training,
     evaluate,
     first_likes,
     ndcg_at_k,
     novelty,
+    only_users,
     precision_at_k,
     recall_at_k,
     sample_users,
@@ -333,3 +335,24 @@ def test_declared_tastes_stand_ins_come_from_training_likes_only() -> None:
     assert names == ["thai", "italian"]  # most liked first; never the held-out mexican
     assert len(with_history(ctx, 3).split.users) == 1
     assert len(with_history(ctx, 4).split.users) == 0
+
+
+def test_stored_declarations_map_to_positions_for_evaluated_users_only() -> None:
+    builder = SnapshotBuilder()
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    recipes = [uuid.UUID(int=100 + i) for i in range(3)]
+    for recipe, cuisine in zip(recipes, ("thai", "italian", "thai"), strict=True):
+        builder.add_recipe(recipe, uuid.UUID(int=500), cuisine, True)
+    viewer, other = uuid.UUID(int=1), uuid.UUID(int=2)
+    for day, recipe in enumerate(recipes):
+        builder.add_favorite(viewer, recipe, at + timedelta(days=day))
+    builder.add_favorite(other, recipes[0], at)  # one like: trains, not evaluated
+    builder.add_declared(viewer, {"cuisines": ["italian", "klingon"], "tags": []})
+    builder.add_declared(other, {"cuisines": ["thai"], "tags": []})
+    builder.add_declared(uuid.UUID(int=3), {"cuisines": [], "tags": []})  # an empty declaration is none
+    snapshot = builder.build()
+    ctx = Context.of(snapshot, time_split(snapshot.events, snapshot.follows, holdout=0.34, min_likes=2))
+    v = snapshot.user_ids.index(viewer)
+    assert declared_from_snapshot(ctx) == {v: ([snapshot.cuisines.index("italian")], [])}
+    assert len(snapshot.declared) == 2
+    assert only_users(ctx, np.array([v])).split.users.tolist() == [v]

@@ -299,12 +299,31 @@ def with_history(ctx: Context, minimum: int) -> Context:
     """The context evaluated only on users with at least `minimum` training likes (the cold-start curve's users:
     each of them can be cut to any k up to `minimum`)."""
     history = np.asarray((ctx.likes > 0).sum(axis=1)).ravel()
-    users = ctx.split.users[history[ctx.split.users] >= minimum]
+    return only_users(ctx, ctx.split.users[history[ctx.split.users] >= minimum])
+
+
+def only_users(ctx: Context, users: IntArray) -> Context:
+    """The context evaluated on `users` only (a subset of its evaluated users); training unchanged."""
     kept = {int(u) for u in users}
     split = replace(
         ctx.split,
-        users=users,
+        users=np.array(sorted(kept), dtype=np.int64),
         test={u: t for u, t in ctx.split.test.items() if u in kept},
         cutoff_ms={u: c for u, c in ctx.split.cutoff_ms.items() if u in kept},
     )
     return replace(ctx, split=split)
+
+
+def declared_from_snapshot(ctx: Context) -> dict[int, tuple[list[int], list[int]]]:
+    """What evaluated users declared (user_account.tastes, e.g. as seeded), as positions; names no recipe has are
+    dropped. Declarations are not timed (a sign-up form), so they are not part of the split."""
+    snapshot = ctx.snapshot
+    cuisine_at = {name: i for i, name in enumerate(snapshot.cuisines)}
+    tag_at = {name: i for i, name in enumerate(snapshot.tag_names)}
+    out: dict[int, tuple[list[int], list[int]]] = {}
+    for user in ctx.split.users:
+        cuisines, tags = snapshot.declared.get(int(user), ((), ()))
+        positions = ([cuisine_at[c] for c in cuisines if c in cuisine_at], [tag_at[t] for t in tags if t in tag_at])
+        if positions[0] or positions[1]:
+            out[int(user)] = positions
+    return out

@@ -265,8 +265,9 @@ class TrainingRepository:
     async def snapshot(self) -> Snapshot:
         """The whole catalogue and all activity, indexed (dataset.Snapshot)."""
         builder = SnapshotBuilder()
-        async for (user_id,) in self._rows(select(User.id).order_by(User.id)):
+        async for user_id, tastes in self._rows(select(User.id, User.tastes).order_by(User.id)):
             builder.user(user_id)
+            builder.add_declared(user_id, tastes)
         recipes = select(Recipe.id, Recipe.author_id, Recipe.cuisine, Recipe.is_public).order_by(Recipe.id)
         async for recipe_id, author_id, cuisine, public in self._rows(recipes):
             builder.add_recipe(recipe_id, author_id, cuisine, bool(public))

@@ -27,7 +27,7 @@ class User(IdMixin, CreatedAtMixin, Base):
     version: Mapped[int] = mapped_column(default=1)
     email_verified_at: Mapped[datetime | None]
     # Declared tastes {"cuisines": [...], "tags": [...]} (schemas.Tastes); None until the user declares any.
-    tastes: Mapped[dict[str, list[str]] | None] = mapped_column(JSON)
+    tastes: Mapped[dict[str, list[str]] | None] = mapped_column(JSON(none_as_null=True))
 
 
 class Follow(Base):
