@@ -12,6 +12,13 @@ hydration through the recipe cache). For `--users` users who liked something:
 Reported as p50/p95 in ms and as ratios to the formula's cold p95 measured in the same run.
 
     POTLUCK_DATA_DIR=/tmp/recs/a uv run python -m bench.recommendations --users 300
+
+With `--postgres RECIPES`: the production stores instead. A throwaway PostgreSQL (tests.harness.PgCluster, no
+replicas) is migrated and seeded with RECIPES recipes (users: a tenth of that), a throwaway Redis
+(tests.harness.RedisServer) holds the cache, and the in-process first tier is off, so "cached" is a Redis read
+plus hydration from Redis:
+
+    flock /tmp/potluck-measure.lock uv run python -m bench.recommendations --postgres 20000 --users 200
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ from rich.table import Table
 
 from potluck.bootstrap import bootstrap
 from potluck.cache.keys import recommend_key
-from potluck.config import Settings
+from potluck.config import CacheSettings, DatabaseSettings, RedisSettings, Settings
 
 
 def _users(db: Path, n: int, seed: int) -> list[uuid.UUID]:
@@ -48,10 +55,56 @@ def _p(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
 
 
-async def run(args: argparse.Namespace) -> None:
+async def _pg_users(url: str, n: int, seed: int) -> list[uuid.UUID]:
+    from sqlalchemy import text
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    engine = create_async_engine(url)
+    try:
+        async with engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT DISTINCT user_id FROM favorite ORDER BY user_id"))).all()
+    finally:
+        await engine.dispose()
+    ids = [row[0] for row in rows]
+    random.Random(seed).shuffle(ids)
+    return ids[:n]
+
+
+async def run_postgres(args: argparse.Namespace) -> None:
+    import tempfile
+
+    from sqlalchemy.ext.asyncio import create_async_engine
+    from tests.harness import PgCluster, RedisServer
+
+    from bench.pagination import seed
+    from potluck.db.migrate import upgrade
+
+    with PgCluster(replicas=0) as cluster, RedisServer() as redis_server, tempfile.TemporaryDirectory() as tmp:
+        url = cluster.dsn("primary")
+        engine = create_async_engine(url)
+        try:
+            await upgrade(engine)
+            summary = await seed(engine, users=max(200, args.postgres // 10), recipes=args.postgres)
+        finally:
+            await engine.dispose()
+        Console(stderr=True).print(f"seeded {summary.total_rows:,} rows in {summary.elapsed_seconds:.1f} s")
+        settings = Settings(
+            data_dir=Path(tmp),
+            database=DatabaseSettings(url=url),
+            redis=RedisSettings(url=redis_server.url),
+            cache=CacheSettings(local_enabled=False, timeout_ms=1000),
+        )
+        users = await _pg_users(url, args.users, args.seed)
+        await run(args, settings, users, f"PostgreSQL + Redis, {args.postgres:,} recipes")
+
+
+async def run_embedded(args: argparse.Namespace) -> None:
     settings = Settings()
-    db = settings.data_dir / "potluck.db"
-    users = _users(db, args.users, args.seed)
+    users = _users(settings.data_dir / "potluck.db", args.users, args.seed)
+    await run(args, settings, users, "SQLite + in-process cache")
+
+
+async def run(args: argparse.Namespace, settings: Settings, users: list[uuid.UUID], stores: str) -> None:
     container = bootstrap(settings)
     await container.start()
     service = container.recommendations
@@ -78,11 +131,11 @@ async def run(args: argparse.Namespace) -> None:
     finally:
         await container.aclose()
     base = _p(timings["formula, cold"], 0.95)
-    table = Table(title=f"GET /recommendations service call, {len(users)} users (loaded 2-core box)")
+    table = Table(title=f"GET /recommendations service call, {len(users)} users, {stores} (shared 2-core box)")
     for name in ("ranking", "p50 ms", "p95 ms", "p95 / formula cold p95"):
         table.add_column(name, justify="left" if name == "ranking" else "right")
     lines = [
-        f"`{' '.join(shlex.quote(a) for a in sys.argv)}`",
+        f"`uv run python -m bench.recommendations {' '.join(shlex.quote(a) for a in sys.argv[1:])}`",
         "",
         "| ranking | p50 ms | p95 ms | p95 / formula cold p95 |",
         "|---|---|---|---|",
@@ -104,7 +157,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--users", type=int, default=200)
     parser.add_argument("--seed", type=int, default=1)
-    asyncio.run(run(parser.parse_args()))
+    parser.add_argument("--postgres", type=int, metavar="RECIPES", help="seed PostgreSQL + Redis with this many")
+    args = parser.parse_args()
+    asyncio.run(run_postgres(args) if args.postgres else run_embedded(args))
 
 
 if __name__ == "__main__":

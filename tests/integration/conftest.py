@@ -171,11 +171,13 @@ class Api:
     def __init__(self, http: httpx.AsyncClient) -> None:
         self.http = http
 
-    async def register(self, username: str | None = None, password: str = "correct horse battery") -> dict[str, Any]:
+    async def register(
+        self, username: str | None = None, password: str = "correct horse battery", **extra: Any
+    ) -> dict[str, Any]:
         username = username or f"u{uuid.uuid4().hex[:10]}"
         resp = await self.http.post(
             "/api/v1/auth/register",
-            json={"email": f"{username}@example.com", "username": username, "password": password},
+            json={"email": f"{username}@example.com", "username": username, "password": password, **extra},
         )
         assert resp.status_code == 202, resp.text
         token = await self.http.post("/api/v1/auth/token", data={"username": username, "password": password})

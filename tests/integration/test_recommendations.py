@@ -243,3 +243,106 @@ async def test_similar_recipes_are_public_cacheable_and_404_for_a_private_recipe
     assert private.headers["content-type"].startswith("application/problem+json")
     bad = await client.get("/api/v1/recipes/not-a-uuid/similar")
     assert bad.status_code == 422
+
+
+async def _train(client: httpx.AsyncClient) -> None:
+    container = container_of(client)
+    await container.model_trainer.train()
+    assert container.recommendations.models is not None
+    assert await container.recommendations.models.refresh(force=True)
+
+
+@pytest.mark.parametrize("model", [False, True], ids=["formula", "model"])
+async def test_declared_tastes_start_a_newcomer_on_popular_recipes_of_those_tastes(
+    client: httpx.AsyncClient, api: Api, scene: dict[str, Any], model: bool
+) -> None:
+    if model:
+        await _train(client)
+    author = scene["author"]
+    # The author declares Italian: their own Italian recipes and the private ragu still never show.
+    await _put(client, f"/api/v1/recipes/{scene['recipes']['Risotto']['id']}/favorite", scene["friend"])
+    newcomer = await api.register(tastes={"cuisines": ["Thai"], "tags": ["curry"]})
+    assert newcomer["tastes"] == {"cuisines": ["thai"], "tags": ["curry"]}
+    titles = await _titles(client, newcomer)
+    assert titles[0] == "Green curry"  # the declared cuisine first, then the popular rest
+    assert "Secret ragu" not in titles
+
+    patch = await client.patch(
+        "/api/v1/users/me", json={"tastes": {"cuisines": ["italian"], "tags": []}}, headers=author["headers"]
+    )
+    assert patch.status_code == 200, patch.text
+    assert patch.json()["tastes"] == {"cuisines": ["italian"], "tags": []}
+    own_or_private = {"Carbonara", "Lasagne", "Risotto", "Gnocchi", "Tacos", "Green curry", "Secret ragu"}
+    assert not set(await _titles(client, author)) & own_or_private
+
+    # Declaring replaces the cached list at once (it was computed without the tastes above).
+    newcomer_two = await api.register()
+    assert await _titles(client, newcomer_two)
+    await client.patch("/api/v1/users/me", json={"tastes": {"cuisines": ["italian"]}}, headers=newcomer_two["headers"])
+    titles = await _titles(client, newcomer_two)
+    assert titles[0] in ("Risotto", "Lasagne", "Carbonara", "Gnocchi")
+    assert "Secret ragu" not in titles
+    assert "Own pizza" in titles
+
+
+@pytest.mark.parametrize(
+    "tastes",
+    [
+        {"cuisines": [f"c{i}" for i in range(11)]},
+        {"tags": [f"t{i}" for i in range(21)]},
+        {"cuisines": ["a" * 51]},
+        {"cuisines": [""]},
+        {"tags": ["bad\u0000tag"]},
+        {"tags": ["<script>"]},
+        {"tags": "pasta"},
+        {"cuisines": [3]},
+        {"spices": ["cumin"]},
+        [],
+    ],
+)
+async def test_bad_declared_tastes_are_422_problems(client: httpx.AsyncClient, api: Api, tastes: Any) -> None:
+    user = await api.register()
+    resp = await client.patch("/api/v1/users/me", json={"tastes": tastes}, headers=user["headers"])
+    assert resp.status_code == 422, resp.text
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    body = {"email": "x@example.com", "username": "declares", "password": "correct horse battery", "tastes": tastes}
+    resp = await client.post("/api/v1/auth/register", json=body)
+    assert resp.status_code == 422, resp.text
+    assert resp.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_declared_tastes_are_cleaned_and_kept(client: httpx.AsyncClient, api: Api) -> None:
+    user = await api.register(tastes={"cuisines": [" Thai ", "thai", "Middle Eastern"], "tags": ["Gluten-free"]})
+    assert user["tastes"] == {"cuisines": ["thai", "middle eastern"], "tags": ["gluten-free"]}
+    resp = await client.patch("/api/v1/users/me", json={"bio": "hello"}, headers=user["headers"])
+    assert resp.json()["tastes"] == user["tastes"]  # a PATCH without tastes keeps them
+    plain = await api.register()
+    assert plain["tastes"] == {"cuisines": [], "tags": []}
+
+
+async def test_a_recipe_that_goes_private_after_training_leaves_similar_and_the_model_lists(
+    client: httpx.AsyncClient, api: Api, scene: dict[str, Any]
+) -> None:
+    """The artefact still holds it (public when trained): serving must drop it anyway, everywhere."""
+    await _train(client)
+    author, viewer, recipes = scene["author"], scene["viewer"], scene["recipes"]
+    carbonara = f"/api/v1/recipes/{recipes['Carbonara']['id']}/similar"
+    newcomer = await api.register(tastes={"cuisines": ["italian"]})
+
+    async def everywhere() -> list[set[str]]:
+        similar = await client.get(carbonara, params={"limit": 10})
+        assert similar.status_code == 200
+        return [
+            {item["title"] for item in similar.json()["items"]},
+            set(await _titles(client, viewer)),
+            set(await _titles(client, newcomer)),
+        ]
+
+    assert all("Gnocchi" in titles for titles in await everywhere())  # shown, and cached
+    resp = await client.patch(
+        f"/api/v1/recipes/{recipes['Gnocchi']['id']}", json={"is_public": False}, headers=author["headers"]
+    )
+    assert resp.status_code == 200
+    for titles in await everywhere():
+        assert "Gnocchi" not in titles
+        assert "Secret ragu" not in titles

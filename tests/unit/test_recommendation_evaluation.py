@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -17,14 +18,19 @@ from potluck.recommendation.evaluation import (
     Context,
     Method,
     coverage,
+    declared_from_snapshot,
+    declared_from_training,
     evaluate,
+    first_likes,
     ndcg_at_k,
     novelty,
+    only_users,
     precision_at_k,
     recall_at_k,
     sample_users,
     time_split,
     top_candidates,
+    with_history,
 )
 from potluck.recommendation.methods import formula_scores, popularity_method, shrunk_quality
 from potluck.recommendation.scoring import Candidate, Interaction, popularity, quality, score, taste_profile
@@ -277,3 +283,76 @@ def test_sampling_users_keeps_the_training_half_and_measures_fewer_users() -> No
     assert fewer.train is split.train
     assert sample_users(split, None) is split
     assert sample_users(split, 2, seed=1).users.tolist() == fewer.users.tolist()  # deterministic
+
+
+@settings(max_examples=100)
+@given(event_rows, st.integers(0, 4))
+def test_first_likes_keeps_only_each_users_earliest_training_likes(
+    rows: list[tuple[int, int, float, int]], k: int
+) -> None:
+    """The cold-start curve's cut: each evaluated user keeps their first k training likes (never a held-out one),
+    everybody else keeps everything."""
+    builder = SnapshotBuilder()
+    for item in range(13):
+        builder.add_recipe(uuid.UUID(int=1000 + item), uuid.UUID(int=999), "thai", True)
+    snapshot = builder.build()
+    events = _events(rows)
+    split = time_split(events, NO_FOLLOWS, 0.2, 2)
+    n_users = max(len(snapshot.user_ids), 7)
+    snapshot = replace(snapshot, user_ids=[uuid.UUID(int=i) for i in range(n_users)], events=events)
+    ctx = Context.of(snapshot, split)
+    cut = first_likes(ctx, k)
+    train = split.train
+    for user in range(n_users):
+        kept = set(cut.likes[user].indices.tolist())
+        likes = sorted(
+            (t, i)
+            for u, i, w, t in zip(train.user, train.item, train.weight, train.time_ms, strict=True)
+            if u == user and w > 0
+        )
+        if user in split.test:
+            assert kept == {i for _, i in likes[:k]}
+            assert not kept & split.test[user]
+        else:
+            assert kept == {i for _, i in likes}
+    assert cut.seen is ctx.seen  # what counts as seen does not change with the cut
+
+
+def test_declared_tastes_stand_ins_come_from_training_likes_only() -> None:
+    builder = SnapshotBuilder()
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    recipes = [uuid.UUID(int=100 + i) for i in range(4)]
+    for recipe, cuisine in zip(recipes, ("thai", "thai", "italian", "mexican"), strict=True):
+        builder.add_recipe(recipe, uuid.UUID(int=500), cuisine, True)
+    viewer = uuid.UUID(int=1)
+    for day, j in enumerate((0, 1, 2, 3)):  # the mexican like is the latest: held out
+        builder.add_favorite(viewer, recipes[j], at + timedelta(days=day))
+    snapshot = builder.build()
+    split = time_split(snapshot.events, snapshot.follows, holdout=0.25, min_likes=2)
+    ctx = Context.of(snapshot, split)
+    declared = declared_from_training(ctx, n_cuisines=3)
+    names = [snapshot.cuisines[c] for c in declared[snapshot.user_ids.index(viewer)][0]]
+    assert names == ["thai", "italian"]  # most liked first; never the held-out mexican
+    assert len(with_history(ctx, 3).split.users) == 1
+    assert len(with_history(ctx, 4).split.users) == 0
+
+
+def test_stored_declarations_map_to_positions_for_evaluated_users_only() -> None:
+    builder = SnapshotBuilder()
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    recipes = [uuid.UUID(int=100 + i) for i in range(3)]
+    for recipe, cuisine in zip(recipes, ("thai", "italian", "thai"), strict=True):
+        builder.add_recipe(recipe, uuid.UUID(int=500), cuisine, True)
+    viewer, other = uuid.UUID(int=1), uuid.UUID(int=2)
+    for day, recipe in enumerate(recipes):
+        builder.add_favorite(viewer, recipe, at + timedelta(days=day))
+    builder.add_favorite(other, recipes[0], at)  # one like: trains, not evaluated
+    builder.add_declared(viewer, {"cuisines": ["italian", "klingon"], "tags": []})
+    builder.add_declared(other, {"cuisines": ["thai"], "tags": []})
+    builder.add_declared(uuid.UUID(int=3), {"cuisines": [], "tags": []})  # an empty declaration is none
+    snapshot = builder.build()
+    ctx = Context.of(snapshot, time_split(snapshot.events, snapshot.follows, holdout=0.34, min_likes=2))
+    v = snapshot.user_ids.index(viewer)
+    assert declared_from_snapshot(ctx) == {v: ([snapshot.cuisines.index("italian")], [])}
+    assert len(snapshot.declared) == 2
+    assert only_users(ctx, np.array([v])).split.users.tolist() == [v]

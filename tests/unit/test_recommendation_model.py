@@ -15,6 +15,7 @@ from potluck.recommendation.model import (
     build_artefact,
     capped,
     content_matrix,
+    declared_rows,
     dumps,
     item_similarity,
     loads,
@@ -123,8 +124,12 @@ def test_the_artefact_round_trips_without_pickle() -> None:
         author_ids=[uuid.UUID(int=100 + i) for i in range(6)],
         cuisine=np.array([0, 0, 0, 1, 1, 1]),
         public=np.array([True] * 5 + [False]),
+        cuisine_names=["thai", "italian"],
+        tag_names=["curry", "pasta"],
     )
     back = loads(dumps(artefact))
+    assert list(back.cuisine_names) == ["thai", "italian"]
+    assert list(back.tag_names) == ["curry", "pasta"]
     assert back.version == artefact.version
     assert back.recipe_ids == artefact.recipe_ids
     assert back.author_ids == artefact.author_ids
@@ -157,3 +162,30 @@ def test_the_artefact_holds_public_recipes_only() -> None:
     stored = loads(dumps(artefact))
     assert ids[1] not in stored.recipe_ids  # not even the private recipe's id is stored
     assert len(stored.author_ids) == 2
+
+
+def test_declared_tastes_alone_rank_the_popular_recipes_of_those_tastes() -> None:
+    model = train(LIKES, CUISINES, TAGS, INGREDIENTS)
+    n_features = model.content.shape[1]
+    declared = declared_rows([[1]], [[1]], 2, n_features, model.params)
+    assert np.linalg.norm(declared.toarray()) == pytest.approx(1.0)
+    scores = score(model, _likes([[]], 6), declared=declared)[0]
+    assert int(np.argmax(scores)) == 3  # cuisine 1's most liked recipe, not item 0, the most liked overall
+    assert min(scores[3:]) > max(scores[:3])
+    nothing = declared_rows([[]], [[]], 2, n_features, model.params)
+    assert nothing.nnz == 0
+    assert score(model, _likes([[]], 6), declared=nothing) == pytest.approx(score(model, _likes([[]], 6)))
+
+
+def test_popularity_weighs_less_the_more_the_viewer_has_liked() -> None:
+    model = train(LIKES, CUISINES, TAGS, INGREDIENTS)
+    flat = replace(model, params=replace(model.params, popular=0.0))
+
+    def popularity_share(history: list[int]) -> float:
+        viewer = _likes([history], 6)
+        return float((score(model, viewer) - score(flat, viewer))[0, 0] / model.popularity[0])
+
+    d = model.params.popular_damping
+    assert popularity_share([]) == pytest.approx(model.params.popular)
+    assert popularity_share([3, 4]) == pytest.approx(model.params.popular * d / (d + 2))
+    assert popularity_share([1, 2, 3, 4]) < popularity_share([3, 4])

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from potluck.seed import generate
 from potluck.seed.compose import compose_recipe
 from potluck.seed.generate import SeedPlan, SeedSpec
 from potluck.seed.rows import TABLES, Batch
@@ -402,3 +403,26 @@ def test_vocabulary_is_consistent() -> None:
         assert {d.kind for d in c.dishes} >= {"main", "dessert"}, c.name
     assert set(VOCAB.methods) == set(VOCAB.method_phases) == set(VOCAB.method_tags)
     assert set(VOCAB.kinds) == set(VOCAB.kind_tags) == set(VOCAB.kind_words)
+
+
+def test_about_half_the_users_declare_part_of_their_planned_taste(
+    plan: SeedPlan, rows: Rows, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Declared tastes (user_account.tastes) are a subset of what drives the user's activity, stored as the API
+    stores them (lower-cased), and drawn from their own stream: the rest of the plan does not depend on them."""
+    declared = [u["tastes"] for u in rows["user_account"]]
+    assert 0.3 <= sum(d is not None for d in declared) / len(declared) <= 0.7
+    for u, tastes in enumerate(declared):
+        if tastes is None:
+            continue
+        taste = plan.taste(u)
+        assert tastes["cuisines"]
+        assert tastes["tags"]
+        assert set(tastes["cuisines"]) <= {c.lower() for c in taste.cuisines}
+        assert set(tastes["tags"]) <= {t.lower() for t in taste.tags}
+    monkeypatch.setattr(generate, "DECLARED_SHARE", 0.0)
+    undeclared = _collect(list(SeedPlan(_spec()).batches()))
+    assert all(u["tastes"] is None for u in undeclared["user_account"])
+    for table in rows:
+        strip = [{k: v for k, v in r.items() if k != "tastes"} for r in rows[table]]
+        assert strip == [{k: v for k, v in r.items() if k != "tastes"} for r in undeclared[table]], table

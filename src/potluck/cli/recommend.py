@@ -12,6 +12,7 @@ import time
 from dataclasses import replace
 from functools import partial
 
+import numpy as np
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -22,18 +23,30 @@ from potluck.config import get_settings
 from potluck.db.session import ReadSession
 from potluck.recommendation.dataset import Snapshot
 from potluck.recommendation.evaluation import (
+    COLD_START_LIKES,
     HOLDOUT,
     MIN_LIKES,
     Context,
     K,
     Method,
     Report,
+    declared_from_snapshot,
+    declared_from_training,
     evaluate,
+    first_likes,
+    only_users,
     sample_users,
     time_split,
+    with_history,
 )
-from potluck.recommendation.methods import formula_method, model_method, popularity_method, train_on
-from potluck.recommendation.model import DEFAULT_PARAMS, Params
+from potluck.recommendation.methods import (
+    declared_popularity_method,
+    formula_method,
+    model_method,
+    popularity_method,
+    train_on,
+)
+from potluck.recommendation.model import DEFAULT_PARAMS, Model, Params
 from potluck.recommendation.repository import TrainingRepository
 
 recommend_app = typer.Typer(help="Recommendations: offline evaluation and training.", no_args_is_help=True)
@@ -62,6 +75,9 @@ def evaluate_command(
         None, "--users", min=1, help="Evaluate this many users drawn at random (default: every one with enough likes)."
     ),
     seed: int = typer.Option(0, "--seed", help="Which random users --users draws."),
+    cold_start: bool = typer.Option(
+        False, help="Also measure NDCG with only each user's first 0, 1, 2, 3, 5 likes (with declared tastes)."
+    ),
 ) -> None:
     """Evaluate popularity, today's formula and the trained model on the database's data (seed it first)."""
     settings = get_settings()
@@ -87,12 +103,50 @@ def evaluate_command(
             ("model, no content", replace(params, content=0.0)),
             ("model, no CF", replace(params, cf=0.0)),
             ("model, no popularity", replace(params, popular=0.0)),
+            ("model, popularity undamped", replace(params, popular_damping=0.0)),
             ("model, social 0.3", replace(params, social=0.3)),
             ("model, no caps", replace(params, per_author=k, per_cuisine=k)),
         ):
             methods.append(model_method(ctx, replace(model, params=variant), label))
     reports = _run(methods, ctx, k)
     _print(reports, k)
+    if cold_start:
+        _cold_start(ctx, model, k)
+
+
+def _cold_start(ctx: Context, model: Model, k: int) -> None:
+    """NDCG@k of users with at least max(COLD_START_LIKES) training likes, cut to their first n likes."""
+    cold = with_history(ctx, max(COLD_START_LIKES))
+    declared = declared_from_snapshot(cold)
+    if declared:  # users declared tastes (a seed made after migration 0006 has half of them do so)
+        cold = only_users(cold, np.array(sorted(declared), dtype=np.int64))
+        source = "declared tastes as stored (users who declared)"
+    else:
+        declared = declared_from_training(cold)
+        source = "no declarations stored: stood in for by their top 2 cuisines, 3 tags"
+    fixed = _run([popularity_method(cold), declared_popularity_method(cold, declared)], cold, k)
+    rows: dict[str, list[float]] = {r.name: [r.ndcg] * len(COLD_START_LIKES) for r in fixed}
+    rows["model"], rows["model + declared tastes"] = [], []
+    for n in COLD_START_LIKES:
+        cut = first_likes(cold, n)
+        plain, with_declared = _run(
+            [model_method(cut, model, f"model, {n} likes"), model_method(cut, model, f"+ declared, {n}", declared)],
+            cut,
+            k,
+        )
+        rows["model"].append(plain.ndcg)
+        rows["model + declared tastes"].append(with_declared.ndcg)
+    table = Table(
+        title=f"NDCG@{k} with each user's first n likes only ({len(cold.split.users):,} users with "
+        f"{max(COLD_START_LIKES)}+ training likes; {source})",
+        title_justify="left",
+    )
+    table.add_column("method")
+    for n in COLD_START_LIKES:
+        table.add_column(f"{n} likes", justify="right")
+    for name, values in rows.items():
+        table.add_row(name, *(f"{v:.4f}" for v in values))
+    _out.print(table)
 
 
 @recommend_app.command("train")

@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from scipy import sparse
 
 from potluck.media.storage import LocalDiskStorage, S3Storage, check_key
 from potluck.recommendation.dataset import IntArray
 from potluck.recommendation.evaluation import top_candidates
-from potluck.recommendation.model import Artefact, capped, loads, score, similar_items
+from potluck.recommendation.model import Artefact, Tastes, capped, declared_rows, loads, score, similar_items
 
 logger = logging.getLogger("potluck.recommendation")
 
@@ -101,9 +102,13 @@ class Served:
     index: dict[uuid.UUID, int] = field(init=False)
     author_code: IntArray = field(init=False)
     authors: dict[uuid.UUID, int] = field(init=False)
+    cuisine_index: dict[str, int] = field(init=False)
+    tag_index: dict[str, int] = field(init=False)
 
     def __post_init__(self) -> None:
         self.index = {recipe_id: i for i, recipe_id in enumerate(self.artefact.recipe_ids)}
+        self.cuisine_index = {name: i for i, name in enumerate(self.artefact.cuisine_names)}
+        self.tag_index = {name: i for i, name in enumerate(self.artefact.tag_names)}
         self.authors = {}
         codes = [self.authors.setdefault(a, len(self.authors)) for a in self.artefact.author_ids]
         self.author_code = np.asarray(codes, dtype=np.int64)
@@ -113,18 +118,23 @@ class Served:
         return self.artefact.version
 
     def recommend(
-        self, viewer_id: uuid.UUID, likes: Sequence[tuple[uuid.UUID, float]], seen: Sequence[uuid.UUID], n: int
+        self,
+        viewer_id: uuid.UUID,
+        likes: Sequence[tuple[uuid.UUID, float]],
+        seen: Sequence[uuid.UUID],
+        n: int,
+        tastes: Tastes | None = None,
     ) -> list[uuid.UUID]:
         """The viewer's top `n`: never their own recipes nor any they favorited or rated, capped per author and
-        cuisine. `likes` are (recipe, like weight) pairs; recipes the model does not know are left out."""
-        from scipy import sparse
-
+        cuisine. `likes` are (recipe, like weight) pairs; recipes the model does not know are left out. Declared
+        `tastes` (cuisine names, tag names) join the profile: with no likes, the list is the popular recipes of
+        those tastes."""
         model = self.artefact.model
         n_items = len(self.artefact.recipe_ids)
         cols = [self.index[r] for r, w in likes if r in self.index and w > 0]
         weights = [w for r, w in likes if r in self.index and w > 0]
         history = sparse.csr_matrix((weights, ([0] * len(cols), cols)), shape=(1, n_items))
-        scores = score(model, history)[0]
+        scores = score(model, history, declared=self._declared(tastes))[0]
         excluded = ~self.artefact.public
         excluded[[self.index[r] for r in seen if r in self.index]] = True
         own = self.authors.get(viewer_id)
@@ -134,6 +144,18 @@ class Served:
         p = model.params
         page = capped(ranked, n, self.author_code, self.artefact.cuisine, p.per_author, p.per_cuisine)
         return [self.artefact.recipe_ids[i] for i in page]
+
+    def _declared(self, tastes: Tastes | None) -> sparse.csr_matrix | None:
+        """Declared tastes as a content row (names the model does not know are ignored); None for none."""
+        if tastes is None:
+            return None
+        cuisines = [self.cuisine_index[c] for c in tastes[0] if c in self.cuisine_index]
+        tags = [self.tag_index[t] for t in tastes[1] if t in self.tag_index]
+        if not cuisines and not tags:
+            return None
+        n_cuisines = len(self.artefact.cuisine_names)
+        shape = self.artefact.model.content.shape[1]
+        return declared_rows([cuisines], [tags], n_cuisines, shape, self.artefact.model.params)
 
     def similar(self, recipe_id: uuid.UUID, n: int) -> list[uuid.UUID] | None:
         """Recipes like `recipe_id` (public ones only), best first; None when the model does not know it."""

@@ -8,8 +8,8 @@ merged, so a recipe both favorited and rated counts once, by its strongest signa
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
@@ -86,6 +86,8 @@ class Snapshot:
     ingredients: sparse.csr_matrix  # items x ingredients (1 where the recipe uses it)
     events: Events
     follows: Follows
+    # user position -> the (cuisine names, tag names) they declared (user_account.tastes), for those who did
+    declared: Mapping[int, tuple[Sequence[str], Sequence[str]]] = field(default_factory=dict)
 
     @property
     def n_items(self) -> int:
@@ -124,9 +126,14 @@ class SnapshotBuilder:
         # (user, item) -> [favorited, stars, like time, seen time]
         self._events: dict[tuple[int, int], list[object]] = {}
         self._follows: list[tuple[int, int, int]] = []
+        self.declared: dict[int, tuple[Sequence[str], Sequence[str]]] = {}
 
     def user(self, user_id: uuid.UUID) -> int:
         return self.users.setdefault(user_id, len(self.users))
+
+    def add_declared(self, user_id: uuid.UUID, tastes: Mapping[str, Sequence[str]] | None) -> None:
+        if tastes and (tastes.get("cuisines") or tastes.get("tags")):
+            self.declared[self.user(user_id)] = (list(tastes.get("cuisines", ())), list(tastes.get("tags", ())))
 
     def add_recipe(self, recipe_id: uuid.UUID, author_id: uuid.UUID, cuisine: str | None, public: bool) -> None:
         self.items[recipe_id] = len(self._author)
@@ -211,6 +218,7 @@ class SnapshotBuilder:
             ingredients=features["ingredient"][0],
             events=events,
             follows=follows,
+            declared=dict(self.declared),
         )
 
 

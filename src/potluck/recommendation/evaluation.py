@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Collection, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy import sparse
@@ -247,3 +247,83 @@ def evaluate(
     report.coverage = coverage(lists, int(snapshot.public.sum()))
     report.novelty = novelty(lists, ctx.liked_by, snapshot.n_users)
     return report
+
+
+# -- cold start: the same users with only their first likes ------------------------------------------------------
+
+COLD_START_LIKES = (0, 1, 2, 3, 5)
+
+
+def first_likes(ctx: Context, k: int) -> Context:
+    """The context as if each evaluated user had only their first `k` training likes (by time): what the model
+    knew of them after k likes. Everything else stays (other users, the held-out likes, what is excluded as seen),
+    so the curve over k measures only how much a user's own likes are worth."""
+    train = ctx.split.train
+    evaluated = np.zeros(ctx.snapshot.n_users, dtype=np.bool_)
+    evaluated[ctx.split.users] = True
+    likes = np.flatnonzero((train.weight > 0) & evaluated[train.user])
+    order = likes[np.lexsort((train.item[likes], train.time_ms[likes], train.user[likes]))]
+    users = train.user[order]
+    starts = np.r_[0, np.flatnonzero(np.diff(users)) + 1] if len(order) else np.zeros(0, dtype=np.int64)
+    rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
+    drop = order[rank >= k]
+    keep = np.ones(len(train), dtype=np.bool_)
+    keep[drop] = False
+    kept = train.take(keep)
+    return replace(ctx, likes=kept.matrix(ctx.snapshot.n_users, ctx.snapshot.n_items, likes_only=True))
+
+
+def declared_from_training(
+    ctx: Context, n_cuisines: int = 2, n_tags: int = 3
+) -> dict[int, tuple[list[int], list[int]]]:
+    """What each evaluated user would declare at sign-up, stood in for by the most liked cuisines and tags of their
+    training likes (the seeded data has no declarations): user -> (cuisine positions, tag positions)."""
+    snapshot = ctx.snapshot
+    out: dict[int, tuple[list[int], list[int]]] = {}
+    rows = ctx.likes[ctx.split.users]
+    for row, user in enumerate(ctx.split.users):
+        items = rows.indices[rows.indptr[row] : rows.indptr[row + 1]]
+        cuisines = snapshot.cuisine[items]
+        counts = np.bincount(cuisines[cuisines >= 0], minlength=len(snapshot.cuisines))
+        tag_counts = np.asarray(snapshot.tags[items].sum(axis=0)).ravel()
+        out[int(user)] = (_top(counts, n_cuisines), _top(tag_counts, n_tags))
+    return out
+
+
+def _top(counts: FloatArray | IntArray, n: int) -> list[int]:
+    order = np.lexsort((np.arange(len(counts)), -counts))[:n]
+    return [int(i) for i in order if counts[i] > 0]
+
+
+def with_history(ctx: Context, minimum: int) -> Context:
+    """The context evaluated only on users with at least `minimum` training likes (the cold-start curve's users:
+    each of them can be cut to any k up to `minimum`)."""
+    history = np.asarray((ctx.likes > 0).sum(axis=1)).ravel()
+    return only_users(ctx, ctx.split.users[history[ctx.split.users] >= minimum])
+
+
+def only_users(ctx: Context, users: IntArray) -> Context:
+    """The context evaluated on `users` only (a subset of its evaluated users); training unchanged."""
+    kept = {int(u) for u in users}
+    split = replace(
+        ctx.split,
+        users=np.array(sorted(kept), dtype=np.int64),
+        test={u: t for u, t in ctx.split.test.items() if u in kept},
+        cutoff_ms={u: c for u, c in ctx.split.cutoff_ms.items() if u in kept},
+    )
+    return replace(ctx, split=split)
+
+
+def declared_from_snapshot(ctx: Context) -> dict[int, tuple[list[int], list[int]]]:
+    """What evaluated users declared (user_account.tastes, e.g. as seeded), as positions; names no recipe has are
+    dropped. Declarations are not timed (a sign-up form), so they are not part of the split."""
+    snapshot = ctx.snapshot
+    cuisine_at = {name: i for i, name in enumerate(snapshot.cuisines)}
+    tag_at = {name: i for i, name in enumerate(snapshot.tag_names)}
+    out: dict[int, tuple[list[int], list[int]]] = {}
+    for user in ctx.split.users:
+        cuisines, tags = snapshot.declared.get(int(user), ((), ()))
+        positions = ([cuisine_at[c] for c in cuisines if c in cuisine_at], [tag_at[t] for t in tags if t in tag_at])
+        if positions[0] or positions[1]:
+            out[int(user)] = positions
+    return out

@@ -16,7 +16,7 @@ from scipy import sparse
 
 from potluck.recommendation.dataset import FloatArray, IntArray, cuisine_onehot
 from potluck.recommendation.evaluation import Context, Method
-from potluck.recommendation.model import DEFAULT_PARAMS, Model, Params, capped, score, train
+from potluck.recommendation.model import DEFAULT_PARAMS, Model, Params, capped, declared_rows, score, train
 from potluck.recommendation.scoring import (
     DEFAULT_WEIGHTS,
     MAX_CUISINE_SHARE,
@@ -38,6 +38,27 @@ def popularity_method(ctx: Context) -> Method:
         return np.broadcast_to(scores, (len(users), n))
 
     return Method("popularity", scorer)
+
+
+def declared_popularity_method(ctx: Context, declared: Declared) -> Method:
+    """Popular in the user's declared tastes: recipes of a declared cuisine, then by the share of declared tags
+    they carry, each group by training likes (the cold-start list without a model)."""
+    snapshot = ctx.snapshot
+    n = snapshot.n_items
+    popular = ctx.liked_by / (ctx.liked_by.max(initial=0.0) + 1) - np.arange(n) / (n + 1) / (n + 1)
+    tags = sparse.csc_matrix(snapshot.tags, dtype=np.float64)
+
+    def scorer(users: IntArray) -> FloatArray:
+        out = np.empty((len(users), n))
+        for row, user in enumerate(users):
+            cuisines, tag_cols = declared.get(int(user), ([], []))
+            match = np.isin(snapshot.cuisine, cuisines).astype(np.float64)
+            if tag_cols:
+                match += np.asarray(tags[:, tag_cols].sum(axis=1)).ravel() / len(tag_cols)
+            out[row] = match + popular
+        return out
+
+    return Method("popular in declared tastes", scorer)
 
 
 def shrunk_quality(items: IntArray, stars: IntArray, n_items: int) -> FloatArray:
@@ -114,15 +135,24 @@ def train_on(ctx: Context, params: Params = DEFAULT_PARAMS) -> Model:
     return train(ctx.likes, cuisines, snapshot.tags, snapshot.ingredients, params)
 
 
-def model_method(ctx: Context, model: Model, name: str = "model") -> Method:
-    """The trained model, ranked as served: the author and cuisine caps applied to each page."""
+Declared = dict[int, tuple[list[int], list[int]]]  # user -> (cuisine positions, tag positions)
+
+
+def model_method(ctx: Context, model: Model, name: str = "model", declared: Declared | None = None) -> Method:
+    """The trained model, ranked as served: the author and cuisine caps applied to each page; with `declared`,
+    each user's declared tastes join their profile as they do in serving."""
     snapshot = ctx.snapshot
     p = model.params
     liked = (ctx.likes > 0).astype(np.float64)
 
     def scorer(users: IntArray) -> FloatArray:
         followed = ctx.followees[users] @ liked if p.social else None
-        return score(model, ctx.likes[users], followed)
+        rows = None
+        if declared is not None:
+            tastes = [declared.get(int(u), ([], [])) for u in users]
+            n_features = model.content.shape[1]
+            rows = declared_rows([t[0] for t in tastes], [t[1] for t in tastes], len(snapshot.cuisines), n_features, p)
+        return score(model, ctx.likes[users], followed, rows)
 
     def rerank(ranked: Sequence[int], k: int) -> list[int]:
         return capped(ranked, k, snapshot.author, snapshot.cuisine, p.per_author, p.per_cuisine)

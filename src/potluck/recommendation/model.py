@@ -12,11 +12,16 @@ into three things, all indexed by item position:
 
 Scoring a viewer (`score`) from their likes h (a row of the like matrix):
 
-    s = W_CF * cf / max(cf) + W_CONTENT * cos(profile, content) + W_POPULAR * popularity + W_SOCIAL * k / (k + 1)
+    s = W_CF * cf / max(cf) + W_CONTENT * cos(profile, content) + W_POPULAR * D / (D + n) * popularity
+        + W_SOCIAL * k / (k + 1)
 
 cf = h @ similar (the recipes like the ones they liked), profile = h @ content (what their likes are made of:
 this is what carries a recipe nobody has liked yet, and a viewer with one or two likes), k how many of the
-people they follow liked the recipe. The weights were chosen on the evaluation (docs/recommendations.md).
+people they follow liked the recipe, n how many likes the viewer has. Popularity is a prior that the viewer's own
+likes replace: with a constant weight it put the same few popular recipes in everyone's list (catalogue coverage
+a third of today's formula's); damped by D / (D + n) it still carries a viewer with no or one like, while a viewer
+with a history gets recipes picked for that history.
+The weights were chosen on the evaluation (docs/recommendations.md).
 """
 
 from __future__ import annotations
@@ -40,11 +45,15 @@ class Params:
     shrink: float = 5.0
     activity_damping: float = 0.5
     cuisine_block: float = 2.0
-    tag_block: float = 0.7
-    ingredient_block: float = 0.7
+    tag_block: float = 1.7
+    ingredient_block: float = 1.7
     cf: float = 0.3
     content: float = 1.0
-    popular: float = 0.5
+    popular: float = 0.6
+    # Popularity is a prior: its weight is popular * d / (d + likes) for a viewer with that many likes.
+    popular_damping: float = 4.0
+    # Declared tastes (cuisines and tags a user says they like) count as this many likes of a recipe made of them.
+    declared: float = 1.0
     social: float = 0.0
     # Diversity in a page of recommendations: at most this many from one author, and one cuisine.
     per_author: int = 2
@@ -52,6 +61,9 @@ class Params:
 
 
 DEFAULT_PARAMS = Params()
+
+# Declared tastes: (cuisine names, tag names) a user says they like.
+Tastes = tuple[Sequence[str], Sequence[str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,18 +159,47 @@ def train(
     )
 
 
-def score(model: Model, history: sparse.csr_matrix, followed_likes: sparse.csr_matrix | None = None) -> FloatArray:
-    """B x items scores for B viewers' like rows (`history`, B x items) and how many followees liked each item."""
+def declared_rows(
+    cuisines: Sequence[Sequence[int]], tags: Sequence[Sequence[int]], n_cuisines: int, n_features: int, params: Params
+) -> sparse.csr_matrix:
+    """B x features: each viewer's declared tastes (cuisine positions, tag positions) as the content row of a recipe
+    made of them (blocks weighted as in content_matrix, then unit), so a declaration adds to a profile like a like."""
+    rows, cols, values = [], [], []
+    for row, (cs, ts) in enumerate(zip(cuisines, tags, strict=True)):
+        blocks = [(sorted(set(cs)), 0, params.cuisine_block), (sorted(set(ts)), n_cuisines, params.tag_block)]
+        entries = [(offset + c, weight / np.sqrt(len(names))) for names, offset, weight in blocks for c in names]
+        if not entries:
+            continue
+        norm = np.sqrt(sum(v * v for _, v in entries))
+        for col, value in entries:
+            rows.append(row)
+            cols.append(col)
+            values.append(value / norm)
+    return sparse.csr_matrix((values, (rows, cols)), shape=(len(cuisines), n_features), dtype=np.float32)
+
+
+def score(
+    model: Model,
+    history: sparse.csr_matrix,
+    followed_likes: sparse.csr_matrix | None = None,
+    declared: sparse.csr_matrix | None = None,
+) -> FloatArray:
+    """B x items scores for B viewers' like rows (`history`, B x items), how many followees liked each item, and
+    their declared tastes (declared_rows, B x features)."""
     p = model.params
     history = sparse.csr_matrix(history, dtype=np.float32)
     cf = np.asarray((history @ model.similar).todense(), dtype=np.float64)
     top = cf.max(axis=1, keepdims=True)
     cf = cf / np.where(top > 0, top, 1)
     profile = np.asarray((history @ model.content).todense(), dtype=np.float64)
+    if declared is not None and p.declared:
+        profile = profile + p.declared * np.asarray(declared.todense(), dtype=np.float64)
     norm = np.linalg.norm(profile, axis=1, keepdims=True)
     profile = profile / np.where(norm > 0, norm, 1)
     content = np.asarray(model.content @ profile.T.astype(np.float32), dtype=np.float64).T
-    scores: FloatArray = p.cf * cf + p.content * content + p.popular * model.popularity
+    n_likes = np.diff(history.indptr).astype(np.float64)[:, None]
+    popular = p.popular * p.popular_damping / (p.popular_damping + n_likes) if p.popular_damping else p.popular
+    scores: FloatArray = p.cf * cf + p.content * content + popular * model.popularity
     if followed_likes is not None and p.social:
         k = np.asarray(followed_likes.todense(), dtype=np.float64)
         scores = scores + p.social * k / (k + 1)
@@ -217,6 +258,9 @@ class Artefact:
     author_ids: Sequence[uuid.UUID]
     cuisine: IntArray
     public: BoolArray
+    # The content matrix's first columns: these cuisines, then these tags (declared tastes are matched by name).
+    cuisine_names: Sequence[str] = ()
+    tag_names: Sequence[str] = ()
 
 
 def _put(arrays: dict[str, Any], name: str, m: sparse.csr_matrix) -> None:
@@ -241,7 +285,12 @@ def dumps(artefact: Artefact) -> bytes:
     arrays["author_ids"] = np.frombuffer(b"".join(u.bytes for u in artefact.author_ids), dtype=np.uint8)
     arrays["cuisine"] = artefact.cuisine.astype(np.int32)
     arrays["public"] = np.asarray(artefact.public, dtype=np.bool_)
-    meta = {"version": artefact.version, "params": asdict(artefact.model.params)}
+    meta = {
+        "version": artefact.version,
+        "params": asdict(artefact.model.params),
+        "cuisine_names": list(artefact.cuisine_names),
+        "tag_names": list(artefact.tag_names),
+    }
     arrays["meta"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     out = io.BytesIO()
     np.savez_compressed(out, **arrays)
@@ -265,6 +314,8 @@ def loads(data: bytes) -> Artefact:
             author_ids=[uuid.UUID(bytes=raw_authors[i : i + 16]) for i in range(0, len(raw_authors), 16)],
             cuisine=arrays["cuisine"].astype(np.int64),
             public=arrays["public"].astype(np.bool_),
+            cuisine_names=meta.get("cuisine_names", []),
+            tag_names=meta.get("tag_names", []),
         )
 
 
@@ -288,4 +339,6 @@ def build_artefact(snapshot: Snapshot, version: str, params: Params = DEFAULT_PA
         author_ids=[snapshot.user_ids[int(snapshot.author[i])] for i in public],
         cuisine=snapshot.cuisine[public],
         public=np.ones(len(public), dtype=np.bool_),
+        cuisine_names=list(snapshot.cuisines),
+        tag_names=list(snapshot.tag_names),
     )

@@ -19,6 +19,7 @@ from potluck.db.session import ReadSession
 from potluck.recipe.models import Favorite, Rating, Recipe, RecipeIngredient, RecipeTag, Tag
 from potluck.recipe.repository import visible_to
 from potluck.recommendation.dataset import Snapshot, SnapshotBuilder
+from potluck.recommendation.model import Tastes
 from potluck.recommendation.scoring import LIKED_STARS, PRIOR_RATINGS, PRIOR_STARS, Candidate, Interaction
 from potluck.user.models import Follow, User
 
@@ -67,6 +68,13 @@ class RecommendationRepository:
     def __init__(self, session: ReadSession, budget: Budget = DEFAULT_BUDGET) -> None:
         self.session = session
         self.budget = budget
+
+    async def declared_tastes(self, viewer_id: uuid.UUID) -> Tastes | None:
+        """The cuisines and tags the viewer declared (user_account.tastes); None when none."""
+        value = (await self.session.execute(select(User.tastes).where(User.id == viewer_id))).scalar_one_or_none()
+        if not value or not (value.get("cuisines") or value.get("tags")):
+            return None
+        return (tuple(value.get("cuisines", ())), tuple(value.get("tags", ())))
 
     async def interactions(self, viewer_id: uuid.UUID) -> list[Interaction]:
         """The viewer's most recent favorites and ratings of recipes they can still see, with cuisine and tags."""
@@ -257,8 +265,9 @@ class TrainingRepository:
     async def snapshot(self) -> Snapshot:
         """The whole catalogue and all activity, indexed (dataset.Snapshot)."""
         builder = SnapshotBuilder()
-        async for (user_id,) in self._rows(select(User.id).order_by(User.id)):
+        async for user_id, tastes in self._rows(select(User.id, User.tastes).order_by(User.id)):
             builder.user(user_id)
+            builder.add_declared(user_id, tastes)
         recipes = select(Recipe.id, Recipe.author_id, Recipe.cuisine, Recipe.is_public).order_by(Recipe.id)
         async for recipe_id, author_id, cuisine, public in self._rows(recipes):
             builder.add_recipe(recipe_id, author_id, cuisine, bool(public))

@@ -103,6 +103,12 @@ class TasteProfile:
         return dot / (math.sqrt(len(names)) * _norm(self.tags))
 
 
+def declared_profile(cuisines: Iterable[str], tags: Iterable[str], seen: frozenset[uuid.UUID]) -> TasteProfile:
+    """A profile from declared tastes alone (each name weight 1): for a viewer with no likes yet, the formula then
+    ranks the popular, well-rated recipes of those cuisines and tags first."""
+    return TasteProfile(dict.fromkeys(cuisines, 1.0), dict.fromkeys(tags, 1.0), seen)
+
+
 def taste_profile(interactions: Iterable[Interaction]) -> TasteProfile:
     """The viewer's profile: cuisines and tags of what they favorited or rated LIKED_STARS or more, weighted."""
     cuisines: dict[str, float] = defaultdict(float)

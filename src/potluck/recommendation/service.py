@@ -43,7 +43,7 @@ from potluck.recipe.service import RecipeService
 from potluck.recommendation.artefact import ArtefactStore, ModelHolder, new_version, publish
 from potluck.recommendation.model import DEFAULT_PARAMS, Params, build_artefact, dumps
 from potluck.recommendation.repository import RecommendationRepository, TrainingRepository
-from potluck.recommendation.scoring import like_weight, rank, taste_profile
+from potluck.recommendation.scoring import declared_profile, like_weight, rank, taste_profile
 from potluck.search.service import hydrate
 
 # Ids kept per user: the largest page a client may ask for.
@@ -87,17 +87,21 @@ class RecommendationService:
         async with self.database.read_session(min_lsn=min_lsn) as session:
             repository = RecommendationRepository(session)
             interactions = await repository.interactions(user_id)
+            tastes = await repository.declared_tastes(user_id)
             if served is not None:
                 likes = [(i.recipe_id, like_weight(i)) for i in interactions]
                 seen = [i.recipe_id for i in interactions]
             else:
                 profile = taste_profile(interactions)
+                if profile.is_empty and tastes is not None:
+                    profile = declared_profile(*tastes, profile.seen)
                 candidates = await repository.candidates(
                     user_id, profile.top_cuisines(TOP_CUISINES), profile.top_tags(TOP_TAGS)
                 )
         if served is not None:
-            # Scoring every recipe is CPU work (milliseconds at 100,000 recipes): off the event loop.
-            return await asyncio.to_thread(served.recommend, user_id, likes, seen, TOP_N)
+            # Scoring every recipe is CPU work (milliseconds at 100,000 recipes): off the event loop. Declared
+            # tastes join the profile (model.py): alone they make the list popular-in-those-tastes.
+            return await asyncio.to_thread(served.recommend, user_id, likes, seen, TOP_N, tastes)
         return rank(candidates, profile, user_id, TOP_N)
 
     async def similar(self, recipe_id: uuid.UUID, limit: int) -> list[dict[str, Any]] | None:

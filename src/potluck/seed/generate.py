@@ -48,6 +48,8 @@ AUTHOR_SHARE = 0.3
 TASTE_CUISINE_SHARE = 0.7
 TASTE_TAG_SHARE = 0.15
 ANONYMOUS_VIEWS_PER_RECIPE = 30
+# Users who declared tastes at sign-up (user_account.tastes).
+DECLARED_SHARE = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +101,7 @@ class SeedPlan:
         self.end_ms = to_ms(spec.end)
         self.start_ms = self.end_ms - spec.days * DAY_MS
         self._plan_users()
+        self._plan_declared()
         self._plan_catalog()
         self._plan_recipes()
         self._plan_activity()
@@ -128,6 +131,27 @@ class SeedPlan:
         for _ in range(n):
             self._plan_user(rng, cuisine_w, tag_w, taken)
         self._plan_authors(rng)
+
+    def _plan_declared(self) -> None:
+        """What a share of users declared at sign-up (user_account.tastes): part of their planned taste, as a
+        form gets it (one or more of their cuisines, one or two of their tags). Its own random stream, so the
+        rest of the plan is the same with or without it."""
+        vocab = vocabulary()
+        rng = self._rng("declared")
+        self.declared: list[dict[str, list[str]] | None] = []
+        for cuisines, tags in zip(self.user_cuisines, self.user_tags, strict=True):
+            if rng.random() >= DECLARED_SHARE:
+                self.declared.append(None)
+                continue
+            chosen_cuisines = rng.sample(cuisines, rng.randint(1, len(cuisines)))
+            chosen_tags = rng.sample(tags, rng.randint(1, min(2, len(tags))))
+            self.declared.append(
+                {
+                    # As the API stores them: lower-cased, like recipes' cuisines.
+                    "cuisines": [vocab.cuisines[c].name.lower() for c in chosen_cuisines],
+                    "tags": [vocab.tags[t].lower() for t in chosen_tags],
+                }
+            )
 
     def _plan_user(self, rng: random.Random, cuisine_w: list[float], tag_w: list[float], taken: set[str]) -> None:
         vocab = vocabulary()

@@ -61,6 +61,7 @@ def user_batches(plan: SeedPlan) -> Iterator[Batch]:
             "password_hash": plan.spec.password_hash,
             "display_name": plan.display_names[i],
             "bio": plan.bios[i],
+            "tastes": plan.declared[i],
             "avatar_image_key": None,
             "created_at": from_ms(plan.user_ms[i]),
             "updated_at": from_ms(plan.user_ms[i]),

@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, String, Text, text
+from sqlalchemy import JSON, CheckConstraint, ForeignKey, Index, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from potluck.db.base import Base, CreatedAtMixin, IdMixin, utcnow
@@ -26,6 +26,8 @@ class User(IdMixin, CreatedAtMixin, Base):
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     version: Mapped[int] = mapped_column(default=1)
     email_verified_at: Mapped[datetime | None]
+    # Declared tastes {"cuisines": [...], "tags": [...]} (schemas.Tastes); None until the user declares any.
+    tastes: Mapped[dict[str, list[str]] | None] = mapped_column(JSON(none_as_null=True))
 
 
 class Follow(Base):

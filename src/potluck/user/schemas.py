@@ -19,6 +19,28 @@ Username = Annotated[
 Password = Annotated[str, StringConstraints(min_length=MIN_LENGTH, max_length=MAX_LENGTH), NO_CONTROLS]
 DisplayName = Annotated[str, StringConstraints(strip_whitespace=True, max_length=100), NO_CONTROLS]
 Bio = Annotated[str, StringConstraints(max_length=2000), NO_CONTROLS]
+# A cuisine or tag name as recipes spell them (recipe/schemas.py: Cuisine, TagName), lower-cased.
+TasteName = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, to_lower=True, min_length=1, max_length=50, pattern=r"^[^\W_][\w '&-]*$"),
+    NO_CONTROLS,
+]
+MAX_DECLARED_CUISINES = 10
+MAX_DECLARED_TAGS = 20
+
+
+class Tastes(BaseModel):
+    """Cuisines and tags the user says they like: what their recommendations start from before any favorite."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cuisines: Annotated[list[TasteName], Field(max_length=MAX_DECLARED_CUISINES)] = []
+    tags: Annotated[list[TasteName], Field(max_length=MAX_DECLARED_TAGS)] = []
+
+    @field_validator("cuisines", "tags")
+    @classmethod
+    def _once_each(cls, names: list[str]) -> list[str]:
+        return list(dict.fromkeys(names))
 
 
 class UserCreate(BaseModel):
@@ -28,6 +50,7 @@ class UserCreate(BaseModel):
     username: Username
     password: Password
     display_name: DisplayName = ""
+    tastes: Tastes | None = None
 
     @field_validator("password")
     @classmethod
@@ -43,6 +66,7 @@ class UserUpdate(BaseModel):
 
     display_name: DisplayName | None = None
     bio: Bio | None = None
+    tastes: Tastes | None = None
     password: Password | None = None
     # Required with `password`: a stolen access token alone cannot take the account over.
     current_password: SafeStr | None = Field(default=None, max_length=MAX_LENGTH)
@@ -77,6 +101,7 @@ class UserMe(UserRead):
 
     email: str
     email_verified: bool = False
+    tastes: Tastes = Field(default_factory=Tastes)
 
 
 class Accepted(BaseModel):

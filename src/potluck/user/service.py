@@ -42,6 +42,7 @@ from potluck.user.revocation import SessionRevocations
 from potluck.user.schemas import (
     FollowPage,
     FollowRead,
+    Tastes,
     TokenPair,
     UserCreate,
     UserMe,
@@ -104,6 +105,7 @@ class UserService:
             password_hash=password_hash,
             display_name=data.display_name or data.username,
             bio="",
+            tastes=data.tastes.model_dump() if data.tastes is not None else None,
         )
         try:
             await repo.add(user)
@@ -305,7 +307,12 @@ class UserService:
         if user is None:
             raise UnauthorizedError("the account no longer exists")
         profile = await self._profile(repo, user, me=True)
-        return UserMe(**profile.model_dump(), email=user.email, email_verified=user.email_verified_at is not None)
+        return UserMe(
+            **profile.model_dump(),
+            email=user.email,
+            email_verified=user.email_verified_at is not None,
+            tastes=Tastes.model_validate(user.tastes or {}),
+        )
 
     async def _profile(self, repo: UserRepository[ReadSession], user: User, *, me: bool) -> UserRead:
         followers, following, recipes = await repo.counts(user.id, public_recipes_only=not me)
@@ -333,10 +340,15 @@ class UserService:
             user.display_name = data.display_name
         if data.bio is not None:
             user.bio = data.bio
+        if data.tastes is not None:
+            user.tastes = data.tastes.model_dump()
         user.version += 1
         user.updated_at = utcnow()
         await session.flush()
         keys = [user_key(user_id)]
+        if data.tastes is not None:
+            # The list is ranked from them while the user has few likes.
+            keys.append(recommend_key(user_id))
         if data.display_name is not None:
             # Recipes embed their author's display name.
             keys += [recipe_key(rid) for rid in await UserRepository(session).authored_recipe_ids(user_id)]
