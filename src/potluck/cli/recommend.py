@@ -118,7 +118,7 @@ def _cold_start(ctx: Context, model: Model, k: int) -> None:
     """NDCG@k of users with at least max(COLD_START_LIKES) training likes, cut to their first n likes."""
     cold = with_history(ctx, max(COLD_START_LIKES))
     declared = declared_from_snapshot(cold)
-    if declared:  # users declared tastes (a seed made after migration 0006 has half of them do so)
+    if declared:  # users declared tastes (a seed made after migration 0007 has half of them do so)
         cold = only_users(cold, np.array(sorted(declared), dtype=np.int64))
         source = "declared tastes as stored (users who declared)"
     else:
