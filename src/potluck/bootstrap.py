@@ -340,7 +340,7 @@ def _provide(container: Container) -> None:
     services.add(Settings, container.settings)
     services.add(Database, container.database)
     services.add(Cache, container.cache)
-    services.add(SurrogateKeys, SurrogateKeys(container.settings.edge.key_header))
+    services.add(SurrogateKeys, SurrogateKeys.from_settings(container.settings.edge))
     services.add(TokenService, container.tokens)
     services.add(UserService, container.users)
     services.add(SessionRevocations, container.revocations)
