@@ -32,6 +32,7 @@ from potluck.events.outbox import Outbox
 from potluck.events.registry import HandlerRegistry
 from potluck.events.relay import Relay
 from potluck.events.runtime import EventsRuntime
+from potluck.events.topics import EDGE_PURGE
 from potluck.kit.mail import DirectoryMailer, Mailer, SmtpMailer
 from potluck.kit.throttle import Limiter, MemoryWindowStore, RedisWindowStore, Throttles, WindowStore
 from potluck.kit.wiring import Services
@@ -307,6 +308,8 @@ def build_handlers(
     install_recipe_handlers(registry, cache=cache, recipes=background.recipes)
     install_user_handlers(registry, cache=cache, account_mail=account_mail)
     install_media_handlers(registry, database=database, cache=cache, media=media)  # deletes replaced images
+    if cache.edge is not None:  # purges the edge missed, retried until every node acks (cache/edge.py)
+        registry.register(EDGE_PURGE, "edge.purge", cache.edge.deliver)
     return registry
 
 
@@ -375,6 +378,10 @@ def bootstrap(settings: Settings) -> Container:
         )
     media_base = settings.media.public_base_url
     outbox = Outbox(enabled=settings.events.enabled)
+    if cache.edge is not None:  # a write's keys owed to the edge: one outbox row in the write's transaction
+        cache.edge.journal = lambda session, keys: outbox.record_at_commit(
+            session, EDGE_PURGE, uuid.uuid4(), {"keys": keys}
+        )
     recipes = RecipeService(database, cache, media_base, outbox)
     notifications = NotificationService(settings.events.fanout_batch_size)
     views = ViewCounter()
