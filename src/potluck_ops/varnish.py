@@ -19,7 +19,15 @@ from potluck_ops.processes import start_logged, stop_pidfile, wait_until
 KEY_HEADER = "Surrogate-Key"
 TEMPLATE = Path("varnish") / "potluck.vcl.template"
 # Large enough for a page's surrogate keys (up to 100 recipes and their authors, ~45 bytes each).
-PARAMETERS = ("http_resp_hdr_len=32k", "http_resp_size=128k", "workspace_backend=256k", "thread_pool_min=50")
+# http_gzip_support off: the API encodes (br or gzip) and the edge stores each variant as is (the VCL normalises
+# Accept-Encoding); Varnish's own gzip would rewrite every fetch to gzip.
+PARAMETERS = (
+    "http_resp_hdr_len=32k",
+    "http_resp_size=128k",
+    "workspace_backend=256k",
+    "thread_pool_min=50",
+    "http_gzip_support=off",
+)
 STORAGE = "malloc,256m"
 
 

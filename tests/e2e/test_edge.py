@@ -6,6 +6,7 @@ Two edge nodes over two API processes; every property is checked on each node.""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import os
 import signal
@@ -14,11 +15,13 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import brotli
 import httpx
 import pytest
 import redis.asyncio
@@ -351,6 +354,30 @@ async def test_a_purge_a_paused_node_missed_is_retried_through_the_outbox(
     await _drain_outbox(topology)
     assert (await _edge_purge_event(topology, key))["status"] == "delivered"
     assert (await _hit(clients[paused], url)).json()["title"] == "retried"
+
+
+_DECODERS: dict[str | None, Callable[[bytes], bytes]] = {"br": brotli.decompress, "gzip": gzip.decompress, None: bytes}
+
+
+async def _variant_hit(client: httpx.AsyncClient, url: str, accept: str, encoding: str | None, plain: Any) -> bool:
+    """The variant for `accept` is encoded `encoding` and decodes to `plain`; True when the edge had it stored."""
+    async with client.stream("GET", url, headers={"Accept-Encoding": accept}) as response:
+        raw = b"".join([chunk async for chunk in response.aiter_raw()])
+    assert response.headers.get("content-encoding") == encoding, (client.base_url, accept)
+    assert json.loads(_DECODERS[encoding](raw)) == plain
+    return response.headers["x-cache"] == "HIT"
+
+
+async def test_brotli_and_gzip_variants_are_stored_and_served_from_the_edge(
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    """The API encodes once per fill; each node keeps a br, a gzip and a plain variant, each a hit afterwards."""
+    _, url = await _recipe(clients["api"], description="Stirred often, tasted more. " * 60)
+    plain = (await clients["api"].get(url, headers={"Accept-Encoding": "identity"})).json()
+    for name in EDGES:
+        for accept, encoding in (("gzip, deflate, br", "br"), ("gzip", "gzip"), ("br;q=0, gzip", "gzip"), ("", None)):
+            check = partial(_variant_hit, clients[name], url, accept, encoding, plain)
+            await eventually(check, 10, interval=0.05, message=f"{name}: no {encoding} hit for {accept!r}")
 
 
 async def test_poisoning_attempts_change_nothing_others_get(clients: dict[str, httpx.AsyncClient]) -> None:
