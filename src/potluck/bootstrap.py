@@ -53,7 +53,7 @@ from potluck.schedule import SCHEDULE, Background
 from potluck.search.analytics import InMemorySearchAnalytics, RedisSearchAnalytics, SearchAnalytics
 from potluck.search.handlers import install_search_handlers
 from potluck.search.service import SearchService
-from potluck.stats.service import ViewStats
+from potluck.stats.service import EdgeTrafficMetrics, ViewStats
 from potluck.trending.service import TrendingService
 from potluck.user.account_mail import AccountMail
 from potluck.user.audit import SecurityEvents
@@ -421,7 +421,7 @@ def bootstrap(settings: Settings) -> Container:
         outbox=outbox,
         notifications=notifications,
         views=views,
-        stats=ViewStats(background.database, views, coord),
+        stats=ViewStats(background.database, views, coord, EdgeTrafficMetrics(registry)),
         events=build_events(settings, registry, outbox, handlers, background, coord),
         background=background,
         edge=cache.edge,
