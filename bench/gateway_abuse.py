@@ -57,9 +57,14 @@ class _Stub(http.server.BaseHTTPRequestHandler):
         pass
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # wrk closing its connections at the end: broken pipes, nothing to report
+
+
 def _serve(port: int, work_ms: float) -> None:
     _Stub.work_ms = work_ms
-    http.server.ThreadingHTTPServer(("127.0.0.1", port), _Stub).serve_forever()
+    _Server(("127.0.0.1", port), _Stub).serve_forever()
 
 
 def stub_upstream(work_ms: float) -> tuple[multiprocessing.Process, int]:
