@@ -21,6 +21,7 @@ from potluck.db.failover import ReplicaFailoverMiddleware
 from potluck.errors import install_error_handlers
 from potluck.health import INTERNAL_PATHS
 from potluck.health import router as health_router
+from potluck.kit.compression import BrotliMiddleware
 from potluck.kit.links import set_public_base_url
 from potluck.kit.wiring import STATE_KEY as PROVIDER_KEY
 from potluck.kit.wiring import provider_of, required_by
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     set_public_base_url(app, settings.api.public_base_url)
     install_error_handlers(app)
     app.add_middleware(RecipeFastPath)
+    app.add_middleware(BrotliMiddleware, minimum_size=settings.api.gzip_minimum_bytes)  # inside gzip: br wins
     app.add_middleware(GZipMiddleware, minimum_size=settings.api.gzip_minimum_bytes)
     app.add_middleware(ReplicaFailoverMiddleware)
     app.add_middleware(ConsistencyTokenMiddleware)

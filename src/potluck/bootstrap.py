@@ -32,6 +32,7 @@ from potluck.events.outbox import Outbox
 from potluck.events.registry import HandlerRegistry
 from potluck.events.relay import Relay
 from potluck.events.runtime import EventsRuntime
+from potluck.events.topics import EDGE_PURGE
 from potluck.kit.mail import DirectoryMailer, Mailer, SmtpMailer
 from potluck.kit.throttle import Limiter, MemoryWindowStore, RedisWindowStore, Throttles, WindowStore
 from potluck.kit.wiring import Services
@@ -52,7 +53,7 @@ from potluck.schedule import SCHEDULE, Background
 from potluck.search.analytics import InMemorySearchAnalytics, RedisSearchAnalytics, SearchAnalytics
 from potluck.search.handlers import install_search_handlers
 from potluck.search.service import SearchService
-from potluck.stats.service import ViewStats
+from potluck.stats.service import EdgeTrafficMetrics, ViewStats
 from potluck.trending.service import TrendingService
 from potluck.user.account_mail import AccountMail
 from potluck.user.audit import SecurityEvents
@@ -307,6 +308,8 @@ def build_handlers(
     install_recipe_handlers(registry, cache=cache, recipes=background.recipes)
     install_user_handlers(registry, cache=cache, account_mail=account_mail)
     install_media_handlers(registry, database=database, cache=cache, media=media)  # deletes replaced images
+    if cache.edge is not None:  # purges the edge missed, retried until every node acks (cache/edge.py)
+        registry.register(EDGE_PURGE, "edge.purge", cache.edge.deliver)
     return registry
 
 
@@ -340,7 +343,7 @@ def _provide(container: Container) -> None:
     services.add(Settings, container.settings)
     services.add(Database, container.database)
     services.add(Cache, container.cache)
-    services.add(SurrogateKeys, SurrogateKeys(container.settings.edge.key_header))
+    services.add(SurrogateKeys, SurrogateKeys.from_settings(container.settings.edge))
     services.add(TokenService, container.tokens)
     services.add(UserService, container.users)
     services.add(SessionRevocations, container.revocations)
@@ -375,6 +378,10 @@ def bootstrap(settings: Settings) -> Container:
         )
     media_base = settings.media.public_base_url
     outbox = Outbox(enabled=settings.events.enabled)
+    if cache.edge is not None:  # a write's keys owed to the edge: one outbox row in the write's transaction
+        cache.edge.journal = lambda session, keys: outbox.record_at_commit(
+            session, EDGE_PURGE, uuid.uuid4(), {"keys": keys}
+        )
     recipes = RecipeService(database, cache, media_base, outbox)
     notifications = NotificationService(settings.events.fanout_batch_size)
     views = ViewCounter()
@@ -414,7 +421,7 @@ def bootstrap(settings: Settings) -> Container:
         outbox=outbox,
         notifications=notifications,
         views=views,
-        stats=ViewStats(background.database, views, coord),
+        stats=ViewStats(background.database, views, coord, EdgeTrafficMetrics(registry)),
         events=build_events(settings, registry, outbox, handlers, background, coord),
         background=background,
         edge=cache.edge,

@@ -119,6 +119,8 @@ class EdgeSettings(BaseModel):
     heartbeat_ms: int = Field(default=80, ge=1)
     # Each edge node's hit log (varnishncsa: one recipe path per line), shipped to the view counts by the worker.
     view_logs: list[Path] = Field(default_factory=list)
+    # The gateway's (nginx) error logs: their limit_req/limit_conn lines count 429s by limit (same job).
+    gateway_logs: list[Path] = Field(default_factory=list)
     views_interval_seconds: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")

@@ -107,6 +107,8 @@ async def ship_edge_views(ctx: JobContext) -> int:
     total = 0
     for path in ctx.settings.edge.view_logs:
         total += await ctx.stats.ship_edge_log(path)
+    for path in ctx.settings.edge.gateway_logs:
+        await ctx.stats.ship_gateway_log(path)  # 429s by limit, into potluck_gateway_rejected_total
     return total
 
 

@@ -132,6 +132,8 @@ class BringUp:
             "POTLUCK_EDGE__PURGE_URLS": json.dumps(urls),
             "POTLUCK_EDGE__KEY_HEADER": KEY_HEADER,
             "POTLUCK_EDGE__VIEW_LOGS": json.dumps(logs),
+            # The gateway's limit_req/limit_conn refusals (warn): 429s by limit (potluck.stats.edge_views).
+            "POTLUCK_EDGE__GATEWAY_LOGS": json.dumps([str(self.layout.nginx / "error.log")]),
         }
 
 

@@ -3,7 +3,9 @@ deploy/varnish/potluck.vcl.template (surrogate-key purges with xkey, leases, not
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import urllib.error
 import urllib.request
@@ -13,13 +15,21 @@ from pathlib import Path
 from potluck_ops.failures import OpsError
 from potluck_ops.nginx import render_template
 from potluck_ops.ports import HOST
-from potluck_ops.processes import start_logged, stop_pidfile, wait_until
+from potluck_ops.processes import is_ours, read_pid, start_logged, stop_pidfile, wait_until
 
 # The response header that carries surrogate keys: the API's POTLUCK_EDGE__KEY_HEADER and the VCL's, the same.
 KEY_HEADER = "Surrogate-Key"
 TEMPLATE = Path("varnish") / "potluck.vcl.template"
 # Large enough for a page's surrogate keys (up to 100 recipes and their authors, ~45 bytes each).
-PARAMETERS = ("http_resp_hdr_len=32k", "http_resp_size=128k", "workspace_backend=256k", "thread_pool_min=50")
+# http_gzip_support off: the API encodes (br or gzip) and the edge stores each variant as is (the VCL normalises
+# Accept-Encoding); Varnish's own gzip would rewrite every fetch to gzip.
+PARAMETERS = (
+    "http_resp_hdr_len=32k",
+    "http_resp_size=128k",
+    "workspace_backend=256k",
+    "thread_pool_min=50",
+    "http_gzip_support=off",
+)
 STORAGE = "malloc,256m"
 
 
@@ -90,8 +100,10 @@ def start_varnish(
     return proc
 
 
-# The edge's answers the API never sees: cache hits of a recipe read (a 304 included), one path per line.
-HIT_QUERY = 'VCL_call eq "HIT" and ReqMethod eq "GET" and ReqURL ~ "^/api/v1/recipes/[0-9a-fA-F-]{36}$"'
+# Every client read the node answered (purges left out), as `<handling> <method> <path>`: the worker counts recipe
+# hits as views (the API never sees them) and every line into the hit ratio by route family (potluck.stats.edge_views).
+ACCESS_QUERY = 'ReqMethod eq "GET" or ReqMethod eq "HEAD"'
+ACCESS_FORMAT = "%{Varnish:handling}x %m %U"
 
 
 def hit_log(root: Path, name: str) -> Path:
@@ -99,11 +111,28 @@ def hit_log(root: Path, name: str) -> Path:
 
 
 def start_hit_log(root: Path, name: str, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
-    """varnishncsa on node `name`'s shared memory log, writing its recipe hits to hit_log(root, name), which the
-    worker ships to the view counts (potluck.stats.edge_views)."""
-    args: list[str | Path] = ["varnishncsa", "-n", root / name, "-w", hit_log(root, name), "-q", HIT_QUERY, "-F", "%U"]
-    log = root / f"{name}-ncsa.log"
-    return start_logged(args, log=log, pid_file=root / f"{name}-ncsa.pid", env=env)
+    """varnishncsa on node `name`'s shared memory log, writing every client read to hit_log(root, name), which the
+    worker ships to the view counts and the edge request counters (potluck.stats.edge_views)."""
+    # -D: a daemon, because only a daemon reopens its -w file on SIGHUP (in the foreground SIGHUP ends it); -P:
+    # its own pid file (the started process exits once it has forked).
+    pid_file = root / f"{name}-ncsa.pid"
+    args: list[str | Path] = ["varnishncsa", "-n", root / name, "-w", hit_log(root, name), "-D", "-P", pid_file]
+    args += ["-q", ACCESS_QUERY, "-F", ACCESS_FORMAT]
+    return start_logged(args, log=root / f"{name}-ncsa.log", env=env)
+
+
+def rotate_hit_log(root: Path, name: str) -> bool:
+    """What logrotate does with Debian's varnishncsa: rename node `name`'s request log to `<log>.1` (replacing the
+    previous generation) and SIGHUP its varnishncsa, which reopens the path. The worker's shipper finishes `.1`
+    from where it was, then starts the new file (potluck.stats.edge_views.where_to_read): nothing counted twice
+    or lost, as long as rotations are further apart than shipping runs (1 s)."""
+    log = hit_log(root, name)
+    pid = read_pid(root / f"{name}-ncsa.pid")
+    if not log.exists() or pid is None or not is_ours(pid, b"varnishncsa", str(root / name).encode()):
+        return False
+    os.replace(log, log.with_name(log.name + ".1"))
+    os.kill(pid, signal.SIGHUP)
+    return True
 
 
 def stop_varnish(root: Path, name: str) -> bool:

@@ -6,25 +6,41 @@ Two edge nodes over two API processes; every property is checked on each node.""
 from __future__ import annotations
 
 import asyncio
+import gzip
 import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+import brotli
 import httpx
 import pytest
 import redis.asyncio
+from prometheus_client import CollectorRegistry
+from sqlalchemy.engine import make_url
 
+from potluck.cache.edge import debt_key
 from potluck.recipe.views import ViewCounter
-from potluck.stats.service import VIEWS_KEY, ViewStats
+from potluck.stats.service import VIEWS_KEY, EdgeTrafficMetrics, ViewStats
 from potluck_ops.ports import free_port
-from potluck_ops.varnish import KEY_HEADER, hit_log, purge_url, start_hit_log, start_varnish, stop_varnish
+from potluck_ops.varnish import (
+    KEY_HEADER,
+    hit_log,
+    purge_url,
+    rotate_hit_log,
+    start_hit_log,
+    start_varnish,
+    stop_varnish,
+)
 from tests.harness import PgCluster, RedisServer
 from tests.support.eventually import eventually
 from tests.support.stack import ApiProcess, migrated_database, register_user, stack_env, stack_logs
@@ -140,10 +156,13 @@ def topology(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) ->
                 "logs": logs,
                 "hit_logs": [hit_log(root, name) for name in EDGES],
                 "coord": coord.url,
+                "env": env,
+                "db": url,
+                "purge_urls": dict(zip(EDGES, purge_urls, strict=True)),
             }
         finally:
             for name, proc in procs.items():
-                os.kill(proc.pid, signal.SIGCONT)
+                os.killpg(proc.pid, signal.SIGCONT)
                 stop_varnish(root, name)
                 proc.wait(10)
             for each in ncsa:
@@ -269,12 +288,12 @@ async def test_paused_edge_during_a_write_serves_nothing_stale_after(
         for name in EDGES:
             await _hit(clients[name], url)
         proc = topology["procs"][paused]
-        os.kill(proc.pid, signal.SIGSTOP)
+        os.killpg(proc.pid, signal.SIGSTOP)  # the manager and its cache child
         try:
             response = await api.patch(url, json={"title": f"p{round_}"}, headers=author["headers"])
             assert response.status_code == 200, stack_logs(topology["logs"])
         finally:
-            os.kill(proc.pid, signal.SIGCONT)
+            os.killpg(proc.pid, signal.SIGCONT)
         for name in EDGES:
             # Right after the node resumes, and a moment later: never the old title.
             for _ in range(3):
@@ -283,6 +302,91 @@ async def test_paused_edge_during_a_write_serves_nothing_stale_after(
                 await asyncio.sleep(0.05)
         # The node is back in service: its debt was delivered and its lease renewed.
         await _hit(clients[paused], url)
+
+
+async def _drain_outbox(topology: dict[str, Any]) -> None:
+    """One run of the relay as `potluck events drain` (the worker's relay task), with the topology's settings."""
+    env = {**topology["env"], "POTLUCK_EVENTS__BACKOFF_BASE_SECONDS": "0.5"}
+    command = [sys.executable, "-m", "potluck.cli.main", "events", "drain", "--budget", "20"]
+    done = await asyncio.to_thread(subprocess.run, command, env=env, capture_output=True, timeout=180, check=False)
+    assert done.returncode == 0, done.stdout.decode() + done.stderr.decode()
+
+
+async def _edge_purge_event(topology: dict[str, Any], key: str) -> asyncpg.Record:
+    url = make_url(topology["db"])
+    conn = await asyncpg.connect(host=url.host, port=url.port, user=url.username, database=url.database)
+    try:
+        row = await conn.fetchrow(
+            "SELECT status, attempts, last_error FROM outbox_event WHERE topic = 'edge.purge'"
+            " AND payload::text LIKE $1 ORDER BY id DESC LIMIT 1",
+            f"%{key}%",
+        )
+    finally:
+        await conn.close()
+    assert row is not None, f"no edge.purge event for {key}"
+    return row
+
+
+async def test_a_purge_a_paused_node_missed_is_retried_through_the_outbox(
+    clients: dict[str, httpx.AsyncClient], topology: dict[str, Any]
+) -> None:
+    """The write records an `edge.purge` event; while the node is paused the relay's attempt fails (and records the
+    debt again: here the coordination Redis lost it), the event stays pending; resumed, nothing stale is served
+    and the next relay run delivers it."""
+    api, paused = clients["api"], EDGES[0]
+    author, url = await _recipe(api)
+    key = f"recipe:{url.rsplit('/', 1)[1]}"
+    for name in EDGES:
+        await _hit(clients[name], url)
+    proc = topology["procs"][paused]
+    coord = redis.asyncio.Redis.from_url(topology["coord"])
+    os.killpg(proc.pid, signal.SIGSTOP)  # the manager and its cache child
+    try:
+        response = await api.patch(url, json={"title": "retried"}, headers=author["headers"])
+        assert response.status_code == 200, stack_logs(topology["logs"])
+        # The debt the write recorded is lost (a coordination Redis failing over before replicating it, say).
+        await coord.delete(debt_key(topology["purge_urls"][paused]))
+        await _drain_outbox(topology)
+        failed = await _edge_purge_event(topology, key)
+        assert failed["status"] == "pending", dict(failed)
+        assert failed["attempts"] >= 1, dict(failed)
+        assert "EdgePurgeUndelivered" in failed["last_error"]
+        assert await coord.zscore(debt_key(topology["purge_urls"][paused]), key) is not None
+    finally:
+        os.killpg(proc.pid, signal.SIGCONT)
+        await coord.aclose()
+    for _ in range(5):
+        got = await clients[paused].get(url)
+        assert got.json()["title"] == "retried", got.headers.get("x-cache")
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(2)  # past the retry's backoff (base 0.5 s: under 2 s up to the third attempt)
+    await _drain_outbox(topology)
+    assert (await _edge_purge_event(topology, key))["status"] == "delivered"
+    assert (await _hit(clients[paused], url)).json()["title"] == "retried"
+
+
+_DECODERS: dict[str | None, Callable[[bytes], bytes]] = {"br": brotli.decompress, "gzip": gzip.decompress, None: bytes}
+
+
+async def _variant_hit(client: httpx.AsyncClient, url: str, accept: str, encoding: str | None, plain: Any) -> bool:
+    """The variant for `accept` is encoded `encoding` and decodes to `plain`; True when the edge had it stored."""
+    async with client.stream("GET", url, headers={"Accept-Encoding": accept}) as response:
+        raw = b"".join([chunk async for chunk in response.aiter_raw()])
+    assert response.headers.get("content-encoding") == encoding, (client.base_url, accept)
+    assert json.loads(_DECODERS[encoding](raw)) == plain
+    return response.headers["x-cache"] == "HIT"
+
+
+async def test_brotli_and_gzip_variants_are_stored_and_served_from_the_edge(
+    clients: dict[str, httpx.AsyncClient],
+) -> None:
+    """The API encodes once per fill; each node keeps a br, a gzip and a plain variant, each a hit afterwards."""
+    _, url = await _recipe(clients["api"], description="Stirred often, tasted more. " * 60)
+    plain = (await clients["api"].get(url, headers={"Accept-Encoding": "identity"})).json()
+    for name in EDGES:
+        for accept, encoding in (("gzip, deflate, br", "br"), ("gzip", "gzip"), ("br;q=0, gzip", "gzip"), ("", None)):
+            check = partial(_variant_hit, clients[name], url, accept, encoding, plain)
+            await eventually(check, 10, interval=0.05, message=f"{name}: no {encoding} hit for {accept!r}")
 
 
 async def test_poisoning_attempts_change_nothing_others_get(clients: dict[str, httpx.AsyncClient]) -> None:
@@ -375,7 +479,9 @@ async def test_views_answered_by_the_edge_are_counted(
         assert response.status_code == 200
         served += 1
     coord = redis.asyncio.Redis.from_url(topology["coord"])
-    stats = ViewStats(None, ViewCounter(), coord)  # type: ignore[arg-type]  # shipping never touches the database
+    registry = CollectorRegistry()
+    # Shipping never touches the database.
+    stats = ViewStats(None, ViewCounter(), coord, EdgeTrafficMetrics(registry))  # type: ignore[arg-type]
     counted = 0
 
     async def all_counted() -> bool:
@@ -387,5 +493,19 @@ async def test_views_answered_by_the_edge_are_counted(
 
     try:
         await eventually(all_counted, 20, interval=0.3, message=lambda: f"counted {counted} of {served}")
+        hits = registry.get_sample_value("potluck_edge_requests_total", {"family": "recipe_detail", "handling": "hit"})
+        assert hits is not None
+        assert hits >= served * 0.8 * 0.9  # 4 reads in 5 went to an edge; all but a node's first were hits
+        # The logs rotate (renamed, varnishncsa reopens on SIGHUP): nothing lost, nothing counted twice.
+        root = topology["hit_logs"][0].parent
+        for name in EDGES:
+            assert rotate_hit_log(root, name)
+        for i in range(100):
+            response = await clients[EDGES[i % 2]].get(url)
+            assert response.status_code == 200
+            served += 1
+        await eventually(all_counted, 20, interval=0.3, message=lambda: f"counted {counted} of {served} (rotated)")
+        await asyncio.sleep(1.5)  # shipped again a moment later: nothing counted twice
+        assert await all_counted(), f"counted {counted} of {served} (rotated, shipped again)"
     finally:
         await coord.aclose()

@@ -14,6 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from potluck.stats.edge_views import count_rejections
 from potluck_ops.nginx import GatewayLimits, render_nginx_conf
 from potluck_ops.ports import free_port
 from tests.support.eventually import eventually_sync
@@ -40,11 +41,16 @@ class _Ok(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def gateway_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("nginx")
+
+
+@pytest.fixture(scope="module")
+def gateway(gateway_dir: Path) -> Iterator[str]:
     upstream = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), _Ok)
     thread = threading.Thread(target=upstream.serve_forever, daemon=True)
     thread.start()
-    root = tmp_path_factory.mktemp("nginx")
+    root = gateway_dir
     (root / "tmp").mkdir()
     port = free_port()
     template = (REPO / "deploy" / "nginx" / "nginx.conf.template").read_text()
@@ -103,3 +109,18 @@ def test_health_probes_are_never_limited(gateway: str) -> None:
     with httpx.Client(base_url=gateway, timeout=5) as client:
         statuses = {client.get("/healthz", headers={"X-Forwarded-For": "203.0.113.9"}).status_code for _ in range(30)}
     assert statuses == {200}
+
+
+def test_each_refusal_is_in_the_error_log_under_the_limit_that_refused_it(gateway: str, gateway_dir: Path) -> None:
+    """What the worker ships into potluck_gateway_rejected_total{limit} (potluck.stats.edge_views)."""
+    log = gateway_dir / "error.log"
+    before = count_rejections(log.read_bytes()).by_limit
+    by_address = _burst(gateway, 12, {"X-Forwarded-For": "198.51.100.44"})
+    by_token = _burst(gateway, 8, {"X-Forwarded-For": "198.51.100.45", "Authorization": "Bearer counted"})
+    after = count_rejections(log.read_bytes()).by_limit
+    refused_by_address = sum(r.status_code == 429 for r in by_address)
+    refused_by_token = sum(r.status_code == 429 for r in by_token)
+    assert refused_by_address > 0
+    assert refused_by_token > 0
+    assert after["per_address"] - before["per_address"] == refused_by_address
+    assert after["per_token"] - before["per_token"] == refused_by_token

@@ -483,6 +483,9 @@ async def test_fast_path_answers_second_tier_hits_like_the_route(client: httpx.A
             assert fast.content == reference.content
             for header in ("etag", "cache-control", "vary", "content-type", "content-length"):
                 assert fast.headers[header] == reference.headers[header], header
+            # No edge configured here: neither the route nor the fast path emits surrogate keys.
+            assert "surrogate-key" not in fast.headers
+            assert "surrogate-key" not in reference.headers
         assert _sample(client, "potluck_cache_hits_total", family="recipe_detail", tier="l2") == l2_hits + 1
         not_modified = await client.get(url, headers={**headers, "If-None-Match": reference.headers["etag"]})
         assert (not_modified.status_code, not_modified.content) == (304, b"")

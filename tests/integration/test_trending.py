@@ -71,6 +71,7 @@ async def test_items_are_recipe_documents_with_field_selection(
     assert body["period"] == "day"
     assert body["items"] == [{"id": scene["recipes"]["Loved"]["id"], "title": "Loved"}]
     assert resp.headers["cache-control"].startswith("public")
+    assert "surrogate-key" not in resp.headers  # no edge configured: nothing would read it
     full = (await client.get(TRENDING, params={"period": "day", "include": "ingredients", "limit": 1})).json()
     assert "ingredients" in full["items"][0]
 

@@ -25,6 +25,7 @@ from potluck.events.metrics import EventsMetrics
 from potluck.observability.db_pool import DbPoolCollector, database_pools
 from potluck.observability.http_metrics import HttpMetrics
 from potluck.observability.redis_info import RedisInfoPoller, RedisInfoSnapshot
+from potluck.stats.service import EdgeTrafficMetrics
 from potluck.user.audit import SecurityEvents
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,6 +48,9 @@ KNOWN_METRICS = frozenset(
         "potluck_edge_purges_total",
         "potluck_edge_purge_debt_keys",
         "potluck_edge_leases_total",
+        # potluck.stats.service.EdgeTrafficMetrics (the worker, from the edge and gateway logs)
+        "potluck_edge_requests_total",
+        "potluck_gateway_rejected_total",
         # potluck.cache.metrics
         "potluck_cache_hits_total",
         "potluck_cache_misses_total",
@@ -235,6 +239,7 @@ async def test_every_known_metric_is_exposed_by_the_code(tmp_path: Path) -> None
     HttpMetrics(registry)
     CacheMetrics(registry)
     EdgeMetrics(registry)
+    EdgeTrafficMetrics(registry)
     EventsMetrics(registry)
     SecurityEvents(registry)
     settings = DatabaseSettings()

@@ -462,8 +462,10 @@ class Cache:
         self.metrics.invalidations.labels("deferred").inc(len(keys))
         self.metrics.pending.set(len(self.pending))
 
-    def invalidate_after_commit(self, session: WriteSession, *keys: str) -> None:
-        """Invalidate once `session` commits; a rollback invalidates nothing."""
+    def invalidate_after_commit(self, session: WriteSession, *keys: str, edge_also: Sequence[str] = ()) -> None:
+        """Invalidate once `session` commits (a rollback: nothing); with an edge, owe it the keys durably too."""
+        if self.edge is not None:  # `edge_also`: names only edge pages carry (the search generation)
+            self.edge.owe(session, [*keys, *edge_also])
         session.after_commit(lambda: self.invalidate(list(keys)))
 
     async def generation(self, key: str) -> int | None:

@@ -20,9 +20,15 @@ A node that does not acknowledge must not serve those keys afterwards. The mecha
 A fill that began before a purge (a miss racing a write) is not stored: the VCL refuses to store a response
 whose fetch started before the node's last purge (the edge's version of the cache's lease on a fill).
 
-Limit, said plainly: if the coordination Redis loses the debt write (it is unreachable, or fails over before
-replicating) while a node also misses the purge, that node may serve the old object until its TTL. While Redis
-is unreachable no lease is granted, so the edge passes everything (it degrades to a proxy, never to stale).
+Durable retry through the outbox: the write's transaction also records an `edge.purge` event with its keys
+(`owe`, through the `journal` bootstrap wires to the outbox; one row per write that has keys). The purge after
+commit stays the fast path; the relay delivers the event to `deliver`, which purges every node again
+(idempotent) and raises while any node does not acknowledge, so the relay retries it with its backoff. Each
+attempt records the debt again, so a debt lost with the coordination Redis comes back with the next attempt;
+the debt is settled (the node serves those keys again) once the node acknowledges. While Redis is unreachable
+no lease is granted, so the edge passes everything (it degrades to a proxy, never to stale). What remains: a
+node that misses the purge while Redis also loses the debt may serve the old object until the relay's next
+attempt re-records it (its backoff: 1 s, doubling), no longer until the object's TTL.
 The lease compares the API's clock with the node's: one machine here; NTP-bounded skew in production belongs
 in the margin between `lease_ms` and `purge_timeout_ms`.
 """
@@ -33,14 +39,15 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Sequence
-from typing import cast
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol, cast
 
 import httpx
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from potluck.config import EdgeSettings
+from potluck.db.session import WriteSession
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +97,21 @@ class _NoPurgeLines(logging.Filter):
 _QUIET = _NoPurgeLines()
 
 
+# Records a write's keys as owed to the edge, in the write's transaction (bootstrap: an `edge.purge` outbox row).
+PurgeJournal = Callable[[WriteSession, list[str]], None]
+
+
+class EdgePurgeUndelivered(Exception):
+    """Some node did not acknowledge a purge: the outbox relay tries the event again later."""
+
+
+class OwedPurge(Protocol):
+    """What `deliver` reads of an outbox event (events/repository.Event)."""
+
+    @property
+    def payload(self) -> Mapping[str, Any]: ...
+
+
 def debt_key(node: str) -> str:
     return f"{DEBT_PREFIX}{node}"
 
@@ -114,6 +136,7 @@ class EdgePurger:
         self._settle = coord.register_script(_SETTLE)
         logging.getLogger("httpx").addFilter(_QUIET)  # the same object each time: added once
         self._heartbeat: asyncio.Task[None] | None = None
+        self.journal: PurgeJournal | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -129,8 +152,23 @@ class EdgePurger:
 
     # --- the write path ------------------------------------------------------------------------------------
 
-    async def purge(self, keys: Sequence[str]) -> bool:
-        """Purge `keys` on every node; True when all acknowledged. Never raises: the write already happened."""
+    def owe(self, session: WriteSession, keys: Sequence[str]) -> None:
+        """Record `keys` as owed to every node in `session`'s transaction, so the relay purges them if need be."""
+        keys = list(dict.fromkeys(keys))
+        if keys and self.nodes and self.journal is not None:
+            self.journal(session, keys)
+
+    async def deliver(self, event: OwedPurge) -> None:
+        """The relay's handler for `edge.purge`: purge every node again, or raise so the event is retried."""
+        keys = [str(key) for key in event.payload["keys"]]
+        if not await self.purge(keys, wait_lease=False):
+            raise EdgePurgeUndelivered(f"{len(keys)} keys not acknowledged by every edge node")
+
+    async def purge(self, keys: Sequence[str], *, wait_lease: bool = True) -> bool:
+        """Purge `keys` on every node; True when all acknowledged. Never raises: the write already happened.
+
+        `wait_lease`: on a failure, return only once every lease granted before the debt was recorded has ended
+        (what a write's response needs; the relay's retry answers nobody and does not wait)."""
         keys = list(dict.fromkeys(keys))
         if not keys or not self.nodes:
             return True
@@ -152,7 +190,8 @@ class EdgePurger:
             self.metrics.purges.labels("failed").inc(failed)
             logger.warning("edge.purge_failed", extra={"nodes": failed, "keys": len(keys)})
             # Every lease a node got from a debt read before owed_at ends by owed_at + lease (module docstring).
-            await asyncio.sleep(max(0.0, owed_at + self.lease - self.clock()))
+            if wait_lease:
+                await asyncio.sleep(max(0.0, owed_at + self.lease - self.clock()))
         return not failed
 
     async def _send(self, node: str, keys: Sequence[str], lease_until: float | None) -> bool:

@@ -6,6 +6,9 @@ recipes carries every recipe and author on it plus its own key: the search gener
 `RECIPE_LIST_KEY` for the newest-first lists (every recipe write purges it: membership of a filtered list can
 change with any edit). The header's name is a setting: `Surrogate-Key` (Fastly, and what deploy/varnish reads),
 `Cache-Tag` (Cloudflare). The edge strips it before the client sees it.
+
+Without an edge (`edge.purge_urls` empty, the embedded default) no header is emitted: nothing would read it, and
+it would tell every client the cache's internal key names for nothing (`SurrogateKeys.from_settings`).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from potluck.cache.keys import SEARCH_GENERATION_KEY, recipe_key, trending_key, user_key
+from potluck.config import EdgeSettings
 
 DEFAULT_HEADER = "Surrogate-Key"
 # Purged by every recipe write: the list pages (GET /recipes, any filter) whose membership it may change.
@@ -35,10 +39,18 @@ def page_keys(own_key: str, docs: Iterable[Mapping[str, Any]]) -> list[str]:
 class SurrogateKeys:
     """The surrogate-key header of each kind of cacheable response (only anonymous reads are cacheable)."""
 
-    def __init__(self, header: str = DEFAULT_HEADER) -> None:
+    def __init__(self, header: str = DEFAULT_HEADER, *, enabled: bool = True) -> None:
         self.header = header
+        self.enabled = enabled
+
+    @classmethod
+    def from_settings(cls, settings: EdgeSettings) -> SurrogateKeys:
+        """Emitting only when edge nodes are configured: the embedded default sends no surrogate keys."""
+        return cls(settings.key_header, enabled=bool(settings.purge_urls))
 
     def headers(self, keys: Iterable[str]) -> dict[str, str]:
+        if not self.enabled:
+            return {}
         return {self.header: " ".join(keys)}
 
     def recipe(self, recipe_id: uuid.UUID | str, author_id: uuid.UUID | str) -> dict[str, str]:

@@ -111,6 +111,8 @@ def drain(budget: float = typer.Option(60.0, min=0.1, help="Stop after this many
         try:
             return await container.events.relay.drain(budget_seconds=budget)
         finally:
+            if container.edge is not None:
+                await container.edge.aclose()
             await container.cache.aclose()
             await container.events.aclose()
             await container.database.dispose()

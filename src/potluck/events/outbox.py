@@ -8,7 +8,7 @@ from typing import Any
 
 from potluck.db.base import utcnow
 from potluck.db.session import WriteSession
-from potluck.events.repository import OutboxRepository
+from potluck.events.repository import OutboxRepository, new_row
 from potluck.events.topics import AGGREGATE_OF_TOPIC
 
 
@@ -34,3 +34,14 @@ class Outbox:
         for listener in self._listeners:
             session.after_commit(listener)
         return event_id
+
+    def record_at_commit(
+        self, session: WriteSession, topic: str, aggregate_id: uuid.UUID, payload: Mapping[str, Any]
+    ) -> None:
+        """`record`, for callers that cannot await: the row goes in with the transaction's commit, or not at all."""
+        if not self.enabled:
+            return
+        row = new_row(topic, AGGREGATE_OF_TOPIC[topic], aggregate_id, payload, utcnow())
+        OutboxRepository(session).add_at_flush(row)
+        for listener in self._listeners:
+            session.after_commit(listener)

@@ -60,6 +60,22 @@ def _event(row: OutboxEvent) -> Event:
     return Event(row.id, row.topic, row.aggregate_id, dict(row.payload), row.attempts, row.created_at)
 
 
+def new_row(
+    topic: str, aggregate_type: str, aggregate_id: uuid.UUID, payload: Mapping[str, Any], now: datetime
+) -> dict[str, Any]:
+    """An outbox row as recorded: pending, due at once."""
+    return {
+        "topic": topic,
+        "aggregate_type": aggregate_type,
+        "aggregate_id": aggregate_id,
+        "payload": dict(payload),
+        "status": PENDING,
+        "attempts": 0,
+        "available_at": now,
+        "created_at": now,
+    }
+
+
 class OutboxRepository(Generic[AnySession]):
     def __init__(self, session: AnySession) -> None:
         self.session = session
@@ -72,22 +88,14 @@ class OutboxRepository(Generic[AnySession]):
         payload: Mapping[str, Any],
         now: datetime,
     ) -> int:
-        event_id = await self.session.scalar(
-            insert(OutboxEvent)
-            .values(
-                topic=topic,
-                aggregate_type=aggregate_type,
-                aggregate_id=aggregate_id,
-                payload=dict(payload),
-                status=PENDING,
-                attempts=0,
-                available_at=now,
-                created_at=now,
-            )
-            .returning(OutboxEvent.id)
-        )
+        values = new_row(topic, aggregate_type, aggregate_id, payload, now)
+        event_id = await self.session.scalar(insert(OutboxEvent).values(**values).returning(OutboxEvent.id))
         assert event_id is not None
         return int(event_id)
+
+    def add_at_flush(self: OutboxRepository[WriteSession], row: Mapping[str, Any]) -> None:
+        """A `new_row`, inserted by the session's next flush (at the latest its commit), without awaiting."""
+        self.session.add(OutboxEvent(**row))
 
     async def claim(
         self: OutboxRepository[WriteSession], relay: str, now: datetime, lease: timedelta, limit: int

@@ -195,7 +195,8 @@ class RecipeService:
             keys.append(user_key(author_id))  # the author's profile counts recipes
         if reader_id is not None:
             keys.append(recommend_key(reader_id))  # their favorites and ratings are what recommendations read
-        self.cache.invalidate_after_commit(session, *keys)
+        # Search pages carry the generation's key at the edge (cache/surrogate.py); bumped below after commit.
+        self.cache.invalidate_after_commit(session, *keys, edge_also=[SEARCH_GENERATION_KEY] if search else [])
         if search:
             # Cached searches hold ids; which ids match changes with a recipe's text, filters or visibility
             # (recipe/relevance.py, docs/search.md). Once per event: the outbox's repeat finds it done.

@@ -13,17 +13,32 @@ Without Redis (the embedded default) the counts go from memory straight to the d
 from __future__ import annotations
 
 import logging
+import os
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import TypeVar
 
 import redis.asyncio as aioredis
+from prometheus_client import CollectorRegistry, Counter
+from redis.asyncio.client import Pipeline
 from redis.exceptions import RedisError, WatchError
 
 from potluck.db.engine import Database
 from potluck.kit.ids import new_id
 from potluck.recipe.views import ViewCounter
-from potluck.stats.edge_views import count_views
+from potluck.stats.edge_views import (
+    FAMILIES,
+    HANDLINGS,
+    LIMITS,
+    ROTATED_SUFFIX,
+    EdgeLogCounts,
+    LogPosition,
+    Shipped,
+    count_edge_log,
+    count_rejections,
+    where_to_read,
+)
 from potluck.stats.repository import StatsRepository
 from potluck.stats.views import chunks, flush_time, parse_redis_counts
 
@@ -58,11 +73,52 @@ def flush_key(flush_id: str) -> str:
     return FLUSH_KEY_PREFIX + flush_id
 
 
+C = TypeVar("C", bound=Shipped)
+
+
+def _stat(path: Path) -> os.stat_result | None:
+    try:
+        return path.stat()
+    except FileNotFoundError:
+        return None
+
+
+class EdgeTrafficMetrics:
+    """What the edge nodes answered, from their request logs as shipped (the hit ratio by route family)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "potluck_edge_requests_total",
+            "Requests the edge nodes answered, by route family and cache handling (hit, miss, pass, pipe, synth).",
+            ["family", "handling"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "potluck_gateway_rejected_total",
+            "Requests the gateway refused with 429, by the limit (nginx zone) that refused them.",
+            ["limit"],
+            registry=registry,
+        )
+        # Every series exists from the start: a ratio over an absent series is no data.
+        for family in FAMILIES:
+            for handling in HANDLINGS:
+                self.requests.labels(family, handling)
+        for limit in LIMITS:
+            self.rejected.labels(limit)
+
+
 class ViewStats:
-    def __init__(self, database: Database, counter: ViewCounter, coord: aioredis.Redis | None) -> None:
+    def __init__(
+        self,
+        database: Database,
+        counter: ViewCounter,
+        coord: aioredis.Redis | None,
+        edge_metrics: EdgeTrafficMetrics | None = None,
+    ) -> None:
         self.database = database
         self.counter = counter
         self.coord = coord
+        self.edge_metrics = edge_metrics
         if coord is not None:
             self._begin = coord.register_script(_BEGIN)
             self._end = coord.register_script(_END)
@@ -86,37 +142,70 @@ class ViewStats:
         return len(counts)
 
     async def ship_edge_log(self, path: Path, max_bytes: int = 4 << 20) -> int:
-        """Add the views in an edge node's hit log, from the offset shipped last, to the counts in Redis.
+        """Add the views in an edge node's request log, from the offset shipped last, to the counts in Redis, and its
+        requests to `potluck_edge_requests_total`; returns the views."""
 
-        The counts and the new offset are written in one MULTI/EXEC under WATCH of the offset, so a view is
-        counted once even when two shippers run at once (one of them finds the offset moved and ships nothing)."""
-        if self.coord is None:
+        def record(pipe: Pipeline, counts: EdgeLogCounts) -> None:
+            for recipe_id, n in counts.views.items():
+                pipe.hincrby(VIEWS_KEY, str(recipe_id), n)
+
+        counts = await self._ship_log(path, count_edge_log, record, max_bytes)
+        if counts is None:
             return 0
+        if self.edge_metrics is not None:
+            for (family, handling), n in counts.requests.items():
+                self.edge_metrics.requests.labels(family, handling).inc(n)
+        return sum(counts.views.values())
+
+    async def ship_gateway_log(self, path: Path, max_bytes: int = 4 << 20) -> int:
+        """Count the 429s in the gateway's (nginx) error log by the limit that refused them; returns how many."""
+        counts = await self._ship_log(path, count_rejections, lambda _pipe, _counts: None, max_bytes)
+        if counts is None:
+            return 0
+        if self.edge_metrics is not None:
+            for limit, n in counts.by_limit.items():
+                self.edge_metrics.rejected.labels(limit).inc(n)
+        return sum(counts.by_limit.values())
+
+    async def _ship_log(
+        self, path: Path, parse: Callable[[bytes], C], record: Callable[[Pipeline, C], None], max_bytes: int
+    ) -> C | None:
+        """Parse the log from the position shipped last; `record` what it found and the new position at once.
+
+        One MULTI/EXEC under WATCH of the position: when two shippers run at once, one finds the position moved and
+        ships nothing (None), so nothing is counted twice. A rotated log is finished first (`where_to_read`)."""
+        if self.coord is None:
+            return None
         offset_key = EDGE_OFFSET_PREFIX + str(path)
+        rotated_path = path.with_name(path.name + ROTATED_SUFFIX)
         async with self.coord.pipeline(transaction=True) as pipe:
             await pipe.watch(offset_key)
-            offset = int(await pipe.get(offset_key) or 0)
+            shipped = LogPosition.decode(await pipe.get(offset_key))
+            choice = where_to_read(shipped, _stat(path), _stat(rotated_path))
+            if choice is None:
+                return None
+            rotated, at = choice
             try:
-                size = path.stat().st_size
-                if size < offset:
-                    offset = 0  # the log was truncated or replaced: start it again
-                with path.open("rb") as fh:
-                    fh.seek(offset)
+                with (rotated_path if rotated else path).open("rb") as fh:
+                    fh.seek(at.offset)
                     chunk = fh.read(max_bytes)
             except FileNotFoundError:
-                return 0
-            counts, consumed = count_views(chunk)
-            if not consumed:
-                return 0
+                return None
+            counts = parse(chunk)
+            after = LogPosition(at.inode, at.offset + counts.consumed)
+            if not counts.consumed and rotated:
+                current = _stat(path)  # the rotated file is done (what is left is no complete line)
+                after = LogPosition(current.st_ino if current else None, 0)
+            if after == shipped:
+                return None
             pipe.multi()  # type: ignore[no-untyped-call]
-            for recipe_id, n in counts.items():
-                pipe.hincrby(VIEWS_KEY, str(recipe_id), n)
-            pipe.set(offset_key, offset + consumed)
+            record(pipe, counts)
+            pipe.set(offset_key, after.encode())
             try:
                 await pipe.execute()
             except WatchError:
-                return 0
-        return sum(counts.values())
+                return None
+        return counts
 
     async def flush(self) -> int:
         """Add the counted views to `recipe.view_count` exactly once; returns the views applied."""
