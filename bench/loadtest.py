@@ -61,6 +61,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bench import overload
+
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 LOCUSTFILE = BENCH_DIR / "locustfile.py"
@@ -293,6 +295,7 @@ def scenario_args(args: argparse.Namespace) -> list[str]:
         ("--duration", args.duration),
         ("--scale", args.scale),
         ("--stage-seconds", args.stage_seconds),
+        ("--base-rate", args.base_rate),
         ("--per-user-rate", args.per_user_rate),
     ):
         if value is not None:
@@ -909,11 +912,15 @@ def cpu_table(before: Mapping[str, float], after: Mapping[str, float], requests:
 SHORT_CONSTANT_RATE = 100.0
 SHORT_SPIKE_SCALE = 0.04
 SHORT_SECONDS = 90.0
+SHORT_OVERLOAD_PEAK = 300.0
 
 
 def apply_defaults(args: argparse.Namespace) -> argparse.Namespace:
     """Fill in the short run's rate, scale and duration where the options leave them open (not with --full)."""
     if args.full:
+        return args
+    if args.scenario == "overload":  # the peak: twice the knee of docs/benchmarks.md's mixed load on this box
+        args.rate = args.rate if args.rate is not None or args.scale is not None else SHORT_OVERLOAD_PEAK
         return args
     if args.rate is None and args.scale is None:
         if args.scenario == "constant_load":
@@ -930,7 +937,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
         description="Run a design load scenario with Locust against the local cluster and write a report.",
         epilog="Arguments not listed here are passed to Locust (e.g. --auth-share 0.3, --zipf-s 1.0).",
     )
-    parser.add_argument("--scenario", choices=("constant_load", "spike_test"), default="constant_load")
+    parser.add_argument("--scenario", choices=("constant_load", "spike_test", "overload"), default="constant_load")
     parser.add_argument(
         "--full",
         action="store_true",
@@ -950,7 +957,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     parser.add_argument(
         "--scale", type=float, help=f"factor on the design's rates (spike_test default {SHORT_SPIKE_SCALE}, --full 1)"
     )
-    parser.add_argument("--stage-seconds", help="spike_test: each ramp's seconds, 'a,b,c'")
+    parser.add_argument(
+        "--stage-seconds", help="spike_test: each ramp's seconds, 'a,b,c'; overload: 'head,peak,tail' (20,60,30)"
+    )
+    parser.add_argument("--base-rate", type=float, help="overload: arrivals/s before and after the peak (rate/4)")
     parser.add_argument("--per-user-rate", type=float, help="iterations/s per simulated user (default 0.5)")
     parser.add_argument("--out", type=Path, help="report directory (default bench/results/loadtest-<scenario>-<UTC>)")
     parser.add_argument(
@@ -1055,9 +1065,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         "arrivals": arrivals,
     }
     summary["targets"] = targets_rows(summary)
+    if plan["scenario"] == "overload" and Path(f"{prefix}_requests.csv").exists():
+        summary["overload"] = overload.analyze(Path(f"{prefix}_requests.csv"), plan)
+        (out_dir / "overload.json").write_text(json.dumps(summary["overload"], indent=2) + "\n")
+        console.print(overload.markdown(summary["overload"]))
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     plot(series, plan, summary, out_dir / "latency.png")
     write_report(summary, endpoints, out_dir / "report.md")
+    if "overload" in summary:
+        with (out_dir / "report.md").open("a") as report:
+            report.write("\n## Overload (bench/overload.py)\n\n" + overload.markdown(summary["overload"]) + "\n")
     print_summary(summary, out_dir)
 
     if args.stop_after and not was_up:
