@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from potluck.cli.serving import internal_listener
 from potluck.observability.logging import (
     REQUEST_ID_HEADER,
     JsonFormatter,
@@ -114,7 +115,8 @@ def test_the_servers_access_log_setting_survives_configure_logging(restore_loggi
     """uvicorn configures its loggers before the app factory runs; configure_logging() must not turn an access
     log the server was told not to write back on (it did: a JSON line per request under `potluck serve`)."""
     out = io.StringIO()
-    uvicorn.Config(Starlette(), access_log=access_log)  # uvicorn sets its loggers up here, as `potluck serve` does
+    # uvicorn sets its loggers up in each Config, as `potluck serve` builds them: the API's, the internal listener's.
+    internal_listener(uvicorn.Config(Starlette(), access_log=access_log), "127.0.0.1", 0)
     configure_logging("INFO", json=True, stream=out)
     logging.getLogger("uvicorn.access").info('127.0.0.1:1 - "GET / HTTP/1.1" 200')
     assert logging.getLogger("uvicorn.access").hasHandlers() is access_log  # what uvicorn's protocols check
