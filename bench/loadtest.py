@@ -173,18 +173,18 @@ def settle(info: Mapping[str, Any], timeout: float) -> dict[str, Any]:
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 SAMPLES = ("potluck_cache_hits_total", "potluck_cache_misses_total", "potluck_cache_load_seconds_count")
 SAMPLES += ("potluck_cache_lease_waits_total", "potluck_cache_errors_total", "potluck_cache_bypasses_total")
-SAMPLES += ("potluck_db_queries_total",)
+SAMPLES += ("potluck_db_queries_total", "potluck_http_requests_total")
 
 MetricKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
 def scrape(url: str) -> dict[MetricKey, float]:
-    """The counters this report uses from one process's /metrics; {} when it does not answer."""
+    """The counters this report uses from one process's /metrics (`url`); {} when it does not answer."""
     try:
-        with _DIRECT.open(f"{url}/metrics", timeout=10) as response:
+        with _DIRECT.open(url, timeout=10) as response:
             text = response.read().decode()
     except (OSError, urllib.error.URLError) as exc:
-        console.print(f"[yellow]warning[/yellow]: {url}/metrics: {exc}")
+        console.print(f"[yellow]warning[/yellow]: {url}: {exc}")
         return {}
     values: dict[MetricKey, float] = {}
     for family in text_string_to_metric_families(text):
@@ -198,7 +198,8 @@ def scrape_all(info: Mapping[str, Any]) -> dict[MetricKey, float]:
     """Summed over every API process."""
     total: dict[MetricKey, float] = defaultdict(float)
     for node in info["api"]:
-        for key, value in scrape(node["url"]).items():
+        # /metrics is answered on each process's internal listener only (middleware.InternalListenerGate).
+        for key, value in scrape(node.get("metrics_url") or f"{node['url']}/metrics").items():
             total[key] += value
     return dict(total)
 
@@ -877,6 +878,26 @@ def targets_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def api_answers(
+    before: Mapping[MetricKey, float], after: Mapping[MetricKey, float], api_cpu_seconds: float
+) -> dict[str, Any]:
+    """What the API processes themselves answered (potluck_http_requests_total): fewer than Locust's requests when
+    an edge cache answers some; the API's CPU per request it answered, and the 503s it shed."""
+    answered = shed = 0.0
+    for (name, labels), value in after.items():
+        if name != "potluck_http_requests_total":
+            continue
+        delta = value - before.get((name, labels), 0.0)
+        answered += delta
+        if dict(labels).get("status") == "503":
+            shed += delta
+    return {
+        "requests": answered,
+        "shed_503": shed,
+        "api_cpu_us_per_answer": api_cpu_seconds / answered * 1e6 if answered else None,
+    }
+
+
 def cpu_table(before: Mapping[str, float], after: Mapping[str, float], requests: int) -> dict[str, Any]:
     cpus = psutil.cpu_count() or 1
     wall = after["wall"] - before["wall"]
@@ -1060,6 +1081,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "db_queries": db_queries(metrics_before, metrics_after),
         "redis": {"before": redis_before, "after": redis_after},
         "cpu": cpu_table(cpu_before, cpu_after, requests),
+        "api_answers": api_answers(metrics_before, metrics_after, cpu_after["api"] - cpu_before["api"]),
         "failures": read_failures(Path(f"{prefix}_failures.csv")),
         "locust_cpu_warnings": log_text.count("CPU usage"),
         "arrivals": arrivals,
