@@ -889,8 +889,8 @@ def api_answers(
             continue
         delta = value - before.get((name, labels), 0.0)
         answered += delta
-        if dict(labels).get("status") == "503":
-            shed += delta
+        if dict(labels).get("status") == "503" and dict(labels).get("route") == "<unmatched>":
+            shed += delta  # LoadShedMiddleware's (a route's own 503, e.g. no database, has its template)
     return {
         "requests": answered,
         "shed_503": shed,
