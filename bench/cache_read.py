@@ -731,13 +731,13 @@ def summarize_profile(raw: Path, top: int = 15) -> dict[str, Any]:
     }
 
 
-def profile_one(bench: Bench, servers: list[Server], seconds: int) -> dict[str, Any] | None:
-    """Sample one warm API process with py-spy under the same load (an extra, untimed run)."""
+def profile_one(bench: Bench, servers: list[Server], seconds: int, *, tag: str = "warm") -> dict[str, Any] | None:
+    """Sample one API process with py-spy under the same load (an extra, untimed run)."""
     py_spy = shutil.which("py-spy")
     if py_spy is None:
         err.print("  [yellow]--profile: py-spy not found; run with `uv run --with py-spy ...`[/yellow]")
         return None
-    raw = bench.work_dir / "profile.txt"
+    raw = bench.work_dir / f"profile-{tag}.txt"
     err.print(f"  profiling {servers[0].name} (pid {servers[0].proc.pid}) for {seconds:g} s under load (untimed)")
     argv = [py_spy, "record", "--pid", str(servers[0].proc.pid), "--duration", str(seconds), "--rate", "250"]
     # Only the thread holding the GIL is sampled (CPU, not waiting); nonblocking keeps the overhead low.
@@ -756,7 +756,8 @@ def profile_one(bench: Bench, servers: list[Server], seconds: int) -> dict[str, 
         err.print(f"  [yellow]py-spy failed (rc={spy.returncode}): {spy_err.strip()[-500:]}[/yellow]")
         return None
     if bench.args.profile_out is not None:
-        shutil.copyfile(raw, bench.args.profile_out)
+        out: Path = bench.args.profile_out
+        shutil.copyfile(raw, out if tag == "warm" else out.with_name(f"{out.stem}-{tag}{out.suffix}"))
     return summarize_profile(raw)
 
 
@@ -926,7 +927,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=True,
         help="before the warm scenario's warm-up, request every id once so the second tier holds them all",
     )
-    parser.add_argument("--profile", type=int, default=0, help="seconds of py-spy on one warm process (0: off)")
+    parser.add_argument(
+        "--profile", type=int, default=0, help="seconds of py-spy on one warm and one uncached process (0: off)"
+    )
     parser.add_argument(
         "--profile-out", type=Path, default=None, help="also keep py-spy's collapsed stacks in this file"
     )
@@ -1062,6 +1065,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         def after_uncached(running: list[Server], result: ScenarioResult) -> None:
             setup["documents"] = export_documents([s.port for s in running], bench.ids, bench.docs_file)
             err.print(f"  exported the served bytes of {setup['documents']['documents']:,} recipes for the ceiling")
+            if args.profile > 0:
+                result.extra["profile"] = profile_one(bench, running, args.profile, tag="uncached")
 
         def sweep(running: list[Server]) -> dict[str, Any]:
             if not args.sweep:
@@ -1111,9 +1116,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         data = report(bench, {k: results[k] for k in SCENARIOS}, command, setup)
         if args.signed_in:
             data["signed_in"] = signed_in_scenarios(bench, results["warm"], sweep)
-        profile = results["warm"].extra.get("profile")
-        if profile:
-            err.rule("profile of one warm API process (share of busy samples)")
+        for tag in ("warm", "uncached"):
+            profile = results[tag].extra.get("profile")
+            if not profile:
+                continue
+            err.rule(f"profile of one {tag} API process (share of busy samples)")
             sections = (
                 ("leaf frame by package", "leaf_by_package"),
                 ("stack contains", "stack_contains"),

@@ -61,6 +61,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from bench import overload
+
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
 LOCUSTFILE = BENCH_DIR / "locustfile.py"
@@ -171,18 +173,18 @@ def settle(info: Mapping[str, Any], timeout: float) -> dict[str, Any]:
 _DIRECT = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 SAMPLES = ("potluck_cache_hits_total", "potluck_cache_misses_total", "potluck_cache_load_seconds_count")
 SAMPLES += ("potluck_cache_lease_waits_total", "potluck_cache_errors_total", "potluck_cache_bypasses_total")
-SAMPLES += ("potluck_db_queries_total",)
+SAMPLES += ("potluck_db_queries_total", "potluck_http_requests_total")
 
 MetricKey = tuple[str, tuple[tuple[str, str], ...]]
 
 
 def scrape(url: str) -> dict[MetricKey, float]:
-    """The counters this report uses from one process's /metrics; {} when it does not answer."""
+    """The counters this report uses from one process's /metrics (`url`); {} when it does not answer."""
     try:
-        with _DIRECT.open(f"{url}/metrics", timeout=10) as response:
+        with _DIRECT.open(url, timeout=10) as response:
             text = response.read().decode()
     except (OSError, urllib.error.URLError) as exc:
-        console.print(f"[yellow]warning[/yellow]: {url}/metrics: {exc}")
+        console.print(f"[yellow]warning[/yellow]: {url}: {exc}")
         return {}
     values: dict[MetricKey, float] = {}
     for family in text_string_to_metric_families(text):
@@ -196,7 +198,8 @@ def scrape_all(info: Mapping[str, Any]) -> dict[MetricKey, float]:
     """Summed over every API process."""
     total: dict[MetricKey, float] = defaultdict(float)
     for node in info["api"]:
-        for key, value in scrape(node["url"]).items():
+        # /metrics is answered on each process's internal listener only (middleware.InternalListenerGate).
+        for key, value in scrape(node.get("metrics_url") or f"{node['url']}/metrics").items():
             total[key] += value
     return dict(total)
 
@@ -293,6 +296,7 @@ def scenario_args(args: argparse.Namespace) -> list[str]:
         ("--duration", args.duration),
         ("--scale", args.scale),
         ("--stage-seconds", args.stage_seconds),
+        ("--base-rate", args.base_rate),
         ("--per-user-rate", args.per_user_rate),
     ):
         if value is not None:
@@ -874,6 +878,26 @@ def targets_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
+def api_answers(
+    before: Mapping[MetricKey, float], after: Mapping[MetricKey, float], api_cpu_seconds: float
+) -> dict[str, Any]:
+    """What the API processes themselves answered (potluck_http_requests_total): fewer than Locust's requests when
+    an edge cache answers some; the API's CPU per request it answered, and the 503s it shed."""
+    answered = shed = 0.0
+    for (name, labels), value in after.items():
+        if name != "potluck_http_requests_total":
+            continue
+        delta = value - before.get((name, labels), 0.0)
+        answered += delta
+        if dict(labels).get("status") == "503" and dict(labels).get("route") == "<unmatched>":
+            shed += delta  # LoadShedMiddleware's (a route's own 503, e.g. no database, has its template)
+    return {
+        "requests": answered,
+        "shed_503": shed,
+        "api_cpu_us_per_answer": api_cpu_seconds / answered * 1e6 if answered else None,
+    }
+
+
 def cpu_table(before: Mapping[str, float], after: Mapping[str, float], requests: int) -> dict[str, Any]:
     cpus = psutil.cpu_count() or 1
     wall = after["wall"] - before["wall"]
@@ -909,11 +933,15 @@ def cpu_table(before: Mapping[str, float], after: Mapping[str, float], requests:
 SHORT_CONSTANT_RATE = 100.0
 SHORT_SPIKE_SCALE = 0.04
 SHORT_SECONDS = 90.0
+SHORT_OVERLOAD_PEAK = 300.0
 
 
 def apply_defaults(args: argparse.Namespace) -> argparse.Namespace:
     """Fill in the short run's rate, scale and duration where the options leave them open (not with --full)."""
     if args.full:
+        return args
+    if args.scenario == "overload":  # the peak: twice the knee of docs/benchmarks.md's mixed load on this box
+        args.rate = args.rate if args.rate is not None or args.scale is not None else SHORT_OVERLOAD_PEAK
         return args
     if args.rate is None and args.scale is None:
         if args.scenario == "constant_load":
@@ -930,7 +958,7 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
         description="Run a design load scenario with Locust against the local cluster and write a report.",
         epilog="Arguments not listed here are passed to Locust (e.g. --auth-share 0.3, --zipf-s 1.0).",
     )
-    parser.add_argument("--scenario", choices=("constant_load", "spike_test"), default="constant_load")
+    parser.add_argument("--scenario", choices=("constant_load", "spike_test", "overload"), default="constant_load")
     parser.add_argument(
         "--full",
         action="store_true",
@@ -950,7 +978,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     parser.add_argument(
         "--scale", type=float, help=f"factor on the design's rates (spike_test default {SHORT_SPIKE_SCALE}, --full 1)"
     )
-    parser.add_argument("--stage-seconds", help="spike_test: each ramp's seconds, 'a,b,c'")
+    parser.add_argument(
+        "--stage-seconds", help="spike_test: each ramp's seconds, 'a,b,c'; overload: 'head,peak,tail' (20,60,30)"
+    )
+    parser.add_argument("--base-rate", type=float, help="overload: arrivals/s before and after the peak (rate/4)")
     parser.add_argument("--per-user-rate", type=float, help="iterations/s per simulated user (default 0.5)")
     parser.add_argument("--out", type=Path, help="report directory (default bench/results/loadtest-<scenario>-<UTC>)")
     parser.add_argument(
@@ -1050,14 +1081,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         "db_queries": db_queries(metrics_before, metrics_after),
         "redis": {"before": redis_before, "after": redis_after},
         "cpu": cpu_table(cpu_before, cpu_after, requests),
+        "api_answers": api_answers(metrics_before, metrics_after, cpu_after["api"] - cpu_before["api"]),
         "failures": read_failures(Path(f"{prefix}_failures.csv")),
         "locust_cpu_warnings": log_text.count("CPU usage"),
         "arrivals": arrivals,
     }
     summary["targets"] = targets_rows(summary)
+    if plan["scenario"] == "overload" and Path(f"{prefix}_requests.csv").exists():
+        summary["overload"] = overload.analyze(Path(f"{prefix}_requests.csv"), plan)
+        (out_dir / "overload.json").write_text(json.dumps(summary["overload"], indent=2) + "\n")
+        console.print(overload.markdown(summary["overload"]))
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
     plot(series, plan, summary, out_dir / "latency.png")
     write_report(summary, endpoints, out_dir / "report.md")
+    if "overload" in summary:
+        with (out_dir / "report.md").open("a") as report:
+            report.write("\n## Overload (bench/overload.py)\n\n" + overload.markdown(summary["overload"]) + "\n")
     print_summary(summary, out_dir)
 
     if args.stop_after and not was_up:

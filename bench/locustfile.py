@@ -88,7 +88,12 @@ log = logging.getLogger("potluck.load")
 API = "/api/v1"
 PASSWORD = "potluck-demo"
 QUERIES_FILE = Path(__file__).resolve().parent / "queries.txt"
-SCENARIOS = ("constant_load", "spike_test")
+SCENARIOS = ("constant_load", "spike_test", "overload")
+# overload: a sustainable base rate, a step to the peak (`--rate`), held, a step back to the base; the parts'
+# seconds are `--stage-seconds head,peak,tail` (or `--duration` for the peak's). Every request's time, status and
+# latency goes to <csv prefix>_requests.csv, for bench/overload.py (admitted p99, the 503s, the recovery).
+OVERLOAD_SECONDS = (20.0, 60.0, 30.0)
+OVERLOAD_STEP_SECONDS = 1.0
 
 # The design's k6 scenarios.
 DESIGN_CONSTANT_RATE = 1000.0
@@ -130,7 +135,14 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "seconds; constant_load: the run (default 1800); spike_test: the 3 ramps, split 5:10:5 (default 1200)",
     ),
-    Option("--stage-seconds", "LOADTEST_STAGE_SECONDS", str, "", "spike_test: each ramp's seconds, 'a,b,c'"),
+    Option(
+        "--stage-seconds",
+        "LOADTEST_STAGE_SECONDS",
+        str,
+        "",
+        "spike_test: each ramp's seconds, 'a,b,c'; overload: 'head,peak,tail' (default 20,60,30)",
+    ),
+    Option("--base-rate", "LOADTEST_BASE_RATE", float, None, "overload: arrivals/s before and after (default rate/4)"),
     Option("--scale", "LOADTEST_SCALE", float, 1.0, "factor on the design's rates (1000/s; 100, 1000, 5000, 100/s)"),
     Option(
         "--per-user-rate",
@@ -154,6 +166,7 @@ class Config:
     rate: float | None = None
     duration: float | None = None
     stage_seconds: str = ""
+    base_rate: float | None = None
     scale: float = 1.0
     per_user_rate: float = 0.5
     auth_share: float = 0.2
@@ -233,6 +246,8 @@ def build_plan(config: Config) -> Plan:
         rate = config.rate if config.rate is not None else DESIGN_CONSTANT_RATE * config.scale
         seconds = config.duration if config.duration is not None else DESIGN_CONSTANT_SECONDS
         return Plan("constant_load", rate, ((seconds, rate),))
+    if config.scenario == "overload":
+        return overload_plan(config)
     factor = config.rate / DESIGN_SPIKE_PEAK if config.rate is not None else config.scale
     design_seconds = [seconds for seconds, _ in DESIGN_SPIKE_STAGES]
     if config.stage_seconds.strip():
@@ -249,7 +264,35 @@ def build_plan(config: Config) -> Plan:
     return Plan("spike_test", DESIGN_SPIKE_START * factor, stages)
 
 
+def overload_plan(config: Config) -> Plan:
+    """Base rate, a step (1 s) to the peak, the peak held, a step back, the base rate again."""
+    peak = config.rate if config.rate is not None else DESIGN_CONSTANT_RATE * config.scale
+    base = config.base_rate if config.base_rate is not None else peak / 4
+    head, held, tail = OVERLOAD_SECONDS
+    if config.stage_seconds.strip():
+        parts = [float(x) for x in config.stage_seconds.split(",") if x.strip()]
+        if len(parts) != 3 or min(parts) <= 0:
+            raise ValueError("--stage-seconds for overload needs 3 positive numbers: head,peak,tail")
+        head, held, tail = parts
+    elif config.duration is not None:
+        held = config.duration
+    step = OVERLOAD_STEP_SECONDS
+    stages = ((head, base), (step, peak), (held, peak), (step, base), (tail, base))
+    return Plan("overload", base, stages)
+
+
 PLAN: Plan = build_plan(CONFIG)
+# (seconds since the catalog was ready, status (0: no answer), milliseconds) of every request: overload only.
+REQUESTS: list[tuple[float, int, float]] = []
+
+
+@events.request.add_listener
+def _on_request(response: Any = None, response_time: float = 0.0, **_: Any) -> None:
+    ready_at = CATALOG.ready_at
+    if PLAN.scenario != "overload" or ready_at is None:
+        return
+    status = getattr(response, "status_code", 0) or 0
+    REQUESTS.append((time.monotonic() - ready_at, int(status), float(response_time)))
 
 
 class ArrivalRateShape(LoadTestShape):
@@ -477,6 +520,9 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
     prefix = getattr(environment.parsed_options, "csv_prefix", None) if environment.parsed_options else None
     if prefix:
         Path(f"{prefix}_arrivals.json").write_text(json.dumps(summary, indent=2) + "\n")
+        if REQUESTS:
+            lines = (f"{t:.3f},{status},{ms:.1f}" for t, status, ms in REQUESTS)
+            Path(f"{prefix}_requests.csv").write_text("seconds,status,ms\n" + "\n".join(lines) + "\n")
     log.info(
         "arrivals: %d scheduled, %d late (>%.0f ms), %d dropped; expected outcomes %s",
         ARRIVALS.scheduled,

@@ -1,7 +1,8 @@
 -- wrk script: GET /api/v1/recipes/{id} with Zipf-distributed ids (bench/cache_read.py drives it).
 --
 -- Environment:
---   ZIPF_IDS_FILE    one recipe id per line, most popular first (rank 1 = line 1); required
+--   ZIPF_IDS_FILE    one recipe id (or a path starting with /) per line, most popular first (rank 1 = line 1);
+--                    required
 --   ZIPF_S           Zipf exponent s (default 1.0): P(rank k) is proportional to 1 / k^s
 --   ZIPF_SEED        base seed (default 1); each wrk thread seeds with its own derivative of it
 --   WRK_RESULT_FILE  optional: done() writes the summary and the latency quantiles on a fine grid there,
@@ -41,7 +42,11 @@ function init(args)
         local id = line:match("^%s*(%S+)%s*$")
         if id then
             n = n + 1
-            requests[n] = wrk.format("GET", "/api/v1/recipes/" .. id)
+            if id:sub(1, 1) == "/" then  -- a path of its own (bench/list_read.py's list pages)
+                requests[n] = wrk.format("GET", id)
+            else
+                requests[n] = wrk.format("GET", "/api/v1/recipes/" .. id)
+            end
         end
     end
     file:close()

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, Response
+from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.middleware.gzip import GZipMiddleware
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp
 from swagger_ui_bundle import swagger_ui_path
 
 from potluck import __version__
@@ -29,15 +31,20 @@ from potluck.media.routes import files_router as media_files_router
 from potluck.media.routes import upload_body_limits
 from potluck.middleware import (
     DOCS_PREFIX,
+    Admission,
     AllowedHostsMiddleware,
     BodyReadTimeoutMiddleware,
     BodySizeLimitMiddleware,
+    FrontRules,
+    HostNames,
     InternalListenerGate,
     LoadShedMiddleware,
+    SecurityHeaders,
     SecurityHeadersMiddleware,
 )
 from potluck.observability import HttpMetricsMiddleware, RequestIdMiddleware, configure_logging, setup_tracing
 from potluck.observability.exposition import MetricsExposition
+from potluck.observability.http_metrics import HttpMetricsSource
 from potluck.observability.logging import REQUEST_ID_HEADER
 from potluck.observability.multiprocess import mark_dead
 from potluck.observability.tracing import untraced
@@ -82,37 +89,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_contract(app)
     set_public_base_url(app, settings.api.public_base_url)
     install_error_handlers(app)
-    app.add_middleware(RecipeFastPath)
-    app.add_middleware(BrotliMiddleware, minimum_size=settings.api.gzip_minimum_bytes)  # inside gzip: br wins
-    app.add_middleware(GZipMiddleware, minimum_size=settings.api.gzip_minimum_bytes)
-    app.add_middleware(ReplicaFailoverMiddleware)
-    app.add_middleware(ConsistencyTokenMiddleware)
-    app.add_middleware(
-        BodySizeLimitMiddleware, max_bytes=settings.api.max_body_bytes, path_limits=upload_body_limits(settings)
-    )
-    app.add_middleware(BodyReadTimeoutMiddleware, timeout_seconds=settings.api.body_timeout_seconds)
-    app.add_middleware(AllowedHostsMiddleware, allowed=settings.api.allowed_hosts, exempt=("/healthz", "/readyz"))
-    # Outside everything that touches a database or Redis; inside the request id and the HTTP metrics, which
-    # count the 503s it answers (route label <unmatched>: routing never ran).
-    app.add_middleware(
-        LoadShedMiddleware,
-        max_in_flight=settings.api.max_in_flight,
-        retry_after_seconds=settings.api.retry_after_seconds,
-    )
-    app.add_middleware(RequestIdMiddleware)
-    app.add_middleware(HttpMetricsMiddleware, registry=lambda: provider_of(app).get(MetricsExposition).registry)
-    if settings.api.cors_origins:
-        app.add_middleware(
-            CORSMiddleware,
-            allow_origins=settings.api.cors_origins,
-            allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Match", TOKEN_HEADER],
-            expose_headers=["ETag", "Link", "Location", "Retry-After", REQUEST_ID_HEADER, TOKEN_HEADER],
-            max_age=settings.api.cors_max_age_seconds,
-        )
-    app.add_middleware(InternalListenerGate, internal_port=observability.metrics_port, internal_paths=INTERNAL_PATHS)
-    # Outermost: every response gets them, the recipe fast path's and the middlewares' own problems included.
-    app.add_middleware(SecurityHeadersMiddleware, hsts_seconds=settings.api.hsts_seconds)
+    _install_middleware(app, settings)
     if settings.api.docs_enabled:
         _install_docs(app)
     app.include_router(health_router)
@@ -123,6 +100,68 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         app.include_router(testing_router)
     return app
+
+
+def compression(settings: Settings) -> list[Middleware]:
+    """The content coding of every answer, outermost first: the chain's innermost middlewares, and around the
+    recipe fast path's answers (which never reach the chain). A new coding (Brotli, ...) goes here: both get it."""
+    minimum = settings.api.gzip_minimum_bytes
+    # Brotli inside gzip: a client that accepts br gets br (kit/compression.py), the others gzip.
+    return [Middleware(GZipMiddleware, minimum_size=minimum), Middleware(BrotliMiddleware, minimum_size=minimum)]
+
+
+def _wrapped_in(layers: list[Middleware]) -> Callable[[ASGIApp], ASGIApp]:
+    def wrap(app: ASGIApp) -> ASGIApp:
+        for cls, args, kwargs in reversed(layers):
+            app = cls(app, *args, **kwargs)
+        return app
+
+    return wrap
+
+
+def _install_middleware(app: FastAPI, settings: Settings) -> None:
+    """The middleware chain, innermost first, and the recipe fast path outside all of it: `FrontRules` hands the
+    fast path the same host names, in-flight count, security headers and compression as the chain's middlewares,
+    and `HttpMetricsSource` the same metrics, so a fast answer is what the chain would have made of a routed one."""
+    api = settings.api
+    coding = compression(settings)
+    front = FrontRules(
+        hosts=HostNames(api.allowed_hosts),
+        admission=Admission(api.max_in_flight),
+        security=SecurityHeaders(api.hsts_seconds),
+        internal_port=settings.observability.metrics_port,
+        cors=bool(api.cors_origins),
+        compression=_wrapped_in(coding),
+    )
+    metrics = HttpMetricsSource(lambda: provider_of(app).get(MetricsExposition).registry)
+    for cls, args, kwargs in reversed(coding):
+        app.add_middleware(cls, *args, **kwargs)
+    app.add_middleware(ReplicaFailoverMiddleware)
+    app.add_middleware(ConsistencyTokenMiddleware)
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=api.max_body_bytes, path_limits=upload_body_limits(settings))
+    app.add_middleware(BodyReadTimeoutMiddleware, timeout_seconds=api.body_timeout_seconds)
+    app.add_middleware(AllowedHostsMiddleware, allowed=front.hosts, exempt=("/healthz", "/readyz"))
+    # Outside everything that touches a database or Redis; inside the request id and the HTTP metrics, which
+    # count the 503s it answers (route label <unmatched>: routing never ran).
+    app.add_middleware(LoadShedMiddleware, max_in_flight=front.admission, retry_after_seconds=api.retry_after_seconds)
+    app.add_middleware(RequestIdMiddleware)
+    app.add_middleware(HttpMetricsMiddleware, registry=metrics)
+    if api.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=api.cors_origins,
+            allow_methods=["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "Content-Type", "If-Match", "If-None-Match", TOKEN_HEADER],
+            expose_headers=["ETag", "Link", "Location", "Retry-After", REQUEST_ID_HEADER, TOKEN_HEADER],
+            max_age=api.cors_max_age_seconds,
+        )
+    app.add_middleware(
+        InternalListenerGate, internal_port=settings.observability.metrics_port, internal_paths=INTERNAL_PATHS
+    )
+    # Every response gets them: the middlewares' own problems included (the fast path adds the same ones).
+    app.add_middleware(SecurityHeadersMiddleware, headers=front.security)
+    # Outermost: a cached recipe read is answered before any of the above runs (recipe/fast_path.py).
+    app.add_middleware(RecipeFastPath, front=front, metrics=metrics)
 
 
 _DOCS_PAGE = """<!doctype html>

@@ -1,12 +1,14 @@
 """ASGI middleware: the request body limit and read deadline, the allowed hosts (before anything else runs), load
-shedding, the internal listener's gate and the security headers."""
+shedding, the internal listener's gate and the security headers; and `FrontRules`, the parts of them the recipe
+fast path (which answers before the chain) applies itself."""
 
 from __future__ import annotations
 
 import asyncio
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import orjson
 from starlette.datastructures import MutableHeaders
@@ -127,20 +129,13 @@ class BodyReadTimeoutMiddleware:
             pass
 
 
-class AllowedHostsMiddleware:
-    """400 problem+json unless the Host header names one of `allowed` (`*` any; `*.example.com` subdomains).
+class HostNames:
+    """The host names this deployment serves: `*` any, `*.example.com` subdomains, else exact names."""
 
-    URLs the API writes (Location, Link) never come from Host (kit/links.py), so this is defence in depth: a
-    request for a name this deployment does not serve is refused before it reaches a cache or a route.
-    `exempt` paths (the probes, which orchestrators call by address) skip the check.
-    """
-
-    def __init__(self, app: ASGIApp, allowed: Sequence[str], exempt: Sequence[str] = ()) -> None:
-        self.app = app
+    def __init__(self, allowed: Sequence[str]) -> None:
         self.any = "*" in allowed
         self.exact = frozenset(h.lower() for h in allowed if not h.startswith("*"))
         self.suffixes = tuple(h[1:].lower() for h in allowed if h.startswith("*."))
-        self.exempt = frozenset(exempt)
 
     def allows(self, host: str) -> bool:
         if self.any:
@@ -152,8 +147,25 @@ class AllowedHostsMiddleware:
             name = name.rpartition(":")[0] if name.count(":") == 1 else name
         return name in self.exact or name.endswith(self.suffixes)
 
+
+class AllowedHostsMiddleware:
+    """400 problem+json unless the Host header names one of `allowed` (a `HostNames` or its list).
+
+    URLs the API writes (Location, Link) never come from Host (kit/links.py), so this is defence in depth: a
+    request for a name this deployment does not serve is refused before it reaches a cache or a route.
+    `exempt` paths (the probes, which orchestrators call by address) skip the check.
+    """
+
+    def __init__(self, app: ASGIApp, allowed: HostNames | Sequence[str], exempt: Sequence[str] = ()) -> None:
+        self.app = app
+        self.names = allowed if isinstance(allowed, HostNames) else HostNames(allowed)
+        self.exempt = frozenset(exempt)
+
+    def allows(self, host: str) -> bool:
+        return self.names.allows(host)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.any or scope.get("path", "") in self.exempt:
+        if scope["type"] != "http" or self.names.any or scope.get("path", "") in self.exempt:
             await self.app(scope, receive, send)
             return
         host = next((v.decode("latin-1") for k, v in scope.get("headers", ()) if k == b"host"), "")
@@ -161,6 +173,18 @@ class AllowedHostsMiddleware:
             await _problem(send, 400, "invalid-host", "Bad Request", "this server does not serve that host name")
             return
         await self.app(scope, receive, send)
+
+
+class Admission:
+    """The requests in flight in this process and their bound (`max_in_flight`, 0 = unbounded): one count for
+    LoadShedMiddleware and for the layer that answers recipe reads before the middleware chain."""
+
+    def __init__(self, max_in_flight: int) -> None:
+        self.max_in_flight = max_in_flight
+        self.in_flight = 0
+
+    def full(self) -> bool:
+        return 0 < self.max_in_flight <= self.in_flight
 
 
 class LoadShedMiddleware:
@@ -176,29 +200,29 @@ class LoadShedMiddleware:
     def __init__(
         self,
         app: ASGIApp,
-        max_in_flight: int,
+        max_in_flight: int | Admission,
         retry_after_seconds: int = 1,
         exempt: Sequence[str] = ("/healthz", "/readyz", "/metrics"),
     ) -> None:
         self.app = app
-        self.max_in_flight = max_in_flight
+        self.admission = max_in_flight if isinstance(max_in_flight, Admission) else Admission(max_in_flight)
         self.retry_after = str(retry_after_seconds).encode()
         self.exempt = frozenset(exempt)
-        self.in_flight = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or self.max_in_flight <= 0 or scope["path"] in self.exempt:
+        admission = self.admission
+        if scope["type"] != "http" or admission.max_in_flight <= 0 or scope["path"] in self.exempt:
             await self.app(scope, receive, send)
             return
-        if self.in_flight >= self.max_in_flight:
+        if admission.full():
             detail = "the server is busy; retry after the time in Retry-After"
             await _problem(send, 503, "overloaded", "Service Unavailable", detail, [(b"retry-after", self.retry_after)])
             return
-        self.in_flight += 1
+        admission.in_flight += 1
         try:
             await self.app(scope, receive, send)
         finally:
-            self.in_flight -= 1
+            admission.in_flight -= 1
 
 
 async def _problem(
@@ -270,22 +294,15 @@ DOCS_CSP = (
 DOCS_PREFIX = "/docs"
 
 
-class SecurityHeadersMiddleware:
-    """The security headers on every response, whoever answered it (a route, an error handler, the recipe fast
-    path, another middleware): nosniff, a CSP (stricter under /docs), no referrer, no framing, and HSTS when the
-    request came over TLS (`scope["scheme"]`, which uvicorn's proxy headers set from the trusted proxy's
-    X-Forwarded-Proto). A header a route set itself is kept.
-    """
+class SecurityHeaders:
+    """The security headers every response gets: nosniff, a CSP (stricter under /docs), no referrer, no framing,
+    and HSTS when the request came over TLS (`scope["scheme"]`, which uvicorn's proxy headers set from the
+    trusted proxy's X-Forwarded-Proto)."""
 
-    def __init__(self, app: ASGIApp, *, hsts_seconds: int = 0) -> None:
-        self.app = app
+    def __init__(self, hsts_seconds: int = 0) -> None:
         self.hsts = f"max-age={hsts_seconds}; includeSubDomains" if hsts_seconds > 0 else None
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        path: str = scope.get("path", "")
+    def for_request(self, path: str, scheme: str | None) -> list[tuple[str, str]]:
         docs = path == DOCS_PREFIX or path.startswith(DOCS_PREFIX + "/")
         defaults = [
             ("X-Content-Type-Options", "nosniff"),
@@ -293,8 +310,26 @@ class SecurityHeadersMiddleware:
             ("Referrer-Policy", "no-referrer"),
             ("X-Frame-Options", "DENY"),
         ]
-        if self.hsts is not None and scope.get("scheme") == "https":
+        if self.hsts is not None and scheme == "https":
             defaults.append(("Strict-Transport-Security", self.hsts))
+        return defaults
+
+
+class SecurityHeadersMiddleware:
+    """`SecurityHeaders` on every response, whoever answered it (a route, an error handler, another middleware);
+    the recipe fast path, which answers before this middleware, adds the same ones itself. A header a route set
+    itself is kept.
+    """
+
+    def __init__(self, app: ASGIApp, *, hsts_seconds: int = 0, headers: SecurityHeaders | None = None) -> None:
+        self.app = app
+        self.headers = headers or SecurityHeaders(hsts_seconds)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        defaults = self.headers.for_request(scope.get("path", ""), scope.get("scheme"))
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -306,3 +341,29 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, with_headers)
+
+
+@dataclass(frozen=True)
+class FrontRules:
+    """What the middleware chain (app.py) does to a plain GET, for the layer that answers before it (the recipe
+    fast path): which requests the chain passes to the app untouched (only those may be answered up front),
+    and what it adds to every answer. app.py builds one and hands its parts to the middlewares themselves, so
+    the two cannot drift apart.
+    """
+
+    hosts: HostNames
+    admission: Admission
+    security: SecurityHeaders
+    internal_port: int | None  # InternalListenerGate: nothing but internal paths on that listener
+    cors: bool  # CORSMiddleware is installed: a request with an Origin is left to it
+    compression: Callable[[ASGIApp], ASGIApp]  # the chain's content coding (GZip, ...) around an answer
+
+    def passes(self, scope: Scope, *, host: str, origin: bool, body: bool) -> bool:
+        """True when the chain would hand this GET to the app unchanged: the host is served, the process takes
+        more requests, not the internal listener, no CORS handling, no body for the body limits to check."""
+        if body or (origin and self.cors) or self.admission.full():
+            return False
+        server = scope.get("server")
+        if self.internal_port is not None and server is not None and server[1] == self.internal_port:
+            return False
+        return self.hosts.allows(host)

@@ -23,6 +23,7 @@ from potluck.cache.families import Family
 from potluck.cache.keys import recipe_key, user_key
 from potluck.config import Settings
 from potluck.recipe.dependencies import RecipeServiceDep
+from potluck.recipe.fast_path import ROUTE
 from potluck.recipe.service import RecipeService
 from potluck.stats.service import VIEWS_KEY
 from tests.integration.conftest import Api, running_app
@@ -440,6 +441,10 @@ async def test_first_tier_fast_path_answers_like_the_route(pair: tuple[httpx.Asy
     assert not_modified.content == b""
 
 
+def _without_request_id(resp: httpx.Response) -> dict[str, str]:
+    return {k: v for k, v in resp.headers.items() if k != "x-request-id"}
+
+
 class RoutedReads:
     """Counts recipe reads that went through FastAPI's routing (the route's RecipeService dependency ran)."""
 
@@ -460,8 +465,8 @@ async def test_fast_path_answers_second_tier_hits_like_the_route(client: httpx.A
     api = Api(client)
     author = await api.register()
     other = await api.register()
-    public = await api.create_recipe(author)
-    private = await api.create_recipe(author, is_public=False)
+    public = await api.create_recipe(author, description="A warm soup. " * 150)  # large enough to be gzipped
+    private = await api.create_recipe(author, is_public=False)  # small: sent as it is
     await drain_until_settled(container_of(client).relay)  # recipe.created's warming must not race the reads
     routed = RoutedReads(client)
     cache = container_of(client).cache
@@ -473,24 +478,40 @@ async def test_fast_path_answers_second_tier_hits_like_the_route(client: httpx.A
         before = routed.count
         reference = await client.get(url, headers=headers)
         assert reference.status_code == 200
+        gzipped = len(reference.content) >= settings.api.gzip_minimum_bytes
+        # httpx offers br when the brotli package is installed (it is: the API's Brotli needs it), else gzip.
+        expected = {"br", "gzip"} if gzipped else {None}
+        assert reference.headers.get("content-encoding") in expected
         assert routed.count == before + 1
         l2_hits = _sample(client, "potluck_cache_hits_total", family="recipe_detail", tier="l2")
         cache.local.flush()
+        answered = _sample(client, "potluck_http_requests_total", method="GET", route=ROUTE, status="200")
         for tier in ("l2", "l1"):
             fast = await client.get(url, headers=headers)
             assert routed.count == before + 1, f"a {tier} hit was routed"
             assert fast.status_code == 200
             assert fast.content == reference.content
-            for header in ("etag", "cache-control", "vary", "content-type", "content-length"):
-                assert fast.headers[header] == reference.headers[header], header
+            # Every header the middleware chain adds to the routed answer too (security headers, the content
+            # coding and its Vary): the same, but the request id, which is each request's own.
+            assert len(fast.headers["x-request-id"]) == 32
+            assert _without_request_id(fast) == _without_request_id(reference)
             # No edge configured here: neither the route nor the fast path emits surrogate keys.
             assert "surrogate-key" not in fast.headers
             assert "surrogate-key" not in reference.headers
         assert _sample(client, "potluck_cache_hits_total", family="recipe_detail", tier="l2") == l2_hits + 1
+        after = _sample(client, "potluck_http_requests_total", method="GET", route=ROUTE, status="200")
+        assert after == answered + 2  # the HTTP metrics count fast answers under the route's template
+        mine = await client.get(url, headers={**headers, "X-Request-ID": "trace-me.1"})
+        assert routed.count == before + 1
+        assert mine.headers["x-request-id"] == "trace-me.1"  # a caller's well-formed id is echoed, as routed
         not_modified = await client.get(url, headers={**headers, "If-None-Match": reference.headers["etag"]})
         assert (not_modified.status_code, not_modified.content) == (304, b"")
         assert routed.count == before + 1
         assert not_modified.headers["cache-control"] == reference.headers["cache-control"]
+        assert routed.count == before + 1
+        plain = await client.get(url, headers={**headers, "Accept-Encoding": "identity"})
+        assert plain.headers.get("content-encoding") is None
+        assert plain.content == reference.content
 
     await routed_then_fast(public, {})
     await routed_then_fast(public, other["headers"])

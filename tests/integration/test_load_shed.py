@@ -25,7 +25,9 @@ async def test_excess_requests_are_shed_at_once_and_admitted_ones_finish(setting
         api = Api(b)
         author = await api.register()
         recipes = [await api.create_recipe(author, title=f"Soup {i}") for i in range(3)]
+        cached_url = f"/api/v1/recipes/{(await api.create_recipe(author, title='Cached'))['id']}"
         await drain_until_settled(container_of(b).relay)  # recipe.created's warming must not fill them later
+        assert (await a.get(cached_url)).status_code == 200  # now in a's first tier: the fast path's to answer
         cache = container_of(a).cache
         keys = [recipe_key(r["id"]) for r in recipes]
         await cache.invalidate_strict(keys)
@@ -58,6 +60,10 @@ async def test_excess_requests_are_shed_at_once_and_admitted_ones_finish(setting
         assert shed.headers["retry-after"] == "1"
         assert shed.json()["status"] == 503
         assert statements == []  # refused before any database work
+        # The fast path, which answers before the shedding middleware, counts against the same bound: a cached
+        # read is refused like any other (and routed answers and fast ones never exceed it together).
+        cached = await a.get(cached_url)
+        assert (cached.status_code, cached.headers["retry-after"]) == (503, "1")
         assert all(key in faults.paused for key in keys[:2]), "the 503 waited for the requests in flight"
         assert shed_seconds < 1.0
         assert (await a.get("/healthz")).status_code == 200  # probes are exempt: a busy process is alive
@@ -69,3 +75,4 @@ async def test_excess_requests_are_shed_at_once_and_admitted_ones_finish(setting
         again = await asyncio.gather(*(a.get(f"/api/v1/recipes/{r['id']}") for r in recipes[:2]))
         assert [r.status_code for r in again] == [200, 200]
         assert (await a.get(f"/api/v1/recipes/{recipes[2]['id']}")).status_code == 200
+        assert (await a.get(cached_url)).status_code == 200

@@ -12,12 +12,14 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
+from potluck.cli.serving import internal_listener
 from potluck.observability.logging import (
     REQUEST_ID_HEADER,
     JsonFormatter,
@@ -106,6 +108,19 @@ def test_configure_logging_is_idempotent_and_sets_the_level(restore_logging: Non
     # Server loggers go through the same handler (one format for everything the process prints).
     logging.getLogger("uvicorn.error").warning("server.said")
     assert lines(second)[-1]["logger"] == "uvicorn.error"
+
+
+@pytest.mark.parametrize("access_log", [True, False])
+def test_the_servers_access_log_setting_survives_configure_logging(restore_logging: None, access_log: bool) -> None:
+    """uvicorn configures its loggers before the app factory runs; configure_logging() must not turn an access
+    log the server was told not to write back on (it did: a JSON line per request under `potluck serve`)."""
+    out = io.StringIO()
+    # uvicorn sets its loggers up in each Config, as `potluck serve` builds them: the API's, the internal listener's.
+    internal_listener(uvicorn.Config(Starlette(), access_log=access_log), "127.0.0.1", 0)
+    configure_logging("INFO", json=True, stream=out)
+    logging.getLogger("uvicorn.access").info('127.0.0.1:1 - "GET / HTTP/1.1" 200')
+    assert logging.getLogger("uvicorn.access").hasHandlers() is access_log  # what uvicorn's protocols check
+    assert [line["logger"] for line in lines(out)] == (["uvicorn.access"] if access_log else [])
 
 
 def test_configure_logging_rejects_unknown_levels(restore_logging: None) -> None:

@@ -57,7 +57,7 @@ def serve(
     import uvicorn
     from uvicorn.supervisors import Multiprocess
 
-    from potluck.cli.serving import server_options
+    from potluck.cli.serving import internal_listener, server_options
     from potluck.observability.multiprocess import server_directory
 
     # The app (here, or in each worker process) reads the internal port from its settings: hand it over.
@@ -88,7 +88,7 @@ def serve(
         )
         sockets = [config.bind_socket()]
         if observability.metrics_port is not None:
-            internal = uvicorn.Config(config.app, host=observability.metrics_host, port=observability.metrics_port)
+            internal = internal_listener(config, observability.metrics_host, observability.metrics_port)
             sockets.append(internal.bind_socket())
         if workers > 1:
             Multiprocess(config, sockets=sockets).run()

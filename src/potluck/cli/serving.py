@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import uvicorn
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from potluck.config import ApiSettings, get_settings
@@ -115,3 +116,11 @@ def server_options(api: ApiSettings, *, keep_alive: int) -> dict[str, Any]:
         "h11_max_incomplete_event_size": api.max_header_bytes,
         "timeout_keep_alive": keep_alive,
     }
+
+
+def internal_listener(config: uvicorn.Config, host: str, port: int) -> uvicorn.Config:
+    """The config that binds the internal listener's socket for the API's server (`config`): only the socket is
+    used, but building a uvicorn.Config sets up uvicorn's loggers again, so it gets the API's access-log choice
+    (a default one turned the access log back on under `--no-access-log`: a JSON line per request, 9% of a warm
+    recipe read's CPU; docs/benchmarks.md)."""
+    return uvicorn.Config(config.app, host=host, port=port, access_log=config.access_log, log_config=config.log_config)

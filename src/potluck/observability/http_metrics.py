@@ -52,23 +52,24 @@ class HttpMetrics:
             multiprocess_mode="livesum",
         )
 
+    def observe(self, method: str, route: str, status: str, elapsed: float) -> None:
+        self.requests.labels(method, route, status).inc()
+        self.duration.labels(method, route).observe(elapsed)
 
-class HttpMetricsMiddleware:
-    """Counts, times and gauges every HTTP request except those to `excluded_paths` (the scrape endpoint).
+
+class HttpMetricsSource:
+    """The `HttpMetrics` of the app's current registry, built at the first request that needs them.
 
     `registry` is a registry, or a function that returns one: the app's registry is built in its lifespan, after
     the middleware stack, so `registry=lambda: app.state.container.registry` resolves it at the first request
-    (and again if a new lifespan built a new registry).
+    (and again if a new lifespan built a new registry). One source serves the middleware and the recipe fast path
+    (which answers before it), so both count into the same series.
     """
 
-    def __init__(
-        self, app: ASGIApp, registry: RegistrySource, excluded_paths: Collection[str] = DEFAULT_EXCLUDED_PATHS
-    ) -> None:
-        self.app = app
+    def __init__(self, registry: RegistrySource) -> None:
         self._source = registry
         self._registry: CollectorRegistry | None = None
         self._metrics: HttpMetrics | None = None
-        self.excluded_paths = frozenset(excluded_paths)
 
     @property
     def metrics(self) -> HttpMetrics:
@@ -77,6 +78,27 @@ class HttpMetricsMiddleware:
             self._metrics = HttpMetrics(registry)
             self._registry = registry
         return self._metrics
+
+
+class HttpMetricsMiddleware:
+    """Counts, times and gauges every HTTP request except those to `excluded_paths` (the scrape endpoint).
+
+    `registry`: a registry, a function returning one, or a shared `HttpMetricsSource`.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        registry: RegistrySource | HttpMetricsSource,
+        excluded_paths: Collection[str] = DEFAULT_EXCLUDED_PATHS,
+    ) -> None:
+        self.app = app
+        self.source = registry if isinstance(registry, HttpMetricsSource) else HttpMetricsSource(registry)
+        self.excluded_paths = frozenset(excluded_paths)
+
+    @property
+    def metrics(self) -> HttpMetrics:
+        return self.source.metrics
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -112,9 +134,7 @@ class HttpMetricsMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             metrics.in_flight.dec()
-            route = route_template(scope, path)
-            metrics.requests.labels(method, route, status or "500").inc()
-            metrics.duration.labels(method, route).observe(elapsed)
+            metrics.observe(method, route_template(scope, path), status or "500", elapsed)
 
 
 def route_template(scope: Scope, path: str) -> str:

@@ -12,7 +12,7 @@ import logging
 import re
 import sys
 import uuid
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
@@ -36,7 +36,8 @@ _RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, No
     "span_id",
 }
 # Loggers that servers configure with handlers of their own; they are sent to the root handler instead.
-_SERVER_LOGGERS = ("uvicorn", "uvicorn.error", "uvicorn.access")
+_ACCESS_LOGGER = "uvicorn.access"
+_SERVER_LOGGERS = ("uvicorn", "uvicorn.error", _ACCESS_LOGGER)
 
 
 def current_request_id() -> str | None:
@@ -53,6 +54,17 @@ def valid_request_id(value: str) -> bool:
     return _VALID_REQUEST_ID.fullmatch(value) is not None
 
 
+def bind_request_id(incoming: str | None) -> tuple[str, Token[str | None]]:
+    """The request's id (the caller's, if well-formed, else a new one), made current for log lines in this
+    context; `unbind_request_id(token)` afterwards. RequestIdMiddleware and the recipe fast path use it."""
+    request_id = incoming if incoming is not None and valid_request_id(incoming) else new_request_id()
+    return request_id, _request_id.set(request_id)
+
+
+def unbind_request_id(token: Token[str | None]) -> None:
+    _request_id.reset(token)
+
+
 class RequestIdMiddleware:
     """Takes a well-formed `X-Request-ID` from the request or makes one; logs see it; the response echoes it."""
 
@@ -65,8 +77,10 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = self._incoming(scope) or new_request_id()
-        scope.setdefault("state", {})["request_id"] = request_id  # request.state.request_id
+        state = scope.setdefault("state", {})
+        # The recipe fast path (outside this middleware) bound one already when it left the request to the route.
+        request_id, token = bind_request_id(state.get("request_id") or self._incoming(scope))
+        state["request_id"] = request_id  # request.state.request_id
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -74,17 +88,16 @@ class RequestIdMiddleware:
                 MutableHeaders(scope=message)[self.header_name] = request_id
             await send(message)
 
-        token = _request_id.set(request_id)
         await self.app(scope, receive, send_with_id)
         # Reset only after a normal return: when an exception escapes, the server-error handler outside this
         # middleware logs it (and answers 500) in this same context, and its log line must carry the id.
-        _request_id.reset(token)
+        unbind_request_id(token)
 
     def _incoming(self, scope: Scope) -> str | None:
         for name, value in scope.get("headers", ()):
             if name == self._header_key:
-                candidate: str = value.decode("latin-1")
-                return candidate if valid_request_id(candidate) else None
+                incoming: str = value.decode("latin-1")
+                return incoming
         return None
 
 
@@ -170,7 +183,8 @@ def configure_logging(level: int | str = "INFO", json: bool = True, *, stream: T
     """One handler on the root logger: JSON lines (or text), request and trace ids stamped on every record.
 
     Idempotent: a second call replaces the handler of the first. Other handlers (pytest's capture, for one)
-    are left alone. uvicorn's loggers propagate to it instead of printing on their own.
+    are left alone. uvicorn's loggers propagate to it instead of printing on their own, but for an access log
+    the server turned off.
     """
     if isinstance(level, str):
         resolved = logging.getLevelNamesMapping().get(level.upper())
@@ -189,6 +203,10 @@ def configure_logging(level: int | str = "INFO", json: bool = True, *, stream: T
     root.setLevel(level)
     for name in _SERVER_LOGGERS:
         server_logger = logging.getLogger(name)
+        if name == _ACCESS_LOGGER and not server_logger.propagate and not server_logger.handlers:
+            # uvicorn's --no-access-log (potluck serve's default) leaves it so: it stays off. Turned back on, it
+            # cost 7% of a warm recipe read's CPU (a JSON line per request nobody asked for; docs/benchmarks.md).
+            continue
         server_logger.handlers.clear()
         server_logger.propagate = True
     return handler

@@ -1,25 +1,37 @@
-"""Reads of a cached recipe, answered before FastAPI routes them: from the first tier or one Redis GET.
+"""Reads of a cached recipe, answered before the middleware chain and FastAPI's routing: from the first tier or
+one Redis GET.
 
-On a warm cache nearly all of a recipe read's CPU went to dependency resolution and routing, none of which such
-a read needs (bench/cache_read.py, docs/benchmarks.md). This layer answers `GET /api/v1/recipes/{id}` with no
-query string when either cache tier holds the recipe and the caller may see it: anonymous callers, and callers
-with a valid bearer access token (its claims come from the token service's per-process cache, so a signed-in
-read costs one dictionary lookup more than an anonymous one). The same bytes, ETag, 304 handling, Cache-Control,
-Vary, view count and cache metrics as `routes.get_recipe`. Anything else — `fields`/`include`, a miss or a lease
-(the route takes the lease and fills), a recipe the caller may not see (the route answers 404), a token that does
-not verify (401), another Authorization scheme — goes the ordinary way, which decides it again from scratch.
+On a warm cache nearly all of a recipe read's CPU went to the middleware chain, dependency resolution and routing,
+none of which such a read needs (bench/cache_read.py, docs/benchmarks.md). This layer is the app's outermost
+middleware (app.py). It answers `GET /api/v1/recipes/{id}` with no query string when either cache tier holds the
+recipe and the caller may see it: anonymous callers, and callers with a valid bearer access token whose session
+is not revoked (the claims come from the token service's per-process cache, so a signed-in read costs one
+dictionary lookup more than an anonymous one). The same bytes, ETag, 304 handling, Cache-Control, Vary, surrogate
+keys, view count and cache metrics as `routes.get_recipe`; and what the chain adds to a routed answer, from the
+same objects the chain's middlewares use (middleware.FrontRules): the request id, the security headers, the
+content coding (the chain's compression middlewares wrap the answer), the HTTP metrics under the route's
+template, and the in-flight bound (an answer counts against it; a full process leaves the request to the chain,
+which sheds it). Anything else — `fields`/`include`, a miss or a lease (the route takes the lease and fills), a
+recipe the caller may not see (the route answers 404), a token that does not verify (401), another Authorization
+scheme, a request the chain would refuse or alter (host, body, CORS, internal listener) — goes the ordinary way,
+which decides it again from scratch.
 """
 
 from __future__ import annotations
 
 import re
+import time
 import uuid
+from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from potluck.cache.surrogate import SurrogateKeys
 from potluck.kit.etag import if_none_match_hit
 from potluck.kit.wiring import Provider, provider_of
+from potluck.middleware import FrontRules
+from potluck.observability.http_metrics import HttpMetricsSource
+from potluck.observability.logging import REQUEST_ID_HEADER, bind_request_id, unbind_request_id
 from potluck.observability.tracing import name_server_span
 from potluck.recipe.http import full_document_etag, read_headers
 from potluck.recipe.service import CachedRecipe, RecipeService
@@ -31,47 +43,117 @@ ROUTE = "/api/v1/recipes/{recipe_id}"  # the template the route has: spans and m
 _PATH = re.compile(r"^/api/v1/recipes/([0-9a-fA-F-]{36})$")
 
 
+_ANSWER = "potluck.fast_path.answer"  # scope key: the answer the compression layers wrap (_emit)
+_REQUEST_ID = REQUEST_ID_HEADER.lower().encode("latin-1")
+
+
 class _NotHere(Exception):
     """This request is not one the fast path may answer: the routed path decides it."""
 
 
+@dataclass(slots=True)
+class _Request:
+    """The request headers the fast path and the chain's rules look at, read in one pass."""
+
+    authorization: str | None = None
+    if_none_match: str | None = None
+    request_id: str | None = None
+    host: str = ""
+    origin: bool = False
+    body: bool = False
+
+    @classmethod
+    def parse(cls, headers: list[tuple[bytes, bytes]]) -> _Request:
+        request = cls()
+        for name, value in headers:
+            if name == b"authorization":
+                request.authorization = value.decode("latin-1")
+            elif name == b"if-none-match":
+                request.if_none_match = value.decode("latin-1")
+            elif name == b"host":
+                request.host = value.decode("latin-1")
+            elif name == _REQUEST_ID:
+                request.request_id = value.decode("latin-1")
+            elif name == b"origin":
+                request.origin = True
+            elif name in (b"content-length", b"transfer-encoding"):
+                request.body = True
+        return request
+
+
 class RecipeFastPath:
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, front: FrontRules, metrics: HttpMetricsSource) -> None:
         self.app = app
+        self.front = front
+        self.metrics = metrics
+        self._emit = front.compression(_emit)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:
             match = _PATH.match(scope["path"])
-            if match is not None and await self._answer(scope, match.group(1), send):
+            if match is not None and await self._try(scope, receive, send, match.group(1)):
                 return
         await self.app(scope, receive, send)
 
-    async def _answer(self, scope: Scope, raw_id: str, send: Send) -> bool:
-        if_none_match: str | None = None
-        authorization: str | None = None
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value.decode("latin-1")
-            elif name == b"if-none-match":
-                if_none_match = value.decode("latin-1")
+    async def _try(self, scope: Scope, receive: Receive, send: Send, raw_id: str) -> bool:
+        request = _Request.parse(scope["headers"])
+        if not self.front.passes(scope, host=request.host, origin=request.origin, body=request.body):
+            return False
         try:
             recipe_id = uuid.UUID(raw_id)
         except ValueError:
             return False
-        provider = provider_of(scope["app"])
+        admission, metrics = self.front.admission, self.metrics.metrics
+        started = time.perf_counter()
+        request_id, token = bind_request_id(request.request_id)
+        scope.setdefault("state", {})["request_id"] = request_id  # RequestIdMiddleware keeps it if routed
+        admission.in_flight += 1
+        metrics.in_flight.inc()
         try:
-            viewer = await _viewer(provider, authorization)
-        except _NotHere:
-            return False
-        try:
-            cached = await provider.get(RecipeService).get_hit(recipe_id, viewer)
-        except Exception:  # an early refresh's load failed: the routed path reads again and its handlers answer
-            return False
-        if cached is None:
-            return False
-        provider.get(ViewCounter).record(recipe_id)
-        await _respond(send, recipe_id, cached, viewer, if_none_match, provider.get(SurrogateKeys))
+            answer = await _lookup(provider_of(scope["app"]), recipe_id, request)
+            if answer is None:
+                return False
+            answer.headers.append((_REQUEST_ID, request_id.encode("latin-1")))
+            for name, value in self.front.security.for_request(scope["path"], scope.get("scheme")):
+                answer.headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
+            scope[_ANSWER] = answer
+            await self._emit(scope, receive, send)
+        finally:
+            metrics.in_flight.dec()
+            admission.in_flight -= 1
+            unbind_request_id(token)
+        metrics.observe("GET", ROUTE, str(answer.status), time.perf_counter() - started)
         return True
+
+
+@dataclass(slots=True)
+class _Answer:
+    status: int
+    headers: list[tuple[bytes, bytes]]
+    body: bytes
+
+
+async def _emit(scope: Scope, receive: Receive, send: Send) -> None:
+    """The innermost app of the fast path's compression layers: sends the answer `_try` prepared."""
+    answer: _Answer = scope.pop(_ANSWER)
+    await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
+    await send({"type": "http.response.body", "body": answer.body})
+
+
+async def _lookup(provider: Provider, recipe_id: uuid.UUID, request: _Request) -> _Answer | None:
+    """The answer when a cache tier holds the recipe for this viewer; None to leave the request to the route."""
+    try:
+        viewer = await _viewer(provider, request.authorization)
+    except _NotHere:
+        return None
+    try:
+        cached = await provider.get(RecipeService).get_hit(recipe_id, viewer)
+    except Exception:  # an early refresh's load failed: the routed path reads again and its handlers answer
+        return None
+    if cached is None:
+        return None
+    provider.get(ViewCounter).record(recipe_id)
+    return _respond(recipe_id, cached, viewer, request.if_none_match, provider.get(SurrogateKeys))
 
 
 async def _viewer(provider: Provider, authorization: str | None) -> uuid.UUID | None:
@@ -89,14 +171,13 @@ async def _viewer(provider: Provider, authorization: str | None) -> uuid.UUID | 
     return claims.user_id
 
 
-async def _respond(
-    send: Send,
+def _respond(
     recipe_id: uuid.UUID,
     cached: CachedRecipe,
     viewer: uuid.UUID | None,
     if_none_match: str | None,
     surrogate: SurrogateKeys,
-) -> None:
+) -> _Answer:
     """The one place the fast path builds a response: what `routes.get_recipe` sends for the full document."""
     etag = full_document_etag(recipe_id, cached.meta.version)
     headers = read_headers(etag, viewer=viewer, is_public=cached.meta.is_public)
@@ -109,11 +190,5 @@ async def _respond(
         headers["content-type"] = "application/json"
         headers["content-length"] = str(len(body))
     name_server_span("GET", ROUTE)
-    await send(
-        {
-            "type": "http.response.start",
-            "status": status,
-            "headers": [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    return _Answer(status, raw, body)

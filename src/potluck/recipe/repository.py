@@ -7,7 +7,21 @@ from collections.abc import Iterable, Sequence, Set
 from datetime import datetime
 from typing import Any, Generic, cast
 
-from sqlalchemy import Select, delete, exists, func, insert, literal, null, or_, select, tuple_, union_all, update
+from sqlalchemy import (
+    Select,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    literal,
+    null,
+    or_,
+    select,
+    tuple_,
+    union_all,
+    update,
+)
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.interfaces import LoaderOption
@@ -56,6 +70,12 @@ def visible_to(viewer_id: uuid.UUID | None) -> Any:
 
 
 # --- documents: one query per page on PostgreSQL, two on SQLite, whatever the parts ---------------------------
+
+
+# One recipe's document, one statement per (parts, PostgreSQL or not), built once: SQLAlchemy memoizes a statement
+# object's cache key, so a load neither rebuilds the select nor walks it again for the key (both ~13% of an
+# uncached read's CPU in bench/cache_read.py's profile, docs/benchmarks.md).
+_ONE_DOCUMENT: dict[tuple[frozenset[str], bool], Select[Any]] = {}
 
 
 def _document_columns(parts: Set[str]) -> list[Any]:
@@ -182,8 +202,10 @@ class RecipeRepository(Generic[AnySession]):
     def _aggregates(self) -> bool:
         return self.session.get_bind().dialect.name == "postgresql"
 
-    async def _records(self, stmt: Select[Any], parts: Set[str]) -> list[RecipeRecord]:
-        rows = (await self.session.execute(stmt)).all()
+    async def _records(
+        self, stmt: Select[Any], parts: Set[str], params: dict[str, Any] | None = None
+    ) -> list[RecipeRecord]:
+        rows = (await self.session.execute(stmt, params)).all()
         if self._aggregates:
             return [
                 RecipeRecord(
@@ -212,8 +234,13 @@ class RecipeRepository(Generic[AnySession]):
         """The records of the recipes in `ids` that exist, in no particular order (visibility is the caller's)."""
         if not ids:
             return []
-        which = Recipe.id == ids[0] if len(ids) == 1 else Recipe.id.in_(ids)
-        return await self._records(self._documents_query(parts).where(which), parts)
+        if len(ids) > 1:
+            return await self._records(self._documents_query(parts).where(Recipe.id.in_(ids)), parts)
+        key = (frozenset(parts), self._aggregates)
+        stmt = _ONE_DOCUMENT.get(key)
+        if stmt is None:
+            stmt = _ONE_DOCUMENT[key] = self._documents_query(parts).where(Recipe.id == bindparam("recipe_id"))
+        return await self._records(stmt, parts, {"recipe_id": ids[0]})
 
     def _list_query(
         self, filters: RecipeFilters, viewer_id: uuid.UUID | None, base: Select[Any] | None = None
