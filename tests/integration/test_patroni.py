@@ -245,7 +245,7 @@ async def test_leader_crash_writes_resume_reads_continue_old_leader_rejoins(
         window = max(back_after, 2.0)  # the leader's absence, or at least the first seconds after the crash
         reads_during = [r.status_code for at, r in traffic.reads if killed_at < at < killed_at + window]
         assert 200 in reads_during, f"no read served in the {window:.1f}s after the crash: {reads_during}"
-        print(f"writes back {back_after:.1f}s after the crash; {len(failed)} writes answered 503")
+        print(f"writes back {back_after:.1f}s after the crash; {len(failed)} writes answered 503; reads {reads_during}")
 
         # The promoted replica left the read rotation; the other one stays.
         def promoted() -> dict[str, Any] | None:

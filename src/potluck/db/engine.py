@@ -42,6 +42,11 @@ QUERY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 logger = logging.getLogger("potluck.db")
 
 
+class LeaderUnavailableError(ConnectionError):
+    """No node accepted a connection as the leader within `leader_wait_seconds` (a 503 like any lost server). Its
+    own type so that a replica session it is raised inside does not take it for the replica's failure."""
+
+
 class ReplicaUnavailableError(Exception):
     """A replica failed during a read; the read is safe to run again elsewhere."""
 
@@ -335,7 +340,7 @@ class Database:
                 return await engine.connect()
             except (DBAPIError, OSError) as exc:
                 if time.monotonic() + delay > deadline:
-                    raise
+                    raise LeaderUnavailableError(f"no leader within {wait:g} s: {exc!r}") from exc
                 logger.info("db.waiting_for_leader", extra={"error": repr(exc)})
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.25)
@@ -358,7 +363,8 @@ class Database:
         try:
             yield session
         except (DBAPIError, OSError) as exc:
-            if not _lost_connection(exc):
+            # A leader wait that ran out inside this block (a cache fill reads the primary) is not this session's.
+            if isinstance(exc, LeaderUnavailableError) or not _lost_connection(exc):
                 raise
             note_retryable()  # nothing was written: the request may run again (db/failover.py)
             if replica is None:

@@ -20,7 +20,7 @@ from potluck.cache.keys import (
     user_key,
 )
 from potluck.cache.surrogate import RECIPE_LIST_KEY
-from potluck.db.engine import Database
+from potluck.db.engine import Database, LeaderUnavailableError
 from potluck.db.session import ReadSession, WriteSession
 from potluck.errors import ForbiddenError, NotFoundError, PreconditionFailedError
 from potluck.events.outbox import Outbox
@@ -140,7 +140,11 @@ class RecipeService:
 
         The cached entry is the same for every viewer; who may see it is decided here, on every read.
         """
-        loaded = await self.cache.get_or_fill(RECIPE_DETAIL, recipe_key(recipe_id), lambda: self._load(recipe_id))
+        try:
+            loaded = await self.cache.get_or_fill(RECIPE_DETAIL, recipe_key(recipe_id), lambda: self._load(recipe_id))
+        except LeaderUnavailableError:
+            # Fills read the primary; while there is no leader, a replica answers this read, and nothing is stored.
+            loaded = await self._load(recipe_id, primary=False)
         if loaded.payload is None:
             raise NotFoundError("no such recipe")
         cached = CachedRecipe(loaded.payload, RecipeMeta.unpack(loaded.meta))
@@ -169,9 +173,9 @@ class RecipeService:
         cached = CachedRecipe(loaded.payload, RecipeMeta.unpack(loaded.meta))
         return cached if cached.meta.visible_to(viewer_id) else None
 
-    async def _load(self, recipe_id: uuid.UUID) -> Loaded:
+    async def _load(self, recipe_id: uuid.UUID, *, primary: bool = True) -> Loaded:
         # Fills read the primary: a lagging replica could hand a fill the version a writer just replaced.
-        async with self.database.read_session(primary=True) as session:
+        async with self.database.read_session(primary=primary) as session:
             records = await RecipeRepository(session).documents([recipe_id], HEAVY_PARTS)
         if not records:
             return Loaded(None)
@@ -233,7 +237,10 @@ class RecipeService:
         if generation is None:
             return None
         key = list_key(generation, {"filters": filters.model_dump(mode="json"), "limit": limit})
-        loaded = await self.cache.get_or_fill(RECIPE_LIST, key, lambda: self._fill_list(filters, limit))
+        try:
+            loaded = await self.cache.get_or_fill(RECIPE_LIST, key, lambda: self._fill_list(filters, limit))
+        except LeaderUnavailableError:
+            return None  # fills read the primary; while there is no leader the caller's replica session answers
         if loaded.payload is None:
             return None
         data = orjson.loads(loaded.payload)
