@@ -15,7 +15,7 @@ from potluck_ops.progress import console
 from potluck_ops.redis import REDIS_NODES, record_masters
 from potluck_ops.sentinel import SENTINEL_NAMES, current_master_ports
 from potluck_ops.supervise import SUPERVISOR_MARK
-from potluck_ops.varnish import stop_varnish
+from potluck_ops.varnish import NCSA_SUFFIX, stop_varnish
 
 
 def stop_all(layout: Layout, *, quiet: bool = False) -> list[str]:
@@ -24,6 +24,8 @@ def stop_all(layout: Layout, *, quiet: bool = False) -> list[str]:
     if stop_nginx(layout):
         stopped.append("nginx")
     for pid_file in sorted(layout.edge.glob("edge-*.pid")) if layout.edge.exists() else []:
+        if pid_file.stem.endswith(NCSA_SUFFIX):
+            continue  # a node's varnishncsa: stop_varnish stops it with its node (this pass would drop its pid file)
         if stop_varnish(layout.edge, pid_file.stem):
             stopped.append(pid_file.stem)
     for role in reversed(BACKGROUND_ROLES):

@@ -110,12 +110,16 @@ def hit_log(root: Path, name: str) -> Path:
     return root / f"{name}.hits"
 
 
+# A node's varnishncsa pid file is `<node>-ncsa.pid`, beside the node's own `<node>.pid`.
+NCSA_SUFFIX = "-ncsa"
+
+
 def start_hit_log(root: Path, name: str, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
     """varnishncsa on node `name`'s shared memory log, writing every client read to hit_log(root, name), which the
     worker ships to the view counts and the edge request counters (potluck.stats.edge_views)."""
     # -D: a daemon, because only a daemon reopens its -w file on SIGHUP (in the foreground SIGHUP ends it); -P:
     # its own pid file (the started process exits once it has forked).
-    pid_file = root / f"{name}-ncsa.pid"
+    pid_file = root / f"{name}{NCSA_SUFFIX}.pid"
     args: list[str | Path] = ["varnishncsa", "-n", root / name, "-w", hit_log(root, name), "-D", "-P", pid_file]
     args += ["-q", ACCESS_QUERY, "-F", ACCESS_FORMAT]
     return start_logged(args, log=root / f"{name}-ncsa.log", env=env)
@@ -127,7 +131,7 @@ def rotate_hit_log(root: Path, name: str) -> bool:
     from where it was, then starts the new file (potluck.stats.edge_views.where_to_read): nothing counted twice
     or lost, as long as rotations are further apart than shipping runs (1 s)."""
     log = hit_log(root, name)
-    pid = read_pid(root / f"{name}-ncsa.pid")
+    pid = read_pid(root / f"{name}{NCSA_SUFFIX}.pid")
     if not log.exists() or pid is None or not is_ours(pid, b"varnishncsa", str(root / name).encode()):
         return False
     os.replace(log, log.with_name(log.name + ".1"))
@@ -136,5 +140,5 @@ def rotate_hit_log(root: Path, name: str) -> bool:
 
 
 def stop_varnish(root: Path, name: str) -> bool:
-    stop_pidfile(root / f"{name}-ncsa.pid", [b"varnishncsa", str(root / name).encode()], timeout=10)
+    stop_pidfile(root / f"{name}{NCSA_SUFFIX}.pid", [b"varnishncsa", str(root / name).encode()], timeout=10)
     return stop_pidfile(root / f"{name}.pid", [b"varnishd", str(root / name).encode()], timeout=10)
