@@ -911,8 +911,9 @@ def command_line() -> str:
     return shlex.join(["python", "-m", "bench.cache_read", *sys.argv[1:]])
 
 
-def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.cache_read", description=__doc__.split("\n\n")[0])
+def add_run_arguments(parser: argparse.ArgumentParser, *, popular: str) -> None:
+    """The options every wrk bench on a seeded PostgreSQL + Redis shares (cache_read, list_read): the data, the
+    timed runs, the server processes, and the Zipf exponent of how popular each `popular` (id, page) is."""
     parser.add_argument("--recipes", type=int, default=10_000, help="recipes to seed")
     parser.add_argument("--users", type=int, default=1_000, help="users to seed")
     parser.add_argument("--seed", type=int, default=7, help="seed of the demo data")
@@ -920,7 +921,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=5, help="seconds of the untimed run before each timed one")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections per server process")
     parser.add_argument("--processes", type=int, default=os.cpu_count() or 2, help="server processes (one per core)")
-    parser.add_argument("--zipf-s", type=float, default=1.0, help="Zipf exponent of the id popularity")
+    parser.add_argument("--zipf-s", type=float, default=1.0, help=f"Zipf exponent of the {popular} popularity")
+
+
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.cache_read", description=__doc__.split("\n\n")[0])
+    add_run_arguments(parser, popular="id")
     parser.add_argument(
         "--sweep",
         action=argparse.BooleanOptionalAction,

@@ -22,7 +22,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import time
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -39,6 +38,7 @@ from bench.cache_read import (
     Bench,
     ScenarioResult,
     Server,
+    add_run_arguments,
     command_line,
     err,
     metrics_url,
@@ -103,14 +103,7 @@ async def _sweep(ports: Sequence[int], paths: Sequence[str], *, details: bool) -
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.list_read", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--recipes", type=int, default=10_000, help="recipes to seed")
-    parser.add_argument("--users", type=int, default=1_000, help="users to seed")
-    parser.add_argument("--seed", type=int, default=7, help="seed of the demo data")
-    parser.add_argument("--duration", type=int, default=20, help="seconds of each timed run")
-    parser.add_argument("--warmup", type=int, default=5, help="seconds of the untimed run before each timed one")
-    parser.add_argument("--connections", type=int, default=32, help="wrk connections per server process")
-    parser.add_argument("--processes", type=int, default=os.cpu_count() or 2, help="server processes (one per core)")
-    parser.add_argument("--zipf-s", type=float, default=1.0, help="Zipf exponent of the page popularity")
+    add_run_arguments(parser, popular="page")
     parser.add_argument("--tags", type=int, default=20, help="tag pages (the most used tags)")
     parser.add_argument("--authors", type=int, default=20, help="author pages (the most prolific authors)")
     parser.add_argument("--output", type=Path, default=DEFAULT_OUTPUT, help="where to write the JSON results")
