@@ -15,6 +15,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from potluck.config import DatabaseSettings
+from potluck.db import time_partitions as tp
 from potluck.db.engine import create_engine
 from potluck.db.migrate import alembic_config
 from potluck.db.session import WriteSession
@@ -92,10 +93,10 @@ async def test_the_migration_partitions_the_outbox_by_day(pg: AsyncEngine) -> No
         assert await repo.partitioned()
         names = await repo.partition_names()
     assert "outbox_event_default" in names
-    for part in partitions.wanted("outbox_event", now):
+    for part in tp.wanted(tp.DAY, "outbox_event", now, partitions.DAYS_AHEAD):
         assert part.name in names
     event_id = await _add(pg, now)
-    assert await _where(pg, event_id) == partitions.day_partition("outbox_event", now.date()).name
+    assert await _where(pg, event_id) == tp.partition(tp.DAY, "outbox_event", now.date()).name
 
 
 async def test_expired_days_are_dropped_and_undelivered_rows_kept(pg: AsyncEngine) -> None:
@@ -114,7 +115,7 @@ async def test_expired_days_are_dropped_and_undelivered_rows_kept(pg: AsyncEngin
     # Nine days on: today's partition has expired, the coming days are created (moving the stray row in).
     future = now + timedelta(days=9)
     changes = await _maintain(pg, future)
-    today = partitions.day_partition("outbox_event", now.date()).name
+    today = tp.partition(tp.DAY, "outbox_event", now.date()).name
     assert today in changes.dropped
     assert changes.kept == 2  # the pending and the dead event
     assert changes.moved == 0  # the stray day (now + 5) is not among the days created (now + 9 on)
@@ -129,7 +130,7 @@ async def test_expired_days_are_dropped_and_undelivered_rows_kept(pg: AsyncEngin
     # a dead event's records stay (a replay must not run a handler twice), moved out of the dropped block
     assert handled[dead] == "handled_event_default"
     assert today not in tables  # dropped, not just detached
-    for part in partitions.wanted("outbox_event", future):
+    for part in tp.wanted(tp.DAY, "outbox_event", future, partitions.DAYS_AHEAD):
         assert part.name in tables
     # running again changes nothing
     again = await _maintain(pg, future)
@@ -143,7 +144,7 @@ async def test_a_late_partition_takes_its_rows_from_the_default_partition(pg: As
     assert await _where(pg, early) == "outbox_event_default"
     changes = await _maintain(pg, far)
     assert changes.moved == 1
-    assert await _where(pg, early) == partitions.day_partition("outbox_event", far.date()).name
+    assert await _where(pg, early) == tp.partition(tp.DAY, "outbox_event", far.date()).name
 
 
 async def test_two_runs_at_once_do_the_work_once(pg: AsyncEngine) -> None:
@@ -155,7 +156,7 @@ async def test_two_runs_at_once_do_the_work_once(pg: AsyncEngine) -> None:
 
 async def test_plans_prune_to_the_days_asked_for(pg: AsyncEngine) -> None:
     now = datetime.now(UTC)
-    day = partitions.day_partition("outbox_event", now.date())
+    day = tp.partition(tp.DAY, "outbox_event", now.date())
     async with pg.connect() as conn:
         plan = "\n".join(
             await conn.scalars(

@@ -92,7 +92,7 @@ async def test_the_migration_partitions_both_tables_by_month(http: httpx.AsyncCl
             t=table,
         )
         assert f"{table}_default" in names
-        assert {p.name for p in tp.months_wanted(table, now)} <= set(names)
+        assert {p.name for p in tp.wanted(tp.MONTH, table, now, tp.MONTHS_AHEAD)} <= set(names)
 
 
 async def test_a_redelivered_fan_out_notifies_each_follower_once(http: httpx.AsyncClient) -> None:
@@ -116,7 +116,7 @@ async def test_a_redelivered_fan_out_notifies_each_follower_once(http: httpx.Asy
         r=uuid.UUID(recipe["id"]),
     )
     created = datetime.fromisoformat(recipe["created_at"])
-    assert rows == [tp.month_partition("notification", created.astimezone(UTC).date()).name] * len(fans)
+    assert rows == [tp.partition(tp.MONTH, "notification", created.astimezone(UTC).date()).name] * len(fans)
     # And straight through the service, twice: the second run inserts nothing.
     notifications = container_of(http).notifications
     async with container_of(http).database.read_session(primary=True) as session:
@@ -136,12 +136,12 @@ async def test_a_retried_flush_is_refused_and_lands_in_its_month(http: httpx.Asy
             results.append(await StatsRepository(session).record_flush(flush_id, 1, 5, flush_time(flush_id)))
     assert results == [True, False]
     rows = await _where(http, "SELECT tableoid::regclass::text FROM stats_flush WHERE flush_id = :f", f=flush_id)
-    assert rows == [tp.month_partition("stats_flush", flush_time(flush_id).date()).name]
+    assert rows == [tp.partition(tp.MONTH, "stats_flush", flush_time(flush_id).date()).name]
 
 
 async def test_plans_prune_to_the_month_asked_for(http: httpx.AsyncClient) -> None:
     _pg(http)
-    month = tp.month_partition("notification", datetime.now(UTC).date())
+    month = tp.partition(tp.MONTH, "notification", datetime.now(UTC).date())
     bounded = await _where(
         http,
         "EXPLAIN SELECT * FROM notification WHERE user_id = :u AND created_at >= :s AND created_at < :e "
@@ -160,7 +160,7 @@ async def test_plans_prune_to_the_month_asked_for(http: httpx.AsyncClient) -> No
         t=flush_time(flush_id),
     )
     assert set(re.findall(r"stats_flush_(?:p\d{6}|default)", "\n".join(point))) == {
-        tp.month_partition("stats_flush", flush_time(flush_id).date()).name
+        tp.partition(tp.MONTH, "stats_flush", flush_time(flush_id).date()).name
     }
     everything = await _where(http, "EXPLAIN SELECT count(*) FROM notification")
     assert len(set(re.findall(r"notification_p\d{6}", "\n".join(everything)))) > 1
@@ -169,7 +169,7 @@ async def test_plans_prune_to_the_month_asked_for(http: httpx.AsyncClient) -> No
 async def test_expired_months_are_dropped_and_late_months_created(http: httpx.AsyncClient) -> None:
     _pg(http)
     now = datetime.now(UTC)
-    this_month = tp.month_partition("notification", now.date()).name
+    this_month = tp.partition(tp.MONTH, "notification", now.date()).name
     current = await _follow_notification(http, now)
     ancient = await _follow_notification(http, now - timedelta(days=400))  # older than every month: the default
     later = now + timedelta(days=130)
@@ -180,13 +180,13 @@ async def test_expired_months_are_dropped_and_late_months_created(http: httpx.As
 
     # 130 days on: the stray's month is created (its row moves in), this month is past 90 days' retention.
     changes = await _maintain(http, "notification", later)
-    assert tp.month_partition("notification", later.date()).name in changes.created
+    assert tp.partition(tp.MONTH, "notification", later.date()).name in changes.created
     assert this_month in changes.dropped
     assert changes.moved == 1
     assert changes.deleted == 1  # the ancient row, past retention in the default partition
     assert await _where(http, where, i=current) == []
     assert await _where(http, where, i=ancient) == []
-    assert await _where(http, where, i=stray) == [tp.month_partition("notification", later.date()).name]
+    assert await _where(http, where, i=stray) == [tp.partition(tp.MONTH, "notification", later.date()).name]
     tables = await _where(http, "SELECT tablename FROM pg_tables WHERE tablename LIKE 'notification%'")
     assert this_month not in tables  # dropped, not detached
     again = await _maintain(http, "notification", later)
@@ -195,7 +195,8 @@ async def test_expired_months_are_dropped_and_late_months_created(http: httpx.As
 
 async def test_the_scheduled_job_keeps_every_table_ahead(http: httpx.AsyncClient) -> None:
     _pg(http)
-    ahead = [tp.months_wanted(table, datetime.now(UTC))[-1].name for table in ("notification", "stats_flush")]
+    now = datetime.now(UTC)
+    ahead = [tp.wanted(tp.MONTH, table, now, tp.MONTHS_AHEAD)[-1].name for table in ("notification", "stats_flush")]
     async with container_of(http).database.write_session() as session:
         for name in ahead:
             await session.execute(text(f"DROP TABLE {name}"))

@@ -15,7 +15,7 @@ from potluck.stats.views import NO_TIME, flush_time
 
 
 def test_months_wanted_cross_the_year() -> None:
-    parts = tp.months_wanted("notification", datetime(2026, 12, 31, 23, 59, tzinfo=UTC), ahead=2)
+    parts = tp.wanted(tp.MONTH, "notification", datetime(2026, 12, 31, 23, 59, tzinfo=UTC), 2)
     assert [p.name for p in parts] == ["notification_p202612", "notification_p202701", "notification_p202702"]
     assert parts[0].start == datetime(2026, 12, 1, tzinfo=UTC)
     assert parts[0].end == parts[1].start == datetime(2027, 1, 1, tzinfo=UTC)
@@ -24,19 +24,19 @@ def test_months_wanted_cross_the_year() -> None:
 def test_months_are_utc() -> None:
     # 00:30 on Dec 1 in UTC+2 is still November in UTC
     east = datetime(2026, 12, 1, 0, 30, tzinfo=UTC) - timedelta(hours=2)
-    assert tp.months_wanted("t", east.astimezone(), ahead=0)[0].name == "t_p202611"
+    assert tp.wanted(tp.MONTH, "t", east.astimezone(), 0)[0].name == "t_p202611"
 
 
 def test_expired_only_whole_months_before_the_cutoff() -> None:
     names = ["t_default", "t_p202609", "t_p202610", "t_p202611", "other_p202601", "t_p202613"]
     cutoff = datetime(2026, 11, 1, tzinfo=UTC)
-    assert [p.name for p in tp.months_expired("t", names, cutoff)] == ["t_p202609", "t_p202610"]
-    assert [p.name for p in tp.months_expired("t", names, cutoff - timedelta(microseconds=1))] == ["t_p202609"]
+    assert [p.name for p in tp.expired(tp.MONTH, "t", names, cutoff)] == ["t_p202609", "t_p202610"]
+    assert [p.name for p in tp.expired(tp.MONTH, "t", names, cutoff - timedelta(microseconds=1))] == ["t_p202609"]
 
 
 def test_missing_skips_existing() -> None:
     now = datetime(2026, 12, 5, tzinfo=UTC)
-    assert [p.name for p in tp.months_missing("t", ["t_p202612"], now)] == ["t_p202701"]
+    assert [p.name for p in tp.missing(tp.MONTH, "t", ["t_p202612"], now, tp.MONTHS_AHEAD)] == ["t_p202701"]
 
 
 @given(st.dates(min_value=date(1971, 1, 1), max_value=date(9000, 1, 1)), st.integers(-1200, 1200))
@@ -45,7 +45,7 @@ def test_add_months_is_the_calendar(day: date, n: int) -> None:
     shifted = tp.add_months(first, n)
     assert shifted.day == 1
     assert (shifted.year * 12 + shifted.month) - (first.year * 12 + first.month) == n
-    assert tp.parse_month("t", tp.month_partition("t", day).name) == tp.month_partition("t", day)
+    assert tp.parse(tp.MONTH, "t", tp.partition(tp.MONTH, "t", day).name) == tp.partition(tp.MONTH, "t", day)
 
 
 def test_a_flush_time_is_its_ids_time_on_every_try() -> None:

@@ -5,15 +5,16 @@ expired (pure), and the statements that create and drop them (TimePartitions, th
 `notification_p202612` holds [2026-12-01, 2027-01-01), and a DEFAULT partition takes rows no month covers (older
 than every partition, or later than the months created ahead). A month past its table's retention is dropped
 whole: no DELETE, no dead tuples, no index bloat (docs/scaling.md, "Partitioned tables"). SQLite keeps plain
-tables: `maintain` does nothing there. The outbox has its own daily scheme (events/partitions.py): it keeps the
-undelivered rows of a dropped day, which these tables have no notion of.
+tables: `maintain` does nothing there. The outbox is partitioned by day on the same calendar (`DAY`), with its own
+maintenance (events/repository.py): it keeps the undelivered rows of a dropped day, which these tables have no
+notion of.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from sqlalchemy import text
@@ -25,10 +26,34 @@ from potluck.db.session import WriteSession
 MONTHS_AHEAD = 1
 
 
-@dataclass(frozen=True, order=True)
-class MonthPartition:
-    first: date  # the month's first day
+def add_months(first: date, n: int) -> date:
+    index = first.year * 12 + first.month - 1 + n
+    return date(index // 12, index % 12 + 1, 1)
+
+
+@dataclass(frozen=True)
+class Period:
+    """A partition's length: how a day rounds down to its period's first day, the period `n` later, and the
+    digits of its name (`_p20261205` for a day, `_p202612` for a month)."""
+
     name: str
+    name_format: str
+    floor: Callable[[date], date]
+    shift: Callable[[date, int], date]
+
+    def digits(self) -> int:
+        return len(date(2000, 1, 1).strftime(self.name_format))
+
+
+DAY = Period("day", "%Y%m%d", lambda d: d, lambda d, n: d + timedelta(days=n))
+MONTH = Period("month", "%Y%m", lambda d: d.replace(day=1), add_months)
+
+
+@dataclass(frozen=True, order=True)
+class TimePartition:
+    first: date  # the period's first day
+    name: str
+    period: Period = field(compare=False, repr=False)
 
     @property
     def start(self) -> datetime:
@@ -36,44 +61,41 @@ class MonthPartition:
 
     @property
     def end(self) -> datetime:
-        return datetime.combine(add_months(self.first, 1), time(), tzinfo=UTC)
+        return datetime.combine(self.period.shift(self.first, 1), time(), tzinfo=UTC)
 
 
-def add_months(first: date, n: int) -> date:
-    index = first.year * 12 + first.month - 1 + n
-    return date(index // 12, index % 12 + 1, 1)
+def partition(period: Period, table: str, day: date) -> TimePartition:
+    first = period.floor(day)
+    return TimePartition(first, f"{table}_p{first:{period.name_format}}", period)
 
 
-def month_partition(table: str, day: date) -> MonthPartition:
-    first = day.replace(day=1)
-    return MonthPartition(first, f"{table}_p{first:%Y%m}")
-
-
-def parse_month(table: str, name: str) -> MonthPartition | None:
-    """The month a partition's name stands for (None for the default partition or a name that is not ours)."""
-    match = re.fullmatch(re.escape(table) + r"_p(\d{4})(\d{2})", name)
-    if match is None or not 1 <= int(match.group(2)) <= 12:
+def parse(period: Period, table: str, name: str) -> TimePartition | None:
+    """The period a partition's name stands for (None for the default partition or a name that is not ours)."""
+    match = re.fullmatch(re.escape(table) + rf"_p(\d{{{period.digits()}}})", name)
+    if match is None:
         return None
-    return month_partition(table, date(int(match.group(1)), int(match.group(2)), 1))
+    try:
+        day = datetime.strptime(match.group(1), period.name_format).date()
+    except ValueError:  # _p202613, _p20261332
+        return None
+    return partition(period, table, day)
 
 
-def months_wanted(table: str, now: datetime, ahead: int = MONTHS_AHEAD) -> list[MonthPartition]:
-    """This month's partition (UTC) and the next `ahead` months'."""
-    first = now.astimezone(UTC).date().replace(day=1)
-    return [month_partition(table, add_months(first, n)) for n in range(ahead + 1)]
+def wanted(period: Period, table: str, now: datetime, ahead: int) -> list[TimePartition]:
+    """The current period's partition (UTC) and the next `ahead` periods'."""
+    first = period.floor(now.astimezone(UTC).date())
+    return [partition(period, table, period.shift(first, n)) for n in range(ahead + 1)]
 
 
-def months_missing(
-    table: str, existing: Iterable[str], now: datetime, ahead: int = MONTHS_AHEAD
-) -> list[MonthPartition]:
+def missing(period: Period, table: str, existing: Iterable[str], now: datetime, ahead: int) -> list[TimePartition]:
     have = set(existing)
-    return [p for p in months_wanted(table, now, ahead) if p.name not in have]
+    return [p for p in wanted(period, table, now, ahead) if p.name not in have]
 
 
-def months_expired(table: str, existing: Iterable[str], cutoff: datetime) -> list[MonthPartition]:
-    """Month partitions whose every row is older than `cutoff` (the month ends at or before it), oldest first."""
-    months = (parse_month(table, name) for name in existing)
-    return sorted(p for p in months if p is not None and p.end <= cutoff)
+def expired(period: Period, table: str, existing: Iterable[str], cutoff: datetime) -> list[TimePartition]:
+    """Partitions whose every row is older than `cutoff` (the whole period ends at or before it), oldest first."""
+    parts = (parse(period, table, name) for name in existing)
+    return sorted(p for p in parts if p is not None and p.end <= cutoff)
 
 
 @dataclass(frozen=True)
@@ -120,12 +142,12 @@ class TimePartitions:
         await self.session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:k))"), {"k": f"potluck.{self.table}"})
         existing = await self.names()
         created, moved = [], 0
-        for part in months_missing(self.table, existing, now, ahead):
+        for part in missing(MONTH, self.table, existing, now, ahead):
             moved += await self._create(part)
             created.append(part.name)
         cutoff = now - retention
         dropped = []
-        for part in months_expired(self.table, existing, cutoff):
+        for part in expired(MONTH, self.table, existing, cutoff):
             await self.session.execute(text(f"DROP TABLE {part.name}"))
             dropped.append(part.name)
         deleted = await self.session.execute(
@@ -133,7 +155,7 @@ class TimePartitions:
         )
         return TimePartitionChanges(tuple(created), tuple(dropped), moved, rowcount(deleted))
 
-    async def _create(self, part: MonthPartition) -> int:
+    async def _create(self, part: TimePartition) -> int:
         return await create_range_partition(self.session, self.table, self.column, part.name, part.start, part.end)
 
 

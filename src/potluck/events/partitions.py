@@ -1,4 +1,5 @@
-"""Which daily partitions of the outbox should exist, and which have expired: pure, no I/O.
+"""The outbox's partition scheme: daily partitions on db/time_partitions.py's calendar (`DAY`), and handled_event's
+blocks of event ids: which should exist, which have expired; pure, no I/O.
 
 On PostgreSQL the outbox is range-partitioned by `created_at`, one partition per UTC day
 (`outbox_event_p20261205` holds [2026-12-05, 2026-12-06)), plus a DEFAULT partition for rows no day partition
@@ -12,56 +13,12 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
 
 OUTBOX_TABLE = "outbox_event"
 DEFAULT_SUFFIX = "_default"
 # Days created ahead of today: a missed run or two (the job is hourly) never leaves today's rows without a
 # partition (they would go to the default partition, and creating the day later has to move them).
 DAYS_AHEAD = 3
-
-
-@dataclass(frozen=True, order=True)
-class DayPartition:
-    day: date
-    name: str
-
-    @property
-    def start(self) -> datetime:
-        return datetime.combine(self.day, time(), tzinfo=UTC)
-
-    @property
-    def end(self) -> datetime:
-        return self.start + timedelta(days=1)
-
-
-def day_partition(table: str, day: date) -> DayPartition:
-    return DayPartition(day, f"{table}_p{day:%Y%m%d}")
-
-
-def parse(table: str, name: str) -> DayPartition | None:
-    """The day a partition's name stands for (None for the default partition or a name that is not ours)."""
-    match = re.fullmatch(re.escape(table) + r"_p(\d{8})", name)
-    if match is None:
-        return None
-    return day_partition(table, datetime.strptime(match.group(1), "%Y%m%d").date())
-
-
-def wanted(table: str, now: datetime, days_ahead: int = DAYS_AHEAD) -> list[DayPartition]:
-    """Today's partition and the next `days_ahead` days' (UTC)."""
-    today = now.astimezone(UTC).date()
-    return [day_partition(table, today + timedelta(days=n)) for n in range(days_ahead + 1)]
-
-
-def missing(table: str, existing: Iterable[str], now: datetime, days_ahead: int = DAYS_AHEAD) -> list[DayPartition]:
-    have = set(existing)
-    return [p for p in wanted(table, now, days_ahead) if p.name not in have]
-
-
-def expired(table: str, existing: Iterable[str], cutoff: datetime) -> list[DayPartition]:
-    """Day partitions whose every row is older than `cutoff` (their whole day ends at or before it), oldest first."""
-    days = (parse(table, name) for name in existing)
-    return sorted(p for p in days if p is not None and p.end <= cutoff)
 
 
 # --- handled_event: by blocks of event ids ------------------------------------------------------------------

@@ -13,7 +13,7 @@ from sqlalchemy.orm import aliased
 
 from potluck.db.dialect import dialect_insert, rowcount
 from potluck.db.session import AnySession, WriteSession
-from potluck.db.time_partitions import create_range_partition
+from potluck.db.time_partitions import DAY, TimePartition, create_range_partition, expired, missing
 from potluck.events import partitions
 from potluck.events.models import EventStatus, HandledEvent, OutboxEvent
 
@@ -264,11 +264,11 @@ class OutboxRepository(Generic[AnySession]):
         table = partitions.OUTBOX_TABLE
         existing = await self.partition_names()
         created, moved = [], 0
-        for part in partitions.missing(table, existing, now):
+        for part in missing(DAY, table, existing, now, partitions.DAYS_AHEAD):
             moved += await self._create_partition(part)
             created.append(part.name)
         dropped, kept = [], 0
-        for part in partitions.expired(table, existing, now - retention):
+        for part in expired(DAY, table, existing, now - retention):
             kept += await self._drop_partition(part)
             dropped.append(part.name)
         blocks_created, blocks_dropped = await self._maintain_handled_blocks(block)
@@ -311,13 +311,13 @@ class OutboxRepository(Generic[AnySession]):
             dropped.append(block.name)
         return tuple(created), tuple(dropped)
 
-    async def _create_partition(self: OutboxRepository[WriteSession], part: partitions.DayPartition) -> int:
+    async def _create_partition(self: OutboxRepository[WriteSession], part: TimePartition) -> int:
         # Rows of this day that reached the default partition (the job did not run for days) move in first.
         return await create_range_partition(
             self.session, partitions.OUTBOX_TABLE, "created_at", part.name, part.start, part.end
         )
 
-    async def _drop_partition(self: OutboxRepository[WriteSession], part: partitions.DayPartition) -> int:
+    async def _drop_partition(self: OutboxRepository[WriteSession], part: TimePartition) -> int:
         await self.session.execute(text(f"ALTER TABLE outbox_event DETACH PARTITION {part.name}"))
         kept = await self.session.execute(
             text(f"INSERT INTO outbox_event SELECT * FROM {part.name} WHERE status <> :delivered"),
