@@ -23,7 +23,7 @@ from potluck.db.failover import ReplicaFailoverMiddleware
 from potluck.errors import install_error_handlers
 from potluck.health import INTERNAL_PATHS
 from potluck.health import router as health_router
-from potluck.kit.compression import BrotliMiddleware
+from potluck.kit.compression import BrotliMiddleware, offers_coding
 from potluck.kit.links import set_public_base_url
 from potluck.kit.wiring import STATE_KEY as PROVIDER_KEY
 from potluck.kit.wiring import provider_of, required_by
@@ -132,6 +132,8 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
         internal_port=settings.observability.metrics_port,
         cors=bool(api.cors_origins),
         compression=_wrapped_in(coding),
+        coded=offers_coding,
+        vary_minimum=api.gzip_minimum_bytes,
     )
     metrics = HttpMetricsSource(lambda: provider_of(app).get(MetricsExposition).registry)
     for cls, args, kwargs in reversed(coding):

@@ -37,6 +37,13 @@ def accepts_br(accept_encoding: str) -> bool:
         return False
 
 
+def offers_coding(accept_encoding: str) -> bool:
+    """Whether app.compression()'s layers may encode an answer for this Accept-Encoding: starlette's GZip takes any
+    header containing "gzip", this module any that accepts br. When neither does, all they do to an answer is add
+    `Vary: Accept-Encoding` once its body reaches their minimum size (what the recipe fast path does itself)."""
+    return "gzip" in accept_encoding or accepts_br(accept_encoding)
+
+
 class BrotliResponder(IdentityResponder):
     """Starlette's responder (threshold, excluded types, Vary, Content-Length, streaming) with a brotli stream."""
 

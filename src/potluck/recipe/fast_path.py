@@ -24,6 +24,7 @@ import time
 import uuid
 from dataclasses import dataclass
 
+from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from potluck.cache.surrogate import SurrogateKeys
@@ -58,6 +59,7 @@ class _Request:
     authorization: str | None = None
     if_none_match: str | None = None
     request_id: str | None = None
+    accept_encoding: str = ""
     host: str = ""
     origin: bool = False
     body: bool = False
@@ -72,6 +74,8 @@ class _Request:
                 request.if_none_match = value.decode("latin-1")
             elif name == b"host":
                 request.host = value.decode("latin-1")
+            elif name == b"accept-encoding":
+                request.accept_encoding = value.decode("latin-1")
             elif name == _REQUEST_ID:
                 request.request_id = value.decode("latin-1")
             elif name == b"origin":
@@ -116,8 +120,13 @@ class RecipeFastPath:
             answer.headers.append((_REQUEST_ID, request_id.encode("latin-1")))
             for name, value in self.front.security.for_request(scope["path"], scope.get("scheme")):
                 answer.headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
-            scope[_ANSWER] = answer
-            await self._emit(scope, receive, send)
+            if self.front.coded(request.accept_encoding):
+                scope[_ANSWER] = answer
+                await self._emit(scope, receive, send)
+            else:  # what the compression layers would do, without passing through them
+                if len(answer.body) >= self.front.vary_minimum:
+                    MutableHeaders(raw=answer.headers).add_vary_header("Accept-Encoding")
+                await _send(send, answer)
         finally:
             metrics.in_flight.dec()
             admission.in_flight -= 1
@@ -135,7 +144,10 @@ class _Answer:
 
 async def _emit(scope: Scope, receive: Receive, send: Send) -> None:
     """The innermost app of the fast path's compression layers: sends the answer `_try` prepared."""
-    answer: _Answer = scope.pop(_ANSWER)
+    await _send(send, scope.pop(_ANSWER))
+
+
+async def _send(send: Send, answer: _Answer) -> None:
     await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
     await send({"type": "http.response.body", "body": answer.body})
 
