@@ -28,7 +28,8 @@ async def test_cached_first_pages_answer_like_the_query_and_follow_every_write(
     client: httpx.AsyncClient, api: Api, statements: list[str]
 ) -> None:
     author = await api.register()
-    reader = await api.register()  # signed in, no private recipes: same items, always from the query
+    reader = await api.register()  # signed in with a private recipe: their pages always come from the query
+    own = await api.create_recipe(reader, title="Reader's own", cuisine="french", is_public=False)  # the oldest
     recipes = [
         await api.create_recipe(author, title=f"Dish {i}", cuisine="thai" if i % 2 else "italian") for i in range(8)
     ]
@@ -38,6 +39,7 @@ async def test_cached_first_pages_answer_like_the_query_and_follow_every_write(
     async def same_as_query() -> None:
         for params in LISTS:
             cached, queried = await _items(client, params), await _items(client, params, reader["headers"])
+            queried["items"] = [r for r in queried["items"] if r["id"] != own["id"]]
             assert cached == queried, params
 
     await same_as_query()
@@ -84,3 +86,39 @@ async def test_hydration_misses_cost_one_statement_whatever_the_page_size(
         assert len((await _items(client, {"limit": limit}))["items"]) == limit
         counts.append(len(statements))
     assert counts == [2, 2]  # the page's ids (a fill), then the cold cards in one statement
+
+
+async def test_signed_in_first_pages_are_cached_unless_the_reader_has_private_recipes(
+    client: httpx.AsyncClient, api: Api, statements: list[str]
+) -> None:
+    author = await api.register()
+    reader = await api.register()
+    recipes = [await api.create_recipe(author, title=f"Dish {i}") for i in range(5)]
+    await drain_until_settled(container_of(client).relay)
+    for r in recipes:
+        await client.get(f"/api/v1/recipes/{r['id']}")
+
+    async def served_from_the_cache() -> None:
+        await _items(client, {}, reader["headers"])  # fills the page and whether the reader has private recipes
+        anonymous = await _items(client, {})
+        statements.clear()
+        assert await _items(client, {}, reader["headers"]) == anonymous
+        assert not [s for s in statements if "recipe" in s], statements
+
+    await served_from_the_cache()
+
+    # The reader's own private recipe is on their first page at once (creating it bumps `gen:lists`), never on
+    # anyone else's; their pages come from the query while they have one.
+    mine = await api.create_recipe(reader, title="Mine", is_public=False)
+    statements.clear()
+    assert (await _items(client, {}, reader["headers"]))["items"][0]["title"] == "Mine"
+    assert [s for s in statements if "recipe" in s]
+    assert "Mine" not in [r["title"] for r in (await _items(client, {}))["items"]]
+    assert "Mine" not in [r["title"] for r in (await _items(client, {}, author["headers"]))["items"]]
+
+    # Made public, then deleted: the reader has no private recipe left and is served from the cache again.
+    await client.patch(f"/api/v1/recipes/{mine['id']}", json={"is_public": True}, headers=reader["headers"])
+    assert (await _items(client, {}))["items"][0]["title"] == "Mine"
+    await client.delete(f"/api/v1/recipes/{mine['id']}", headers=reader["headers"])
+    await served_from_the_cache()
+    assert "Mine" not in [r["title"] for r in (await _items(client, {}, reader["headers"]))["items"]]

@@ -282,6 +282,11 @@ class RecipeRepository(Generic[AnySession]):
         stmt = stmt.order_by(Recipe.created_at.desc(), Recipe.id.desc()).limit(limit)
         return [(row.id, row.created_at) for row in (await self.session.execute(stmt)).all()]
 
+    async def has_private_recipes(self, author_id: uuid.UUID) -> bool:
+        """Whether this user's lists and searches could differ from the public ones (idx_recipes_author_created)."""
+        stmt = select(exists().where(Recipe.author_id == author_id, Recipe.is_public.is_(False)))
+        return bool((await self.session.execute(stmt)).scalar())
+
     async def list_offset(
         self, filters: RecipeFilters, viewer_id: uuid.UUID | None, offset: int, limit: int
     ) -> Sequence[Recipe]:

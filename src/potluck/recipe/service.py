@@ -218,8 +218,8 @@ class RecipeService:
         limit: int,
         parts: Set[str],
     ) -> tuple[list[dict[str, Any]], str | None]:
-        if cursor is None and viewer_id is None and not parts:
-            cached = await self._cached_first_page(session, filters, limit)
+        if cursor is None and not parts:
+            cached = await self._cached_first_page(session, filters, limit, viewer_id)
             if cached is not None:
                 return cached
         rows = await RecipeRepository(session).list_page(filters, viewer_id, cursor, limit + 1, parts)
@@ -228,16 +228,20 @@ class RecipeService:
         return [build_document(r, parts, self.media_base_url) for r in page], next_cursor
 
     async def _cached_first_page(
-        self, session: ReadSession, filters: RecipeFilters, limit: int
+        self, session: ReadSession, filters: RecipeFilters, limit: int, viewer_id: uuid.UUID | None
     ) -> tuple[list[dict[str, Any]], str | None] | None:
-        """An anonymous first page of cards: its ids from the list cache (under `gen:lists`), each document from
-        recipe:{id} (one multi-get, visibility checked per item), the ones neither tier holds in one statement.
-        None when the generation cannot be read (Redis down): the caller queries the page itself."""
+        """A first page of cards as anyone sees it: its ids from the list cache (under `gen:lists`), each document
+        from recipe:{id} (one multi-get, visibility checked per item), the ones neither tier holds in one statement.
+        A signed-in viewer gets it when they have no private recipe (their page is then the public one; whether
+        they have one is cached under the same generation, which every visibility change bumps). None when the
+        generation cannot be read (Redis down) or the viewer's page is their own: the caller queries the page."""
         generation = await self.cache.generation(LISTS_GENERATION_KEY)
         if generation is None:
             return None
         key = list_key(generation, {"filters": filters.model_dump(mode="json"), "limit": limit})
         try:
+            if viewer_id is not None and await self._has_private(viewer_id, generation):
+                return None
             loaded = await self.cache.get_or_fill(RECIPE_LIST, key, lambda: self._fill_list(filters, limit))
         except LeaderUnavailableError:
             return None  # fills read the primary; while there is no leader the caller's replica session answers
@@ -256,6 +260,16 @@ class RecipeService:
                     found[record.row.id] = build_document(record, frozenset(), self.media_base_url)
         # Gone or private since the page was cached: skipped (the writes that do that also bump the generation).
         return [found[i] for i in ids if i in found], data["next"]
+
+    async def _has_private(self, viewer_id: uuid.UUID, generation: int) -> bool:
+        async def load() -> Loaded:
+            async with self.database.read_session(primary=True) as session:
+                found = await RecipeRepository(session).has_private_recipes(viewer_id)
+            return Loaded(b"1" if found else b"0")
+
+        key = list_key(generation, {"private_recipes_of": str(viewer_id)})
+        loaded = await self.cache.get_or_fill(RECIPE_LIST, key, load)
+        return loaded.payload != b"0"
 
     async def _fill_list(self, filters: RecipeFilters, limit: int) -> Loaded:
         # Fills read the primary: a lagging replica could store a pre-write page under the post-write generation.

@@ -92,11 +92,6 @@ class SearchRepository:
         rows = (await self.session.execute(stmt)).all()
         return [Hit(row.id, row.created_at, float(row.rating), int(row.rating_count)) for row in rows]
 
-    async def has_private_recipes(self, author_id: uuid.UUID) -> bool:
-        """Whether a search by this user could differ from the public one (idx_recipes_author_created)."""
-        stmt = select(exists().where(Recipe.author_id == author_id, Recipe.is_public.is_(False)))
-        return bool((await self.session.execute(stmt)).scalar())
-
     # --- PostgreSQL ---------------------------------------------------------------------------------------
 
     def _pg_tsquery(self, query: SearchQuery) -> ColumnElement[Any]:

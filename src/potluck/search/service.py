@@ -34,6 +34,7 @@ from potluck.cache.keys import SEARCH_GENERATION_KEY, search_key
 from potluck.db.consistency import ConsistencyToken
 from potluck.db.engine import Database, LeaderUnavailableError
 from potluck.errors import NotFoundError
+from potluck.recipe.repository import RecipeRepository
 from potluck.recipe.service import RecipeService
 from potluck.search.analytics import QueryCount, SearchAnalytics
 from potluck.search.query import SearchQuery, next_cursor
@@ -155,7 +156,7 @@ class SearchService:
 
         async def load() -> Loaded:
             async with self.database.read_session(primary=True) as session:
-                found = await SearchRepository(session).has_private_recipes(viewer_id)
+                found = await RecipeRepository(session).has_private_recipes(viewer_id)
             return Loaded(b"1" if found else b"0")
 
         loaded = await self.cache.get_or_fill(SEARCH_RESULTS, key, load)
