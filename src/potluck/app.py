@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 from fastapi.responses import HTMLResponse, Response
-from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.middleware.gzip import GZipMiddleware
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp
 from swagger_ui_bundle import swagger_ui_path
 
 from potluck import __version__
@@ -23,7 +20,7 @@ from potluck.db.failover import ReplicaFailoverMiddleware
 from potluck.errors import install_error_handlers
 from potluck.health import INTERNAL_PATHS
 from potluck.health import router as health_router
-from potluck.kit.compression import BrotliMiddleware, offers_coding
+from potluck.kit.compression import ContentCoding
 from potluck.kit.links import set_public_base_url
 from potluck.kit.wiring import STATE_KEY as PROVIDER_KEY
 from potluck.kit.wiring import provider_of, required_by
@@ -102,21 +99,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def compression(settings: Settings) -> list[Middleware]:
-    """The content coding of every answer, outermost first: the chain's innermost middlewares, and around the
-    recipe fast path's answers (which never reach the chain). A new coding (Brotli, ...) goes here: both get it."""
-    minimum = settings.api.gzip_minimum_bytes
-    # Brotli inside gzip: a client that accepts br gets br (kit/compression.py), the others gzip.
-    return [Middleware(GZipMiddleware, minimum_size=minimum), Middleware(BrotliMiddleware, minimum_size=minimum)]
-
-
-def _wrapped_in(layers: list[Middleware]) -> Callable[[ASGIApp], ASGIApp]:
-    def wrap(app: ASGIApp) -> ASGIApp:
-        for cls, args, kwargs in reversed(layers):
-            app = cls(app, *args, **kwargs)
-        return app
-
-    return wrap
+def compression(settings: Settings) -> ContentCoding:
+    """The content coding of every answer: the chain's innermost middlewares (`layers()`), and the recipe fast
+    path's answers (which never reach the chain) encoded the same way. A new coding goes in kit/compression.py's
+    ContentCoding: both get it."""
+    return ContentCoding(settings.api.gzip_minimum_bytes)
 
 
 def _install_middleware(app: FastAPI, settings: Settings) -> None:
@@ -131,12 +118,9 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
         security=SecurityHeaders(api.hsts_seconds),
         internal_port=settings.observability.metrics_port,
         cors=bool(api.cors_origins),
-        compression=_wrapped_in(coding),
-        coded=offers_coding,
-        vary_minimum=api.gzip_minimum_bytes,
     )
     metrics = HttpMetricsSource(lambda: provider_of(app).get(MetricsExposition).registry)
-    for cls, args, kwargs in reversed(coding):
+    for cls, args, kwargs in reversed(coding.layers()):
         app.add_middleware(cls, *args, **kwargs)
     app.add_middleware(ReplicaFailoverMiddleware)
     app.add_middleware(ConsistencyTokenMiddleware)
@@ -163,7 +147,7 @@ def _install_middleware(app: FastAPI, settings: Settings) -> None:
     # Every response gets them: the middlewares' own problems included (the fast path adds the same ones).
     app.add_middleware(SecurityHeadersMiddleware, headers=front.security)
     # Outermost: a cached recipe read is answered before any of the above runs (recipe/fast_path.py).
-    app.add_middleware(RecipeFastPath, front=front, metrics=metrics)
+    app.add_middleware(RecipeFastPath, front=front, metrics=metrics, coding=coding)
 
 
 _DOCS_PAGE = """<!doctype html>

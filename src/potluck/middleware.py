@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import orjson
@@ -356,11 +356,6 @@ class FrontRules:
     security: SecurityHeaders
     internal_port: int | None  # InternalListenerGate: nothing but internal paths on that listener
     cors: bool  # CORSMiddleware is installed: a request with an Origin is left to it
-    compression: Callable[[ASGIApp], ASGIApp]  # the chain's content coding (GZip, ...) around an answer
-    # Whether those layers may encode for this Accept-Encoding; when not, they only add `Vary: Accept-Encoding`
-    # to a body of `vary_minimum` bytes or more, and an answer may skip them (kit/compression.offers_coding).
-    coded: Callable[[str], bool]
-    vary_minimum: int
 
     def passes(self, scope: Scope, *, host: str, origin: bool, body: bool) -> bool:
         """True when the chain would hand this GET to the app unchanged: the host is served, the process takes

@@ -9,7 +9,8 @@ is not revoked (the claims come from the token service's per-process cache, so a
 dictionary lookup more than an anonymous one). The same bytes, ETag, 304 handling, Cache-Control, Vary, surrogate
 keys, view count and cache metrics as `routes.get_recipe`; and what the chain adds to a routed answer, from the
 same objects the chain's middlewares use (middleware.FrontRules): the request id, the security headers, the
-content coding (the chain's compression middlewares wrap the answer), the HTTP metrics under the route's
+content coding (kit/compression.ContentCoding: the same layers' result, each cached document encoded once per
+coding, not per read), the HTTP metrics under the route's
 template, and the in-flight bound (an answer counts against it; a full process leaves the request to the chain,
 which sheds it). Anything else — `fields`/`include`, a miss or a lease (the route takes the lease and fills), a
 recipe the caller may not see (the route answers 404), a token that does not verify (401), another Authorization
@@ -24,10 +25,10 @@ import time
 import uuid
 from dataclasses import dataclass
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from potluck.cache.surrogate import SurrogateKeys
+from potluck.kit.compression import ContentCoding
 from potluck.kit.etag import if_none_match_hit
 from potluck.kit.wiring import Provider, provider_of
 from potluck.middleware import FrontRules
@@ -44,7 +45,6 @@ ROUTE = "/api/v1/recipes/{recipe_id}"  # the template the route has: spans and m
 _PATH = re.compile(r"^/api/v1/recipes/([0-9a-fA-F-]{36})$")
 
 
-_ANSWER = "potluck.fast_path.answer"  # scope key: the answer the compression layers wrap (_emit)
 _REQUEST_ID = REQUEST_ID_HEADER.lower().encode("latin-1")
 
 
@@ -86,11 +86,11 @@ class _Request:
 
 
 class RecipeFastPath:
-    def __init__(self, app: ASGIApp, *, front: FrontRules, metrics: HttpMetricsSource) -> None:
+    def __init__(self, app: ASGIApp, *, front: FrontRules, metrics: HttpMetricsSource, coding: ContentCoding) -> None:
         self.app = app
         self.front = front
         self.metrics = metrics
-        self._emit = front.compression(_emit)
+        self.coding = coding  # the chain's compression layers, as applied to a whole answer (memoized)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:
@@ -120,13 +120,9 @@ class RecipeFastPath:
             answer.headers.append((_REQUEST_ID, request_id.encode("latin-1")))
             for name, value in self.front.security.for_request(scope["path"], scope.get("scheme")):
                 answer.headers.append((name.lower().encode("latin-1"), value.encode("latin-1")))
-            if self.front.coded(request.accept_encoding):
-                scope[_ANSWER] = answer
-                await self._emit(scope, receive, send)
-            else:  # what the compression layers would do, without passing through them
-                if len(answer.body) >= self.front.vary_minimum:
-                    MutableHeaders(raw=answer.headers).add_vary_header("Accept-Encoding")
-                await _send(send, answer)
+            answer.body = self.coding.apply(answer.headers, answer.body, request.accept_encoding)
+            await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
+            await send({"type": "http.response.body", "body": answer.body})
         finally:
             metrics.in_flight.dec()
             admission.in_flight -= 1
@@ -140,16 +136,6 @@ class _Answer:
     status: int
     headers: list[tuple[bytes, bytes]]
     body: bytes
-
-
-async def _emit(scope: Scope, receive: Receive, send: Send) -> None:
-    """The innermost app of the fast path's compression layers: sends the answer `_try` prepared."""
-    await _send(send, scope.pop(_ANSWER))
-
-
-async def _send(send: Send, answer: _Answer) -> None:
-    await send({"type": "http.response.start", "status": answer.status, "headers": answer.headers})
-    await send({"type": "http.response.body", "body": answer.body})
 
 
 async def _lookup(provider: Provider, recipe_id: uuid.UUID, request: _Request) -> _Answer | None:
