@@ -221,6 +221,7 @@ def run_wrk(
     work_dir: Path,
     label: str,
     authorization: str | None = None,
+    accept_encoding: str = "",
 ) -> WrkResult:
     """One wrk instance per port, all at once (-t1 -cN each); the results are added up."""
     procs: list[tuple[int, Path, subprocess.Popen[str]]] = []
@@ -236,6 +237,7 @@ def run_wrk(
                 "ZIPF_SEED": str(seed * 100 + i),
                 "WRK_RESULT_FILE": str(result_file),
                 "WRK_AUTHORIZATION": authorization or "",
+                "WRK_ACCEPT_ENCODING": accept_encoding,
             }
             argv = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
             argv += ["-s", str(LUA_SCRIPT), f"http://{HOST}:{port}"]
@@ -525,6 +527,7 @@ class Bench:
             work_dir=self.work_dir,
             label=label,
             authorization=self.authorization,
+            accept_encoding=self.args.accept_encoding,
         )
 
     def scenario(
@@ -917,6 +920,11 @@ def add_run_arguments(parser: argparse.ArgumentParser, *, popular: str) -> None:
     parser.add_argument("--recipes", type=int, default=10_000, help="recipes to seed")
     parser.add_argument("--users", type=int, default=1_000, help="users to seed")
     parser.add_argument("--seed", type=int, default=7, help="seed of the demo data")
+    parser.add_argument(
+        "--accept-encoding",
+        default="",
+        help="the Accept-Encoding header every request sends (default: none, as wrk; a browser sends 'gzip, br')",
+    )
     parser.add_argument("--duration", type=int, default=20, help="seconds of each timed run")
     parser.add_argument("--warmup", type=int, default=5, help="seconds of the untimed run before each timed one")
     parser.add_argument("--connections", type=int, default=32, help="wrk connections per server process")

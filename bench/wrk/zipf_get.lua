@@ -8,6 +8,7 @@
 --   WRK_RESULT_FILE  optional: done() writes the summary and the latency quantiles on a fine grid there,
 --                    so the results of several wrk instances can be merged
 --   WRK_AUTHORIZATION optional: sent as the Authorization header of every request (signed-in reads)
+--   WRK_ACCEPT_ENCODING optional: sent as the Accept-Encoding header of every request
 --
 -- The CDF and every request string are built once per thread in init(); request() is a binary search.
 
@@ -35,6 +36,11 @@ function init(args)
     local authorization = os.getenv("WRK_AUTHORIZATION")
     if authorization ~= nil and authorization ~= "" then
         wrk.headers["Authorization"] = authorization
+    end
+
+    local accept_encoding = os.getenv("WRK_ACCEPT_ENCODING")
+    if accept_encoding ~= nil and accept_encoding ~= "" then
+        wrk.headers["Accept-Encoding"] = accept_encoding
     end
 
     local file = assert(io.open(path, "r"))
