@@ -198,6 +198,8 @@ def check_tools(state: BringUp) -> None:
     for tool, package in (("redis-server", "redis-server"), ("redis-sentinel", "redis-sentinel"), ("nginx", "nginx")):
         if shutil.which(tool) is None:
             raise OpsError(f"{tool} not found on PATH: install it (apt-get install {package})")
+    # The gateway starts last, minutes from now: a limit nginx would refuse fails here, naming its variable.
+    GatewayLimits.from_env(os.environ)
 
 
 def stop_leftovers(state: BringUp) -> None:
