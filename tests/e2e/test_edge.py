@@ -42,6 +42,7 @@ from potluck_ops.varnish import (
     stop_varnish,
 )
 from tests.harness import PgCluster, RedisServer
+from tests.support.edge import purges_at
 from tests.support.eventually import eventually
 from tests.support.stack import ApiProcess, migrated_database, register_user, stack_env, stack_logs
 
@@ -155,6 +156,7 @@ def topology(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) ->
                 "relay": relay,
                 "logs": logs,
                 "hit_logs": [hit_log(root, name) for name in EDGES],
+                "workdirs": {name: root / name for name in EDGES},
                 "coord": coord.url,
                 "env": env,
                 "db": url,
@@ -363,6 +365,30 @@ async def test_a_purge_a_paused_node_missed_is_retried_through_the_outbox(
     await _drain_outbox(topology)
     assert (await _edge_purge_event(topology, key))["status"] == "delivered"
     assert (await _hit(clients[paused], url)).json()["title"] == "retried"
+
+
+async def test_a_write_purges_each_node_once(clients: dict[str, httpx.AsyncClient], topology: dict[str, Any]) -> None:
+    """The purge after commit, acknowledged by every node, is the only one: the relay's `edge.purge` delivery finds it
+    done and sends nothing, and the recipe events' handlers leave the edge to it (they purged it twice more)."""
+    api = clients["api"]
+
+    async def purges(key: str) -> dict[str, int]:
+        await asyncio.sleep(0.3)  # varnishd writes its log as it answers; leave it a moment
+        return {name: await asyncio.to_thread(purges_at, topology["workdirs"][name], key) for name in EDGES}
+
+    author, url = await _recipe(api)
+    key = f"recipe:{url.rsplit('/', 1)[1]}"
+    assert await purges(key) == dict.fromkeys(EDGES, 1)  # the creation's
+    await _drain_outbox(topology)  # recipe.created's handlers and its edge.purge event
+    assert await purges(key) == dict.fromkeys(EDGES, 1)
+    assert (await _edge_purge_event(topology, key))["status"] == "delivered"
+    assert (await api.patch(url, json={"title": "once"}, headers=author["headers"])).status_code == 200
+    await _drain_outbox(topology)
+    assert await purges(key) == dict.fromkeys(EDGES, 2)
+    assert (await api.delete(url, headers=author["headers"])).status_code == 204
+    await _drain_outbox(topology)
+    assert await purges(key) == dict.fromkeys(EDGES, 3)
+    assert (await _edge_purge_event(topology, key))["status"] == "delivered"
 
 
 _DECODERS: dict[str | None, Callable[[bytes], bytes]] = {"br": brotli.decompress, "gzip": gzip.decompress, None: bytes}
