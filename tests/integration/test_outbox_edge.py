@@ -85,3 +85,28 @@ async def test_a_rolled_back_write_records_no_edge_purge_and_purges_nothing(
     assert await _purges(workdir, key) == 1
     assert {row.status for row in await outbox_rows(http) if row.topic == EDGE_PURGE} == {"delivered"}
     assert (await http.get(f"/api/v1/recipes/{recipe['id']}")).json()["title"] == recipe["title"]
+
+
+async def test_a_write_whose_tier_invalidation_waited_is_purged_again_once_the_relay_redid_it(
+    http: httpx.AsyncClient, edge_node: tuple[str, Path]
+) -> None:
+    """While this process's cache breaker is open, a write's invalidation waits in `pending` (other processes may
+    still hold the old version, and an edge fill could take it from them): its purge after commit is not marked
+    done, so the relay's delivery invalidates the tiers strictly, then purges the edge once more."""
+    workdir = edge_node[1]
+    api = Api(http)
+    author = await api.register()
+    recipe = await api.create_recipe(author)
+    key = f"recipe:{recipe['id']}"
+    container = container_of(http)
+    await drain_until_settled(container.events.relay)
+    assert await _purges(workdir, key) == 1
+    for _ in range(container.cache.settings.breaker_failures):
+        container.cache.breaker.record_failure()
+    assert not container.cache.breaker.allow()
+    url = f"/api/v1/recipes/{recipe['id']}"
+    assert (await http.patch(url, json={"title": "Waited"}, headers=author["headers"])).status_code == 200
+    assert await _purges(workdir, key) == 2  # the purge after commit: acknowledged, not marked done
+    await drain_until_settled(container.events.relay)
+    assert await _purges(workdir, key) == 3
+    assert {row.status for row in await outbox_rows(http) if row.topic == EDGE_PURGE} == {"delivered"}

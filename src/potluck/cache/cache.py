@@ -94,8 +94,6 @@ class Cache:
             await self.bus.stop()
         await self.store.aclose()
 
-    # --- the read path -------------------------------------------------------------------------------------
-
     async def get_or_fill(self, family: Family, key: str, loader: Loader) -> Loaded:
         """The value for `key`, from the fastest tier that has it, loading it at most once across processes."""
         if not self.settings.enabled:
@@ -354,8 +352,6 @@ class Cache:
         if self.local is not None:
             self.local.put(key, entry, epoch, _now_ms())
 
-    # --- failures and the breaker ----------------------------------------------------------------------------
-
     def _record_failure(self, family: Family, operation: str) -> None:
         self.metrics.errors.labels(family.name, operation).inc()
         self.breaker.record_failure()
@@ -405,9 +401,10 @@ class Cache:
         if self.edge is not None:
             await self.edge.purge(keys)
 
-    async def _invalidate_tiers(self, keys: Sequence[str]) -> None:
+    async def _invalidate_tiers(self, keys: Sequence[str]) -> bool:
+        """True once every process's tiers have dropped `keys`; False when deferred (in `pending`)."""
         if not keys or not self.settings.enabled:
-            return
+            return True
         if self.local is not None:
             self.local.invalidate(keys)
         for key in keys:
@@ -415,7 +412,7 @@ class Cache:
             self._inflight.pop(key, None)
         if not self.breaker.allow():
             self._defer(keys)
-            return
+            return False
         try:
             await self.store.delete(keys)
             if self.bus is not None:
@@ -423,9 +420,10 @@ class Cache:
         except Exception:
             self._defer(keys)
             self.breaker.record_failure()
-            return
+            return False
         self.breaker.record_success()
         self.metrics.invalidations.labels("sent").inc(len(keys))
+        return True
 
     async def invalidate_strict(self, keys: Sequence[str]) -> None:
         """Forget `keys` in every tier of every process, or raise CacheStoreError: the outbox retries it until the
@@ -455,14 +453,14 @@ class Cache:
         """Once `session` commits: `keys` leave the tiers, `bumps` happen, then one purge takes `keys` and `edge_also`
         (names only edge pages carry) to the edge, last. With an edge they are also owed durably (`edge.purge`)."""
         edge_keys = [*keys, *edge_also]
-        purge_id = self.edge.owe(session, edge_keys) if self.edge is not None else None
+        purge_id = self.edge.owe(session, edge_keys, keys) if self.edge is not None else None
 
         async def after() -> None:
-            await self._invalidate_tiers(keys)
+            landed = await self._invalidate_tiers(keys)
             for key, event_id in bumps:
-                await self._bump(key, event_id)
-            if self.edge is not None:
-                await self.edge.purge(edge_keys, purge_id=purge_id)
+                landed = await self._bump(key, event_id) and landed
+            if self.edge is not None:  # done only if the tiers took it all; else the relay redoes tiers, then edge
+                await self.edge.purge(edge_keys, purge_id=purge_id if landed else None)
 
         session.after_commit(after)
 
@@ -485,9 +483,9 @@ class Cache:
         if self.edge is not None:
             await self.edge.purge([key])  # search pages carry the generation's key as their own
 
-    async def _bump(self, key: str, event_id: int | None) -> None:
+    async def _bump(self, key: str, event_id: int | None) -> bool:
         if not self.settings.enabled:
-            return
+            return True
         try:
             if event_id is None:
                 await self.store.incr(key)
@@ -497,3 +495,5 @@ class Cache:
             self.breaker.record_failure()
             self.pending_generations.add(key)
             logger.warning("cache.generation_bump_deferred", extra={"key": key})
+            return False
+        return True

@@ -22,11 +22,13 @@ whose fetch started before the node's last purge (the edge's version of the cach
 
 Durable retry through the outbox: the write's transaction also records an `edge.purge` event with its keys
 (`owe`, through the `journal` bootstrap wires to the outbox; one row per write that has keys, named by a fresh
-purge id). The purge after commit stays the fast path; once every node acknowledged it, it marks the purge id
-done in the coordination Redis (`DONE_PREFIX`, an hour). The relay delivers the event to `deliver`: a purge
-marked done is delivered without sending anything (one PURGE per node per write, not two); otherwise it purges
-every node again (idempotent) and raises while any node does not acknowledge, so the relay retries it with its
-backoff. A lost or expired mark costs one more purge, never a missed one. Each attempt records the debt again,
+purge id). The purge after commit stays the fast path; once every node acknowledged it, and the API's tiers had
+taken the write's invalidation, it marks the purge id done in the coordination Redis (`DONE_PREFIX`, an hour).
+The relay delivers the event to `deliver`: a purge marked done is delivered without sending anything (one PURGE
+per node per write, not two); otherwise it first invalidates the API's tiers strictly (`retiers`: raises while
+the cache store is down, so the edge is never refilled from a tier that still holds the old version), then
+purges every node again (idempotent) and raises while any node does not acknowledge, so the relay retries it
+with its backoff. A lost or expired mark costs one more purge, never a missed one. Each attempt records the debt again,
 so a debt lost with the coordination Redis comes back with the next attempt; the debt is settled (the node
 serves those keys again) once the node acknowledges. While Redis is unreachable no lease is granted, so the edge
 passes everything (it degrades to a proxy, never to stale). What remains: a node that misses the purge while
@@ -45,7 +47,7 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, cast
 
 import httpx
@@ -107,8 +109,10 @@ _QUIET = _NoPurgeLines()
 
 
 # Records a write's keys as owed to the edge under a purge id, in the write's transaction (bootstrap: an `edge.purge`
-# outbox row whose aggregate is the purge id).
-PurgeJournal = Callable[[WriteSession, uuid.UUID, list[str]], None]
+# outbox row whose aggregate is the purge id; payload: `keys` for the edge, `tiers` for the API's tiers).
+PurgeJournal = Callable[[WriteSession, uuid.UUID, Mapping[str, list[str]]], None]
+# Invalidates the API's tiers strictly before a redelivery (bootstrap: Cache.invalidate_strict).
+Retiers = Callable[[list[str]], Awaitable[None]]
 
 
 class EdgePurgeUndelivered(Exception):
@@ -153,6 +157,7 @@ class EdgePurger:
         logging.getLogger("httpx").addFilter(_QUIET)  # the same object each time: added once
         self._heartbeat: asyncio.Task[None] | None = None
         self.journal: PurgeJournal | None = None
+        self.retiers: Retiers | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -169,14 +174,14 @@ class EdgePurger:
 
     # --- the write path ------------------------------------------------------------------------------------
 
-    def owe(self, session: WriteSession, keys: Sequence[str]) -> uuid.UUID | None:
-        """Record `keys` as owed to every node in `session`'s transaction, so the relay purges them if need be; the
-        purge id to hand `purge` after commit (None: nothing recorded)."""
+    def owe(self, session: WriteSession, keys: Sequence[str], tiers: Sequence[str] = ()) -> uuid.UUID | None:
+        """Record `keys` as owed to every node in `session`'s transaction, so the relay purges them if need be (after
+        invalidating `tiers` in the API's tiers); the purge id to hand `purge` after commit (None: nothing owed)."""
         keys = list(dict.fromkeys(keys))
         if not keys or not self.nodes or self.journal is None:
             return None
         purge_id = uuid.uuid4()
-        self.journal(session, purge_id, keys)
+        self.journal(session, purge_id, {"keys": keys, "tiers": list(dict.fromkeys(tiers))})
         return purge_id
 
     async def deliver(self, event: OwedPurge) -> None:
@@ -184,6 +189,9 @@ class EdgePurger:
         else purge every node again, or raise so the event is retried."""
         if await self._done(event.aggregate_id):
             return
+        tiers = [str(key) for key in event.payload.get("tiers", [])]
+        if tiers and self.retiers is not None:
+            await self.retiers(tiers)  # raises while the store is down: retried, the edge purged only after
         keys = [str(key) for key in event.payload["keys"]]
         if not await self.purge(keys, wait_lease=False):
             raise EdgePurgeUndelivered(f"{len(keys)} keys not acknowledged by every edge node")
