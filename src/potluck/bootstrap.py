@@ -379,9 +379,10 @@ def bootstrap(settings: Settings) -> Container:
     media_base = settings.media.public_base_url
     outbox = Outbox(enabled=settings.events.enabled)
     if cache.edge is not None:  # a write's keys owed to the edge: one outbox row in the write's transaction
-        cache.edge.journal = lambda session, keys: outbox.record_at_commit(
-            session, EDGE_PURGE, uuid.uuid4(), {"keys": keys}
+        cache.edge.journal = lambda session, purge_id, payload: outbox.record_at_commit(
+            session, EDGE_PURGE, purge_id, payload
         )
+        cache.edge.retiers = cache.invalidate_strict
     recipes = RecipeService(database, cache, media_base, outbox)
     notifications = NotificationService(settings.events.fanout_batch_size)
     views = ViewCounter()

@@ -119,6 +119,12 @@ class EdgeSettings(BaseModel):
     heartbeat_ms: int = Field(default=80, ge=1)
     # Each edge node's hit log (varnishncsa: one recipe path per line), shipped to the view counts by the worker.
     view_logs: list[Path] = Field(default_factory=list)
+    # Each view log's writer's pid file (varnishncsa -P), in view_logs' order: the worker rotates a log past either
+    # bound below (renamed to <log>.1, SIGHUP to its writer, which reopens it). Empty: never (logrotate's job then).
+    view_log_writers: list[Path] = Field(default_factory=list)
+    view_log_rotate_bytes: int = Field(default=64 << 20, ge=0)  # 0: never by size
+    view_log_rotate_seconds: float = Field(default=86_400.0, ge=0)  # 0: never by age
+    view_log_rotate_interval_seconds: float = Field(default=30.0, gt=0)
     # The gateway's (nginx) error logs: their limit_req/limit_conn lines count 429s by limit (same job).
     gateway_logs: list[Path] = Field(default_factory=list)
     views_interval_seconds: float = Field(default=1.0, gt=0)
@@ -129,6 +135,8 @@ class EdgeSettings(BaseModel):
             raise ValueError("edge.purge_timeout_ms must be at least edge.lease_ms")
         if self.purge_urls and self.heartbeat_ms >= self.lease_ms:
             raise ValueError("edge.heartbeat_ms must be below edge.lease_ms")
+        if self.view_log_writers and len(self.view_log_writers) != len(self.view_logs):
+            raise ValueError("edge.view_log_writers must name one pid file per edge.view_logs entry, in its order")
         return self
 
 

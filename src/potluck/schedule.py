@@ -44,6 +44,7 @@ RECOMMEND_TRAIN_TASK = "recommendation.train"
 # Nightly: a day's likes move the model little, and training reads every like in the database.
 RECOMMEND_TRAIN_SECONDS = 86_400.0
 EDGE_VIEWS_TASK = "stats.ship_edge_views"
+EDGE_ROTATE_TASK = "stats.rotate_edge_logs"
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,20 @@ async def ship_edge_views(ctx: JobContext) -> int:
     for path in ctx.settings.edge.gateway_logs:
         await ctx.stats.ship_gateway_log(path)  # 429s by limit, into potluck_gateway_rejected_total
     return total
+
+
+async def rotate_edge_logs(ctx: JobContext) -> int:
+    """Rotate each edge node's request log past its size or age bound (renamed to `.1`, its writer reopens the path),
+    once the shipper has finished the previous generation. Only where `cluster up` named the writers."""
+    edge = ctx.settings.edge
+    if not edge.view_log_writers:
+        return 0
+    rotated = 0
+    for path, writer in zip(edge.view_logs, edge.view_log_writers, strict=True):
+        rotated += await ctx.stats.rotate_edge_log(
+            path, writer, max_bytes=edge.view_log_rotate_bytes, max_seconds=edge.view_log_rotate_seconds
+        )
+    return rotated
 
 
 async def purge_events(ctx: JobContext) -> int:
@@ -191,6 +206,10 @@ SCHEDULE: tuple[PeriodicJob, ...] = (
     PeriodicJob(PURGE_TASK, lambda s: s.worker.purge_interval_seconds, purge_events),
     # Before the flush reads them: edge views reach the same Redis counts, then the database, within seconds.
     PeriodicJob(EDGE_VIEWS_TASK, lambda s: s.edge.views_interval_seconds, ship_edge_views, in_process=False),
+    # The same logs, kept to a bound on disk: the worker that ships them knows when `.1` is finished.
+    PeriodicJob(
+        EDGE_ROTATE_TASK, lambda s: s.edge.view_log_rotate_interval_seconds, rotate_edge_logs, in_process=False
+    ),
     PeriodicJob(WARM_TASK, lambda s: s.worker.warm_interval_seconds, warm_cache),
     PeriodicJob(TRENDING_TASK, lambda s: s.worker.trending_interval_seconds, refresh_trending),
     PeriodicJob(SEARCH_ROLLUP_TASK, lambda s: s.worker.search_rollup_interval_seconds, rollup_searches),

@@ -46,7 +46,7 @@ from potluck_ops.progress import note, step
 from potluck_ops.redis import REDIS_NODES, REDIS_ROLES, master_first, redis_url, start_redis
 from potluck_ops.sentinel import MASTER_NAMES, SENTINEL_NAMES, start_sentinel, wait_sentinels_ready
 from potluck_ops.teardown import stop_all
-from potluck_ops.varnish import KEY_HEADER, hit_log, purge_url, start_hit_log, start_varnish
+from potluck_ops.varnish import KEY_HEADER, hit_log, hit_log_writer, purge_url, start_hit_log, start_varnish
 
 
 @dataclass
@@ -128,10 +128,13 @@ class BringUp:
             return {}
         urls = [purge_url(self.ports[name]) for name in self.edge_names]
         logs = [str(hit_log(self.layout.edge, name)) for name in self.edge_names]
+        writers = [str(hit_log_writer(self.layout.edge, name)) for name in self.edge_names]
         return {
             "POTLUCK_EDGE__PURGE_URLS": json.dumps(urls),
             "POTLUCK_EDGE__KEY_HEADER": KEY_HEADER,
             "POTLUCK_EDGE__VIEW_LOGS": json.dumps(logs),
+            # Their varnishncsa pid files: the worker rotates each log past its bound (stats.rotate_edge_logs).
+            "POTLUCK_EDGE__VIEW_LOG_WRITERS": json.dumps(writers),
             # The gateway's limit_req/limit_conn refusals (warn): 429s by limit (potluck.stats.edge_views).
             "POTLUCK_EDGE__GATEWAY_LOGS": json.dumps([str(self.layout.nginx / "error.log")]),
         }
@@ -198,6 +201,8 @@ def check_tools(state: BringUp) -> None:
     for tool, package in (("redis-server", "redis-server"), ("redis-sentinel", "redis-sentinel"), ("nginx", "nginx")):
         if shutil.which(tool) is None:
             raise OpsError(f"{tool} not found on PATH: install it (apt-get install {package})")
+    # The gateway starts last, minutes from now: a limit nginx would refuse fails here, naming its variable.
+    GatewayLimits.from_env(os.environ)
 
 
 def stop_leftovers(state: BringUp) -> None:

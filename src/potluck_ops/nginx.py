@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from potluck_ops.failures import OpsError
 from potluck_ops.layout import Layout
 from potluck_ops.ports import HOST
 from potluck_ops.processes import http_status, is_ours, pid_alive, read_pid, run, terminate, wait_exit, wait_until
 
+GATEWAY_ENV_PREFIX = "POTLUCK_GATEWAY__"
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
 
@@ -33,33 +35,52 @@ def render_template(template: str, values: Mapping[str, str]) -> str:
     return rendered
 
 
-@dataclass(frozen=True)
-class GatewayLimits:
+# nginx's own bounds: a limit_conn number is 1..65535 ("connection limit must be less 65536"), limit_req rates and
+# bursts at least 1 (`nginx -t` refuses 0). Checked here, so a bad value names its variable before anything starts.
+MAX_CONNECTIONS = 65535
+
+
+def env_name(field: str) -> str:
+    return f"{GATEWAY_ENV_PREFIX}{field.upper()}"
+
+
+class GatewayLimits(BaseModel):
     """The gateway's rate limits (nginx limit_req / limit_conn), from POTLUCK_GATEWAY__* or these defaults.
 
     Per address: what one client (an office behind one NAT at most) may send; per token: one signed-in user.
     Bursts absorb a page's parallel requests; beyond rate + burst a client gets 429 at once (nodelay)."""
 
-    address_rate: int = 200
-    address_burst: int = 400
-    token_rate: int = 50
-    token_burst: int = 100
-    address_connections: int = 200
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    address_rate: int = Field(default=200, ge=1)
+    address_burst: int = Field(default=400, ge=1)
+    token_rate: int = Field(default=50, ge=1)
+    token_burst: int = Field(default=100, ge=1)
+    address_connections: int = Field(default=200, ge=1, le=MAX_CONNECTIONS)
     # Addresses whose X-Forwarded-For is believed (the load balancers in front); loopback locally.
     trusted_proxies: tuple[str, ...] = ("127.0.0.1",)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> GatewayLimits:
+        """The limits POTLUCK_GATEWAY__<FIELD> set in `env`; OpsError naming the variable for a value nginx would
+        refuse (or that is no number)."""
         values: dict[str, Any] = {}
-        for f in fields(cls):
-            raw = env.get(f"POTLUCK_GATEWAY__{f.name.upper()}")
+        for name in cls.model_fields:
+            raw = env.get(env_name(name))
             if raw is None:
                 continue
-            if f.name == "trusted_proxies":
-                values[f.name] = tuple(x.strip() for x in raw.split(",") if x.strip())
+            if name == "trusted_proxies":
+                values[name] = tuple(x.strip() for x in raw.split(",") if x.strip())
             else:
-                values[f.name] = int(raw)
-        return cls(**values)
+                values[name] = raw
+        try:
+            return cls(**values)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{env_name(str(error['loc'][0]))}={values.get(str(error['loc'][0]))!r}: {error['msg']}"
+                for error in exc.errors()
+            )
+            raise OpsError(f"gateway limits: {problems}") from None
 
     def policy(self) -> str:
         """The IETF httpapi RateLimit-Policy value: quota q per window w seconds, one item per limit."""

@@ -114,12 +114,17 @@ def hit_log(root: Path, name: str) -> Path:
 NCSA_SUFFIX = "-ncsa"
 
 
+def hit_log_writer(root: Path, name: str) -> Path:
+    """Node `name`'s varnishncsa pid file, which the worker signals to rotate its hit log (VIEW_LOG_WRITERS)."""
+    return root / f"{name}{NCSA_SUFFIX}.pid"
+
+
 def start_hit_log(root: Path, name: str, env: Mapping[str, str]) -> subprocess.Popen[bytes]:
     """varnishncsa on node `name`'s shared memory log, writing every client read to hit_log(root, name), which the
     worker ships to the view counts and the edge request counters (potluck.stats.edge_views)."""
     # -D: a daemon, because only a daemon reopens its -w file on SIGHUP (in the foreground SIGHUP ends it); -P:
     # its own pid file (the started process exits once it has forked).
-    pid_file = root / f"{name}{NCSA_SUFFIX}.pid"
+    pid_file = hit_log_writer(root, name)
     args: list[str | Path] = ["varnishncsa", "-n", root / name, "-w", hit_log(root, name), "-D", "-P", pid_file]
     args += ["-q", ACCESS_QUERY, "-F", ACCESS_FORMAT]
     return start_logged(args, log=root / f"{name}-ncsa.log", env=env)
@@ -129,9 +134,10 @@ def rotate_hit_log(root: Path, name: str) -> bool:
     """What logrotate does with Debian's varnishncsa: rename node `name`'s request log to `<log>.1` (replacing the
     previous generation) and SIGHUP its varnishncsa, which reopens the path. The worker's shipper finishes `.1`
     from where it was, then starts the new file (potluck.stats.edge_views.where_to_read): nothing counted twice
-    or lost, as long as rotations are further apart than shipping runs (1 s)."""
+    or lost, as long as rotations are further apart than shipping runs (1 s). The worker's `stats.rotate_edge_logs`
+    job does the same on a schedule, and only once `.1` is shipped; this is the by-hand version."""
     log = hit_log(root, name)
-    pid = read_pid(root / f"{name}{NCSA_SUFFIX}.pid")
+    pid = read_pid(hit_log_writer(root, name))
     if not log.exists() or pid is None or not is_ours(pid, b"varnishncsa", str(root / name).encode()):
         return False
     os.replace(log, log.with_name(log.name + ".1"))
@@ -140,5 +146,5 @@ def rotate_hit_log(root: Path, name: str) -> bool:
 
 
 def stop_varnish(root: Path, name: str) -> bool:
-    stop_pidfile(root / f"{name}{NCSA_SUFFIX}.pid", [b"varnishncsa", str(root / name).encode()], timeout=10)
+    stop_pidfile(hit_log_writer(root, name), [b"varnishncsa", str(root / name).encode()], timeout=10)
     return stop_pidfile(root / f"{name}.pid", [b"varnishd", str(root / name).encode()], timeout=10)

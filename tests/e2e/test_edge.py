@@ -18,7 +18,8 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from functools import partial
 from pathlib import Path
-from typing import Any
+from types import SimpleNamespace
+from typing import Any, cast
 
 import asyncpg
 import brotli
@@ -29,12 +30,16 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import make_url
 
 from potluck.cache.edge import debt_key
+from potluck.config import EdgeSettings, Settings
 from potluck.recipe.views import ViewCounter
+from potluck.schedule import EDGE_ROTATE_TASK, EDGE_VIEWS_TASK, JobContext, job
+from potluck.stats.edge_views import FAMILIES, HANDLINGS
 from potluck.stats.service import VIEWS_KEY, EdgeTrafficMetrics, ViewStats
 from potluck_ops.ports import free_port
 from potluck_ops.varnish import (
     KEY_HEADER,
     hit_log,
+    hit_log_writer,
     purge_url,
     rotate_hit_log,
     start_hit_log,
@@ -42,6 +47,7 @@ from potluck_ops.varnish import (
     stop_varnish,
 )
 from tests.harness import PgCluster, RedisServer
+from tests.support.edge import purges_at
 from tests.support.eventually import eventually
 from tests.support.stack import ApiProcess, migrated_database, register_user, stack_env, stack_logs
 
@@ -155,6 +161,7 @@ def topology(pg_cluster: PgCluster, tmp_path_factory: pytest.TempPathFactory) ->
                 "relay": relay,
                 "logs": logs,
                 "hit_logs": [hit_log(root, name) for name in EDGES],
+                "workdirs": {name: root / name for name in EDGES},
                 "coord": coord.url,
                 "env": env,
                 "db": url,
@@ -365,6 +372,30 @@ async def test_a_purge_a_paused_node_missed_is_retried_through_the_outbox(
     assert (await _hit(clients[paused], url)).json()["title"] == "retried"
 
 
+async def test_a_write_purges_each_node_once(clients: dict[str, httpx.AsyncClient], topology: dict[str, Any]) -> None:
+    """The purge after commit, acknowledged by every node, is the only one: the relay's `edge.purge` delivery finds it
+    done and sends nothing, and the recipe events' handlers leave the edge to it (they purged it twice more)."""
+    api = clients["api"]
+
+    async def purges(key: str) -> dict[str, int]:
+        await asyncio.sleep(0.3)  # varnishd writes its log as it answers; leave it a moment
+        return {name: await asyncio.to_thread(purges_at, topology["workdirs"][name], key) for name in EDGES}
+
+    author, url = await _recipe(api)
+    key = f"recipe:{url.rsplit('/', 1)[1]}"
+    assert await purges(key) == dict.fromkeys(EDGES, 1)  # the creation's
+    await _drain_outbox(topology)  # recipe.created's handlers and its edge.purge event
+    assert await purges(key) == dict.fromkeys(EDGES, 1)
+    assert (await _edge_purge_event(topology, key))["status"] == "delivered"
+    assert (await api.patch(url, json={"title": "once"}, headers=author["headers"])).status_code == 200
+    await _drain_outbox(topology)
+    assert await purges(key) == dict.fromkeys(EDGES, 2)
+    assert (await api.delete(url, headers=author["headers"])).status_code == 204
+    await _drain_outbox(topology)
+    assert await purges(key) == dict.fromkeys(EDGES, 3)
+    assert (await _edge_purge_event(topology, key))["status"] == "delivered"
+
+
 _DECODERS: dict[str | None, Callable[[bytes], bytes]] = {"br": brotli.decompress, "gzip": gzip.decompress, None: bytes}
 
 
@@ -507,5 +538,72 @@ async def test_views_answered_by_the_edge_are_counted(
         await eventually(all_counted, 20, interval=0.3, message=lambda: f"counted {counted} of {served} (rotated)")
         await asyncio.sleep(1.5)  # shipped again a moment later: nothing counted twice
         assert await all_counted(), f"counted {counted} of {served} (rotated, shipped again)"
+    finally:
+        await coord.aclose()
+
+
+async def test_the_worker_rotates_each_hit_log_past_its_bound_and_counts_every_read_once(
+    clients: dict[str, httpx.AsyncClient], topology: dict[str, Any]
+) -> None:
+    """The scheduled jobs, as the worker runs them, over the real varnishncsa daemons: `stats.rotate_edge_logs`
+    renames a log past its size bound and SIGHUPs its writer, which reopens the path; it never rotates again while
+    the shipper has not finished `.1`; `stats.ship_edge_views` counts every read once across the rotations."""
+    _, url = await _recipe(clients["api"])
+    root = topology["workdirs"][EDGES[0]].parent
+    logs = [hit_log(root, name) for name in EDGES]
+    edge = EdgeSettings(
+        view_logs=logs,
+        view_log_writers=[hit_log_writer(root, name) for name in EDGES],
+        view_log_rotate_bytes=1500,  # ~30 lines of `hit GET /api/v1/recipes/<id>`
+        view_log_rotate_seconds=0,
+    )
+    coord = redis.asyncio.Redis.from_url(topology["coord"])
+    registry = CollectorRegistry()
+    stats = ViewStats(None, ViewCounter(), coord, EdgeTrafficMetrics(registry))  # type: ignore[arg-type]
+    ctx = cast(JobContext, SimpleNamespace(settings=Settings(edge=edge), stats=stats))
+    ship, rotate = job(EDGE_VIEWS_TASK).run, job(EDGE_ROTATE_TASK).run
+
+    def lines_counted() -> float:
+        return sum(
+            registry.get_sample_value("potluck_edge_requests_total", {"family": family, "handling": handling}) or 0
+            for family in FAMILIES
+            for handling in HANDLINGS
+        )
+
+    async def shipped(expected: float) -> bool:
+        await ship(ctx)
+        return lines_counted() == expected
+
+    async def read_through_edges(n: int) -> None:
+        for i in range(n):
+            assert (await clients[EDGES[i % 2]].get(url)).status_code == 200
+
+    # What earlier tests left in the logs: shipped first, so from here every line is one of these reads.
+    async def settled() -> bool:
+        before = lines_counted()
+        await ship(ctx)
+        await asyncio.sleep(0.2)
+        return lines_counted() == before
+
+    try:
+        await eventually(settled, 20, interval=0.1, message="the logs never settled")
+        base, served = lines_counted(), 0
+        for round_ in range(3):
+            await read_through_edges(80)  # 40 per node: past 1500 bytes
+            served += 80
+            await eventually(partial(shipped, base + served), 20, interval=0.1, message=f"round {round_}")
+            before = {path: path.stat().st_ino for path in logs}
+            assert await rotate(ctx) == len(EDGES), round_
+            # Renamed, not yet finished by the shipper: more reads put it past the bound, yet no rotation.
+            await read_through_edges(80)
+            served += 80
+            await asyncio.sleep(0.5)
+            assert await rotate(ctx) == 0, round_
+            await eventually(partial(shipped, base + served), 20, interval=0.1, message=f"round {round_}, rotated")
+            for path in logs:  # the writer reopened the path: a new file; the old one is `.1`
+                assert path.stat().st_ino != before[path]
+                assert path.with_name(path.name + ".1").stat().st_ino == before[path]
+        await asyncio.sleep(1)
+        assert await shipped(base + served), "a line counted twice"
     finally:
         await coord.aclose()

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from potluck_ops.nginx import GatewayLimits, render_nginx_conf
+from potluck_ops.nginx import MAX_CONNECTIONS, GatewayLimits, render_nginx_conf
 from potluck_ops.varnish import render_vcl
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -46,3 +46,17 @@ def test_nginx_accepts_the_config_with_the_edge_and_the_limits(tmp_path: Path) -
     args += ["-c", str(tmp_path / "nginx.conf")]
     done = subprocess.run(args, capture_output=True)
     assert done.returncode == 0, done.stderr.decode()[-2000:]
+
+
+@pytest.mark.parametrize(("connections", "accepted"), [(MAX_CONNECTIONS, True), (MAX_CONNECTIONS + 1, False)])
+def test_the_connection_bound_is_nginxs_own(tmp_path: Path, connections: int, accepted: bool) -> None:
+    """GatewayLimits refuses what nginx refuses (built here without validation, to ask nginx itself)."""
+    (tmp_path / "tmp").mkdir()
+    limits = GatewayLimits.model_construct(**{**GatewayLimits().model_dump(), "address_connections": connections})
+    template = (DEPLOY / "nginx" / "nginx.conf.template").read_text()
+    conf = render_nginx_conf(template, nginx_dir=tmp_path, lb_port=18999, api_ports=[7001], limits=limits)
+    (tmp_path / "nginx.conf").write_text(conf)
+    args = ["nginx", "-t", "-q", "-p", f"{tmp_path}/", "-e", str(tmp_path / "error.log")]
+    args += ["-c", str(tmp_path / "nginx.conf")]
+    done = subprocess.run(args, capture_output=True)
+    assert (done.returncode == 0) is accepted, done.stderr.decode()[-2000:]

@@ -11,6 +11,7 @@ from potluck.schedule import (
     BACKUP_FULL_TASK,
     BACKUP_INCR_TASK,
     BACKUP_REDIS_TASK,
+    EDGE_ROTATE_TASK,
     EDGE_VIEWS_TASK,
     RELAY_TASK,
     SCHEDULE,
@@ -62,12 +63,13 @@ async def test_the_embedded_default_runs_the_declared_schedule_itself(client: ht
     in_process = {f"potluck-{job.name}" for job in SCHEDULE if job.in_process}
     assert in_process <= running
     # Not in process: the relay (commit-woken instead), the backups (pgBackRest runs beside PostgreSQL) and the
-    # edge's view logs (no edge without the full topology).
+    # edge's view logs, shipped and rotated (no edge without the full topology).
     assert {job.name for job in SCHEDULE if not job.in_process} == {
         RELAY_TASK,
         BACKUP_FULL_TASK,
         BACKUP_INCR_TASK,
         BACKUP_REDIS_TASK,
         EDGE_VIEWS_TASK,
+        EDGE_ROTATE_TASK,
     }
     assert "potluck-relay" in running

@@ -5,8 +5,20 @@ from __future__ import annotations
 import os
 import uuid
 from collections import Counter
+from pathlib import Path
 
-from potluck.stats.edge_views import LogPosition, count_edge_log, count_rejections, route_family, where_to_read
+import pytest
+from pydantic import ValidationError
+
+from potluck.config import EdgeSettings
+from potluck.stats.edge_views import (
+    LogPosition,
+    count_edge_log,
+    count_rejections,
+    rotation_due,
+    route_family,
+    where_to_read,
+)
 
 
 def test_counts_complete_lines_and_leaves_a_partial_one() -> None:
@@ -106,3 +118,24 @@ def test_gateway_refusals_counted_by_limit() -> None:
     counts = count_rejections(chunk)
     assert counts.by_limit == Counter({"per_address": 2, "per_token": 1, "conn_per_address": 1})
     assert counts.consumed == chunk.rfind(b"\n") + 1
+
+
+def test_a_log_rotates_past_a_bound_only_once_its_previous_generation_is_shipped() -> None:
+    full = _stat(7, 5000)
+    on_it, behind = LogPosition(7, 4000), LogPosition(6, 100)  # shipping the current file / still finishing `.1`
+    assert rotation_due(on_it, full, 0, 4096, 0)
+    assert not rotation_due(behind, full, 0, 4096, 0)  # renaming now would replace an unshipped `.1`
+    assert not rotation_due(LogPosition(None, 0), full, 0, 4096, 0)  # never shipped
+    assert not rotation_due(on_it, _stat(7, 4095), 0, 4096, 0)
+    assert not rotation_due(on_it, full, 10**9, 0, 0)  # both bounds off
+    # By age: only with something in it.
+    assert rotation_due(on_it, full, 3600, 0, 3600)
+    assert not rotation_due(on_it, full, 3599, 0, 3600)
+    assert not rotation_due(LogPosition(7, 0), _stat(7, 0), 10**9, 1, 3600)
+    assert not rotation_due(on_it, None, 10**9, 1, 1)
+
+
+def test_rotation_names_one_writer_per_log_or_none() -> None:
+    with pytest.raises(ValidationError, match="view_log_writers"):
+        EdgeSettings(view_logs=[Path("a.hits"), Path("b.hits")], view_log_writers=[Path("a.pid")])
+    assert EdgeSettings(view_logs=[Path("a.hits")]).view_log_writers == []  # the worker never rotates then

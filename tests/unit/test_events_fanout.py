@@ -17,6 +17,7 @@ from potluck.schedule import (
     BACKUP_FULL_TASK,
     BACKUP_INCR_TASK,
     BACKUP_REDIS_TASK,
+    EDGE_ROTATE_TASK,
     EDGE_VIEWS_TASK,
     FLUSH_VIEWS_TASK,
     PARTITIONS_TASK,
@@ -120,6 +121,7 @@ def test_beat_schedule_names_every_task_once_with_expiring_sends() -> None:
         BACKUP_REDIS_TASK,
         RECOMMEND_TRAIN_TASK,
         EDGE_VIEWS_TASK,
+        EDGE_ROTATE_TASK,
     }
     assert schedule[RECOMMEND_TRAIN_TASK]["schedule"] == 86_400  # the recommendation model: nightly
     # The design's backup policy: a full backup daily, an incremental hourly.

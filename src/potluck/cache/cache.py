@@ -36,6 +36,7 @@ __all__ = ["Cache", "FaultInjection", "Loaded", "Loader"]
 logger = logging.getLogger("potluck.cache")
 
 MAX_PENDING = 100_000
+Bump = tuple[str, int | None]  # a generation bumped after a write, and the outbox event owing it (None: always)
 
 
 class _FillAbandonedError(Exception):
@@ -81,8 +82,6 @@ class Cache:
         self._rng = rng or random.Random()
         self._drainer: asyncio.Task[None] | None = None
 
-    # --- lifecycle -----------------------------------------------------------------------------------------
-
     def start(self) -> None:
         if self.bus is not None:
             self.bus.start()
@@ -94,8 +93,6 @@ class Cache:
         if self.bus is not None:
             await self.bus.stop()
         await self.store.aclose()
-
-    # --- the read path -------------------------------------------------------------------------------------
 
     async def get_or_fill(self, family: Family, key: str, loader: Loader) -> Loaded:
         """The value for `key`, from the fastest tier that has it, loading it at most once across processes."""
@@ -272,7 +269,8 @@ class Cache:
             return await self._wait_for_fill(family, key, loader, epoch)
 
         loaded, delta_ms = await self._load(family, loader)
-        await self._maybe_pause(key)
+        if self.faults is not None:
+            await self.faults.pause_if_asked(key)
         value = self._encode(family, loaded, delta_ms)
         try:
             stored = await self.store.fill(key, token, value, self._ttl_ms(family, loaded))
@@ -317,7 +315,8 @@ class Cache:
             self._record_failure(family, "refresh")
             return None
         loaded, delta_ms = await self._load(family, loader)
-        await self._maybe_pause(key)
+        if self.faults is not None:
+            await self.faults.pause_if_asked(key)
         value = self._encode(family, loaded, delta_ms)
         try:
             replaced = await self.store.replace(key, entry.identity, value, self._ttl_ms(family, loaded))
@@ -352,18 +351,6 @@ class Cache:
     def _remember(self, key: str, entry: Entry, epoch: int) -> None:
         if self.local is not None:
             self.local.put(key, entry, epoch, _now_ms())
-
-    async def _maybe_pause(self, key: str) -> None:
-        if self.faults is not None:
-            pause = self.faults.pause_before_fill.pop(key, None)
-            if pause:
-                self.faults.paused.add(key)
-                try:
-                    await asyncio.sleep(pause)
-                finally:
-                    self.faults.paused.discard(key)
-
-    # --- failures and the breaker ----------------------------------------------------------------------------
 
     def _record_failure(self, family: Family, operation: str) -> None:
         self.metrics.errors.labels(family.name, operation).inc()
@@ -414,9 +401,10 @@ class Cache:
         if self.edge is not None:
             await self.edge.purge(keys)
 
-    async def _invalidate_tiers(self, keys: Sequence[str]) -> None:
+    async def _invalidate_tiers(self, keys: Sequence[str]) -> bool:
+        """True once every process's tiers have dropped `keys`; False when deferred (in `pending`)."""
         if not keys or not self.settings.enabled:
-            return
+            return True
         if self.local is not None:
             self.local.invalidate(keys)
         for key in keys:
@@ -424,7 +412,7 @@ class Cache:
             self._inflight.pop(key, None)
         if not self.breaker.allow():
             self._defer(keys)
-            return
+            return False
         try:
             await self.store.delete(keys)
             if self.bus is not None:
@@ -432,17 +420,14 @@ class Cache:
         except Exception:
             self._defer(keys)
             self.breaker.record_failure()
-            return
+            return False
         self.breaker.record_success()
         self.metrics.invalidations.labels("sent").inc(len(keys))
+        return True
 
     async def invalidate_strict(self, keys: Sequence[str]) -> None:
-        """Forget `keys` everywhere, or raise CacheStoreError: the outbox retries it until the store is back."""
-        await self._invalidate_tiers_strict(keys)
-        if self.edge is not None:
-            await self.edge.purge(keys)
-
-    async def _invalidate_tiers_strict(self, keys: Sequence[str]) -> None:
+        """Forget `keys` in every tier of every process, or raise CacheStoreError: the outbox retries it until the
+        store is back. Not the edge: the write owed it its keys in an `edge.purge` event of its own."""
         if not keys or not self.settings.enabled:
             return
         if self.local is not None:
@@ -462,11 +447,22 @@ class Cache:
         self.metrics.invalidations.labels("deferred").inc(len(keys))
         self.metrics.pending.set(len(self.pending))
 
-    def invalidate_after_commit(self, session: WriteSession, *keys: str, edge_also: Sequence[str] = ()) -> None:
-        """Invalidate once `session` commits (a rollback: nothing); with an edge, owe it the keys durably too."""
-        if self.edge is not None:  # `edge_also`: names only edge pages carry (the search generation)
-            self.edge.owe(session, [*keys, *edge_also])
-        session.after_commit(lambda: self.invalidate(list(keys)))
+    def invalidate_after_commit(
+        self, session: WriteSession, *keys: str, edge_also: Sequence[str] = (), bumps: Sequence[Bump] = ()
+    ) -> None:
+        """Once `session` commits: `keys` leave the tiers, `bumps` happen, then one purge takes `keys` and `edge_also`
+        (names only edge pages carry) to the edge, last. With an edge they are also owed durably (`edge.purge`)."""
+        edge_keys = [*keys, *edge_also]
+        purge_id = self.edge.owe(session, edge_keys, keys) if self.edge is not None else None
+
+        async def after() -> None:
+            landed = await self._invalidate_tiers(keys)
+            for key, event_id in bumps:
+                landed = await self._bump(key, event_id) and landed
+            if self.edge is not None:  # done only if the tiers took it all; else the relay redoes tiers, then edge
+                await self.edge.purge(edge_keys, purge_id=purge_id if landed else None)
+
+        session.after_commit(after)
 
     async def generation(self, key: str) -> int | None:
         """A generation counter (None when the store is unavailable: the caller then skips the cache)."""
@@ -483,8 +479,13 @@ class Cache:
 
         With `event_id`, the bump owed for that outbox event happens once: the outbox's durable repeat of it
         (`search/handlers.py`) finds it done and does not empty the cache a second time."""
+        await self._bump(key, event_id)
+        if self.edge is not None:
+            await self.edge.purge([key])  # search pages carry the generation's key as their own
+
+    async def _bump(self, key: str, event_id: int | None) -> bool:
         if not self.settings.enabled:
-            return
+            return True
         try:
             if event_id is None:
                 await self.store.incr(key)
@@ -494,5 +495,5 @@ class Cache:
             self.breaker.record_failure()
             self.pending_generations.add(key)
             logger.warning("cache.generation_bump_deferred", extra={"key": key})
-        if self.edge is not None:
-            await self.edge.purge([key])  # search pages carry the generation's key as their own
+            return False
+        return True

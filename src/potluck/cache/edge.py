@@ -21,14 +21,21 @@ A fill that began before a purge (a miss racing a write) is not stored: the VCL 
 whose fetch started before the node's last purge (the edge's version of the cache's lease on a fill).
 
 Durable retry through the outbox: the write's transaction also records an `edge.purge` event with its keys
-(`owe`, through the `journal` bootstrap wires to the outbox; one row per write that has keys). The purge after
-commit stays the fast path; the relay delivers the event to `deliver`, which purges every node again
-(idempotent) and raises while any node does not acknowledge, so the relay retries it with its backoff. Each
-attempt records the debt again, so a debt lost with the coordination Redis comes back with the next attempt;
-the debt is settled (the node serves those keys again) once the node acknowledges. While Redis is unreachable
-no lease is granted, so the edge passes everything (it degrades to a proxy, never to stale). What remains: a
-node that misses the purge while Redis also loses the debt may serve the old object until the relay's next
-attempt re-records it (its backoff: 1 s, doubling), no longer until the object's TTL.
+(`owe`, through the `journal` bootstrap wires to the outbox; one row per write that has keys, named by a fresh
+purge id). The purge after commit stays the fast path; once every node acknowledged it, and the API's tiers had
+taken the write's invalidation, it marks the purge id done in the coordination Redis (`DONE_PREFIX`, an hour).
+The relay delivers the event to `deliver`: a purge marked done is delivered without sending anything (one PURGE
+per node per write, not two); otherwise it first invalidates the API's tiers strictly (`retiers`: raises while
+the cache store is down, so the edge is never refilled from a tier that still holds the old version), then
+purges every node again (idempotent) and raises while any node does not acknowledge, so the relay retries it
+with its backoff. A lost or expired mark costs one more purge, never a missed one. Each attempt records the debt again,
+so a debt lost with the coordination Redis comes back with the next attempt; the debt is settled (the node
+serves those keys again) once the node acknowledges. While Redis is unreachable no lease is granted, so the edge
+passes everything (it degrades to a proxy, never to stale). What remains: a node that misses the purge while
+Redis also loses the debt may serve the old object until the relay's next attempt re-records it (its backoff:
+1 s, doubling), no longer until the object's TTL.
+The outbox handlers' strict invalidations (recipe, user, media) do not purge the edge: each of those writes owed
+the edge the same keys or more in its own `edge.purge` event.
 The lease compares the API's clock with the node's: one machine here; NTP-bounded skew in production belongs
 in the margin between `lease_ms` and `purge_timeout_ms`.
 """
@@ -39,7 +46,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, cast
 
 import httpx
@@ -52,6 +60,9 @@ from potluck.db.session import WriteSession
 logger = logging.getLogger(__name__)
 
 DEBT_PREFIX = "edge:debt:"
+# A write's purge every node acknowledged after commit: its `edge.purge` event has nothing left to do.
+DONE_PREFIX = "edge:done:"
+DONE_TTL_SECONDS = 3600
 PURGE_HEADER = "xkey-purge"
 LEASE_HEADER = "X-Edge-Lease"
 # Remove members whose score (when they were owed) is not newer than the one read: a key owed again since stays.
@@ -97,8 +108,11 @@ class _NoPurgeLines(logging.Filter):
 _QUIET = _NoPurgeLines()
 
 
-# Records a write's keys as owed to the edge, in the write's transaction (bootstrap: an `edge.purge` outbox row).
-PurgeJournal = Callable[[WriteSession, list[str]], None]
+# Records a write's keys as owed to the edge under a purge id, in the write's transaction (bootstrap: an `edge.purge`
+# outbox row whose aggregate is the purge id; payload: `keys` for the edge, `tiers` for the API's tiers).
+PurgeJournal = Callable[[WriteSession, uuid.UUID, Mapping[str, list[str]]], None]
+# Invalidates the API's tiers strictly before a redelivery (bootstrap: Cache.invalidate_strict).
+Retiers = Callable[[list[str]], Awaitable[None]]
 
 
 class EdgePurgeUndelivered(Exception):
@@ -106,14 +120,20 @@ class EdgePurgeUndelivered(Exception):
 
 
 class OwedPurge(Protocol):
-    """What `deliver` reads of an outbox event (events/repository.Event)."""
+    """What `deliver` reads of an outbox event (events/repository.Event): the purge id is its aggregate."""
 
+    @property
+    def aggregate_id(self) -> uuid.UUID: ...
     @property
     def payload(self) -> Mapping[str, Any]: ...
 
 
 def debt_key(node: str) -> str:
     return f"{DEBT_PREFIX}{node}"
+
+
+def done_key(purge_id: uuid.UUID) -> str:
+    return f"{DONE_PREFIX}{purge_id}"
 
 
 class EdgePurger:
@@ -137,6 +157,7 @@ class EdgePurger:
         logging.getLogger("httpx").addFilter(_QUIET)  # the same object each time: added once
         self._heartbeat: asyncio.Task[None] | None = None
         self.journal: PurgeJournal | None = None
+        self.retiers: Retiers | None = None
 
     # --- lifecycle -----------------------------------------------------------------------------------------
 
@@ -149,26 +170,45 @@ class EdgePurger:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
         await self.http.aclose()
+        await self.coord.aclose()  # its own client (bootstrap.build_edge)
 
     # --- the write path ------------------------------------------------------------------------------------
 
-    def owe(self, session: WriteSession, keys: Sequence[str]) -> None:
-        """Record `keys` as owed to every node in `session`'s transaction, so the relay purges them if need be."""
+    def owe(self, session: WriteSession, keys: Sequence[str], tiers: Sequence[str] = ()) -> uuid.UUID | None:
+        """Record `keys` as owed to every node in `session`'s transaction, so the relay purges them if need be (after
+        invalidating `tiers` in the API's tiers); the purge id to hand `purge` after commit (None: nothing owed)."""
         keys = list(dict.fromkeys(keys))
-        if keys and self.nodes and self.journal is not None:
-            self.journal(session, keys)
+        if not keys or not self.nodes or self.journal is None:
+            return None
+        purge_id = uuid.uuid4()
+        self.journal(session, purge_id, {"keys": keys, "tiers": list(dict.fromkeys(tiers))})
+        return purge_id
 
     async def deliver(self, event: OwedPurge) -> None:
-        """The relay's handler for `edge.purge`: purge every node again, or raise so the event is retried."""
+        """The relay's handler for `edge.purge`: nothing when the write's own purge was acknowledged by every node,
+        else purge every node again, or raise so the event is retried."""
+        if await self._done(event.aggregate_id):
+            return
+        tiers = [str(key) for key in event.payload.get("tiers", [])]
+        if tiers and self.retiers is not None:
+            await self.retiers(tiers)  # raises while the store is down: retried, the edge purged only after
         keys = [str(key) for key in event.payload["keys"]]
         if not await self.purge(keys, wait_lease=False):
             raise EdgePurgeUndelivered(f"{len(keys)} keys not acknowledged by every edge node")
 
-    async def purge(self, keys: Sequence[str], *, wait_lease: bool = True) -> bool:
+    async def _done(self, purge_id: uuid.UUID) -> bool:
+        try:
+            return bool(await self.coord.exists(done_key(purge_id)))
+        except Exception as exc:  # unknown: purge again (idempotent)
+            logger.warning("edge.done_unknown", extra={"error": repr(exc)})
+            return False
+
+    async def purge(self, keys: Sequence[str], *, wait_lease: bool = True, purge_id: uuid.UUID | None = None) -> bool:
         """Purge `keys` on every node; True when all acknowledged. Never raises: the write already happened.
 
         `wait_lease`: on a failure, return only once every lease granted before the debt was recorded has ended
-        (what a write's response needs; the relay's retry answers nobody and does not wait)."""
+        (what a write's response needs; the relay's retry answers nobody and does not wait). `purge_id` (from
+        `owe`): once every node acknowledged, mark it done, so its outbox event sends nothing again."""
         keys = list(dict.fromkeys(keys))
         if not keys or not self.nodes:
             return True
@@ -186,6 +226,11 @@ class EdgePurger:
         failed = len(self.nodes) - len(settled)
         self.metrics.purges.labels("acked").inc(len(settled))
         await self._settle_debt(settled, keys, owed_at)
+        if not failed and purge_id is not None:
+            try:
+                await self.coord.set(done_key(purge_id), b"1", ex=DONE_TTL_SECONDS)
+            except Exception as exc:  # not marked: the relay purges once more
+                logger.warning("edge.done_not_marked", extra={"error": repr(exc)})
         if failed:
             self.metrics.purges.labels("failed").inc(failed)
             logger.warning("edge.purge_failed", extra={"nodes": failed, "keys": len(keys)})

@@ -26,6 +26,16 @@ class FaultInjection:
     # Keys whose reader is paused right now (loaded, lease held, fill not yet sent): what a test waits for.
     paused: set[str] = field(default_factory=set)
 
+    async def pause_if_asked(self, key: str) -> None:
+        """A reader of `key` between its database read and its fill: sleep there if a test asked for it."""
+        pause = self.pause_before_fill.pop(key, None)
+        if pause:
+            self.paused.add(key)
+            try:
+                await asyncio.sleep(pause)
+            finally:
+                self.paused.discard(key)
+
     async def wait_paused(self, key: str, timeout: float = 10.0) -> None:
         """Until a reader of `key` sits in its pause (no guessing with sleeps on a busy machine)."""
         deadline = asyncio.get_running_loop().time() + timeout

@@ -6,7 +6,8 @@ recipe.deleted   cache.invalidate (strict)
 rating.created   cache.invalidate (strict)
 
 The service already invalidates right after commit; the strict invalidation here raises while Redis is down, so
-the event is retried with backoff until Redis is back and no invalidation is lost with a crashed process.
+the event is retried with backoff until Redis is back and no invalidation is lost with a crashed process. The edge
+is not purged here: the write owed it these keys (and more) in its own `edge.purge` event (cache/edge.py).
 """
 
 from __future__ import annotations

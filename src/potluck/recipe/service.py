@@ -9,7 +9,7 @@ from typing import Any
 
 import orjson
 
-from potluck.cache.cache import Cache, Loaded
+from potluck.cache.cache import Bump, Cache, Loaded
 from potluck.cache.families import RECIPE_DETAIL, RECIPE_LIST
 from potluck.cache.keys import (
     LISTS_GENERATION_KEY,
@@ -199,15 +199,17 @@ class RecipeService:
             keys.append(user_key(author_id))  # the author's profile counts recipes
         if reader_id is not None:
             keys.append(recommend_key(reader_id))  # their favorites and ratings are what recommendations read
-        # Search pages carry the generation's key at the edge (cache/surrogate.py); bumped below after commit.
-        self.cache.invalidate_after_commit(session, *keys, edge_also=[SEARCH_GENERATION_KEY] if search else [])
+        bumps: list[Bump] = []
         if search:
             # Cached searches hold ids; which ids match changes with a recipe's text, filters or visibility
             # (recipe/relevance.py, docs/search.md). Once per event: the outbox's repeat finds it done.
-            session.after_commit(lambda: self.cache.bump_generation(SEARCH_GENERATION_KEY, event_id=search_event))
+            bumps.append((SEARCH_GENERATION_KEY, search_event))
         if lists:
             # Cached first pages hold ids (recipe/relevance.py): a recipe entering or leaving a list moves them all.
-            session.after_commit(lambda: self.cache.bump_generation(LISTS_GENERATION_KEY))
+            bumps.append((LISTS_GENERATION_KEY, None))
+        # Search pages carry the generation's key at the edge (cache/surrogate.py): purged after the bump.
+        edge_also = [SEARCH_GENERATION_KEY] if search else []
+        self.cache.invalidate_after_commit(session, *keys, edge_also=edge_also, bumps=bumps)
 
     async def list_page(
         self,

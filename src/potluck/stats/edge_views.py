@@ -115,6 +115,17 @@ def where_to_read(
     return False, LogPosition(current.st_ino, 0)
 
 
+def rotation_due(
+    shipped: LogPosition, current: os.stat_result | None, age_seconds: float, max_bytes: int, max_seconds: float
+) -> bool:
+    """Rotate the log whose file is `current` now? Only once the shipper has finished the previous generation (its
+    position is on `current`): renaming again before would replace a `.1` not yet shipped. Then when it holds
+    `max_bytes` or more, or something at all after `max_seconds` (a bound of 0 is off)."""
+    if current is None or current.st_size == 0 or shipped.inode != current.st_ino:
+        return False
+    return bool(max_bytes and current.st_size >= max_bytes) or bool(max_seconds and age_seconds >= max_seconds)
+
+
 # nginx's error log when limit_req / limit_conn refuse a request (at limit_*_log_level warn; delays, one level
 # lower, are not written at warn): `limiting requests, excess: 12.345 by zone "per_address", client: ...`.
 _REJECTED = re.compile(rb'limiting (?:requests|connections)(?:, excess: [0-9.]+)? by zone "([A-Za-z0-9_]+)"')

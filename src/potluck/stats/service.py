@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
+import time
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -37,6 +39,7 @@ from potluck.stats.edge_views import (
     Shipped,
     count_edge_log,
     count_rejections,
+    rotation_due,
     where_to_read,
 )
 from potluck.stats.repository import StatsRepository
@@ -47,6 +50,10 @@ logger = logging.getLogger("potluck.stats")
 VIEWS_KEY = "potluck:views"
 # How far each edge hit log has been shipped (bytes), per log path.
 EDGE_OFFSET_PREFIX = "potluck:edge-views:offset:"
+# When the rotation job first saw each log file (per path and inode): its age. And who is rotating a log now.
+EDGE_SINCE_PREFIX = "potluck:edge-views:since:"
+EDGE_ROTATING_PREFIX = "potluck:edge-views:rotating:"
+ROTATING_MS = 10_000
 INFLIGHT_KEY = "potluck:views:inflight"
 FLUSH_KEY_PREFIX = "potluck:views:flush:"
 CHUNK = 1000
@@ -81,6 +88,17 @@ def _stat(path: Path) -> os.stat_result | None:
         return path.stat()
     except FileNotFoundError:
         return None
+
+
+def _writer_pid(pid_file: Path, log: Path) -> int | None:
+    """The pid `pid_file` names, if that process writes `log` (the log is one of its arguments, as varnishncsa's
+    -w): a stale pid file never gets another process signalled."""
+    try:
+        pid = int(pid_file.read_text().strip())
+        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except (OSError, ValueError):
+        return None
+    return pid if str(log).encode() in arguments else None
 
 
 class EdgeTrafficMetrics:
@@ -166,6 +184,37 @@ class ViewStats:
             for limit, n in counts.by_limit.items():
                 self.edge_metrics.rejected.labels(limit).inc(n)
         return sum(counts.by_limit.values())
+
+    async def rotate_edge_log(self, path: Path, writer: Path, *, max_bytes: int, max_seconds: float) -> bool:
+        """Rename an edge node's request log to `<log>.1` and SIGHUP its writer (`writer`: its pid file), which
+        reopens the path, once the log is past a bound and the shipper has finished the previous `.1`
+        (`rotation_due`); True when it did. The shipper then finishes `.1` before the new file: nothing lost."""
+        if self.coord is None:
+            return False
+        if not await self.coord.set(EDGE_ROTATING_PREFIX + str(path), b"1", nx=True, px=ROTATING_MS):
+            return False  # another worker is at it
+        try:
+            current = _stat(path)
+            if current is None:
+                return False  # renamed, its writer not reopened yet
+            since_key = f"{EDGE_SINCE_PREFIX}{path}:{current.st_ino}"
+            ttl = int(max(max_seconds * 2, 86_400))
+            await self.coord.set(since_key, str(time.time()), nx=True, ex=ttl)
+            age = time.time() - float(await self.coord.get(since_key) or time.time())
+            shipped = LogPosition.decode(await self.coord.get(EDGE_OFFSET_PREFIX + str(path)))
+            if not rotation_due(shipped, current, age, max_bytes, max_seconds):
+                return False
+            pid = _writer_pid(writer, path)
+            if pid is None:
+                logger.warning("stats.edge_log_writer_unknown", extra={"log": str(path), "pid_file": str(writer)})
+                return False
+            os.replace(path, path.with_name(path.name + ROTATED_SUFFIX))
+            os.kill(pid, signal.SIGHUP)
+            await self.coord.delete(since_key)  # its inode may be reused by a later file
+        finally:
+            await self.coord.delete(EDGE_ROTATING_PREFIX + str(path))
+        logger.info("stats.edge_log_rotated", extra={"log": str(path), "bytes": current.st_size, "age": round(age)})
+        return True
 
     async def _ship_log(
         self, path: Path, parse: Callable[[bytes], C], record: Callable[[Pipeline, C], None], max_bytes: int
