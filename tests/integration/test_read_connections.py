@@ -81,3 +81,17 @@ async def test_a_connection_its_server_closed_is_replaced_at_checkout(database: 
 
     await eventually(pooled.is_closed, 5, message="the driver never saw the server close the connection")
     assert (await _backend(database))[0] != pid  # a new connection, and the read did not fail
+
+
+async def test_behind_pgbouncer_reads_keep_their_transaction(pg_database_url: str) -> None:
+    """Transaction pooling: an unnamed statement's prepare and execute must not be two transactions."""
+    settings = DatabaseSettings(url=pg_database_url, pool_size=1, pgbouncer_transaction_pooling=True)
+    database = Database.from_settings(pg_database_url, settings)
+    try:
+        async with database.read_session(primary=True) as session:
+            await session.execute(text("SELECT 1"))
+            raw = await (await session.connection()).get_raw_connection()
+            assert raw.driver_connection is not None
+            assert raw.driver_connection.is_in_transaction()
+    finally:
+        await database.dispose()

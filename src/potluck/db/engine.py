@@ -237,8 +237,10 @@ class Database:
     def _for_reads(self, engine: AsyncEngine, *, transaction: bool) -> AsyncEngine:
         """`engine`, or on PostgreSQL its autocommit variant sharing its pool: each statement of a read then runs
         on its own (under READ COMMITTED each statement takes its own snapshot anyway), so a one-statement read is
-        one round trip. `transaction`: keep the transaction (a server-side cursor needs one)."""
-        if transaction or self.dialect != "postgresql":
+        one round trip. `transaction`: keep the transaction (a server-side cursor needs one). Behind PgBouncer in
+        transaction mode a statement's prepare and execute must share a transaction, else they may reach two
+        different servers."""
+        if transaction or self.dialect != "postgresql" or self.settings.pgbouncer_transaction_pooling:
             return engine
         reader = self._autocommit.get(engine)
         if reader is None:
