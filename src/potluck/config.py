@@ -20,8 +20,10 @@ class DatabaseSettings(BaseModel):
     # (postgresql+asyncpg://u@/db?host=h1:p1&host=h2:p2&host=h3:p3&target_session_attrs=read-write).
     patroni_urls: list[str] = Field(default_factory=list)
     topology_interval_seconds: float = Field(default=1.0, gt=0)
-    pool_size: int = Field(default=10, ge=1, le=200)
-    max_overflow: int = Field(default=10, ge=0, le=200)
+    # 20 kept, none on overflow: under load an overflow connection was opened and closed again and again (a
+    # connect, a backend fork) while the same 20 at most were in use (docs/benchmarks.md, issue 15).
+    pool_size: int = Field(default=20, ge=1, le=200)
+    max_overflow: int = Field(default=0, ge=0, le=200)
     pool_timeout_seconds: float = Field(default=5.0, gt=0)
     statement_timeout_ms: int = Field(default=5000, ge=0)
     connect_timeout_seconds: float = Field(default=2.0, gt=0)

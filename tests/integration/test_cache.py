@@ -429,7 +429,7 @@ async def test_first_tier_fast_path_answers_like_the_route(pair: tuple[httpx.Asy
     a, _ = pair
     _, recipe = await _setup(Api(a))
     url = f"/api/v1/recipes/{recipe['id']}"
-    routed = await a.get(url)  # a miss: the ordinary route fills the first tier
+    routed = await a.get(url, headers=ROUTED)  # a miss: the route fills the first tier
     l1_hits = _sample(a, "potluck_cache_hits_total", family="recipe_detail", tier="l1")
     fast = await a.get(url)
     assert _sample(a, "potluck_cache_hits_total", family="recipe_detail", tier="l1") == l1_hits + 1
@@ -439,6 +439,10 @@ async def test_first_tier_fast_path_answers_like_the_route(pair: tuple[httpx.Asy
     not_modified = await a.get(url, headers={"If-None-Match": fast.headers["etag"]})
     assert not_modified.status_code == 304
     assert not_modified.content == b""
+
+
+# A header that makes the fast path leave a read to the route (a request with a body) without changing its answer.
+ROUTED = {"Content-Length": "0"}
 
 
 def _without_request_id(resp: httpx.Response) -> dict[str, str]:
@@ -472,17 +476,23 @@ async def test_fast_path_answers_second_tier_hits_like_the_route(client: httpx.A
     cache = container_of(client).cache
 
     async def routed_then_fast(recipe: dict[str, Any], headers: dict[str, str]) -> None:
-        """A cold read (routed), then a second-tier hit and a first-tier hit (both before routing): the same answer."""
+        """A cold read routed, then a cold read, a second-tier hit and a first-tier hit, all three before routing:
+        the same answer."""
         url = f"/api/v1/recipes/{recipe['id']}"
         await cache.invalidate([recipe_key(recipe["id"])])
         before = routed.count
-        reference = await client.get(url, headers=headers)
+        reference = await client.get(url, headers={**headers, **ROUTED})
         assert reference.status_code == 200
         gzipped = len(reference.content) >= settings.api.gzip_minimum_bytes
         # httpx offers br when the brotli package is installed (it is: the API's Brotli needs it), else gzip.
         expected = {"br", "gzip"} if gzipped else {None}
         assert reference.headers.get("content-encoding") in expected
         assert routed.count == before + 1
+        await cache.invalidate([recipe_key(recipe["id"])])
+        filled = await client.get(url, headers=headers)  # a miss, loaded and stored by the fast path (hits below)
+        assert routed.count == before + 1, "a miss was routed"
+        assert filled.content == reference.content
+        assert _without_request_id(filled) == _without_request_id(reference)
         l2_hits = _sample(client, "potluck_cache_hits_total", family="recipe_detail", tier="l2")
         cache.local.flush()
         answered = _sample(client, "potluck_http_requests_total", method="GET", route=ROUTE, status="200")
@@ -515,7 +525,7 @@ async def test_fast_path_answers_second_tier_hits_like_the_route(client: httpx.A
         plain = await client.get(url, headers=identity)
         assert routed.count == before + 1
         await cache.invalidate([recipe_key(recipe["id"])])
-        routed_plain = await client.get(url, headers=identity)
+        routed_plain = await client.get(url, headers={**identity, **ROUTED})
         assert routed.count == before + 2
         assert plain.headers.get("content-encoding") is None
         assert plain.content == routed_plain.content == reference.content

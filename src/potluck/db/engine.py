@@ -15,21 +15,20 @@ import inspect
 import itertools
 import logging
 import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy import event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from potluck.config import DatabaseSettings
 from potluck.db.consistency import ConsistencyToken, format_token, has_write
 from potluck.db.lag import format_lsn, parse_lsn
+from potluck.db.pools import create_engine
 from potluck.db.replicas import PRIMARY_POSITION, ReplicaMonitor, ReplicaState
 from potluck.db.retry import note_retryable
 from potluck.db.session import ReadSession, WriteSession
@@ -63,84 +62,18 @@ def _lost_connection(exc: BaseException) -> bool:
     return exc.connection_invalidated or any(marker in message for marker in LOST_PRIMARY_MARKERS)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
-    # Take over transaction control from the driver (it would defer BEGIN until the first write).
-    dbapi_connection.isolation_level = None
-    cursor = dbapi_connection.cursor()
-    cursor.execute("PRAGMA foreign_keys=ON")
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute("PRAGMA busy_timeout=10000")
-    cursor.close()
-
-
-def create_engine(
-    url: str, settings: DatabaseSettings, *, sqlite_writer: bool = True, read_timeout: float | None = None
-) -> AsyncEngine:
-    """An engine configured for its dialect: pool sizes and statement timeout on PostgreSQL, pragmas on SQLite.
-
-    `read_timeout` (replicas): the client's bound on a connect and on each statement, shorter than the primary's,
-    because a read given up on one replica can run again on another one.
-
-    On SQLite a writer engine opens every transaction with BEGIN IMMEDIATE, taking the write lock before its
-    first read: SQLite's stand-in for PostgreSQL's SELECT ... FOR UPDATE.
-    """
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite":
-        if parsed.database and parsed.database != ":memory:":
-            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
-        engine = create_async_engine(url, echo=settings.echo, connect_args={"timeout": 30})
-        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
-        begin = "BEGIN IMMEDIATE" if sqlite_writer else "BEGIN"
-        event.listen(engine.sync_engine, "begin", lambda conn: conn.exec_driver_sql(begin))
-        return engine
-    connect_args: dict[str, Any] = {
-        "server_settings": {"statement_timeout": str(settings.statement_timeout_ms)},
-        "timeout": settings.connect_timeout_seconds,
-    }
-    if settings.statement_timeout_ms:
-        # statement_timeout is enforced by the server: a server that stops answering (frozen, or its host gone
-        # without a reset) would hold the request until TCP gives up. The client gives up a second later.
-        connect_args["command_timeout"] = settings.statement_timeout_ms / 1000 + 1
-    if read_timeout is not None:
-        connect_args["timeout"] = min(settings.connect_timeout_seconds, read_timeout)
-        connect_args["command_timeout"] = read_timeout
-    if settings.pgbouncer_transaction_pooling:
-        # PgBouncer in transaction mode hands each transaction to any server connection: named prepared
-        # statements would not be there next time (see deploy/pgbouncer/README.md).
-        connect_args["statement_cache_size"] = 0
-        connect_args["prepared_statement_name_func"] = lambda: f"__asyncpg_{uuid.uuid4()}__"
-    engine = create_async_engine(
-        url,
-        echo=settings.echo,
-        pool_size=settings.pool_size,
-        max_overflow=settings.max_overflow,
-        pool_timeout=settings.pool_timeout_seconds,
-        pool_pre_ping=True,
-        connect_args=connect_args,
-    )
-    if read_timeout is None:
-        event.listen(engine.sync_engine, "handle_error", _timeout_is_disconnect)
-    # A replica's timed-out connection is not invalidated on the spot: SQLAlchemy would first try a graceful close
-    # (up to 2 s) on the silent server, inside the failing statement. read_session leaves its cleanup to the
-    # background instead (the pool drops it when its reset fails).
-    return engine
-
-
-def _timeout_is_disconnect(context: Any) -> None:
-    """The driver's command timeout fired: the server stopped answering mid-statement, so the connection's state
-    is unknown. Close it (never return it to the pool); the pool's older connections are checked on checkout."""
-    if isinstance(context.original_exception, TimeoutError):
-        context.is_disconnect = True
-
-
 async def _open(engine: AsyncEngine) -> AsyncConnection:
     return await engine.connect()
 
 
-async def _close_session(session: ReadSession, connection: AsyncConnection) -> None:
+async def _close_session(session: ReadSession, connection: AsyncConnection, *, discard: bool = False) -> None:
+    """`discard`: its server failed mid-statement; the connection is dropped, not pooled (an autocommit read has no
+    rollback on return whose failure would drop it)."""
     with contextlib.suppress(Exception):
         await session.close()
+    if discard:
+        with contextlib.suppress(Exception):
+            await connection.invalidate()
     await _close_quietly(connection)
 
 
@@ -179,6 +112,8 @@ class Database:
         self.replica_states = [ReplicaState(name, engine) for name, engine in replicas]
         self.replicas = [state.engine for state in self.replica_states]
         self._round_robin = itertools.count()
+        # Each engine's autocommit variant (same pool) for reads: no BEGIN and no ROLLBACK around a SELECT.
+        self._autocommit: dict[AsyncEngine, AsyncEngine] = {}
         self._generation = 0  # bumped by leader_changed
         self._retired: list[AsyncEngine] = []  # departed replicas' engines, disposed once idle
         # Connects and closes abandoned on a replica that stopped answering: they end on their own time.
@@ -299,20 +234,35 @@ class Database:
         if self.monitor is not None:
             self.monitor.mark_down(replica)
 
-    async def _connect_reader(self, min_lsn: ConsistencyToken | None) -> tuple[AsyncConnection, ReplicaState | None]:
+    def _for_reads(self, engine: AsyncEngine, *, transaction: bool) -> AsyncEngine:
+        """`engine`, or on PostgreSQL its autocommit variant sharing its pool: each statement of a read then runs
+        on its own (under READ COMMITTED each statement takes its own snapshot anyway), so a one-statement read is
+        one round trip. `transaction`: keep the transaction (a server-side cursor needs one). Behind PgBouncer in
+        transaction mode a statement's prepare and execute must share a transaction, else they may reach two
+        different servers."""
+        if transaction or self.dialect != "postgresql" or self.settings.pgbouncer_transaction_pooling:
+            return engine
+        reader = self._autocommit.get(engine)
+        if reader is None:
+            reader = self._autocommit[engine] = engine.execution_options(isolation_level="AUTOCOMMIT")
+        return reader
+
+    async def _connect_reader(
+        self, min_lsn: ConsistencyToken | None, *, transaction: bool
+    ) -> tuple[AsyncConnection, ReplicaState | None]:
         for replica in self._candidates(min_lsn):
             try:
-                return await self._connect_replica(replica), replica
+                return await self._connect_replica(replica, transaction=transaction), replica
             except (DBAPIError, OSError, TimeoutError) as exc:
                 self._mark_down(replica, exc)  # down since the monitor last looked: try the next one
-        return await self._connect_primary(self.primary_reader), None
+        return await self._connect_primary(self._for_reads(self.primary_reader, transaction=transaction)), None
 
-    async def _connect_replica(self, replica: ReplicaState) -> AsyncConnection:
+    async def _connect_replica(self, replica: ReplicaState, *, transaction: bool) -> AsyncConnection:
         """A connection to `replica` within the replica read bound. The checkout of a pooled connection to a frozen
         replica would wait for its pre-ping, then for a reconnect, then for a rollback while cleaning up: each
         bounded by the driver's timeout, together several times it. Past the bound the attempt is left to finish
         in the background (a connection it opens late is closed) and the read goes elsewhere."""
-        attempt = asyncio.ensure_future(_open(replica.engine))
+        attempt = asyncio.ensure_future(_open(self._for_reads(replica.engine, transaction=transaction)))
         done, _ = await asyncio.wait({attempt}, timeout=self.settings.replica_read_timeout_seconds)
         if attempt in done:
             return attempt.result()
@@ -347,17 +297,19 @@ class Database:
 
     @asynccontextmanager
     async def read_session(
-        self, *, primary: bool = False, min_lsn: ConsistencyToken | None = None
+        self, *, primary: bool = False, min_lsn: ConsistencyToken | None = None, transaction: bool = False
     ) -> AsyncIterator[ReadSession]:
         """A session for reads. `primary=True` when the caller must see the latest writes; `min_lsn` (a client's
         consistency token) limits it to replicas that have replayed at least that far, else the primary.
+        On PostgreSQL its statements run without a transaction (autocommit), unless `transaction=True`.
 
         If a replica fails mid-read, it leaves the rotation and ReplicaUnavailableError tells the caller that the
         read may simply be run again (see ReplicaFailoverMiddleware)."""
         if primary:
-            connection, replica = await self._connect_primary(self.primary_reader), None
+            engine = self._for_reads(self.primary_reader, transaction=transaction)
+            connection, replica = await self._connect_primary(engine), None
         else:
-            connection, replica = await self._connect_reader(min_lsn)
+            connection, replica = await self._connect_reader(min_lsn, transaction=transaction)
         session = ReadSession(bind=connection, expire_on_commit=False)
         lost_replica = False
         try:
@@ -375,7 +327,7 @@ class Database:
         finally:
             if lost_replica:
                 # Its rollback and close would wait on the silent server again: not in the request's time.
-                self._abandon(asyncio.ensure_future(_close_session(session, connection)))
+                self._abandon(asyncio.ensure_future(_close_session(session, connection, discard=True)))
             else:
                 await _close_session(session, connection)
 
@@ -439,6 +391,7 @@ class Database:
             if name not in urls:
                 self.replica_states.remove(state)
                 self.replicas.remove(state.engine)
+                self._autocommit.pop(state.engine, None)
                 if self.monitor is not None:
                     self.monitor.forget(state)
                 logger.info("db.replica_removed", extra={"replica": name})

@@ -1,21 +1,22 @@
-"""Reads of a cached recipe, answered before the middleware chain and FastAPI's routing: from the first tier or
-one Redis GET.
+"""Recipe reads answered before the middleware chain and FastAPI's routing: from the first tier, one Redis GET,
+or on a miss the recipe service's own load (a fill).
 
 On a warm cache nearly all of a recipe read's CPU went to the middleware chain, dependency resolution and routing,
 none of which such a read needs (bench/cache_read.py, docs/benchmarks.md). This layer is the app's outermost
-middleware (app.py). It answers `GET /api/v1/recipes/{id}` with no query string when either cache tier holds the
-recipe and the caller may see it: anonymous callers, and callers with a valid bearer access token whose session
-is not revoked (the claims come from the token service's per-process cache, so a signed-in read costs one
-dictionary lookup more than an anonymous one). The same bytes, ETag, 304 handling, Cache-Control, Vary, surrogate
-keys, view count and cache metrics as `routes.get_recipe`; and what the chain adds to a routed answer, from the
-same objects the chain's middlewares use (middleware.FrontRules): the request id, the security headers, the
-content coding (kit/compression.ContentCoding: the same layers' result, each cached document encoded once per
-coding, not per read), the HTTP metrics under the route's
-template, and the in-flight bound (an answer counts against it; a full process leaves the request to the chain,
-which sheds it). Anything else — `fields`/`include`, a miss or a lease (the route takes the lease and fills), a
-recipe the caller may not see (the route answers 404), a token that does not verify (401), another Authorization
-scheme, a request the chain would refuse or alter (host, body, CORS, internal listener) — goes the ordinary way,
-which decides it again from scratch.
+middleware (app.py). It answers `GET /api/v1/recipes/{id}` with no query string when the caller may see the recipe
+(from either cache tier, else loaded and stored as the route would: an uncached read spent a fifth of its CPU in
+routing and dependency solving, docs/benchmarks.md): anonymous callers, and callers with a valid bearer access token
+whose session is not revoked (the claims come from the token service's per-process cache, so a signed-in read costs
+one dictionary lookup more than an anonymous one). The same bytes, ETag, 304 handling, Cache-Control, Vary,
+surrogate keys, view count and cache metrics as `routes.get_recipe`; and what the chain adds to a routed answer,
+from the same objects the chain's middlewares use (middleware.FrontRules): the request id, the security headers, the
+content coding (kit/compression.ContentCoding: the layers' result, each cached document encoded once per coding,
+not per read), the HTTP metrics under the route's template, and the in-flight bound (an answer counts against it;
+a full process leaves the request to the chain, which sheds it). Anything else — `fields`/`include`, a recipe the
+caller may not see or that does not exist (the route answers 404), a load that failed (the route reads again, with
+the failover middleware's retry and the error handlers' 503), a token that does not verify (401), another
+Authorization scheme, a request the chain would refuse or alter (host, body, CORS, internal listener) — goes the
+ordinary way, which decides it again from scratch.
 """
 
 from __future__ import annotations
@@ -144,11 +145,12 @@ async def _lookup(provider: Provider, recipe_id: uuid.UUID, request: _Request) -
         viewer = await _viewer(provider, request.authorization)
     except _NotHere:
         return None
+    recipes = provider.get(RecipeService)
     try:
-        cached = await provider.get(RecipeService).get_hit(recipe_id, viewer)
-    except Exception:  # an early refresh's load failed: the routed path reads again and its handlers answer
-        return None
-    if cached is None:
+        cached = await recipes.get_hit(recipe_id, viewer)
+        if cached is None:
+            cached = await recipes.get(recipe_id, viewer)  # a miss: the route's own fill (lease, single flight)
+    except Exception:  # not found or not visible (404), or a load failed: the routed path decides it again
         return None
     provider.get(ViewCounter).record(recipe_id)
     return _respond(recipe_id, cached, viewer, request.if_none_match, provider.get(SurrogateKeys))

@@ -152,7 +152,7 @@ class ModelTrainer:
     async def train(self) -> TrainingReport:
         """Train and publish a new version; every process picks it up on its next check (artefact.ModelHolder)."""
         started = time.perf_counter()
-        async with self.database.read_session() as session:
+        async with self.database.read_session(transaction=True) as session:  # its cursors need a transaction
             snapshot = await TrainingRepository(session).snapshot()
         version = new_version()
         data = await asyncio.to_thread(lambda: dumps(build_artefact(snapshot, version, self.params)))

@@ -73,7 +73,7 @@ class SearchRepository:
         """
         postgres = self.dialect == "postgresql"
         if fuzzy:
-            if postgres:
+            if postgres:  # for this transaction only: read_session(transaction=True) gives the session one
                 await self.session.execute(
                     select(func.set_config("pg_trgm.word_similarity_threshold", str(WORD_SIMILARITY_THRESHOLD), True))
                 )

@@ -134,7 +134,8 @@ class SearchService:
         """The page's recipe ids: from the shared cache when the viewer's results are the public ones."""
         generation = await self.cache.generation(SEARCH_GENERATION_KEY)
         if generation is None or (viewer_id is not None and await self._has_private(viewer_id, generation)):
-            async with self.database.read_session(min_lsn=min_lsn) as session:
+            # A transaction: the fuzzy fallback's trigram threshold is set for it alone (set_config, is_local).
+            async with self.database.read_session(min_lsn=min_lsn, transaction=True) as session:
                 return await run_search(SearchRepository(session), query, viewer_id)
         key = search_key(generation, query.canonical())
         try:
@@ -142,12 +143,12 @@ class SearchService:
         except LeaderUnavailableError:
             loaded = Loaded(None)  # fills read the primary; while there is no leader a replica answers, unstored
         if loaded.payload is None:  # never stored by _fill; a foreign value under our key is not trusted
-            async with self.database.read_session(min_lsn=min_lsn) as session:
+            async with self.database.read_session(min_lsn=min_lsn, transaction=True) as session:
                 return await run_search(SearchRepository(session), query, None)
         return SearchPage.unpack(loaded.payload)
 
     async def _fill(self, query: SearchQuery) -> Loaded:
-        async with self.database.read_session(primary=True) as session:
+        async with self.database.read_session(primary=True, transaction=True) as session:
             page = await run_search(SearchRepository(session), query, None)
         return Loaded(page.pack())
 
