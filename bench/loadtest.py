@@ -1024,6 +1024,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     parser.add_argument("--per-user-rate", type=float, help="iterations/s per simulated user (default 0.5)")
     parser.add_argument("--out", type=Path, help="report directory (default bench/results/loadtest-<scenario>-<UTC>)")
     parser.add_argument(
+        "--host",
+        help="where Locust sends its requests (default: the cluster's load balancer), e.g. a second gateway server",
+    )
+    parser.add_argument(
         "--stop-after", action="store_true", help="stop the cluster afterwards if this command started it"
     )
     parser.add_argument(
@@ -1049,7 +1053,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     info, was_up = ensure_cluster()
     settled = settle(info, args.settle_timeout) if args.settle_timeout > 0 else {}
-    lb = info["lb"]["url"]
+    lb = args.host or info["lb"]["url"]
     redis_url = info["redis"]["cache"]["url"]
     prefix = out_dir / CSV_NAME
     locust_command = [str(BIN_DIR / "locust"), "-f", str(LOCUSTFILE.relative_to(ROOT)), "--headless"]
