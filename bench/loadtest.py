@@ -232,9 +232,48 @@ def cpu_snapshot(info: Mapping[str, Any], locust_pid: int | None = None) -> dict
         "postgres replicas": sum(_tree_cpu(node["pid"]) for node in pg["replicas"]),
         "redis": sum(_tree_cpu(node["pid"]) for node in info["redis"].values()),
         "celery worker + beat": sum(_tree_cpu((info.get(name) or {}).get("pid")) for name in ("worker", "beat")),
+        "edge (varnish)": sum(_tree_cpu(node.get("pid")) for node in _edge_nodes(info)),
         "locust": _tree_cpu(locust_pid),
         "whole machine (busy)": busy,
         "wall": time.monotonic(),
+    }
+
+
+def _edge_nodes(info: Mapping[str, Any]) -> list[dict[str, Any]]:
+    return list((info.get("edge") or {}).get("nodes") or [])
+
+
+EDGE_COUNTERS = ("client_req", "cache_hit", "cache_miss", "cache_hitpass", "cache_hitmiss", "s_pass", "s_synth")
+
+
+def edge_snapshot(info: Mapping[str, Any]) -> dict[str, float]:
+    """varnishstat's request counters summed over the edge nodes ({} without an edge). A node's shared memory log
+    is its work dir, beside its log file (potluck_ops.varnish.start_varnish)."""
+    total: dict[str, float] = defaultdict(float)
+    for node in _edge_nodes(info):
+        workdir = Path(node["log"]).with_suffix("")
+        try:
+            result = subprocess.run(["varnishstat", "-n", str(workdir), "-1", "-j"], capture_output=True, timeout=10)
+            counters = json.loads(result.stdout).get("counters", {})
+        except (OSError, ValueError, subprocess.SubprocessError) as exc:
+            console.print(f"[yellow]warning[/yellow]: varnishstat {workdir}: {exc}")
+            continue
+        for name in EDGE_COUNTERS:
+            total[name] += float((counters.get(f"MAIN.{name}") or {}).get("value", 0))
+    return dict(total)
+
+
+def edge_table(before: Mapping[str, float], after: Mapping[str, float], requests: int) -> dict[str, Any] | None:
+    """What the edge did during the run: hits, misses and passes, the hit ratio of what it was asked (purges, which
+    it answers with synth, left out) and the share of all of Locust's requests it answered from its cache."""
+    if not after:
+        return None
+    delta = {name: after.get(name, 0.0) - before.get(name, 0.0) for name in EDGE_COUNTERS}
+    asked = delta["cache_hit"] + delta["cache_miss"] + delta["s_pass"]
+    return {
+        **delta,
+        "hit_ratio": delta["cache_hit"] / asked if asked else None,
+        "share_of_requests": delta["cache_hit"] / requests if requests else None,
     }
 
 
@@ -985,6 +1024,10 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     parser.add_argument("--per-user-rate", type=float, help="iterations/s per simulated user (default 0.5)")
     parser.add_argument("--out", type=Path, help="report directory (default bench/results/loadtest-<scenario>-<UTC>)")
     parser.add_argument(
+        "--host",
+        help="where Locust sends its requests (default: the cluster's load balancer), e.g. a second gateway server",
+    )
+    parser.add_argument(
         "--stop-after", action="store_true", help="stop the cluster afterwards if this command started it"
     )
     parser.add_argument(
@@ -1010,7 +1053,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     info, was_up = ensure_cluster()
     settled = settle(info, args.settle_timeout) if args.settle_timeout > 0 else {}
-    lb = info["lb"]["url"]
+    lb = args.host or info["lb"]["url"]
     redis_url = info["redis"]["cache"]["url"]
     prefix = out_dir / CSV_NAME
     locust_command = [str(BIN_DIR / "locust"), "-f", str(LOCUSTFILE.relative_to(ROOT)), "--headless"]
@@ -1018,6 +1061,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     locust_command += [*scenario_args(args), *locust_extra]
 
     metrics_before = scrape_all(info)
+    edge_before = edge_snapshot(info)
     redis_before = redis_snapshot(redis_url, sample_keys=False)
     sampler = Sampler(info)
     # Locust is our child: once it has exited, its CPU time is in our children's rusage.
@@ -1025,6 +1069,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     code = run_locust(locust_command, out_dir, plan, sampler)
     cpu_after = cpu_snapshot(info)
     metrics_after = scrape_all(info)
+    edge_after = edge_snapshot(info)
     # CPU from when the first users ran (Locust's setup, logins and id paging, is left out), to its exit.
     cpu_before = sampler.cpu_at_start or cpu_snapshot(info)
     cpu_before["locust"] = 0.0
@@ -1082,6 +1127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "redis": {"before": redis_before, "after": redis_after},
         "cpu": cpu_table(cpu_before, cpu_after, requests),
         "api_answers": api_answers(metrics_before, metrics_after, cpu_after["api"] - cpu_before["api"]),
+        "edge": edge_table(edge_before, edge_after, requests),
         "failures": read_failures(Path(f"{prefix}_failures.csv")),
         "locust_cpu_warnings": log_text.count("CPU usage"),
         "arrivals": arrivals,
@@ -1119,6 +1165,18 @@ def print_summary(summary: Mapping[str, Any], out_dir: Path) -> None:
         held = "[green]yes[/green]" if row["held"] else "[red]no[/red]"
         table.add_row(row["target"], row["measured"], held)
     console.print(table)
+    answers = summary["api_answers"]
+    if answers["api_cpu_us_per_answer"] is not None:
+        api_us = summary["cpu"]["components"]["api"]["us_per_request"]
+        console.print(
+            f"API: {answers['requests']:,.0f} answers, {api_us:,.0f} µs of API CPU per request, "
+            f"{answers['api_cpu_us_per_answer']:,.0f} per answer"
+        )
+    if edge := summary.get("edge"):
+        console.print(
+            f"edge: {edge['cache_hit']:,.0f} hits, {edge['cache_miss']:,.0f} misses, {edge['s_pass']:,.0f} passes; "
+            f"hit ratio {edge['hit_ratio'] or 0:.1%}, {edge['share_of_requests'] or 0:.1%} of all requests"
+        )
     console.print(f"report: {out_dir / 'report.md'}\nplot:   {out_dir / 'latency.png'}")
 
 
