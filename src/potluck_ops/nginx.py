@@ -57,6 +57,11 @@ class GatewayLimits(BaseModel):
     token_rate: int = Field(default=50, ge=1)
     token_burst: int = Field(default=100, ge=1)
     address_connections: int = Field(default=200, ge=1, le=MAX_CONNECTIONS)
+    # Admission at the gateway: the requests each API process is handed at once (nginx `max_conns` on each API
+    # server, Varnish `.max_connections` on each edge backend). A request that finds every process at its bound is
+    # answered 503 problem+json + Retry-After by the gateway at once, costing no API CPU, instead of queueing in
+    # front of a saturated process (docs/capacity.md, "Overload"). 0: no bound (the API's max_in_flight only).
+    api_connections: int = Field(default=0, ge=0, le=MAX_CONNECTIONS)
     # Addresses whose X-Forwarded-For is believed (the load balancers in front); loopback locally.
     trusted_proxies: tuple[str, ...] = ("127.0.0.1",)
 
@@ -102,10 +107,11 @@ class GatewayLimits(BaseModel):
         }
 
 
-def _servers(ports: Sequence[int]) -> str:
+def _servers(ports: Sequence[int], max_conns: int = 0) -> str:
     # fail_timeout is short on purpose: a process marked down is retried after 2 s, not nginx's default 10 s;
-    # max_fails=3: one failed attempt (a timeout under load) does not take it out.
-    return "\n".join(f"        server {HOST}:{port} max_fails=3 fail_timeout=2s;" for port in ports)
+    # max_fails=3: one failed attempt (a timeout under load) does not take it out. max_conns: GatewayLimits.
+    bound = f" max_conns={max_conns}" if max_conns else ""
+    return "\n".join(f"        server {HOST}:{port} max_fails=3 fail_timeout=2s{bound};" for port in ports)
 
 
 def render_nginx_conf(
@@ -121,12 +127,13 @@ def render_nginx_conf(
     the API processes on `api_ports` (the rest; everything when there is no edge)."""
     if not api_ports:
         raise OpsError("nginx needs at least one API port")
+    limits = limits or GatewayLimits()
     values = {
         "nginx_dir": str(nginx_dir),
         "listen": f"{HOST}:{lb_port}",
-        "upstream_servers": _servers(api_ports),
-        "edge_servers": _servers(edge_ports or api_ports),
-        **(limits or GatewayLimits()).template_values(),
+        "upstream_servers": _servers(api_ports, limits.api_connections),
+        "edge_servers": _servers(edge_ports) if edge_ports else _servers(api_ports, limits.api_connections),
+        **limits.template_values(),
     }
     return render_template(template, values)
 

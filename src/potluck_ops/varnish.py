@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from potluck_ops.failures import OpsError
-from potluck_ops.nginx import render_template
+from potluck_ops.nginx import GatewayLimits, render_template
 from potluck_ops.ports import HOST
 from potluck_ops.processes import is_ours, read_pid, start_logged, stop_pidfile, wait_until
 
@@ -38,8 +38,17 @@ def check_varnish() -> None:
         raise OpsError("varnishd not found: install it (apt-get install varnish varnish-modules)")
 
 
-def render_vcl(template: str, *, node_name: str, api_ports: Sequence[int], key_header: str = KEY_HEADER) -> str:
-    """The VCL of edge node `node_name` over the API processes on `api_ports` (round robin, reads retried)."""
+def render_vcl(
+    template: str,
+    *,
+    node_name: str,
+    api_ports: Sequence[int],
+    key_header: str = KEY_HEADER,
+    max_connections: int = 0,
+) -> str:
+    """The VCL of edge node `node_name` over the API processes on `api_ports` (round robin, reads retried).
+    `max_connections` > 0: the fetches one node sends each process at once (GatewayLimits.api_connections); a fetch
+    that finds every process at its bound is answered 503 + Retry-After (vcl_backend_error)."""
     if not api_ports:
         raise OpsError("an edge node needs at least one API port")
     # No health probe: under overload a probe's timeout marked every process sick at once and the edge answered
@@ -47,7 +56,9 @@ def render_vcl(template: str, *, node_name: str, api_ports: Sequence[int], key_h
     # the connection is skipped by the retry in vcl_backend_error instead.
     backends = "\n".join(
         f'backend api_{port} {{\n    .host = "{HOST}";\n    .port = "{port}";\n'
-        "    .connect_timeout = 1s;\n    .first_byte_timeout = 30s;\n    .between_bytes_timeout = 30s;\n}"
+        "    .connect_timeout = 1s;\n    .first_byte_timeout = 30s;\n    .between_bytes_timeout = 30s;\n"
+        + (f"    .max_connections = {max_connections};\n" if max_connections else "")
+        + "}"
         for port in api_ports
     )
     adds = "\n".join(f"    api.add_backend(api_{port});" for port in api_ports)
@@ -91,7 +102,9 @@ def start_varnish(
     check_varnish()
     root.mkdir(parents=True, exist_ok=True)
     vcl = root / f"{name}.vcl"
-    vcl.write_text(render_vcl((deploy / TEMPLATE).read_text(), node_name=name, api_ports=api_ports))
+    bound = GatewayLimits.from_env(env).api_connections
+    template = (deploy / TEMPLATE).read_text()
+    vcl.write_text(render_vcl(template, node_name=name, api_ports=api_ports, max_connections=bound))
     log = root / f"{name}.log"
     workdir = root / name
     workdir.mkdir(exist_ok=True)
