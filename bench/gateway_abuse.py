@@ -30,10 +30,9 @@ from pathlib import Path
 
 import httpx
 
-from potluck_ops.nginx import GatewayLimits, render_nginx_conf
+from potluck_ops.nginx import GatewayLimits, standalone_gateway
 from potluck_ops.ports import free_port
 
-REPO = Path(__file__).resolve().parents[1]
 _DONE = re.compile(r"(\d+) requests in ([\d.]+)s")
 _NON_2XX = re.compile(r"Non-2xx or 3xx responses: (\d+)")
 
@@ -73,25 +72,6 @@ def stub_upstream(work_ms: float) -> tuple[multiprocessing.Process, int]:
     proc = multiprocessing.Process(target=_serve, args=(port, work_ms), daemon=True)
     proc.start()
     return proc, port
-
-
-def start_gateway(root: Path, api_port: int, limits: GatewayLimits) -> tuple[str, list[str]]:
-    (root / "tmp").mkdir(parents=True, exist_ok=True)
-    port = free_port()
-    template = (REPO / "deploy" / "nginx" / "nginx.conf.template").read_text()
-    conf = render_nginx_conf(template, nginx_dir=root, lb_port=port, api_ports=[api_port], limits=limits)
-    (root / "nginx.conf").write_text(conf)
-    args = ["nginx", "-p", f"{root}/", "-e", str(root / "error.log"), "-c", str(root / "nginx.conf")]
-    subprocess.run(args, check=True)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(f"{url}/healthz", timeout=1)
-            break
-        except httpx.HTTPError:
-            time.sleep(0.1)
-    return url, args
 
 
 def abuser(url: str, duration: int) -> tuple[int, int]:
@@ -168,14 +148,9 @@ def main() -> None:
             ("unlimited", GatewayLimits(address_rate=1_000_000, address_burst=1_000_000, address_connections=10_000)),
         ):
             with tempfile.TemporaryDirectory(prefix=f"gateway-{name}-") as tmp:
-                root = Path(tmp)
-                root.chmod(0o755)  # nginx's workers run as another user when the master is root
-                url, nginx = start_gateway(root, upstream_port, limits)
-                try:
+                with standalone_gateway(Path(tmp), [upstream_port], limits) as url:
                     rows[name] = phase(name, url, args)
-                finally:
-                    subprocess.run([*nginx, "-s", "quit"], check=False)
-                    time.sleep(0.5)
+                time.sleep(0.5)
     finally:
         upstream.terminate()
         upstream.join(5)

@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from potluck_ops.failures import OpsError
-from potluck_ops.layout import Layout
-from potluck_ops.ports import HOST
+from potluck_ops.layout import Layout, find_repo_root
+from potluck_ops.ports import HOST, free_port
 from potluck_ops.processes import http_status, is_ours, pid_alive, read_pid, run, terminate, wait_exit, wait_until
 
 GATEWAY_ENV_PREFIX = "POTLUCK_GATEWAY__"
@@ -136,6 +137,28 @@ def render_nginx_conf(
         **limits.template_values(),
     }
     return render_template(template, values)
+
+
+@contextmanager
+def standalone_gateway(root: Path, api_ports: Sequence[int], limits: GatewayLimits) -> Iterator[str]:
+    """nginx from the deploy template over `api_ports` alone, in `root`, no cluster around it: its URL while the
+    block runs, stopped after. For the tests and benchmarks of the gateway's own rules (rate limits, admission)
+    in front of a stub upstream."""
+    (root / "tmp").mkdir(parents=True, exist_ok=True)
+    root.chmod(0o755)  # nginx's workers run as another user when the master is root
+    port = free_port()
+    template = (find_repo_root() / "deploy" / "nginx" / "nginx.conf.template").read_text()
+    conf = render_nginx_conf(template, nginx_dir=root, lb_port=port, api_ports=api_ports, limits=limits)
+    (root / "nginx.conf").write_text(conf)
+    logs = [root / "error.log"]
+    args: list[str | Path] = ["nginx", "-p", f"{root}/", "-e", logs[0], "-c", root / "nginx.conf"]
+    run(args, what=f"start nginx on port {port}", logs=logs)
+    url = f"http://{HOST}:{port}"
+    try:
+        wait_until(lambda: http_status(f"{url}/healthz") == 200, what=f"nginx {url}", timeout=20, logs=logs)
+        yield url
+    finally:
+        run([*args, "-s", "quit"], what="stop nginx", logs=logs, check=False)
 
 
 def _nginx_args(layout: Layout) -> list[str | Path]:

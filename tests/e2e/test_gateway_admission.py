@@ -5,7 +5,6 @@ process. The rendered deploy/nginx template, run by a real nginx in front of a s
 from __future__ import annotations
 
 import http.server
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -15,9 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from potluck_ops.nginx import GatewayLimits, render_nginx_conf
+from potluck_ops.nginx import GatewayLimits, render_nginx_conf, standalone_gateway
 from potluck_ops.ports import free_port
-from tests.support.eventually import eventually_sync
 
 REPO = Path(__file__).resolve().parents[2]
 WORK_SECONDS = 1.0
@@ -56,30 +54,12 @@ class _Slow(http.server.BaseHTTPRequestHandler):
 def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     upstream = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), _Slow)
     threading.Thread(target=upstream.serve_forever, daemon=True).start()
-    root = tmp_path_factory.mktemp("nginx-admission")
-    (root / "tmp").mkdir()
-    port = free_port()
-    template = (REPO / "deploy" / "nginx" / "nginx.conf.template").read_text()
-    conf = render_nginx_conf(
-        template, nginx_dir=root, lb_port=port, api_ports=[upstream.server_address[1]], limits=LIMITS
-    )
-    assert f"max_conns={BOUND}" in conf
-    (root / "nginx.conf").write_text(conf)
-    args = ["nginx", "-p", f"{root}/", "-e", str(root / "error.log"), "-c", str(root / "nginx.conf")]
-    subprocess.run(args, check=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        eventually_sync(up, 20, interval=0.1, message=lambda: (root / "error.log").read_text())
-        yield url
+        root = tmp_path_factory.mktemp("nginx-admission")
+        with standalone_gateway(root, [upstream.server_address[1]], LIMITS) as url:
+            assert f"max_conns={BOUND}" in (root / "nginx.conf").read_text()
+            yield url
     finally:
-        subprocess.run([*args, "-s", "quit"], check=False)
         upstream.shutdown()
         upstream.server_close()
 

@@ -6,7 +6,6 @@ IETF httpapi RateLimit-Policy / RateLimit headers; health probes are never limit
 from __future__ import annotations
 
 import http.server
-import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,11 +14,9 @@ import httpx
 import pytest
 
 from potluck.stats.edge_views import count_rejections
-from potluck_ops.nginx import GatewayLimits, render_nginx_conf
+from potluck_ops.nginx import GatewayLimits, standalone_gateway
 from potluck_ops.ports import free_port
-from tests.support.eventually import eventually_sync
 
-REPO = Path(__file__).resolve().parents[2]
 LIMITS = GatewayLimits(address_rate=2, address_burst=3, token_rate=1, token_burst=2, address_connections=50)
 
 
@@ -48,30 +45,11 @@ def gateway_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def gateway(gateway_dir: Path) -> Iterator[str]:
     upstream = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), _Ok)
-    thread = threading.Thread(target=upstream.serve_forever, daemon=True)
-    thread.start()
-    root = gateway_dir
-    (root / "tmp").mkdir()
-    port = free_port()
-    template = (REPO / "deploy" / "nginx" / "nginx.conf.template").read_text()
-    api_port = upstream.server_address[1]
-    conf = render_nginx_conf(template, nginx_dir=root, lb_port=port, api_ports=[api_port], limits=LIMITS)
-    (root / "nginx.conf").write_text(conf)
-    args = ["nginx", "-p", f"{root}/", "-e", str(root / "error.log"), "-c", str(root / "nginx.conf")]
-    subprocess.run(args, check=True)
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
+    threading.Thread(target=upstream.serve_forever, daemon=True).start()
     try:
-        eventually_sync(up, 20, interval=0.1, message=lambda: (root / "error.log").read_text())
-        yield url
+        with standalone_gateway(gateway_dir, [upstream.server_address[1]], LIMITS) as url:
+            yield url
     finally:
-        subprocess.run([*args, "-s", "quit"], check=False)
         upstream.shutdown()
         upstream.server_close()
 
