@@ -96,11 +96,11 @@ class RecipeFastPath:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "GET" and not scope["query_string"]:
             match = _PATH.match(scope["path"])
-            if match is not None and await self._try(scope, receive, send, match.group(1)):
+            if match is not None and await self._try(scope, send, match.group(1)):
                 return
         await self.app(scope, receive, send)
 
-    async def _try(self, scope: Scope, receive: Receive, send: Send, raw_id: str) -> bool:
+    async def _try(self, scope: Scope, send: Send, raw_id: str) -> bool:
         request = _Request.parse(scope["headers"])
         if not self.front.passes(scope, host=request.host, origin=request.origin, body=request.body):
             return False
