@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 
 from potluck.cache.cache import Bump, Cache, Loaded
-from potluck.cache.families import RECIPE_DETAIL, RECIPE_LIST
+from potluck.cache.families import RECIPE_DETAIL, RECIPE_LIST, Family
 from potluck.cache.keys import (
     LISTS_GENERATION_KEY,
     SEARCH_GENERATION_KEY,
@@ -242,8 +242,10 @@ class RecipeService:
             return None
         key = list_key(generation, {"filters": filters.model_dump(mode="json"), "limit": limit})
         try:
-            if viewer_id is not None and await self._has_private(viewer_id, generation):
-                return None
+            if viewer_id is not None:
+                private_key = list_key(generation, {"private_recipes_of": str(viewer_id)})
+                if await self.has_private_recipes(viewer_id, RECIPE_LIST, private_key):
+                    return None
             loaded = await self.cache.get_or_fill(RECIPE_LIST, key, lambda: self._fill_list(filters, limit))
         except LeaderUnavailableError:
             return None  # fills read the primary; while there is no leader the caller's replica session answers
@@ -263,14 +265,16 @@ class RecipeService:
         # Gone or private since the page was cached: skipped (the writes that do that also bump the generation).
         return [found[i] for i in ids if i in found], data["next"]
 
-    async def _has_private(self, viewer_id: uuid.UUID, generation: int) -> bool:
+    async def has_private_recipes(self, viewer_id: uuid.UUID, family: Family, key: str) -> bool:
+        """Whether `viewer_id` has a private recipe (so their lists and searches differ from the public ones),
+        cached under `key` of `family`: a key namespaced by a generation that every visibility change bumps."""
+
         async def load() -> Loaded:
             async with self.database.read_session(primary=True) as session:
                 found = await RecipeRepository(session).has_private_recipes(viewer_id)
             return Loaded(b"1" if found else b"0")
 
-        key = list_key(generation, {"private_recipes_of": str(viewer_id)})
-        loaded = await self.cache.get_or_fill(RECIPE_LIST, key, load)
+        loaded = await self.cache.get_or_fill(family, key, load)
         return loaded.payload != b"0"
 
     async def _fill_list(self, filters: RecipeFilters, limit: int) -> Loaded:

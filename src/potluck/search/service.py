@@ -34,7 +34,6 @@ from potluck.cache.keys import SEARCH_GENERATION_KEY, search_key
 from potluck.db.consistency import ConsistencyToken
 from potluck.db.engine import Database, LeaderUnavailableError
 from potluck.errors import NotFoundError
-from potluck.recipe.repository import RecipeRepository
 from potluck.recipe.service import RecipeService
 from potluck.search.analytics import QueryCount, SearchAnalytics
 from potluck.search.query import SearchQuery, next_cursor
@@ -154,14 +153,7 @@ class SearchService:
 
     async def _has_private(self, viewer_id: uuid.UUID, generation: int) -> bool:
         key = search_key(generation, {"private_recipes_of": str(viewer_id)})
-
-        async def load() -> Loaded:
-            async with self.database.read_session(primary=True) as session:
-                found = await RecipeRepository(session).has_private_recipes(viewer_id)
-            return Loaded(b"1" if found else b"0")
-
-        loaded = await self.cache.get_or_fill(SEARCH_RESULTS, key, load)
-        return loaded.payload != b"0"
+        return await self.recipes.has_private_recipes(viewer_id, SEARCH_RESULTS, key)
 
     async def _record(self, query: SearchQuery) -> None:
         try:
