@@ -14,6 +14,8 @@ def test_limits_come_from_the_environment() -> None:
     )
     assert (limits.address_connections, limits.token_burst) == (MAX_CONNECTIONS, 1)
     assert limits.address_rate == GatewayLimits().address_rate
+    assert limits.api_connections == 0  # admission at the gateway is off unless asked for
+    assert GatewayLimits.from_env({"POTLUCK_GATEWAY__API_CONNECTIONS": "8"}).api_connections == 8
 
 
 @pytest.mark.parametrize(
@@ -24,6 +26,8 @@ def test_limits_come_from_the_environment() -> None:
         ("POTLUCK_GATEWAY__ADDRESS_BURST", "0", "greater than or equal to 1"),
         ("POTLUCK_GATEWAY__TOKEN_RATE", "0", "greater than or equal to 1"),
         ("POTLUCK_GATEWAY__ADDRESS_RATE", "fast", "valid integer"),
+        ("POTLUCK_GATEWAY__API_CONNECTIONS", "-1", "greater than or equal to 0"),
+        ("POTLUCK_GATEWAY__API_CONNECTIONS", "65536", "less than or equal to 65535"),
     ],
 )
 def test_a_value_nginx_would_refuse_names_its_variable(variable: str, value: str, says: str) -> None:
