@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -12,6 +13,7 @@ from potluck.cache.families import RECIPE_DETAIL
 from potluck.cache.memory_store import MemoryStore
 from potluck.cache.metrics import CacheMetrics
 from potluck.config import CacheSettings
+from potluck.db.engine import LeaderUnavailableError
 
 
 class GatedLoader:
@@ -73,3 +75,59 @@ async def test_an_owner_failure_reaches_its_waiters() -> None:
     release.set()
     results = await asyncio.gather(*tasks, return_exceptions=True)
     assert all(isinstance(r, RuntimeError) for r in results)
+
+
+class LeaderlessLoader:
+    """A fill that finds no primary (between a leader's death and a promotion), every waiter sharing it."""
+
+    def __init__(self) -> None:
+        self.loads = 0
+        self.release = asyncio.Event()
+
+    async def __call__(self) -> Loaded:
+        self.loads += 1
+        await self.release.wait()
+        raise LeaderUnavailableError("no leader")
+
+
+async def test_without_a_leader_every_reader_gets_its_unstored_answer_and_nothing_is_stored() -> None:
+    cache = _cache()
+    loader = LeaderlessLoader()
+    replica_reads = 0
+
+    async def from_a_replica() -> Loaded:
+        nonlocal replica_reads
+        replica_reads += 1
+        return Loaded(b"replica")
+
+    readers = [
+        asyncio.create_task(cache.get_or_fill(RECIPE_DETAIL, "recipe:1", loader, unstored=from_a_replica))
+        for _ in range(4)
+    ]
+    await asyncio.sleep(0.01)
+    loader.release.set()
+    assert [r.payload for r in await asyncio.gather(*readers)] == [b"replica"] * 4
+    assert (loader.loads, replica_reads) == (1, 4)  # one fill attempt shared; each reader read the replica
+    assert await cache.store.get("recipe:1") is None  # nothing stored, and the failed fill's lease released
+
+    filled = await cache.get_or_fill(RECIPE_DETAIL, "recipe:1", _answer(b"primary"), unstored=from_a_replica)
+    assert filled.payload == b"primary"  # a leader again: filled and stored as usual, without waiting for a lease
+    assert replica_reads == 4
+    no_leader_again = LeaderlessLoader()
+    no_leader_again.release.set()
+    assert (await cache.get_or_fill(RECIPE_DETAIL, "recipe:1", no_leader_again)).payload == b"primary"  # stored
+
+
+async def test_without_a_leader_and_no_unstored_answer_the_error_reaches_the_caller() -> None:
+    cache = _cache()
+    loader = LeaderlessLoader()
+    loader.release.set()
+    with pytest.raises(LeaderUnavailableError):
+        await cache.get_or_fill(RECIPE_DETAIL, "recipe:1", loader)
+
+
+def _answer(payload: bytes) -> Callable[[], Awaitable[Loaded]]:
+    async def load() -> Loaded:
+        return Loaded(payload)
+
+    return load

@@ -4,39 +4,24 @@ Read (`get_or_fill`): first tier -> second tier -> one lease holder loads from t
 compare-and-set; other readers wait briefly for that fill or read through. Hot entries are refreshed early
 (XFetch) by one reader. Any store error, timeout or open breaker sends the read to the database.
 
-Write (`invalidate`, called after commit): drop the keys from this process's first tier, delete them from the
-store (which also deletes any lease, so a fill racing with the write is refused), then tell every other process.
-If the store is unavailable the keys wait in `pending`, and this process does not read the store again before
-they are delivered.
+The state, the store's failure handling and the write path (`invalidate`, after commit) are in cache/base.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import random
 import time
 from collections.abc import Sequence
 
-from potluck.cache.breaker import CircuitBreaker
-from potluck.cache.bus import InvalidationBus
-from potluck.cache.edge import EdgePurger
+from potluck.cache.base import Bump, CacheBase
 from potluck.cache.entry import Entry, decode, encode, new_token, should_refresh_early
 from potluck.cache.families import Family
-from potluck.cache.keys import GENERATION_MARKER_TTL_MS, generation_marker, refresh_lock_key
-from potluck.cache.loaded import FaultInjection, Loaded, Loader
-from potluck.cache.local import LocalCache
-from potluck.cache.metrics import CacheMetrics
-from potluck.cache.store import CacheStore, CacheStoreError
-from potluck.config import CacheSettings
-from potluck.db.session import WriteSession
+from potluck.cache.keys import refresh_lock_key
+from potluck.cache.loaded import FaultInjection, Loaded, Loader, not_stored
+from potluck.cache.store import CacheStoreError
+from potluck.db.engine import LeaderUnavailableError
 
-__all__ = ["Cache", "FaultInjection", "Loaded", "Loader"]
-
-logger = logging.getLogger("potluck.cache")
-
-MAX_PENDING = 100_000
-Bump = tuple[str, int | None]  # a generation bumped after a write, and the outbox event owing it (None: always)
+__all__ = ["Bump", "Cache", "FaultInjection", "Loaded", "Loader", "not_stored"]
 
 
 class _FillAbandonedError(Exception):
@@ -47,55 +32,21 @@ def _now_ms() -> int:
     return int(time.time() * 1000)
 
 
-class Cache:
-    def __init__(
-        self,
-        store: CacheStore,
-        metrics: CacheMetrics,
-        settings: CacheSettings,
-        *,
-        local: LocalCache | None = None,
-        bus: InvalidationBus | None = None,
-        faults: FaultInjection | None = None,
-        edge: EdgePurger | None = None,
-        report_breaker: bool = True,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.store = store
-        self.metrics = metrics
-        self.settings = settings
-        self.local = local
-        self.bus = bus
-        self.faults = faults
-        # The HTTP cache in front of the API: purged by the same keys, after the tiers (cache/edge.py).
-        self.edge = edge
-        self.breaker = CircuitBreaker(
-            settings.breaker_failures,
-            settings.breaker_reset_seconds,
-            # One breaker per process drives the gauge (the requests' cache): a background Cache over the same
-            # metrics would overwrite it.
-            on_change=(lambda is_open: metrics.breaker_open.set(1 if is_open else 0)) if report_breaker else None,
-        )
-        self.pending: set[str] = set()
-        self.pending_generations: set[str] = set()
-        self._inflight: dict[str, asyncio.Future[Loaded]] = {}
-        self._rng = rng or random.Random()
-        self._drainer: asyncio.Task[None] | None = None
+class Cache(CacheBase):
+    async def get_or_fill(self, family: Family, key: str, loader: Loader, *, unstored: Loader | None = None) -> Loaded:
+        """The value for `key`, from the fastest tier that has it, loading it at most once across processes.
 
-    def start(self) -> None:
-        if self.bus is not None:
-            self.bus.start()
-        self._drainer = asyncio.create_task(self._recover_loop(), name="potluck-cache-recover")
+        Fills read the primary. While there is none (`LeaderUnavailableError`, between a leader's death and a
+        promotion), `unstored` answers instead (a replica's read) and nothing is stored; without it, the error
+        propagates (the failover middleware retries the request)."""
+        try:
+            return await self._get_or_fill(family, key, loader)
+        except LeaderUnavailableError:
+            if unstored is None:
+                raise
+            return await unstored()
 
-    async def aclose(self) -> None:
-        if self._drainer is not None:
-            self._drainer.cancel()
-        if self.bus is not None:
-            await self.bus.stop()
-        await self.store.aclose()
-
-    async def get_or_fill(self, family: Family, key: str, loader: Loader) -> Loaded:
-        """The value for `key`, from the fastest tier that has it, loading it at most once across processes."""
+    async def _get_or_fill(self, family: Family, key: str, loader: Loader) -> Loaded:
         if not self.settings.enabled:
             return await loader()
         local = self.local
@@ -115,7 +66,7 @@ class Cache:
             except _FillAbandonedError:
                 # The request that was loading it was cancelled (its client left, or a sibling task of its
                 # TaskGroup failed): that is no reason to fail this one. Load it ourselves.
-                return await self.get_or_fill(family, key, loader)
+                return await self._get_or_fill(family, key, loader)
         future: asyncio.Future[Loaded] = asyncio.get_running_loop().create_future()
         self._inflight[key] = future
         try:
@@ -268,7 +219,11 @@ class Cache:
                 return Loaded(entry.payload, entry.meta)
             return await self._wait_for_fill(family, key, loader, epoch)
 
-        loaded, delta_ms = await self._load(family, loader)
+        try:
+            loaded, delta_ms = await self._load(family, loader)
+        except Exception:
+            await self._release_lease(family, key)
+            raise
         if self.faults is not None:
             await self.faults.pause_if_asked(key)
         value = self._encode(family, loaded, delta_ms)
@@ -283,6 +238,14 @@ class Cache:
             if entry is not None:
                 self._remember(key, entry, epoch)
         return loaded
+
+    async def _release_lease(self, family: Family, key: str) -> None:
+        """A load failed: no fill will follow our lease, so the next reader need not wait it out. Deleting the key
+        is safe even if the lease was since taken over (that fill is refused: one more miss, never a stale value)."""
+        try:
+            await self.store.delete([key])
+        except CacheStoreError:
+            self._record_failure(family, "lease")
 
     async def _wait_for_fill(self, family: Family, key: str, loader: Loader, epoch: int) -> Loaded:
         """Another reader holds the lease: poll briefly for its fill, else read through without filling."""
@@ -351,149 +314,3 @@ class Cache:
     def _remember(self, key: str, entry: Entry, epoch: int) -> None:
         if self.local is not None:
             self.local.put(key, entry, epoch, _now_ms())
-
-    def _record_failure(self, family: Family, operation: str) -> None:
-        self.metrics.errors.labels(family.name, operation).inc()
-        self.breaker.record_failure()
-
-    async def _store_failed(self, family: Family, operation: str, loader: Loader) -> Loaded:
-        self._record_failure(family, operation)
-        return await loader()
-
-    async def _store_usable(self) -> bool:
-        """Requests use the store only while the breaker is closed and this process owes it nothing."""
-        return self.breaker.allow() and not self.pending and not self.pending_generations
-
-    async def _recover(self) -> bool:
-        """Probe the store and deliver what this process owes it; closes the breaker on success."""
-        keys = sorted(self.pending)
-        generations = sorted(self.pending_generations)
-        try:
-            await self.store.ping()
-            for generation_key in generations:
-                await self.store.incr(generation_key)
-            self.pending_generations.difference_update(generations)
-            if keys:
-                await self.store.delete(keys)
-                if self.bus is not None:
-                    await self.bus.publish(keys)
-        except Exception:  # the store or the bus is still unavailable
-            self.breaker.record_failure()
-            return False
-        self.pending.difference_update(keys)
-        self.metrics.pending.set(len(self.pending))
-        self.breaker.record_success()
-        if keys or generations:
-            logger.info("cache.pending_delivered", extra={"keys": len(keys), "generations": len(generations)})
-        return True
-
-    async def _recover_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.settings.recover_interval_ms / 1000)
-            if self.pending or self.pending_generations or self.breaker.probe_due():
-                await self._recover()
-
-    # --- the write path --------------------------------------------------------------------------------------
-
-    async def invalidate(self, keys: Sequence[str]) -> None:
-        """Forget `keys` in every tier of every process, then at the edge. Never raises: the write happened."""
-        await self._invalidate_tiers(keys)
-        if self.edge is not None:
-            await self.edge.purge(keys)
-
-    async def _invalidate_tiers(self, keys: Sequence[str]) -> bool:
-        """True once every process's tiers have dropped `keys`; False when deferred (in `pending`)."""
-        if not keys or not self.settings.enabled:
-            return True
-        if self.local is not None:
-            self.local.invalidate(keys)
-        for key in keys:
-            # A load that began before this write must not be joined by requests that come after it.
-            self._inflight.pop(key, None)
-        if not self.breaker.allow():
-            self._defer(keys)
-            return False
-        try:
-            await self.store.delete(keys)
-            if self.bus is not None:
-                await self.bus.publish(keys)
-        except Exception:
-            self._defer(keys)
-            self.breaker.record_failure()
-            return False
-        self.breaker.record_success()
-        self.metrics.invalidations.labels("sent").inc(len(keys))
-        return True
-
-    async def invalidate_strict(self, keys: Sequence[str]) -> None:
-        """Forget `keys` in every tier of every process, or raise CacheStoreError: the outbox retries it until the
-        store is back. Not the edge: the write owed it its keys in an `edge.purge` event of its own."""
-        if not keys or not self.settings.enabled:
-            return
-        if self.local is not None:
-            self.local.invalidate(keys)
-        await self.store.delete(keys)
-        if self.bus is not None:
-            try:
-                await self.bus.publish(keys)
-            except Exception as exc:
-                raise CacheStoreError(f"invalidation not published: {exc!r}") from exc
-        self.metrics.invalidations.labels("sent").inc(len(keys))
-
-    def _defer(self, keys: Sequence[str]) -> None:
-        if len(self.pending) + len(keys) > MAX_PENDING:
-            logger.error("cache.pending_overflow", extra={"pending": len(self.pending)})
-        self.pending.update(keys)
-        self.metrics.invalidations.labels("deferred").inc(len(keys))
-        self.metrics.pending.set(len(self.pending))
-
-    def invalidate_after_commit(
-        self, session: WriteSession, *keys: str, edge_also: Sequence[str] = (), bumps: Sequence[Bump] = ()
-    ) -> None:
-        """Once `session` commits: `keys` leave the tiers, `bumps` happen, then one purge takes `keys` and `edge_also`
-        (names only edge pages carry) to the edge, last. With an edge they are also owed durably (`edge.purge`)."""
-        edge_keys = [*keys, *edge_also]
-        purge_id = self.edge.owe(session, edge_keys, keys) if self.edge is not None else None
-
-        async def after() -> None:
-            landed = await self._invalidate_tiers(keys)
-            for key, event_id in bumps:
-                landed = await self._bump(key, event_id) and landed
-            if self.edge is not None:  # done only if the tiers took it all; else the relay redoes tiers, then edge
-                await self.edge.purge(edge_keys, purge_id=purge_id if landed else None)
-
-        session.after_commit(after)
-
-    async def generation(self, key: str) -> int | None:
-        """A generation counter (None when the store is unavailable: the caller then skips the cache)."""
-        if not self.settings.enabled or not await self._store_usable():
-            return None
-        try:
-            return await self.store.get_int(key)
-        except CacheStoreError:
-            self.breaker.record_failure()
-            return None
-
-    async def bump_generation(self, key: str, *, event_id: int | None = None) -> None:
-        """One INCR makes every entry under the old generation unreachable: O(1), whatever their number.
-
-        With `event_id`, the bump owed for that outbox event happens once: the outbox's durable repeat of it
-        (`search/handlers.py`) finds it done and does not empty the cache a second time."""
-        await self._bump(key, event_id)
-        if self.edge is not None:
-            await self.edge.purge([key])  # search pages carry the generation's key as their own
-
-    async def _bump(self, key: str, event_id: int | None) -> bool:
-        if not self.settings.enabled:
-            return True
-        try:
-            if event_id is None:
-                await self.store.incr(key)
-            else:
-                await self.store.incr_once(key, generation_marker(key, event_id), GENERATION_MARKER_TTL_MS)
-        except CacheStoreError:
-            self.breaker.record_failure()
-            self.pending_generations.add(key)
-            logger.warning("cache.generation_bump_deferred", extra={"key": key})
-            return False
-        return True

@@ -18,6 +18,11 @@ class Loaded:
 Loader = Callable[[], Awaitable[Loaded]]
 
 
+async def not_stored() -> Loaded:
+    """A loader that finds nothing: for a caller that reads the value itself when the cache cannot fill it."""
+    return Loaded(None)
+
+
 @dataclass
 class FaultInjection:
     """Test hooks, off in production: pause a reader between its database read and its fill."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Sequence, Set
 from dataclasses import dataclass
@@ -9,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from potluck.cache.cache import Bump, Cache, Loaded
+from potluck.cache.cache import Bump, Cache, Loaded, not_stored
 from potluck.cache.families import RECIPE_DETAIL, RECIPE_LIST, Family
 from potluck.cache.keys import (
     LISTS_GENERATION_KEY,
@@ -20,7 +21,7 @@ from potluck.cache.keys import (
     user_key,
 )
 from potluck.cache.surrogate import RECIPE_LIST_KEY
-from potluck.db.engine import Database, LeaderUnavailableError
+from potluck.db.engine import Database
 from potluck.db.session import ReadSession, WriteSession
 from potluck.errors import ForbiddenError, NotFoundError, PreconditionFailedError
 from potluck.events.outbox import Outbox
@@ -140,11 +141,12 @@ class RecipeService:
 
         The cached entry is the same for every viewer; who may see it is decided here, on every read.
         """
-        try:
-            loaded = await self.cache.get_or_fill(RECIPE_DETAIL, recipe_key(recipe_id), lambda: self._load(recipe_id))
-        except LeaderUnavailableError:
-            # Fills read the primary; while there is no leader, a replica answers this read, and nothing is stored.
-            loaded = await self._load(recipe_id, primary=False)
+        loaded = await self.cache.get_or_fill(
+            RECIPE_DETAIL,
+            recipe_key(recipe_id),
+            lambda: self._load(recipe_id),
+            unstored=lambda: self._load(recipe_id, primary=False),
+        )
         if loaded.payload is None:
             raise NotFoundError("no such recipe")
         cached = CachedRecipe(loaded.payload, RecipeMeta.unpack(loaded.meta))
@@ -241,14 +243,13 @@ class RecipeService:
         if generation is None:
             return None
         key = list_key(generation, {"filters": filters.model_dump(mode="json"), "limit": limit})
-        try:
-            if viewer_id is not None:
-                private_key = list_key(generation, {"private_recipes_of": str(viewer_id)})
-                if await self.has_private_recipes(viewer_id, RECIPE_LIST, private_key):
-                    return None
-            loaded = await self.cache.get_or_fill(RECIPE_LIST, key, lambda: self._fill_list(filters, limit))
-        except LeaderUnavailableError:
-            return None  # fills read the primary; while there is no leader the caller's replica session answers
+        if viewer_id is not None:
+            private_key = list_key(generation, {"private_recipes_of": str(viewer_id)})
+            if await self.has_private_recipes(viewer_id, RECIPE_LIST, private_key):
+                return None
+        # Without a leader nothing is filled: the caller's replica session queries the page.
+        fill = functools.partial(self._fill_list, filters, limit)
+        loaded = await self.cache.get_or_fill(RECIPE_LIST, key, fill, unstored=not_stored)
         if loaded.payload is None:
             return None
         data = orjson.loads(loaded.payload)
@@ -269,12 +270,12 @@ class RecipeService:
         """Whether `viewer_id` has a private recipe (so their lists and searches differ from the public ones),
         cached under `key` of `family`: a key namespaced by a generation that every visibility change bumps."""
 
-        async def load() -> Loaded:
-            async with self.database.read_session(primary=True) as session:
+        async def load(primary: bool = True) -> Loaded:
+            async with self.database.read_session(primary=primary) as session:
                 found = await RecipeRepository(session).has_private_recipes(viewer_id)
             return Loaded(b"1" if found else b"0")
 
-        loaded = await self.cache.get_or_fill(family, key, load)
+        loaded = await self.cache.get_or_fill(family, key, load, unstored=lambda: load(primary=False))
         return loaded.payload != b"0"
 
     async def _fill_list(self, filters: RecipeFilters, limit: int) -> Loaded:

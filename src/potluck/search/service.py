@@ -28,11 +28,11 @@ from typing import Any
 
 import orjson
 
-from potluck.cache.cache import Cache, Loaded
+from potluck.cache.cache import Cache, Loaded, not_stored
 from potluck.cache.families import SEARCH_RESULTS
 from potluck.cache.keys import SEARCH_GENERATION_KEY, search_key
 from potluck.db.consistency import ConsistencyToken
-from potluck.db.engine import Database, LeaderUnavailableError
+from potluck.db.engine import Database
 from potluck.errors import NotFoundError
 from potluck.recipe.service import RecipeService
 from potluck.search.analytics import QueryCount, SearchAnalytics
@@ -137,10 +137,8 @@ class SearchService:
             async with self.database.read_session(min_lsn=min_lsn, transaction=True) as session:
                 return await run_search(SearchRepository(session), query, viewer_id)
         key = search_key(generation, query.canonical())
-        try:
-            loaded = await self.cache.get_or_fill(SEARCH_RESULTS, key, lambda: self._fill(query))
-        except LeaderUnavailableError:
-            loaded = Loaded(None)  # fills read the primary; while there is no leader a replica answers, unstored
+        # Without a leader nothing is filled: the page is read below on the caller's replica session.
+        loaded = await self.cache.get_or_fill(SEARCH_RESULTS, key, lambda: self._fill(query), unstored=not_stored)
         if loaded.payload is None:  # never stored by _fill; a foreign value under our key is not trusted
             async with self.database.read_session(min_lsn=min_lsn, transaction=True) as session:
                 return await run_search(SearchRepository(session), query, None)

@@ -13,7 +13,7 @@ from potluck.cache.cache import Cache, Loaded
 from potluck.cache.families import USER_PROFILE
 from potluck.cache.keys import recipe_key, recommend_key, user_key
 from potluck.db.base import utcnow
-from potluck.db.engine import Database, LeaderUnavailableError
+from potluck.db.engine import Database
 from potluck.db.session import ReadSession, WriteSession
 from potluck.errors import (
     BadRequestError,
@@ -287,11 +287,12 @@ class UserService:
         if viewer_id == user_id:
             async with self.database.read_session(primary=True) as session:
                 return (await self.get_me(session, user_id)).model_dump_json().encode()
-        try:
-            loaded = await self.cache.get_or_fill(USER_PROFILE, user_key(user_id), lambda: self._load_profile(user_id))
-        except LeaderUnavailableError:
-            # Fills read the primary; while there is no leader, a replica answers this read, and nothing is stored.
-            loaded = await self._load_profile(user_id, primary=False)
+        loaded = await self.cache.get_or_fill(
+            USER_PROFILE,
+            user_key(user_id),
+            lambda: self._load_profile(user_id),
+            unstored=lambda: self._load_profile(user_id, primary=False),
+        )
         if loaded.payload is None:
             raise NotFoundError("no such user")
         return loaded.payload
