@@ -129,6 +129,9 @@ class EdgeSettings(BaseModel):
     view_log_rotate_interval_seconds: float = Field(default=30.0, gt=0)
     # The gateway's (nginx) error logs: their limit_req/limit_conn lines count 429s by limit (same job).
     gateway_logs: list[Path] = Field(default_factory=list)
+    # Each gateway log's nginx pid file, in gateway_logs' order: rotated like the view logs (same bounds), with
+    # SIGUSR1 (nginx reopens every log on it; SIGHUP would reload its configuration). Empty: never.
+    gateway_log_writers: list[Path] = Field(default_factory=list)
     views_interval_seconds: float = Field(default=1.0, gt=0)
 
     @model_validator(mode="after")
@@ -139,6 +142,8 @@ class EdgeSettings(BaseModel):
             raise ValueError("edge.heartbeat_ms must be below edge.lease_ms")
         if self.view_log_writers and len(self.view_log_writers) != len(self.view_logs):
             raise ValueError("edge.view_log_writers must name one pid file per edge.view_logs entry, in its order")
+        if self.gateway_log_writers and len(self.gateway_log_writers) != len(self.gateway_logs):
+            raise ValueError("edge.gateway_log_writers must name one pid file per edge.gateway_logs entry, in order")
         return self
 
 

@@ -8,6 +8,7 @@ service call on what `JobContext` offers, thin and idempotent (delivery is at le
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -114,15 +115,21 @@ async def ship_edge_views(ctx: JobContext) -> int:
 
 
 async def rotate_edge_logs(ctx: JobContext) -> int:
-    """Rotate each edge node's request log past its size or age bound (renamed to `.1`, its writer reopens the path),
-    once the shipper has finished the previous generation. Only where `cluster up` named the writers."""
+    """Rotate each shipped log past its size or age bound (renamed to `.1`, its writer reopens the path), once the
+    shipper has finished the previous generation: the edge nodes' request logs (varnishncsa reopens on SIGHUP) and
+    the gateway's error logs (nginx reopens on SIGUSR1). Only the logs whose writers `cluster up` named."""
     edge = ctx.settings.edge
-    if not edge.view_log_writers:
-        return 0
+    logs = [
+        *((path, writer, signal.SIGHUP) for path, writer in zip(edge.view_logs, edge.view_log_writers, strict=False)),
+        *(
+            (path, writer, signal.SIGUSR1)
+            for path, writer in zip(edge.gateway_logs, edge.gateway_log_writers, strict=False)
+        ),
+    ]
     rotated = 0
-    for path, writer in zip(edge.view_logs, edge.view_log_writers, strict=True):
-        rotated += await ctx.stats.rotate_edge_log(
-            path, writer, max_bytes=edge.view_log_rotate_bytes, max_seconds=edge.view_log_rotate_seconds
+    for path, writer, reopen in logs:
+        rotated += await ctx.stats.rotate_log(
+            path, writer, reopen, max_bytes=edge.view_log_rotate_bytes, max_seconds=edge.view_log_rotate_seconds
         )
     return rotated
 

@@ -120,6 +120,7 @@ class BringUp:
             )
             | backup_env(self.backup)
             | self.edge_env()
+            | self.gateway_env()
         )
 
     def edge_env(self) -> dict[str, str]:
@@ -135,8 +136,14 @@ class BringUp:
             "POTLUCK_EDGE__VIEW_LOGS": json.dumps(logs),
             # Their varnishncsa pid files: the worker rotates each log past its bound (stats.rotate_edge_logs).
             "POTLUCK_EDGE__VIEW_LOG_WRITERS": json.dumps(writers),
-            # The gateway's limit_req/limit_conn refusals (warn): 429s by limit (potluck.stats.edge_views).
+        }
+
+    def gateway_env(self) -> dict[str, str]:
+        """The gateway's error log, with or without an edge: its limit_req/limit_conn refusals (warn) are the 429s
+        by limit (potluck.stats.edge_views); nginx's pid file, so the worker rotates it too (SIGUSR1 reopens)."""
+        return {
             "POTLUCK_EDGE__GATEWAY_LOGS": json.dumps([str(self.layout.nginx / "error.log")]),
+            "POTLUCK_EDGE__GATEWAY_LOG_WRITERS": json.dumps([str(self.layout.nginx / "nginx.pid")]),
         }
 
 

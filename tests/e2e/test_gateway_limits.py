@@ -5,17 +5,32 @@ IETF httpapi RateLimit-Policy / RateLimit headers; health probes are never limit
 
 from __future__ import annotations
 
+import asyncio
 import http.server
+import shutil
+import tempfile
 import threading
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import httpx
 import pytest
+import redis.asyncio
+from prometheus_client import CollectorRegistry
 
+from potluck.config import EdgeSettings, Settings
+from potluck.recipe.views import ViewCounter
+from potluck.schedule import EDGE_ROTATE_TASK, EDGE_VIEWS_TASK, JobContext, job
+from potluck.stats.edge_views import LIMITS as LIMIT_NAMES
 from potluck.stats.edge_views import count_rejections
+from potluck.stats.service import EdgeTrafficMetrics, ViewStats
 from potluck_ops.nginx import GatewayLimits, standalone_gateway
 from potluck_ops.ports import free_port
+from tests.harness import RedisServer
+from tests.support.eventually import eventually
 
 LIMITS = GatewayLimits(address_rate=2, address_burst=3, token_rate=1, token_burst=2, address_connections=50)
 
@@ -38,8 +53,13 @@ class _Ok(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def gateway_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return tmp_path_factory.mktemp("nginx")
+def gateway_dir() -> Iterator[Path]:
+    # nginx's workers (nobody) reopen the logs by path on SIGUSR1: every folder above them must let them through,
+    # which pytest's own (0700) does not; `cluster up` makes its state dir traversable for the same reason.
+    root = Path(tempfile.mkdtemp(prefix="potluck-gateway-"))
+    root.chmod(0o755)
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -102,3 +122,64 @@ def test_each_refusal_is_in_the_error_log_under_the_limit_that_refused_it(gatewa
     assert refused_by_token > 0
     assert after["per_address"] - before["per_address"] == refused_by_address
     assert after["per_token"] - before["per_token"] == refused_by_token
+
+
+async def test_the_worker_rotates_the_error_log_and_counts_every_refusal_once(gateway: str, gateway_dir: Path) -> None:
+    """`stats.rotate_edge_logs` renames the gateway's error log past its bound and sends nginx SIGUSR1, on which it
+    reopens the path (SIGHUP would reload it instead); no second rotation while the shipper has not finished `.1`;
+    `stats.ship_edge_views` counts every 429 once into potluck_gateway_rejected_total across the rotations."""
+    log = gateway_dir / "error.log"
+    edge = EdgeSettings(
+        gateway_logs=[log],
+        gateway_log_writers=[gateway_dir / "nginx.pid"],
+        view_log_rotate_bytes=1,  # any line is past the bound
+        view_log_rotate_seconds=0,
+    )
+    registry = CollectorRegistry()
+    with RedisServer() as redis_server:
+        coord = redis.asyncio.Redis.from_url(redis_server.url)
+        stats = ViewStats(None, ViewCounter(), coord, EdgeTrafficMetrics(registry))  # type: ignore[arg-type]
+        ctx = cast(JobContext, SimpleNamespace(settings=Settings(edge=edge), stats=stats))
+        ship, rotate = job(EDGE_VIEWS_TASK).run, job(EDGE_ROTATE_TASK).run
+
+        def counted() -> float:
+            return sum(
+                registry.get_sample_value("potluck_gateway_rejected_total", {"limit": limit}) or 0
+                for limit in LIMIT_NAMES
+            )
+
+        async def shipped_all(expected: float) -> bool:
+            await ship(ctx)
+            return counted() == expected
+
+        try:
+            await ship(ctx)  # what earlier tests refused: counted first, so from here every line is one of ours
+            base, refused = counted(), 0
+            for round_ in range(3):
+                address = f"198.51.100.{60 + round_}"
+                refused += sum(
+                    r.status_code == 429
+                    for r in await asyncio.to_thread(_burst, gateway, 10, {"X-Forwarded-For": address})
+                )
+                await eventually(partial(shipped_all, base + refused), 10, interval=0.1, message=f"round {round_}")
+                inode = log.stat().st_ino
+                assert await rotate(ctx) == 1, round_
+                assert log.with_name("error.log.1").stat().st_ino == inode  # renamed
+                await eventually(log.exists, 10, interval=0.05, message="nginx never reopened its log")
+                assert log.stat().st_ino != inode
+                # Refusals in the new file, `.1` not finished by the shipper yet: past the bound, yet no rotation.
+                address = f"198.51.100.{70 + round_}"
+                refused += sum(
+                    r.status_code == 429
+                    for r in await asyncio.to_thread(_burst, gateway, 10, {"X-Forwarded-For": address})
+                )
+                await asyncio.sleep(0.3)
+                assert await rotate(ctx) == 0, round_
+                await eventually(
+                    partial(shipped_all, base + refused), 10, interval=0.1, message=f"round {round_}, rotated"
+                )
+            assert refused >= 6 * 5  # each burst of 10 from one address is past its burst of 3
+            await asyncio.sleep(0.5)
+            assert await shipped_all(base + refused), "a refusal counted twice"
+        finally:
+            await coord.aclose()

@@ -12,6 +12,7 @@ from pydantic import ValidationError
 
 from potluck.config import EdgeSettings
 from potluck.stats.edge_views import (
+    ROTATED_QUIET_SECONDS,
     LogPosition,
     count_edge_log,
     count_rejections,
@@ -85,24 +86,38 @@ def test_positions_round_trip_and_read_old_plain_offsets() -> None:
     assert LogPosition.decode("x:y") == LogPosition(None, 0)
 
 
-def _stat(inode: int, size: int) -> os.stat_result:
-    return os.stat_result((0o100644, inode, 0, 1, 0, 0, size, 0, 0, 0))
+def _stat(inode: int, size: int, mtime: float = 0.0) -> os.stat_result:
+    return os.stat_result((0o100644, inode, 0, 1, 0, 0, size, 0, mtime, 0))
+
+
+NOW = 1_000.0
 
 
 def test_the_same_file_resumes_at_its_offset_or_from_zero_when_truncated() -> None:
-    assert where_to_read(LogPosition(5, 100), _stat(5, 300), None) == (False, LogPosition(5, 100))
-    assert where_to_read(LogPosition(5, 100), _stat(5, 40), None) == (False, LogPosition(5, 0))
-    assert where_to_read(LogPosition(None, 100), _stat(5, 300), None) == (False, LogPosition(5, 100))
+    assert where_to_read(LogPosition(5, 100), _stat(5, 300), None, NOW) == (False, LogPosition(5, 100))
+    assert where_to_read(LogPosition(5, 100), _stat(5, 40), None, NOW) == (False, LogPosition(5, 0))
+    assert where_to_read(LogPosition(None, 100), _stat(5, 300), None, NOW) == (False, LogPosition(5, 100))
 
 
 def test_a_rotated_file_is_finished_before_the_new_one_starts() -> None:
     shipped = LogPosition(5, 100)
-    assert where_to_read(shipped, _stat(9, 30), _stat(5, 160)) == (True, shipped)
+    assert where_to_read(shipped, _stat(9, 30), _stat(5, 160), NOW) == (True, shipped)
     # Finished (or gone): the new file from its start.
-    assert where_to_read(shipped, _stat(9, 30), _stat(5, 100)) == (False, LogPosition(9, 0))
-    assert where_to_read(shipped, _stat(9, 30), None) == (False, LogPosition(9, 0))
-    assert where_to_read(shipped, None, _stat(5, 160)) == (True, shipped)
-    assert where_to_read(shipped, None, None) is None
+    assert where_to_read(shipped, _stat(9, 30), _stat(5, 100), NOW) == (False, LogPosition(9, 0))
+    assert where_to_read(shipped, _stat(9, 30), None, NOW) == (False, LogPosition(9, 0))
+    assert where_to_read(shipped, None, _stat(5, 160), NOW) == (True, shipped)
+    assert where_to_read(shipped, None, None, NOW) is None
+
+
+def test_a_rotated_file_written_moments_ago_is_not_left_yet() -> None:
+    """nginx's workers reopen after their master: one may still append to `.1` just after the rename."""
+    shipped = LogPosition(5, 100)
+    just_written = _stat(5, 100, mtime=NOW - ROTATED_QUIET_SECONDS / 2)
+    assert where_to_read(shipped, _stat(9, 30), just_written, NOW) is None
+    quiet = _stat(5, 100, mtime=NOW - ROTATED_QUIET_SECONDS)
+    assert where_to_read(shipped, _stat(9, 30), quiet, NOW) == (False, LogPosition(9, 0))
+    more = _stat(5, 140, mtime=NOW)  # what a late writer added is read at once
+    assert where_to_read(shipped, _stat(9, 30), more, NOW) == (True, shipped)
 
 
 def test_gateway_refusals_counted_by_limit() -> None:
@@ -139,3 +154,6 @@ def test_rotation_names_one_writer_per_log_or_none() -> None:
     with pytest.raises(ValidationError, match="view_log_writers"):
         EdgeSettings(view_logs=[Path("a.hits"), Path("b.hits")], view_log_writers=[Path("a.pid")])
     assert EdgeSettings(view_logs=[Path("a.hits")]).view_log_writers == []  # the worker never rotates then
+    with pytest.raises(ValidationError, match="gateway_log_writers"):
+        EdgeSettings(gateway_logs=[Path("error.log")], gateway_log_writers=[Path("a.pid"), Path("b.pid")])
+    assert EdgeSettings(gateway_logs=[Path("error.log")]).gateway_log_writers == []

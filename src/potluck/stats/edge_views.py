@@ -98,18 +98,27 @@ class LogPosition:
             return cls(None, 0)
 
 
+# A renamed log's writers reopen the path on a signal, each in its own time (nginx's workers after their master):
+# a line can still land in `.1` just after the rename. The shipper leaves `.1` once it has been quiet this long.
+ROTATED_QUIET_SECONDS = 2.0
+
+
 def where_to_read(
-    shipped: LogPosition, current: os.stat_result | None, rotated: os.stat_result | None
+    shipped: LogPosition, current: os.stat_result | None, rotated: os.stat_result | None, now: float
 ) -> tuple[bool, LogPosition] | None:
     """(read the rotated file?, from where), or None when there is nothing to read.
 
-    A log renamed away (`path.1`, then the writer reopens `path` on SIGHUP) is finished from the shipped offset
-    first, then the new file starts at 0; a log truncated in place starts again at 0."""
+    A log renamed away (`path.1`, then its writers reopen `path` on a signal) is finished from the shipped offset
+    first, then the new file starts at 0, once `.1` has had no write for ROTATED_QUIET_SECONDS (`now`: the clock
+    of the files' mtimes); a log truncated in place starts again at 0."""
     if current is not None and shipped.inode in (None, current.st_ino):
         offset = shipped.offset if shipped.offset <= current.st_size else 0
         return False, LogPosition(current.st_ino, offset)
-    if rotated is not None and rotated.st_ino == shipped.inode and rotated.st_size > shipped.offset:
-        return True, shipped
+    if rotated is not None and rotated.st_ino == shipped.inode:
+        if rotated.st_size > shipped.offset:
+            return True, shipped
+        if now - rotated.st_mtime < ROTATED_QUIET_SECONDS:
+            return None  # finished for now, but a writer that has not reopened yet may still add to it
     if current is None:
         return None
     return False, LogPosition(current.st_ino, 0)

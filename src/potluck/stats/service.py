@@ -91,14 +91,15 @@ def _stat(path: Path) -> os.stat_result | None:
 
 
 def _writer_pid(pid_file: Path, log: Path) -> int | None:
-    """The pid `pid_file` names, if that process writes `log` (the log is one of its arguments, as varnishncsa's
-    -w): a stale pid file never gets another process signalled."""
+    """The pid `pid_file` names, if that process writes `log` (its command line names the log, as varnishncsa's -w
+    or nginx's -e; nginx rewrites its argv into one string, hence the substring): a stale pid file never gets
+    another process signalled."""
     try:
         pid = int(pid_file.read_text().strip())
-        arguments = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        command_line = Path(f"/proc/{pid}/cmdline").read_bytes()
     except (OSError, ValueError):
         return None
-    return pid if str(log).encode() in arguments else None
+    return pid if str(log).encode() in command_line else None
 
 
 class EdgeTrafficMetrics:
@@ -185,10 +186,13 @@ class ViewStats:
                 self.edge_metrics.rejected.labels(limit).inc(n)
         return sum(counts.by_limit.values())
 
-    async def rotate_edge_log(self, path: Path, writer: Path, *, max_bytes: int, max_seconds: float) -> bool:
-        """Rename an edge node's request log to `<log>.1` and SIGHUP its writer (`writer`: its pid file), which
-        reopens the path, once the log is past a bound and the shipper has finished the previous `.1`
-        (`rotation_due`); True when it did. The shipper then finishes `.1` before the new file: nothing lost."""
+    async def rotate_log(
+        self, path: Path, writer: Path, reopen: signal.Signals, *, max_bytes: int, max_seconds: float
+    ) -> bool:
+        """Rename a shipped log to `<log>.1` and send its writer (`writer`: its pid file) `reopen`, on which it
+        reopens the path (varnishncsa: SIGHUP; nginx: SIGUSR1), once the log is past a bound and the shipper has
+        finished the previous `.1` (`rotation_due`); True when it did. The shipper then finishes `.1` before the
+        new file: nothing lost."""
         if self.coord is None:
             return False
         if not await self.coord.set(EDGE_ROTATING_PREFIX + str(path), b"1", nx=True, px=ROTATING_MS):
@@ -209,7 +213,7 @@ class ViewStats:
                 logger.warning("stats.edge_log_writer_unknown", extra={"log": str(path), "pid_file": str(writer)})
                 return False
             os.replace(path, path.with_name(path.name + ROTATED_SUFFIX))
-            os.kill(pid, signal.SIGHUP)
+            os.kill(pid, reopen)
             await self.coord.delete(since_key)  # its inode may be reused by a later file
         finally:
             await self.coord.delete(EDGE_ROTATING_PREFIX + str(path))
@@ -230,7 +234,7 @@ class ViewStats:
         async with self.coord.pipeline(transaction=True) as pipe:
             await pipe.watch(offset_key)
             shipped = LogPosition.decode(await pipe.get(offset_key))
-            choice = where_to_read(shipped, _stat(path), _stat(rotated_path))
+            choice = where_to_read(shipped, _stat(path), _stat(rotated_path), time.time())
             if choice is None:
                 return None
             rotated, at = choice
