@@ -360,10 +360,10 @@ class Database:
 
     async def wal_position(self) -> str | None:
         """The primary's timeline and current WAL position (a consistency token), when there are replicas to
-        compare it with."""
+        compare it with. One statement after every write: no BEGIN/ROLLBACK around it (`_for_reads`)."""
         if self.monitor is None or self.dialect != "postgresql":
             return None
-        async with self.primary.connect() as conn:
+        async with self._for_reads(self.primary, transaction=False).connect() as conn:
             lsn, timeline = (await conn.execute(text(PRIMARY_POSITION))).one()
         return format_token(timeline, lsn)
 
