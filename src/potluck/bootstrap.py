@@ -382,7 +382,7 @@ def bootstrap(settings: Settings) -> Container:
         cache.edge.journal = lambda session, purge_id, payload: outbox.record_at_commit(
             session, EDGE_PURGE, purge_id, payload
         )
-        cache.edge.retiers = cache.invalidate_strict
+        cache.edge.retiers = cache.redo_tiers
     recipes = RecipeService(database, cache, media_base, outbox)
     notifications = NotificationService(settings.events.fanout_batch_size)
     views = ViewCounter()

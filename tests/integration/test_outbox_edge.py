@@ -13,11 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from potluck.cache.keys import SEARCH_GENERATION_KEY
 from potluck.config import EdgeSettings, Settings
 from potluck.events.topics import EDGE_PURGE
 from potluck.recipe.schemas import RecipeUpdate
 from potluck_ops.ports import free_port
 from potluck_ops.varnish import purge_url, start_varnish, stop_varnish
+from tests.harness import RedisServer
 from tests.integration.conftest import Api, running_app
 from tests.support.app import container_of
 from tests.support.edge import purges_at
@@ -110,3 +112,44 @@ async def test_a_write_whose_tier_invalidation_waited_is_purged_again_once_the_r
     await drain_until_settled(container.events.relay)
     assert await _purges(workdir, key) == 3
     assert {row.status for row in await outbox_rows(http) if row.topic == EDGE_PURGE} == {"delivered"}
+
+
+async def test_a_redelivered_purge_first_does_the_search_bump_the_write_owed_once(
+    settings: Settings, edge_node: tuple[str, Path], audited_redis: RedisServer
+) -> None:
+    """A title edit owes a `gen:search` bump. When it did not happen after commit (the store unreachable, or the
+    process gone), the `edge.purge` delivery does it before purging, else an edge refill in between could take the
+    old results under the old generation and keep them until their TTL; once per event: the search handler's own
+    repeat then finds it done."""
+    # The process's own recovery (which would deliver its deferred bump) is kept out of the way: as if it died.
+    cache = settings.cache.model_copy(update={"recover_interval_ms": 600_000})
+    update = {"edge": EdgeSettings(purge_urls=[edge_node[0]]), "events": FAST_RETRIES, "cache": cache}
+    async with running_app(settings.model_copy(update=update)) as http:
+        await _search_bump_redelivered(http, audited_redis)
+
+
+async def _search_bump_redelivered(http: httpx.AsyncClient, audited_redis: RedisServer) -> None:
+    api = Api(http)
+    author = await api.register()
+    recipe = await api.create_recipe(author)
+    container = container_of(http)
+    await drain_until_settled(container.events.relay)
+    store = container.cache.store
+    before = await store.get_int(SEARCH_GENERATION_KEY) or 0
+    url = f"/api/v1/recipes/{recipe['id']}"
+    audited_redis.pause()  # SIGSTOP: the write's bump after commit times out and waits in `pending_generations`
+    try:
+        assert (await http.patch(url, json={"title": "Renamed"}, headers=author["headers"])).status_code == 200
+    finally:
+        audited_redis.resume()
+    assert container.cache.pending_generations == {SEARCH_GENERATION_KEY}
+    assert await store.get_int(SEARCH_GENERATION_KEY) == before
+    rows = await outbox_rows(http)
+    owed = [row for row in rows if row.topic == EDGE_PURGE and row.status != "delivered"]
+    assert len(owed) == 1, [r.payload for r in owed]
+    assert [key for key, _ in owed[0].payload["bumps"]] == [SEARCH_GENERATION_KEY]
+    assert container.cache.edge is not None
+    await container.cache.edge.deliver(owed[0])  # ahead of the search handler's delivery of the same write
+    assert await store.get_int(SEARCH_GENERATION_KEY) == before + 1
+    await drain_until_settled(container.events.relay)
+    assert await store.get_int(SEARCH_GENERATION_KEY) == before + 1  # the handler's bump was the same, done once

@@ -21,7 +21,7 @@ from potluck.cache.breaker import CircuitBreaker
 from potluck.cache.bus import InvalidationBus
 from potluck.cache.edge import EdgePurger
 from potluck.cache.families import Family
-from potluck.cache.keys import GENERATION_MARKER_TTL_MS, generation_marker
+from potluck.cache.keys import GENERATION_MARKER_TTL_MS, Bump, generation_marker
 from potluck.cache.loaded import FaultInjection, Loaded, Loader
 from potluck.cache.local import LocalCache
 from potluck.cache.metrics import CacheMetrics
@@ -32,7 +32,6 @@ from potluck.db.session import WriteSession
 logger = logging.getLogger("potluck.cache")
 
 MAX_PENDING = 100_000
-Bump = tuple[str, int | None]  # a generation bumped after a write, and the outbox event owing it (None: always)
 
 
 class CacheBase:
@@ -170,6 +169,19 @@ class CacheBase:
                 raise CacheStoreError(f"invalidation not published: {exc!r}") from exc
         self.metrics.invalidations.labels("sent").inc(len(keys))
 
+    async def redo_tiers(self, keys: Sequence[str], bumps: Sequence[Bump]) -> None:
+        """What a write owed the tiers, again, strictly (an `edge.purge` redelivery, before it purges the edge):
+        `keys` forgotten everywhere, then `bumps` done (one owed by an event happens once, whoever does it first),
+        or CacheStoreError, so the outbox retries it and the edge is never refilled from the old generation."""
+        await self.invalidate_strict(keys)
+        if not self.settings.enabled:
+            return
+        for key, event_id in bumps:
+            if event_id is None:
+                await self.store.incr(key)
+            else:
+                await self.store.incr_once(key, generation_marker(key, event_id), GENERATION_MARKER_TTL_MS)
+
     def _defer(self, keys: Sequence[str]) -> None:
         if len(self.pending) + len(keys) > MAX_PENDING:
             logger.error("cache.pending_overflow", extra={"pending": len(self.pending)})
@@ -183,7 +195,7 @@ class CacheBase:
         """Once `session` commits: `keys` leave the tiers, `bumps` happen, then one purge takes `keys` and `edge_also`
         (names only edge pages carry) to the edge, last. With an edge they are also owed durably (`edge.purge`)."""
         edge_keys = [*keys, *edge_also]
-        purge_id = self.edge.owe(session, edge_keys, keys) if self.edge is not None else None
+        purge_id = self.edge.owe(session, edge_keys, keys, bumps) if self.edge is not None else None
 
         async def after() -> None:
             landed = await self._invalidate_tiers(keys)

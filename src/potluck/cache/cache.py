@@ -13,10 +13,10 @@ import asyncio
 import time
 from collections.abc import Sequence
 
-from potluck.cache.base import Bump, CacheBase
+from potluck.cache.base import CacheBase
 from potluck.cache.entry import Entry, decode, encode, new_token, should_refresh_early
 from potluck.cache.families import Family
-from potluck.cache.keys import refresh_lock_key
+from potluck.cache.keys import Bump, refresh_lock_key
 from potluck.cache.loaded import FaultInjection, Loaded, Loader, not_stored
 from potluck.cache.store import CacheStoreError
 from potluck.db.engine import LeaderUnavailableError

@@ -54,6 +54,7 @@ import httpx
 import redis.asyncio as aioredis
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
+from potluck.cache.keys import Bump
 from potluck.config import EdgeSettings
 from potluck.db.session import WriteSession
 
@@ -109,10 +110,12 @@ _QUIET = _NoPurgeLines()
 
 
 # Records a write's keys as owed to the edge under a purge id, in the write's transaction (bootstrap: an `edge.purge`
-# outbox row whose aggregate is the purge id; payload: `keys` for the edge, `tiers` for the API's tiers).
-PurgeJournal = Callable[[WriteSession, uuid.UUID, Mapping[str, list[str]]], None]
-# Invalidates the API's tiers strictly before a redelivery (bootstrap: Cache.invalidate_strict).
-Retiers = Callable[[list[str]], Awaitable[None]]
+# outbox row whose aggregate is the purge id; payload: `keys` for the edge, `tiers` for the API's tiers, `bumps`
+# for the generations the write bumped).
+PurgeJournal = Callable[[WriteSession, uuid.UUID, Mapping[str, list[Any]]], None]
+# Redoes the write's invalidation of the API's tiers strictly before a redelivery: keys, then owed generation
+# bumps (bootstrap: Cache.redo_tiers).
+Retiers = Callable[[list[str], list[Bump]], Awaitable[None]]
 
 
 class EdgePurgeUndelivered(Exception):
@@ -174,14 +177,18 @@ class EdgePurger:
 
     # --- the write path ------------------------------------------------------------------------------------
 
-    def owe(self, session: WriteSession, keys: Sequence[str], tiers: Sequence[str] = ()) -> uuid.UUID | None:
+    def owe(
+        self, session: WriteSession, keys: Sequence[str], tiers: Sequence[str] = (), bumps: Sequence[Bump] = ()
+    ) -> uuid.UUID | None:
         """Record `keys` as owed to every node in `session`'s transaction, so the relay purges them if need be (after
-        invalidating `tiers` in the API's tiers); the purge id to hand `purge` after commit (None: nothing owed)."""
+        invalidating `tiers` in the API's tiers and redoing `bumps`); the purge id to hand `purge` after commit
+        (None: nothing owed)."""
         keys = list(dict.fromkeys(keys))
         if not keys or not self.nodes or self.journal is None:
             return None
         purge_id = uuid.uuid4()
-        self.journal(session, purge_id, {"keys": keys, "tiers": list(dict.fromkeys(tiers))})
+        owed: dict[str, list[Any]] = {"keys": keys, "tiers": list(dict.fromkeys(tiers)), "bumps": [*map(list, bumps)]}
+        self.journal(session, purge_id, owed)
         return purge_id
 
     async def deliver(self, event: OwedPurge) -> None:
@@ -190,8 +197,12 @@ class EdgePurger:
         if await self._done(event.aggregate_id):
             return
         tiers = [str(key) for key in event.payload.get("tiers", [])]
-        if tiers and self.retiers is not None:
-            await self.retiers(tiers)  # raises while the store is down: retried, the edge purged only after
+        owed_bumps = event.payload.get("bumps", [])
+        bumps: list[Bump] = [(str(key), None if event_id is None else int(event_id)) for key, event_id in owed_bumps]
+        if (tiers or bumps) and self.retiers is not None:
+            # Raises while the store is down: retried, the edge purged only after. The bumps too: a search page the
+            # edge refilled before a deferred `gen:search` bump landed would keep the old results until its TTL.
+            await self.retiers(tiers, bumps)
         keys = [str(key) for key in event.payload["keys"]]
         if not await self.purge(keys, wait_lease=False):
             raise EdgePurgeUndelivered(f"{len(keys)} keys not acknowledged by every edge node")

@@ -14,6 +14,10 @@ LISTS_GENERATION_KEY = "gen:lists"
 GENERATION_MARKER_TTL_MS = 3_600_000
 
 
+# A generation a write bumps after commit, and the outbox event owing it (None: bumped every time it is asked).
+Bump = tuple[str, int | None]
+
+
 def generation_marker(key: str, event_id: int) -> str:
     """Marks that the bump of generation `key` owed for outbox event `event_id` has happened."""
     return f"{key}:done:{event_id}"
