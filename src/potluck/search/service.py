@@ -159,10 +159,6 @@ class SearchService:
         except Exception:  # analytics must never fail a search
             logger.exception("search.analytics_failed")
 
-    async def invalidate(self) -> None:
-        """Make every cached search unreachable (one INCR); call after a recipe write commits."""
-        await self.cache.bump_generation(SEARCH_GENERATION_KEY)
-
     async def trending_queries(self, limit: int) -> list[QueryCount]:
         """The most frequent searches of the last 24 hours."""
         return await self.analytics.top(hours=TRENDING_QUERIES_WINDOW_HOURS, limit=limit)
