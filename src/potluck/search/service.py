@@ -34,7 +34,7 @@ from potluck.cache.keys import SEARCH_GENERATION_KEY, search_key
 from potluck.db.consistency import ConsistencyToken
 from potluck.db.engine import Database
 from potluck.errors import NotFoundError
-from potluck.recipe.service import RecipeService
+from potluck.recipe.service import CachedRecipe, RecipeService
 from potluck.search.analytics import QueryCount, SearchAnalytics
 from potluck.search.query import SearchQuery, next_cursor
 from potluck.search.repository import SearchRepository
@@ -88,13 +88,10 @@ async def hydrate(
     # Whatever either cache tier holds, in one multi-get; only the rest is read (and filled) one by one.
     cached = await recipes.get_cached(ids, viewer_id)
 
-    async def one(recipe_id: uuid.UUID) -> dict[str, Any] | None:
-        if recipe_id in cached:
-            hit = cached[recipe_id]
-            return None if hit is None else hit.document()
+    async def load(recipe_id: uuid.UUID) -> CachedRecipe | None:
         async with semaphore:
             try:
-                return (await recipes.get(recipe_id, viewer_id)).document()
+                return await recipes.get(recipe_id, viewer_id)
             except NotFoundError:
                 return None
 
@@ -103,9 +100,12 @@ async def hydrate(
     while len(found) < wanted and start < len(ids):
         chunk = ids[start : start + wanted - len(found)]
         start += len(chunk)
-        async with asyncio.TaskGroup() as group:
-            tasks = [group.create_task(one(recipe_id)) for recipe_id in chunk]
-        found.extend(doc for task in tasks if (doc := task.result()) is not None)
+        # Tasks only for what neither tier held (a warm page starts none: ~20 task switches saved).
+        if missing := [recipe_id for recipe_id in chunk if recipe_id not in cached]:
+            async with asyncio.TaskGroup() as group:
+                tasks = {recipe_id: group.create_task(load(recipe_id)) for recipe_id in missing}
+            cached.update({recipe_id: task.result() for recipe_id, task in tasks.items()})
+        found.extend(hit.document() for recipe_id in chunk if (hit := cached[recipe_id]) is not None)
     return found
 
 
