@@ -6,7 +6,7 @@ from typing import Annotated
 
 import httpx
 import pytest
-from fastapi import Depends, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 
 from potluck.kit.wiring import STATE_KEY, MissingServiceError, Services, provided, required_by
 
@@ -48,6 +48,15 @@ def test_required_by_finds_every_provided_type_an_apps_routes_ask_for_however_de
         return None
 
     assert required_by(app) == {Greeter, NeverProvided}
+    included = FastAPI()
+    router = APIRouter(prefix="/v1")
+
+    @router.get("/b")
+    async def b(n: NestedDep) -> None:
+        return None
+
+    included.include_router(router)
+    assert required_by(included) == {NeverProvided}  # a route of an included router is seen too
     services = Services()
     services.add(Greeter, Greeter("hello"))
     assert services.missing(required_by(app)) == ["NeverProvided"]

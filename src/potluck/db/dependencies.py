@@ -16,8 +16,9 @@ from potluck.kit.wiring import provided
 DatabaseDep = Annotated[Database, Depends(provided(Database))]
 
 
-def min_lsn(request: Request) -> ConsistencyToken | None:
-    """The timeline and WAL position the caller asked to read back (X-Potluck-Consistency), if any."""
+async def min_lsn(request: Request) -> ConsistencyToken | None:
+    """The timeline and WAL position the caller asked to read back (X-Potluck-Consistency), if any. (async: FastAPI
+    runs a plain function in its thread pool, a hop per request for an attribute read.)"""
     position: ConsistencyToken | None = getattr(request.state, MIN_LSN_KEY, None)
     return position
 

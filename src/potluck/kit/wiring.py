@@ -12,7 +12,7 @@ can refuse to start when one was never provided (a missing service fails at star
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from typing import Any, Protocol, TypeVar
 
 from fastapi.dependencies.models import Dependant
@@ -77,10 +77,23 @@ def provided(kind: type[T]) -> Callable[[HTTPConnection], Awaitable[T]]:
     return dependency
 
 
+def route_dependants(app: Any) -> Iterator[tuple[str, set[str], Dependant]]:
+    """Each API route as the app serves it: (path, methods, dependant), the routes of included routers too (FastAPI
+    keeps those behind an included-router entry whose `effective_route_contexts()` gives each with its prefix and
+    the router's own dependencies)."""
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            yield route.path, set(route.methods or ()), route.dependant
+        contexts = getattr(route, "effective_route_contexts", None)
+        if contexts is not None:
+            for context in contexts():
+                yield context.path, set(context.methods or ()), context.dependant
+
+
 def required_by(app: Any) -> set[type[Any]]:
     """Every type the app's routes ask for through `provided`, however deep in their dependencies."""
     kinds: set[type[Any]] = set()
-    pending: list[Dependant] = [route.dependant for route in app.routes if isinstance(route, APIRoute)]
+    pending: list[Dependant] = [dependant for _, _, dependant in route_dependants(app)]
     while pending:
         dependant = pending.pop()
         kind = getattr(dependant.call, _KIND, None)

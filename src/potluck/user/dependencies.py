@@ -48,7 +48,7 @@ async def _required_user_id(claims: Annotated[TokenClaims, Depends(_required_cla
     return claims.user_id
 
 
-def _client_address(request: Request) -> str:
+async def _client_address(request: Request) -> str:
     # The peer as the server sees it: behind nginx, uvicorn's --proxy-headers / --forwarded-allow-ips make it the
     # client's (docs/security.md, "Throttles").
     return request.client.host if request.client is not None else "unknown"
