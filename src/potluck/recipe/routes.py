@@ -6,7 +6,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query, Request, Response, status
 
 from potluck.cache.dependencies import SurrogateKeysDep
-from potluck.db.dependencies import ReadSessionDep, WriteSessionDep
+from potluck.db.dependencies import MinLsn, ReadSessionDep, WriteSessionDep
 from potluck.kit.etag import if_none_match_hit, make_etag
 from potluck.kit.fields import project
 from potluck.kit.inputs import SafeStr
@@ -61,7 +61,7 @@ async def create_recipe(
 @router.get("", response_model=RecipePage)
 async def list_recipes(
     viewer: OptionalUserId,
-    session: ReadSessionDep,
+    position: MinLsn,
     recipes: RecipeServiceDep,
     selection: ListSelection,
     page: Page,
@@ -74,7 +74,9 @@ async def list_recipes(
 ) -> Response:
     """Recipes newest first, filtered, cursor-paginated. Private recipes appear only to their author."""
     filters = RecipeFilters(author=author, cuisine=cuisine, tag=tag, max_total_minutes=max_total_minutes)
-    docs, next_cursor = await recipes.list_page(session, filters, viewer, page.cursor, page.limit, selection.include)
+    docs, next_cursor = await recipes.list_page(
+        filters, viewer, page.cursor, page.limit, selection.include, min_lsn=position
+    )
     items = [project(d, selection, RECIPE_SHAPE) for d in docs]
     headers = {"Cache-Control": cache_control(viewer, True, PUBLIC_LIST_CACHE), "Vary": "Authorization"}
     if viewer is None:

@@ -21,6 +21,7 @@ from potluck.cache.keys import (
     user_key,
 )
 from potluck.cache.surrogate import RECIPE_LIST_KEY
+from potluck.db.consistency import ConsistencyToken
 from potluck.db.engine import Database
 from potluck.db.session import ReadSession, WriteSession
 from potluck.errors import ForbiddenError, NotFoundError, PreconditionFailedError
@@ -215,24 +216,28 @@ class RecipeService:
 
     async def list_page(
         self,
-        session: ReadSession,
         filters: RecipeFilters,
         viewer_id: uuid.UUID | None,
         cursor: Cursor | None,
         limit: int,
         parts: Set[str],
+        *,
+        min_lsn: ConsistencyToken | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
+        """A page of cards (with `parts`), newest first. A read session (a replica that has replayed `min_lsn`)
+        is opened only when the page is not served from the cache whole."""
         if cursor is None and not parts:
-            cached = await self._cached_first_page(session, filters, limit, viewer_id)
+            cached = await self._cached_first_page(filters, limit, viewer_id, min_lsn)
             if cached is not None:
                 return cached
-        rows = await RecipeRepository(session).list_page(filters, viewer_id, cursor, limit + 1, parts)
+        async with self.database.read_session(min_lsn=min_lsn) as session:
+            rows = await RecipeRepository(session).list_page(filters, viewer_id, cursor, limit + 1, parts)
         page = rows[:limit]
         next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit and page else None
         return [build_document(r, parts, self.media_base_url) for r in page], next_cursor
 
     async def _cached_first_page(
-        self, session: ReadSession, filters: RecipeFilters, limit: int, viewer_id: uuid.UUID | None
+        self, filters: RecipeFilters, limit: int, viewer_id: uuid.UUID | None, min_lsn: ConsistencyToken | None
     ) -> tuple[list[dict[str, Any]], str | None] | None:
         """A first page of cards as anyone sees it: its ids from the list cache (under `gen:lists`), each document
         from recipe:{id} (one multi-get, visibility checked per item), the ones neither tier holds in one statement.
@@ -260,7 +265,9 @@ class RecipeService:
                 found[recipe_id] = _card(hit.document())
         missing = [i for i in ids if i not in found]
         if missing:
-            for record in await RecipeRepository(session).documents(missing, frozenset()):
+            async with self.database.read_session(min_lsn=min_lsn) as session:
+                records = await RecipeRepository(session).documents(missing, frozenset())
+            for record in records:
                 if record.row.is_public:
                     found[record.row.id] = build_document(record, frozenset(), self.media_base_url)
         # Gone or private since the page was cached: skipped (the writes that do that also bump the generation).
