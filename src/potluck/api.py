@@ -1,4 +1,10 @@
-"""Mounts every domain router under /api/v1."""
+"""Every domain router, mounted under /api/v1 by the app (`API_PREFIX`), in the order requests try them.
+
+FastAPI matches a request against the routes one by one, twice (to choose, then to handle), through every level
+of included routers, so the order is by traffic: recipe reads and lists first, then search, trending, profiles;
+account and upload routes last. Each router is included into the app itself (one level, not a router of routers).
+Only order between routers that share a prefix matters for correctness: `/users/me/...` before `/users/{id}`,
+recipe routes before the image routes under `/recipes/{id}/images`."""
 
 from __future__ import annotations
 
@@ -14,13 +20,16 @@ from potluck.trending.routes import router as trending_router
 from potluck.user.routes import auth_router
 from potluck.user.routes import router as users_router
 
-api_router = APIRouter(prefix="/api/v1")
-api_router.include_router(auth_router)
-api_router.include_router(my_recipes_router)
-api_router.include_router(users_router)
-api_router.include_router(recipes_router)
-api_router.include_router(media_router)
-api_router.include_router(notifications_router)
-api_router.include_router(search_router)
-api_router.include_router(trending_router)
-api_router.include_router(recommendations_router)
+API_PREFIX = "/api/v1"
+
+API_ROUTERS: tuple[APIRouter, ...] = (
+    recipes_router,
+    search_router,
+    trending_router,
+    my_recipes_router,
+    users_router,
+    recommendations_router,
+    notifications_router,
+    media_router,
+    auth_router,
+)

@@ -12,7 +12,7 @@ from starlette.staticfiles import StaticFiles
 from swagger_ui_bundle import swagger_ui_path
 
 from potluck import __version__
-from potluck.api import api_router
+from potluck.api import API_PREFIX, API_ROUTERS
 from potluck.bootstrap import bootstrap
 from potluck.config import Settings, get_settings
 from potluck.db.consistency import TOKEN_HEADER, ConsistencyTokenMiddleware
@@ -89,8 +89,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     _install_middleware(app, settings)
     if settings.api.docs_enabled:
         _install_docs(app)
+    for api_router in API_ROUTERS:
+        app.include_router(api_router, prefix=API_PREFIX)
     app.include_router(health_router)
-    app.include_router(api_router)
     app.include_router(media_files_router)  # /media/{key}: image files, when they are on this app's disk
     if settings.cache.test_hooks:
         from potluck.testing_hooks import router as testing_router
