@@ -2,6 +2,7 @@
 
     uv run --group loadtest python -m bench.endpoint_cost                 # every task at 40 iterations/s, then the mix
     uv run --group loadtest python -m bench.endpoint_cost --tasks Visitor.recipe,Member.me --mix-rate 0
+    uv run --group loadtest python -m bench.endpoint_cost --render bench/results/endpoint-cost-<UTC>/endpoint_cost.json
 
 Against the running local cluster (`potluck cluster up`; this command does not start one), with
 bench/loadtest.py's own helpers (cluster status, CPU of each component from /proc through psutil, /metrics):
@@ -12,8 +13,9 @@ bench/loadtest.py's own helpers (cluster status, CPU of each component from /pro
    apart), alone (the locustfile's `--only`) at `--rate` iterations/s: after `--warmup` s a window of `--seconds`
    s whose API, PostgreSQL, Redis and worker CPU, minus the idle rate, over the requests the API processes
    answered in it (potluck_http_requests_total), is the cost per request; requests per iteration (Locust's
-   requests over the iterations completed), p50/p99 (Locust's, whole run), SQL statements and cache hit rate per
-   request. Logins cost ~160 ms of argon2 each, so the tasks that log in run at `--slow-rate`.
+   requests over the iterations completed), p50/p99 (Locust's, whole run), SQL statements and cache loads (misses
+   that went to the database) per request. Logins cost ~160 ms of argon2 each: the tasks that log in run at
+   `--slow-rate`.
 3. The mix itself at `--mix-rate` (default 100/s), measured the same way.
 4. Each task's contribution to the mix's API CPU per request, with the mix's own weights (the locustfile's plan
    printer: class weights from --auth-share, task weights from its @task decorators): a task i that is a share
@@ -102,8 +104,6 @@ def window_cost(before: Mark, after: Mark, idle: Mapping[str, float]) -> dict[st
     gross = busy["api"] * wall / requests * 1e6
     sql = sum(loadtest.db_queries(before.metrics, after.metrics).values())
     cache = loadtest.cache_table(before.metrics, after.metrics)
-    lookups = sum(c["lookups"] for c in cache.values())
-    hits = sum(c["l1_hits"] + c["l2_hits"] for c in cache.values())
     return {
         "wall": wall,
         "requests": requests,
@@ -111,8 +111,9 @@ def window_cost(before: Mark, after: Mark, idle: Mapping[str, float]) -> dict[st
         "us_per_request": per_request,
         "api_us_per_request_with_background": gross,
         "sql_per_request": sql / requests,
-        "cache_lookups_per_request": lookups / requests,
-        "cache_hit_rate": hits / lookups if lookups else None,
+        "cache_lookups_per_request": sum(c["lookups"] for c in cache.values()) / requests,
+        # Misses that went to the database (potluck_cache_load_seconds_count), all families.
+        "cache_loads_per_request": sum(c["db_loads"] for c in cache.values()) / requests,
     }
 
 
@@ -203,7 +204,7 @@ def markdown(result: Mapping[str, Any]) -> str:
     split = result["split"]
     lines = [
         "| task (class) | share of iterations | requests / iteration | share of requests | API µs / request alone "
-        "| PostgreSQL µs / req | Redis µs / req | SQL / req | cache hit | p50 / p99 ms | µs per mix request "
+        "| PostgreSQL µs / req | Redis µs / req | SQL / req | cache loads / req | p50 / p99 ms | µs per mix request "
         "| share of the mix's API CPU |",
         "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
@@ -211,11 +212,11 @@ def markdown(result: Mapping[str, Any]) -> str:
     for task, row in rows:
         run = result["tasks"][task]
         w = run["window"]
-        hit = f"{w['cache_hit_rate']:.0%}" if w["cache_hit_rate"] is not None else "-"
+        loads = f"{w['cache_loads_per_request']:.2f}" if "cache_loads_per_request" in w else "n/a"
         lines.append(
             f"| `{task}` | {row['iteration_share']:.1%} | {run['requests_per_iteration']:.2f} | "
             f"{row['request_share']:.1%} | {w['us_per_request']['api']:,.0f} | {w['us_per_request']['postgres']:,.0f} "
-            f"| {w['us_per_request']['redis']:,.0f} | {w['sql_per_request']:.2f} | {hit} | "
+            f"| {w['us_per_request']['redis']:,.0f} | {w['sql_per_request']:.2f} | {loads} | "
             f"{run['p50_ms']:,.0f} / {run['p99_ms']:,.0f} | {row['us_per_mix_request']:,.0f} | "
             f"{row['cost_share']:.1%} |"
         )
@@ -270,6 +271,7 @@ def plot(result: Mapping[str, Any], path: Path) -> None:
     for y, value in enumerate(alone):
         right.text(value, y, f" {value:,.0f}", va="center", fontsize=8)
     right.set_xscale("log")
+    right.set_xlim(100, max(alone, default=1000.0) * 4)
     right.set_title(
         "API µs per request, the task alone (log scale)\nblue: anonymous (Visitor), red: signed in", fontsize=10
     )
@@ -301,11 +303,16 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--mix-rate", type=float, default=100.0, help="the whole mix's rate (0: not run; default 100)")
     parser.add_argument("--auth-share", type=float, help="the locustfile's --auth-share (default its own)")
     parser.add_argument("--out", type=Path, help="directory (default bench/results/endpoint-cost-<UTC>)")
+    parser.add_argument("--render", type=Path, help="only rewrite the table and plot of this endpoint_cost.json")
     return parser.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     opts = parse_args(argv)
+    if opts.render:
+        write_outputs(json.loads(opts.render.read_text()), opts.render.parent)
+        console.print(f"rewrote {opts.render.parent}/endpoint_cost.md and .png")
+        return 0
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     opts.out = opts.out or loadtest.RESULTS / f"endpoint-cost-{stamp}"
     opts.out.mkdir(parents=True, exist_ok=True)
