@@ -54,7 +54,9 @@ COMPONENTS: dict[str, tuple[str, ...]] = {
 }
 # Tasks that log in (argon2, ~160 ms of CPU each): run at --slow-rate.
 SLOW_TASKS = ("Visitor.sign_in", "Visitor.write_signed_out")
-TAIL_SECONDS = 3.0  # past the window, so that Locust's stop is never inside it
+# Past the window, so that Locust's stop is never inside it (the window is timed from the stats history Locust
+# writes every second, which run_locust sees ~1 s late).
+TAIL_SECONDS = 5.0
 
 
 # ----------------------------------------------------------------------------------------------- the mix
@@ -162,6 +164,9 @@ def run_one(info: Mapping[str, Any], label: str, only: str, rate: float, opts: a
     sampler = WindowSampler(info, warmup=opts.warmup, seconds=opts.seconds)
     code = loadtest.run_locust(command, out_dir, plan, sampler)
     marks = sampler.marks
+    if len(marks) == 1:  # Locust stopped before the window's end: end it now (its idle tail is subtracted)
+        console.print(f"[yellow]{label}: the window ends after Locust stopped[/yellow]")
+        marks.append(take_mark(info))
     window = window_cost(marks[0], marks[1], opts.idle) if len(marks) == 2 else None
     run = Run(label, rate, code, window)
     stats = Path(f"{prefix}_stats.csv")

@@ -78,6 +78,7 @@ from typing import Any, TypeVar
 
 import gevent
 import gevent.pool
+import locust.stats
 from locust import FastHttpUser, LoadTestShape, events, task
 from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
@@ -86,6 +87,9 @@ from locust.event import EventHook
 from task_mix import select_tasks, task_weights, user_weights
 
 log = logging.getLogger("potluck.load")
+# The stats history is written every second but flushed every 5 s by default: bench/loadtest.py reads it to see
+# when the users start and how the run goes (bench/endpoint_cost.py times its windows from it).
+locust.stats.CSV_STATS_FLUSH_INTERVAL_SEC = 1
 
 API = "/api/v1"
 PASSWORD = "potluck-demo"
