@@ -48,6 +48,11 @@ list the author's recipes 40% of the time; searches are 10% type-ahead (a prefix
 sort=rating|newest), and 20% go on to page 2 or 3 by cursor; trending asks for the day 50%, the week 35%, the
 month 15%.
 
+`--only` (LOADTEST_ONLY) runs some tasks of the mix alone, comma-separated: `recipe` (in every user class that
+has it) or `Visitor.recipe` (anonymous only), `Member.me` (signed in); a user class left without tasks is not
+spawned, and an unknown name is refused with the list of the mix's tasks (bench/endpoint_cost.py runs each task
+this way). The plan printer (`python bench/locustfile.py`) prints the selected mix's weights as "mix".
+
 Expected answers are not errors: a signed-out write's 401 and an edit's 412 (the users sharing an account edit
 its recipes concurrently) are marked successes and counted under "expected_outcomes" in <csv prefix>_arrivals.json.
 Every other status from 400 on, every 5xx and every connection error is a failure.
