@@ -464,7 +464,8 @@ def _load_catalog(host: str, config: Config) -> Catalog:
             time.monotonic() + tokens["expires_in"] * 2 / 3,
         )
 
-    wanted = catalog.usernames[: config.member_accounts] if config.auth_share > 0 else []
+    # Only when signed-in users will run (not with --auth-share 0, nor with --only naming anonymous tasks alone).
+    wanted = catalog.usernames[: config.member_accounts] if config.auth_share > 0 and Member.weight > 0 else []
     # Each login costs an argon2 verification (~0.1 s of CPU): two at a time, one per API process.
     logged_in = gevent.pool.Pool(2).map(login, wanted)
     catalog.accounts = [account for account in logged_in if account is not None]
