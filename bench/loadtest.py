@@ -337,15 +337,24 @@ def scenario_args(args: argparse.Namespace) -> list[str]:
         ("--stage-seconds", args.stage_seconds),
         ("--base-rate", args.base_rate),
         ("--per-user-rate", args.per_user_rate),
+        ("--only", args.only),
     ):
         if value is not None:
             out += [flag, str(value)]
     return out
 
 
-def load_plan(args: argparse.Namespace) -> dict[str, Any]:
-    """What the locustfile's shape will run (it prints its plan as JSON when run as a script)."""
-    command = [sys.executable, str(LOCUSTFILE), *scenario_args(args)]
+def locust_invocation(host: str, prefix: Path, args: argparse.Namespace, extra: Sequence[str] = ()) -> list[str]:
+    """Locust headless against `host`, its CSV files at `prefix`, the scenario `args` pick, then `extra`."""
+    command = [str(BIN_DIR / "locust"), "-f", str(LOCUSTFILE.relative_to(ROOT)), "--headless"]
+    command += ["--host", host, "--csv", str(prefix), "--csv-full-history", "--only-summary"]
+    return [*command, *scenario_args(args), *extra]
+
+
+def load_plan(args: argparse.Namespace, extra: Sequence[str] = ()) -> dict[str, Any]:
+    """What the locustfile's shape will run (it prints its plan as JSON when run as a script); `extra`: more of
+    the locustfile's own options (e.g. --auth-share, which changes the plan's "mix")."""
+    command = [sys.executable, str(LOCUSTFILE), *scenario_args(args), *extra]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise SystemExit(f"bad scenario options: {result.stderr.strip().splitlines()[-1]}")
@@ -1022,6 +1031,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[argparse.Namespace, l
     )
     parser.add_argument("--base-rate", type=float, help="overload: arrivals/s before and after the peak (rate/4)")
     parser.add_argument("--per-user-rate", type=float, help="iterations/s per simulated user (default 0.5)")
+    parser.add_argument(
+        "--only", help="only these tasks of the mix (comma-separated, e.g. recipe,Member.me: the locustfile's --only)"
+    )
     parser.add_argument("--out", type=Path, help="report directory (default bench/results/loadtest-<scenario>-<UTC>)")
     parser.add_argument(
         "--host",
@@ -1056,9 +1068,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     lb = args.host or info["lb"]["url"]
     redis_url = info["redis"]["cache"]["url"]
     prefix = out_dir / CSV_NAME
-    locust_command = [str(BIN_DIR / "locust"), "-f", str(LOCUSTFILE.relative_to(ROOT)), "--headless"]
-    locust_command += ["--host", lb, "--csv", str(prefix), "--csv-full-history", "--only-summary"]
-    locust_command += [*scenario_args(args), *locust_extra]
+    locust_command = locust_invocation(lb, prefix, args, locust_extra)
 
     metrics_before = scrape_all(info)
     edge_before = edge_snapshot(info)
@@ -1112,7 +1122,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "throughput": {
             "achieved_rps": achieved,
             "peak_rps": max(series.rps, default=0.0),
-            "requests_per_iteration": requests / max(scheduled, 1),
+            # Iterations that ran to their end (older locustfiles: the arrivals scheduled, a few too many).
+            "requests_per_iteration": requests / max(int(arrivals.get("completed") or scheduled), 1),
             "arrivals_scheduled": scheduled,
             "arrivals_late": int(arrivals.get("late", 0)),
             "arrivals_dropped": dropped,

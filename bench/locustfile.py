@@ -48,6 +48,11 @@ list the author's recipes 40% of the time; searches are 10% type-ahead (a prefix
 sort=rating|newest), and 20% go on to page 2 or 3 by cursor; trending asks for the day 50%, the week 35%, the
 month 15%.
 
+`--only` (LOADTEST_ONLY) runs some tasks of the mix alone, comma-separated: `recipe` (in every user class that
+has it) or `Visitor.recipe` (anonymous only), `Member.me` (signed in); a user class left without tasks is not
+spawned, and an unknown name is refused with the list of the mix's tasks (bench/endpoint_cost.py runs each task
+this way). The plan printer (`python bench/locustfile.py`) prints the selected mix's weights as "mix".
+
 Expected answers are not errors: a signed-out write's 401 and an edit's 412 (the users sharing an account edit
 its recipes concurrently) are marked successes and counted under "expected_outcomes" in <csv prefix>_arrivals.json.
 Every other status from 400 on, every 5xx and every connection error is a failure.
@@ -78,12 +83,18 @@ from typing import Any, TypeVar
 
 import gevent
 import gevent.pool
+import locust.stats
 from locust import FastHttpUser, LoadTestShape, events, task
 from locust.contrib.fasthttp import FastHttpSession
 from locust.env import Environment
 from locust.event import EventHook
 
+from task_mix import select_tasks, task_weights, user_weights
+
 log = logging.getLogger("potluck.load")
+# The stats history is written every second but flushed every 5 s by default: bench/loadtest.py reads it to see
+# when the users start and how the run goes (bench/endpoint_cost.py times its windows from it).
+locust.stats.CSV_STATS_FLUSH_INTERVAL_SEC = 1
 
 API = "/api/v1"
 PASSWORD = "potluck-demo"
@@ -157,6 +168,15 @@ OPTIONS: tuple[Option, ...] = (
     Option("--zipf-s", "LOADTEST_ZIPF_S", float, 1.1, "Zipf exponent of recipe popularity"),
     Option("--queries", "LOADTEST_QUERIES", str, str(QUERIES_FILE), "search queries, one a line, most popular first"),
     Option("--seed", "LOADTEST_SEED", int, 1, "base of the per-user random seeds"),
+    Option(
+        "--only",
+        "LOADTEST_ONLY",
+        str,
+        "",
+        "run only these tasks of the mix, comma-separated: a task's name (recipe, me: in every user class that has "
+        "it) or Class.task (Visitor.recipe); each user class runs its tasks among them, one without any is not "
+        "spawned; empty: the whole mix",
+    ),
 )
 
 
@@ -175,6 +195,7 @@ class Config:
     zipf_s: float = 1.1
     queries: str = str(QUERIES_FILE)
     seed: int = 1
+    only: str = ""
 
     @classmethod
     def from_namespace(cls, ns: argparse.Namespace) -> Config:
@@ -346,6 +367,7 @@ class Arrivals:
     scheduled: int = 0
     late: int = 0  # started more than LATE_S after their scheduled time
     dropped: int = 0  # more than one mean interval behind: skipped (k6: dropped_iterations)
+    completed: int = 0  # iterations that ran to their end (requests per iteration = requests / completed)
 
 
 CATALOG = Catalog()
@@ -442,7 +464,8 @@ def _load_catalog(host: str, config: Config) -> Catalog:
             time.monotonic() + tokens["expires_in"] * 2 / 3,
         )
 
-    wanted = catalog.usernames[: config.member_accounts] if config.auth_share > 0 else []
+    # Only when signed-in users will run (not with --auth-share 0, nor with --only naming anonymous tasks alone).
+    wanted = catalog.usernames[: config.member_accounts] if config.auth_share > 0 and Member.weight > 0 else []
     # Each login costs an argon2 verification (~0.1 s of CPU): two at a time, one per API process.
     logged_in = gevent.pool.Pool(2).map(login, wanted)
     catalog.accounts = [account for account in logged_in if account is not None]
@@ -466,11 +489,15 @@ def _on_init(environment: Environment, **_: Any) -> None:
     if environment.parsed_options is not None:
         CONFIG = Config.from_namespace(environment.parsed_options)
     PLAN = build_plan(CONFIG)
-    share = min(max(CONFIG.auth_share, 0.0), 1.0)
-    Visitor.weight = max(0, round(100 * (1 - share)))
-    Member.weight = max(0, round(100 * share))
-    if Member.weight == 0 and Visitor.weight == 0:
-        Visitor.weight = 1
+    try:
+        selected = select_tasks({cls.__name__: cls.tasks for cls in USER_CLASSES}, CONFIG.only)
+        weights = user_weights(CONFIG.auth_share, selected)
+    except ValueError as exc:
+        raise SystemExit(f"error: {exc}") from None
+    for cls in USER_CLASSES:
+        cls.tasks, cls.weight = selected[cls.__name__], weights[cls.__name__]
+    if CONFIG.only:
+        log.info("--only %s: %s", CONFIG.only, json.dumps({c.__name__: task_weights(c.tasks) for c in USER_CLASSES}))
     log.info("plan: %s", json.dumps({k: v for k, v in PLAN.as_dict(CONFIG.per_user_rate).items() if "per_s" not in k}))
 
 
@@ -534,12 +561,16 @@ def _on_quitting(environment: Environment, **_: Any) -> None:
 
 
 def _task_shares(user_class: type[FastHttpUser]) -> dict[str, float]:
-    counts: dict[str, int] = {}
-    for t in user_class.tasks:
-        name = getattr(t, "__name__", str(t))
-        counts[name] = counts.get(name, 0) + 1
+    counts = task_weights(user_class.tasks)
     total = sum(counts.values()) or 1
     return {name: round(n / total, 4) for name, n in sorted(counts.items(), key=lambda kv: -kv[1])}
+
+
+def mix_table(auth_share: float, only: str) -> dict[str, dict[str, Any]]:
+    """The mix the options select: per user class its weight and its tasks' weights (the plan printer's "mix")."""
+    selected = select_tasks({cls.__name__: cls.tasks for cls in USER_CLASSES}, only)
+    weights = user_weights(auth_share, selected)
+    return {cls: {"weight": weights[cls], "tasks": task_weights(ts)} for cls, ts in selected.items()}
 
 
 def requires(feature: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
@@ -602,6 +633,8 @@ class PotluckUser(FastHttpUser):
     def wait_time(self) -> float:
         rate = CONFIG.per_user_rate
         now = time.monotonic()
+        if self._next_at is not None:  # called after each iteration (and once in on_start, before the first)
+            ARRIVALS.completed += 1
         due = (now if self._next_at is None else self._next_at) + self.rng.expovariate(rate)
         behind = now - due
         if behind > 1.0 / rate:
@@ -970,6 +1003,9 @@ class Member(PotluckUser):
                 return
 
 
+USER_CLASSES: tuple[type[PotluckUser], ...] = (Visitor, Member)
+
+
 if __name__ == "__main__":
     cli = argparse.ArgumentParser(description="Print the load plan (what the shape runs) as JSON.")
     for option in OPTIONS:
@@ -977,6 +1013,7 @@ if __name__ == "__main__":
     config = Config.from_namespace(cli.parse_args())
     try:
         plan = build_plan(config)
+        mix = mix_table(float(config.auth_share), config.only)
     except ValueError as exc:
         sys.exit(f"error: {exc}")
-    sys.stdout.write(json.dumps(plan.as_dict(config.per_user_rate)) + "\n")
+    sys.stdout.write(json.dumps({**plan.as_dict(config.per_user_rate), "mix": mix}) + "\n")
