@@ -122,3 +122,50 @@ async def test_signed_in_first_pages_are_cached_unless_the_reader_has_private_re
     await client.delete(f"/api/v1/recipes/{mine['id']}", headers=reader["headers"])
     await served_from_the_cache()
     assert "Mine" not in [r["title"] for r in (await _items(client, {}, reader["headers"]))["items"]]
+
+
+async def _walk(client: httpx.AsyncClient, params: dict[str, Any], headers: dict[str, str] | None = None) -> list[Any]:
+    """Every page of a list, following next_cursor."""
+    pages, cursor = [], None
+    while True:
+        page = await _items(client, {**params, **({"cursor": cursor} if cursor else {})}, headers)
+        pages.append(page)
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return pages
+
+
+async def test_later_pages_are_cached_too_and_follow_every_write(
+    client: httpx.AsyncClient, api: Api, statements: list[str]
+) -> None:
+    """Pages after the first (by cursor) are cached like the first: the same answer as the query, served with no
+    statement once warm, and a write that moves a recipe into or out of the list shows on the next walk."""
+    author = await api.register()
+    reader = await api.register()
+    own = await api.create_recipe(reader, title="Reader's own", is_public=False)  # their walks come from the query
+    recipes = [await api.create_recipe(author, title=f"Page dish {i}") for i in range(7)]
+    await drain_until_settled(container_of(client).relay)
+    for r in recipes:
+        await client.get(f"/api/v1/recipes/{r['id']}")
+
+    async def same_as_query() -> list[Any]:
+        cached = await _walk(client, {"limit": 3})
+        queried = [r for page in await _walk(client, {"limit": 3}, reader["headers"]) for r in page["items"]]
+        assert [r for page in cached for r in page["items"]] == [r for r in queried if r["id"] != own["id"]]
+        return cached
+
+    assert len(await same_as_query()) == 3  # 7 recipes by 3: three pages
+    statements.clear()
+    walked = await _walk(client, {"limit": 3})
+    assert [len(page["items"]) for page in walked] == [3, 3, 1]
+    assert statements == []  # every page, the later ones too, from the caches
+
+    # Out of the list (made private, deleted), into it (created): the next walk shows it, on every page.
+    await client.patch(f"/api/v1/recipes/{recipes[1]['id']}", json={"is_public": False}, headers=author["headers"])
+    await client.delete(f"/api/v1/recipes/{recipes[2]['id']}", headers=author["headers"])
+    newest = await api.create_recipe(author, title="Newest page dish")
+    titles = [r["title"] for page in await same_as_query() for r in page["items"]]
+    assert titles[0] == newest["title"]
+    assert recipes[1]["title"] not in titles
+    assert recipes[2]["title"] not in titles
+    assert len(titles) == 7 - 2 + 1
