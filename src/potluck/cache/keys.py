@@ -48,7 +48,7 @@ def search_key(generation: int, query: Mapping[str, object]) -> str:
 
 
 def list_key(generation: int, query: Mapping[str, object]) -> str:
-    """A cached page of a recipe list; one INCR of `gen:lists` makes every such page unreachable."""
+    """A cached first page of a recipe list; one INCR of `gen:lists` makes every such page unreachable."""
     return f"list:{generation}:{stable_digest(query)}"
 
 

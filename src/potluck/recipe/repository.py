@@ -286,14 +286,9 @@ class RecipeRepository(Generic[AnySession]):
         stmt = stmt.order_by(Recipe.created_at.desc(), Recipe.id.desc()).limit(limit)
         return await self._records(stmt, parts)
 
-    async def list_ids(
-        self, filters: RecipeFilters, cursor: Cursor | None, limit: int
-    ) -> list[tuple[uuid.UUID, datetime]]:
-        """The ids and creation times of a list's `limit` public recipes after `cursor` (None: the first ones),
-        newest first (a cached page)."""
+    async def list_ids(self, filters: RecipeFilters, limit: int) -> list[tuple[uuid.UUID, datetime]]:
+        """The ids and creation times of a list's first `limit` public recipes, newest first (a cached page)."""
         stmt = self._list_query(filters, None, cast("Select[Any]", select(Recipe.id, Recipe.created_at)))
-        if cursor is not None:
-            stmt = stmt.where(tuple_(Recipe.created_at, Recipe.id) < tuple_(cursor.created_at, cursor.id))
         stmt = stmt.order_by(Recipe.created_at.desc(), Recipe.id.desc()).limit(limit)
         return [(row.id, row.created_at) for row in (await self.session.execute(stmt)).all()]
 

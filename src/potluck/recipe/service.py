@@ -226,8 +226,8 @@ class RecipeService:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """A page of cards (with `parts`), newest first. A read session (a replica that has replayed `min_lsn`)
         is opened only when the page is not served from the cache whole."""
-        if not parts:
-            cached = await self._cached_page(filters, cursor, limit, viewer_id, min_lsn)
+        if cursor is None and not parts:
+            cached = await self._cached_first_page(filters, limit, viewer_id, min_lsn)
             if cached is not None:
                 return cached
         async with self.database.read_session(min_lsn=min_lsn) as session:
@@ -236,17 +236,10 @@ class RecipeService:
         next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit and page else None
         return [build_document(r, parts, self.media_base_url) for r in page], next_cursor
 
-    async def _cached_page(
-        self,
-        filters: RecipeFilters,
-        cursor: Cursor | None,
-        limit: int,
-        viewer_id: uuid.UUID | None,
-        min_lsn: ConsistencyToken | None,
+    async def _cached_first_page(
+        self, filters: RecipeFilters, limit: int, viewer_id: uuid.UUID | None, min_lsn: ConsistencyToken | None
     ) -> tuple[list[dict[str, Any]], str | None] | None:
-        """A page of cards as anyone sees it (the first, or the one after `cursor`: the order, newest first, never
-        changes, and whatever moves a recipe into or out of a list bumps the generation): its ids from the list
-        cache (under `gen:lists`), each document
+        """A first page of cards as anyone sees it: its ids from the list cache (under `gen:lists`), each document
         from recipe:{id} (one multi-get, visibility checked per item), the ones neither tier holds in one statement.
         A signed-in viewer gets it when they have no private recipe (their page is then the public one; whether
         they have one is cached under the same generation, which every visibility change bumps). None when the
@@ -254,16 +247,13 @@ class RecipeService:
         generation = await self.cache.generation(LISTS_GENERATION_KEY)
         if generation is None:
             return None
-        query: dict[str, object] = {"filters": filters.model_dump(mode="json"), "limit": limit}
-        if cursor is not None:
-            query["after"] = encode_cursor(cursor.created_at, cursor.id)
-        key = list_key(generation, query)
+        key = list_key(generation, {"filters": filters.model_dump(mode="json"), "limit": limit})
         if viewer_id is not None:
             private_key = list_key(generation, {"private_recipes_of": str(viewer_id)})
             if await self.has_private_recipes(viewer_id, RECIPE_LIST, private_key):
                 return None
         # Without a leader nothing is filled: the caller's replica session queries the page.
-        fill = functools.partial(self._fill_list, filters, cursor, limit)
+        fill = functools.partial(self._fill_list, filters, limit)
         loaded = await self.cache.get_or_fill(RECIPE_LIST, key, fill, unstored=not_stored)
         if loaded.payload is None:
             return None
@@ -295,10 +285,10 @@ class RecipeService:
         loaded = await self.cache.get_or_fill(family, key, load, unstored=lambda: load(primary=False))
         return loaded.payload != b"0"
 
-    async def _fill_list(self, filters: RecipeFilters, cursor: Cursor | None, limit: int) -> Loaded:
+    async def _fill_list(self, filters: RecipeFilters, limit: int) -> Loaded:
         # Fills read the primary: a lagging replica could store a pre-write page under the post-write generation.
         async with self.database.read_session(primary=True) as session:
-            rows = await RecipeRepository(session).list_ids(filters, cursor, limit + 1)
+            rows = await RecipeRepository(session).list_ids(filters, limit + 1)
         page = rows[:limit]
         next_cursor = encode_cursor(page[-1][1], page[-1][0]) if len(rows) > limit and page else None
         return Loaded(orjson.dumps({"ids": [i.hex for i, _ in page], "next": next_cursor}))
