@@ -174,13 +174,8 @@ class CacheBase:
         `keys` forgotten everywhere, then `bumps` done (one owed by an event happens once, whoever does it first),
         or CacheStoreError, so the outbox retries it and the edge is never refilled from the old generation."""
         await self.invalidate_strict(keys)
-        if not self.settings.enabled:
-            return
         for key, event_id in bumps:
-            if event_id is None:
-                await self.store.incr(key)
-            else:
-                await self.store.incr_once(key, generation_marker(key, event_id), GENERATION_MARKER_TTL_MS)
+            await self.bump_strict(key, event_id)
 
     def _defer(self, keys: Sequence[str]) -> None:
         if len(self.pending) + len(keys) > MAX_PENDING:
@@ -225,14 +220,19 @@ class CacheBase:
         if self.edge is not None:
             await self.edge.purge([key])  # search pages carry the generation's key as their own
 
-    async def _bump(self, key: str, event_id: int | None) -> bool:
+    async def bump_strict(self, key: str, event_id: int | None = None) -> None:
+        """INCR generation `key`, or raise CacheStoreError (an outbox handler's bump: retried until it lands). With
+        `event_id`, the bump owed for that outbox event happens once, whoever does it first (a marker key)."""
         if not self.settings.enabled:
-            return True
+            return
+        if event_id is None:
+            await self.store.incr(key)
+        else:
+            await self.store.incr_once(key, generation_marker(key, event_id), GENERATION_MARKER_TTL_MS)
+
+    async def _bump(self, key: str, event_id: int | None) -> bool:
         try:
-            if event_id is None:
-                await self.store.incr(key)
-            else:
-                await self.store.incr_once(key, generation_marker(key, event_id), GENERATION_MARKER_TTL_MS)
+            await self.bump_strict(key, event_id)
         except CacheStoreError:
             self.breaker.record_failure()
             self.pending_generations.add(key)

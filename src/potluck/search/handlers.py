@@ -12,7 +12,7 @@ effect (any newer generation will do), so redelivery is harmless.
 from __future__ import annotations
 
 from potluck.cache.cache import Cache
-from potluck.cache.keys import GENERATION_MARKER_TTL_MS, SEARCH_GENERATION_KEY, generation_marker
+from potluck.cache.keys import SEARCH_GENERATION_KEY
 from potluck.events.registry import HandlerRegistry
 from potluck.events.repository import Event
 from potluck.events.topics import RECIPE_CREATED, RECIPE_DELETED, RECIPE_UPDATED
@@ -29,11 +29,9 @@ def install_search_handlers(registry: HandlerRegistry, cache: Cache) -> HandlerR
             return
         if event.topic == RECIPE_UPDATED and not update_affects_search(event.payload.get("fields", [])):
             return
-        if cache.settings.enabled:
-            # Strict, like the relay's cache.invalidate: CacheStoreError while Redis is down, so the relay retries.
-            # Once per event: a no-op when the writer's own bump after commit already happened.
-            marker = generation_marker(SEARCH_GENERATION_KEY, event.id)
-            await cache.store.incr_once(SEARCH_GENERATION_KEY, marker, GENERATION_MARKER_TTL_MS)
+        # Strict, like the relay's cache.invalidate: CacheStoreError while Redis is down, so the relay retries.
+        # Once per event: a no-op when the writer's own bump after commit (or an edge.purge redelivery) did it.
+        await cache.bump_strict(SEARCH_GENERATION_KEY, event.id)
 
     for topic in (RECIPE_CREATED, RECIPE_UPDATED, RECIPE_DELETED):
         registry.register(topic, SEARCH_INDEX, invalidate_searches)
