@@ -133,21 +133,28 @@ class SearchService:
         """The page's recipe ids: from the shared cache when the viewer's results are the public ones."""
         generation = await self.cache.generation(SEARCH_GENERATION_KEY)
         if generation is None or (viewer_id is not None and await self._has_private(viewer_id, generation)):
-            # A transaction: the fuzzy fallback's trigram threshold is set for it alone (set_config, is_local).
-            async with self.database.read_session(min_lsn=min_lsn, transaction=True) as session:
-                return await run_search(SearchRepository(session), query, viewer_id)
+            return await self._query(query, viewer_id, min_lsn=min_lsn)
         key = search_key(generation, query.canonical())
         # Without a leader nothing is filled: the page is read below on the caller's replica session.
         loaded = await self.cache.get_or_fill(SEARCH_RESULTS, key, lambda: self._fill(query), unstored=not_stored)
         if loaded.payload is None:  # never stored by _fill; a foreign value under our key is not trusted
-            async with self.database.read_session(min_lsn=min_lsn, transaction=True) as session:
-                return await run_search(SearchRepository(session), query, None)
+            return await self._query(query, None, min_lsn=min_lsn)
         return SearchPage.unpack(loaded.payload)
 
     async def _fill(self, query: SearchQuery) -> Loaded:
-        async with self.database.read_session(primary=True, transaction=True) as session:
-            page = await run_search(SearchRepository(session), query, None)
-        return Loaded(page.pack())
+        return Loaded((await self._query(query, None, primary=True)).pack())
+
+    async def _query(
+        self,
+        query: SearchQuery,
+        viewer_id: uuid.UUID | None,
+        *,
+        primary: bool = False,
+        min_lsn: ConsistencyToken | None = None,
+    ) -> SearchPage:
+        # A transaction: the fuzzy fallback's trigram threshold is set for it alone (set_config, is_local).
+        async with self.database.read_session(primary=primary, min_lsn=min_lsn, transaction=True) as session:
+            return await run_search(SearchRepository(session), query, viewer_id)
 
     async def _has_private(self, viewer_id: uuid.UUID, generation: int) -> bool:
         key = search_key(generation, {"private_recipes_of": str(viewer_id)})
