@@ -17,15 +17,18 @@ from potluck.db.engine import LeaderUnavailableError
 
 
 class GatedLoader:
-    """A loader that counts its calls and answers once `release` is set."""
+    """A loader that counts its calls and answers once `release` is set (or raises `fails` then)."""
 
-    def __init__(self) -> None:
+    def __init__(self, fails: Exception | None = None) -> None:
         self.loads = 0
         self.release = asyncio.Event()
+        self.fails = fails
 
     async def __call__(self) -> Loaded:
         self.loads += 1
         await self.release.wait()
+        if self.fails is not None:
+            raise self.fails
         return Loaded(b"doc")
 
 
@@ -77,22 +80,14 @@ async def test_an_owner_failure_reaches_its_waiters() -> None:
     assert all(isinstance(r, RuntimeError) for r in results)
 
 
-class LeaderlessLoader:
+def leaderless_loader() -> GatedLoader:
     """A fill that finds no primary (between a leader's death and a promotion), every waiter sharing it."""
-
-    def __init__(self) -> None:
-        self.loads = 0
-        self.release = asyncio.Event()
-
-    async def __call__(self) -> Loaded:
-        self.loads += 1
-        await self.release.wait()
-        raise LeaderUnavailableError("no leader")
+    return GatedLoader(fails=LeaderUnavailableError("no leader"))
 
 
 async def test_without_a_leader_every_reader_gets_its_unstored_answer_and_nothing_is_stored() -> None:
     cache = _cache()
-    loader = LeaderlessLoader()
+    loader = leaderless_loader()
     replica_reads = 0
 
     async def from_a_replica() -> Loaded:
@@ -113,14 +108,14 @@ async def test_without_a_leader_every_reader_gets_its_unstored_answer_and_nothin
     filled = await cache.get_or_fill(RECIPE_DETAIL, "recipe:1", _answer(b"primary"), unstored=from_a_replica)
     assert filled.payload == b"primary"  # a leader again: filled and stored as usual, without waiting for a lease
     assert replica_reads == 4
-    no_leader_again = LeaderlessLoader()
+    no_leader_again = leaderless_loader()
     no_leader_again.release.set()
     assert (await cache.get_or_fill(RECIPE_DETAIL, "recipe:1", no_leader_again)).payload == b"primary"  # stored
 
 
 async def test_without_a_leader_and_no_unstored_answer_the_error_reaches_the_caller() -> None:
     cache = _cache()
-    loader = LeaderlessLoader()
+    loader = leaderless_loader()
     loader.release.set()
     with pytest.raises(LeaderUnavailableError):
         await cache.get_or_fill(RECIPE_DETAIL, "recipe:1", loader)
