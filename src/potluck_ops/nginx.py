@@ -151,7 +151,7 @@ def standalone_gateway(root: Path, api_ports: Sequence[int], limits: GatewayLimi
     conf = render_nginx_conf(template, nginx_dir=root, lb_port=port, api_ports=api_ports, limits=limits)
     (root / "nginx.conf").write_text(conf)
     logs = [root / "error.log"]
-    args: list[str | Path] = ["nginx", "-p", f"{root}/", "-e", logs[0], "-c", root / "nginx.conf"]
+    args = _nginx_args(root)
     run(args, what=f"start nginx on port {port}", logs=logs)
     url = f"http://{HOST}:{port}"
     try:
@@ -161,9 +161,9 @@ def standalone_gateway(root: Path, api_ports: Sequence[int], limits: GatewayLimi
         run([*args, "-s", "quit"], what="stop nginx", logs=logs, check=False)
 
 
-def _nginx_args(layout: Layout) -> list[str | Path]:
+def _nginx_args(nginx_dir: Path) -> list[str | Path]:
     # -p: prefix for relative paths; -e: the error log used before the config is read (else /var/log/nginx).
-    return ["nginx", "-p", f"{layout.nginx}/", "-e", layout.nginx / "error.log", "-c", layout.nginx / "nginx.conf"]
+    return ["nginx", "-p", f"{nginx_dir}/", "-e", nginx_dir / "error.log", "-c", nginx_dir / "nginx.conf"]
 
 
 def start_nginx(
@@ -182,8 +182,8 @@ def start_nginx(
     )
     (layout.nginx / "nginx.conf").write_text(conf)
     logs = [layout.nginx / "error.log"]
-    run([*_nginx_args(layout), "-t", "-q"], what="nginx -t", logs=logs)
-    run(_nginx_args(layout), what=f"start nginx on port {lb_port}", logs=logs, new_session=True)
+    run([*_nginx_args(layout.nginx), "-t", "-q"], what="nginx -t", logs=logs)
+    run(_nginx_args(layout.nginx), what=f"start nginx on port {lb_port}", logs=logs, new_session=True)
     pid_file = layout.nginx / "nginx.pid"
     wait_until(lambda: read_pid(pid_file) is not None, what="nginx pid file", timeout=10, logs=logs)
     url = f"http://{HOST}:{lb_port}/healthz"
@@ -200,7 +200,7 @@ def stop_nginx(layout: Layout) -> bool:
     if pid is None or not pid_alive(pid) or not is_ours(pid, b"nginx", bytes(layout.nginx)):
         pid_file.unlink(missing_ok=True)
         return False
-    result = run([*_nginx_args(layout), "-s", "quit"], what="nginx -s quit", check=False)
+    result = run([*_nginx_args(layout.nginx), "-s", "quit"], what="nginx -s quit", check=False)
     if result.returncode != 0 or not wait_exit(pid, 15):
         terminate(pid, timeout=5)
     pid_file.unlink(missing_ok=True)
