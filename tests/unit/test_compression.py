@@ -90,3 +90,52 @@ def test_a_body_is_encoded_once_per_coding_and_the_memo_is_bounded() -> None:
     assert brotli.decompress(coding.apply([], _BIG, "br")) == _BIG
     coding.apply([], _BIG + b" ", "gzip")
     assert coding.apply([], _BIG, "gzip") is not first  # the oldest of three entries was dropped
+
+
+def test_the_memo_is_bounded_by_bytes_and_keeps_no_huge_body() -> None:
+    coding = ContentCoding(minimum_size=10, max_bytes=2 * len(_BIG))
+    coding.apply([], _BIG, "gzip")
+    coding.apply([], _BIG + b" ", "gzip")  # the two bodies alone exceed the budget: the first is dropped
+    assert coding.compressions == 2
+    coding.apply([], _BIG + b" ", "gzip")
+    coding.apply([], _BIG, "gzip")
+    assert coding.compressions == 3
+    huge = b"[" + b"1," * 200_000 + b"1]"  # over MEMO_MAX_BODY: encoded every time, never kept
+    for _ in range(2):
+        assert gzip.decompress(coding.apply([], huge, "gzip")) == huge
+    assert coding.compressions == 5
+
+
+def _serve(coding: ContentCoding, chunks: list[bytes], accept: str, requests: int = 1) -> list[bytes]:
+    """Decoded bodies of `requests` GETs of an app sending `chunks` (one message each) through the middleware."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(b"content-type", b"application/json"), (b"cache-control", b"public, max-age=60")]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        for i, chunk in enumerate(chunks):
+            await send({"type": "http.response.body", "body": chunk, "more_body": i < len(chunks) - 1})
+
+    wrapped: ASGIApp = app
+    for cls, args, kwargs in reversed(coding.layers()):
+        wrapped = cls(wrapped, *args, **kwargs)
+
+    async def get() -> list[bytes]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=wrapped), base_url="http://t") as client:
+            return [(await client.get("/", headers={"Accept-Encoding": accept})).content for _ in range(requests)]
+
+    return asyncio.run(get())
+
+
+@pytest.mark.parametrize("accept", ["br", "gzip"])
+def test_a_routed_answer_sent_whole_is_encoded_once(accept: str) -> None:
+    coding = ContentCoding(minimum_size=1024)
+    assert _serve(coding, [_BIG], accept, requests=3) == [_BIG] * 3
+    assert coding.compressions == 1  # the second and third answers came from the memo
+
+
+@pytest.mark.parametrize("accept", ["br", "gzip"])
+def test_a_streamed_answer_is_encoded_as_it_comes(accept: str) -> None:
+    coding = ContentCoding(minimum_size=1024)
+    chunks = [_BIG[:2000], _BIG[2000:2500], _BIG[2500:]]
+    assert _serve(coding, chunks, accept, requests=2) == [_BIG] * 2
+    assert coding.compressions == 0  # streams are not memoized
