@@ -9,6 +9,7 @@ figure:
 
 `--seed-recipes` fills the database first (the demo seeder, a fifth as many users) so pages hold documents;
 `--header` sends a header with every request (Locust's FastHttpUser sends `Accept-Encoding: gzip, deflate, br`).
+A path with `cursor={cursor}` asks for the second page: the first page's `next_cursor` is put in its place.
 
 Prints, per path, its status and the app's CPU per request (best of --rounds), in µs."""
 
@@ -17,8 +18,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import re
 import tempfile
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +54,12 @@ async def _cpu_per_request(client: httpx.AsyncClient, path: str, requests: int, 
     return best
 
 
+async def _second_page(client: httpx.AsyncClient, path: str) -> str:
+    first = re.sub(r"[?&]cursor=\{cursor\}", "", path)
+    cursor = (await client.get(first)).json()["next_cursor"]
+    return path.replace("{cursor}", urllib.parse.quote(cursor))
+
+
 async def main(paths: list[str], requests: int, rounds: int, seed_recipes: int, headers: dict[str, str]) -> None:
     settings = Settings(data_dir=Path(tempfile.mkdtemp(prefix="potluck-route-cost-")))
     engine = create_engine(settings.database_url, DatabaseSettings())
@@ -70,10 +79,11 @@ async def main(paths: list[str], requests: int, rounds: int, seed_recipes: int, 
         ):
             floor = await _cpu_per_request(bare, "/", requests, rounds)
             print(f"client's own share (bare ASGI app): {floor:.0f} µs per request")
-            for path in paths:
+            for wanted in paths:
+                path = await _second_page(client, wanted) if "{cursor}" in wanted else wanted
                 status = (await client.get(path)).status_code
                 cost = await _cpu_per_request(client, path, requests, rounds) - floor
-                print(f"{path:45s} {status}  {cost:6.0f} µs of app CPU per request")
+                print(f"{wanted:45s} {status}  {cost:6.0f} µs of app CPU per request")
 
 
 if __name__ == "__main__":

@@ -86,6 +86,12 @@ async def test_hydration_misses_cost_one_statement_whatever_the_page_size(
         assert len((await _items(client, {"limit": limit}))["items"]) == limit
         counts.append(len(statements))
     assert counts == [2, 2]  # the page's ids (a fill), then the cold cards in one statement
+    # ... which filled recipe:{id}: the page again, and every one of its recipes, cost no statement.
+    statements.clear()
+    page = (await _items(client, {"limit": 30}))["items"]
+    for card in page:
+        assert (await client.get(f"/api/v1/recipes/{card['id']}")).status_code == 200
+    assert statements == []
 
 
 async def test_signed_in_first_pages_are_cached_unless_the_reader_has_private_recipes(

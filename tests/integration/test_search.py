@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from potluck.cache.keys import SEARCH_GENERATION_KEY
+from potluck.cache.keys import SEARCH_GENERATION_KEY, recipe_key
 from potluck.cache.redis_store import redis_client
 from potluck.events.registry import HandlerRegistry
 from potluck.events.repository import Event
@@ -277,6 +277,24 @@ async def test_a_recipe_made_private_leaves_cached_results_at_once(
     # Even before the generation moves, hydration checks visibility on every read.
     assert await _titles(client, "rhubarb") == []
     assert await _titles(client, "rhubarb", author["headers"]) == ["Rhubarb crumble"]
+
+
+async def test_a_page_of_cold_documents_is_read_in_one_statement_and_kept(
+    client: httpx.AsyncClient, api: Api, author: dict[str, Any], statements: list[str]
+) -> None:
+    created = [await api.create_recipe(author, **_recipe(f"Sorrel soup {i}")) for i in range(12)]
+    await _after_recipe_write(client)
+    assert len(await _titles(client, "sorrel")) == 12  # the page of ids cached
+    await container_of(client).cache.invalidate_strict([recipe_key(r["id"]) for r in created])  # every doc cold
+    statements.clear()
+    assert len(await _titles(client, "sorrel")) == 12
+    # The twelve documents at once: one statement (PostgreSQL aggregates the parts), two on SQLite (rows, parts).
+    expected = 1 if container_of(client).database.primary.dialect.name == "postgresql" else 2
+    assert len([s for s in statements if "FROM recipe" in s]) == expected, statements
+    statements.clear()
+    for recipe in created:  # and kept: the recipes' own reads find them in the cache
+        assert (await client.get(f"/api/v1/recipes/{recipe['id']}")).status_code == 200
+    assert statements == []
 
 
 async def test_results_are_cached_and_a_title_edit_invalidates_them(

@@ -1,8 +1,10 @@
 """The two-tier cache-aside: where every cached read decides, and where every invalidation goes.
 
 Read (`get_or_fill`): first tier -> second tier -> one lease holder loads from the database and fills with a
-compare-and-set; other readers wait briefly for that fill or read through. Hot entries are refreshed early
-(XFetch) by one reader. Any store error, timeout or open breaker sends the read to the database.
+compare-and-set; other readers wait briefly for that fill or read through. Many keys (`get_many`, then
+`fill_many` for its misses): one MGET, then the misses' leases, one load and their fills, each in one round
+trip. Hot entries are refreshed early (XFetch) by one reader. Any store error, timeout or open breaker sends the
+read to the database.
 
 The state, the store's failure handling and the write path (`invalidate`, after commit) are in cache/base.py.
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from potluck.cache.base import CacheBase
 from potluck.cache.entry import Entry, decode, encode, new_token, should_refresh_early
@@ -22,6 +24,10 @@ from potluck.cache.store import CacheStoreError
 from potluck.db.engine import LeaderUnavailableError
 
 __all__ = ["Bump", "Cache", "FaultInjection", "Loaded", "Loader", "not_stored"]
+
+
+# Loads many keys at once (one database statement): what exists, by key; a key left out does not exist.
+ManyLoader = Callable[[Sequence[str]], Awaitable[dict[str, Loaded]]]
 
 
 class _FillAbandonedError(Exception):
@@ -161,6 +167,105 @@ class Cache(CacheBase):
             entry = decode(raw) if raw is not None else None
             if entry is not None:
                 found[key] = self._hit(family, "l2", entry)
+                self._remember(key, entry, epoch)
+        return found
+
+    async def fill_many(
+        self, family: Family, keys: Sequence[str], load: ManyLoader, *, unstored: ManyLoader | None = None
+    ) -> dict[str, Loaded]:
+        """The misses of a `get_many`, filled together: every key's lease in one round trip, one `load` of the keys
+        leased (one statement, from the primary), every fill in one round trip, each still a compare-and-set on
+        its own lease (a writer's delete in between refuses that key's fill, as in `get_or_fill`). A key filled
+        meanwhile is served as a hit; one whose lease another reader holds waits for that fill like
+        `get_or_fill`'s readers. Without a leader, `unstored` (a replica's read) answers and nothing is stored.
+        The result has every key of `keys`; a key `load` leaves out holds Loaded(None) (cached as missing)."""
+        try:
+            return await self._fill_many(family, keys, load)
+        except LeaderUnavailableError:
+            if unstored is None:
+                raise
+            found = await unstored(keys)
+            return {key: found.get(key, Loaded(None)) for key in keys}
+
+    async def _fill_many(self, family: Family, keys: Sequence[str], load: ManyLoader) -> dict[str, Loaded]:
+        async def loaded(subset: Sequence[str]) -> dict[str, Loaded]:
+            found = await load(subset)
+            return {key: found.get(key, Loaded(None)) for key in subset}
+
+        if not keys:
+            return {}
+        if not self.settings.enabled or not await self._store_usable():
+            if self.settings.enabled:
+                self.metrics.bypasses.labels(family.name).inc(len(keys))
+            return await loaded(keys)
+        epoch = self.local.epoch if self.local is not None else 0
+        token = new_token()
+        try:
+            currents = await self.store.acquire_leases(keys, token, self.settings.lease_ms)
+            self.breaker.record_success()
+        except CacheStoreError:
+            self._record_failure(family, "lease")
+            return await loaded(keys)
+        result: dict[str, Loaded] = {}
+        leased: list[str] = []
+        others: list[str] = []  # another reader's lease: wait for its fill
+        for key, current in zip(keys, currents, strict=True):
+            entry = decode(current) if current is not None else None
+            if current is None:
+                leased.append(key)
+            elif entry is not None:  # filled since the caller's get_many
+                result[key] = self._hit(family, "l2", entry)
+                self._remember(key, entry, epoch)
+            else:
+                others.append(key)
+        if leased:
+            self.metrics.misses.labels(family.name, "l2").inc(len(leased))
+            result.update(await self._load_and_fill_many(family, leased, token, loaded, epoch))
+        if others:
+
+            def one(key: str) -> Loader:
+                async def load_one() -> Loaded:
+                    return (await loaded([key]))[key]
+
+                return load_one
+
+            waits = [self._wait_for_fill(family, key, one(key), epoch) for key in others]
+            result.update(zip(others, await asyncio.gather(*waits), strict=True))
+        return {key: result[key] for key in keys}
+
+    async def _load_and_fill_many(
+        self,
+        family: Family,
+        keys: Sequence[str],
+        token: bytes,
+        load: ManyLoader,
+        epoch: int,
+    ) -> dict[str, Loaded]:
+        started = time.perf_counter()
+        try:
+            found = await load(keys)
+        except Exception:
+            try:  # no fill will follow these leases: the next readers need not wait them out
+                await self.store.delete(list(keys))
+            except CacheStoreError:
+                self._record_failure(family, "lease")
+            raise
+        elapsed = time.perf_counter() - started
+        self.metrics.loads.labels(family.name).observe(elapsed)
+        delta_ms = max(1, int(elapsed * 1000))
+        if self.faults is not None:
+            for key in keys:
+                await self.faults.pause_if_asked(key)
+        values = [(key, self._encode(family, found[key], delta_ms), self._ttl_ms(family, found[key])) for key in keys]
+        try:
+            stored = await self.store.fill_many(token, values)
+        except CacheStoreError:
+            self._record_failure(family, "fill")
+            return found
+        for (key, value, _), ok in zip(values, stored, strict=True):
+            self.metrics.fills.labels(family.name, "stored" if ok else "refused").inc()
+            entry = decode(value) if ok else None
+            if entry is not None:
                 self._remember(key, entry, epoch)
         return found
 

@@ -65,6 +65,12 @@ class MemoryStore:
         self._set(key, value, ttl_ms)
         return True
 
+    async def acquire_leases(self, keys: Sequence[str], token: bytes, lease_ms: int) -> list[bytes | None]:
+        return [await self.acquire_lease(key, token, lease_ms) for key in keys]
+
+    async def fill_many(self, token: bytes, items: Sequence[tuple[str, bytes, int]]) -> list[bool]:
+        return [await self.fill(key, token, value, ttl_ms) for key, value, ttl_ms in items]
+
     async def replace(self, key: str, identity: bytes, value: bytes, ttl_ms: int) -> bool:
         current = self._live(key)
         if current is None or not current.startswith(identity):

@@ -131,6 +131,20 @@ class RedisStore:
     async def fill(self, key: str, token: bytes, value: bytes, ttl_ms: int) -> bool:
         return bool(await self._call(self._fill(keys=[key], args=[lease_prefix(token), value, ttl_ms])))
 
+    async def acquire_leases(self, keys: Sequence[str], token: bytes, lease_ms: int) -> list[bytes | None]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                await self._acquire(keys=[key], args=[token, lease_ms], client=pipe)
+            currents: list[bytes | None] = await self._call(pipe.execute())
+        return currents
+
+    async def fill_many(self, token: bytes, items: Sequence[tuple[str, bytes, int]]) -> list[bool]:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key, value, ttl_ms in items:
+                await self._fill(keys=[key], args=[lease_prefix(token), value, ttl_ms], client=pipe)
+            stored = await self._call(pipe.execute())
+        return [bool(s) for s in stored]
+
     async def replace(self, key: str, identity: bytes, value: bytes, ttl_ms: int) -> bool:
         return bool(await self._call(self._replace(keys=[key], args=[identity, value, ttl_ms])))
 

@@ -25,6 +25,14 @@ class CacheStore(Protocol):
         """Store `value` only if the key still holds our lease: a writer's delete in between refuses the fill."""
         ...
 
+    async def acquire_leases(self, keys: Sequence[str], token: bytes, lease_ms: int) -> list[bytes | None]:
+        """`acquire_lease` for each of `keys` (one token), in order, in one round trip."""
+        ...
+
+    async def fill_many(self, token: bytes, items: Sequence[tuple[str, bytes, int]]) -> list[bool]:
+        """`fill` for each (key, value, ttl_ms) under the leases of `token`, in order, in one round trip."""
+        ...
+
     async def replace(self, key: str, identity: bytes, value: bytes, ttl_ms: int) -> bool:
         """Early refresh: store `value` only if the key still holds the entry we read (same kind and fill id)."""
         ...

@@ -279,16 +279,27 @@ class RecipeRepository(Generic[AnySession]):
         limit: int,
         parts: Set[str],
     ) -> list[RecipeRecord]:
-        """Newest first, keyset-paginated over (created_at, id): one statement on PostgreSQL, two on SQLite."""
+        """Whole records, newest first, keyset-paginated over (created_at, id): one statement on PostgreSQL, two on
+        SQLite (bench/pagination.py's keyset side; the API reads ids, `list_ids`, and documents from the cache)."""
         stmt = self._list_query(filters, viewer_id, self._documents_query(parts))
         if cursor is not None:
             stmt = stmt.where(tuple_(Recipe.created_at, Recipe.id) < tuple_(cursor.created_at, cursor.id))
         stmt = stmt.order_by(Recipe.created_at.desc(), Recipe.id.desc()).limit(limit)
         return await self._records(stmt, parts)
 
-    async def list_ids(self, filters: RecipeFilters, limit: int) -> list[tuple[uuid.UUID, datetime]]:
-        """The ids and creation times of a list's first `limit` public recipes, newest first (a cached page)."""
-        stmt = self._list_query(filters, None, cast("Select[Any]", select(Recipe.id, Recipe.created_at)))
+    async def list_ids(
+        self,
+        filters: RecipeFilters,
+        limit: int,
+        *,
+        viewer_id: uuid.UUID | None = None,
+        cursor: Cursor | None = None,
+    ) -> list[tuple[uuid.UUID, datetime]]:
+        """The ids and creation times of a page of a list as `viewer_id` sees it, newest first, keyset-paginated
+        over (created_at, id): the documents come from the recipe cache (RecipeService._cards)."""
+        stmt = self._list_query(filters, viewer_id, cast("Select[Any]", select(Recipe.id, Recipe.created_at)))
+        if cursor is not None:
+            stmt = stmt.where(tuple_(Recipe.created_at, Recipe.id) < tuple_(cursor.created_at, cursor.id))
         stmt = stmt.order_by(Recipe.created_at.desc(), Recipe.id.desc()).limit(limit)
         return [(row.id, row.created_at) for row in (await self.session.execute(stmt)).all()]
 

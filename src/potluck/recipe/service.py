@@ -78,10 +78,11 @@ class CachedRecipe:
         return doc
 
 
-def _card(document: dict[str, Any]) -> dict[str, Any]:
-    """A list card from a full document: the same fields without the heavy parts."""
+def _card(document: dict[str, Any], parts: Set[str]) -> dict[str, Any]:
+    """A list item from a full document: the same fields with only the heavy parts in `parts`."""
     for part in HEAVY_PARTS:
-        document.pop(part, None)
+        if part not in parts:
+            document.pop(part, None)
     return document
 
 
@@ -176,15 +177,44 @@ class RecipeService:
         cached = CachedRecipe(loaded.payload, RecipeMeta.unpack(loaded.meta))
         return cached if cached.meta.visible_to(viewer_id) else None
 
+    async def fill_missing(
+        self, recipe_ids: Sequence[uuid.UUID], viewer_id: uuid.UUID | None
+    ) -> dict[uuid.UUID, CachedRecipe | None]:
+        """`get` for many recipes `get_cached` did not find, together: their documents in one statement (from the
+        primary; a replica's read without a leader) and stored (`Cache.fill_many`). Every id is in the result: a
+        CachedRecipe when it exists and `viewer_id` may see it, else None."""
+        by_key = {recipe_key(recipe_id): recipe_id for recipe_id in recipe_ids}
+
+        async def load(keys: Sequence[str], primary: bool = True) -> dict[str, Loaded]:
+            return {recipe_key(i): loaded for i, loaded in (await self._load_many([by_key[k] for k in keys], primary))}
+
+        filled = await self.cache.fill_many(
+            RECIPE_DETAIL, list(by_key), load, unstored=functools.partial(load, primary=False)
+        )
+        found: dict[uuid.UUID, CachedRecipe | None] = {}
+        for key, loaded in filled.items():
+            cached = None if loaded.payload is None else CachedRecipe(loaded.payload, RecipeMeta.unpack(loaded.meta))
+            found[by_key[key]] = cached if cached is not None and cached.meta.visible_to(viewer_id) else None
+        return found
+
     async def _load(self, recipe_id: uuid.UUID, *, primary: bool = True) -> Loaded:
-        # Fills read the primary: a lagging replica could hand a fill the version a writer just replaced.
+        for _, loaded in await self._load_many([recipe_id], primary):
+            return loaded
+        return Loaded(None)
+
+    async def _load_many(self, recipe_ids: Sequence[uuid.UUID], primary: bool) -> list[tuple[uuid.UUID, Loaded]]:
+        """The cache entries of the recipes of `recipe_ids` that exist, in one statement.
+
+        Fills read the primary: a lagging replica could hand a fill the version a writer just replaced."""
         async with self.database.read_session(primary=primary) as session:
-            records = await RecipeRepository(session).documents([recipe_id], HEAVY_PARTS)
-        if not records:
-            return Loaded(None)
-        row = records[0].row
-        doc = build_document(records[0], HEAVY_PARTS, self.media_base_url)
-        return Loaded(orjson.dumps(doc), RecipeMeta(row.is_public, row.author_id, row.version).pack())
+            records = await RecipeRepository(session).documents(recipe_ids, HEAVY_PARTS)
+        entries = []
+        for record in records:
+            row = record.row
+            doc = build_document(record, HEAVY_PARTS, self.media_base_url)
+            meta = RecipeMeta(row.is_public, row.author_id, row.version).pack()
+            entries.append((row.id, Loaded(orjson.dumps(doc), meta)))
+        return entries
 
     def _invalidate(
         self,
@@ -224,26 +254,39 @@ class RecipeService:
         *,
         min_lsn: ConsistencyToken | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """A page of cards (with `parts`), newest first. A read session (a replica that has replayed `min_lsn`)
-        is opened only when the page is not served from the cache whole."""
+        """A page of cards (with `parts`), newest first: its ids (a first page without `parts` from the list cache,
+        else one keyset statement on a replica that has replayed `min_lsn`), each document through the recipe cache
+        (`_cards`). No read session is opened for a page served from the cache whole."""
         if cursor is None and not parts:
-            cached = await self._cached_first_page(filters, limit, viewer_id, min_lsn)
+            cached = await self._cached_first_page(filters, limit, viewer_id)
             if cached is not None:
                 return cached
         async with self.database.read_session(min_lsn=min_lsn) as session:
-            rows = await RecipeRepository(session).list_page(filters, viewer_id, cursor, limit + 1, parts)
+            rows = await RecipeRepository(session).list_ids(filters, limit + 1, viewer_id=viewer_id, cursor=cursor)
         page = rows[:limit]
-        next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if len(rows) > limit and page else None
-        return [build_document(r, parts, self.media_base_url) for r in page], next_cursor
+        next_cursor = encode_cursor(page[-1][1], page[-1][0]) if len(rows) > limit and page else None
+        return await self._cards([recipe_id for recipe_id, _ in page], viewer_id, parts), next_cursor
+
+    async def _cards(
+        self, ids: Sequence[uuid.UUID], viewer_id: uuid.UUID | None, parts: Set[str]
+    ) -> list[dict[str, Any]]:
+        """The documents of `ids` with the heavy parts in `parts`, in order, from recipe:{id} (one multi-get,
+        visibility checked per item for `viewer_id`); the ones neither tier holds in one statement, stored there
+        (`fill_missing`: the next page that shows them reads them from the cache). A recipe gone or no longer
+        visible since its id was read is skipped (the page is shorter; its cursor still follows the last id)."""
+        found = await self.get_cached(ids, viewer_id)
+        if missing := [recipe_id for recipe_id in ids if recipe_id not in found]:
+            found.update(await self.fill_missing(missing, viewer_id))
+        return [_card(hit.document(), parts) for recipe_id in ids if (hit := found.get(recipe_id)) is not None]
 
     async def _cached_first_page(
-        self, filters: RecipeFilters, limit: int, viewer_id: uuid.UUID | None, min_lsn: ConsistencyToken | None
+        self, filters: RecipeFilters, limit: int, viewer_id: uuid.UUID | None
     ) -> tuple[list[dict[str, Any]], str | None] | None:
         """A first page of cards as anyone sees it: its ids from the list cache (under `gen:lists`), each document
-        from recipe:{id} (one multi-get, visibility checked per item), the ones neither tier holds in one statement.
-        A signed-in viewer gets it when they have no private recipe (their page is then the public one; whether
-        they have one is cached under the same generation, which every visibility change bumps). None when the
-        generation cannot be read (Redis down) or the viewer's page is their own: the caller queries the page."""
+        from recipe:{id} (`_cards`, visibility checked per item as for an anonymous viewer). A signed-in viewer
+        gets it when they have no private recipe (their page is then the public one; whether they have one is
+        cached under the same generation, which every visibility change bumps). None when the generation cannot be
+        read (Redis down) or the viewer's page is their own: the caller queries the page."""
         generation = await self.cache.generation(LISTS_GENERATION_KEY)
         if generation is None:
             return None
@@ -258,20 +301,8 @@ class RecipeService:
         if loaded.payload is None:
             return None
         data = orjson.loads(loaded.payload)
-        ids = [uuid.UUID(hex=i) for i in data["ids"]]
-        found: dict[uuid.UUID, dict[str, Any]] = {}
-        for recipe_id, hit in (await self.get_cached(ids, None)).items():
-            if hit is not None:
-                found[recipe_id] = _card(hit.document())
-        missing = [i for i in ids if i not in found]
-        if missing:
-            async with self.database.read_session(min_lsn=min_lsn) as session:
-                records = await RecipeRepository(session).documents(missing, frozenset())
-            for record in records:
-                if record.row.is_public:
-                    found[record.row.id] = build_document(record, frozenset(), self.media_base_url)
         # Gone or private since the page was cached: skipped (the writes that do that also bump the generation).
-        return [found[i] for i in ids if i in found], data["next"]
+        return await self._cards([uuid.UUID(hex=i) for i in data["ids"]], None, frozenset()), data["next"]
 
     async def has_private_recipes(self, viewer_id: uuid.UUID, family: Family, key: str) -> bool:
         """Whether `viewer_id` has a private recipe (so their lists and searches differ from the public ones),

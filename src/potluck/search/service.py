@@ -19,7 +19,6 @@ Fills read the primary: a lagging replica could store a pre-write page under the
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import uuid
 from collections.abc import Sequence
@@ -33,16 +32,13 @@ from potluck.cache.families import SEARCH_RESULTS
 from potluck.cache.keys import SEARCH_GENERATION_KEY, search_key
 from potluck.db.consistency import ConsistencyToken
 from potluck.db.engine import Database
-from potluck.errors import NotFoundError
-from potluck.recipe.service import CachedRecipe, RecipeService
+from potluck.recipe.service import RecipeService
 from potluck.search.analytics import QueryCount, SearchAnalytics
 from potluck.search.query import SearchQuery, next_cursor
 from potluck.search.repository import SearchRepository
 
 logger = logging.getLogger("potluck.search")
 
-# Recipe documents fetched at once while hydrating a page (each may be a cache miss that loads from the primary).
-HYDRATE_CONCURRENCY = 8
 TRENDING_QUERIES_WINDOW_HOURS = 24
 
 
@@ -77,34 +73,22 @@ async def hydrate(
     viewer_id: uuid.UUID | None,
     *,
     limit: int | None = None,
-    concurrency: int = HYDRATE_CONCURRENCY,
 ) -> list[dict[str, Any]]:
     """Full documents for `ids`, in order, through the recipe cache; ids that are gone or invisible are skipped.
 
-    With `limit`, stops once that many documents are found (later ids stand in for skipped ones).
+    Whatever either cache tier holds comes from one multi-get; the rest from one statement, stored in the cache
+    (`RecipeService.fill_missing`). With `limit`, stops once that many documents are found (later ids stand in
+    for skipped ones, a statement per round of them).
     """
     wanted = len(ids) if limit is None else min(limit, len(ids))
-    semaphore = asyncio.Semaphore(concurrency)
-    # Whatever either cache tier holds, in one multi-get; only the rest is read (and filled) one by one.
     cached = await recipes.get_cached(ids, viewer_id)
-
-    async def load(recipe_id: uuid.UUID) -> CachedRecipe | None:
-        async with semaphore:
-            try:
-                return await recipes.get(recipe_id, viewer_id)
-            except NotFoundError:
-                return None
-
     found: list[dict[str, Any]] = []
     start = 0
     while len(found) < wanted and start < len(ids):
         chunk = ids[start : start + wanted - len(found)]
         start += len(chunk)
-        # Tasks only for what neither tier held (a warm page starts none: ~20 task switches saved).
         if missing := [recipe_id for recipe_id in chunk if recipe_id not in cached]:
-            async with asyncio.TaskGroup() as group:
-                tasks = {recipe_id: group.create_task(load(recipe_id)) for recipe_id in missing}
-            cached.update({recipe_id: task.result() for recipe_id, task in tasks.items()})
+            cached.update(await recipes.fill_missing(missing, viewer_id))
         found.extend(hit.document() for recipe_id in chunk if (hit := cached[recipe_id]) is not None)
     return found
 
