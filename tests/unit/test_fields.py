@@ -1,8 +1,9 @@
 from __future__ import annotations
 
+import orjson
 import pytest
 
-from potluck.kit.fields import FieldSelectionError, Shape, parse_selection, project
+from potluck.kit.fields import FieldSelectionError, Projections, Shape, parse_selection, project
 
 SHAPE = Shape(
     light=frozenset({"id", "title", "rating", "image_url", "author"}),
@@ -81,3 +82,41 @@ def test_empty_fields_is_an_error(fields: str) -> None:
     with pytest.raises(FieldSelectionError) as caught:
         parse_selection(fields, None, SHAPE)
     assert caught.value.name == "fields"
+
+
+# --- Projections: a stored document's projection as JSON, kept per (bytes, selection) ---------------------------
+
+
+@pytest.mark.parametrize(("fields", "include"), [(None, None), (None, "steps"), ("id,author.username", None)])
+def test_projections_are_the_projection_serialized(fields: str | None, include: str | None) -> None:
+    sel = parse_selection(fields, include, SHAPE)
+    stored = orjson.dumps(DOC)
+    page = orjson.dumps({"items": Projections(SHAPE).items([stored, stored], sel)})
+    assert orjson.loads(page) == {"items": [project(DOC, sel, SHAPE)] * 2}
+
+
+def test_a_document_is_projected_once_per_selection_and_the_memo_is_bounded() -> None:
+    projections = Projections(SHAPE, entries=2)
+    cards, slim = parse_selection(None, None, SHAPE), parse_selection("id", None, SHAPE)
+    first, second = orjson.dumps(DOC), orjson.dumps({**DOC, "title": "Stew"})
+    projections.items(
+        [first, first, bytes(bytearray(first))], cards
+    )  # equal bytes, another object: still one projection
+    assert projections.projected == 1
+    projections.items([first], slim)  # another selection of the same document
+    assert projections.projected == 2
+    [stew] = projections.items([second], cards)  # changed bytes: projected anew, never the old card
+    assert orjson.loads(orjson.dumps(stew))["title"] == "Stew"
+    assert projections.projected == 3
+    projections.items([first], cards)  # the oldest of three entries was dropped (entries=2)
+    assert projections.projected == 4
+
+
+def test_the_memo_is_bounded_by_bytes() -> None:
+    stored = orjson.dumps(DOC)
+    projections = Projections(SHAPE, max_bytes=len(stored) * 2)
+    cards = parse_selection(None, None, SHAPE)
+    variants = [orjson.dumps({**DOC, "id": i}) for i in range(4)]
+    projections.items(variants, cards)
+    projections.items(variants[:1], cards)  # pushed out by the later ones: projected again
+    assert projections.projected == 5

@@ -9,7 +9,7 @@ from potluck.config import EdgeSettings
 
 RECIPE = uuid.UUID(int=1)
 AUTHOR = uuid.UUID(int=2)
-DOCS = [{"id": RECIPE, "author": {"id": AUTHOR}}]
+DOCS = [(RECIPE, AUTHOR)]
 
 
 def test_no_edge_nodes_no_header_on_any_kind_of_response() -> None:

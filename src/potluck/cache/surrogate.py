@@ -14,8 +14,7 @@ it would tell every client the cache's internal key names for nothing (`Surrogat
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Iterable
 
 from potluck.cache.keys import SEARCH_GENERATION_KEY, recipe_key, trending_key, user_key
 from potluck.config import EdgeSettings
@@ -25,14 +24,16 @@ DEFAULT_HEADER = "Surrogate-Key"
 RECIPE_LIST_KEY = "list:recipes"
 
 
-def page_keys(own_key: str, docs: Iterable[Mapping[str, Any]]) -> list[str]:
+# A recipe on a page: its id and its author's.
+Owned = tuple[uuid.UUID | str, uuid.UUID | str]
+
+
+def page_keys(own_key: str, items: Iterable[Owned]) -> list[str]:
     """The list's own key, then each recipe on the page and its author (embedded), without repeats."""
     keys = {own_key: None}
-    for doc in docs:
-        keys[recipe_key(doc["id"])] = None
-        author = doc.get("author")
-        if author is not None:
-            keys[user_key(author["id"])] = None
+    for recipe_id, author_id in items:
+        keys[recipe_key(recipe_id)] = None
+        keys[user_key(author_id)] = None
     return list(keys)
 
 
@@ -56,14 +57,18 @@ class SurrogateKeys:
     def recipe(self, recipe_id: uuid.UUID | str, author_id: uuid.UUID | str) -> dict[str, str]:
         return self.headers((recipe_key(recipe_id), user_key(author_id)))
 
-    def recipe_list(self, docs: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-        return self.headers(page_keys(RECIPE_LIST_KEY, docs))
+    def _page(self, own_key: str, items: Iterable[Owned]) -> dict[str, str]:
+        # Without an edge, not even built: a page's 40 keys cost more than the rest of its headers.
+        return self.headers(page_keys(own_key, items)) if self.enabled else {}
 
-    def search(self, docs: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-        return self.headers(page_keys(SEARCH_GENERATION_KEY, docs))
+    def recipe_list(self, items: Iterable[Owned]) -> dict[str, str]:
+        return self._page(RECIPE_LIST_KEY, items)
 
-    def trending(self, period: str, docs: Iterable[Mapping[str, Any]]) -> dict[str, str]:
-        return self.headers(page_keys(trending_key(period), docs))
+    def search(self, items: Iterable[Owned]) -> dict[str, str]:
+        return self._page(SEARCH_GENERATION_KEY, items)
+
+    def trending(self, period: str, items: Iterable[Owned]) -> dict[str, str]:
+        return self._page(trending_key(period), items)
 
     def profile(self, user_id: uuid.UUID | str) -> dict[str, str]:
         return self.headers((user_key(user_id),))

@@ -1,12 +1,18 @@
-"""HTTP caching headers for recipe reads, shared by the route and the first-tier fast path."""
+"""HTTP caching headers for recipe reads, shared by the route and the first-tier fast path; the items of every
+page of recipes (lists, search, trending, recommendations), spliced from the cached documents' bytes."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 
+import orjson
+
+from potluck.cache.surrogate import Owned
 from potluck.kit.etag import make_etag
-from potluck.kit.fields import parse_selection
+from potluck.kit.fields import Projections, Selection, parse_selection
 from potluck.recipe.schemas import HEAVY_PARTS, RECIPE_SHAPE
+from potluck.recipe.service import CachedRecipe
 
 # Anonymous reads of public data may sit in shared caches (CDN, nginx); anything that depends on the caller may not.
 PUBLIC_CACHE = "public, max-age=60, s-maxage=300, stale-while-revalidate=60"
@@ -26,3 +32,17 @@ def full_document_etag(recipe_id: uuid.UUID | str, version: int) -> str:
 
 def read_headers(etag: str, *, viewer: uuid.UUID | None, is_public: bool) -> dict[str, str]:
     return {"ETag": etag, "Cache-Control": cache_control(viewer, is_public), "Vary": "Authorization"}
+
+
+# Per process: a recipe's projection is computed once per document version and selection, not per page.
+PROJECTIONS = Projections(RECIPE_SHAPE)
+
+
+def page_items(recipes: Sequence[CachedRecipe], selection: Selection) -> list[orjson.Fragment]:
+    """A page's items: each cached document cut to `selection` (a card without `fields`/`include`), as JSON."""
+    return PROJECTIONS.items([recipe.payload for recipe in recipes], selection)
+
+
+def owners(recipes: Sequence[CachedRecipe]) -> list[Owned]:
+    """Each recipe of a page and its author: the page's surrogate keys (cache/surrogate.py)."""
+    return [(recipe.recipe_id, recipe.meta.author_id) for recipe in recipes]

@@ -296,7 +296,7 @@ class RecipeRepository(Generic[AnySession]):
         cursor: Cursor | None = None,
     ) -> list[tuple[uuid.UUID, datetime]]:
         """The ids and creation times of a page of a list as `viewer_id` sees it, newest first, keyset-paginated
-        over (created_at, id): the documents come from the recipe cache (RecipeService._cards)."""
+        over (created_at, id): the documents come from the recipe cache (RecipeService.visible)."""
         stmt = self._list_query(filters, viewer_id, cast("Select[Any]", select(Recipe.id, Recipe.created_at)))
         if cursor is not None:
             stmt = stmt.where(tuple_(Recipe.created_at, Recipe.id) < tuple_(cursor.created_at, cursor.id))

@@ -21,7 +21,15 @@ from potluck.recipe.dependencies import (
     ViewCounterDep,
     VisibleRecipeForWrite,
 )
-from potluck.recipe.http import FULL_DOCUMENT, PRIVATE_CACHE, PUBLIC_LIST_CACHE, cache_control, read_headers
+from potluck.recipe.http import (
+    FULL_DOCUMENT,
+    PRIVATE_CACHE,
+    PUBLIC_LIST_CACHE,
+    cache_control,
+    owners,
+    page_items,
+    read_headers,
+)
 from potluck.recipe.schemas import (
     HEAVY_PARTS,
     RECIPE_SHAPE,
@@ -74,15 +82,14 @@ async def list_recipes(
 ) -> Response:
     """Recipes newest first, filtered, cursor-paginated. Private recipes appear only to their author."""
     filters = RecipeFilters(author=author, cuisine=cuisine, tag=tag, max_total_minutes=max_total_minutes)
-    docs, next_cursor = await recipes.list_page(
+    found, next_cursor = await recipes.list_page(
         filters, viewer, page.cursor, page.limit, selection.include, min_lsn=position
     )
-    items = [project(d, selection, RECIPE_SHAPE) for d in docs]
     headers = {"Cache-Control": cache_control(viewer, True, PUBLIC_LIST_CACHE), "Vary": "Authorization"}
     if viewer is None:
-        headers.update(edge.recipe_list(docs))
+        headers.update(edge.recipe_list(owners(found)))
     headers.update(next_link(request, next_cursor))
-    return json_response({"items": items, "next_cursor": next_cursor}, headers=headers)
+    return json_response({"items": page_items(found, selection), "next_cursor": next_cursor}, headers=headers)
 
 
 @router.get("/{recipe_id}", response_model=RecipeRead, responses={304: {"description": "Not Modified"}})

@@ -72,18 +72,19 @@ class CachedRecipe:
 
     payload: bytes
     meta: RecipeMeta
+    recipe_id: uuid.UUID
 
     def document(self) -> dict[str, Any]:
         doc: dict[str, Any] = orjson.loads(self.payload)
         return doc
 
-
-def _card(document: dict[str, Any], parts: Set[str]) -> dict[str, Any]:
-    """A list item from a full document: the same fields with only the heavy parts in `parts`."""
-    for part in HEAVY_PARTS:
-        if part not in parts:
-            document.pop(part, None)
-    return document
+    @classmethod
+    def visible(cls, recipe_id: uuid.UUID, loaded: Loaded, viewer_id: uuid.UUID | None) -> CachedRecipe | None:
+        """The recipe a cache entry holds, if it exists and `viewer_id` may see it."""
+        if loaded.payload is None:
+            return None
+        cached = cls(loaded.payload, RecipeMeta.unpack(loaded.meta), recipe_id)
+        return cached if cached.meta.visible_to(viewer_id) else None
 
 
 class RecipeService:
@@ -149,10 +150,8 @@ class RecipeService:
             lambda: self._load(recipe_id),
             unstored=lambda: self._load(recipe_id, primary=False),
         )
-        if loaded.payload is None:
-            raise NotFoundError("no such recipe")
-        cached = CachedRecipe(loaded.payload, RecipeMeta.unpack(loaded.meta))
-        if not cached.meta.visible_to(viewer_id):
+        cached = CachedRecipe.visible(recipe_id, loaded, viewer_id)
+        if cached is None:
             raise NotFoundError("no such recipe")
         return cached
 
@@ -164,18 +163,14 @@ class RecipeService:
         keys = {recipe_key(recipe_id): recipe_id for recipe_id in recipe_ids}
         found: dict[uuid.UUID, CachedRecipe | None] = {}
         for key, loaded in (await self.cache.get_many(RECIPE_DETAIL, list(keys))).items():
-            cached = None if loaded.payload is None else CachedRecipe(loaded.payload, RecipeMeta.unpack(loaded.meta))
-            found[keys[key]] = cached if cached is not None and cached.meta.visible_to(viewer_id) else None
+            found[keys[key]] = CachedRecipe.visible(keys[key], loaded, viewer_id)
         return found
 
     async def get_hit(self, recipe_id: uuid.UUID, viewer_id: uuid.UUID | None) -> CachedRecipe | None:
         """The recipe if either cache tier holds it and `viewer_id` may see it; None otherwise (ask `get`, which
         loads a miss and answers 404 for what this viewer may not see). At most one store GET, never a lease."""
         loaded = await self.cache.get_hit(RECIPE_DETAIL, recipe_key(recipe_id), lambda: self._load(recipe_id))
-        if loaded is None or loaded.payload is None:
-            return None
-        cached = CachedRecipe(loaded.payload, RecipeMeta.unpack(loaded.meta))
-        return cached if cached.meta.visible_to(viewer_id) else None
+        return None if loaded is None else CachedRecipe.visible(recipe_id, loaded, viewer_id)
 
     async def fill_missing(
         self, recipe_ids: Sequence[uuid.UUID], viewer_id: uuid.UUID | None
@@ -191,11 +186,7 @@ class RecipeService:
         filled = await self.cache.fill_many(
             RECIPE_DETAIL, list(by_key), load, unstored=functools.partial(load, primary=False)
         )
-        found: dict[uuid.UUID, CachedRecipe | None] = {}
-        for key, loaded in filled.items():
-            cached = None if loaded.payload is None else CachedRecipe(loaded.payload, RecipeMeta.unpack(loaded.meta))
-            found[by_key[key]] = cached if cached is not None and cached.meta.visible_to(viewer_id) else None
-        return found
+        return {by_key[key]: CachedRecipe.visible(by_key[key], loaded, viewer_id) for key, loaded in filled.items()}
 
     async def _load(self, recipe_id: uuid.UUID, *, primary: bool = True) -> Loaded:
         for _, loaded in await self._load_many([recipe_id], primary):
@@ -253,10 +244,11 @@ class RecipeService:
         parts: Set[str],
         *,
         min_lsn: ConsistencyToken | None = None,
-    ) -> tuple[list[dict[str, Any]], str | None]:
-        """A page of cards (with `parts`), newest first: its ids (a first page without `parts` from the list cache,
-        else one keyset statement on a replica that has replayed `min_lsn`), each document through the recipe cache
-        (`_cards`). No read session is opened for a page served from the cache whole."""
+    ) -> tuple[list[CachedRecipe], str | None]:
+        """A page of recipes (the route projects them: cards, `parts`, `fields`), newest first: its ids (a first
+        page without `parts` from the list cache, else one keyset statement on a replica that has replayed
+        `min_lsn`), each recipe through the recipe cache (`visible`). No read session is opened for a page served
+        from the cache whole."""
         if cursor is None and not parts:
             cached = await self._cached_first_page(filters, limit, viewer_id)
             if cached is not None:
@@ -265,25 +257,23 @@ class RecipeService:
             rows = await RecipeRepository(session).list_ids(filters, limit + 1, viewer_id=viewer_id, cursor=cursor)
         page = rows[:limit]
         next_cursor = encode_cursor(page[-1][1], page[-1][0]) if len(rows) > limit and page else None
-        return await self._cards([recipe_id for recipe_id, _ in page], viewer_id, parts), next_cursor
+        return await self.visible([recipe_id for recipe_id, _ in page], viewer_id), next_cursor
 
-    async def _cards(
-        self, ids: Sequence[uuid.UUID], viewer_id: uuid.UUID | None, parts: Set[str]
-    ) -> list[dict[str, Any]]:
-        """The documents of `ids` with the heavy parts in `parts`, in order, from recipe:{id} (one multi-get,
-        visibility checked per item for `viewer_id`); the ones neither tier holds in one statement, stored there
-        (`fill_missing`: the next page that shows them reads them from the cache). A recipe gone or no longer
-        visible since its id was read is skipped (the page is shorter; its cursor still follows the last id)."""
+    async def visible(self, ids: Sequence[uuid.UUID], viewer_id: uuid.UUID | None) -> list[CachedRecipe]:
+        """The recipes of `ids` that `viewer_id` may see, in order, from recipe:{id} (one multi-get, visibility
+        checked per item); the ones neither tier holds in one statement, stored there (`fill_missing`: the next
+        page that shows them reads them from the cache). A recipe gone or no longer visible since its id was read
+        is skipped (a page is then shorter; its cursor still follows the last id)."""
         found = await self.get_cached(ids, viewer_id)
         if missing := [recipe_id for recipe_id in ids if recipe_id not in found]:
             found.update(await self.fill_missing(missing, viewer_id))
-        return [_card(hit.document(), parts) for recipe_id in ids if (hit := found.get(recipe_id)) is not None]
+        return [hit for recipe_id in ids if (hit := found.get(recipe_id)) is not None]
 
     async def _cached_first_page(
         self, filters: RecipeFilters, limit: int, viewer_id: uuid.UUID | None
-    ) -> tuple[list[dict[str, Any]], str | None] | None:
-        """A first page of cards as anyone sees it: its ids from the list cache (under `gen:lists`), each document
-        from recipe:{id} (`_cards`, visibility checked per item as for an anonymous viewer). A signed-in viewer
+    ) -> tuple[list[CachedRecipe], str | None] | None:
+        """A first page of recipes as anyone sees it: its ids from the list cache (under `gen:lists`), each one
+        from recipe:{id} (`visible`, checked per item as for an anonymous viewer). A signed-in viewer
         gets it when they have no private recipe (their page is then the public one; whether they have one is
         cached under the same generation, which every visibility change bumps). None when the generation cannot be
         read (Redis down) or the viewer's page is their own: the caller queries the page."""
@@ -302,7 +292,7 @@ class RecipeService:
             return None
         data = orjson.loads(loaded.payload)
         # Gone or private since the page was cached: skipped (the writes that do that also bump the generation).
-        return await self._cards([uuid.UUID(hex=i) for i in data["ids"]], None, frozenset()), data["next"]
+        return await self.visible([uuid.UUID(hex=i) for i in data["ids"]], None), data["next"]
 
     async def has_private_recipes(self, viewer_id: uuid.UUID, family: Family, key: str) -> bool:
         """Whether `viewer_id` has a private recipe (so their lists and searches differ from the public ones),

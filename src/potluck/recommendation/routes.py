@@ -9,10 +9,10 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
 from potluck.db.dependencies import MinLsn
-from potluck.kit.fields import project
 from potluck.kit.responses import json_response
 from potluck.recipe.dependencies import ListSelection
-from potluck.recipe.schemas import RECIPE_SHAPE, RecipeRead
+from potluck.recipe.http import page_items
+from potluck.recipe.schemas import RecipeRead
 from potluck.recommendation.dependencies import RecommendationServiceDep
 from potluck.recommendation.service import TOP_N
 from potluck.user.dependencies import CurrentUserId
@@ -42,7 +42,7 @@ async def recommendations(
 
     Never the caller's own recipes, nor ones they favorited or rated. Recomputed at most every 30 minutes."""
     docs = await service.for_user(viewer, limit, min_lsn=min_lsn)
-    body = {"items": [project(d, selection, RECIPE_SHAPE) for d in docs]}
+    body = {"items": page_items(docs, selection)}
     return json_response(body, headers={"Cache-Control": RECOMMENDATIONS_CACHE, "Vary": "Authorization"})
 
 
@@ -59,5 +59,5 @@ async def similar_recipes(
     newer than the last nightly training)."""
     await service.recipes.get(recipe_id, None)  # 404 for a missing or private recipe, as GET /recipes/{id}
     docs = await service.similar(recipe_id, limit) or []
-    body = {"items": [project(d, selection, RECIPE_SHAPE) for d in docs]}
+    body = {"items": page_items(docs, selection)}
     return json_response(body, headers={"Cache-Control": SIMILAR_CACHE})

@@ -30,7 +30,6 @@ import asyncio
 import time
 import uuid
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
@@ -39,7 +38,7 @@ from potluck.cache.families import RECOMMENDATIONS
 from potluck.cache.keys import recommend_key
 from potluck.db.consistency import ConsistencyToken
 from potluck.db.engine import Database
-from potluck.recipe.service import RecipeService
+from potluck.recipe.service import CachedRecipe, RecipeService
 from potluck.recommendation.artefact import ArtefactStore, ModelHolder, new_version, publish
 from potluck.recommendation.model import DEFAULT_PARAMS, Params, build_artefact, dumps
 from potluck.recommendation.repository import RecommendationRepository, TrainingRepository
@@ -64,7 +63,7 @@ class RecommendationService:
 
     async def for_user(
         self, user_id: uuid.UUID, limit: int, *, min_lsn: ConsistencyToken | None = None
-    ) -> list[dict[str, Any]]:
+    ) -> list[CachedRecipe]:
         """The `limit` best recommendations for `user_id`, best first, as full (public) recipe documents."""
         if self.models is not None:
             await self.models.refresh()
@@ -104,7 +103,7 @@ class RecommendationService:
             return await asyncio.to_thread(served.recommend, user_id, likes, seen, TOP_N, tastes)
         return rank(candidates, profile, user_id, TOP_N)
 
-    async def similar(self, recipe_id: uuid.UUID, limit: int) -> list[dict[str, Any]] | None:
+    async def similar(self, recipe_id: uuid.UUID, limit: int) -> list[CachedRecipe] | None:
         """Public recipes like `recipe_id`, best first; None when no model knows it (new, private or no model)."""
         if self.models is not None:
             await self.models.refresh()

@@ -9,12 +9,11 @@ from fastapi import APIRouter, Query, Request, Response
 from potluck.cache.dependencies import SurrogateKeysDep
 from potluck.db.dependencies import MinLsn
 from potluck.errors import BadRequestError
-from potluck.kit.fields import project
 from potluck.kit.inputs import SafeStr
 from potluck.kit.links import next_link
 from potluck.kit.responses import json_response
 from potluck.recipe.dependencies import ListSelection
-from potluck.recipe.schemas import RECIPE_SHAPE
+from potluck.recipe.http import owners, page_items
 from potluck.search.dependencies import SearchServiceDep
 from potluck.search.query import MAX_CURSOR_LENGTH, MAX_LIMIT, MAX_QUERY_LENGTH, SearchQueryError, normalise
 from potluck.search.schemas import SearchPage, TrendingQueries
@@ -77,13 +76,13 @@ async def search_recipes(
         raise BadRequestError(str(exc), extra={"param": exc.param}) from exc
     result = await service.search(query, viewer, min_lsn=min_lsn)
     body = {
-        "items": [project(doc, selection, RECIPE_SHAPE) for doc in result.items],
+        "items": page_items(result.items, selection),
         "next_cursor": result.next_cursor,
         "mode": "fuzzy" if result.fuzzy else "exact",
     }
     headers = {"Cache-Control": PUBLIC_SEARCH_CACHE if viewer is None else PRIVATE_CACHE, "Vary": "Authorization"}
     if viewer is None:
-        headers.update(edge.search(result.items))
+        headers.update(edge.search(owners(result.items)))
     headers.update(next_link(request, result.next_cursor))
     return json_response(body, headers=headers)
 

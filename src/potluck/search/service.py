@@ -23,7 +23,6 @@ import logging
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
@@ -32,7 +31,7 @@ from potluck.cache.families import SEARCH_RESULTS
 from potluck.cache.keys import SEARCH_GENERATION_KEY, search_key
 from potluck.db.consistency import ConsistencyToken
 from potluck.db.engine import Database
-from potluck.recipe.service import RecipeService
+from potluck.recipe.service import CachedRecipe, RecipeService
 from potluck.search.analytics import QueryCount, SearchAnalytics
 from potluck.search.query import SearchQuery, next_cursor
 from potluck.search.repository import SearchRepository
@@ -61,7 +60,7 @@ class SearchPage:
 
 @dataclass(frozen=True, slots=True)
 class SearchResult:
-    items: list[dict[str, Any]]
+    items: list[CachedRecipe]
     next_cursor: str | None
     # True when the exact query found nothing and these are the typo-tolerant fallback's matches.
     fuzzy: bool
@@ -73,23 +72,20 @@ async def hydrate(
     viewer_id: uuid.UUID | None,
     *,
     limit: int | None = None,
-) -> list[dict[str, Any]]:
-    """Full documents for `ids`, in order, through the recipe cache; ids that are gone or invisible are skipped.
+) -> list[CachedRecipe]:
+    """The recipes of `ids`, in order, through the recipe cache (`RecipeService.visible`: one multi-get, the misses
+    in one statement, stored); ids that are gone or invisible are skipped.
 
-    Whatever either cache tier holds comes from one multi-get; the rest from one statement, stored in the cache
-    (`RecipeService.fill_missing`). With `limit`, stops once that many documents are found (later ids stand in
-    for skipped ones, a statement per round of them).
+    With `limit`, only the first `limit` ids are read, then as many later ones as were skipped, and so on: a
+    trending list of 100 ids served 20 at a time reads 20 (it read all 100 before).
     """
     wanted = len(ids) if limit is None else min(limit, len(ids))
-    cached = await recipes.get_cached(ids, viewer_id)
-    found: list[dict[str, Any]] = []
+    found: list[CachedRecipe] = []
     start = 0
     while len(found) < wanted and start < len(ids):
         chunk = ids[start : start + wanted - len(found)]
         start += len(chunk)
-        if missing := [recipe_id for recipe_id in chunk if recipe_id not in cached]:
-            cached.update(await recipes.fill_missing(missing, viewer_id))
-        found.extend(hit.document() for recipe_id in chunk if (hit := cached[recipe_id]) is not None)
+        found.extend(await recipes.visible(chunk, viewer_id))
     return found
 
 

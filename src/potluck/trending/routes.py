@@ -8,10 +8,10 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 
 from potluck.cache.dependencies import SurrogateKeysDep
-from potluck.kit.fields import project
 from potluck.kit.responses import json_response
 from potluck.recipe.dependencies import ListSelection
-from potluck.recipe.schemas import RECIPE_SHAPE, RecipeRead
+from potluck.recipe.http import owners, page_items
+from potluck.recipe.schemas import RecipeRead
 from potluck.trending.dependencies import TrendingServiceDep
 from potluck.trending.scoring import Period
 from potluck.trending.service import TOP_N
@@ -36,6 +36,6 @@ async def trending_recipes(
     limit: Annotated[int, Query(ge=1, le=TOP_N)] = 20,
 ) -> Response:
     """Recipes scored by recent favorites and ratings and by views decayed with age (see docs/search.md)."""
-    docs = await service.top(period, limit)
-    body = {"period": period.value, "items": [project(d, selection, RECIPE_SHAPE) for d in docs]}
-    return json_response(body, headers={"Cache-Control": TRENDING_CACHE, **edge.trending(period.value, docs)})
+    found = await service.top(period, limit)
+    body = {"period": period.value, "items": page_items(found, selection)}
+    return json_response(body, headers={"Cache-Control": TRENDING_CACHE, **edge.trending(period.value, owners(found))})

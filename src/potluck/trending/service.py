@@ -16,7 +16,6 @@ import uuid
 from collections.abc import Callable
 from datetime import datetime
 from functools import partial
-from typing import Any
 
 import orjson
 
@@ -25,7 +24,7 @@ from potluck.cache.families import TRENDING
 from potluck.cache.keys import trending_key
 from potluck.db.base import utcnow
 from potluck.db.engine import Database
-from potluck.recipe.service import RecipeService
+from potluck.recipe.service import CachedRecipe, RecipeService
 from potluck.search.service import hydrate
 from potluck.trending.repository import TrendingRepository
 from potluck.trending.scoring import PERIODS, Period, rank
@@ -43,8 +42,8 @@ class TrendingService:
         self.recipes = recipes
         self.clock = clock
 
-    async def top(self, period: Period, limit: int) -> list[dict[str, Any]]:
-        """The `limit` most trending public recipes of `period`, best first, as full documents."""
+    async def top(self, period: Period, limit: int) -> list[CachedRecipe]:
+        """The `limit` most trending public recipes of `period`, best first."""
         return await hydrate(self.recipes, await self.ids(period), None, limit=limit)
 
     async def ids(self, period: Period) -> list[uuid.UUID]:
