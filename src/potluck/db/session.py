@@ -7,9 +7,10 @@ checker checks the routing. At run time a read session also refuses to flush cha
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from sqlalchemy import Executable, Row
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
@@ -31,6 +32,15 @@ class ReadSession(AsyncSession):
     """May be bound to a replica; refuses to flush changes."""
 
     sync_session_class: type[Session] = _ReadOnlySyncSession
+
+    async def rows(self, statement: Executable, params: dict[str, Any] | None = None) -> Sequence[Row[Any]]:
+        """The rows of a column select, executed as Core on this session's connection: none of the ORM's execution
+        and loading machinery (a third of an uncached read's CPU; ~2% of the mix's, list ids and searches).
+        Pending changes are flushed first, as the session's own execute would (autoflush)."""
+        if self.new or self.dirty or self.deleted:
+            await self.flush()
+        connection = await self.connection()
+        return (await connection.execute(statement, params)).all()
 
 
 class WriteSession(ReadSession):

@@ -202,20 +202,10 @@ class RecipeRepository(Generic[AnySession]):
     def _aggregates(self) -> bool:
         return self.session.get_bind().dialect.name == "postgresql"
 
-    async def _rows(self, stmt: Select[Any], params: dict[str, Any] | None = None) -> Sequence[Any]:
-        """The rows of a column select, executed on the session's connection as Core: a Row per result, none of the
-        ORM's execution and loading machinery (about a third of an uncached read's database CPU). Pending changes
-        are flushed first, as the session's own execute would (autoflush)."""
-        if self.session.new or self.session.dirty or self.session.deleted:
-            await self.session.flush()
-        connection = await self.session.connection()
-        rows: Sequence[Any] = (await connection.execute(stmt, params)).all()
-        return rows
-
     async def _records(
         self, stmt: Select[Any], parts: Set[str], params: dict[str, Any] | None = None
     ) -> list[RecipeRecord]:
-        rows = await self._rows(stmt, params)
+        rows = await self.session.rows(stmt, params)
         if self._aggregates:
             return [
                 RecipeRecord(
@@ -230,7 +220,7 @@ class RecipeRepository(Generic[AnySession]):
         flat = _flat_parts([r.id for r in records], parts) if records else None
         if flat is not None:
             by_id = {record.id: record for record in records}
-            for part in await self._rows(flat):
+            for part in await self.session.rows(flat):
                 record = by_id[part.recipe_id]
                 if part.kind == 0:
                     record.ingredients.append((part.text, part.quantity, part.unit, part.note))
@@ -301,7 +291,7 @@ class RecipeRepository(Generic[AnySession]):
         if cursor is not None:
             stmt = stmt.where(tuple_(Recipe.created_at, Recipe.id) < tuple_(cursor.created_at, cursor.id))
         stmt = stmt.order_by(Recipe.created_at.desc(), Recipe.id.desc()).limit(limit)
-        return [(row.id, row.created_at) for row in (await self.session.execute(stmt)).all()]
+        return [(row.id, row.created_at) for row in await self.session.rows(stmt)]
 
     async def has_private_recipes(self, author_id: uuid.UUID) -> bool:
         """Whether this user's lists and searches could differ from the public ones (idx_recipes_author_created)."""

@@ -89,7 +89,7 @@ class SearchRepository:
             stmt, relevance = self._sqlite_match(query)
         stmt = _filtered(stmt, query, viewer_id)
         stmt = _ordered(stmt, query, relevance).limit(limit)
-        rows = (await self.session.execute(stmt)).all()
+        rows = await self.session.rows(stmt)
         return [Hit(row.id, row.created_at, float(row.rating), int(row.rating_count)) for row in rows]
 
     # --- PostgreSQL ---------------------------------------------------------------------------------------
