@@ -15,7 +15,6 @@ from typing import Any, get_args
 import httpx
 import pytest
 import redis
-from sqlalchemy import event
 from starlette.requests import Request
 
 from potluck.cache.entry import decode
@@ -30,6 +29,7 @@ from tests.integration.conftest import Api, running_app
 from tests.support.app import METRICS_URL, app_of, container_of
 from tests.support.eventually import eventually
 from tests.support.outbox import drain_until_settled
+from tests.support.statements import StatementCounter, loads_one_recipe, raw_cache_value
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
@@ -40,44 +40,9 @@ async def pair(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, htt
         yield a, b
 
 
-def _raw(settings: Settings, key: str) -> bytes | None:
-    assert settings.redis.url
-    with redis.Redis.from_url(settings.redis.url) as r:
-        value: bytes | None = r.get(key)
-        return value
-
-
 def _sample(client: httpx.AsyncClient, name: str, **labels: str) -> float:
     value = container_of(client).registry.get_sample_value(name, labels)
     return float(value or 0.0)
-
-
-class QueryCounter:
-    """Counts statements that load one recipe by id, on every engine of the given apps."""
-
-    def __init__(self, *clients: httpx.AsyncClient) -> None:
-        self.engines = set()
-        for c in clients:
-            db = container_of(c).database
-            self.engines |= {db.primary, db.primary_reader, *db.replicas}
-        self.count = 0
-
-    def _on(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if (
-            statement.lstrip().upper().startswith("SELECT")
-            and "FROM recipe" in statement
-            and "recipe.id =" in statement
-        ):
-            self.count += 1
-
-    def __enter__(self) -> QueryCounter:
-        for engine in self.engines:
-            event.listen(engine.sync_engine, "before_cursor_execute", self._on)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        for engine in self.engines:
-            event.remove(engine.sync_engine, "before_cursor_execute", self._on)
 
 
 async def _setup(api: Api) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -108,19 +73,19 @@ async def test_reader_paused_before_fill_cannot_store_the_old_value(
     author, recipe = await _setup(Api(a))
     key = recipe_key(recipe["id"])
     url = f"/api/v1/recipes/{recipe['id']}"
-    assert _raw(settings, key) is None
+    assert raw_cache_value(settings, key) is None
     # The write below must commit inside this pause (on a loaded machine a PATCH can take over a second), and the
     # pause stays under lease_ms (3 s): the fill is refused because the write deleted the lease, not by expiry.
     container_of(a).faults.pause_before_fill[key] = 2.5
     slow_read = asyncio.create_task(a.get(url))
     await container_of(a).faults.wait_paused(key)  # A has read version 1 and holds the lease, paused before its fill
-    raw = _raw(settings, key)
+    raw = raw_cache_value(settings, key)
     assert raw is not None
     assert raw.startswith(b"L|")
     assert (await b.patch(url, json={"title": "New"}, headers=author["headers"])).status_code == 200
     old = await slow_read
     assert old.json()["version"] == 1  # it read before the write committed: fine to return, not to store
-    raw = _raw(settings, key)
+    raw = raw_cache_value(settings, key)
     entry = decode(raw) if raw else None
     assert entry is None or b'"version":2' in (entry.payload or b"")
     assert _sample(a, "potluck_cache_fills_total", family="recipe_detail", outcome="refused") == 1
@@ -139,7 +104,7 @@ async def test_rolled_back_update_changes_no_cache_entry(
     url = f"/api/v1/recipes/{recipe['id']}"
     await b.get(url)
     key = recipe_key(recipe["id"])
-    before = _raw(settings, key)
+    before = raw_cache_value(settings, key)
     assert before is not None
     container = container_of(a)
     sent_before = _sample(a, "potluck_cache_invalidations_total", outcome="sent")
@@ -152,7 +117,7 @@ async def test_rolled_back_update_changes_no_cache_entry(
 
     with pytest.raises(RuntimeError):
         await update_then_fail()
-    assert _raw(settings, key) == before
+    assert raw_cache_value(settings, key) == before
     assert container_of(b).cache.local.get(key) is not None
     assert _sample(a, "potluck_cache_invalidations_total", outcome="sent") == sent_before
     assert (await b.get(url)).json()["title"] == "Tomato soup"
@@ -172,7 +137,7 @@ async def test_concurrent_cold_reads_across_processes_load_once(settings: Settin
 async def _cold_reads_load_once(a: httpx.AsyncClient, b: httpx.AsyncClient) -> None:
     _, recipe = await _setup(Api(a))
     url = f"/api/v1/recipes/{recipe['id']}"
-    with QueryCounter(a, b) as counter:
+    with StatementCounter(a, b, counts=loads_one_recipe) as counter:
         responses = await asyncio.gather(*((a if i % 2 else b).get(url) for i in range(24)))
     assert {r.status_code for r in responses} == {200}
     assert len({r.content for r in responses}) == 1
@@ -195,7 +160,7 @@ async def test_a_dead_lease_holder_is_replaced_within_the_lease_ttl(settings: Se
         async def filled() -> bool:
             resp = await a.get(f"/api/v1/recipes/{recipe['id']}")
             assert resp.status_code == 200
-            raw = _raw(settings, key)
+            raw = raw_cache_value(settings, key)
             return raw is not None and decode(raw) is not None
 
         await eventually(filled, 2.0, interval=0.02)
@@ -356,7 +321,7 @@ async def test_missing_ids_are_cached_negatively_and_creation_shows_at_once(
     author = await api.register()
     future_id = compat.uuid7()
     url = f"/api/v1/recipes/{future_id}"
-    with QueryCounter(a, b) as counter:
+    with StatementCounter(a, b, counts=loads_one_recipe) as counter:
         for c in (a, b, a, b):
             assert (await c.get(url)).status_code == 404
     assert counter.count == 1
@@ -611,14 +576,14 @@ async def test_author_profiles_stay_cached_through_edits_that_keep_the_visibilit
     profile, url = f"/api/v1/users/{author['id']}", f"/api/v1/recipes/{recipe['id']}"
     assert (await client.get(profile)).json()["recipe_count"] == 1
     key = user_key(author["id"])
-    filled = _raw(settings, key)
+    filled = raw_cache_value(settings, key)
     assert filled is not None
 
     assert (await client.patch(url, json={"title": "Renamed"}, headers=author["headers"])).status_code == 200
     await drain_until_settled(relay)  # the outbox's strict repeat of the invalidation too
-    assert _raw(settings, key) == filled
+    assert raw_cache_value(settings, key) == filled
 
     assert (await client.patch(url, json={"is_public": False}, headers=author["headers"])).status_code == 200
     await drain_until_settled(relay)
-    assert _raw(settings, key) != filled
+    assert raw_cache_value(settings, key) != filled
     assert (await client.get(profile)).json()["recipe_count"] == 0

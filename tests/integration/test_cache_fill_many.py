@@ -8,8 +8,6 @@ from typing import Any
 
 import httpx
 import pytest
-import redis
-from sqlalchemy import event
 
 from potluck.cache.entry import decode
 from potluck.cache.keys import recipe_key
@@ -17,6 +15,7 @@ from potluck.config import Settings
 from tests.integration.conftest import Api, running_app
 from tests.support.app import container_of
 from tests.support.outbox import drain_until_settled
+from tests.support.statements import StatementCounter, raw_cache_value, reads_recipe_documents
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
@@ -30,13 +29,6 @@ def _patient(settings: Settings) -> Settings:
     return settings.model_copy(update={"cache": cache})
 
 
-def _raw(settings: Settings, key: str) -> bytes | None:
-    assert settings.redis.url
-    with redis.Redis.from_url(settings.redis.url) as r:
-        value: bytes | None = r.get(key)
-        return value
-
-
 async def _cold_page(a: httpx.AsyncClient, count: int) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """`count` recipes on the first page of the newest list, the page's ids cached, every document cold."""
     api = Api(a)
@@ -48,34 +40,10 @@ async def _cold_page(a: httpx.AsyncClient, count: int) -> tuple[dict[str, Any], 
     return author, recipes
 
 
-class DocumentReads:
-    """Counts the statements that read recipe documents (one id or many) on every engine of the given apps."""
-
-    def __init__(self, *clients: httpx.AsyncClient) -> None:
-        self.engines = set()
-        for c in clients:
-            db = container_of(c).database
-            self.engines |= {db.primary, db.primary_reader, *db.replicas}
-        self.count = 0
-
-    def _on(self, _conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if "FROM recipe JOIN" in statement and ("recipe.id IN" in statement or "recipe.id =" in statement):
-            self.count += 1
-
-    def __enter__(self) -> DocumentReads:
-        for engine in self.engines:
-            event.listen(engine.sync_engine, "before_cursor_execute", self._on)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        for engine in self.engines:
-            event.remove(engine.sync_engine, "before_cursor_execute", self._on)
-
-
 async def test_concurrent_cold_pages_across_processes_read_the_documents_once(settings: Settings) -> None:
     async with running_app(_patient(settings)) as a, running_app(_patient(settings)) as b:
         _, recipes = await _cold_page(a, 6)
-        with DocumentReads(a, b) as reads:
+        with StatementCounter(a, b, counts=reads_recipe_documents) as reads:
             pages = await asyncio.gather(*((a if i % 2 else b).get(LIST, params={"limit": 6}) for i in range(16)))
         assert {p.status_code for p in pages} == {200}
         assert len({p.content for p in pages}) == 1
@@ -92,16 +60,16 @@ async def test_a_write_between_a_pages_load_and_its_fills_refuses_that_fill_only
         container_of(a).faults.pause_before_fill[key] = 2.5
         slow_page = asyncio.create_task(a.get(LIST, params={"limit": 3}))
         await container_of(a).faults.wait_paused(key)  # A read the three documents and holds their leases
-        raw = _raw(settings, key)
+        raw = raw_cache_value(settings, key)
         assert raw is not None
         assert raw.startswith(b"L|")
         url = f"/api/v1/recipes/{edited['id']}"
         assert (await b.patch(url, json={"title": "Renamed"}, headers=author["headers"])).status_code == 200
         assert (await slow_page).status_code == 200  # it read before the write committed: fine to return
-        stale = _raw(settings, key)
+        stale = raw_cache_value(settings, key)
         entry = decode(stale) if stale else None
         assert entry is None or b"Renamed" in (entry.payload or b"")  # ... never to store
-        kept_raw = _raw(settings, recipe_key(kept["id"]))
+        kept_raw = raw_cache_value(settings, recipe_key(kept["id"]))
         assert kept_raw is not None
         assert decode(kept_raw) is not None  # the other fills of the same round trip went in
         refused = container_of(a).registry.get_sample_value(

@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from potluck.cache.cache import Cache, Loaded, Loader
 from potluck.cache.entry import decode
 from potluck.cache.families import RECIPE_DETAIL
+from potluck.cache.local import LocalCache
 from potluck.cache.memory_store import MemoryStore
 from potluck.cache.metrics import CacheMetrics
 from potluck.config import CacheSettings
@@ -126,3 +127,21 @@ def _fixed(payload: bytes) -> Loader:
         return Loaded(payload)
 
     return load
+
+
+async def test_a_page_read_counts_each_lookup_once_so_the_hit_rate_stays_a_rate() -> None:
+    registry = CollectorRegistry()
+    local = LocalCache(max_entries=100, ttl_seconds=5.0)
+    local.enabled = True  # no bus here: the first tier answers while enabled
+    cache = Cache(MemoryStore(100), CacheMetrics(registry), CacheSettings(), local=local)
+    for _ in range(3):  # cold, then from the first tier; the page's three keys each time
+        found = await cache.get_many(RECIPE_DETAIL, KEYS)
+        await cache.fill_many(RECIPE_DETAIL, [k for k in KEYS if k not in found], ManyLoader())
+
+    def sample(name: str, tier: str) -> float:
+        return registry.get_sample_value(name, {"family": "recipe_detail", "tier": tier}) or 0.0
+
+    l1_hits, l1_misses = sample("potluck_cache_hits_total", "l1"), sample("potluck_cache_misses_total", "l1")
+    assert (l1_hits, l1_misses) == (6, 3)  # nine lookups
+    assert sample("potluck_cache_misses_total", "l2") == 3
+    assert (l1_hits + sample("potluck_cache_hits_total", "l2")) / (l1_hits + l1_misses) <= 1

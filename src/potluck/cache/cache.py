@@ -139,8 +139,9 @@ class Cache(CacheBase):
     async def get_many(self, family: Family, keys: Sequence[str]) -> dict[str, Loaded]:
         """The entries of `keys` that either tier holds, by key: the first tier under its rules (only while the
         subscription is up; what the store returns is remembered only if no invalidation arrived meanwhile), then
-        one MGET for the rest. Leases and misses are left out and not counted: the caller asks `get_or_fill` for
-        them (lease, single flight, fill), which counts them. A store error returns the first tier's hits."""
+        one MGET for the rest. Leases and misses are left out: the caller fills them (`fill_many`, which counts
+        the second tier's misses, or `get_or_fill`). Counted here: each tier's hits and the first tier's misses,
+        so that hits over first-tier lookups stays a hit rate. A store error returns the first tier's hits."""
         if not self.settings.enabled or not keys:
             return {}
         found: dict[str, Loaded] = {}
@@ -158,6 +159,8 @@ class Cache(CacheBase):
                     found[key] = Loaded(entry.payload, entry.meta)
                     saved_ms += entry.delta_ms
             self._count_hits(family, "l1", len(found), saved_ms)
+            if rest:
+                self.metrics.misses.labels(family.name, "l1").inc(len(rest))
         if not rest or not await self._store_usable():
             return found
         try:
@@ -229,8 +232,9 @@ class Cache(CacheBase):
                 self._remember(key, entry, epoch)
             else:
                 others.append(key)
+        if leased or others:
+            self.metrics.misses.labels(family.name, "l2").inc(len(leased) + len(others))
         if leased:
-            self.metrics.misses.labels(family.name, "l2").inc(len(leased))
             result.update(await self._load_and_fill_many(family, leased, token, loaded, epoch))
         if others:
 
