@@ -2,9 +2,9 @@
 
 The `recommendations` family holds `recommend:{user_id}` for 1800 s as the ordered ids of the user's top TOP_N
 recommendations (one loader across processes under the cache's lease; XFetch refreshes it before it expires).
-Ids are hydrated through `RecipeService.get` as an anonymous viewer, so a recipe that went private or was
-deleted since the list was computed disappears at once, for everyone: its document is a 404 and the next id
-takes its place. Hydrating anonymously also means the list can never show a private recipe, whoever asks.
+Ids are hydrated through `RecipeService.visible` as an anonymous viewer, so a recipe that went private or was
+deleted since the list was computed disappears at once, for everyone: it is skipped and the next id takes its
+place. Hydrating anonymously also means the list can never show a private recipe, whoever asks.
 
 Which ranking: the trained model (model.py, docs/recommendations.md) once one is published, today's formula
 (scoring.py) before that. The cached value records the model version it was ranked with ({"v": version, "ids":
@@ -64,7 +64,7 @@ class RecommendationService:
     async def for_user(
         self, user_id: uuid.UUID, limit: int, *, min_lsn: ConsistencyToken | None = None
     ) -> list[CachedRecipe]:
-        """The `limit` best recommendations for `user_id`, best first, as full (public) recipe documents."""
+        """The `limit` best recommendations for `user_id`, best first (public recipes; the route projects them)."""
         if self.models is not None:
             await self.models.refresh()
         version = self._version()

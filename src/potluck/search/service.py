@@ -10,9 +10,9 @@ is skipped.
 Privacy: cached pages hold public recipes only (they are filled as an anonymous search). A signed-in viewer who
 has private recipes of their own gets an uncached search that can include them; everyone else shares the public
 pages. Whether a viewer has private recipes is itself cached under the current generation, so it is recomputed
-after any bump (creating a recipe and changing visibility bump it). Hydration goes through `RecipeService.get`,
-which checks visibility on every read: an id that went private or was deleted since the page was cached is
-skipped, not shown.
+after any bump (creating a recipe and changing visibility bump it). Hydration goes through
+`RecipeService.visible`, which checks visibility on every read: an id that went private or was deleted since the
+page was cached is skipped, not shown.
 
 Fills read the primary: a lagging replica could store a pre-write page under the post-write generation.
 """

@@ -4,8 +4,8 @@ The `trending` family holds `trending:{period}` for 600 s as the ordered ids of 
 A scheduled task (`trending.refresh`, every 300 s) recomputes every period and replaces the lists; a reader who
 finds none (a cold cache) computes it once across processes under the cache's lease, and XFetch refreshes a list
 before it expires should the task not run. Ids are hydrated
-through `RecipeService.get` as an anonymous viewer, so a recipe that went private or was deleted since the list
-was computed disappears at once: its document is a 404, and the next id takes its place.
+through `RecipeService.visible` as an anonymous viewer, so a recipe that went private or was deleted since the
+list was computed disappears at once: it is skipped, and the next id takes its place.
 
 The candidates may come from a replica: the list is only as fresh as its TTL anyway, and hydration is current.
 """
