@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from potluck.cache.base import CacheBase
 from potluck.cache.entry import Entry, decode, encode, new_token, should_refresh_early
@@ -28,6 +29,12 @@ __all__ = ["Bump", "Cache", "FaultInjection", "Loaded", "Loader", "not_stored"]
 
 # Loads many keys at once (one database statement): what exists, by key; a key left out does not exist.
 ManyLoader = Callable[[Sequence[str]], Awaitable[dict[str, Loaded]]]
+T = TypeVar("T")
+
+
+def _every(keys: Sequence[str], found: dict[str, Loaded]) -> dict[str, Loaded]:
+    """What a ManyLoader found, with Loaded(None) for each key it left out (it does not exist)."""
+    return {key: found.get(key, Loaded(None)) for key in keys}
 
 
 class _FillAbandonedError(Exception):
@@ -198,13 +205,11 @@ class Cache(CacheBase):
         except LeaderUnavailableError:
             if unstored is None:
                 raise
-            found = await unstored(keys)
-            return {key: found.get(key, Loaded(None)) for key in keys}
+            return _every(keys, await unstored(keys))
 
     async def _fill_many(self, family: Family, keys: Sequence[str], load: ManyLoader) -> dict[str, Loaded]:
         async def loaded(subset: Sequence[str]) -> dict[str, Loaded]:
-            found = await load(subset)
-            return {key: found.get(key, Loaded(None)) for key in subset}
+            return _every(subset, await load(subset))
 
         if not keys:
             return {}
@@ -256,18 +261,11 @@ class Cache(CacheBase):
         load: ManyLoader,
         epoch: int,
     ) -> dict[str, Loaded]:
-        started = time.perf_counter()
         try:
-            found = await load(keys)
+            found, delta_ms = await self._load(family, lambda: load(keys))
         except Exception:
-            try:  # no fill will follow these leases: the next readers need not wait them out
-                await self.store.delete(list(keys))
-            except CacheStoreError:
-                self._record_failure(family, "lease")
+            await self._release_lease(family, keys)
             raise
-        elapsed = time.perf_counter() - started
-        self.metrics.loads.labels(family.name).observe(elapsed)
-        delta_ms = max(1, int(elapsed * 1000))
         if self.faults is not None:
             for key in keys:
                 await self.faults.pause_if_asked(key)
@@ -285,8 +283,7 @@ class Cache(CacheBase):
         return found
 
     def _hit(self, family: Family, tier: str, entry: Entry) -> Loaded:
-        self.metrics.hits.labels(family.name, tier).inc()
-        self.metrics.time_saved.labels(family.name).inc(entry.delta_ms / 1000)
+        self._count_hits(family, tier, 1, entry.delta_ms)
         return Loaded(entry.payload, entry.meta)
 
     async def _second_tier(
@@ -342,7 +339,7 @@ class Cache(CacheBase):
         try:
             loaded, delta_ms = await self._load(family, loader)
         except Exception:
-            await self._release_lease(family, key)
+            await self._release_lease(family, [key])
             raise
         if self.faults is not None:
             await self.faults.pause_if_asked(key)
@@ -359,11 +356,11 @@ class Cache(CacheBase):
                 self._remember(key, entry, epoch)
         return loaded
 
-    async def _release_lease(self, family: Family, key: str) -> None:
-        """A load failed: no fill will follow our lease, so the next reader need not wait it out. Deleting the key
+    async def _release_lease(self, family: Family, keys: Sequence[str]) -> None:
+        """A load failed: no fill will follow our leases, so the next readers need not wait them out. Deleting a key
         is safe even if the lease was since taken over (that fill is refused: one more miss, never a stale value)."""
         try:
-            await self.store.delete([key])
+            await self.store.delete(list(keys))
         except CacheStoreError:
             self._record_failure(family, "lease")
 
@@ -417,7 +414,8 @@ class Cache(CacheBase):
                 self._remember(key, fresh, epoch)
         return loaded
 
-    async def _load(self, family: Family, loader: Loader) -> tuple[Loaded, int]:
+    async def _load(self, family: Family, loader: Callable[[], Awaitable[T]]) -> tuple[T, int]:
+        """What `loader` returns (one key's Loaded, or many keys' at once), and the load's time in ms."""
         started = time.perf_counter()
         loaded = await loader()
         elapsed = time.perf_counter() - started

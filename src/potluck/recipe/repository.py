@@ -174,6 +174,13 @@ def _flat_parts(ids: Sequence[uuid.UUID], parts: Set[str]) -> Select[Any] | None
     return select(flat).order_by(flat.c.recipe_id, flat.c.kind, flat.c.pos, flat.c.text)
 
 
+def _newest_first(stmt: Select[Any], cursor: Cursor | None, limit: int) -> Select[Any]:
+    """A list's page: newest first, keyset-paginated over (created_at, id) from `cursor`."""
+    if cursor is not None:
+        stmt = stmt.where(tuple_(Recipe.created_at, Recipe.id) < tuple_(cursor.created_at, cursor.id))
+    return stmt.order_by(Recipe.created_at.desc(), Recipe.id.desc()).limit(limit)
+
+
 class RecipeRepository(Generic[AnySession]):
     def __init__(self, session: AnySession) -> None:
         self.session = session
@@ -271,10 +278,7 @@ class RecipeRepository(Generic[AnySession]):
     ) -> list[RecipeRecord]:
         """Whole records, newest first, keyset-paginated over (created_at, id): one statement on PostgreSQL, two on
         SQLite (bench/pagination.py's keyset side; the API reads ids, `list_ids`, and documents from the cache)."""
-        stmt = self._list_query(filters, viewer_id, self._documents_query(parts))
-        if cursor is not None:
-            stmt = stmt.where(tuple_(Recipe.created_at, Recipe.id) < tuple_(cursor.created_at, cursor.id))
-        stmt = stmt.order_by(Recipe.created_at.desc(), Recipe.id.desc()).limit(limit)
+        stmt = _newest_first(self._list_query(filters, viewer_id, self._documents_query(parts)), cursor, limit)
         return await self._records(stmt, parts)
 
     async def list_ids(
@@ -287,11 +291,8 @@ class RecipeRepository(Generic[AnySession]):
     ) -> list[tuple[uuid.UUID, datetime]]:
         """The ids and creation times of a page of a list as `viewer_id` sees it, newest first, keyset-paginated
         over (created_at, id): the documents come from the recipe cache (RecipeService.visible)."""
-        stmt = self._list_query(filters, viewer_id, cast("Select[Any]", select(Recipe.id, Recipe.created_at)))
-        if cursor is not None:
-            stmt = stmt.where(tuple_(Recipe.created_at, Recipe.id) < tuple_(cursor.created_at, cursor.id))
-        stmt = stmt.order_by(Recipe.created_at.desc(), Recipe.id.desc()).limit(limit)
-        return [(row.id, row.created_at) for row in await self.session.rows(stmt)]
+        ids = self._list_query(filters, viewer_id, cast("Select[Any]", select(Recipe.id, Recipe.created_at)))
+        return [(row.id, row.created_at) for row in await self.session.rows(_newest_first(ids, cursor, limit))]
 
     async def has_private_recipes(self, author_id: uuid.UUID) -> bool:
         """Whether this user's lists and searches could differ from the public ones (idx_recipes_author_created)."""

@@ -6,6 +6,7 @@ import functools
 import uuid
 from collections.abc import Sequence, Set
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -85,6 +86,13 @@ class CachedRecipe:
             return None
         cached = cls(loaded.payload, RecipeMeta.unpack(loaded.meta), recipe_id)
         return cached if cached.meta.visible_to(viewer_id) else None
+
+
+def _ids_page(rows: Sequence[tuple[uuid.UUID, datetime]], limit: int) -> tuple[list[uuid.UUID], str | None]:
+    """A page of `list_ids` rows read with `limit + 1`: its ids, and the cursor after it if there is more."""
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1][1], page[-1][0]) if len(rows) > limit and page else None
+    return [recipe_id for recipe_id, _ in page], next_cursor
 
 
 class RecipeService:
@@ -255,9 +263,8 @@ class RecipeService:
                 return cached
         async with self.database.read_session(min_lsn=min_lsn) as session:
             rows = await RecipeRepository(session).list_ids(filters, limit + 1, viewer_id=viewer_id, cursor=cursor)
-        page = rows[:limit]
-        next_cursor = encode_cursor(page[-1][1], page[-1][0]) if len(rows) > limit and page else None
-        return await self.visible([recipe_id for recipe_id, _ in page], viewer_id), next_cursor
+        ids, next_cursor = _ids_page(rows, limit)
+        return await self.visible(ids, viewer_id), next_cursor
 
     async def visible(self, ids: Sequence[uuid.UUID], viewer_id: uuid.UUID | None) -> list[CachedRecipe]:
         """The recipes of `ids` that `viewer_id` may see, in order, from recipe:{id} (one multi-get, visibility
@@ -310,9 +317,8 @@ class RecipeService:
         # Fills read the primary: a lagging replica could store a pre-write page under the post-write generation.
         async with self.database.read_session(primary=True) as session:
             rows = await RecipeRepository(session).list_ids(filters, limit + 1)
-        page = rows[:limit]
-        next_cursor = encode_cursor(page[-1][1], page[-1][0]) if len(rows) > limit and page else None
-        return Loaded(orjson.dumps({"ids": [i.hex for i, _ in page], "next": next_cursor}))
+        ids, next_cursor = _ids_page(rows, limit)
+        return Loaded(orjson.dumps({"ids": [i.hex for i in ids], "next": next_cursor}))
 
     async def create(self, session: WriteSession, author_id: uuid.UUID, data: RecipeCreate) -> dict[str, Any]:
         repo = RecipeRepository(session)
