@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 import zlib
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -27,6 +26,8 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.middleware import Middleware
 from starlette.middleware.gzip import IdentityResponder
 from starlette.types import ASGIApp, Receive, Scope, Send
+
+from potluck.kit.memo import BoundedMemo
 
 QUALITY = 4
 SHARED_QUALITY = 5  # Cache-Control: public (the edge's objects)
@@ -63,9 +64,11 @@ class ContentCoding:
     shared_quality: int = SHARED_QUALITY
     entries: int = ENCODED_ENTRIES
     max_bytes: int = ENCODED_BYTES
-    _memo: OrderedDict[tuple[bytes, str, int], bytes] = field(default_factory=OrderedDict, repr=False)
-    _memo_bytes: int = field(default=0, repr=False)
     compressions: int = 0  # bodies actually encoded whole (memo misses)
+    _memo: BoundedMemo[tuple[bytes, str, int], bytes] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._memo = BoundedMemo(self.entries, self.max_bytes)
 
     def layers(self) -> list[Middleware]:
         return [Middleware(CompressionMiddleware, coding=self)]
@@ -103,17 +106,12 @@ class ContentCoding:
         key = (body, coding, quality)
         found = self._memo.get(key)
         if found is not None:
-            self._memo.move_to_end(key)
             return found
         encoder = _stream(coding, quality)
         encoded = encoder.compress(body) + encoder.finish()
         self.compressions += 1
         if len(body) <= MEMO_MAX_BODY:
-            self._memo[key] = encoded
-            self._memo_bytes += len(body) + len(encoded)
-            while len(self._memo) > self.entries or self._memo_bytes > self.max_bytes:
-                (old, _, _), dropped = self._memo.popitem(last=False)
-                self._memo_bytes -= len(old) + len(dropped)
+            self._memo.put(key, encoded, len(body) + len(encoded))
         return encoded
 
 

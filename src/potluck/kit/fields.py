@@ -7,12 +7,13 @@ into a page.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Iterable, Mapping, Set
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
+
+from potluck.kit.memo import BoundedMemo
 
 MAX_FIELD_TOKENS = 60
 
@@ -120,12 +121,8 @@ class Projections:
 
     def __init__(self, shape: Shape, entries: int = PROJECTED_ENTRIES, max_bytes: int = PROJECTED_BYTES) -> None:
         self.shape = shape
-        self.entries = entries
-        self.max_bytes = max_bytes
         self.projected = 0  # documents actually parsed and projected (misses)
-        self._memo: OrderedDict[tuple[bytes, str], orjson.Fragment] = OrderedDict()
-        self._sizes: dict[tuple[bytes, str], int] = {}
-        self._bytes = 0
+        self._memo: BoundedMemo[tuple[bytes, str], orjson.Fragment] = BoundedMemo(entries, max_bytes)
 
     def items(self, documents: Iterable[bytes], selection: Selection) -> list[orjson.Fragment]:
         """Each of `documents` projected to `selection`, in order."""
@@ -136,8 +133,6 @@ class Projections:
             found = self._memo.get(key)
             if found is None:
                 found = self._project(key, document, selection)
-            else:
-                self._memo.move_to_end(key)
             out.append(found)
         return out
 
@@ -145,10 +140,5 @@ class Projections:
         encoded = orjson.dumps(project(orjson.loads(document), selection, self.shape))
         self.projected += 1
         fragment = orjson.Fragment(encoded)
-        self._memo[key] = fragment
-        self._sizes[key] = size = len(document) + len(encoded)
-        self._bytes += size
-        while len(self._memo) > self.entries or self._bytes > self.max_bytes:
-            old, _ = self._memo.popitem(last=False)
-            self._bytes -= self._sizes.pop(old)
+        self._memo.put(key, fragment, len(document) + len(encoded))
         return fragment
