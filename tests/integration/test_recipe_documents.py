@@ -20,7 +20,7 @@ from potluck.cache.keys import recipe_key
 from potluck.kit.media_keys import variant_key
 from potluck.recipe.document import build_document, ordered
 from potluck.recipe.models import Recipe
-from potluck.recipe.repository import RecipeRepository
+from potluck.recipe.repository import RecipeReads, RecipeRepository
 from potluck.recipe.schemas import HEAVY_PARTS
 from potluck.seed.loader import load
 from tests.integration.conftest import Api
@@ -72,11 +72,21 @@ async def test_documents_are_the_orm_documents_byte_for_byte(
         assert len(ids) > 120
         records = ordered(await repo.documents(ids, parts), ids)
         assert [r.id for r in records] == ids
+        expected = {}
         for record in records:
             recipe = await repo.get(record.id, parts)
             assert recipe is not None
-            expected = orjson.dumps(service.document(recipe, parts))
-            assert orjson.dumps(build_document(record, parts, service.media_base_url)) == expected
+            expected[record.id] = orjson.dumps(service.document(recipe, parts))
+            assert orjson.dumps(build_document(record, parts, service.media_base_url)) == expected[record.id]
+    # Without a session (the cache's fills): on PostgreSQL prepared statements on the driver, for many ids and one.
+    async with container.database.read_rows(primary=True) as read:
+        reads = RecipeReads(read)
+        many = await reads.documents(ids, parts)
+        one_by_one = [record for i in ids[:25] for record in await reads.documents([i], parts)]
+    for record in [*many, *one_by_one]:
+        assert orjson.dumps(build_document(record, parts, service.media_base_url)) == expected[record.id]
+    assert len(many) == len(ids)
+    assert len(one_by_one) == 25
 
 
 async def test_documents_validate_against_the_published_schema(client: httpx.AsyncClient, api: Api) -> None:

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from sqlalchemy import event, text
@@ -31,7 +31,7 @@ from potluck.db.lag import format_lsn, parse_lsn
 from potluck.db.pools import create_engine
 from potluck.db.replicas import PRIMARY_POSITION, ReplicaMonitor, ReplicaState
 from potluck.db.retry import note_retryable
-from potluck.db.session import ReadSession, WriteSession
+from potluck.db.session import ReadRows, ReadSession, WriteSession
 from potluck.db.topology import TopologyWatcher
 from potluck.errors import LOST_PRIMARY_MARKERS
 
@@ -39,6 +39,13 @@ from potluck.errors import LOST_PRIMARY_MARKERS
 QUERY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 logger = logging.getLogger("potluck.db")
+
+
+class Closable(Protocol):
+    async def close(self) -> None: ...
+
+
+Reading = TypeVar("Reading", bound=Closable)
 
 
 class LeaderUnavailableError(ConnectionError):
@@ -66,11 +73,11 @@ async def _open(engine: AsyncEngine) -> AsyncConnection:
     return await engine.connect()
 
 
-async def _close_session(session: ReadSession, connection: AsyncConnection, *, discard: bool = False) -> None:
+async def _close_session(reading: Closable, connection: AsyncConnection, *, discard: bool = False) -> None:
     """`discard`: its server failed mid-statement; the connection is dropped, not pooled (an autocommit read has no
     rollback on return whose failure would drop it)."""
     with contextlib.suppress(Exception):
-        await session.close()
+        await reading.close()
     if discard:
         with contextlib.suppress(Exception):
             await connection.invalidate()
@@ -305,31 +312,73 @@ class Database:
 
         If a replica fails mid-read, it leaves the rotation and ReplicaUnavailableError tells the caller that the
         read may simply be run again (see ReplicaFailoverMiddleware)."""
+
+        def session(connection: AsyncConnection) -> ReadSession:
+            return ReadSession(bind=connection, expire_on_commit=False)
+
+        async with self._reading(session, primary=primary, min_lsn=min_lsn, transaction=transaction) as read:
+            yield read
+
+    @asynccontextmanager
+    async def read_rows(
+        self, *, primary: bool = False, min_lsn: ConsistencyToken | None = None
+    ) -> AsyncIterator[ReadRows]:
+        """`read_session` for reads that are statements only (column selects through `Rows`): the same choice of
+        server and the same failover, without an ORM session (whose construction and close cost as much as the
+        statement's own client work)."""
+        driver = self._prepared_on_driver
+
+        def rows(connection: AsyncConnection) -> ReadRows:
+            return ReadRows(connection, driver=driver)
+
+        async with self._reading(rows, primary=primary, min_lsn=min_lsn, transaction=False) as read:
+            yield read
+
+    @property
+    def _prepared_on_driver(self) -> bool:
+        """Whether read_rows' connections are autocommit asyncpg ones, on which a `Prepared` statement runs on the
+        driver (db/prepared.py): not behind PgBouncer in transaction mode, where reads keep their transaction."""
+        dialect = self.primary.dialect
+        return (
+            dialect.name == "postgresql"
+            and dialect.driver == "asyncpg"
+            and not self.settings.pgbouncer_transaction_pooling
+        )
+
+    @asynccontextmanager
+    async def _reading(
+        self,
+        open_with: Callable[[AsyncConnection], Reading],
+        *,
+        primary: bool,
+        min_lsn: ConsistencyToken | None,
+        transaction: bool,
+    ) -> AsyncIterator[Reading]:
         if primary:
             engine = self._for_reads(self.primary_reader, transaction=transaction)
             connection, replica = await self._connect_primary(engine), None
         else:
             connection, replica = await self._connect_reader(min_lsn, transaction=transaction)
-        session = ReadSession(bind=connection, expire_on_commit=False)
-        lost_replica = False
+        reading = open_with(connection)
+        lost = False
         try:
-            yield session
+            yield reading
         except (DBAPIError, OSError) as exc:
-            # A leader wait that ran out inside this block (a cache fill reads the primary) is not this session's.
+            # A leader wait that ran out inside this block (a cache fill reads the primary) is not this read's.
             if isinstance(exc, LeaderUnavailableError) or not _lost_connection(exc):
                 raise
             note_retryable()  # nothing was written: the request may run again (db/failover.py)
+            lost = True  # the connection is not pooled again
             if replica is None:
                 raise
             self._mark_down(replica, exc)
-            lost_replica = True
             raise ReplicaUnavailableError(replica.name) from exc
         finally:
-            if lost_replica:
+            if lost and replica is not None:
                 # Its rollback and close would wait on the silent server again: not in the request's time.
-                self._abandon(asyncio.ensure_future(_close_session(session, connection, discard=True)))
+                self._abandon(asyncio.ensure_future(_close_session(reading, connection, discard=True)))
             else:
-                await _close_session(session, connection)
+                await _close_session(reading, connection, discard=lost)
 
     @asynccontextmanager
     async def write_session(self) -> AsyncIterator[WriteSession]:

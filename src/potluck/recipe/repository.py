@@ -9,6 +9,8 @@ from typing import Any, Generic, cast
 
 from sqlalchemy import (
     Select,
+    Uuid,
+    any_,
     bindparam,
     delete,
     exists,
@@ -22,14 +24,15 @@ from sqlalchemy import (
     union_all,
     update,
 )
-from sqlalchemy.dialects.postgresql import aggregate_order_by
+from sqlalchemy.dialects.postgresql import ARRAY, aggregate_order_by
 from sqlalchemy.orm import joinedload, selectinload
 from sqlalchemy.orm.interfaces import LoaderOption
 from sqlalchemy.types import NullType
 
 from potluck.db.base import utcnow
 from potluck.db.dialect import dialect_insert, rowcount
-from potluck.db.session import AnySession, WriteSession
+from potluck.db.prepared import Prepared
+from potluck.db.session import AnySession, Rows, WriteSession
 from potluck.kit.cursor import Cursor
 from potluck.kit.ids import new_id
 from potluck.recipe.document import NUTRITION_FIELDS, RecipeRecord
@@ -72,10 +75,11 @@ def visible_to(viewer_id: uuid.UUID | None) -> Any:
 # --- documents: one query per page on PostgreSQL, two on SQLite, whatever the parts ---------------------------
 
 
-# One recipe's document, one statement per (parts, PostgreSQL or not), built once: SQLAlchemy memoizes a statement
-# object's cache key, so a load neither rebuilds the select nor walks it again for the key (both ~13% of an
-# uncached read's CPU in bench/cache_read.py's profile, docs/benchmarks.md).
-_ONE_DOCUMENT: dict[tuple[frozenset[str], bool], Select[Any]] = {}
+# Documents by id, one statement per (parts, PostgreSQL or not, one id or many), built once and prepared
+# (db/prepared.py): a load neither rebuilds the select nor walks it for SQLAlchemy's cache key, and on PostgreSQL
+# it runs on the driver (both ~13% of an uncached read's CPU, and SQLAlchemy's execution ~150 µs more;
+# docs/benchmarks.md).
+_DOCUMENTS: dict[tuple[frozenset[str], bool, bool], Prepared] = {}
 
 
 def _document_columns(parts: Set[str]) -> list[Any]:
@@ -181,20 +185,12 @@ def _newest_first(stmt: Select[Any], cursor: Cursor | None, limit: int) -> Selec
     return stmt.order_by(Recipe.created_at.desc(), Recipe.id.desc()).limit(limit)
 
 
-class RecipeRepository(Generic[AnySession]):
-    def __init__(self, session: AnySession) -> None:
+class RecipeReads:
+    """The column selects about recipes: documents by id, list pages' ids. They need rows only (`Rows`): a
+    ReadRows without an ORM session (Database.read_rows), or any session through RecipeRepository."""
+
+    def __init__(self, session: Rows) -> None:
         self.session = session
-
-    async def get(self, recipe_id: uuid.UUID, parts: Set[str], *, refresh: bool = False) -> Recipe | None:
-        stmt = select(Recipe).where(Recipe.id == recipe_id).options(*_part_loaders(parts))
-        if refresh:
-            stmt = stmt.execution_options(populate_existing=True)
-        return (await self.session.execute(stmt)).unique().scalars().first()
-
-    async def get_for_update(self: RecipeRepository[WriteSession], recipe_id: uuid.UUID) -> Recipe | None:
-        """The recipe row, locked until the transaction ends (a no-op lock on SQLite, which serializes writers)."""
-        stmt = select(Recipe).where(Recipe.id == recipe_id).with_for_update()
-        return (await self.session.execute(stmt)).scalars().first()
 
     def _documents_query(self, parts: Set[str]) -> Select[Any]:
         columns = _document_columns(parts)
@@ -207,10 +203,10 @@ class RecipeRepository(Generic[AnySession]):
 
     @property
     def _aggregates(self) -> bool:
-        return self.session.get_bind().dialect.name == "postgresql"
+        return self.session.dialect_name == "postgresql"
 
     async def _records(
-        self, stmt: Select[Any], parts: Set[str], params: dict[str, Any] | None = None
+        self, stmt: Select[Any] | Prepared, parts: Set[str], params: dict[str, Any] | None = None
     ) -> list[RecipeRecord]:
         rows = await self.session.rows(stmt, params)
         if self._aggregates:
@@ -241,13 +237,23 @@ class RecipeRepository(Generic[AnySession]):
         """The records of the recipes in `ids` that exist, in no particular order (visibility is the caller's)."""
         if not ids:
             return []
-        if len(ids) > 1:
+        postgres = self._aggregates
+        if len(ids) > 1 and not postgres:
             return await self._records(self._documents_query(parts).where(Recipe.id.in_(ids)), parts)
-        key = (frozenset(parts), self._aggregates)
-        stmt = _ONE_DOCUMENT.get(key)
+        # One prepared statement per part set for any number of ids on PostgreSQL (= ANY of an array), and for one
+        # id anywhere: the cache's fills, run on the driver itself where they can be (db/prepared.py).
+        many = len(ids) > 1
+        key = (frozenset(parts), postgres, many)
+        stmt = _DOCUMENTS.get(key)
         if stmt is None:
-            stmt = _ONE_DOCUMENT[key] = self._documents_query(parts).where(Recipe.id == bindparam("recipe_id"))
-        return await self._records(stmt, parts, {"recipe_id": ids[0]})
+            where = (
+                Recipe.id == any_(bindparam("recipe_ids", type_=ARRAY(Uuid())))
+                if many
+                else Recipe.id == bindparam("recipe_id")
+            )
+            stmt = _DOCUMENTS[key] = Prepared(self._documents_query(parts).where(where))
+        params = {"recipe_ids": list(ids)} if many else {"recipe_id": ids[0]}
+        return await self._records(stmt, parts, params)
 
     def _list_query(
         self, filters: RecipeFilters, viewer_id: uuid.UUID | None, base: Select[Any] | None = None
@@ -297,7 +303,25 @@ class RecipeRepository(Generic[AnySession]):
     async def has_private_recipes(self, author_id: uuid.UUID) -> bool:
         """Whether this user's lists and searches could differ from the public ones (idx_recipes_author_created)."""
         stmt = select(exists().where(Recipe.author_id == author_id, Recipe.is_public.is_(False)))
-        return bool((await self.session.execute(stmt)).scalar())
+        return bool((await self.session.rows(stmt))[0][0])
+
+
+class RecipeRepository(RecipeReads, Generic[AnySession]):
+    session: AnySession
+
+    def __init__(self, session: AnySession) -> None:
+        self.session = session
+
+    async def get(self, recipe_id: uuid.UUID, parts: Set[str], *, refresh: bool = False) -> Recipe | None:
+        stmt = select(Recipe).where(Recipe.id == recipe_id).options(*_part_loaders(parts))
+        if refresh:
+            stmt = stmt.execution_options(populate_existing=True)
+        return (await self.session.execute(stmt)).unique().scalars().first()
+
+    async def get_for_update(self: RecipeRepository[WriteSession], recipe_id: uuid.UUID) -> Recipe | None:
+        """The recipe row, locked until the transaction ends (a no-op lock on SQLite, which serializes writers)."""
+        stmt = select(Recipe).where(Recipe.id == recipe_id).with_for_update()
+        return (await self.session.execute(stmt)).scalars().first()
 
     async def list_offset(
         self, filters: RecipeFilters, viewer_id: uuid.UUID | None, offset: int, limit: int

@@ -41,7 +41,7 @@ from potluck.recipe.document import build_document
 from potluck.recipe.meta import RecipeMeta
 from potluck.recipe.models import Recipe
 from potluck.recipe.relevance import update_affects_lists, update_affects_search
-from potluck.recipe.repository import RecipeRepository
+from potluck.recipe.repository import RecipeReads, RecipeRepository
 from potluck.recipe.schemas import (
     HEAVY_PARTS,
     AuthorRead,
@@ -205,8 +205,8 @@ class RecipeService:
         """The cache entries of the recipes of `recipe_ids` that exist, in one statement.
 
         Fills read the primary: a lagging replica could hand a fill the version a writer just replaced."""
-        async with self.database.read_session(primary=primary) as session:
-            records = await RecipeRepository(session).documents(recipe_ids, HEAVY_PARTS)
+        async with self.database.read_rows(primary=primary) as rows:
+            records = await RecipeReads(rows).documents(recipe_ids, HEAVY_PARTS)
         entries = []
         for record in records:
             row = record.row
@@ -261,8 +261,8 @@ class RecipeService:
             cached = await self._cached_first_page(filters, limit, viewer_id)
             if cached is not None:
                 return cached
-        async with self.database.read_session(min_lsn=min_lsn) as session:
-            rows = await RecipeRepository(session).list_ids(filters, limit + 1, viewer_id=viewer_id, cursor=cursor)
+        async with self.database.read_rows(min_lsn=min_lsn) as read:
+            rows = await RecipeReads(read).list_ids(filters, limit + 1, viewer_id=viewer_id, cursor=cursor)
         ids, next_cursor = _ids_page(rows, limit)
         return await self.visible(ids, viewer_id), next_cursor
 
@@ -306,8 +306,8 @@ class RecipeService:
         cached under `key` of `family`: a key namespaced by a generation that every visibility change bumps."""
 
         async def load(primary: bool = True) -> Loaded:
-            async with self.database.read_session(primary=primary) as session:
-                found = await RecipeRepository(session).has_private_recipes(viewer_id)
+            async with self.database.read_rows(primary=primary) as read:
+                found = await RecipeReads(read).has_private_recipes(viewer_id)
             return Loaded(b"1" if found else b"0")
 
         loaded = await self.cache.get_or_fill(family, key, load, unstored=lambda: load(primary=False))
@@ -315,8 +315,8 @@ class RecipeService:
 
     async def _fill_list(self, filters: RecipeFilters, limit: int) -> Loaded:
         # Fills read the primary: a lagging replica could store a pre-write page under the post-write generation.
-        async with self.database.read_session(primary=True) as session:
-            rows = await RecipeRepository(session).list_ids(filters, limit + 1)
+        async with self.database.read_rows(primary=True) as read:
+            rows = await RecipeReads(read).list_ids(filters, limit + 1)
         ids, next_cursor = _ids_page(rows, limit)
         return Loaded(orjson.dumps({"ids": [i.hex for i in ids], "next": next_cursor}))
 

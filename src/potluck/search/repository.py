@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import TSQUERY, TSVECTOR
 
-from potluck.db.session import ReadSession
+from potluck.db.session import Rows
 from potluck.recipe.models import Ingredient, Recipe, RecipeIngredient, RecipeTag, Tag
 from potluck.recipe.repository import visible_to
 from potluck.search.query import Hit, SearchQuery, fts5_expression, tsquery_prefix_literal, websearch_parts
@@ -58,12 +58,12 @@ HitSelect = Select[uuid.UUID, datetime, float, int]
 
 
 class SearchRepository:
-    def __init__(self, session: ReadSession) -> None:
+    def __init__(self, session: Rows) -> None:
         self.session = session
 
     @property
     def dialect(self) -> str:
-        return self.session.get_bind().dialect.name
+        return self.session.dialect_name
 
     async def search(self, query: SearchQuery, viewer_id: uuid.UUID | None, *, fuzzy: bool, limit: int) -> list[Hit]:
         """Up to `limit` matches after `query.cursor`, in the query's order, visible to `viewer_id`.
@@ -73,9 +73,11 @@ class SearchRepository:
         """
         postgres = self.dialect == "postgresql"
         if fuzzy:
-            if postgres:  # for this transaction only: read_session(transaction=True) gives the session one
-                await self.session.execute(
-                    select(func.set_config("pg_trgm.word_similarity_threshold", str(WORD_SIMILARITY_THRESHOLD), True))
+            if postgres:
+                # For the connection, not a transaction: reads run without one (autocommit), and the value is the
+                # same for every search, so a pooled connection that keeps it is set as the next search wants it.
+                await self.session.rows(
+                    select(func.set_config("pg_trgm.word_similarity_threshold", str(WORD_SIMILARITY_THRESHOLD), False))
                 )
                 stmt, relevance = self._pg_fuzzy(query)
             else:

@@ -132,9 +132,8 @@ class SearchService:
         primary: bool = False,
         min_lsn: ConsistencyToken | None = None,
     ) -> SearchPage:
-        # A transaction: the fuzzy fallback's trigram threshold is set for it alone (set_config, is_local).
-        async with self.database.read_session(primary=primary, min_lsn=min_lsn, transaction=True) as session:
-            return await run_search(SearchRepository(session), query, viewer_id)
+        async with self.database.read_rows(primary=primary, min_lsn=min_lsn) as read:
+            return await run_search(SearchRepository(read), query, viewer_id)
 
     async def _has_private(self, viewer_id: uuid.UUID, generation: int) -> bool:
         key = search_key(generation, {"private_recipes_of": str(viewer_id)})
