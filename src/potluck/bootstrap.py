@@ -137,6 +137,7 @@ class Container:
 
     async def aclose(self) -> None:
         self.db_pools.close()
+        self.users.hasher.close()
         await self.events.stop()
         await self._keep_views()
         await self.search_analytics.aclose()

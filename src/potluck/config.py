@@ -157,6 +157,11 @@ class AuthSettings(BaseModel):
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_kib: int = Field(default=65536, ge=8)
     argon2_parallelism: int = Field(default=4, ge=1)
+    # Hashes run on a pool of their own: at most this many at once per process (each holds argon2_memory_kib), on
+    # threads that yield the CPU to request handling (nice +hash_nice, Linux): a login's ~150 ms of CPU on every
+    # core was every other request's tail latency.
+    hash_workers: int = Field(default=2, ge=1)
+    hash_nice: int = Field(default=10, ge=0, le=19)
     # How long an API process trusts "this session is not revoked" before asking the revocation set again.
     revocation_recheck_seconds: float = Field(default=1.0, ge=0)
     # Verified tokens' claims kept per process (user/security.py ClaimsCache), each until its token expires.

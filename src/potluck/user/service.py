@@ -6,7 +6,6 @@ import uuid
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
-import anyio.to_thread
 from sqlalchemy.exc import IntegrityError
 
 from potluck.cache.cache import Cache, Loaded
@@ -96,9 +95,9 @@ class UserService:
             if existing is not None:
                 await self.outbox.record(session, USER_REGISTRATION_REPEATED, existing.id, {})
             # The same work as a registration: the answer's timing tells no more than its body.
-            await anyio.to_thread.run_sync(self.hasher.hash, data.password)
+            await self.hasher.hash_async(data.password)
             return None
-        password_hash = await anyio.to_thread.run_sync(self.hasher.hash, data.password)
+        password_hash = await self.hasher.hash_async(data.password)
         user = User(
             email=data.email.lower(),
             username=data.username,
@@ -153,7 +152,7 @@ class UserService:
         if (problem := password_problem(password, user_inputs=(user.username, user.email))) is not None:
             raise UnprocessableContentError(problem, extra={"field": "password"})
         await tokens.void(user.id, RESET_PASSWORD, now)
-        user.password_hash = await anyio.to_thread.run_sync(self.hasher.hash, password)
+        user.password_hash = await self.hasher.hash_async(password)
         # The link reached the mailbox: the address is the owner's.
         user.email_verified_at = user.email_verified_at or now
         user.version += 1
@@ -177,7 +176,7 @@ class UserService:
         user = await UserRepository(session).get_by_login(login)
         account = str(user.id) if user is not None else "login:" + login_digest(login)
         await self._refuse_if_locked(account, client, login)
-        ok = await anyio.to_thread.run_sync(self.hasher.verify, user.password_hash if user else None, password)
+        ok = await self.hasher.verify_async(user.password_hash if user else None, password)
         if not ok or user is None:
             await self._failed(account, client, login, user.id if user else None)
             raise UnauthorizedError("incorrect login or password")
@@ -369,7 +368,7 @@ class UserService:
         if (problem := password_problem(data.password, user_inputs=(user.username, user.email))) is not None:
             raise UnprocessableContentError(problem, extra={"field": "password"})
         await self._check_current_password(user, data.current_password, client)
-        user.password_hash = await anyio.to_thread.run_sync(self.hasher.hash, data.password)
+        user.password_hash = await self.hasher.hash_async(data.password)
         revoked = await SessionRepository(session).revoke(user.id, reason="password_changed", keep=caller.session_id)
         self._revoke_after_commit(session, revoked)
         self.audit.record("password_changed", user_id=str(user.id), sessions_revoked=len(revoked))
@@ -399,7 +398,7 @@ class UserService:
         """403 for a wrong current password, throttled like a sign-in (a stolen access token cannot guess it)."""
         account = str(user.id)
         await self._refuse_if_locked(account, client, user.username)
-        if not await anyio.to_thread.run_sync(self.hasher.verify, user.password_hash, current_password):
+        if not await self.hasher.verify_async(user.password_hash, current_password):
             await self._failed(account, client, user.username, user.id)
             raise ForbiddenError("current_password is wrong", extra={"field": "current_password"})
 
