@@ -20,6 +20,7 @@ from potluck.db.failover import ReplicaFailoverMiddleware
 from potluck.errors import install_error_handlers
 from potluck.health import INTERNAL_PATHS
 from potluck.health import router as health_router
+from potluck.kit import heap
 from potluck.kit.compression import ContentCoding
 from potluck.kit.links import set_public_base_url
 from potluck.kit.wiring import STATE_KEY as PROVIDER_KEY
@@ -65,9 +66,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise RuntimeError(f"bootstrap provides no {', '.join(missing)}: add it in bootstrap._provide")
         tracing.instrument(settings, (container.database, container.events.database))
         await container.start()
+        if settings.api.freeze_heap:
+            heap.freeze()
         try:
             yield
         finally:
+            if settings.api.freeze_heap:
+                heap.thaw()
             await container.aclose()
             tracing.shutdown()
             mark_dead()  # multiprocess mode: this worker's live gauges leave the merged /metrics

@@ -230,6 +230,9 @@ class ApiSettings(BaseModel):
     # (middleware.LoadShedMiddleware, docs/capacity.md). 0: unbounded.
     max_in_flight: int = Field(default=64, ge=0)
     retry_after_seconds: int = Field(default=1, ge=1)
+    # Once started, leave what startup built out of the garbage collector's full collections (kit/heap.py): each
+    # walked it all and stopped the event loop for 90-260 ms.
+    freeze_heap: bool = True
 
 
 class MediaSettings(BaseModel):
