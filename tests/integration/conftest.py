@@ -33,7 +33,7 @@ from potluck.config import (
     Settings,
     ThrottleSettings,
 )
-from potluck.db.engine import create_engine
+from potluck.db.engine import Database, create_engine
 from potluck.db.migrate import upgrade
 from tests.support.app import METRICS_PORT, AppClient, container_of
 
@@ -97,6 +97,16 @@ async def pg_database_url(pg_template: str) -> AsyncIterator[str]:
         await conn.execute(f'DROP DATABASE IF EXISTS "{parsed.database}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def database(pg_database_url: str) -> AsyncIterator[Database]:
+    """A Database (primary only, two pooled connections) on a new migrated PostgreSQL database."""
+    database = Database.from_settings(pg_database_url, DatabaseSettings(url=pg_database_url, pool_size=2))
+    try:
+        yield database
+    finally:
+        await database.dispose()
 
 
 @pytest.fixture(params=BACKENDS)

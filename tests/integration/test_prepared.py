@@ -5,7 +5,6 @@ this way are compared byte for byte with the ORM's in test_recipe_documents.py.)
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -19,15 +18,6 @@ from sqlalchemy.types import Integer, Numeric, String
 from potluck.config import DatabaseSettings
 from potluck.db.engine import Database
 from potluck.db.prepared import Prepared
-
-
-@pytest.fixture
-async def database(pg_database_url: str) -> AsyncIterator[Database]:
-    database = Database.from_settings(pg_database_url, DatabaseSettings(url=pg_database_url, pool_size=2))
-    try:
-        yield database
-    finally:
-        await database.dispose()
 
 
 class _DriverFetches:

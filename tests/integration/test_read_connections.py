@@ -3,7 +3,6 @@ pooled connection its server closed is replaced at checkout instead of failing t
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -14,15 +13,6 @@ from sqlalchemy.engine import make_url
 from potluck.config import DatabaseSettings
 from potluck.db.engine import Database
 from tests.support.eventually import eventually
-
-
-@pytest.fixture
-async def database(pg_database_url: str) -> AsyncIterator[Database]:
-    database = Database.from_settings(pg_database_url, DatabaseSettings(url=pg_database_url, pool_size=2))
-    try:
-        yield database
-    finally:
-        await database.dispose()
 
 
 class _Calls:
