@@ -88,12 +88,57 @@ async def test_driver_fetches_are_counted_timed_and_seen_by_statement_listeners(
     assert registry.get_sample_value("potluck_db_query_duration_seconds_count", {"role": "primary"}) == 1
 
 
-async def test_a_failing_statement_raises_as_sqlalchemy_raises_it(database: Database) -> None:
+async def test_a_failing_statement_raises_as_sqlalchemy_raises_it_and_is_sent_once(database: Database) -> None:
+    prepared = Prepared(select(cast(bindparam("word", type_=String), Integer).label("number")))
+    sent: list[str] = []
+    ended: list[str] = []
+
+    def before(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        sent.append(statement)
+
+    def after(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        ended.append(statement)
+
+    event.listen(database.primary.sync_engine, "before_cursor_execute", before)
+    event.listen(database.primary.sync_engine, "after_cursor_execute", after)
+    try:
+        async with database.read_rows(primary=True) as read:
+            with pytest.raises(DBAPIError, match="invalid input syntax"):
+                await read.rows(prepared, {"word": "not a number"})
+            assert len(sent) == 1  # not run a second time through SQLAlchemy
+            assert len(ended) == 1  # the statement's timing and span end with it
+            assert (await read.rows(prepared, {"word": "12"}))[0].number == 12  # the connection is fine after it
+    finally:
+        event.remove(database.primary.sync_engine, "before_cursor_execute", before)
+        event.remove(database.primary.sync_engine, "after_cursor_execute", after)
+
+
+async def test_a_missing_value_is_refused_not_sent_as_null(database: Database) -> None:
     prepared = Prepared(select(cast(bindparam("word", type_=String), Integer).label("number")))
     async with database.read_rows(primary=True) as read:
-        with pytest.raises(DBAPIError, match="invalid input syntax"):
-            await read.rows(prepared, {"word": "not a number"})
-        assert (await read.rows(prepared, {"word": "12"}))[0].number == 12  # the connection is fine after it
+        with pytest.raises(ValueError, match="'word'"):
+            await read.rows(prepared, {})
+
+
+async def test_a_primary_gone_silent_under_the_driver_retires_its_other_connections(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    prepared = Prepared(select(func.pg_backend_pid().label("pid")))
+    async with database.read_rows(primary=True) as read:
+        pid = (await read.rows(prepared))[0].pid
+
+    async def silent(*_: Any, **__: Any) -> Any:
+        raise TimeoutError  # what asyncpg raises when the command timeout passes
+
+    generation = database._generation
+    with monkeypatch.context() as patch:
+        patch.setattr(asyncpg.Connection, "fetch", silent)
+        with pytest.raises(TimeoutError):
+            async with database.read_rows(primary=True) as read:
+                await read.rows(prepared)
+    assert database._generation == generation + 1  # every older pooled connection is replaced at checkout
+    async with database.read_rows(primary=True) as read:
+        assert (await read.rows(prepared))[0].pid != pid
 
 
 async def test_a_connection_lost_mid_read_is_not_pooled_again(database: Database) -> None:

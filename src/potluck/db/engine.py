@@ -360,7 +360,7 @@ class Database:
         else:
             connection, replica = await self._connect_reader(min_lsn, transaction=transaction)
         reading = open_with(connection)
-        lost = False
+        lost: BaseException | None = None
         try:
             yield reading
         except (DBAPIError, OSError) as exc:
@@ -368,17 +368,21 @@ class Database:
             if isinstance(exc, LeaderUnavailableError) or not _lost_connection(exc):
                 raise
             note_retryable()  # nothing was written: the request may run again (db/failover.py)
-            lost = True  # the connection is not pooled again
+            lost = exc  # the connection is not pooled again
             if replica is None:
                 raise
             self._mark_down(replica, exc)
             raise ReplicaUnavailableError(replica.name) from exc
         finally:
-            if lost and replica is not None:
+            if lost is not None and replica is not None:
                 # Its rollback and close would wait on the silent server again: not in the request's time.
                 self._abandon(asyncio.ensure_future(_close_session(reading, connection, discard=True)))
             else:
-                await _close_session(reading, connection, discard=lost)
+                await _close_session(reading, connection, discard=lost is not None)
+                if isinstance(lost, OSError) and self.dialect == "postgresql":
+                    # The primary went silent or away under the driver itself (a prepared read, db/prepared.py),
+                    # where SQLAlchemy's own handling would have retired the pool's other connections to it.
+                    self._retire_primary_connections("db.primary_lost")
 
     @asynccontextmanager
     async def write_session(self) -> AsyncIterator[WriteSession]:
@@ -459,7 +463,11 @@ class Database:
         """A new leader: no connection opened before now (to the old leader, demoted or gone) is handed out again.
         Each is closed and replaced at its next checkout, including those in use right now (a pool dispose
         would leave those to the garbage collector)."""
-        logger.warning("db.leader_changed")
+        self._retire_primary_connections("db.leader_changed")
+
+    def _retire_primary_connections(self, event: str) -> None:
+        """No primary connection opened before now is handed out again (each is replaced at its checkout)."""
+        logger.warning(event)
         self._generation += 1
 
     def _follow_leader(self, engine: AsyncEngine) -> None:

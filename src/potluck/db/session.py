@@ -56,8 +56,8 @@ class ReadRows:
 
     async def rows(self, statement: Executable | Prepared, params: dict[str, Any] | None = None) -> Sequence[Any]:
         if isinstance(statement, Prepared):
-            if self.driver and (fetched := await fetch_prepared(self.connection, statement, params)) is not None:
-                return fetched
+            if self.driver:
+                return await fetch_prepared(self.connection, statement, params)
             statement = statement.statement
         return (await self.connection.execute(statement, params)).all()
 

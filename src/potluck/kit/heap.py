@@ -13,13 +13,21 @@ from __future__ import annotations
 
 import gc
 
+_frozen_by = 0  # apps of this process whose startup froze the heap (the tests run several at once)
+
 
 def freeze() -> int:
     """Leave everything the process holds now out of future collections; how many objects that is."""
+    global _frozen_by
+    _frozen_by += 1
     gc.freeze()
     return gc.get_freeze_count()
 
 
 def thaw() -> None:
-    """Give the frozen objects back to the collector (their garbage is collected by a later full collection)."""
-    gc.unfreeze()
+    """Give the frozen objects back to the collector once no app that froze them is running (their garbage is
+    collected by a later full collection)."""
+    global _frozen_by
+    _frozen_by = max(0, _frozen_by - 1)
+    if _frozen_by == 0:
+        gc.unfreeze()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import os
@@ -65,17 +66,18 @@ class PasswordHasher:
             return False
 
     async def hash_async(self, password: str) -> str:
-        """`hash` on the hashing pool."""
+        """`hash` off the event loop, on the bounded, lower-priority pool."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, self.hash, password)
 
     async def verify_async(self, password_hash: str | None, password: str) -> bool:
-        """`verify` on the hashing pool."""
+        """`verify` off the event loop, on the bounded, lower-priority pool."""
         return await asyncio.get_running_loop().run_in_executor(self._pool, self.verify, password_hash, password)
 
     def needs_rehash(self, password_hash: str) -> bool:
         return self._hasher.check_needs_rehash(password_hash)
 
     def close(self) -> None:
+        """At shutdown, once requests have drained: a hash still queued is cancelled."""
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -84,7 +86,10 @@ def _lower_priority(nice: int) -> None:
     process, so nothing is changed)."""
     if nice and sys.platform == "linux":
         tid = threading.get_native_id()
-        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+        # A sandbox that refuses it leaves the thread as it is: a failing initializer would break the pool, and
+        # every login with it.
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
 
 
 class InvalidTokenError(Exception):
