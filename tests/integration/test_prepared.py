@@ -18,20 +18,7 @@ from sqlalchemy.types import Integer, Numeric, String
 from potluck.config import DatabaseSettings
 from potluck.db.engine import Database
 from potluck.db.prepared import Prepared
-
-
-class _DriverFetches:
-    """Counts the driver's own fetches (SQLAlchemy runs its statements as prepared statements instead)."""
-
-    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        self.count = 0
-        original = asyncpg.Connection.fetch
-
-        async def fetch(connection: asyncpg.Connection, *args: Any, **kwargs: Any) -> Any:
-            self.count += 1
-            return await original(connection, *args, **kwargs)
-
-        monkeypatch.setattr(asyncpg.Connection, "fetch", fetch)
+from tests.support.statements import DriverFetches
 
 
 def _typed() -> Select[Any]:
@@ -52,7 +39,7 @@ async def test_rows_are_what_sqlalchemy_gives_and_come_from_the_driver(
     params = {"number": "2.5", "word": "thyme"}
     async with database.read_session(primary=True) as session:
         expected = (await session.execute(prepared.statement, params)).one()
-    fetches = _DriverFetches(monkeypatch)
+    fetches = DriverFetches(monkeypatch)
     async with database.read_rows(primary=True) as read:
         assert read.driver
         (row,) = await read.rows(prepared, params)
@@ -164,7 +151,7 @@ async def test_behind_pgbouncer_prepared_statements_take_sqlalchemy_s_path(
     """In transaction pooling a read keeps its transaction (its prepare and execute must share a server)."""
     settings = DatabaseSettings(url=pg_database_url, pool_size=1, pgbouncer_transaction_pooling=True)
     database = Database.from_settings(pg_database_url, settings)
-    fetches = _DriverFetches(monkeypatch)
+    fetches = DriverFetches(monkeypatch)
     try:
         async with database.read_rows(primary=True) as read:
             assert not read.driver

@@ -9,7 +9,6 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-import asyncpg
 import httpx
 import orjson
 import pytest
@@ -27,6 +26,7 @@ from potluck.seed.loader import load
 from tests.integration.conftest import Api
 from tests.support.app import container_of
 from tests.support.outbox import drain_until_settled
+from tests.support.statements import DriverFetches
 
 PART_SETS = [HEAVY_PARTS, frozenset(), frozenset({"tags", "nutrition"}), frozenset({"ingredients", "steps"})]
 
@@ -80,21 +80,13 @@ async def test_documents_are_the_orm_documents_byte_for_byte(
             expected[record.id] = orjson.dumps(service.document(recipe, parts))
             assert orjson.dumps(build_document(record, parts, service.media_base_url)) == expected[record.id]
     # Without a session (the cache's fills): on PostgreSQL prepared statements on the driver, for many ids and one.
-    fetches = 0
-    original = asyncpg.Connection.fetch
-
-    async def counted(connection: asyncpg.Connection, *args: Any, **kwargs: Any) -> Any:
-        nonlocal fetches
-        fetches += 1
-        return await original(connection, *args, **kwargs)
-
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(asyncpg.Connection, "fetch", counted)
+        fetches = DriverFetches(patch)
         async with container.database.read_rows(primary=True) as read:
             reads = RecipeReads(read)
             many = await reads.documents(ids, parts)
             one_by_one = [record for i in ids[:25] for record in await reads.documents([i], parts)]
-    assert fetches == (26 if container.database.dialect == "postgresql" else 0)
+    assert fetches.count == (26 if container.database.dialect == "postgresql" else 0)
     for record in [*many, *one_by_one]:
         assert orjson.dumps(build_document(record, parts, service.media_base_url)) == expected[record.id]
     assert len(many) == len(ids)

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import asyncpg
 import httpx
+import pytest
 import redis
 from sqlalchemy import event
 
@@ -36,6 +38,21 @@ class StatementCounter:
     def __exit__(self, *_: object) -> None:
         for engine in self.engines:
             event.remove(engine.sync_engine, "before_cursor_execute", self._on)
+
+
+class DriverFetches:
+    """Counts asyncpg's own fetches (db/prepared.py's reads on the driver; SQLAlchemy runs its statements as
+    prepared statements instead, so none of its are counted)."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.count = 0
+        original = asyncpg.Connection.fetch
+
+        async def fetch(connection: asyncpg.Connection, *args: Any, **kwargs: Any) -> Any:
+            self.count += 1
+            return await original(connection, *args, **kwargs)
+
+        monkeypatch.setattr(asyncpg.Connection, "fetch", fetch)
 
 
 def loads_one_recipe(statement: str) -> bool:

@@ -241,13 +241,18 @@ class Database:
         if self.monitor is not None:
             self.monitor.mark_down(replica)
 
+    @property
+    def _autocommit_reads(self) -> bool:
+        """Whether reads that ask for no transaction run without one (`_for_reads`)."""
+        return self.dialect == "postgresql" and not self.settings.pgbouncer_transaction_pooling
+
     def _for_reads(self, engine: AsyncEngine, *, transaction: bool) -> AsyncEngine:
         """`engine`, or on PostgreSQL its autocommit variant sharing its pool: each statement of a read then runs
         on its own (under READ COMMITTED each statement takes its own snapshot anyway), so a one-statement read is
         one round trip. `transaction`: keep the transaction (a server-side cursor needs one). Behind PgBouncer in
         transaction mode a statement's prepare and execute must share a transaction, else they may reach two
         different servers."""
-        if transaction or self.dialect != "postgresql" or self.settings.pgbouncer_transaction_pooling:
+        if transaction or not self._autocommit_reads:
             return engine
         reader = self._autocommit.get(engine)
         if reader is None:
@@ -337,13 +342,8 @@ class Database:
     @property
     def _prepared_on_driver(self) -> bool:
         """Whether read_rows' connections are autocommit asyncpg ones, on which a `Prepared` statement runs on the
-        driver (db/prepared.py): not behind PgBouncer in transaction mode, where reads keep their transaction."""
-        dialect = self.primary.dialect
-        return (
-            dialect.name == "postgresql"
-            and dialect.driver == "asyncpg"
-            and not self.settings.pgbouncer_transaction_pooling
-        )
+        driver (db/prepared.py): not where reads keep their transaction (SQLite, PgBouncer in transaction mode)."""
+        return self._autocommit_reads and self.primary.dialect.driver == "asyncpg"
 
     @asynccontextmanager
     async def _reading(
