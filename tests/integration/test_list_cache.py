@@ -1,5 +1,6 @@
-"""First pages of the recipe lists, cached as ids under `gen:lists` and hydrated through recipe:{id}: the same
-answer as the query, right after every write that changes a list, and a bounded number of statements."""
+"""Pages of the recipe lists, cached as ids under the generation of the list's scope (recipe/relevance.py) and
+hydrated through recipe:{id}: the same answer as the query, right after every write that changes a list, a bounded
+number of statements, and untouched by writes that change other lists."""
 
 from __future__ import annotations
 
@@ -113,7 +114,7 @@ async def test_signed_in_first_pages_are_cached_unless_the_reader_has_private_re
 
     await served_from_the_cache()
 
-    # The reader's own private recipe is on their first page at once (creating it bumps `gen:lists`), never on
+    # The reader's own private recipe is on their first page at once (creating it bumps their author scope), never on
     # anyone else's; their pages come from the query while they have one.
     mine = await api.create_recipe(reader, title="Mine", is_public=False)
     statements.clear()
@@ -128,3 +129,106 @@ async def test_signed_in_first_pages_are_cached_unless_the_reader_has_private_re
     await client.delete(f"/api/v1/recipes/{mine['id']}", headers=reader["headers"])
     await served_from_the_cache()
     assert "Mine" not in [r["title"] for r in (await _items(client, {}, reader["headers"]))["items"]]
+
+
+async def _walk(client: httpx.AsyncClient, params: dict[str, Any], headers: dict[str, str] | None = None) -> list[Any]:
+    """Every page of a list, following next_cursor."""
+    pages, cursor = [], None
+    while True:
+        page = await _items(client, {**params, **({"cursor": cursor} if cursor else {})}, headers)
+        pages.append(page)
+        cursor = page["next_cursor"]
+        if cursor is None:
+            return pages
+
+
+async def test_later_pages_are_cached_too_and_follow_every_write(
+    client: httpx.AsyncClient, api: Api, statements: list[str]
+) -> None:
+    """Pages after the first (by cursor) are cached like the first: the same answer as the query, served with no
+    statement once warm, and a write that moves a recipe into or out of the list shows on the next walk."""
+    author = await api.register()
+    reader = await api.register()
+    own = await api.create_recipe(reader, title="Reader's own", is_public=False)  # their walks come from the query
+    recipes = [await api.create_recipe(author, title=f"Page dish {i}", cuisine="thai") for i in range(7)]
+    await drain_until_settled(container_of(client).relay)
+    for r in recipes:
+        await client.get(f"/api/v1/recipes/{r['id']}")
+
+    async def same_as_query(params: dict[str, Any]) -> list[Any]:
+        cached = await _walk(client, params)
+        queried = [r for page in await _walk(client, params, reader["headers"]) for r in page["items"]]
+        assert [r for page in cached for r in page["items"]] == [r for r in queried if r["id"] != own["id"]]
+        return cached
+
+    for params in ({"limit": 3}, {"limit": 3, "cuisine": "thai"}):
+        assert len(await same_as_query(params)) == 3  # 7 recipes by 3: three pages
+        statements.clear()
+        walked = await _walk(client, params)
+        assert [len(page["items"]) for page in walked] == [3, 3, 1]
+        assert statements == [], params  # every page, the later ones too, from the caches
+
+    # Out of the list (made private, deleted), into it (created): the next walk shows it, on every page.
+    await client.patch(f"/api/v1/recipes/{recipes[1]['id']}", json={"is_public": False}, headers=author["headers"])
+    await client.delete(f"/api/v1/recipes/{recipes[2]['id']}", headers=author["headers"])
+    await client.patch(f"/api/v1/recipes/{recipes[4]['id']}", json={"cuisine": "italian"}, headers=author["headers"])
+    newest = await api.create_recipe(author, title="Newest page dish", cuisine="thai")
+    titles = [r["title"] for page in await same_as_query({"limit": 3}) for r in page["items"]]
+    assert titles[0] == newest["title"]
+    assert recipes[1]["title"] not in titles
+    assert recipes[2]["title"] not in titles
+    assert len(titles) == 7 - 2 + 1
+    thai = [r["title"] for page in await same_as_query({"limit": 3, "cuisine": "thai"}) for r in page["items"]]
+    assert thai[0] == newest["title"]
+    assert recipes[4]["title"] not in thai
+    assert len(thai) == 7 - 3 + 1
+
+
+async def test_a_write_leaves_the_pages_of_lists_it_cannot_change_cached(
+    client: httpx.AsyncClient, api: Api, statements: list[str]
+) -> None:
+    """Lists are namespaced by scope, not by one generation for all: a creation in another cuisine, tag and author
+    keeps a cuisine's and an author's pages, and an edit of a recipe's time or tags keeps the newest-first pages."""
+    author = await api.register()
+    other = await api.register()
+    recipes = [
+        await api.create_recipe(author, title=f"Scoped {i}", cuisine="thai", tags=["soup"], cook_minutes=10)
+        for i in range(4)
+    ]
+    await drain_until_settled(container_of(client).relay)
+    for r in recipes:
+        await client.get(f"/api/v1/recipes/{r['id']}")
+    lists = [{"limit": 2}, {"limit": 2, "cuisine": "thai"}, {"limit": 2, "author": author["id"]}]
+
+    async def warm_and_cached(params: dict[str, Any]) -> list[Any]:
+        await _walk(client, params)
+        statements.clear()
+        walked = await _walk(client, params)
+        assert not [s for s in statements if "recipe" in s], (params, statements)
+        return walked
+
+    for params in lists:
+        await warm_and_cached(params)
+
+    # Another author, cuisine and tag: only the unfiltered list changes.
+    elsewhere = await api.create_recipe(other, title="Elsewhere", cuisine="italian", tags=["quick"])
+    for params in lists[1:]:
+        statements.clear()
+        assert elsewhere["title"] not in [r["title"] for p in await _walk(client, params) for r in p["items"]]
+        assert not [s for s in statements if "recipe" in s], (params, statements)
+    assert (await _items(client, lists[0]))["items"][0]["title"] == "Elsewhere"
+
+    # A new time and new tags move no recipe into or out of the unfiltered list: its pages stay cached.
+    await warm_and_cached(lists[0])
+    patch = {"cook_minutes": 90, "tags": ["stew"]}
+    assert (
+        await client.patch(f"/api/v1/recipes/{recipes[0]['id']}", json=patch, headers=author["headers"])
+    ).status_code == 200
+    await client.get(f"/api/v1/recipes/{recipes[0]['id']}")  # its document again in the recipe cache
+    statements.clear()
+    await _walk(client, lists[0])
+    assert not [s for s in statements if "recipe" in s], statements
+    # ... while the lists it does change show it at once.
+    assert recipes[0]["id"] not in [r["id"] for r in (await _items(client, {"tag": "soup", "limit": 10}))["items"]]
+    quick = await _items(client, {"max_total_minutes": 30, "limit": 10})
+    assert recipes[0]["id"] not in [r["id"] for r in quick["items"]]

@@ -20,10 +20,11 @@ SEARCH_RESULTS = Family("search_results", 300, "search:{hash}")
 TRENDING = Family("trending", 600, "trending:{period}")
 RECOMMENDATIONS = Family("recommendations", 1800, "recommend:{user_id}")
 
-# Not in the design's table (issue 15): first pages of the common recipe lists, as ids under a generation that the
-# writes which change them bump (`gen:lists`), hydrated through recipe:{id}. The generation, not the TTL, keeps
-# them right; the TTL only bounds what a page of a rare filter costs in memory.
-RECIPE_LIST = Family("recipe_list", 300, "list:{generation}:{hash}")
+# Not in the design's table (issue 15): pages of the recipe lists, as ids under the generation of the list's scope
+# (its author, tag or cuisine bucket, `minutes` or `all`: recipe/relevance.py), which the writes that change them
+# bump, hydrated through recipe:{id}. The generation, not the TTL, keeps them right; the TTL only bounds what a page
+# of a rare filter costs in memory.
+RECIPE_LIST = Family("recipe_list", 300, "list:{scope}:{generation}:{hash}")
 
 FAMILIES: dict[str, Family] = {
     f.name: f for f in (RECIPE_DETAIL, USER_PROFILE, SEARCH_RESULTS, TRENDING, RECOMMENDATIONS)

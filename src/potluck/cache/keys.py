@@ -9,7 +9,12 @@ from potluck.kit.digest import stable_digest
 
 # Keys without a TTL must never be evicted (see deploy/redis/cache.conf): generations live here.
 SEARCH_GENERATION_KEY = "gen:search"
-LISTS_GENERATION_KEY = "gen:lists"
+# Recipe lists have one generation per scope, not one for all (recipe/relevance.py says which a list reads and
+# which a write bumps): `gen:lists:all`, `gen:lists:minutes`, and one per bucket of authors, tags and cuisines.
+LISTS_GENERATION_PREFIX = "gen:lists"
+# Authors, tags and cuisines share LIST_BUCKETS generations per kind (a stable digest picks one): bounded keys
+# that never expire, and a bucket bumped by one author's writes rarely holds another list that is being read.
+LIST_BUCKETS = 1024
 # How long "this event's bump is done" is remembered: far longer than an outbox delivery takes.
 GENERATION_MARKER_TTL_MS = 3_600_000
 
@@ -47,9 +52,19 @@ def search_key(generation: int, query: Mapping[str, object]) -> str:
     return f"search:{generation}:{stable_digest(query)}"
 
 
-def list_key(generation: int, query: Mapping[str, object]) -> str:
-    """A cached first page of a recipe list; one INCR of `gen:lists` makes every such page unreachable."""
-    return f"list:{generation}:{stable_digest(query)}"
+def lists_generation_key(scope: str, value: object = None) -> str:
+    """The generation of one scope of recipe lists: `gen:lists:all`, `gen:lists:minutes`, or for a value of a
+    kind (`author`, `tag`, `cuisine`) its bucket's, `gen:lists:tag:417`."""
+    if value is None:
+        return f"{LISTS_GENERATION_PREFIX}:{scope}"
+    bucket = int(stable_digest([scope, str(value)], 4), 16) % LIST_BUCKETS
+    return f"{LISTS_GENERATION_PREFIX}:{scope}:{bucket}"
+
+
+def list_key(scope: str, generation: int, query: Mapping[str, object]) -> str:
+    """A cached page of a recipe list, under the generation of its scope (`lists_generation_key`): one INCR of
+    that generation makes every page under it unreachable."""
+    return f"list:{scope.removeprefix(LISTS_GENERATION_PREFIX + ':')}:{generation}:{stable_digest(query)}"
 
 
 def refresh_lock_key(key: str) -> str:

@@ -16,7 +16,10 @@ the rate recipes are edited (the load test's edit rate took the search hit rate 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import uuid
+from collections.abc import Iterable, Set
+
+from potluck.cache.keys import lists_generation_key
 
 # RecipeUpdate fields whose change moves the search generation (see above).
 SEARCH_FIELDS = frozenset({"title", "cuisine", "tags", "is_public"})
@@ -28,9 +31,70 @@ def update_affects_search(fields: Iterable[str]) -> bool:
 
 
 # RecipeUpdate fields that decide which recipes a list page filter selects (cuisine, tag, total time, author's
-# visibility): an update that sends one moves the lists' generation. Ordering is by creation, which never changes;
-# everything a page shows comes from recipe:{id} at read time.
+# visibility): an update that sends one moves the generations of the lists it may enter or leave. Ordering is by
+# creation, which never changes; everything a page shows comes from recipe:{id} at read time.
 LIST_FIELDS = frozenset({"cuisine", "tags", "prep_minutes", "cook_minutes", "is_public"})
+MINUTES_FIELDS = frozenset({"prep_minutes", "cook_minutes"})
+
+# Cached list pages (RecipeService.list_page) are namespaced by the generation of one scope, not one generation for
+# all lists: with one, every creation anywhere emptied every cached page, and pages after the first were filled far
+# more often than read (docs/benchmarks.md, issue 15 part 10). A list reads the generation of its most selective
+# filter: its author's, else its tag's, else its cuisine's (each a bucket of LIST_BUCKETS), else `minutes` (only a
+# total-time filter), else `all`. A write bumps the scopes of every list the recipe may enter or leave
+# (`list_generations`): every list containing it filters on its author, its tags and its cuisine, so whichever of
+# those a list reads, the write reaches it.
+
+
+def list_scope(author: uuid.UUID | None, tag: str | None, cuisine: str | None, max_total_minutes: int | None) -> str:
+    """The generation key that namespaces the cached pages of the list with these filters (values as the list's
+    query compares them: tag and cuisine stripped and lower-cased)."""
+    if author is not None:
+        return lists_generation_key("author", author)
+    if tag is not None:
+        return lists_generation_key("tag", tag)
+    if cuisine is not None:
+        return lists_generation_key("cuisine", cuisine)
+    if max_total_minutes is not None:
+        return lists_generation_key("minutes")
+    return lists_generation_key("all")
+
+
+def private_recipes_scope(author: uuid.UUID) -> str:
+    """The generation under which whether `author` has a private recipe is cached: their author scope, which every
+    creation, deletion and visibility change of their recipes bumps."""
+    return lists_generation_key("author", author)
+
+
+def list_generations(
+    author: uuid.UUID,
+    cuisines: Iterable[str | None],
+    tags: Iterable[str],
+    *,
+    fields: Set[str] | None,
+    public: bool,
+) -> list[str]:
+    """The list generations a write of one recipe bumps after commit. `cuisines` and `tags`: its values before and
+    after the write; `fields`: the fields an update sent (None: the recipe was created or deleted); `public`: it
+    was public before or after.
+
+    A recipe private throughout is in no shared page: only its author's scope moves (whether they have a private
+    recipe is cached there). An update that sends no LIST_FIELDS moves nothing. Otherwise the author's, each tag's
+    and each cuisine's scope move; `minutes` too when the total time may have changed; `all` only when the recipe
+    enters or leaves every list (created, deleted, visibility sent): an unfiltered list's members change by nothing
+    else."""
+    if fields is not None and LIST_FIELDS.isdisjoint(fields):
+        return []
+    keys = [private_recipes_scope(author)]
+    if not public:
+        return keys
+    keys += [lists_generation_key("tag", tag) for tag in tags]
+    keys += [lists_generation_key("cuisine", cuisine) for cuisine in cuisines if cuisine is not None]
+    membership = fields is None or "is_public" in fields
+    if membership or not MINUTES_FIELDS.isdisjoint(fields or ()):
+        keys.append(lists_generation_key("minutes"))
+    if membership:
+        keys.append(lists_generation_key("all"))
+    return list(dict.fromkeys(keys))
 
 
 def update_affects_lists(fields: Iterable[str]) -> bool:

@@ -383,6 +383,11 @@ class RecipeRepository(RecipeReads, Generic[AnySession]):
                 [{"recipe_id": recipe_id, "position": i, "text": t} for i, t in enumerate(steps)],
             )
 
+    async def tag_names(self: RecipeRepository[WriteSession], recipe_id: uuid.UUID) -> list[str]:
+        """The names of the recipe's tags, as stored (lower-cased)."""
+        stmt = select(Tag.name).join(RecipeTag, RecipeTag.tag_id == Tag.id).where(RecipeTag.recipe_id == recipe_id)
+        return list((await self.session.execute(stmt)).scalars())
+
     async def replace_tags(self: RecipeRepository[WriteSession], recipe_id: uuid.UUID, tags: Sequence[str]) -> None:
         await self.session.execute(delete(RecipeTag).where(RecipeTag.recipe_id == recipe_id))
         if tags:

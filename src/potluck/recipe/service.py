@@ -14,7 +14,6 @@ import orjson
 from potluck.cache.cache import Bump, Cache, Loaded, not_stored
 from potluck.cache.families import RECIPE_DETAIL, RECIPE_LIST, Family
 from potluck.cache.keys import (
-    LISTS_GENERATION_KEY,
     SEARCH_GENERATION_KEY,
     list_key,
     recipe_key,
@@ -40,7 +39,13 @@ from potluck.kit.media_keys import default_image_url, image_urls
 from potluck.recipe.document import build_document
 from potluck.recipe.meta import RecipeMeta
 from potluck.recipe.models import Recipe
-from potluck.recipe.relevance import update_affects_lists, update_affects_search
+from potluck.recipe.relevance import (
+    list_generations,
+    list_scope,
+    private_recipes_scope,
+    update_affects_lists,
+    update_affects_search,
+)
 from potluck.recipe.repository import RecipeReads, RecipeRepository
 from potluck.recipe.schemas import (
     HEAVY_PARTS,
@@ -224,7 +229,7 @@ class RecipeService:
         search: bool = False,
         search_event: int | None = None,
         reader_id: uuid.UUID | None = None,
-        lists: bool = False,
+        lists: Sequence[str] = (),
     ) -> None:
         keys = [recipe_key(recipe_id), RECIPE_LIST_KEY]  # the list key: edge pages only (cache/surrogate.py)
         if author_id is not None:
@@ -236,9 +241,8 @@ class RecipeService:
             # Cached searches hold ids; which ids match changes with a recipe's text, filters or visibility
             # (recipe/relevance.py, docs/search.md). Once per event: the outbox's repeat finds it done.
             bumps.append((SEARCH_GENERATION_KEY, search_event))
-        if lists:
-            # Cached first pages hold ids (recipe/relevance.py): a recipe entering or leaving a list moves them all.
-            bumps.append((LISTS_GENERATION_KEY, None))
+        # Cached list pages hold ids: the scopes of the lists the recipe may enter or leave (recipe/relevance.py).
+        bumps += [(key, None) for key in lists]
         # Search pages carry the generation's key at the edge (cache/surrogate.py): purged after the bump.
         edge_also = [SEARCH_GENERATION_KEY] if search else []
         self.cache.invalidate_after_commit(session, *keys, edge_also=edge_also, bumps=bumps)
@@ -253,12 +257,12 @@ class RecipeService:
         *,
         min_lsn: ConsistencyToken | None = None,
     ) -> tuple[list[CachedRecipe], str | None]:
-        """A page of recipes (the route projects them: cards, `parts`, `fields`), newest first: its ids (a first
-        page without `parts` from the list cache, else one keyset statement on a replica that has replayed
-        `min_lsn`), each recipe through the recipe cache (`visible`). No read session is opened for a page served
-        from the cache whole."""
-        if cursor is None and not parts:
-            cached = await self._cached_first_page(filters, limit, viewer_id)
+        """A page of recipes (the route projects them: cards, `parts`, `fields`), newest first: its ids (a page
+        without `parts` from the list cache, else one keyset statement on a replica that has replayed `min_lsn`),
+        each recipe through the recipe cache (`visible`). No read session is opened for a page served from the
+        cache whole."""
+        if not parts:
+            cached = await self._cached_page(filters, cursor, limit, viewer_id)
             if cached is not None:
                 return cached
         async with self.database.read_rows(min_lsn=min_lsn) as read:
@@ -276,24 +280,36 @@ class RecipeService:
             found.update(await self.fill_missing(missing, viewer_id))
         return [hit for recipe_id in ids if (hit := found.get(recipe_id)) is not None]
 
-    async def _cached_first_page(
-        self, filters: RecipeFilters, limit: int, viewer_id: uuid.UUID | None
+    async def _cached_page(
+        self, filters: RecipeFilters, cursor: Cursor | None, limit: int, viewer_id: uuid.UUID | None
     ) -> tuple[list[CachedRecipe], str | None] | None:
-        """A first page of recipes as anyone sees it: its ids from the list cache (under `gen:lists`), each one
-        from recipe:{id} (`visible`, checked per item as for an anonymous viewer). A signed-in viewer
-        gets it when they have no private recipe (their page is then the public one; whether they have one is
-        cached under the same generation, which every visibility change bumps). None when the generation cannot be
-        read (Redis down) or the viewer's page is their own: the caller queries the page."""
-        generation = await self.cache.generation(LISTS_GENERATION_KEY)
+        """A page of recipes as anyone sees it (the first, or the one after `cursor`: the order, newest first, never
+        changes): its ids from the list cache, under the generation of the list's scope (recipe/relevance.py:
+        every write that moves a recipe into or out of the list bumps it), each one from recipe:{id} (`visible`,
+        checked per item as for an anonymous viewer). A signed-in viewer gets it when they have no private recipe
+        (their page is then the public one; whether they have one is cached under their author scope, which their
+        every visibility change bumps). None when a generation cannot be read (Redis down) or the viewer's page is
+        their own: the caller queries the page."""
+        cuisine = None if filters.cuisine is None else filters.cuisine.strip().lower()
+        tag = None if filters.tag is None else filters.tag.strip().lower()
+        scope = list_scope(filters.author, tag, cuisine, filters.max_total_minutes)
+        generation = await self.cache.generation(scope)
         if generation is None:
             return None
-        key = list_key(generation, {"filters": filters.model_dump(mode="json"), "limit": limit})
+        query: dict[str, object] = {"filters": filters.model_dump(mode="json"), "limit": limit}
+        if cursor is not None:
+            query["after"] = encode_cursor(cursor.created_at, cursor.id)
+        key = list_key(scope, generation, query)
         if viewer_id is not None:
-            private_key = list_key(generation, {"private_recipes_of": str(viewer_id)})
+            private_scope = private_recipes_scope(viewer_id)
+            private_generation = await self.cache.generation(private_scope)
+            if private_generation is None:
+                return None
+            private_key = list_key(private_scope, private_generation, {"private_recipes_of": str(viewer_id)})
             if await self.has_private_recipes(viewer_id, RECIPE_LIST, private_key):
                 return None
         # Without a leader nothing is filled: the caller's replica session queries the page.
-        fill = functools.partial(self._fill_list, filters, limit)
+        fill = functools.partial(self._fill_list, filters, cursor, limit)
         loaded = await self.cache.get_or_fill(RECIPE_LIST, key, fill, unstored=not_stored)
         if loaded.payload is None:
             return None
@@ -313,10 +329,10 @@ class RecipeService:
         loaded = await self.cache.get_or_fill(family, key, load, unstored=lambda: load(primary=False))
         return loaded.payload != b"0"
 
-    async def _fill_list(self, filters: RecipeFilters, limit: int) -> Loaded:
+    async def _fill_list(self, filters: RecipeFilters, cursor: Cursor | None, limit: int) -> Loaded:
         # Fills read the primary: a lagging replica could store a pre-write page under the post-write generation.
         async with self.database.read_rows(primary=True) as read:
-            rows = await RecipeReads(read).list_ids(filters, limit + 1)
+            rows = await RecipeReads(read).list_ids(filters, limit + 1, cursor=cursor)
         ids, next_cursor = _ids_page(rows, limit)
         return Loaded(orjson.dumps({"ids": [i.hex for i in ids], "next": next_cursor}))
 
@@ -331,7 +347,8 @@ class RecipeService:
         event_id = await self.outbox.record(
             session, RECIPE_CREATED, recipe.id, {"author_id": str(author_id), "is_public": recipe.is_public}
         )
-        self._invalidate(session, recipe.id, author_id=author_id, search=True, search_event=event_id, lists=True)
+        lists = list_generations(author_id, [data.cuisine], data.tags, fields=None, public=data.is_public)
+        self._invalidate(session, recipe.id, author_id=author_id, search=True, search_event=event_id, lists=lists)
         return await self._reload(session, recipe.id)
 
     async def _reload(self, session: WriteSession, recipe_id: uuid.UUID) -> dict[str, Any]:
@@ -377,6 +394,7 @@ class RecipeService:
         ):
             if name in values and values[name] is None:
                 values.pop(name)  # null is meaningful only for nullable fields
+        lists = await self._lists_moved_by_update(repo, recipe, data, values)
         if "ingredients" in sent:
             await repo.replace_ingredients(recipe.id, data.ingredients or [])
         if "steps" in sent:
@@ -396,9 +414,24 @@ class RecipeService:
             author_id=recipe.author_id if "is_public" in sent else None,
             search=update_affects_search(sent),
             search_event=event_id,
-            lists=update_affects_lists(sent),
+            lists=lists,
         )
         return await self._reload(session, recipe.id)
+
+    async def _lists_moved_by_update(
+        self, repo: RecipeRepository[WriteSession], recipe: Recipe, data: RecipeUpdate, values: dict[str, Any]
+    ) -> list[str]:
+        """The list generations an update of the locked `recipe` bumps (recipe/relevance.py), from its cuisine and
+        tags before (read before they are replaced) and after."""
+        sent = data.model_fields_set
+        public = recipe.is_public or bool(values.get("is_public", recipe.is_public))
+        if not update_affects_lists(sent):
+            return []
+        tags = await repo.tag_names(recipe.id) if public else []
+        if public and "tags" in sent:
+            tags += data.tags or []
+        cuisines = [recipe.cuisine, values["cuisine"] if "cuisine" in values else recipe.cuisine]
+        return list_generations(recipe.author_id, cuisines, tags, fields=sent, public=public)
 
     async def set_image(self, session: WriteSession, recipe: Recipe, image_key: str | None) -> dict[str, Any]:
         """Point the locked recipe at another image (None: none); the outbox deletes the replaced one after commit."""
@@ -409,9 +442,12 @@ class RecipeService:
         return await self._reload(session, recipe.id)
 
     async def delete(self, session: WriteSession, recipe: Recipe) -> None:
-        await RecipeRepository(session).delete(recipe.id)
+        repo = RecipeRepository(session)
+        tags = await repo.tag_names(recipe.id) if recipe.is_public else []
+        lists = list_generations(recipe.author_id, [recipe.cuisine], tags, fields=None, public=recipe.is_public)
+        await repo.delete(recipe.id)
         # No search bump: cached pages skip the id when they are hydrated (recipe/relevance.py).
-        self._invalidate(session, recipe.id, author_id=recipe.author_id, lists=True)
+        self._invalidate(session, recipe.id, author_id=recipe.author_id, lists=lists)
         await self.outbox.record(session, RECIPE_DELETED, recipe.id, {"author_id": str(recipe.author_id)})
 
     async def forget_user(self, session: WriteSession, user_id: uuid.UUID) -> int:
