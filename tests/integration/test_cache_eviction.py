@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from potluck.cache.cache import Cache, Loaded
 from potluck.cache.families import RECIPE_DETAIL
-from potluck.cache.keys import SEARCH_GENERATION_KEY, recipe_key
+from potluck.cache.keys import SEARCH_GENERATION_KEY, lists_generation_key, recipe_key
 from potluck.cache.metrics import CacheMetrics
 from potluck.cache.redis_store import RedisStore, redis_client
 from potluck.config import CacheSettings
@@ -44,6 +44,8 @@ async def test_eviction_takes_cache_entries_never_leases_or_generations(small_re
         held = recipe_key("held-by-a-slow-reader")
         assert await store.acquire_lease(held, b"0123456789abcdef", 60_000) is None
         await store.incr(SEARCH_GENERATION_KEY)
+        newest, soup = lists_generation_key("all"), lists_generation_key("tag", "soup")
+        await store.incr_many([newest, soup, newest])  # a write's list scopes, one round trip
         payload = b"x" * 10_000
 
         async def loader() -> Loaded:
@@ -56,12 +58,14 @@ async def test_eviction_takes_cache_entries_never_leases_or_generations(small_re
             evicted = int(r.info("stats")["evicted_keys"])
             lease = r.get(held)
             generation = r.get(SEARCH_GENERATION_KEY)
+            list_generations = r.mget([newest, soup])
             survivors = sum(1 for i in range(1500) if r.exists(recipe_key(f"r{i}")))
         assert evicted > 0
         assert 0 < survivors < 1500
         assert lease is not None
         assert lease.startswith(b"L|0123456789abcdef|")
         assert generation == b"1"
+        assert list_generations == [b"2", b"1"]
         errors = [s for m in registry.collect() for s in m.samples if s.name == "potluck_cache_errors_total"]
         assert errors == []  # no store error on any of the 1,500 fills
     finally:

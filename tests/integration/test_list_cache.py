@@ -4,19 +4,23 @@ number of statements, and untouched by writes that change other lists."""
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 import httpx
 import pytest
 
-from potluck.cache.keys import recipe_key
+from potluck.cache.keys import lists_generation_key, recipe_key
+from potluck.recipe.relevance import list_generations
+from tests.harness import RedisServer
 from tests.integration.conftest import Api
 from tests.support.app import container_of
+from tests.support.eventually import eventually
 from tests.support.outbox import drain_until_settled
 
 pytestmark = pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
 
-LISTS = [{}, {"cuisine": "thai"}, {"tag": "soup"}, {"limit": 5}]
+LISTS: list[dict[str, Any]] = [{}, {"cuisine": "thai"}, {"tag": "soup"}, {"limit": 5}]
 
 
 async def _items(client: httpx.AsyncClient, params: dict[str, Any], headers: dict[str, str] | None = None) -> Any:
@@ -146,42 +150,58 @@ async def test_later_pages_are_cached_too_and_follow_every_write(
     client: httpx.AsyncClient, api: Api, statements: list[str]
 ) -> None:
     """Pages after the first (by cursor) are cached like the first: the same answer as the query, served with no
-    statement once warm, and a write that moves a recipe into or out of the list shows on the next walk."""
+    statement once warm, and each write that moves a recipe into or out of a list shows on the next walk, page by
+    page (a page left cached under the old generation would be short or hold a recipe it no longer should)."""
     author = await api.register()
     reader = await api.register()
     own = await api.create_recipe(reader, title="Reader's own", is_public=False)  # their walks come from the query
+    hidden = await api.create_recipe(author, title="Hidden page dish", cuisine="thai", is_public=False)
     recipes = [await api.create_recipe(author, title=f"Page dish {i}", cuisine="thai") for i in range(7)]
     await drain_until_settled(container_of(client).relay)
     for r in recipes:
         await client.get(f"/api/v1/recipes/{r['id']}")
+    every, thai = {"limit": 3}, {"limit": 3, "cuisine": "thai"}
 
-    async def same_as_query(params: dict[str, Any]) -> list[Any]:
-        cached = await _walk(client, params)
-        queried = [r for page in await _walk(client, params, reader["headers"]) for r in page["items"]]
-        assert [r for page in cached for r in page["items"]] == [r for r in queried if r["id"] != own["id"]]
-        return cached
+    async def walks_as(params: dict[str, Any], newest_first: list[dict[str, Any]]) -> None:
+        """The walk is `newest_first` in pages of 3, and the same as the query's (a viewer with a private recipe)."""
+        ids = [r["id"] for r in newest_first]
+        pages = [[r["id"] for r in page["items"]] for page in await _walk(client, params)]
+        assert pages == [ids[i : i + 3] for i in range(0, len(ids), 3)], params
+        queried = [r["id"] for page in await _walk(client, params, reader["headers"]) for r in page["items"]]
+        assert [i for i in queried if i != own["id"]] == ids, params
 
-    for params in ({"limit": 3}, {"limit": 3, "cuisine": "thai"}):
-        assert len(await same_as_query(params)) == 3  # 7 recipes by 3: three pages
+    listed = recipes[::-1]
+    for params in (every, thai):
+        await walks_as(params, listed)
         statements.clear()
-        walked = await _walk(client, params)
-        assert [len(page["items"]) for page in walked] == [3, 3, 1]
+        assert [len(page["items"]) for page in await _walk(client, params)] == [3, 3, 1]
         assert statements == [], params  # every page, the later ones too, from the caches
 
-    # Out of the list (made private, deleted), into it (created): the next walk shows it, on every page.
-    await client.patch(f"/api/v1/recipes/{recipes[1]['id']}", json={"is_public": False}, headers=author["headers"])
-    await client.delete(f"/api/v1/recipes/{recipes[2]['id']}", headers=author["headers"])
-    await client.patch(f"/api/v1/recipes/{recipes[4]['id']}", json={"cuisine": "italian"}, headers=author["headers"])
+    async def after(write: Any, in_every: list[dict[str, Any]], in_thai: list[dict[str, Any]]) -> None:
+        assert (await write).status_code in (200, 204)
+        await walks_as(every, in_every)
+        await walks_as(thai, in_thai)
+
+    headers = author["headers"]
+    listed = [r for r in listed if r is not recipes[1]]
+    await after(
+        client.patch(f"/api/v1/recipes/{recipes[1]['id']}", json={"is_public": False}, headers=headers), listed, listed
+    )
+    listed = [r for r in listed if r is not recipes[2]]
+    await after(client.delete(f"/api/v1/recipes/{recipes[2]['id']}", headers=headers), listed, listed)
+    thai_only = [r for r in listed if r is not recipes[4]]
+    await after(
+        client.patch(f"/api/v1/recipes/{recipes[4]['id']}", json={"cuisine": "italian"}, headers=headers),
+        listed,
+        thai_only,
+    )
+    listed, thai_only = [*listed, hidden], [*thai_only, hidden]  # the oldest: last
+    await after(
+        client.patch(f"/api/v1/recipes/{hidden['id']}", json={"is_public": True}, headers=headers), listed, thai_only
+    )
     newest = await api.create_recipe(author, title="Newest page dish", cuisine="thai")
-    titles = [r["title"] for page in await same_as_query({"limit": 3}) for r in page["items"]]
-    assert titles[0] == newest["title"]
-    assert recipes[1]["title"] not in titles
-    assert recipes[2]["title"] not in titles
-    assert len(titles) == 7 - 2 + 1
-    thai = [r["title"] for page in await same_as_query({"limit": 3, "cuisine": "thai"}) for r in page["items"]]
-    assert thai[0] == newest["title"]
-    assert recipes[4]["title"] not in thai
-    assert len(thai) == 7 - 3 + 1
+    await walks_as(every, [newest, *listed])
+    await walks_as(thai, [newest, *thai_only])
 
 
 async def test_a_write_leaves_the_pages_of_lists_it_cannot_change_cached(
@@ -198,7 +218,7 @@ async def test_a_write_leaves_the_pages_of_lists_it_cannot_change_cached(
     await drain_until_settled(container_of(client).relay)
     for r in recipes:
         await client.get(f"/api/v1/recipes/{r['id']}")
-    lists = [{"limit": 2}, {"limit": 2, "cuisine": "thai"}, {"limit": 2, "author": author["id"]}]
+    lists: list[dict[str, Any]] = [{"limit": 2}, {"limit": 2, "cuisine": "thai"}, {"limit": 2, "author": author["id"]}]
 
     async def warm_and_cached(params: dict[str, Any]) -> list[Any]:
         await _walk(client, params)
@@ -219,7 +239,10 @@ async def test_a_write_leaves_the_pages_of_lists_it_cannot_change_cached(
     assert (await _items(client, lists[0]))["items"][0]["title"] == "Elsewhere"
 
     # A new time and new tags move no recipe into or out of the unfiltered list: its pages stay cached.
-    await warm_and_cached(lists[0])
+    tagged: dict[str, Any] = {"tag": "soup", "limit": 10}
+    quick: dict[str, Any] = {"max_total_minutes": 30, "limit": 10}
+    for params in (lists[0], tagged, quick):
+        await warm_and_cached(params)
     patch = {"cook_minutes": 90, "tags": ["stew"]}
     assert (
         await client.patch(f"/api/v1/recipes/{recipes[0]['id']}", json=patch, headers=author["headers"])
@@ -228,7 +251,35 @@ async def test_a_write_leaves_the_pages_of_lists_it_cannot_change_cached(
     statements.clear()
     await _walk(client, lists[0])
     assert not [s for s in statements if "recipe" in s], statements
-    # ... while the lists it does change show it at once.
-    assert recipes[0]["id"] not in [r["id"] for r in (await _items(client, {"tag": "soup", "limit": 10}))["items"]]
-    quick = await _items(client, {"max_total_minutes": 30, "limit": 10})
-    assert recipes[0]["id"] not in [r["id"] for r in quick["items"]]
+    # ... while the lists it does change (both cached before it) show it at once: it left the old tag's and the
+    # short recipes'.
+    for params in (tagged, quick):
+        assert [r["id"] for r in (await _items(client, params))["items"]] == [r["id"] for r in recipes[:0:-1]], params
+
+
+async def test_list_bumps_a_write_could_not_deliver_wait_and_no_list_is_read_from_redis_meanwhile(
+    client: httpx.AsyncClient, api: Api, audited_redis: RedisServer
+) -> None:
+    """A creation while Redis does not answer: its list scopes (one pipelined INCR) wait in the process's
+    `pending_generations`, lists are queried meanwhile (the new recipe shows at once), and once Redis answers the
+    bumps land and the cached pages show it too."""
+    author = await api.register()
+    older = await api.create_recipe(author, title="Older", cuisine="thai", tags=["soup"])
+    cache = container_of(client).cache
+    await drain_until_settled(container_of(client).relay)
+    for params in ({}, {"cuisine": "thai"}, {"tag": "soup"}):
+        assert [r["id"] for r in (await _items(client, params))["items"]] == [older["id"]]  # cached now
+    before = await cache.store.get_int(lists_generation_key("tag", "soup"))
+    audited_redis.pause()  # SIGSTOP
+    try:
+        newer = await api.create_recipe(author, title="Newer", cuisine="thai", tags=["soup"])
+        owed = set(list_generations(uuid.UUID(author["id"]), ["thai"], ["soup"], fields=None, public=True))
+        assert owed <= cache.pending_generations
+        for params in ({}, {"cuisine": "thai"}, {"tag": "soup"}):
+            assert [r["id"] for r in (await _items(client, params))["items"]] == [newer["id"], older["id"]]
+    finally:
+        audited_redis.resume()
+    await eventually(lambda: not cache.pending_generations, 10, message="the deferred bumps were not delivered")
+    assert await cache.store.get_int(lists_generation_key("tag", "soup")) == before + 1
+    for params in ({}, {"cuisine": "thai"}, {"tag": "soup"}):
+        assert [r["id"] for r in (await _items(client, params))["items"]] == [newer["id"], older["id"]]

@@ -185,6 +185,11 @@ async def test_incr_and_get_int(store: MemoryStore, clock: FakeClock) -> None:
     assert await store.incr("gen") == 3
 
 
+async def test_incr_many_bumps_each_key_once_per_mention(store: MemoryStore) -> None:
+    await store.incr_many(["a", "b", "a"])
+    assert [await store.get_int(k) for k in ("a", "b", "c")] == [2, 1, 0]
+
+
 async def test_delete_many(store: MemoryStore) -> None:
     for key in ("a", "b", "c"):
         assert await store.try_lock(key, TTL_MS)

@@ -99,8 +99,8 @@ class CacheBase:
         generations = sorted(self.pending_generations)
         try:
             await self.store.ping()
-            for generation_key in generations:
-                await self.store.incr(generation_key)
+            if generations:
+                await self.store.incr_many(generations)
             self.pending_generations.difference_update(generations)
             if keys:
                 await self.store.delete(keys)
@@ -194,8 +194,11 @@ class CacheBase:
 
         async def after() -> None:
             landed = await self._invalidate_tiers(keys)
+            # Bumps owed to no event (a write's list scopes: several per write) in one round trip.
+            landed = await self._bump_many([key for key, event_id in bumps if event_id is None]) and landed
             for key, event_id in bumps:
-                landed = await self._bump(key, event_id) and landed
+                if event_id is not None:
+                    landed = await self._bump(key, event_id) and landed
             if self.edge is not None:  # done only if the tiers took it all; else the relay redoes tiers, then edge
                 await self.edge.purge(edge_keys, purge_id=purge_id if landed else None)
 
@@ -229,6 +232,20 @@ class CacheBase:
             await self.store.incr(key)
         else:
             await self.store.incr_once(key, generation_marker(key, event_id), GENERATION_MARKER_TTL_MS)
+
+    async def _bump_many(self, keys: Sequence[str]) -> bool:
+        """INCR every generation of `keys` (one round trip); on failure all wait in `pending_generations` (a bump
+        repeated on recovery only empties a namespace once more, never keeps a stale one)."""
+        if not keys or not self.settings.enabled:
+            return True
+        try:
+            await self.store.incr_many(keys)
+        except CacheStoreError:
+            self.breaker.record_failure()
+            self.pending_generations.update(keys)
+            logger.warning("cache.generation_bump_deferred", extra={"keys": list(keys)})
+            return False
+        return True
 
     async def _bump(self, key: str, event_id: int | None) -> bool:
         try:

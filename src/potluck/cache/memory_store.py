@@ -93,6 +93,10 @@ class MemoryStore:
         self._set(key, str(value).encode(), None)
         return value
 
+    async def incr_many(self, keys: Sequence[str]) -> None:
+        for key in keys:
+            await self.incr(key)
+
     async def incr_once(self, key: str, marker: str, marker_ttl_ms: int) -> bool:
         if self._live(marker) is not None:
             return False

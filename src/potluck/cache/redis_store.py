@@ -158,6 +158,12 @@ class RedisStore:
     async def incr(self, key: str) -> int:
         return int(await self._call(self.client.incr(key)))
 
+    async def incr_many(self, keys: Sequence[str]) -> None:
+        async with self.client.pipeline(transaction=False) as pipe:
+            for key in keys:
+                pipe.incr(key)
+            await self._call(pipe.execute())
+
     async def incr_once(self, key: str, marker: str, marker_ttl_ms: int) -> bool:
         return bool(await self._call(self._incr_once(keys=[key, marker], args=[marker_ttl_ms])))
 

@@ -43,6 +43,10 @@ class CacheStore(Protocol):
 
     async def incr(self, key: str) -> int: ...
 
+    async def incr_many(self, keys: Sequence[str]) -> None:
+        """INCR each of `keys`, in one round trip (not atomically: a failure may leave some bumped)."""
+        ...
+
     async def incr_once(self, key: str, marker: str, marker_ttl_ms: int) -> bool:
         """INCR `key` unless `marker` exists, and set `marker`, atomically: a bump owed for one event happens once
         whoever (the writer after commit, the outbox's retry of it) gets there first. True if it bumped."""
