@@ -31,6 +31,7 @@ from tests.support.eventually import eventually, eventually_sync
 from tests.support.stack import free_port
 
 WORKERS = 3
+WORKER_TIMEOUT_S = 120  # serve --worker-timeout
 HEALTHZ = {"method": "GET", "route": "/healthz"}
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -59,7 +60,7 @@ class Server:
                     str(self.metrics_port),
                     # On a loaded box importing the app takes longer than the default 30 s.
                     "--worker-timeout",
-                    "120",
+                    str(WORKER_TIMEOUT_S),
                 ],
                 env=env,
                 stdout=out,
@@ -237,8 +238,13 @@ async def test_pool_gauges_sum_live_workers_and_a_killed_worker_keeps_its_counts
         # Its live gauges reaped by a scrape (it could not shut down), a replacement's in their place.
         return victim not in pids and len(pids) == WORKERS and scraped[size] == WORKERS * next(iter(own.values()))
 
+    # uvicorn's supervisor pings its workers in turn and waits up to the worker timeout for each answer: a SIGKILL
+    # that lands between a ping and its pong leaves it waiting that long before it looks at the victim again.
     await eventually(
-        replaced, 60, interval=0.5, message=lambda: f"no replacement worker: {api.log.read_text()[-2000:]}"
+        replaced,
+        WORKER_TIMEOUT_S + 30,
+        interval=0.5,
+        message=lambda: f"no replacement worker: {api.log.read_text()[-2000:]}",
     )
     assert (metrics_dir / f"counter_{victim}.db").exists()
 
