@@ -6,7 +6,7 @@ that list (newest first, then cuisines, tags, authors by size). Scenarios, measu
 measures recipe reads (its processes, wrk instances, CPU accounting):
 
 * uncached: ``POTLUCK_CACHE__ENABLED=false``: every page is the list query plus the cards' documents (cold);
-* warm, cards uncached: cache on, after one request per page: the ids under `list:{gen}:...`, but the cards
+* warm, cards uncached: cache on, after one request per page: the ids under `list:{scope}:{gen}:...`, but the cards
             not in `recipe:{id}` (a list never fills it), so each page loads its cards in one statement;
 * warm:     cache on, after one request per page and one detail read per recipe shown (what the mix's detail
             reads leave behind): ids and cards cached, no SQL.
