@@ -99,8 +99,7 @@ class CacheBase:
         generations = sorted(self.pending_generations)
         try:
             await self.store.ping()
-            if generations:
-                await self.store.incr_many(generations)
+            await self.bump_many_strict(generations)
             self.pending_generations.difference_update(generations)
             if keys:
                 await self.store.delete(keys)
@@ -174,8 +173,10 @@ class CacheBase:
         `keys` forgotten everywhere, then `bumps` done (one owed by an event happens once, whoever does it first),
         or CacheStoreError, so the outbox retries it and the edge is never refilled from the old generation."""
         await self.invalidate_strict(keys)
+        await self.bump_many_strict([key for key, event_id in bumps if event_id is None])
         for key, event_id in bumps:
-            await self.bump_strict(key, event_id)
+            if event_id is not None:
+                await self.bump_strict(key, event_id)
 
     def _defer(self, keys: Sequence[str]) -> None:
         if len(self.pending) + len(keys) > MAX_PENDING:
@@ -214,6 +215,20 @@ class CacheBase:
             self.breaker.record_failure()
             return None
 
+    async def generations(self, keys: Sequence[str]) -> list[int] | None:
+        """Several generation counters in one round trip (`generation`'s rules: None when the store is unavailable)."""
+        if len(keys) == 1:
+            generation = await self.generation(keys[0])
+            return None if generation is None else [generation]
+        if not self.settings.enabled or not await self._store_usable():
+            return None
+        try:
+            values = await self.store.get_many(keys)
+        except CacheStoreError:
+            self.breaker.record_failure()
+            return None
+        return [int(value or b"0") for value in values]
+
     async def bump_generation(self, key: str, *, event_id: int | None = None) -> None:
         """One INCR makes every entry under the old generation unreachable: O(1), whatever their number.
 
@@ -233,13 +248,16 @@ class CacheBase:
         else:
             await self.store.incr_once(key, generation_marker(key, event_id), GENERATION_MARKER_TTL_MS)
 
-    async def _bump_many(self, keys: Sequence[str]) -> bool:
-        """INCR every generation of `keys` (one round trip); on failure all wait in `pending_generations` (a bump
-        repeated on recovery only empties a namespace once more, never keeps a stale one)."""
-        if not keys or not self.settings.enabled:
-            return True
-        try:
+    async def bump_many_strict(self, keys: Sequence[str]) -> None:
+        """INCR every generation of `keys` in one round trip (bumps owed to no event), or raise CacheStoreError."""
+        if keys and self.settings.enabled:
             await self.store.incr_many(keys)
+
+    async def _bump_many(self, keys: Sequence[str]) -> bool:
+        """`bump_many_strict`; on failure all wait in `pending_generations` (a bump repeated on recovery only empties
+        a namespace once more, never keeps a stale one)."""
+        try:
+            await self.bump_many_strict(keys)
         except CacheStoreError:
             self.breaker.record_failure()
             self.pending_generations.update(keys)

@@ -261,16 +261,16 @@ class RecipeReads:
         stmt = (select(Recipe) if base is None else base).where(visible_to(viewer_id))
         if filters.author is not None:
             stmt = stmt.where(Recipe.author_id == filters.author)
-        if filters.cuisine is not None:
-            stmt = stmt.where(Recipe.cuisine == filters.cuisine.strip().lower())
+        if (cuisine := filters.cuisine_compared) is not None:
+            stmt = stmt.where(Recipe.cuisine == cuisine)
         if filters.max_total_minutes is not None:
             stmt = stmt.where(Recipe.prep_minutes + Recipe.cook_minutes <= filters.max_total_minutes)
-        if filters.tag is not None:
+        if (tag := filters.tag_compared) is not None:
             stmt = stmt.where(
                 exists()
                 .where(RecipeTag.recipe_id == Recipe.id)
                 .where(RecipeTag.tag_id == Tag.id)
-                .where(Tag.name == filters.tag.strip().lower())
+                .where(Tag.name == tag)
             )
         return stmt
 

@@ -204,3 +204,13 @@ class RecipeFilters(BaseModel):
     cuisine: str | None = None
     tag: str | None = None
     max_total_minutes: int | None = None
+
+    @property
+    def cuisine_compared(self) -> str | None:
+        """The cuisine as the list query compares it with the stored (lower-cased) value."""
+        return None if self.cuisine is None else self.cuisine.strip().lower()
+
+    @property
+    def tag_compared(self) -> str | None:
+        """The tag as the list query compares it with the stored (lower-cased) names."""
+        return None if self.tag is None else self.tag.strip().lower()

@@ -290,22 +290,17 @@ class RecipeService:
         (their page is then the public one; whether they have one is cached under their author scope, which their
         every visibility change bumps). None when a generation cannot be read (Redis down) or the viewer's page is
         their own: the caller queries the page."""
-        cuisine = None if filters.cuisine is None else filters.cuisine.strip().lower()
-        tag = None if filters.tag is None else filters.tag.strip().lower()
-        scope = list_scope(filters.author, tag, cuisine, filters.max_total_minutes)
-        generation = await self.cache.generation(scope)
-        if generation is None:
+        scope = list_scope(filters.author, filters.tag_compared, filters.cuisine_compared, filters.max_total_minutes)
+        private_scope = None if viewer_id is None else private_recipes_scope(viewer_id)
+        generations = await self.cache.generations([scope] if private_scope is None else [scope, private_scope])
+        if generations is None:
             return None
         query: dict[str, object] = {"filters": filters.model_dump(mode="json"), "limit": limit}
         if cursor is not None:
             query["after"] = encode_cursor(cursor.created_at, cursor.id)
-        key = list_key(scope, generation, query)
-        if viewer_id is not None:
-            private_scope = private_recipes_scope(viewer_id)
-            private_generation = await self.cache.generation(private_scope)
-            if private_generation is None:
-                return None
-            private_key = list_key(private_scope, private_generation, {"private_recipes_of": str(viewer_id)})
+        key = list_key(scope, generations[0], query)
+        if viewer_id is not None and private_scope is not None:
+            private_key = list_key(private_scope, generations[1], {"private_recipes_of": str(viewer_id)})
             if await self.has_private_recipes(viewer_id, RECIPE_LIST, private_key):
                 return None
         # Without a leader nothing is filled: the caller's replica session queries the page.
@@ -424,9 +419,9 @@ class RecipeService:
         """The list generations an update of the locked `recipe` bumps (recipe/relevance.py), from its cuisine and
         tags before (read before they are replaced) and after."""
         sent = data.model_fields_set
-        public = recipe.is_public or bool(values.get("is_public", recipe.is_public))
         if not update_affects_lists(sent):
-            return []
+            return []  # (list_generations would say the same, without the tags' statement)
+        public = recipe.is_public or bool(values.get("is_public", recipe.is_public))
         tags = await repo.tag_names(recipe.id) if public else []
         if public and "tags" in sent:
             tags += data.tags or []
