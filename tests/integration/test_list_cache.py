@@ -11,7 +11,8 @@ import httpx
 import pytest
 
 from potluck.cache.keys import lists_generation_key, recipe_key
-from potluck.recipe.relevance import list_generations
+from potluck.kit.cursor import decode_cursor, encode_cursor
+from potluck.recipe.relevance import LIST_CACHE_PAGES, list_generations
 from tests.harness import RedisServer
 from tests.integration.conftest import Api
 from tests.support.app import container_of
@@ -202,6 +203,39 @@ async def test_later_pages_are_cached_too_and_follow_every_write(
     newest = await api.create_recipe(author, title="Newest page dish", cuisine="thai")
     await walks_as(every, [newest, *listed])
     await walks_as(thai, [newest, *thai_only])
+
+
+async def test_only_the_first_pages_are_cached_and_a_deep_walk_is_queried(
+    client: httpx.AsyncClient, api: Api, statements: list[str]
+) -> None:
+    """The cache keeps the first LIST_CACHE_PAGES pages of a list (each cursor counts the page it opens); pages
+    past them, and pages opened by a cursor that does not count, are queried every time, with the same answer."""
+    author = await api.register()
+    pages_wanted = LIST_CACHE_PAGES + 2
+    recipes = [await api.create_recipe(author, title=f"Deep dish {i}", cuisine="nepali") for i in range(pages_wanted)]
+    await drain_until_settled(container_of(client).relay)
+    params = {"limit": 1, "cuisine": "nepali"}
+    first_walk = await _walk(client, params)  # fills every card and the pages the cache keeps
+    assert [page["items"][0]["id"] for page in first_walk] == [r["id"] for r in recipes[::-1]]
+    numbers = [decode_cursor(page["next_cursor"]).page for page in first_walk[:-1]]
+    assert numbers == list(range(2, pages_wanted + 1))
+
+    costs, cursor = [], None
+    for page in first_walk:
+        statements.clear()
+        again = await _items(client, {**params, **({"cursor": cursor} if cursor else {})})
+        assert again == page
+        costs.append(len([s for s in statements if "recipe" in s]))
+        cursor = page["next_cursor"]
+    assert costs == [0] * LIST_CACHE_PAGES + [1, 1], costs  # the deep pages: their ids' query, every time
+
+    # A cursor without a page number (issued before cursors counted) opens the same page, queried.
+    second = decode_cursor(first_walk[0]["next_cursor"])
+    statements.clear()
+    uncounted = await _items(client, {**params, "cursor": encode_cursor(second.created_at, second.id)})
+    assert uncounted["items"] == first_walk[1]["items"]
+    assert [s for s in statements if "recipe" in s]
+    assert decode_cursor(uncounted["next_cursor"]).page is None
 
 
 async def test_a_write_leaves_the_pages_of_lists_it_cannot_change_cached(

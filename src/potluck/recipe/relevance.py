@@ -44,6 +44,17 @@ MINUTES_FIELDS = frozenset({"prep_minutes", "cook_minutes"})
 # (`list_generations`): every list containing it filters on its author, its tags and its cuisine, so whichever of
 # those a list reads, the write reaches it.
 
+# How many pages of a list the cache keeps: the first and the ones after it by cursor, up to this one (cursors count
+# the page they open, kit/cursor.py). Deeper pages are read from a replica: a walk through a whole list (a crawler,
+# an export) would otherwise fill one key per page on the primary, each read once before the next bump.
+LIST_CACHE_PAGES = 5
+
+
+def page_is_cached(page: int | None) -> bool:
+    """Whether the list page numbered `page` (1: the first; None: a cursor that does not count) is kept in the list
+    cache."""
+    return page is not None and page <= LIST_CACHE_PAGES
+
 
 def list_scope(author: uuid.UUID | None, tag: str | None, cuisine: str | None, max_total_minutes: int | None) -> str:
     """The generation key that namespaces the cached pages of the list with these filters (values as the list's

@@ -33,7 +33,7 @@ from potluck.events.topics import (
     RECIPE_IMAGE_REPLACED,
     RECIPE_UPDATED,
 )
-from potluck.kit.cursor import Cursor, encode_cursor
+from potluck.kit.cursor import Cursor, encode_cursor, next_page, with_page
 from potluck.kit.etag import if_match_satisfied
 from potluck.kit.media_keys import default_image_url, image_urls
 from potluck.recipe.document import build_document
@@ -42,6 +42,7 @@ from potluck.recipe.models import Recipe
 from potluck.recipe.relevance import (
     list_generations,
     list_scope,
+    page_is_cached,
     private_recipes_scope,
     update_affects_lists,
     update_affects_search,
@@ -93,10 +94,13 @@ class CachedRecipe:
         return cached if cached.meta.visible_to(viewer_id) else None
 
 
-def _ids_page(rows: Sequence[tuple[uuid.UUID, datetime]], limit: int) -> tuple[list[uuid.UUID], str | None]:
-    """A page of `list_ids` rows read with `limit + 1`: its ids, and the cursor after it if there is more."""
+def _ids_page(
+    rows: Sequence[tuple[uuid.UUID, datetime]], limit: int, next_number: int | None
+) -> tuple[list[uuid.UUID], str | None]:
+    """A page of `list_ids` rows read with `limit + 1`: its ids, and the cursor after it if there is more (naming
+    page `next_number`)."""
     page = rows[:limit]
-    next_cursor = encode_cursor(page[-1][1], page[-1][0]) if len(rows) > limit and page else None
+    next_cursor = encode_cursor(page[-1][1], page[-1][0], next_number) if len(rows) > limit and page else None
     return [recipe_id for recipe_id, _ in page], next_cursor
 
 
@@ -267,7 +271,7 @@ class RecipeService:
                 return cached
         async with self.database.read_rows(min_lsn=min_lsn) as read:
             rows = await RecipeReads(read).list_ids(filters, limit + 1, viewer_id=viewer_id, cursor=cursor)
-        ids, next_cursor = _ids_page(rows, limit)
+        ids, next_cursor = _ids_page(rows, limit, next_page(cursor))
         return await self.visible(ids, viewer_id), next_cursor
 
     async def visible(self, ids: Sequence[uuid.UUID], viewer_id: uuid.UUID | None) -> list[CachedRecipe]:
@@ -289,7 +293,9 @@ class RecipeService:
         checked per item as for an anonymous viewer). A signed-in viewer gets it when they have no private recipe
         (their page is then the public one; whether they have one is cached under their author scope, which their
         every visibility change bumps). None when a generation cannot be read (Redis down) or the viewer's page is
-        their own: the caller queries the page."""
+        their own, or the page is deeper than the cache keeps (LIST_CACHE_PAGES): the caller queries the page."""
+        if cursor is not None and not page_is_cached(cursor.page):
+            return None
         scope = list_scope(filters.author, filters.tag_compared, filters.cuisine_compared, filters.max_total_minutes)
         private_scope = None if viewer_id is None else private_recipes_scope(viewer_id)
         generations = await self.cache.generations([scope] if private_scope is None else [scope, private_scope])
@@ -309,8 +315,10 @@ class RecipeService:
         if loaded.payload is None:
             return None
         data = orjson.loads(loaded.payload)
+        # The cached cursor names a position only (the key's too): the number of the page it opens is this walk's.
+        after = with_page(data["next"], next_page(cursor)) if data["next"] else None
         # Gone or private since the page was cached: skipped (the writes that do that also bump the generation).
-        return await self.visible([uuid.UUID(hex=i) for i in data["ids"]], None), data["next"]
+        return await self.visible([uuid.UUID(hex=i) for i in data["ids"]], None), after
 
     async def has_private_recipes(self, viewer_id: uuid.UUID, family: Family, key: str) -> bool:
         """Whether `viewer_id` has a private recipe (so their lists and searches differ from the public ones),
@@ -328,7 +336,7 @@ class RecipeService:
         # Fills read the primary: a lagging replica could store a pre-write page under the post-write generation.
         async with self.database.read_rows(primary=True) as read:
             rows = await RecipeReads(read).list_ids(filters, limit + 1, cursor=cursor)
-        ids, next_cursor = _ids_page(rows, limit)
+        ids, next_cursor = _ids_page(rows, limit, None)  # a position: the reader's walk numbers it
         return Loaded(orjson.dumps({"ids": [i.hex for i in ids], "next": next_cursor}))
 
     async def create(self, session: WriteSession, author_id: uuid.UUID, data: RecipeCreate) -> dict[str, Any]:
