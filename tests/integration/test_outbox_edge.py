@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from potluck.cache.keys import SEARCH_GENERATION_KEY
+from potluck.cache.keys import SEARCH_GENERATION_KEY, lists_generation_key
 from potluck.config import EdgeSettings, Settings
 from potluck.events.topics import EDGE_PURGE
 from potluck.recipe.schemas import RecipeUpdate
@@ -153,3 +153,44 @@ async def _search_bump_redelivered(http: httpx.AsyncClient, audited_redis: Redis
     assert await store.get_int(SEARCH_GENERATION_KEY) == before + 1
     await drain_until_settled(container.events.relay)
     assert await store.get_int(SEARCH_GENERATION_KEY) == before + 1  # the handler's bump was the same, done once
+
+
+async def test_while_a_node_is_down_each_retry_purges_again_but_the_tiers_are_redone_once(
+    settings: Settings, audited_redis: RedisServer
+) -> None:
+    """A creation owes list bumps (recipe/relevance.py) with no event of their own. With an edge node down, its
+    `edge.purge` row is retried until it gives up; each attempt purges again, but the tiers (keys and bumps) are
+    redone at most once: not at all when the write's own invalidation landed, once when it waited (Redis paused),
+    so a node's outage does not empty the write's list pages on every retry."""
+    down = purge_url(free_port())  # nothing listens there: every purge fails
+    cache = settings.cache.model_copy(update={"recover_interval_ms": 600_000})  # the write's deferral stays owed
+    update = {"edge": EdgeSettings(purge_urls=[down]), "events": FAST_RETRIES, "cache": cache}
+    scope = lists_generation_key("cuisine", "laotian")
+    async with running_app(settings.model_copy(update=update)) as http:
+        container = container_of(http)
+        store = container.cache.store
+        api = Api(http)
+        author = await api.register()
+
+        async def attempts_after(paused: bool) -> tuple[int, int]:
+            """The scope's generation before and after a creation in it, once its row was retried to the end."""
+            before = await store.get_int(scope) or 0
+            if paused:
+                audited_redis.pause()  # SIGSTOP: the write's bumps after commit time out and wait
+            try:
+                await api.create_recipe(author, cuisine="laotian")
+            finally:
+                audited_redis.resume()
+            if paused:
+                assert scope in container.cache.pending_generations
+                assert await store.get_int(scope) == before
+            await drain_until_settled(container.events.relay)  # every attempt fails on the node, then gives up
+            rows = [r for r in await outbox_rows(http) if r.topic == EDGE_PURGE and r.status != "delivered"]
+            assert rows
+            assert rows[-1].attempts >= FAST_RETRIES.max_attempts, [(r.status, r.attempts) for r in rows]
+            return before, await store.get_int(scope) or 0
+
+        before, after = await attempts_after(paused=False)
+        assert after == before + 1  # the write's own bump; no attempt redid it
+        before, after = await attempts_after(paused=True)
+        assert after == before + 1  # the first attempt's redo; none of the later ones

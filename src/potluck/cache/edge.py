@@ -28,12 +28,15 @@ The relay delivers the event to `deliver`: a purge marked done is delivered with
 per node per write, not two); otherwise it first invalidates the API's tiers strictly (`retiers`: raises while
 the cache store is down, so the edge is never refilled from a tier that still holds the old version), then
 purges every node again (idempotent) and raises while any node does not acknowledge, so the relay retries it
-with its backoff. A lost or expired mark costs one more purge, never a missed one. Each attempt records the debt again,
-so a debt lost with the coordination Redis comes back with the next attempt; the debt is settled (the node
-serves those keys again) once the node acknowledges. While Redis is unreachable no lease is granted, so the edge
-passes everything (it degrades to a proxy, never to stale). What remains: a node that misses the purge while
-Redis also loses the debt may serve the old object until the relay's next attempt re-records it (its backoff:
-1 s, doubling), no longer until the object's TTL.
+with its backoff. The tiers are redone once per write, not once per attempt: when the write's own invalidation
+landed, or a delivery's `retiers` did, the purge id's tiers are marked done (`tiers_done_key`, an hour), and later
+attempts only purge (a redone bump empties a namespace once more: while a node was down, every retry emptied the
+list pages the write's scopes name). A lost or expired mark costs one more purge (or redo), never a missed one.
+Each attempt records the debt again, so a debt lost with the coordination Redis comes back with the next attempt;
+the debt is settled (the node serves those keys again) once the node acknowledges. While Redis is unreachable no
+lease is granted, so the edge passes everything (it degrades to a proxy, never to stale). What remains: a node that
+misses the purge while Redis also loses the debt may serve the old object until the relay's next attempt
+re-records it (its backoff: 1 s, doubling), no longer until the object's TTL.
 The outbox handlers' strict invalidations (recipe, user, media) do not purge the edge: each of those writes owed
 the edge the same keys or more in its own `edge.purge` event.
 The lease compares the API's clock with the node's: one machine here; NTP-bounded skew in production belongs
@@ -139,6 +142,11 @@ def done_key(purge_id: uuid.UUID) -> str:
     return f"{DONE_PREFIX}{purge_id}"
 
 
+def tiers_done_key(purge_id: uuid.UUID) -> str:
+    """Marks that a write's invalidation of the API's tiers (keys and bumps) has landed: nothing to redo there."""
+    return f"{DONE_PREFIX}{purge_id}:tiers"
+
+
 class EdgePurger:
     def __init__(
         self,
@@ -194,32 +202,44 @@ class EdgePurger:
     async def deliver(self, event: OwedPurge) -> None:
         """The relay's handler for `edge.purge`: nothing when the write's own purge was acknowledged by every node,
         else purge every node again, or raise so the event is retried."""
-        if await self._done(event.aggregate_id):
+        purge_id = event.aggregate_id
+        done, tiers_done = await self._done(purge_id)
+        if done:
             return
         tiers = [str(key) for key in event.payload.get("tiers", [])]
         owed_bumps = event.payload.get("bumps", [])
         bumps: list[Bump] = [(str(key), None if event_id is None else int(event_id)) for key, event_id in owed_bumps]
-        if (tiers or bumps) and self.retiers is not None:
+        if (tiers or bumps) and self.retiers is not None and not tiers_done:
             # Raises while the store is down: retried, the edge purged only after. The bumps too: a search page the
             # edge refilled before a deferred `gen:search` bump landed would keep the old results until its TTL.
             await self.retiers(tiers, bumps)
+            await self._mark(tiers_done_key(purge_id))
         keys = [str(key) for key in event.payload["keys"]]
         if not await self.purge(keys, wait_lease=False):
             raise EdgePurgeUndelivered(f"{len(keys)} keys not acknowledged by every edge node")
 
-    async def _done(self, purge_id: uuid.UUID) -> bool:
+    async def _done(self, purge_id: uuid.UUID) -> tuple[bool, bool]:
+        """Whether the purge id is done, and whether its tiers are (one round trip)."""
         try:
-            return bool(await self.coord.exists(done_key(purge_id)))
-        except Exception as exc:  # unknown: purge again (idempotent)
+            done, tiers_done = await self.coord.mget([done_key(purge_id), tiers_done_key(purge_id)])
+        except Exception as exc:  # unknown: redo all (idempotent)
             logger.warning("edge.done_unknown", extra={"error": repr(exc)})
-            return False
+            return False, False
+        return done is not None, tiers_done is not None
+
+    async def _mark(self, key: str) -> None:
+        try:
+            await self.coord.set(key, b"1", ex=DONE_TTL_SECONDS)
+        except Exception as exc:  # not marked: the next attempt does it once more
+            logger.warning("edge.done_not_marked", extra={"error": repr(exc), "key": key})
 
     async def purge(self, keys: Sequence[str], *, wait_lease: bool = True, purge_id: uuid.UUID | None = None) -> bool:
         """Purge `keys` on every node; True when all acknowledged. Never raises: the write already happened.
 
         `wait_lease`: on a failure, return only once every lease granted before the debt was recorded has ended
         (what a write's response needs; the relay's retry answers nobody and does not wait). `purge_id` (from
-        `owe`): once every node acknowledged, mark it done, so its outbox event sends nothing again."""
+        `owe`, given only once the write's tiers took its invalidation): its tiers are marked done, and once every
+        node acknowledged, the purge id itself, so its outbox event redoes nothing, or only the purge."""
         keys = list(dict.fromkeys(keys))
         if not keys or not self.nodes:
             return True
@@ -228,6 +248,8 @@ class EdgePurger:
             async with self.coord.pipeline(transaction=False) as pipe:
                 for node in self.nodes:
                     pipe.zadd(debt_key(node), dict.fromkeys(keys, owed_at))
+                if purge_id is not None:
+                    pipe.set(tiers_done_key(purge_id), b"1", ex=DONE_TTL_SECONDS)
                 await pipe.execute()
         except Exception as exc:
             logger.warning("edge.debt_not_recorded", extra={"error": repr(exc), "keys": len(keys)})
@@ -238,10 +260,7 @@ class EdgePurger:
         self.metrics.purges.labels("acked").inc(len(settled))
         await self._settle_debt(settled, keys, owed_at)
         if not failed and purge_id is not None:
-            try:
-                await self.coord.set(done_key(purge_id), b"1", ex=DONE_TTL_SECONDS)
-            except Exception as exc:  # not marked: the relay purges once more
-                logger.warning("edge.done_not_marked", extra={"error": repr(exc)})
+            await self._mark(done_key(purge_id))  # not marked: the relay purges once more
         if failed:
             self.metrics.purges.labels("failed").inc(failed)
             logger.warning("edge.purge_failed", extra={"nodes": failed, "keys": len(keys)})
