@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from potluck.cache.keys import SEARCH_GENERATION_KEY, lists_generation_key
+from potluck.cache.keys import SEARCH_GENERATION_KEY, lists_generation_key, search_scope_key
 from potluck.config import EdgeSettings, Settings
 from potluck.events.topics import EDGE_PURGE
 from potluck.recipe.schemas import RecipeUpdate
@@ -142,17 +142,24 @@ async def _search_bump_redelivered(http: httpx.AsyncClient, audited_redis: Redis
         assert (await http.patch(url, json={"title": "Renamed"}, headers=author["headers"])).status_code == 200
     finally:
         audited_redis.resume()
-    assert container.cache.pending_generations == {SEARCH_GENERATION_KEY}
+    # `gen:search`, and the generations of the lexemes of the old title and the new (search/scope.py).
+    lexemes = [search_scope_key("renam"), search_scope_key(recipe["title"].split()[0].lower())]
+    assert container.cache.pending_generations >= {SEARCH_GENERATION_KEY, *lexemes}
     assert await store.get_int(SEARCH_GENERATION_KEY) == before
+    counted = [SEARCH_GENERATION_KEY, *lexemes]
+    lexemes_before = [await store.get_int(key) for key in lexemes]
     rows = await outbox_rows(http)
     owed = [row for row in rows if row.topic == EDGE_PURGE and row.status != "delivered"]
     assert len(owed) == 1, [r.payload for r in owed]
-    assert [key for key, _ in owed[0].payload["bumps"]] == [SEARCH_GENERATION_KEY]
+    owed_keys = [key for key, _ in owed[0].payload["bumps"]]
+    assert owed_keys[0] == SEARCH_GENERATION_KEY
+    assert set(lexemes) <= set(owed_keys)
     assert container.cache.edge is not None
     await container.cache.edge.deliver(owed[0])  # ahead of the search handler's delivery of the same write
-    assert await store.get_int(SEARCH_GENERATION_KEY) == before + 1
+    once = [before + 1, *(n + 1 for n in lexemes_before)]
+    assert [await store.get_int(key) for key in counted] == once
     await drain_until_settled(container.events.relay)
-    assert await store.get_int(SEARCH_GENERATION_KEY) == before + 1  # the handler's bump was the same, done once
+    assert [await store.get_int(key) for key in counted] == once  # the handler's bumps were the same, done once
 
 
 async def test_while_a_node_is_down_each_retry_purges_again_but_the_tiers_are_redone_once(

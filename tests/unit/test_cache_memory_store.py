@@ -246,7 +246,8 @@ async def test_many_leases_are_never_evicted(clock: FakeClock) -> None:
 
 async def test_incr_once_bumps_once_per_marker() -> None:
     store = MemoryStore(100)
-    assert await store.incr_once("gen:x", "gen:x:done:1", 60_000)
-    assert not await store.incr_once("gen:x", "gen:x:done:1", 60_000)
-    assert await store.incr_once("gen:x", "gen:x:done:2", 60_000)
-    assert await store.get_int("gen:x") == 2
+    assert await store.incr_once(["gen:x"], "gen:x:done:1", 60_000)
+    assert not await store.incr_once(["gen:x"], "gen:x:done:1", 60_000)
+    assert await store.incr_once(["gen:x", "gen:y"], "gen:x:done:2", 60_000)
+    assert not await store.incr_once(["gen:x", "gen:y"], "gen:x:done:2", 60_000)
+    assert [await store.get_int("gen:x"), await store.get_int("gen:y")] == [2, 1]

@@ -99,7 +99,7 @@ class CacheBase:
         generations = sorted(self.pending_generations)
         try:
             await self.store.ping()
-            await self.bump_many_strict(generations)
+            await self.bump_strict(generations)
             self.pending_generations.difference_update(generations)
             if keys:
                 await self.store.delete(keys)
@@ -173,10 +173,9 @@ class CacheBase:
         `keys` forgotten everywhere, then `bumps` done (one owed by an event happens once, whoever does it first),
         or CacheStoreError, so the outbox retries it and the edge is never refilled from the old generation."""
         await self.invalidate_strict(keys)
-        await self.bump_many_strict([key for key, event_id in bumps if event_id is None])
-        for key, event_id in bumps:
-            if event_id is not None:
-                await self.bump_strict(key, event_id)
+        await self.bump_strict([key for key, event_id in bumps if event_id is None])
+        for event_id, owed in _by_event(bumps).items():
+            await self.bump_strict(owed, event_id)
 
     def _defer(self, keys: Sequence[str]) -> None:
         if len(self.pending) + len(keys) > MAX_PENDING:
@@ -196,10 +195,9 @@ class CacheBase:
         async def after() -> None:
             landed = await self._invalidate_tiers(keys)
             # Bumps owed to no event (a write's list scopes: several per write) in one round trip.
-            landed = await self._bump_many([key for key, event_id in bumps if event_id is None]) and landed
-            for key, event_id in bumps:
-                if event_id is not None:
-                    landed = await self._bump(key, event_id) and landed
+            landed = await self._bump([key for key, event_id in bumps if event_id is None], None) and landed
+            for event_id, owed in _by_event(bumps).items():
+                landed = await self._bump(owed, event_id) and landed
             if self.edge is not None:  # done only if the tiers took it all; else the relay redoes tiers, then edge
                 await self.edge.purge(edge_keys, purge_id=purge_id if landed else None)
 
@@ -234,30 +232,26 @@ class CacheBase:
 
         With `event_id`, the bump owed for that outbox event happens once: the outbox's durable repeat of it
         (`search/handlers.py`) finds it done and does not empty the cache a second time."""
-        await self._bump(key, event_id)
+        await self._bump([key], event_id)
         if self.edge is not None:
             await self.edge.purge([key])  # search pages carry the generation's key as their own
 
-    async def bump_strict(self, key: str, event_id: int | None = None) -> None:
-        """INCR generation `key`, or raise CacheStoreError (an outbox handler's bump: retried until it lands). With
-        `event_id`, the bump owed for that outbox event happens once, whoever does it first (a marker key)."""
-        if not self.settings.enabled:
+    async def bump_strict(self, keys: Sequence[str], event_id: int | None = None) -> None:
+        """INCR every generation of `keys`, or raise CacheStoreError (an outbox handler's bump: retried until it
+        lands). With `event_id`, the bumps owed for that outbox event happen once, all or none, whoever does them
+        first (one marker, named after the first key: the writer and the handler list them in the same order)."""
+        if not self.settings.enabled or not keys:
             return
         if event_id is None:
-            await self.store.incr(key)
-        else:
-            await self.store.incr_once(key, generation_marker(key, event_id), GENERATION_MARKER_TTL_MS)
-
-    async def bump_many_strict(self, keys: Sequence[str]) -> None:
-        """INCR every generation of `keys` in one round trip (bumps owed to no event), or raise CacheStoreError."""
-        if keys and self.settings.enabled:
             await self.store.incr_many(keys)
+        else:
+            await self.store.incr_once(keys, generation_marker(keys[0], event_id), GENERATION_MARKER_TTL_MS)
 
-    async def _bump_many(self, keys: Sequence[str]) -> bool:
-        """`bump_many_strict`; on failure all wait in `pending_generations` (a bump repeated on recovery only empties
-        a namespace once more, never keeps a stale one)."""
+    async def _bump(self, keys: Sequence[str], event_id: int | None) -> bool:
+        """`bump_strict`; on failure all wait in `pending_generations` (a bump repeated on recovery only empties a
+        namespace once more, never keeps a stale one)."""
         try:
-            await self.bump_many_strict(keys)
+            await self.bump_strict(keys, event_id)
         except CacheStoreError:
             self.breaker.record_failure()
             self.pending_generations.update(keys)
@@ -265,12 +259,11 @@ class CacheBase:
             return False
         return True
 
-    async def _bump(self, key: str, event_id: int | None) -> bool:
-        try:
-            await self.bump_strict(key, event_id)
-        except CacheStoreError:
-            self.breaker.record_failure()
-            self.pending_generations.add(key)
-            logger.warning("cache.generation_bump_deferred", extra={"key": key})
-            return False
-        return True
+
+def _by_event(bumps: Sequence[Bump]) -> dict[int, list[str]]:
+    """The bumps owed to an event, grouped by event, in their order (each group is bumped once, under one marker)."""
+    groups: dict[int, list[str]] = {}
+    for key, event_id in bumps:
+        if event_id is not None:
+            groups.setdefault(event_id, []).append(key)
+    return groups

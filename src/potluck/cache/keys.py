@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from potluck.kit.digest import stable_digest
 
@@ -15,6 +15,11 @@ LISTS_GENERATION_PREFIX = "gen:lists"
 # Authors, tags and cuisines share LIST_BUCKETS generations per kind (a stable digest picks one): bounded keys
 # that never expire, and a bucket bumped by one author's writes rarely holds another list that is being read.
 LIST_BUCKETS = 1024
+# Search pages of an exact match are namespaced by the generations of their query's words (search/scope.py): a
+# lexeme's generation is one of SEARCH_BUCKETS (a stable digest picks it), bumped by every write that may move a
+# recipe holding that lexeme into or out of a result.
+SEARCH_SCOPE_PREFIX = "gen:search:lex"
+SEARCH_BUCKETS = 4096
 # How long "this event's bump is done" is remembered: far longer than an outbox delivery takes.
 GENERATION_MARKER_TTL_MS = 3_600_000
 
@@ -50,6 +55,18 @@ def recommend_key(user_id: uuid.UUID | str) -> str:
 def search_key(generation: int, query: Mapping[str, object]) -> str:
     """`search:{hash}` in the design; the generation is part of the hash's namespace, so one INCR invalidates all."""
     return f"search:{generation}:{stable_digest(query)}"
+
+
+def search_scope_key(lexeme: str) -> str:
+    """The generation of the search pages whose query needs `lexeme` (a PostgreSQL text-search lexeme): its
+    bucket's, `gen:search:lex:2817`."""
+    return f"{SEARCH_SCOPE_PREFIX}:{int(stable_digest(['lexeme', lexeme], 4), 16) % SEARCH_BUCKETS}"
+
+
+def scoped_search_key(kind: str, generations: Sequence[int], query: Mapping[str, object]) -> str:
+    """A search page namespaced by several generations: `kind` `x` (an exact match: its words' generations) or `f`
+    (the typo fallback: `gen:search`'s, then its words'). Never equal to a `search_key`, whose namespace is a number."""
+    return f"search:{kind}{'.'.join(map(str, generations))}:{stable_digest(query)}"
 
 
 def lists_generation_key(scope: str, value: object = None) -> str:

@@ -97,11 +97,11 @@ class MemoryStore:
         for key in keys:
             await self.incr(key)
 
-    async def incr_once(self, key: str, marker: str, marker_ttl_ms: int) -> bool:
+    async def incr_once(self, keys: Sequence[str], marker: str, marker_ttl_ms: int) -> bool:
         if self._live(marker) is not None:
             return False
         self._set(marker, b"1", marker_ttl_ms)
-        await self.incr(key)
+        await self.incr_many(keys)
         return True
 
     async def get_int(self, key: str) -> int:

@@ -45,9 +45,12 @@ return 0
 _REPLACE = _FILL
 
 # KEYS[1] the counter, KEYS[2] the marker; ARGV[1] the marker's TTL in ms.
+# KEYS[1]: the marker; the others: the generations.
 _INCR_ONCE = """
-if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then
-  redis.call('INCR', KEYS[1])
+if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
+  for i = 2, #KEYS do
+    redis.call('INCR', KEYS[i])
+  end
   return 1
 end
 return 0
@@ -164,8 +167,8 @@ class RedisStore:
                 pipe.incr(key)
             await self._call(pipe.execute())
 
-    async def incr_once(self, key: str, marker: str, marker_ttl_ms: int) -> bool:
-        return bool(await self._call(self._incr_once(keys=[key, marker], args=[marker_ttl_ms])))
+    async def incr_once(self, keys: Sequence[str], marker: str, marker_ttl_ms: int) -> bool:
+        return bool(await self._call(self._incr_once(keys=[marker, *keys], args=[marker_ttl_ms])))
 
     async def get_int(self, key: str) -> int:
         value = await self._call(self.client.get(key))

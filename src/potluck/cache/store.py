@@ -47,9 +47,9 @@ class CacheStore(Protocol):
         """INCR each of `keys`, in one round trip (not atomically: a failure may leave some bumped)."""
         ...
 
-    async def incr_once(self, key: str, marker: str, marker_ttl_ms: int) -> bool:
-        """INCR `key` unless `marker` exists, and set `marker`, atomically: a bump owed for one event happens once
-        whoever (the writer after commit, the outbox's retry of it) gets there first. True if it bumped."""
+    async def incr_once(self, keys: Sequence[str], marker: str, marker_ttl_ms: int) -> bool:
+        """INCR every one of `keys` unless `marker` exists, and set `marker`, atomically: the bumps owed for one event
+        happen once whoever (the writer after commit, the outbox's retry of it) gets there first. True if it bumped."""
         ...
 
     async def get_int(self, key: str) -> int: ...

@@ -5,9 +5,12 @@ stale title, a deleted recipe or one that went private (hydration skips those): 
 most edits need no search invalidation at all". What a cached page can get wrong is only which ids it holds and
 their order, for at most the family's TTL (300 s).
 
-The generation moves for a creation (new recipes are found at once) and for an update of what a result shows and
-an exact filter selects: title, cuisine, tags, and visibility (which also decides whether the author's own
-searches bypass the shared pages). It does not move for edits of the description, ingredients, times, steps,
+The generations move for a creation (new recipes are found at once) and for an update of what a result shows and
+an exact filter selects: title, cuisine, tags, and visibility, of a recipe public before or after the write (one
+private throughout is in no shared page; whether its author's own searches bypass the shared pages is cached under
+their author scope, below). On PostgreSQL they are `gen:search` (the typo fallback's, type-ahead's) and the
+generation of every lexeme of the recipe's search vector before and after the write (`search_generations`: the
+exact matches', search/scope.py). They do not move for edits of the description, ingredients, times, steps,
 servings, nutrition or difficulty, for ratings, favorites or deletions: a cached page may then, for up to 300 s,
 still list a recipe whose new description no longer matches (shown as it is now), miss one that now matches, or
 keep a `rating` order or `min_rating` cut from before. Bumping for those would empty the whole search cache at
@@ -19,15 +22,25 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Set
 
-from potluck.cache.keys import lists_generation_key
+from potluck.cache.keys import lists_generation_key, search_scope_key
 
 # RecipeUpdate fields whose change moves the search generation (see above).
 SEARCH_FIELDS = frozenset({"title", "cuisine", "tags", "is_public"})
 
 
+# RecipeUpdate fields that change a recipe's search vector (title A, description B, ingredient names C).
+VECTOR_FIELDS = frozenset({"title", "description", "ingredients"})
+
+
 def update_affects_search(fields: Iterable[str]) -> bool:
     """True when an update that sent `fields` must be reflected in cached searches at once."""
     return not SEARCH_FIELDS.isdisjoint(fields)
+
+
+def search_generations(*lexemes: Iterable[str] | None) -> list[str]:
+    """The lexeme generations a search-moving write of a public recipe bumps: those of every lexeme of its search
+    vector before and after the write (None: SQLite, which has none)."""
+    return sorted({search_scope_key(lexeme) for found in lexemes if found for lexeme in found})
 
 
 # RecipeUpdate fields that decide which recipes a list page filter selects (cuisine, tag, total time, author's

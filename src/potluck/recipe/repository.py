@@ -8,7 +8,9 @@ from datetime import datetime
 from typing import Any, Generic, cast
 
 from sqlalchemy import (
+    ColumnElement,
     Select,
+    Text,
     Uuid,
     any_,
     bindparam,
@@ -17,6 +19,7 @@ from sqlalchemy import (
     func,
     insert,
     literal,
+    literal_column,
     null,
     or_,
     select,
@@ -387,6 +390,17 @@ class RecipeRepository(RecipeReads, Generic[AnySession]):
         """The names of the recipe's tags, as stored (lower-cased)."""
         stmt = select(Tag.name).join(RecipeTag, RecipeTag.tag_id == Tag.id).where(RecipeTag.recipe_id == recipe_id)
         return list((await self.session.execute(stmt)).scalars())
+
+    async def search_lexemes(self: RecipeRepository[WriteSession], recipe_id: uuid.UUID) -> list[str] | None:
+        """The lexemes of the recipe's search vector as this transaction sees it (its triggers keep it current), or
+        None on SQLite, which has none (search/scope.py)."""
+        if self.session.dialect_name != "postgresql":
+            return None
+        vector: ColumnElement[Any] = literal_column("recipe.search_vector")
+        stmt = (
+            select(func.tsvector_to_array(vector, type_=ARRAY(Text))).select_from(Recipe).where(Recipe.id == recipe_id)
+        )
+        return list((await self.session.execute(stmt)).scalar() or ())
 
     async def replace_tags(self: RecipeRepository[WriteSession], recipe_id: uuid.UUID, tags: Sequence[str]) -> None:
         await self.session.execute(delete(RecipeTag).where(RecipeTag.recipe_id == recipe_id))

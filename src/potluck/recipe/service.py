@@ -40,10 +40,12 @@ from potluck.recipe.document import build_document
 from potluck.recipe.meta import RecipeMeta
 from potluck.recipe.models import Recipe
 from potluck.recipe.relevance import (
+    VECTOR_FIELDS,
     list_generations,
     list_scope,
     page_is_cached,
     private_recipes_scope,
+    search_generations,
     update_affects_lists,
     update_affects_search,
 )
@@ -232,6 +234,7 @@ class RecipeService:
         author_id: uuid.UUID | None = None,
         search: bool = False,
         search_event: int | None = None,
+        search_scopes: Sequence[str] = (),
         reader_id: uuid.UUID | None = None,
         lists: Sequence[str] = (),
     ) -> None:
@@ -243,8 +246,10 @@ class RecipeService:
         bumps: list[Bump] = []
         if search:
             # Cached searches hold ids; which ids match changes with a recipe's text, filters or visibility
-            # (recipe/relevance.py, docs/search.md). Once per event: the outbox's repeat finds it done.
-            bumps.append((SEARCH_GENERATION_KEY, search_event))
+            # (recipe/relevance.py, docs/search.md): `gen:search`, then the generations of the lexemes of its
+            # search vector before and after (the exact matches', search/scope.py). Once per event, all under one
+            # marker: the outbox's repeat finds them done.
+            bumps += [(key, search_event) for key in [SEARCH_GENERATION_KEY, *search_scopes]]
         # Cached list pages hold ids: the scopes of the lists the recipe may enter or leave (recipe/relevance.py).
         bumps += [(key, None) for key in lists]
         # Search pages carry the generation's key at the edge (cache/surrogate.py): purged after the bump.
@@ -305,10 +310,8 @@ class RecipeService:
         if cursor is not None:
             query["after"] = encode_cursor(cursor.created_at, cursor.id)
         key = list_key(scope, generations[0], query)
-        if viewer_id is not None and private_scope is not None:
-            private_key = list_key(private_scope, generations[1], {"private_recipes_of": str(viewer_id)})
-            if await self.has_private_recipes(viewer_id, RECIPE_LIST, private_key):
-                return None
+        if viewer_id is not None and await self.viewer_has_private(viewer_id, generations[1]):
+            return None
         # Without a leader nothing is filled: the caller's replica session queries the page.
         fill = functools.partial(self._fill_list, filters, cursor, limit)
         loaded = await self.cache.get_or_fill(RECIPE_LIST, key, fill, unstored=not_stored)
@@ -319,6 +322,13 @@ class RecipeService:
         after = with_page(data["next"], next_page(cursor)) if data["next"] else None
         # Gone or private since the page was cached: skipped (the writes that do that also bump the generation).
         return await self.visible([uuid.UUID(hex=i) for i in data["ids"]], None), after
+
+    async def viewer_has_private(self, viewer_id: uuid.UUID, generation: int) -> bool:
+        """Whether `viewer_id` has a private recipe (their lists and searches are then their own, not the shared
+        pages), cached under `generation`, the one of their author scope (`private_recipes_scope`): every creation,
+        deletion and visibility change of their recipes bumps it. One entry answers lists and searches."""
+        key = list_key(private_recipes_scope(viewer_id), generation, {"private_recipes_of": str(viewer_id)})
+        return await self.has_private_recipes(viewer_id, RECIPE_LIST, key)
 
     async def has_private_recipes(self, viewer_id: uuid.UUID, family: Family, key: str) -> bool:
         """Whether `viewer_id` has a private recipe (so their lists and searches differ from the public ones),
@@ -347,11 +357,20 @@ class RecipeService:
         await repo.replace_steps(recipe.id, data.steps)
         await repo.replace_tags(recipe.id, data.tags)
         await repo.replace_nutrition(recipe.id, data.nutrition)
-        event_id = await self.outbox.record(
-            session, RECIPE_CREATED, recipe.id, {"author_id": str(author_id), "is_public": recipe.is_public}
-        )
+        # A private recipe is in no shared search page: no search generation moves.
+        search_scopes = search_generations(await repo.search_lexemes(recipe.id)) if data.is_public else []
+        payload = {"author_id": str(author_id), "is_public": recipe.is_public, "search_scopes": search_scopes}
+        event_id = await self.outbox.record(session, RECIPE_CREATED, recipe.id, payload)
         lists = list_generations(author_id, [data.cuisine], data.tags, fields=None, public=data.is_public)
-        self._invalidate(session, recipe.id, author_id=author_id, search=True, search_event=event_id, lists=lists)
+        self._invalidate(
+            session,
+            recipe.id,
+            author_id=author_id,
+            search=data.is_public,
+            search_event=event_id,
+            search_scopes=search_scopes,
+            lists=lists,
+        )
         return await self._reload(session, recipe.id)
 
     async def _reload(self, session: WriteSession, recipe_id: uuid.UUID) -> dict[str, Any]:
@@ -398,6 +417,9 @@ class RecipeService:
             if name in values and values[name] is None:
                 values.pop(name)  # null is meaningful only for nullable fields
         lists = await self._lists_moved_by_update(repo, recipe, data, values)
+        # A recipe private before and after is in no shared search page (its author's searches skip them).
+        search = update_affects_search(sent) and (recipe.is_public or bool(values.get("is_public", False)))
+        lexemes_before = await repo.search_lexemes(recipe.id) if search else None
         if "ingredients" in sent:
             await repo.replace_ingredients(recipe.id, data.ingredients or [])
         if "steps" in sent:
@@ -407,16 +429,25 @@ class RecipeService:
         if "nutrition" in sent:
             await repo.replace_nutrition(recipe.id, data.nutrition)
         await repo.bump_version(recipe.id, **values)
-        event_id = await self.outbox.record(
-            session, RECIPE_UPDATED, recipe.id, {"author_id": str(recipe.author_id), "fields": sorted(sent)}
-        )
+        search_scopes = []
+        if search:
+            lexemes_after = await repo.search_lexemes(recipe.id) if not VECTOR_FIELDS.isdisjoint(sent) else None
+            search_scopes = search_generations(lexemes_before, lexemes_after)
+        payload = {
+            "author_id": str(recipe.author_id),
+            "fields": sorted(sent),
+            "search": search,
+            "search_scopes": search_scopes,
+        }
+        event_id = await self.outbox.record(session, RECIPE_UPDATED, recipe.id, payload)
         self._invalidate(
             session,
             recipe.id,
             # The profile counts the author's public recipes: only a visibility change moves it.
             author_id=recipe.author_id if "is_public" in sent else None,
-            search=update_affects_search(sent),
+            search=search,
             search_event=event_id,
+            search_scopes=search_scopes,
             lists=lists,
         )
         return await self._reload(session, recipe.id)

@@ -7,6 +7,7 @@ The schema objects come from migration 0002 and are not on the ORM model: `recip
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +25,7 @@ from sqlalchemy import (
     or_,
     select,
     table,
+    text,
     tuple_,
 )
 from sqlalchemy.dialects.postgresql import TSQUERY, TSVECTOR
@@ -51,6 +53,12 @@ FTS_TABLE: ColumnElement[Any] = literal_column("recipe_fts")
 BM25_WEIGHTS = (10.0, 4.0, 2.0)
 # A LIKE on words shorter than this would match nearly every title.
 MIN_FALLBACK_WORD = 3
+
+# What websearch_to_tsquery makes of each word on its own: the lexemes a match must hold (search/scope.py).
+_WORD_LEXEMES = text(
+    "SELECT w.word, tsvector_to_array(to_tsvector('english'::regconfig, potluck_unaccent(w.word))) AS lexemes "
+    "FROM unnest(CAST(:words AS text[])) AS w(word)"
+)
 
 RATING_KEY = func.coalesce(Recipe.rating_avg, 0.0)
 # id, created_at, rating (0 when unrated), rating_count: what a Hit holds.
@@ -93,6 +101,14 @@ class SearchRepository:
         stmt = _ordered(stmt, query, relevance).limit(limit)
         rows = await self.session.rows(stmt)
         return [Hit(row.id, row.created_at, float(row.rating), int(row.rating_count)) for row in rows]
+
+    async def lexemes(self, words: Sequence[str]) -> dict[str, list[str]] | None:
+        """Each word's lexemes as the search's `english` configuration makes them (a stop word has none), or None
+        on SQLite, which has none to give (search/scope.py)."""
+        if self.dialect != "postgresql":
+            return None
+        rows = await self.session.rows(_WORD_LEXEMES, {"words": list(words)})
+        return {row.word: list(row.lexemes or ()) for row in rows}
 
     # --- PostgreSQL ---------------------------------------------------------------------------------------
 

@@ -1,16 +1,20 @@
 """Search: a page of recipe ids, from the shared cache or the database, hydrated through the recipe cache.
 
-Caching (shared/design/cache-semantics.md, item 1): a page is cached in the `search_results` family under
-`search:{generation}:{digest of the canonical query}` as recipe ids plus the next cursor. A recipe's creation, or
-an edit of its title, cuisine, tags or visibility (recipe/relevance.py), bumps the generation after commit, once per
-event, which makes every cached page unreachable with one INCR; other edits and deletions need none, since pages
-are hydrated. The generation is read before the query; when it cannot be read (Redis down, breaker open) the cache
-is skipped.
+Caching (shared/design/cache-semantics.md, item 1): a page is cached in the `search_results` family as recipe ids
+plus the next cursor, under the generations that the writes which could change it bump (search/scope.py): on
+PostgreSQL an exact match under its query's lexemes' generations (`search:x{generations}:{digest}`), the typo
+fallback's page under `gen:search`'s and theirs (`search:f…`; an exact page that found nothing is cached as a
+marker that sends the reader there); a type-ahead query with no complete word, and every search on SQLite, under
+`gen:search` alone (`search:{generation}:{digest}`). A public recipe's creation, or an edit of its title, cuisine,
+tags or visibility (recipe/relevance.py), bumps `gen:search` and its lexemes' generations after commit, once per
+event; other edits and deletions need none, since pages are hydrated. The generations are read (one MGET) before
+the query; when they cannot be read (Redis down, breaker open) the cache is skipped. A word's lexemes come from
+PostgreSQL once per process (`SearchRepository.lexemes`, on a replica; they never change) and are kept in memory.
 
 Privacy: cached pages hold public recipes only (they are filled as an anonymous search). A signed-in viewer who
 has private recipes of their own gets an uncached search that can include them; everyone else shares the public
-pages. Whether a viewer has private recipes is itself cached under the current generation, so it is recomputed
-after any bump (creating a recipe and changing visibility bump it). Hydration goes through
+pages. Whether a viewer has private recipes is cached under their author scope's generation, which every creation,
+deletion and visibility change of their recipes bumps (the list pages' entry: one answers both). Hydration goes through
 `RecipeService.visible`, which checks visibility on every read: an id that went private or was deleted since the
 page was cached is skipped, not shown.
 
@@ -28,17 +32,21 @@ import orjson
 
 from potluck.cache.cache import Cache, Loaded, not_stored
 from potluck.cache.families import SEARCH_RESULTS
-from potluck.cache.keys import SEARCH_GENERATION_KEY, search_key
+from potluck.cache.keys import SEARCH_GENERATION_KEY, scoped_search_key, search_key, search_scope_key
 from potluck.db.consistency import ConsistencyToken
 from potluck.db.engine import Database
+from potluck.recipe.relevance import private_recipes_scope
 from potluck.recipe.service import CachedRecipe, RecipeService
 from potluck.search.analytics import QueryCount, SearchAnalytics
 from potluck.search.query import SearchQuery, next_cursor
 from potluck.search.repository import SearchRepository
+from potluck.search.scope import scope_lexemes, scope_words
 
 logger = logging.getLogger("potluck.search")
 
 TRENDING_QUERIES_WINDOW_HOURS = 24
+# Words whose lexemes a process keeps (they never change); past this the memo starts again from empty.
+MAX_MEMO_WORDS = 50_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +103,7 @@ class SearchService:
         self.cache = cache
         self.recipes = recipes
         self.analytics = analytics
+        self._lexemes: dict[str, tuple[str, ...]] = {}
 
     async def search(
         self, query: SearchQuery, viewer_id: uuid.UUID | None, *, min_lsn: ConsistencyToken | None = None
@@ -111,18 +120,64 @@ class SearchService:
         self, query: SearchQuery, viewer_id: uuid.UUID | None, *, min_lsn: ConsistencyToken | None = None
     ) -> SearchPage:
         """The page's recipe ids: from the shared cache when the viewer's results are the public ones."""
-        generation = await self.cache.generation(SEARCH_GENERATION_KEY)
-        if generation is None or (viewer_id is not None and await self._has_private(viewer_id, generation)):
+        lexemes = await self._scope(query)
+        keys = [SEARCH_GENERATION_KEY, *map(search_scope_key, lexemes or ())]
+        if viewer_id is not None:
+            keys.append(private_recipes_scope(viewer_id))
+        generations = await self.cache.generations(keys)
+        if generations is None:
             return await self._query(query, viewer_id, min_lsn=min_lsn)
-        key = search_key(generation, query.canonical())
+        if viewer_id is not None:
+            if await self.recipes.viewer_has_private(viewer_id, generations.pop()):
+                return await self._query(query, viewer_id, min_lsn=min_lsn)
+        exact_key, fallback_key = _page_keys(query, lexemes is not None, generations)
+        if lexemes is None or (query.cursor is not None and query.cursor.fuzzy):
+            return await self._shared(fallback_key, query, min_lsn)
+        page = await self._shared(exact_key, query, min_lsn, fallback=False)
+        if page.fuzzy and not page.ids:
+            # The exact match found nothing (or, unfilled, the query answered with the fallback's page, which has
+            # ids): the fallback's page, under `gen:search` too (a new title like the words changes it).
+            return await self._shared(fallback_key, query, min_lsn)
+        return page
+
+    async def shared_key(self, query: SearchQuery) -> str | None:
+        """The key a reader of `query`'s public page looks up first (for an exact match, its words'; the typo
+        fallback's page is under another), or None while the generations cannot be read."""
+        lexemes = await self._scope(query)
+        generations = await self.cache.generations([SEARCH_GENERATION_KEY, *map(search_scope_key, lexemes or ())])
+        return None if generations is None else _page_keys(query, lexemes is not None, generations)[0]
+
+    async def _shared(
+        self, key: str, query: SearchQuery, min_lsn: ConsistencyToken | None, *, fallback: bool = True
+    ) -> SearchPage:
+        """The public page of `query` cached under `key`; without `fallback`, an exact page, or when the exact match
+        finds nothing a first page of none marked `fuzzy` (the fallback's page is cached under another key)."""
+
+        async def fill() -> Loaded:
+            async with self.database.read_rows(primary=True) as read:
+                return Loaded((await run_search(SearchRepository(read), query, None, fallback=fallback)).pack())
+
         # Without a leader nothing is filled: the page is read below on the caller's replica session.
-        loaded = await self.cache.get_or_fill(SEARCH_RESULTS, key, lambda: self._fill(query), unstored=not_stored)
-        if loaded.payload is None:  # never stored by _fill; a foreign value under our key is not trusted
+        loaded = await self.cache.get_or_fill(SEARCH_RESULTS, key, fill, unstored=not_stored)
+        if loaded.payload is None:  # never stored by the fill; a foreign value under our key is not trusted
             return await self._query(query, None, min_lsn=min_lsn)
         return SearchPage.unpack(loaded.payload)
 
-    async def _fill(self, query: SearchQuery) -> Loaded:
-        return Loaded((await self._query(query, None, primary=True)).pack())
+    async def _scope(self, query: SearchQuery) -> list[str] | None:
+        """The lexemes whose generations namespace the exact match of `query` (search/scope.py), or None: it is
+        namespaced by `gen:search` alone (SQLite; an alternative with no complete word that has a lexeme)."""
+        if self.database.dialect != "postgresql":
+            return None
+        words = scope_words(query.text)
+        if missing := [word for word in words if word not in self._lexemes]:
+            async with self.database.read_rows() as read:
+                found = await SearchRepository(read).lexemes(missing)
+            if found is None:
+                return None
+            if len(self._lexemes) + len(missing) > MAX_MEMO_WORDS:
+                self._lexemes.clear()
+            self._lexemes.update((word, tuple(found.get(word, ()))) for word in missing)
+        return scope_lexemes(query.text, self._lexemes)
 
     async def _query(
         self,
@@ -135,10 +190,6 @@ class SearchService:
         async with self.database.read_rows(primary=primary, min_lsn=min_lsn) as read:
             return await run_search(SearchRepository(read), query, viewer_id)
 
-    async def _has_private(self, viewer_id: uuid.UUID, generation: int) -> bool:
-        key = search_key(generation, {"private_recipes_of": str(viewer_id)})
-        return await self.recipes.has_private_recipes(viewer_id, SEARCH_RESULTS, key)
-
     async def _record(self, query: SearchQuery) -> None:
         try:
             await self.analytics.record(query.display_text)
@@ -150,11 +201,26 @@ class SearchService:
         return await self.analytics.top(hours=TRENDING_QUERIES_WINDOW_HOURS, limit=limit)
 
 
-async def run_search(repository: SearchRepository, query: SearchQuery, viewer_id: uuid.UUID | None) -> SearchPage:
-    """The exact match; on a first page that finds nothing, the typo-tolerant fallback instead."""
+def _page_keys(query: SearchQuery, scoped: bool, generations: Sequence[int]) -> tuple[str, str]:
+    """Where `query`'s page is cached: an exact match's key and the typo fallback's, under `generations`
+    (`gen:search`'s, then, when `scoped`, those of its lexemes); one key for both when not `scoped`."""
+    canonical = query.canonical()
+    if not scoped:
+        key = search_key(generations[0], canonical)
+        return key, key
+    return scoped_search_key("x", generations[1:], canonical), scoped_search_key("f", generations, canonical)
+
+
+async def run_search(
+    repository: SearchRepository, query: SearchQuery, viewer_id: uuid.UUID | None, *, fallback: bool = True
+) -> SearchPage:
+    """The exact match; on a first page that finds nothing, the typo-tolerant fallback instead (without `fallback`:
+    no ids, marked `fuzzy`)."""
     fuzzy = query.cursor.fuzzy if query.cursor is not None else False
     hits = await repository.search(query, viewer_id, fuzzy=fuzzy, limit=query.limit + 1)
     if not hits and not fuzzy and query.cursor is None:
+        if not fallback:
+            return SearchPage([], None, fuzzy=True)
         fuzzy = True
         hits = await repository.search(query, viewer_id, fuzzy=True, limit=query.limit + 1)
     page = hits[: query.limit]
