@@ -125,7 +125,10 @@ class Container:
         await self.events.start()
         events = self.settings.events
         if self.events.coord is not None:
+            # This process's counts (views, searches) to Redis, where every process reads them: per process, so not
+            # in the schedule, whose jobs run once for the whole deployment.
             self.events.every(events.views_push_seconds, "views.push", self.stats.push)
+            self.events.every(events.views_push_seconds, "search.push", self.search_analytics.push)
         if self.events.in_process:
             # The embedded default has no beat: this process runs the scheduled jobs itself.
             for job in SCHEDULE:

@@ -18,6 +18,7 @@ from potluck.events.topics import RECIPE_CREATED, RECIPE_DELETED, RECIPE_UPDATED
 from potluck.search.analytics import RedisSearchAnalytics, hour_bucket, hour_key
 from potluck.search.handlers import SEARCH_INDEX, install_search_handlers
 from potluck.search.routes import router as search_router
+from potluck_ops.ports import free_port
 from tests.integration.conftest import Api
 from tests.support.app import app_of, container_of
 
@@ -420,6 +421,34 @@ async def test_redis_analytics_adapter(client: httpx.AsyncClient, settings: Any)
         assert [(t.query, t.count) for t in top] == [("soup", 3), ("stew", 1)]
         ttl = await analytics.client.ttl(hour_key(hour_bucket(datetime.now(UTC))))
         assert 7 * 86400 < ttl <= 8 * 86400
+    finally:
+        await analytics.aclose()
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+async def test_redis_analytics_count_in_memory_and_push_in_one_round_trip(
+    client: httpx.AsyncClient, settings: Any
+) -> None:
+    """A search costs no round trip: its count waits in memory for `push` (one pipeline, every second per process),
+    and a push that fails keeps the counts for the next one (at least once: a push that timed out may have landed)."""
+    now = datetime.now(UTC)
+    analytics = RedisSearchAnalytics(redis_client(settings.redis.url, 0.5), failure_pause_seconds=0, clock=lambda: now)
+    key, query = hour_key(hour_bucket(now)), f"pushed {uuid.uuid4().hex}"
+    reachable = analytics.client
+    try:
+        await analytics.record(query)
+        await analytics.record(query)
+        assert await reachable.zscore(key, query) is None  # nothing sent yet
+        analytics.client = redis_client(f"redis://127.0.0.1:{free_port()}", 0.5)  # refused
+        try:
+            assert await analytics.push() == 0
+        finally:
+            await analytics.client.aclose()
+            analytics.client = reachable
+        await analytics.record(query)
+        assert await analytics.push() == 1
+        assert await reachable.zscore(key, query) == 3
+        assert await analytics.push() == 0  # nothing left
     finally:
         await analytics.aclose()
 

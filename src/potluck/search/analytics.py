@@ -3,11 +3,13 @@
 Two adapters behind one small protocol, chosen in bootstrap:
 
 * `InMemorySearchAnalytics()`: per-hour `Counter`s in this process (the embedded default: one process).
-* `RedisSearchAnalytics(client)`: per-hour sorted sets `search:queries:{yyyymmddhh}`, one `ZINCRBY` per search,
-  each set expiring 8 days after its hour's last search; shared by every API process. Build the client with
-  `potluck.cache.redis_store.redis_client(settings.coord_redis, settings.cache.timeout_ms / 1000)`: analytics
-  must fail fast and never fail a search (errors are logged and the search goes on; after an error, recording
-  pauses for a second rather than costing every search a timeout).
+* `RedisSearchAnalytics(client)`: per-hour sorted sets `search:queries:{yyyymmddhh}`, each expiring 8 days after
+  its hour's last search; shared by every API process. A search is counted in this process's memory (no round trip
+  on the search's path); `push`, every `events.views_push_seconds` (bootstrap, like the view counts), sends the
+  counts in one pipeline (a `ZINCRBY` per distinct query), and `top`, `rollup` and `aclose` push first. Build the
+  client with `potluck.cache.redis_store.redis_client(settings.coord_redis, settings.cache.timeout_ms / 1000)`:
+  analytics must fail fast and never fail a search (a failed push keeps the counts for the next one, bounded: at
+  least once, so a push that timed out after Redis applied it counts those searches twice, as the view counts do).
 
 "The last 24 hours" is read as the current hour and the 23 before it. A scheduled task (`search.rollup`, every
 minute) merges those hours into one set, `search:queries:rollup:24` (the top ROLLUP_SIZE queries, expiring after
@@ -18,7 +20,6 @@ for TOP_REUSE_SECONDS.
 from __future__ import annotations
 
 import logging
-import random
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -61,6 +62,10 @@ class SearchAnalytics(Protocol):
         """Merge the last `hours` hours for `top` (the scheduled task); returns the distinct queries kept."""
         ...
 
+    async def push(self) -> int:
+        """Send what this process counted to where every process reads it; returns the distinct queries sent."""
+        ...
+
     async def aclose(self) -> None: ...
 
 
@@ -94,6 +99,12 @@ def _counts(rows: list[Any]) -> Counter[str]:
     return counts
 
 
+def _capped(counts: Counter[str], cap: int) -> Counter[str]:
+    """`counts`, or past `cap` distinct queries its frequent half: the rare tail is what an attacker's random
+    queries look like."""
+    return counts if len(counts) <= cap else Counter(dict(counts.most_common(cap // 2)))
+
+
 def _ranked(counts: Counter[str], limit: int) -> list[QueryCount]:
     # Ties in a stable order, so every process and every call agrees.
     ordered = sorted(counts.items(), key=lambda item: (-item[1], item[0]))
@@ -125,9 +136,7 @@ class InMemorySearchAnalytics:
             for old in [b for b in self._hours if b not in keep]:
                 del self._hours[old]
         counts[query] += 1
-        if len(counts) > self.max_queries_per_hour:
-            # Keep the frequent half: the rare tail is what an attacker's random queries look like.
-            self._hours[bucket] = Counter(dict(counts.most_common(self.max_queries_per_hour // 2)))
+        self._hours[bucket] = _capped(counts, self.max_queries_per_hour)
 
     async def top(self, *, hours: int = 24, limit: int = 10) -> list[QueryCount]:
         merged: Counter[str] = Counter()
@@ -141,6 +150,9 @@ class InMemorySearchAnalytics:
         for bucket in recent_buckets(self._clock(), hours):
             distinct.update(self._hours.get(bucket, {}))
         return len(distinct)
+
+    async def push(self) -> int:
+        return 0  # counted where it is read
 
     async def aclose(self) -> None:
         self._hours.clear()
@@ -160,38 +172,53 @@ class RedisSearchAnalytics:
         max_queries_per_hour: int = MAX_QUERIES_PER_HOUR,
         failure_pause_seconds: float = 1.0,
         clock: Callable[[], datetime] = _utcnow,
-        rng: random.Random | None = None,
     ) -> None:
         self.client = client
         self.retention_seconds = int(retention.total_seconds())
         self.max_queries_per_hour = max_queries_per_hour
         self.failure_pause_seconds = failure_pause_seconds
         self._clock = clock
-        self._rng = rng or random.Random()
         self._paused_until = 0.0
+        # Counted here, not yet pushed: per hour's key, per query.
+        self._pending: dict[str, Counter[str]] = {}
 
     def _failed(self, operation: str, exc: BaseException) -> None:
         self._paused_until = time.monotonic() + self.failure_pause_seconds
         logger.warning("search.analytics_failed", extra={"operation": operation, "error": repr(exc)})
 
     async def record(self, query: str) -> None:
-        if time.monotonic() < self._paused_until:
-            return
         key = hour_key(hour_bucket(self._clock()))
+        counts = self._pending.setdefault(key, Counter())
+        counts[query] += 1
+        self._pending[key] = _capped(counts, self.max_queries_per_hour)
+
+    async def push(self) -> int:
+        """One pipeline: each hour's counts added to its set, its expiry renewed, the set trimmed to its cap. On a
+        failure the counts stay for the next push (and pushing pauses for a second)."""
+        if not self._pending or time.monotonic() < self._paused_until:
+            return 0
+        pending, self._pending = self._pending, {}
         try:
             async with self.client.pipeline(transaction=False) as pipe:
-                pipe.zincrby(key, 1, query)
-                pipe.expire(key, self.retention_seconds)
-                # Trimming now and then (not on every search) keeps the set near its cap at little cost.
-                if self._rng.random() < 0.01:
+                for key, counts in pending.items():
+                    for query, n in counts.items():
+                        pipe.zincrby(key, n, query)
+                    pipe.expire(key, self.retention_seconds)
                     pipe.zremrangebyrank(key, 0, -(self.max_queries_per_hour + 1))
                 await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
-            self._failed("record", exc)
+            for key, counts in pending.items():
+                kept = self._pending.setdefault(key, Counter())
+                kept.update(counts)
+                self._pending[key] = _capped(kept, self.max_queries_per_hour)
+            self._failed("push", exc)
+            return 0
+        return sum(len(counts) for counts in pending.values())
 
     async def rollup(self, *, hours: int = 24) -> int:
         """ZUNIONSTORE of the hourly sets into `rollup_key(hours)`, trimmed to ROLLUP_SIZE; raises on Redis errors
         (the task is retried by its schedule)."""
+        await self.push()
         key = rollup_key(hours)
         async with self.client.pipeline(transaction=True) as pipe:
             pipe.zunionstore(key, [hour_key(b) for b in recent_buckets(self._clock(), hours)])
@@ -202,6 +229,7 @@ class RedisSearchAnalytics:
         return int(results[-1])
 
     async def top(self, *, hours: int = 24, limit: int = 10) -> list[QueryCount]:
+        await self.push()
         buckets = recent_buckets(self._clock(), hours)
         merged = f"{KEY_PREFIX}top:{hours}:{buckets[0]}"
         try:
@@ -223,4 +251,6 @@ class RedisSearchAnalytics:
         return _ranked(_counts(rows), limit)
 
     async def aclose(self) -> None:
+        """Pushes what is left (a process's counts are not lost with it), then closes the client."""
+        await self.push()
         await self.client.aclose()
