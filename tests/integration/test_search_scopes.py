@@ -10,8 +10,9 @@ from typing import Any
 import httpx
 import pytest
 
-from potluck.cache.keys import SEARCH_GENERATION_KEY, search_scope_key
+from potluck.cache.keys import SEARCH_EPOCH_KEY, SEARCH_GENERATION_KEY, search_scope_key
 from potluck.config import Settings
+from potluck.recipe.relevance import MAX_SEARCH_SCOPES
 from tests.harness import RedisServer
 from tests.integration.conftest import Api, running_app
 from tests.support.app import container_of
@@ -191,3 +192,45 @@ async def test_a_process_that_dies_before_its_bumps_leaves_them_to_the_outbox(
         await drain_until_settled(container_of(writer).relay)
         assert await container_of(reader).cache.generation(search_scope_key(word)) == (scope or 0) + 1
         assert sorted(await _ids(reader, word)) == sorted([first["id"], second["id"]])
+
+
+async def test_a_write_with_more_lexemes_than_it_may_bump_moves_the_epoch(client: httpx.AsyncClient, api: Api) -> None:
+    """A long description of varied words bumps one generation every exact page reads, not hundreds."""
+    author = await api.register()
+    word = _word()
+    first = await api.create_recipe(author, **_recipe(f"{word} pie"))
+    await drain_until_settled(container_of(client).relay)
+    assert await _ids(client, word) == [first["id"]]
+    cache = container_of(client).cache
+    epoch = await cache.generation(SEARCH_EPOCH_KEY)
+    many = " ".join(_word() for _ in range(2 * MAX_SEARCH_SCOPES))
+    long = await api.create_recipe(author, **_recipe(f"{word} tart", description=many))
+    assert await cache.generation(SEARCH_EPOCH_KEY) == (epoch or 0) + 1
+    assert sorted(await _ids(client, word)) == sorted([first["id"], long["id"]])
+
+
+async def test_a_dead_writer_leaves_its_private_recipe_to_the_outbox_for_its_author(
+    settings: Settings, audited_redis: RedisServer
+) -> None:
+    """Whether an author has a private recipe is cached under their author scope: a writer that never bumped it
+    (Redis SIGSTOPped, no recovery: as if it died) leaves it to the search.index handler, so the author's own
+    searches on another process include the new private recipe once the event is delivered."""
+    writer_settings = settings.model_copy(
+        update={"cache": settings.cache.model_copy(update={"recover_interval_ms": 600_000}), "events": FAST_RETRIES}
+    )
+    word = _word()
+    async with running_app(writer_settings) as writer, running_app(settings) as reader:
+        api = Api(writer)
+        author = await api.register()
+        public = await api.create_recipe(author, **_recipe(f"{word} pie"))
+        await drain_until_settled(container_of(writer).relay)
+        assert await _ids(reader, word, headers=author["headers"]) == [public["id"]]  # the shared page
+        audited_redis.pause()
+        try:
+            secret = await api.create_recipe(author, **_recipe(f"{word} secret"), is_public=False)
+        finally:
+            audited_redis.resume()
+        await drain_until_settled(container_of(writer).relay)
+        found = await _ids(reader, word, headers=author["headers"])
+        assert sorted(found) == sorted([public["id"], secret["id"]])
+        assert await _ids(reader, word) == [public["id"]]

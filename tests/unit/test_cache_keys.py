@@ -12,13 +12,17 @@ import pytest
 
 from potluck.cache.families import FAMILIES
 from potluck.cache.keys import (
+    SEARCH_EPOCH_KEY,
     recipe_key,
     recommend_key,
+    scoped_search_key,
     search_key,
+    search_scope_key,
     stable_digest,
     trending_key,
     user_key,
 )
+from potluck.recipe.relevance import MAX_SEARCH_SCOPES, search_scope_keys
 
 RID = uuid.UUID("0192f0c2-0000-7000-8000-000000000001")
 
@@ -127,3 +131,24 @@ def test_key_builders_do_not_depend_on_hash_seed(seed: str) -> None:
         check=True,
     ).stdout.split()
     assert out == [recipe_key(RID), user_key(RID), trending_key("day"), recommend_key(RID)]
+
+
+def test_a_scoped_search_key_names_its_generations_not_only_their_values() -> None:
+    query = {"q": "butter chicken"}
+    butter, chicken = search_scope_key("butter"), search_scope_key("chicken")
+    assert butter != chicken
+    # Two readers that chose different lexemes for one query, whose generations happen to be equal, never share.
+    assert scoped_search_key("x", {butter: 7}, query) != scoped_search_key("x", {chicken: 7}, query)
+    assert scoped_search_key("x", {butter: 7}, query) != scoped_search_key("x", {butter: 8}, query)
+    assert scoped_search_key("x", {butter: 7}, query) != scoped_search_key("f", {butter: 7}, query)
+    assert scoped_search_key("x", {butter: 7}, query) != search_key(7, query)
+    assert search_scope_key("butter") == butter  # stable: every process picks the same bucket
+
+
+def test_a_write_bumps_its_lexemes_or_past_the_cap_the_epoch() -> None:
+    few = [f"word{i}" for i in range(10)]
+    assert search_scope_keys(few, None) == sorted({search_scope_key(w) for w in few})
+    assert search_scope_keys(few[:5], few[5:]) == search_scope_keys(few)
+    assert search_scope_keys(None, None) == []
+    many = [f"word{i}" for i in range(3 * MAX_SEARCH_SCOPES)]
+    assert search_scope_keys(many) == [SEARCH_EPOCH_KEY]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from potluck.kit.digest import stable_digest
 
@@ -20,6 +20,9 @@ LIST_BUCKETS = 1024
 # recipe holding that lexeme into or out of a result.
 SEARCH_SCOPE_PREFIX = "gen:search:lex"
 SEARCH_BUCKETS = 4096
+# Every exact search page reads it too: a write whose vector holds more lexemes than a write may bump one by one
+# (recipe/relevance.py, MAX_SEARCH_SCOPES) bumps this instead.
+SEARCH_EPOCH_KEY = f"{SEARCH_SCOPE_PREFIX}:all"
 # How long "this event's bump is done" is remembered: far longer than an outbox delivery takes.
 GENERATION_MARKER_TTL_MS = 3_600_000
 
@@ -63,10 +66,12 @@ def search_scope_key(lexeme: str) -> str:
     return f"{SEARCH_SCOPE_PREFIX}:{int(stable_digest(['lexeme', lexeme], 4), 16) % SEARCH_BUCKETS}"
 
 
-def scoped_search_key(kind: str, generations: Sequence[int], query: Mapping[str, object]) -> str:
-    """A search page namespaced by several generations: `kind` `x` (an exact match: its words' generations) or `f`
-    (the typo fallback: `gen:search`'s, then its words'). Never equal to a `search_key`, whose namespace is a number."""
-    return f"search:{kind}{'.'.join(map(str, generations))}:{stable_digest(query)}"
+def scoped_search_key(kind: str, scopes: Mapping[str, int], query: Mapping[str, object]) -> str:
+    """A search page namespaced by several generations, each named with its value (`scopes`: generation key ->
+    value), so two readers that chose different generations for one query never share a page: `kind` `x` (an exact
+    match) or `f` (the typo fallback). Never equal to a `search_key`, whose namespace is a number."""
+    names = ".".join(f"{key.rsplit(':', 1)[-1]}-{value}" for key, value in scopes.items())
+    return f"search:{kind}{names}:{stable_digest(query)}"
 
 
 def lists_generation_key(scope: str, value: object = None) -> str:

@@ -44,8 +44,7 @@ return 0
 # Early refresh: replace exactly the entry that was read, nothing newer, nothing deleted.
 _REPLACE = _FILL
 
-# KEYS[1] the counter, KEYS[2] the marker; ARGV[1] the marker's TTL in ms.
-# KEYS[1]: the marker; the others: the generations.
+# KEYS[1] the marker, the others the generations; ARGV[1] the marker's TTL in ms.
 _INCR_ONCE = """
 if redis.call('SET', KEYS[1], '1', 'NX', 'PX', ARGV[1]) then
   for i = 2, #KEYS do

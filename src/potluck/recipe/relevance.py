@@ -1,4 +1,4 @@
-"""Which recipe changes bump the search generation. Pure.
+"""Which recipe changes bump the search and list generations. Pure.
 
 Cached search pages hold recipe ids and are hydrated through `recipe:{id}` on every read, so a page never shows a
 stale title, a deleted recipe or one that went private (hydration skips those): cache-semantics.md item 1, "so
@@ -9,7 +9,7 @@ The generations move for a creation (new recipes are found at once) and for an u
 an exact filter selects: title, cuisine, tags, and visibility, of a recipe public before or after the write (one
 private throughout is in no shared page; whether its author's own searches bypass the shared pages is cached under
 their author scope, below). On PostgreSQL they are `gen:search` (the typo fallback's, type-ahead's) and the
-generation of every lexeme of the recipe's search vector before and after the write (`search_generations`: the
+generation of every lexeme of the recipe's search vector before and after the write (`search_scope_keys`: the
 exact matches', search/scope.py). They do not move for edits of the description, ingredients, times, steps,
 servings, nutrition or difficulty, for ratings, favorites or deletions: a cached page may then, for up to 300 s,
 still list a recipe whose new description no longer matches (shown as it is now), miss one that now matches, or
@@ -22,7 +22,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterable, Set
 
-from potluck.cache.keys import lists_generation_key, search_scope_key
+from potluck.cache.keys import SEARCH_EPOCH_KEY, lists_generation_key, search_scope_key
 
 # RecipeUpdate fields whose change moves the search generation (see above).
 SEARCH_FIELDS = frozenset({"title", "cuisine", "tags", "is_public"})
@@ -37,10 +37,17 @@ def update_affects_search(fields: Iterable[str]) -> bool:
     return not SEARCH_FIELDS.isdisjoint(fields)
 
 
-def search_generations(*lexemes: Iterable[str] | None) -> list[str]:
+# A write bumps at most this many lexeme generations; one whose vector holds more (a long description of varied
+# words: up to ~1,500 lexemes) bumps the epoch every exact page reads instead, which empties them all once rather
+# than a third of them one by one (and keeps its events small).
+MAX_SEARCH_SCOPES = 256
+
+
+def search_scope_keys(*lexemes: Iterable[str] | None) -> list[str]:
     """The lexeme generations a search-moving write of a public recipe bumps: those of every lexeme of its search
-    vector before and after the write (None: SQLite, which has none)."""
-    return sorted({search_scope_key(lexeme) for found in lexemes if found for lexeme in found})
+    vector before and after the write (None: SQLite, which has none), or past MAX_SEARCH_SCOPES the epoch's."""
+    keys = sorted({search_scope_key(lexeme) for found in lexemes if found for lexeme in found})
+    return [SEARCH_EPOCH_KEY] if len(keys) > MAX_SEARCH_SCOPES else keys
 
 
 # RecipeUpdate fields that decide which recipes a list page filter selects (cuisine, tag, total time, author's

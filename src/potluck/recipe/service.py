@@ -45,7 +45,7 @@ from potluck.recipe.relevance import (
     list_scope,
     page_is_cached,
     private_recipes_scope,
-    search_generations,
+    search_scope_keys,
     update_affects_lists,
     update_affects_search,
 )
@@ -358,7 +358,7 @@ class RecipeService:
         await repo.replace_tags(recipe.id, data.tags)
         await repo.replace_nutrition(recipe.id, data.nutrition)
         # A private recipe is in no shared search page: no search generation moves.
-        search_scopes = search_generations(await repo.search_lexemes(recipe.id)) if data.is_public else []
+        search_scopes = search_scope_keys(await repo.search_lexemes(recipe.id)) if data.is_public else []
         payload = {"author_id": str(author_id), "is_public": recipe.is_public, "search_scopes": search_scopes}
         event_id = await self.outbox.record(session, RECIPE_CREATED, recipe.id, payload)
         lists = list_generations(author_id, [data.cuisine], data.tags, fields=None, public=data.is_public)
@@ -432,7 +432,7 @@ class RecipeService:
         search_scopes = []
         if search:
             lexemes_after = await repo.search_lexemes(recipe.id) if not VECTOR_FIELDS.isdisjoint(sent) else None
-            search_scopes = search_generations(lexemes_before, lexemes_after)
+            search_scopes = search_scope_keys(lexemes_before, lexemes_after)
         payload = {
             "author_id": str(recipe.author_id),
             "fields": sorted(sent),

@@ -192,10 +192,11 @@ class RedisSearchAnalytics:
         counts[query] += 1
         self._pending[key] = _capped(counts, self.max_queries_per_hour)
 
-    async def push(self) -> int:
+    async def push(self, *, now: bool = False) -> int:
         """One pipeline: each hour's counts added to its set, its expiry renewed, the set trimmed to its cap. On a
-        failure the counts stay for the next push (and pushing pauses for a second)."""
-        if not self._pending or time.monotonic() < self._paused_until:
+        failure (or a cancellation) the counts stay for the next push, and pushing pauses for a second unless
+        `now` (the last push, at shutdown)."""
+        if not self._pending or (time.monotonic() < self._paused_until and not now):
             return 0
         pending, self._pending = self._pending, {}
         try:
@@ -207,13 +208,19 @@ class RedisSearchAnalytics:
                     pipe.zremrangebyrank(key, 0, -(self.max_queries_per_hour + 1))
                 await pipe.execute()
         except (RedisError, OSError, TimeoutError) as exc:
-            for key, counts in pending.items():
-                kept = self._pending.setdefault(key, Counter())
-                kept.update(counts)
-                self._pending[key] = _capped(kept, self.max_queries_per_hour)
+            self._keep(pending)
             self._failed("push", exc)
             return 0
+        except BaseException:
+            self._keep(pending)
+            raise
         return sum(len(counts) for counts in pending.values())
+
+    def _keep(self, pending: dict[str, Counter[str]]) -> None:
+        for key, counts in pending.items():
+            kept = self._pending.setdefault(key, Counter())
+            kept.update(counts)
+            self._pending[key] = _capped(kept, self.max_queries_per_hour)
 
     async def rollup(self, *, hours: int = 24) -> int:
         """ZUNIONSTORE of the hourly sets into `rollup_key(hours)`, trimmed to ROLLUP_SIZE; raises on Redis errors
@@ -252,5 +259,5 @@ class RedisSearchAnalytics:
 
     async def aclose(self) -> None:
         """Pushes what is left (a process's counts are not lost with it), then closes the client."""
-        await self.push()
+        await self.push(now=True)
         await self.client.aclose()

@@ -12,12 +12,14 @@ event happen once, all under one marker, whoever gets there first, so redelivery
 
 from __future__ import annotations
 
+import uuid
+
 from potluck.cache.cache import Cache
 from potluck.cache.keys import SEARCH_GENERATION_KEY
 from potluck.events.registry import HandlerRegistry
 from potluck.events.repository import Event
 from potluck.events.topics import RECIPE_CREATED, RECIPE_DELETED, RECIPE_UPDATED
-from potluck.recipe.relevance import update_affects_search
+from potluck.recipe.relevance import private_recipes_scope, update_affects_search
 
 SEARCH_INDEX = "search.index"
 
@@ -28,7 +30,12 @@ def install_search_handlers(registry: HandlerRegistry, cache: Cache) -> HandlerR
     async def invalidate_searches(event: Event) -> None:
         if event.topic == RECIPE_DELETED:
             return
-        if event.topic == RECIPE_CREATED and event.payload.get("is_public") is False:
+        private_created = event.topic == RECIPE_CREATED and event.payload.get("is_public") is False
+        if (private_created or "is_public" in event.payload.get("fields", [])) and "author_id" in event.payload:
+            # Whether the author has a private recipe (their searches skip the shared pages then) is cached under
+            # their author scope: bumped again here, as `gen:search` is, in case the writer died before its bump.
+            await cache.bump_strict([private_recipes_scope(uuid.UUID(event.payload["author_id"]))])
+        if private_created:
             return  # in no shared page
         # `search`: what the writer decided (False for a recipe private throughout); events from before it said.
         if event.topic == RECIPE_UPDATED and not event.payload.get(

@@ -32,7 +32,13 @@ import orjson
 
 from potluck.cache.cache import Cache, Loaded, not_stored
 from potluck.cache.families import SEARCH_RESULTS
-from potluck.cache.keys import SEARCH_GENERATION_KEY, scoped_search_key, search_key, search_scope_key
+from potluck.cache.keys import (
+    SEARCH_EPOCH_KEY,
+    SEARCH_GENERATION_KEY,
+    scoped_search_key,
+    search_key,
+    search_scope_key,
+)
 from potluck.db.consistency import ConsistencyToken
 from potluck.db.engine import Database
 from potluck.recipe.relevance import private_recipes_scope
@@ -120,18 +126,17 @@ class SearchService:
         self, query: SearchQuery, viewer_id: uuid.UUID | None, *, min_lsn: ConsistencyToken | None = None
     ) -> SearchPage:
         """The page's recipe ids: from the shared cache when the viewer's results are the public ones."""
-        lexemes = await self._scope(query)
-        keys = [SEARCH_GENERATION_KEY, *map(search_scope_key, lexemes or ())]
-        if viewer_id is not None:
-            keys.append(private_recipes_scope(viewer_id))
-        generations = await self.cache.generations(keys)
+        scopes = await self._scopes(query)
+        keys = [SEARCH_GENERATION_KEY, *(scopes or ())]
+        private = [] if viewer_id is None else [private_recipes_scope(viewer_id)]
+        generations = await self.cache.generations([*keys, *private])
         if generations is None:
             return await self._query(query, viewer_id, min_lsn=min_lsn)
         if viewer_id is not None:
             if await self.recipes.viewer_has_private(viewer_id, generations.pop()):
                 return await self._query(query, viewer_id, min_lsn=min_lsn)
-        exact_key, fallback_key = _page_keys(query, lexemes is not None, generations)
-        if lexemes is None or (query.cursor is not None and query.cursor.fuzzy):
+        exact_key, fallback_key = _page_keys(query, scopes is not None, dict(zip(keys, generations, strict=True)))
+        if scopes is None or (query.cursor is not None and query.cursor.fuzzy):
             return await self._shared(fallback_key, query, min_lsn)
         page = await self._shared(exact_key, query, min_lsn, fallback=False)
         if page.fuzzy and not page.ids:
@@ -143,9 +148,12 @@ class SearchService:
     async def shared_key(self, query: SearchQuery) -> str | None:
         """The key a reader of `query`'s public page looks up first (for an exact match, its words'; the typo
         fallback's page is under another), or None while the generations cannot be read."""
-        lexemes = await self._scope(query)
-        generations = await self.cache.generations([SEARCH_GENERATION_KEY, *map(search_scope_key, lexemes or ())])
-        return None if generations is None else _page_keys(query, lexemes is not None, generations)[0]
+        scopes = await self._scopes(query)
+        keys = [SEARCH_GENERATION_KEY, *(scopes or ())]
+        generations = await self.cache.generations(keys)
+        if generations is None:
+            return None
+        return _page_keys(query, scopes is not None, dict(zip(keys, generations, strict=True)))[0]
 
     async def _shared(
         self, key: str, query: SearchQuery, min_lsn: ConsistencyToken | None, *, fallback: bool = True
@@ -163,31 +171,40 @@ class SearchService:
             return await self._query(query, None, min_lsn=min_lsn)
         return SearchPage.unpack(loaded.payload)
 
-    async def _scope(self, query: SearchQuery) -> list[str] | None:
-        """The lexemes whose generations namespace the exact match of `query` (search/scope.py), or None: it is
-        namespaced by `gen:search` alone (SQLite; an alternative with no complete word that has a lexeme)."""
+    async def _scopes(self, query: SearchQuery) -> list[str] | None:
+        """The generations that namespace the exact match of `query`, besides `gen:search`: the epoch and its
+        lexemes' (search/scope.py); None when `gen:search` alone does (SQLite; an alternative with no complete word
+        that has a lexeme; the words' lexemes unreadable just now)."""
         if self.database.dialect != "postgresql":
             return None
         words = scope_words(query.text)
-        if missing := [word for word in words if word not in self._lexemes]:
-            async with self.database.read_rows() as read:
-                found = await SearchRepository(read).lexemes(missing)
+        # This request's own view: a memo cleared meanwhile by another request cannot change its choice.
+        known = {word: self._lexemes[word] for word in words if word in self._lexemes}
+        if missing := [word for word in words if word not in known]:
+            try:
+                async with self.database.read_rows() as read:
+                    found = await SearchRepository(read).lexemes(missing)
+            except Exception as exc:  # an optimization must not fail a search: `gen:search` alone is always right
+                logger.warning("search.lexemes_unavailable", extra={"error": repr(exc)})
+                return None
             if found is None:
                 return None
-            if len(self._lexemes) + len(missing) > MAX_MEMO_WORDS:
+            fetched = {word: tuple(found.get(word, ())) for word in missing}
+            if len(self._lexemes) + len(fetched) > MAX_MEMO_WORDS:
                 self._lexemes.clear()
-            self._lexemes.update((word, tuple(found.get(word, ()))) for word in missing)
-        return scope_lexemes(query.text, self._lexemes)
+            self._lexemes.update(fetched)
+            known.update(fetched)
+        lexemes = scope_lexemes(query.text, known)
+        return None if lexemes is None else [SEARCH_EPOCH_KEY, *dict.fromkeys(map(search_scope_key, lexemes))]
 
     async def _query(
         self,
         query: SearchQuery,
         viewer_id: uuid.UUID | None,
         *,
-        primary: bool = False,
         min_lsn: ConsistencyToken | None = None,
     ) -> SearchPage:
-        async with self.database.read_rows(primary=primary, min_lsn=min_lsn) as read:
+        async with self.database.read_rows(min_lsn=min_lsn) as read:
             return await run_search(SearchRepository(read), query, viewer_id)
 
     async def _record(self, query: SearchQuery) -> None:
@@ -201,14 +218,16 @@ class SearchService:
         return await self.analytics.top(hours=TRENDING_QUERIES_WINDOW_HOURS, limit=limit)
 
 
-def _page_keys(query: SearchQuery, scoped: bool, generations: Sequence[int]) -> tuple[str, str]:
-    """Where `query`'s page is cached: an exact match's key and the typo fallback's, under `generations`
-    (`gen:search`'s, then, when `scoped`, those of its lexemes); one key for both when not `scoped`."""
+def _page_keys(query: SearchQuery, scoped: bool, generations: dict[str, int]) -> tuple[str, str]:
+    """Where `query`'s page is cached: an exact match's key and the typo fallback's, under `generations` (generation
+    key -> value: `gen:search`'s, then, when `scoped`, the epoch's and its lexemes'); one key for both when not
+    `scoped`."""
     canonical = query.canonical()
     if not scoped:
-        key = search_key(generations[0], canonical)
+        key = search_key(generations[SEARCH_GENERATION_KEY], canonical)
         return key, key
-    return scoped_search_key("x", generations[1:], canonical), scoped_search_key("f", generations, canonical)
+    exact = {key: value for key, value in generations.items() if key != SEARCH_GENERATION_KEY}
+    return scoped_search_key("x", exact, canonical), scoped_search_key("f", generations, canonical)
 
 
 async def run_search(
