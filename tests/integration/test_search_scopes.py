@@ -4,7 +4,9 @@ its next read (exact matches, `or`, filters, the typo fallback, type-ahead, priv
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -166,27 +168,41 @@ async def test_a_recipe_private_throughout_moves_no_search_generation(
     assert sorted(await _ids(client, word, headers=author["headers"])) == sorted([public["id"], secret["id"]])
 
 
+@contextlib.asynccontextmanager
+async def _dead_writer_and_reader(settings: Settings) -> AsyncIterator[tuple[httpx.AsyncClient, httpx.AsyncClient]]:
+    """Two processes on one database and Redis; the writer never delivers a bump it could not make (as if it died
+    right after): only the outbox's handlers can."""
+    cache = settings.cache.model_copy(update={"recover_interval_ms": 600_000})
+    writer_settings = settings.model_copy(update={"cache": cache, "events": FAST_RETRIES})
+    async with running_app(writer_settings) as writer, running_app(settings) as reader:
+        yield writer, reader
+
+
+async def _created_while_paused(
+    api: Api, redis_server: RedisServer, author: dict[str, Any], body: dict[str, Any]
+) -> dict[str, Any]:
+    """A recipe created while Redis is SIGSTOPped: its bumps after commit time out and wait."""
+    redis_server.pause()
+    try:
+        return await api.create_recipe(author, **body)
+    finally:
+        redis_server.resume()
+
+
 async def test_a_process_that_dies_before_its_bumps_leaves_them_to_the_outbox(
     settings: Settings, audited_redis: RedisServer
 ) -> None:
     """The writer's bumps after commit wait (Redis SIGSTOPped) and it never recovers them (as if it died): another
     process's cached page of an exact match is refreshed once the outbox delivers the event, whose handler bumps the
     recipe's lexemes' generations with `gen:search`, once."""
-    writer_settings = settings.model_copy(
-        update={"cache": settings.cache.model_copy(update={"recover_interval_ms": 600_000}), "events": FAST_RETRIES}
-    )
     word = _word()
-    async with running_app(writer_settings) as writer, running_app(settings) as reader:
+    async with _dead_writer_and_reader(settings) as (writer, reader):
         api = Api(writer)
         author = await api.register()
         first = await api.create_recipe(author, **_recipe(f"{word} pie"))
         await drain_until_settled(container_of(writer).relay)
         assert await _ids(reader, word) == [first["id"]]
-        audited_redis.pause()
-        try:
-            second = await api.create_recipe(author, **_recipe(f"{word} tart"))
-        finally:
-            audited_redis.resume()
+        second = await _created_while_paused(api, audited_redis, author, _recipe(f"{word} tart"))
         assert search_scope_key(word) in container_of(writer).cache.pending_generations
         scope = await container_of(reader).cache.generation(search_scope_key(word))
         await drain_until_settled(container_of(writer).relay)
@@ -215,21 +231,14 @@ async def test_a_dead_writer_leaves_its_private_recipe_to_the_outbox_for_its_aut
     """Whether an author has a private recipe is cached under their author scope: a writer that never bumped it
     (Redis SIGSTOPped, no recovery: as if it died) leaves it to the search.index handler, so the author's own
     searches on another process include the new private recipe once the event is delivered."""
-    writer_settings = settings.model_copy(
-        update={"cache": settings.cache.model_copy(update={"recover_interval_ms": 600_000}), "events": FAST_RETRIES}
-    )
     word = _word()
-    async with running_app(writer_settings) as writer, running_app(settings) as reader:
+    async with _dead_writer_and_reader(settings) as (writer, reader):
         api = Api(writer)
         author = await api.register()
         public = await api.create_recipe(author, **_recipe(f"{word} pie"))
         await drain_until_settled(container_of(writer).relay)
         assert await _ids(reader, word, headers=author["headers"]) == [public["id"]]  # the shared page
-        audited_redis.pause()
-        try:
-            secret = await api.create_recipe(author, **_recipe(f"{word} secret"), is_public=False)
-        finally:
-            audited_redis.resume()
+        secret = await _created_while_paused(api, audited_redis, author, _recipe(f"{word} secret", is_public=False))
         await drain_until_settled(container_of(writer).relay)
         found = await _ids(reader, word, headers=author["headers"])
         assert sorted(found) == sorted([public["id"], secret["id"]])
