@@ -173,7 +173,6 @@ class CacheBase:
         `keys` forgotten everywhere, then `bumps` done (one owed by an event happens once, whoever does it first),
         or CacheStoreError, so the outbox retries it and the edge is never refilled from the old generation."""
         await self.invalidate_strict(keys)
-        await self.bump_strict([key for key, event_id in bumps if event_id is None])
         for event_id, owed in _by_event(bumps).items():
             await self.bump_strict(owed, event_id)
 
@@ -194,8 +193,7 @@ class CacheBase:
 
         async def after() -> None:
             landed = await self._invalidate_tiers(keys)
-            # Bumps owed to no event (a write's list scopes: several per write) in one round trip.
-            landed = await self._bump([key for key, event_id in bumps if event_id is None], None) and landed
+            # One round trip per group: those owed to no event (a write's list scopes), each event's under its marker.
             for event_id, owed in _by_event(bumps).items():
                 landed = await self._bump(owed, event_id) and landed
             if self.edge is not None:  # done only if the tiers took it all; else the relay redoes tiers, then edge
@@ -260,10 +258,10 @@ class CacheBase:
         return True
 
 
-def _by_event(bumps: Sequence[Bump]) -> dict[int, list[str]]:
-    """The bumps owed to an event, grouped by event, in their order (each group is bumped once, under one marker)."""
-    groups: dict[int, list[str]] = {}
+def _by_event(bumps: Sequence[Bump]) -> dict[int | None, list[str]]:
+    """`bumps` grouped by the event owing them, in their order: each event's group is bumped once under one marker,
+    the group of None (owed to no event) every time."""
+    groups: dict[int | None, list[str]] = {}
     for key, event_id in bumps:
-        if event_id is not None:
-            groups.setdefault(event_id, []).append(key)
+        groups.setdefault(event_id, []).append(key)
     return groups

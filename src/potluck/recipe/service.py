@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from potluck.cache.cache import Bump, Cache, Loaded, not_stored
-from potluck.cache.families import RECIPE_DETAIL, RECIPE_LIST, Family
+from potluck.cache.families import RECIPE_DETAIL, RECIPE_LIST
 from potluck.cache.keys import (
     SEARCH_GENERATION_KEY,
     list_key,
@@ -328,18 +328,13 @@ class RecipeService:
         pages), cached under `generation`, the one of their author scope (`private_recipes_scope`): every creation,
         deletion and visibility change of their recipes bumps it. One entry answers lists and searches."""
         key = list_key(private_recipes_scope(viewer_id), generation, {"private_recipes_of": str(viewer_id)})
-        return await self.has_private_recipes(viewer_id, RECIPE_LIST, key)
-
-    async def has_private_recipes(self, viewer_id: uuid.UUID, family: Family, key: str) -> bool:
-        """Whether `viewer_id` has a private recipe (so their lists and searches differ from the public ones),
-        cached under `key` of `family`: a key namespaced by a generation that every visibility change bumps."""
 
         async def load(primary: bool = True) -> Loaded:
             async with self.database.read_rows(primary=primary) as read:
                 found = await RecipeReads(read).has_private_recipes(viewer_id)
             return Loaded(b"1" if found else b"0")
 
-        loaded = await self.cache.get_or_fill(family, key, load, unstored=lambda: load(primary=False))
+        loaded = await self.cache.get_or_fill(RECIPE_LIST, key, load, unstored=lambda: load(primary=False))
         return loaded.payload != b"0"
 
     async def _fill_list(self, filters: RecipeFilters, cursor: Cursor | None, limit: int) -> Loaded:

@@ -73,6 +73,16 @@ class SearchPage:
 
 
 @dataclass(frozen=True, slots=True)
+class PageKeys:
+    """Where a search's public page is cached now: the exact match's key and the typo fallback's (the same key when
+    `gen:search` alone namespaces the query), and the generation of the viewer's author scope (None: anonymous)."""
+
+    exact: str
+    fallback: str
+    private: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class SearchResult:
     items: list[CachedRecipe]
     next_cursor: str | None
@@ -126,34 +136,39 @@ class SearchService:
         self, query: SearchQuery, viewer_id: uuid.UUID | None, *, min_lsn: ConsistencyToken | None = None
     ) -> SearchPage:
         """The page's recipe ids: from the shared cache when the viewer's results are the public ones."""
-        scopes = await self._scopes(query)
-        keys = [SEARCH_GENERATION_KEY, *(scopes or ())]
-        private = [] if viewer_id is None else [private_recipes_scope(viewer_id)]
-        generations = await self.cache.generations([*keys, *private])
-        if generations is None:
+        keys = await self._keys(query, viewer_id)
+        if keys is None:
             return await self._query(query, viewer_id, min_lsn=min_lsn)
-        if viewer_id is not None:
-            if await self.recipes.viewer_has_private(viewer_id, generations.pop()):
-                return await self._query(query, viewer_id, min_lsn=min_lsn)
-        exact_key, fallback_key = _page_keys(query, scopes is not None, dict(zip(keys, generations, strict=True)))
-        if scopes is None or (query.cursor is not None and query.cursor.fuzzy):
-            return await self._shared(fallback_key, query, min_lsn)
-        page = await self._shared(exact_key, query, min_lsn, fallback=False)
+        private = keys.private
+        if viewer_id is not None and private is not None and await self.recipes.viewer_has_private(viewer_id, private):
+            return await self._query(query, viewer_id, min_lsn=min_lsn)
+        if keys.exact == keys.fallback or (query.cursor is not None and query.cursor.fuzzy):
+            return await self._shared(keys.fallback, query, min_lsn)
+        page = await self._shared(keys.exact, query, min_lsn, fallback=False)
         if page.fuzzy and not page.ids:
             # The exact match found nothing (or, unfilled, the query answered with the fallback's page, which has
             # ids): the fallback's page, under `gen:search` too (a new title like the words changes it).
-            return await self._shared(fallback_key, query, min_lsn)
+            return await self._shared(keys.fallback, query, min_lsn)
         return page
 
     async def shared_key(self, query: SearchQuery) -> str | None:
         """The key a reader of `query`'s public page looks up first (for an exact match, its words'; the typo
         fallback's page is under another), or None while the generations cannot be read."""
+        keys = await self._keys(query, None)
+        return None if keys is None else keys.exact
+
+    async def _keys(self, query: SearchQuery, viewer_id: uuid.UUID | None) -> PageKeys | None:
+        """`query`'s page keys under the generations as they are now, read in one round trip with the generation of
+        `viewer_id`'s author scope; None while they cannot be read."""
         scopes = await self._scopes(query)
         keys = [SEARCH_GENERATION_KEY, *(scopes or ())]
-        generations = await self.cache.generations(keys)
+        private = [] if viewer_id is None else [private_recipes_scope(viewer_id)]
+        generations = await self.cache.generations([*keys, *private])
         if generations is None:
             return None
-        return _page_keys(query, scopes is not None, dict(zip(keys, generations, strict=True)))[0]
+        private_generation = generations.pop() if private else None
+        exact, fallback = _page_keys(query, scopes is not None, dict(zip(keys, generations, strict=True)))
+        return PageKeys(exact, fallback, private_generation)
 
     async def _shared(
         self, key: str, query: SearchQuery, min_lsn: ConsistencyToken | None, *, fallback: bool = True
