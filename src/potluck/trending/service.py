@@ -41,6 +41,9 @@ class TrendingService:
         self.cache = cache
         self.recipes = recipes
         self.clock = clock
+        # The last ranking parsed per key, with the bytes it came from: each request of a trending page got the
+        # same 100 ids from the cache and parsed every one again (~1% of the mix's API CPU).
+        self._parsed: dict[str, tuple[bytes, tuple[uuid.UUID, ...]]] = {}
 
     async def top(self, period: Period, limit: int) -> list[CachedRecipe]:
         """The `limit` most trending public recipes of `period`, best first."""
@@ -48,8 +51,14 @@ class TrendingService:
 
     async def ids(self, period: Period) -> list[uuid.UUID]:
         """The cached ranking of `period` (computed if absent), best first; not checked for visibility."""
-        loaded = await self.cache.get_or_fill(TRENDING, trending_key(period.value), lambda: self._load(period))
-        return [uuid.UUID(hex=i) for i in orjson.loads(loaded.payload or b"[]")]
+        key = trending_key(period.value)
+        loaded = await self.cache.get_or_fill(TRENDING, key, lambda: self._load(period))
+        payload = loaded.payload or b"[]"
+        parsed = self._parsed.get(key)
+        if parsed is None or parsed[0] != payload:
+            parsed = (payload, tuple(uuid.UUID(hex=i) for i in orjson.loads(payload)))
+            self._parsed[key] = parsed
+        return list(parsed[1])
 
     async def refresh(self) -> dict[Period, int]:
         """Recompute every period's list now and store it (the scheduled task; also run by warm-cache), through the
