@@ -118,6 +118,8 @@ class Container:
         await self.database.start()
         await self.background.database.start()
         self.cache.start()
+        # The background's own Cache (its own breaker and what it owes the store) recovers like the requests' one.
+        self.background.cache.start()
         if self.edge is not None:
             self.edge.start()
         if self.redis_info is not None:
@@ -150,6 +152,7 @@ class Container:
         await self.media.aclose()
         if self.edge is not None:
             await self.edge.aclose()
+        await self.background.cache.stop_recovering()
         await self.cache.aclose()
         await self.database.dispose()
 

@@ -587,3 +587,13 @@ async def test_author_profiles_stay_cached_through_edits_that_keep_the_visibilit
     await drain_until_settled(relay)
     assert raw_cache_value(settings, key) != filled
     assert (await client.get(profile)).json()["recipe_count"] == 0
+
+
+async def test_the_background_cache_recovers_too(client: httpx.AsyncClient) -> None:
+    """The background's own Cache (the relay's handlers, scheduled jobs) has its own breaker and owes the store on
+    its own: the process recovers it like the requests' one, else one blip left background work off the cache."""
+    background = container_of(client).background.cache
+    for _ in range(background.settings.breaker_failures):
+        background.breaker.record_failure()
+    assert not background.breaker.allow()
+    await eventually(lambda: background.breaker.allow(), 5, message="the background cache's breaker stayed open")

@@ -119,3 +119,29 @@ async def test_an_open_breaker_wakes_it_and_the_probe_closes_it() -> None:
         assert await _until(lambda: not cache.breaker.is_open)
     finally:
         await cache.aclose()
+
+
+async def test_once_delivered_it_sleeps_again() -> None:
+    store = SwitchableStore()
+    cache = _cache(store)
+    checks = 0
+    probe_due = cache.breaker.probe_due
+
+    def counted() -> bool:
+        nonlocal checks
+        checks += 1
+        return probe_due()
+
+    cache.breaker.probe_due = counted  # type: ignore[method-assign]
+    cache.start()
+    try:
+        store.down = True
+        await cache.invalidate(["recipe:1"])
+        store.down = False
+        assert await _until(lambda: not cache.pending)
+        await asyncio.sleep(2 * INTERVAL_MS / 1000)  # the iteration that delivered it has ended
+        after_delivery = checks
+        await asyncio.sleep(40 * INTERVAL_MS / 1000)
+        assert checks == after_delivery
+    finally:
+        await cache.aclose()

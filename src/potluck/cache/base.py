@@ -13,6 +13,7 @@ The read path (`Cache`, cache/cache.py) builds on this class.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 from collections.abc import Sequence
@@ -77,9 +78,16 @@ class CacheBase:
             self.bus.start()
         self._drainer = asyncio.create_task(self._recover_loop(), name="potluck-cache-recover")
 
-    async def aclose(self) -> None:
+    async def stop_recovering(self) -> None:
+        """Stop the recover loop (a Cache sharing another's store stops this way: the store is not its own)."""
         if self._drainer is not None:
             self._drainer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._drainer
+            self._drainer = None
+
+    async def aclose(self) -> None:
+        await self.stop_recovering()
         if self.bus is not None:
             await self.bus.stop()
         await self.store.aclose()

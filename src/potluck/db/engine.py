@@ -159,6 +159,7 @@ class Database:
                 registry or CollectorRegistry(),
                 interval=settings.lag_check_interval_seconds,
                 max_lag_seconds=settings.replica_max_lag_seconds,
+                on_driver=not settings.pgbouncer_transaction_pooling,
             )
             if self.replica_states or dynamic_replicas
             else None

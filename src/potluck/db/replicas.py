@@ -53,8 +53,12 @@ class ReplicaMonitor:
         interval: float = 0.5,
         max_lag_seconds: float = 1.0,
         timeout: float = 1.0,
+        on_driver: bool = True,
     ) -> None:
         self.primary = primary
+        # Probes on the driver outside a transaction (`_fetch_one`); not behind PgBouncer in transaction mode, where
+        # a statement's prepare and execute must share a transaction (db/engine.py, `_for_reads`).
+        self.on_driver = on_driver
         self.replicas = replicas
         self.interval = interval
         self.max_lag_seconds = max_lag_seconds
@@ -107,7 +111,7 @@ class ReplicaMonitor:
         """Measure the primary, then every replica, once."""
         try:
             async with asyncio.timeout(self.timeout):
-                lsn, timeline = await _fetch_one(self.primary, PRIMARY_POSITION)
+                lsn, timeline = await _fetch_one(self.primary, PRIMARY_POSITION, on_driver=self.on_driver)
             if timeline != self.timeline:
                 # A promotion: positions sampled on the old primary say nothing about the new one's.
                 self.history = PrimaryHistory()
@@ -123,7 +127,7 @@ class ReplicaMonitor:
         started = time.monotonic()
         try:
             async with asyncio.timeout(self.timeout):
-                row = await _fetch_one(replica.engine, REPLICA_POSITION)
+                row = await _fetch_one(replica.engine, REPLICA_POSITION, on_driver=self.on_driver)
         except Exception as exc:
             self._set(replica, healthy=False)
             replica.lag_seconds = float("inf")
@@ -159,17 +163,23 @@ class ReplicaMonitor:
         self._set(replica, healthy=False)
 
 
-async def _fetch_one(engine: AsyncEngine, sql: str) -> Any:
-    """The one row of `sql` in one round trip: on the driver itself, outside a transaction (through SQLAlchemy a
-    probe was BEGIN, the query, ROLLBACK: three round trips, ~3 ms of CPU a second per process at two probes of
-    three servers a second). A probe that fails or is cancelled mid-statement leaves the connection's state
-    unknown: it is closed, never returned to the pool."""
+async def _fetch_one(engine: AsyncEngine, sql: str, *, on_driver: bool) -> Any:
+    """The one row of `sql`. `on_driver`: on asyncpg itself, outside a transaction, one round trip once the
+    connection has the statement (through SQLAlchemy a probe was BEGIN, the query, ROLLBACK: three, ~3 ms of CPU a
+    second per process at two probes of three servers a second). Probes are not counted as queries (no cursor
+    events): they are the monitor's, not the application's. A driver probe that fails or is cancelled mid-statement
+    leaves the connection's state unknown: terminated at once (a graceful close could wait seconds on a silent
+    server) and never returned to the pool."""
     async with engine.connect() as conn:
+        if not on_driver:
+            return (await conn.exec_driver_sql(sql)).one()
+        raw = await conn.get_raw_connection()
+        driver = raw.driver_connection
+        if driver is None or not hasattr(driver, "fetchrow"):  # not asyncpg
+            return (await conn.exec_driver_sql(sql)).one()
         try:
-            raw = await conn.get_raw_connection()
-            if raw.driver_connection is None or not hasattr(raw.driver_connection, "fetchrow"):  # not asyncpg
-                return (await conn.exec_driver_sql(sql)).one()
-            return await raw.driver_connection.fetchrow(sql)
+            return await driver.fetchrow(sql)
         except BaseException:
+            driver.terminate()
             await conn.invalidate()
             raise
