@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry
 
@@ -48,6 +48,24 @@ def _cache(store: SwitchableStore) -> Cache:
     return Cache(store, CacheMetrics(CollectorRegistry()), settings)
 
 
+class _Checks:
+    """Counts the recover loop's looks at the breaker (`probe_due`): one per iteration that found nothing owed."""
+
+    def __init__(self, probe_due: Callable[[], bool]) -> None:
+        self.count = 0
+        self._probe_due = probe_due
+
+    def __call__(self) -> bool:
+        self.count += 1
+        return self._probe_due()
+
+
+def _count_checks(cache: Cache) -> _Checks:
+    checks = _Checks(cache.breaker.probe_due)
+    cache.breaker.probe_due = checks  # type: ignore[method-assign]
+    return checks
+
+
 async def _until(condition: object, seconds: float = 2.0) -> bool:
     async with asyncio.timeout(seconds):
         while not condition():  # type: ignore[operator]
@@ -57,19 +75,11 @@ async def _until(condition: object, seconds: float = 2.0) -> bool:
 
 async def test_nothing_owed_the_loop_does_not_wake() -> None:
     cache = _cache(SwitchableStore())
-    checks = 0
-    probe_due = cache.breaker.probe_due
-
-    def counted() -> bool:
-        nonlocal checks
-        checks += 1
-        return probe_due()
-
-    cache.breaker.probe_due = counted  # type: ignore[method-assign]
+    checks = _count_checks(cache)
     cache.start()
     try:
         await asyncio.sleep(40 * INTERVAL_MS / 1000)
-        assert checks == 0  # a loop polling every interval would have checked ~40 times
+        assert checks.count == 0  # a loop polling every interval would have checked ~40 times
     finally:
         await cache.aclose()
 
@@ -124,15 +134,7 @@ async def test_an_open_breaker_wakes_it_and_the_probe_closes_it() -> None:
 async def test_once_delivered_it_sleeps_again() -> None:
     store = SwitchableStore()
     cache = _cache(store)
-    checks = 0
-    probe_due = cache.breaker.probe_due
-
-    def counted() -> bool:
-        nonlocal checks
-        checks += 1
-        return probe_due()
-
-    cache.breaker.probe_due = counted  # type: ignore[method-assign]
+    checks = _count_checks(cache)
     cache.start()
     try:
         store.down = True
@@ -140,8 +142,8 @@ async def test_once_delivered_it_sleeps_again() -> None:
         store.down = False
         assert await _until(lambda: not cache.pending)
         await asyncio.sleep(2 * INTERVAL_MS / 1000)  # the iteration that delivered it has ended
-        after_delivery = checks
+        after_delivery = checks.count
         await asyncio.sleep(40 * INTERVAL_MS / 1000)
-        assert checks == after_delivery
+        assert checks.count == after_delivery
     finally:
         await cache.aclose()
