@@ -159,7 +159,7 @@ class Database:
                 registry or CollectorRegistry(),
                 interval=settings.lag_check_interval_seconds,
                 max_lag_seconds=settings.replica_max_lag_seconds,
-                on_driver=not settings.pgbouncer_transaction_pooling,
+                on_driver=self._prepared_on_driver,
             )
             if self.replica_states or dynamic_replicas
             else None

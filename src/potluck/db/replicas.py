@@ -56,8 +56,9 @@ class ReplicaMonitor:
         on_driver: bool = True,
     ) -> None:
         self.primary = primary
-        # Probes on the driver outside a transaction (`_fetch_one`); not behind PgBouncer in transaction mode, where
-        # a statement's prepare and execute must share a transaction (db/engine.py, `_for_reads`).
+        # Probes on asyncpg outside a transaction (`_fetch_one`) where the Database runs reads so
+        # (`Database._prepared_on_driver`): not behind PgBouncer in transaction mode, where a statement's prepare and
+        # execute must share a transaction.
         self.on_driver = on_driver
         self.replicas = replicas
         self.interval = interval
@@ -164,19 +165,17 @@ class ReplicaMonitor:
 
 
 async def _fetch_one(engine: AsyncEngine, sql: str, *, on_driver: bool) -> Any:
-    """The one row of `sql`. `on_driver`: on asyncpg itself, outside a transaction, one round trip once the
-    connection has the statement (through SQLAlchemy a probe was BEGIN, the query, ROLLBACK: three, ~3 ms of CPU a
-    second per process at two probes of three servers a second). Probes are not counted as queries (no cursor
-    events): they are the monitor's, not the application's. A driver probe that fails or is cancelled mid-statement
-    leaves the connection's state unknown: terminated at once (a graceful close could wait seconds on a silent
-    server) and never returned to the pool."""
+    """The one row of `sql`. `on_driver` (asyncpg only): on the driver itself, outside a transaction, one round
+    trip once the connection has the statement (through SQLAlchemy a probe was BEGIN, the query, ROLLBACK: three,
+    ~3 ms of CPU a second per process at two probes of three servers a second). Probes are not counted as queries
+    (no cursor events): they are the monitor's, not the application's. A driver probe that fails or is cancelled
+    mid-statement leaves the connection's state unknown: terminated at once (a graceful close could wait seconds on
+    a silent server) and never returned to the pool."""
     async with engine.connect() as conn:
         if not on_driver:
             return (await conn.exec_driver_sql(sql)).one()
-        raw = await conn.get_raw_connection()
-        driver = raw.driver_connection
-        if driver is None or not hasattr(driver, "fetchrow"):  # not asyncpg
-            return (await conn.exec_driver_sql(sql)).one()
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
         try:
             return await driver.fetchrow(sql)
         except BaseException:
