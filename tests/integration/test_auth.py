@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import httpx
 import jwt
@@ -78,6 +79,54 @@ async def test_password_is_stored_as_argon2id(client: httpx.AsyncClient, api: Ap
         stored = (await conn.execute(select(User.password_hash).where(User.username == "carol"))).scalar_one()
     await engine.dispose()
     assert stored.startswith("$argon2id$")
+
+
+async def test_a_sign_in_stores_a_hash_made_with_other_parameters_again(
+    client: httpx.AsyncClient, api: Api, settings: Any
+) -> None:
+    """`auth.argon2_*` changed since the hash was made (here: made by hand with other costs): the first sign-in that
+    verifies replaces it with one under today's parameters; a wrong password and a current hash change nothing."""
+    import argon2
+    from sqlalchemy import select, update
+
+    from potluck.db.engine import create_engine
+    from potluck.user.models import User
+
+    await api.register("erin", password="erin's own password")
+    engine = create_engine(settings.database_url, settings.database)
+
+    async def stored() -> str:
+        async with engine.connect() as conn:
+            value: str = (await conn.execute(select(User.password_hash).where(User.username == "erin"))).scalar_one()
+        return value
+
+    async def sign_in(password: str) -> int:
+        resp = await client.post("/api/v1/auth/token", data={"username": "erin", "password": password})
+        return resp.status_code
+
+    try:
+        current = await stored()
+        auth = settings.auth
+        today = f"m={auth.argon2_memory_kib},t={auth.argon2_time_cost},p={auth.argon2_parallelism}"
+        assert today in current
+        old = argon2.PasswordHasher(time_cost=2, memory_cost=2048, parallelism=2, type=argon2.Type.ID).hash(
+            "erin's own password"
+        )
+        async with engine.begin() as conn:
+            await conn.execute(update(User).where(User.username == "erin").values(password_hash=old))
+
+        assert await sign_in("not erin's password") == 401
+        assert await stored() == old  # a failed verification rewrites nothing
+
+        assert await sign_in("erin's own password") == 200
+        rehashed = await stored()
+        assert rehashed != old
+        assert today in rehashed
+        assert rehashed.startswith("$argon2id$")
+        assert await sign_in("erin's own password") == 200  # the new hash verifies the same password
+        assert await stored() == rehashed  # and, made with today's parameters, is kept
+    finally:
+        await engine.dispose()
 
 
 async def test_me_requires_a_valid_token(client: httpx.AsyncClient, api: Api) -> None:

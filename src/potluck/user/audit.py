@@ -1,7 +1,8 @@
 """Security events: one structured log line and one counter each (`potluck_security_events_total{event}`).
 
 Events: failed_login, lockout (an attempt refused by a login throttle, or the failure that starts one),
-password_changed, password_reset (by an emailed token), token_reuse (a rotated refresh token presented again: its
+password_changed, password_reset (by an emailed token), password_rehashed (a sign-in stored the password again under
+today's hash parameters), token_reuse (a rotated refresh token presented again: its
 family is revoked), logout, logout_all, account_deleted.
 Every 429 also counts in `potluck_throttle_refusals_total{policy}`. Log lines never carry a password or a token;
 the login a client typed is logged only as a digest, so a password typed into the username field stays out of them.
@@ -24,11 +25,16 @@ EVENTS = (
     "lockout",
     "password_changed",
     "password_reset",
+    "password_rehashed",
     "token_reuse",
     "logout",
     "logout_all",
     "account_deleted",
 )
+
+
+# Logged at INFO: what account owners do every day. The rest (failures, lockouts, reuse) at WARNING.
+_ROUTINE = frozenset({"logout", "password_changed", "password_reset", "password_rehashed"})
 
 
 def login_digest(login: str) -> str:
@@ -62,7 +68,7 @@ class SecurityEvents:
 
     def record(self, event: str, **fields: Any) -> None:
         self.events.labels(event).inc()
-        level = logging.INFO if event in {"logout", "password_changed", "password_reset"} else logging.WARNING
+        level = logging.INFO if event in _ROUTINE else logging.WARNING
         logger.log(level, f"security.{event}", extra={"security_event": event, **fields})
 
     def store_error(self) -> None:

@@ -167,11 +167,15 @@ class UserService:
             self.throttles.register, client, "too many registrations from this address; try again later"
         )
 
-    async def authenticate(self, session: ReadSession, login: str, password: str, client: str) -> User:
+    async def authenticate(self, session: WriteSession, login: str, password: str, client: str) -> User:
         """The user for these credentials; one vague 401 whether the login or the password was wrong.
 
         Throttled per account and per client address (failures only; exponential back-off past the limit), checked
         before the password is hashed, so a locked-out guesser costs no argon2 time.
+
+        A hash made with other parameters than today's (`auth.argon2_*` changed since) is replaced after a
+        successful verification, the one moment the password is known: a change of parameters reaches every
+        account that signs in, not only new passwords (docs/capacity.md).
         """
         user = await UserRepository(session).get_by_login(login)
         account = str(user.id) if user is not None else "login:" + login_digest(login)
@@ -181,6 +185,9 @@ class UserService:
             await self._failed(account, client, login, user.id if user else None)
             raise UnauthorizedError("incorrect login or password")
         await self.throttles.reset(self.throttles.login_account, account)
+        if self.hasher.needs_rehash(user.password_hash):
+            user.password_hash = await self.hasher.hash_async(password)
+            self.audit.record("password_rehashed", user_id=str(user.id))
         return user
 
     def _login_throttles(self, account: str, client: str) -> tuple[tuple[Policy, str], ...]:
