@@ -8,6 +8,7 @@ import httpx
 import jwt
 
 from tests.integration.conftest import Api
+from tests.support.app import container_of, security_events
 
 PROBLEM = "application/problem+json"
 
@@ -118,15 +119,87 @@ async def test_a_sign_in_stores_a_hash_made_with_other_parameters_again(
         assert await sign_in("not erin's password") == 401
         assert await stored() == old  # a failed verification rewrites nothing
 
+        rehashes = security_events(client, "password_rehashed")
         assert await sign_in("erin's own password") == 200
+        assert security_events(client, "password_rehashed") == rehashes + 1
         rehashed = await stored()
         assert rehashed != old
         assert today in rehashed
         assert rehashed.startswith("$argon2id$")
         assert await sign_in("erin's own password") == 200  # the new hash verifies the same password
         assert await stored() == rehashed  # and, made with today's parameters, is kept
+        assert security_events(client, "password_rehashed") == rehashes + 1
     finally:
         await engine.dispose()
+
+
+async def test_a_password_change_while_a_sign_in_verifies_the_old_one_wins(
+    client: httpx.AsyncClient, api: Api, settings: Any
+) -> None:
+    """A sign-in is paused right after it verified the old password (whose hash, made with other parameters, it
+    would also rehash); the password is changed meanwhile (PostgreSQL: committed at once; SQLite: the change waits
+    for the sign-in's write lock). Then the sign-in resumes. Either way the old password must not end up signed in:
+    refused (the hash changed under it), or its session revoked by the change that came after it; and the new
+    password is the one that works (the rehash never writes the old password back)."""
+    import argon2
+    from sqlalchemy import update
+
+    from potluck.db.engine import create_engine
+    from potluck.user.models import User
+    from potluck.user.service import UserService
+
+    user = await api.register("fern", password="fern's first password")
+    engine = create_engine(settings.database_url, settings.database)
+    try:
+        old = argon2.PasswordHasher(time_cost=2, memory_cost=2048, parallelism=2, type=argon2.Type.ID).hash(
+            "fern's first password"
+        )
+        async with engine.begin() as conn:
+            await conn.execute(update(User).where(User.username == "fern").values(password_hash=old))
+    finally:
+        await engine.dispose()
+
+    hasher = container_of(client).get(UserService).hasher
+    reached, resume = asyncio.Event(), asyncio.Event()
+    plain = hasher.verify_async
+
+    async def paused(password_hash: str | None, password: str) -> bool:
+        verified = await plain(password_hash, password)
+        if not reached.is_set():  # the sign-in's; the change's own check of the current password passes through
+            reached.set()
+            await resume.wait()
+        return verified
+
+    hasher.verify_async = paused
+    try:
+        sign_in = asyncio.create_task(
+            client.post("/api/v1/auth/token", data={"username": "fern", "password": "fern's first password"})
+        )
+        await asyncio.wait_for(reached.wait(), 10)
+        change = asyncio.create_task(
+            client.patch(
+                "/api/v1/users/me",
+                json={"password": "fern's second password", "current_password": "fern's first password"},
+                headers=user["headers"],
+            )
+        )
+        await asyncio.wait({change}, timeout=2)  # committed on PostgreSQL; waiting for the lock on SQLite
+        resume.set()
+        raced = await sign_in
+        assert (await change).status_code == 200
+    finally:
+        del hasher.verify_async
+        resume.set()
+
+    if raced.status_code == 200:  # it signed in first: the change revoked its session
+        headers = {"Authorization": f"Bearer {raced.json()['access_token']}"}
+        assert (await client.get("/api/v1/users/me", headers=headers)).status_code == 401
+    else:
+        assert raced.status_code == 401
+    second = await client.post("/api/v1/auth/token", data={"username": "fern", "password": "fern's second password"})
+    first = await client.post("/api/v1/auth/token", data={"username": "fern", "password": "fern's first password"})
+    assert second.status_code == 200
+    assert first.status_code == 401
 
 
 async def test_me_requires_a_valid_token(client: httpx.AsyncClient, api: Api) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from potluck.config import Settings
 from tests.integration.conftest import Api, running_app
-from tests.support.app import container_of
+from tests.support.app import security_events
 from tests.support.eventually import eventually
 
 PROBLEM = "application/problem+json"
@@ -30,11 +30,6 @@ async def _sign_in(client: httpx.AsyncClient, username: str, password: str = "co
     resp = await client.post("/api/v1/auth/token", data={"username": username, "password": password})
     assert resp.status_code == 200, resp.text
     return resp.json()
-
-
-def _security_events(client: httpx.AsyncClient, event: str) -> float:
-    value = container_of(client).registry.get_sample_value("potluck_security_events_total", {"event": event})
-    return float(value or 0)
 
 
 async def test_every_refresh_rotates_and_a_used_token_no_longer_works(client: httpx.AsyncClient, api: Api) -> None:
@@ -57,13 +52,13 @@ async def test_reusing_a_rotated_refresh_token_revokes_the_whole_family(
     user = await api.register()
     stolen = user["tokens"]["refresh_token"]
     legit = (await _refresh(client, stolen)).json()
-    before = _security_events(client, "token_reuse")
+    before = security_events(client, "token_reuse")
 
     reuse = await _refresh(client, stolen)
 
     assert reuse.status_code == 401
     assert reuse.headers["content-type"] == PROBLEM
-    assert _security_events(client, "token_reuse") == before + 1
+    assert security_events(client, "token_reuse") == before + 1
     assert any(r.getMessage() == "security.token_reuse" for r in caplog.records)
     # The family is gone: the legitimate holder's newest refresh token and its access token are refused too.
     assert (await _refresh(client, legit["refresh_token"])).status_code == 401
@@ -97,14 +92,14 @@ async def test_logout_ends_this_session_only(client: httpx.AsyncClient, api: Api
 async def test_logout_all_ends_every_session(client: httpx.AsyncClient, api: Api) -> None:
     user = await api.register()
     other = await _sign_in(client, user["username"])
-    before = _security_events(client, "logout_all")
+    before = security_events(client, "logout_all")
 
     assert (await client.post("/api/v1/auth/logout-all", headers=_bearer(other))).status_code == 204
 
     for pair in (user["tokens"], other):
         assert (await client.get("/api/v1/users/me", headers=_bearer(pair))).status_code == 401
         assert (await _refresh(client, pair["refresh_token"])).status_code == 401
-    assert _security_events(client, "logout_all") == before + 1
+    assert security_events(client, "logout_all") == before + 1
 
 
 async def test_password_change_needs_the_current_password(client: httpx.AsyncClient, api: Api) -> None:
@@ -126,7 +121,7 @@ async def test_password_change_needs_the_current_password(client: httpx.AsyncCli
 async def test_password_change_revokes_every_other_session(client: httpx.AsyncClient, api: Api) -> None:
     user = await api.register(password="first password")
     other = await _sign_in(client, user["username"], "first password")
-    before = _security_events(client, "password_changed")
+    before = security_events(client, "password_changed")
 
     resp = await client.patch(
         "/api/v1/users/me",
@@ -135,7 +130,7 @@ async def test_password_change_revokes_every_other_session(client: httpx.AsyncCl
     )
 
     assert resp.status_code == 200
-    assert _security_events(client, "password_changed") == before + 1
+    assert security_events(client, "password_changed") == before + 1
     # The other session's access and refresh tokens stop working at once; the changing session keeps going.
     assert (await client.get("/api/v1/users/me", headers=_bearer(other))).status_code == 401
     assert (await _refresh(client, other["refresh_token"])).status_code == 401

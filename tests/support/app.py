@@ -34,3 +34,9 @@ def app_of(client: httpx.AsyncClient) -> FastAPI:
 def container_of(client: httpx.AsyncClient) -> Any:
     """The app's composition root (what bootstrap built), as the app's routes see it."""
     return app_of(client).state.container
+
+
+def security_events(client: httpx.AsyncClient, event: str) -> float:
+    """How many `event`s the app's security audit has counted (`potluck_security_events_total{event}`)."""
+    value = container_of(client).registry.get_sample_value("potluck_security_events_total", {"event": event})
+    return float(value or 0)

@@ -70,6 +70,26 @@ class UserRepository(Generic[AnySession]):
         followees = select(Follow.followee_id).where(Follow.follower_id == user_id)
         return list((await self.session.execute(followers.union(followees))).scalars().all())
 
+    async def lock_password_hash(self: UserRepository[WriteSession], user_id: uuid.UUID) -> str | None:
+        """The account's password hash as committed now, its row locked until the transaction ends (PostgreSQL; a
+        SQLite writer holds the database's write lock already): a password change or reset waits for it."""
+        stmt = select(User.password_hash).where(User.id == user_id).with_for_update()
+        return (await self.session.execute(stmt)).scalar_one_or_none()
+
+    async def replace_password_hash(
+        self: UserRepository[WriteSession], user_id: uuid.UUID, old_hash: str, new_hash: str
+    ) -> bool:
+        """Store `new_hash` only if the account still has `old_hash`: a rehash at sign-in (the same password under
+        other parameters) must never undo a password change or reset that committed since it read the hash.
+        Whether it was stored."""
+        stmt = (
+            update(User)
+            .where(User.id == user_id, User.password_hash == old_hash)
+            .values(password_hash=new_hash)
+            .execution_options(synchronize_session=False)
+        )
+        return rowcount(await self.session.execute(stmt)) == 1
+
     async def delete(self: UserRepository[WriteSession], user_id: uuid.UUID) -> None:
         """The account row; its follows, sessions, tokens and notifications go with it (ON DELETE CASCADE)."""
         await self.session.execute(delete(User).where(User.id == user_id))

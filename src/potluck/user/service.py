@@ -173,9 +173,13 @@ class UserService:
         Throttled per account and per client address (failures only; exponential back-off past the limit), checked
         before the password is hashed, so a locked-out guesser costs no argon2 time.
 
+        The hash is verified off the database, then read again under a row lock: a password change or reset that
+        committed meanwhile makes it a 401 (the old password no longer signs in), and one that comes later waits for
+        this sign-in and then revokes its session with the others.
+
         A hash made with other parameters than today's (`auth.argon2_*` changed since) is replaced after a
         successful verification, the one moment the password is known: a change of parameters reaches every
-        account that signs in, not only new passwords (docs/capacity.md).
+        account that signs in, not only new passwords (docs/security.md).
         """
         user = await UserRepository(session).get_by_login(login)
         account = str(user.id) if user is not None else "login:" + login_digest(login)
@@ -184,10 +188,14 @@ class UserService:
         if not ok or user is None:
             await self._failed(account, client, login, user.id if user else None)
             raise UnauthorizedError("incorrect login or password")
+        repo = UserRepository(session)
+        if await repo.lock_password_hash(user.id) != user.password_hash:
+            raise UnauthorizedError("incorrect login or password")  # changed since it was verified
         await self.throttles.reset(self.throttles.login_account, account)
         if self.hasher.needs_rehash(user.password_hash):
-            user.password_hash = await self.hasher.hash_async(password)
-            self.audit.record("password_rehashed", user_id=str(user.id))
+            rehashed = await self.hasher.hash_async(password)
+            if await repo.replace_password_hash(user.id, user.password_hash, rehashed):
+                self.audit.record("password_rehashed", user_id=str(user.id))
         return user
 
     def _login_throttles(self, account: str, client: str) -> tuple[tuple[Policy, str], ...]:
