@@ -29,6 +29,7 @@ from potluck_ops.ports import pick_free_ports
 from potluck_ops.postgres import CLUSTER_TOOLS, PG
 from potluck_ops.processes import pid_alive
 from tests.harness._util import default_parent_dir
+from tests.support.eventually import eventually_sync
 
 UP_TIMEOUT = 300
 REPLICA_READ_TIMEOUT = 15
@@ -64,13 +65,23 @@ def _explain(what: str, state_dir: Path, *, result: subprocess.CompletedProcess[
 
 
 def _upstreams(state_dir: Path, targets: Sequence[str]) -> list[str]:
-    """The API process (`upstream=` in nginx's access log) that answered each request target, in order."""
-    found: dict[str, str] = {}
-    for line in (state_dir / "nginx" / "access.log").read_text().splitlines():
-        match = re.search(r'"GET (\S+) HTTP/[0-9.]+" .* upstream=(\S+)', line)
-        if match and match.group(1) in targets:
-            found[match.group(1)] = match.group(2)
-    return [found.get(target, "?") for target in targets]
+    """The API process (`upstream=` in nginx's access log) that answered each request target, in order. nginx
+    writes a request's line after its response has gone out, so the last one may not be there yet: read again
+    for a few seconds."""
+
+    def read() -> list[str]:
+        found: dict[str, str] = {}
+        for line in (state_dir / "nginx" / "access.log").read_text().splitlines():
+            match = re.search(r'"GET (\S+) HTTP/[0-9.]+" .* upstream=(\S+)', line)
+            if match and match.group(1) in targets:
+                found[match.group(1)] = match.group(2)
+        return [found.get(target, "?") for target in targets]
+
+    def complete() -> list[str] | None:
+        upstreams = read()
+        return None if "?" in upstreams else upstreams
+
+    return eventually_sync(complete, 5, message=lambda: f"nginx's access log names no upstream for some of {read()}")
 
 
 def _expect(response: httpx.Response, status: int, state_dir: Path) -> httpx.Response:
