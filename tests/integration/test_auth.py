@@ -68,18 +68,44 @@ async def test_wrong_username_and_wrong_password_are_indistinguishable(client: h
     assert user["id"]
 
 
-async def test_password_is_stored_as_argon2id(client: httpx.AsyncClient, api: Api, settings: object) -> None:
+async def _stored_hash(settings: Any, username: str) -> str:
+    """The account's password hash as the database holds it."""
     from sqlalchemy import select
 
     from potluck.db.engine import create_engine
     from potluck.user.models import User
 
+    engine = create_engine(settings.database_url, settings.database)
+    try:
+        async with engine.connect() as conn:
+            stored: str = (await conn.execute(select(User.password_hash).where(User.username == username))).scalar_one()
+    finally:
+        await engine.dispose()
+    return stored
+
+
+async def _hash_with_other_costs(settings: Any, username: str, password: str) -> str:
+    """Store a hash of `password` made with costs other than the settings' (as if `auth.argon2_*` had changed
+    since), and return it."""
+    import argon2
+    from sqlalchemy import update
+
+    from potluck.db.engine import create_engine
+    from potluck.user.models import User
+
+    other = argon2.PasswordHasher(time_cost=2, memory_cost=2048, parallelism=2, type=argon2.Type.ID).hash(password)
+    engine = create_engine(settings.database_url, settings.database)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(update(User).where(User.username == username).values(password_hash=other))
+    finally:
+        await engine.dispose()
+    return other
+
+
+async def test_password_is_stored_as_argon2id(client: httpx.AsyncClient, api: Api, settings: object) -> None:
     await api.register("carol")
-    engine = create_engine(settings.database_url, settings.database)  # type: ignore[attr-defined]
-    async with engine.connect() as conn:
-        stored = (await conn.execute(select(User.password_hash).where(User.username == "carol"))).scalar_one()
-    await engine.dispose()
-    assert stored.startswith("$argon2id$")
+    assert (await _stored_hash(settings, "carol")).startswith("$argon2id$")
 
 
 async def test_a_sign_in_stores_a_hash_made_with_other_parameters_again(
@@ -87,50 +113,30 @@ async def test_a_sign_in_stores_a_hash_made_with_other_parameters_again(
 ) -> None:
     """`auth.argon2_*` changed since the hash was made (here: made by hand with other costs): the first sign-in that
     verifies replaces it with one under today's parameters; a wrong password and a current hash change nothing."""
-    import argon2
-    from sqlalchemy import select, update
-
-    from potluck.db.engine import create_engine
-    from potluck.user.models import User
-
-    await api.register("erin", password="erin's own password")
-    engine = create_engine(settings.database_url, settings.database)
-
-    async def stored() -> str:
-        async with engine.connect() as conn:
-            value: str = (await conn.execute(select(User.password_hash).where(User.username == "erin"))).scalar_one()
-        return value
 
     async def sign_in(password: str) -> int:
         resp = await client.post("/api/v1/auth/token", data={"username": "erin", "password": password})
         return resp.status_code
 
-    try:
-        current = await stored()
-        auth = settings.auth
-        today = f"m={auth.argon2_memory_kib},t={auth.argon2_time_cost},p={auth.argon2_parallelism}"
-        assert today in current
-        old = argon2.PasswordHasher(time_cost=2, memory_cost=2048, parallelism=2, type=argon2.Type.ID).hash(
-            "erin's own password"
-        )
-        async with engine.begin() as conn:
-            await conn.execute(update(User).where(User.username == "erin").values(password_hash=old))
+    await api.register("erin", password="erin's own password")
+    auth = settings.auth
+    today = f"m={auth.argon2_memory_kib},t={auth.argon2_time_cost},p={auth.argon2_parallelism}"
+    assert today in await _stored_hash(settings, "erin")
+    old = await _hash_with_other_costs(settings, "erin", "erin's own password")
 
-        assert await sign_in("not erin's password") == 401
-        assert await stored() == old  # a failed verification rewrites nothing
+    assert await sign_in("not erin's password") == 401
+    assert await _stored_hash(settings, "erin") == old  # a failed verification rewrites nothing
 
-        rehashes = security_events(client, "password_rehashed")
-        assert await sign_in("erin's own password") == 200
-        assert security_events(client, "password_rehashed") == rehashes + 1
-        rehashed = await stored()
-        assert rehashed != old
-        assert today in rehashed
-        assert rehashed.startswith("$argon2id$")
-        assert await sign_in("erin's own password") == 200  # the new hash verifies the same password
-        assert await stored() == rehashed  # and, made with today's parameters, is kept
-        assert security_events(client, "password_rehashed") == rehashes + 1
-    finally:
-        await engine.dispose()
+    rehashes = security_events(client, "password_rehashed")
+    assert await sign_in("erin's own password") == 200
+    assert security_events(client, "password_rehashed") == rehashes + 1
+    rehashed = await _stored_hash(settings, "erin")
+    assert rehashed != old
+    assert today in rehashed
+    assert rehashed.startswith("$argon2id$")
+    assert await sign_in("erin's own password") == 200  # the new hash verifies the same password
+    assert await _stored_hash(settings, "erin") == rehashed  # and, made with today's parameters, is kept
+    assert security_events(client, "password_rehashed") == rehashes + 1
 
 
 async def test_a_password_change_while_a_sign_in_verifies_the_old_one_wins(
@@ -141,23 +147,10 @@ async def test_a_password_change_while_a_sign_in_verifies_the_old_one_wins(
     for the sign-in's write lock). Then the sign-in resumes. Either way the old password must not end up signed in:
     refused (the hash changed under it), or its session revoked by the change that came after it; and the new
     password is the one that works (the rehash never writes the old password back)."""
-    import argon2
-    from sqlalchemy import update
-
-    from potluck.db.engine import create_engine
-    from potluck.user.models import User
     from potluck.user.service import UserService
 
     user = await api.register("fern", password="fern's first password")
-    engine = create_engine(settings.database_url, settings.database)
-    try:
-        old = argon2.PasswordHasher(time_cost=2, memory_cost=2048, parallelism=2, type=argon2.Type.ID).hash(
-            "fern's first password"
-        )
-        async with engine.begin() as conn:
-            await conn.execute(update(User).where(User.username == "fern").values(password_hash=old))
-    finally:
-        await engine.dispose()
+    await _hash_with_other_costs(settings, "fern", "fern's first password")
 
     hasher = container_of(client).get(UserService).hasher
     reached, resume = asyncio.Event(), asyncio.Event()

@@ -181,14 +181,14 @@ class UserService:
         successful verification, the one moment the password is known: a change of parameters reaches every
         account that signs in, not only new passwords (docs/security.md).
         """
-        user = await UserRepository(session).get_by_login(login)
+        repo = UserRepository(session)
+        user = await repo.get_by_login(login)
         account = str(user.id) if user is not None else "login:" + login_digest(login)
         await self._refuse_if_locked(account, client, login)
         ok = await self.hasher.verify_async(user.password_hash if user else None, password)
         if not ok or user is None:
             await self._failed(account, client, login, user.id if user else None)
             raise UnauthorizedError("incorrect login or password")
-        repo = UserRepository(session)
         if await repo.lock_password_hash(user.id) != user.password_hash:
             raise UnauthorizedError("incorrect login or password")  # changed since it was verified
         await self.throttles.reset(self.throttles.login_account, account)
